@@ -1,0 +1,20 @@
+#!/bin/sh
+# scripts/deps.sh — install the Debian packages peftlua builds and tests with (Debian 12).
+# Skips everything already installed; uses sudo when not root. PEFT_NO_DEPS=1 skips.
+set -e
+[ -n "$PEFT_NO_DEPS" ] && exit 0
+PKGS="build-essential pkg-config liblua5.4-dev libopenblas-dev libcjson-dev libgd-dev libcmocka-dev
+libreadline-dev fonts-dejavu-core python3 python3-pip unzip chromium"
+if [ "$(uname -s)" = Darwin ]; then
+  echo "deps: on macOS install with Homebrew: brew install lua openblas cjson gd cmocka readline pkg-config" >&2
+  exit 0
+fi
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+echo "deps: installing$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,343 @@
+/* main.c — the peftlua host: a lua.c-style driver.
+ *
+ *   peftlua script.lua [args...]   run a recipe (arg table as in lua.c)
+ *   peftlua -e CODE [...]          run CODE (may be repeated, combined with a script)
+ *   peftlua [-i]                   interactive REPL (readline, history), every peft.* loaded
+ *
+ * Every chunk runs under lua_pcall with a traceback handler; an error prints the traceback and
+ * the exit status is 1. Ctrl-C sets a hook that raises "interrupted" at the next safe point in
+ * Lua and asks engine loops to unwind (pl_interrupt_request); a second Ctrl-C while no chunk is
+ * running exits. The Lua files are found next to the binary (../share/peftlua/lua when
+ * installed) or in the source tree the binary was built from, so no LUA_PATH is needed.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#if defined(__APPLE__)
+#include <mach-o/dyld.h>
+#endif
+#include <readline/readline.h>
+#include <readline/history.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "peftlua/status.h"
+
+#define PL_MODULE(n) int luaopen_peft_##n(lua_State *L);
+#include "pl_modules.h"
+#undef PL_MODULE
+
+struct pl_cmodule { const char *name; lua_CFunction open; };
+static const struct pl_cmodule pl_cmodules[] = {
+#define PL_MODULE(n) { #n, luaopen_peft_##n },
+#include "pl_modules.h"
+#undef PL_MODULE
+    { NULL, NULL }
+};
+
+static lua_State *pl_globalL;
+static const char *pl_progname = "peftlua";
+static char pl_luadir[PATH_MAX + 64];
+
+/* ---- interruption (as lua.c: the hook is set from the signal handler) ---- */
+static void pl_lstop(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted!");
+}
+
+static void pl_laction(int sig)
+{
+    signal(sig, SIG_DFL); /* a second Ctrl-C while this one is pending kills the process */
+    pl_interrupt_request();
+    lua_sethook(pl_globalL, pl_lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static int pl_msghandler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static int pl_docall(lua_State *L, int narg, int nres)
+{
+    int base = lua_gettop(L) - narg;
+    lua_pushcfunction(L, pl_msghandler);
+    lua_insert(L, base);
+    pl_globalL = L;
+    pl_interrupt_clear();
+    signal(SIGINT, pl_laction);
+    int status = lua_pcall(L, narg, nres, base);
+    signal(SIGINT, SIG_DFL);
+    lua_remove(L, base);
+    return status;
+}
+
+static int pl_report(lua_State *L, int status)
+{
+    if (status != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        fprintf(stderr, "%s: %s\n", pl_progname, msg ? msg : "(error)");
+        fflush(stderr);
+        lua_pop(L, 1);
+    }
+    return status;
+}
+
+/* ---- locating the Lua layer ---- */
+static int pl_isdir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static void pl_find_luadir(void)
+{
+    const char *env = getenv("PEFTLUA_LUA_DIR");
+    if (env && *env) { snprintf(pl_luadir, sizeof pl_luadir, "%s", env); return; }
+    char exe[PATH_MAX] = "";
+#if defined(__APPLE__)
+    uint32_t sz = sizeof exe;
+    if (_NSGetExecutablePath(exe, &sz) != 0) exe[0] = 0;
+#else
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+#endif
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+        *slash = 0;
+        char cand[PATH_MAX + 64];
+        snprintf(cand, sizeof cand, "%s/../share/peftlua/lua", exe);
+        if (pl_isdir(cand)) { snprintf(pl_luadir, sizeof pl_luadir, "%s", cand); return; }
+    }
+    if (pl_isdir(PL_LUA_DIR)) { snprintf(pl_luadir, sizeof pl_luadir, "%s", PL_LUA_DIR); return; }
+    snprintf(pl_luadir, sizeof pl_luadir, "%s/lua", PL_SHARE_DIR);
+}
+
+/* package.preload["peft.<name>"]: open the C module, then let lua/peft/<name>.lua (if any)
+ * extend it; that file receives the C table as its first argument and returns the module. */
+static int pl_load_cmodule(lua_State *L)
+{
+    lua_CFunction open = (lua_CFunction)lua_tocfunction(L, lua_upvalueindex(1));
+    const char *name = lua_tostring(L, lua_upvalueindex(2));
+    lua_pushcfunction(L, open);
+    lua_call(L, 0, 1);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/peft/%s.lua", pl_luadir, name);
+    if (access(path, R_OK) == 0) {
+        if (luaL_loadfile(L, path) != LUA_OK) return lua_error(L);
+        lua_pushvalue(L, -2);
+        lua_call(L, 1, 1);
+        if (lua_isnil(L, -1)) lua_pop(L, 1);
+        else lua_remove(L, -2);
+    }
+    return 1;
+}
+
+static void pl_setup(lua_State *L)
+{
+    luaL_openlibs(L);
+    pl_find_luadir();
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", pl_luadir, pl_luadir);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+    lua_getfield(L, -1, "preload");
+    for (const struct pl_cmodule *m = pl_cmodules; m->name; m++) {
+        lua_pushfstring(L, "peft.%s", m->name);
+        lua_pushcfunction(L, m->open);
+        lua_pushstring(L, m->name);
+        lua_pushcclosure(L, pl_load_cmodule, 2);
+        lua_settable(L, -3);
+    }
+    lua_pop(L, 2);
+    /* list of C modules for peft/init.lua */
+    lua_newtable(L);
+    int i = 1;
+    for (const struct pl_cmodule *m = pl_cmodules; m->name; m++) {
+        lua_pushstring(L, m->name);
+        lua_rawseti(L, -2, i++);
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, "peft.cmodules");
+    lua_pushstring(L, pl_luadir);
+    lua_setglobal(L, "PEFTLUA_LUA_DIR");
+}
+
+/* ---- REPL (lua.c's logic: try "return <line>", else accumulate incomplete statements) ---- */
+static int pl_incomplete(lua_State *L, int status)
+{
+    if (status == LUA_ERRSYNTAX) {
+        size_t lmsg;
+        const char *msg = lua_tolstring(L, -1, &lmsg);
+        if (lmsg >= 5 && strcmp(msg + lmsg - 5, "<eof>") == 0) { lua_pop(L, 1); return 1; }
+    }
+    return 0;
+}
+
+static char *pl_readline(int tty, const char *prompt)
+{
+    if (tty) return readline(prompt);
+    static char buf[1 << 16];
+    fputs(prompt, stdout);
+    fflush(stdout);
+    if (!fgets(buf, sizeof buf, stdin)) return NULL;
+    size_t n = strlen(buf);
+    if (n && buf[n - 1] == '\n') buf[n - 1] = 0;
+    return strdup(buf);
+}
+
+static void pl_repl(lua_State *L)
+{
+    int tty = isatty(0);
+    char histfile[PATH_MAX] = "";
+    const char *home = getenv("HOME");
+    if (tty && home) {
+        snprintf(histfile, sizeof histfile, "%s/.peftlua_history", home);
+        read_history(histfile);
+    }
+    if (tty) printf("peftlua — Lua %s.%s with peft.* loaded. Ctrl-C interrupts, Ctrl-D exits.\n", LUA_VERSION_MAJOR, LUA_VERSION_MINOR);
+    for (;;) {
+        char *line = pl_readline(tty, "> ");
+        if (!line) break;
+        if (tty && *line) add_history(line);
+        /* try as an expression first */
+        lua_pushfstring(L, "return %s", line);
+        int status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=stdin");
+        lua_remove(L, -2);
+        if (status != LUA_OK) {
+            lua_pop(L, 1);
+            lua_pushstring(L, line);
+            for (;;) {
+                size_t len;
+                const char *code = lua_tolstring(L, -1, &len);
+                status = luaL_loadbuffer(L, code, len, "=stdin");
+                if (!pl_incomplete(L, status)) break;
+                char *more = pl_readline(tty, ">> ");
+                if (!more) break;
+                if (tty && *more) add_history(more);
+                lua_pushliteral(L, "\n");
+                lua_pushstring(L, more);
+                lua_concat(L, 3);
+                free(more);
+            }
+            lua_remove(L, -2);
+        }
+        free(line);
+        if (status == LUA_OK) {
+            int base = lua_gettop(L);
+            status = pl_docall(L, 0, LUA_MULTRET);
+            if (status == LUA_OK) {
+                int n = lua_gettop(L) - base + 1;
+                if (n > 0) {
+                    lua_getglobal(L, "print");
+                    lua_insert(L, -(n + 1));
+                    if (lua_pcall(L, n, 0, 0) != LUA_OK) pl_report(L, LUA_ERRRUN);
+                }
+                continue;
+            }
+        }
+        pl_report(L, status);
+    }
+    if (tty) { putchar('\n'); if (*histfile) write_history(histfile); }
+}
+
+static void pl_usage(void)
+{
+    fprintf(stderr,
+            "usage: %s [options] [script [args]]\n"
+            "  -e code   run code\n"
+            "  -i        enter the REPL after running script/-e\n"
+            "  -v        show version\n"
+            "  -h        this help\n"
+            "With no script, starts the REPL with every peft.* module loaded.\n", pl_progname);
+}
+
+static int pl_dochunk(lua_State *L, int status)
+{
+    if (status == LUA_OK) status = pl_docall(L, 0, 0);
+    return pl_report(L, status);
+}
+
+static int pl_pmain(lua_State *L)
+{
+    int argc = (int)lua_tointeger(L, 1);
+    char **argv = (char **)lua_touserdata(L, 2);
+    int interactive = 0, ran = 0, script = 0;
+    pl_setup(L);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-e") == 0) {
+            if (++i >= argc) { pl_usage(); lua_pushboolean(L, 0); return 1; }
+        } else if (strcmp(argv[i], "-i") == 0) interactive = 1;
+        else if (strcmp(argv[i], "-v") == 0) { printf("peftlua %s (Lua %s.%s)\n", "0.1.0", LUA_VERSION_MAJOR, LUA_VERSION_MINOR); ran = 1; }
+        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) { pl_usage(); lua_pushboolean(L, 1); return 1; }
+        else if (strcmp(argv[i], "--") == 0) { if (i + 1 < argc) script = i + 1; break; }
+        else if (argv[i][0] == '-' && argv[i][1]) { fprintf(stderr, "%s: unknown option '%s'\n", pl_progname, argv[i]); pl_usage(); lua_pushboolean(L, 0); return 1; }
+        else { script = i; break; }
+    }
+    /* arg table: arg[0] = script, arg[1..] its arguments, negatives the interpreter's */
+    lua_createtable(L, argc, 1);
+    int base = script ? script : argc;
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - base);
+    }
+    lua_setglobal(L, "arg");
+    /* peft global with every module */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "peft");
+    if (pl_report(L, pl_docall(L, 1, 1)) != LUA_OK) { lua_pushboolean(L, 0); return 1; }
+    lua_setglobal(L, "peft");
+    for (int i = 1; i < (script ? script : argc); i++) {
+        if (strcmp(argv[i], "-e") == 0) {
+            i++;
+            if (pl_dochunk(L, luaL_loadbuffer(L, argv[i], strlen(argv[i]), "=(command line)")) != LUA_OK) { lua_pushboolean(L, 0); return 1; }
+            ran = 1;
+        }
+    }
+    if (script) {
+        const char *fname = argv[script];
+        if (strcmp(fname, "-") == 0) fname = NULL;
+        int status = luaL_loadfile(L, fname);
+        if (status == LUA_OK) {
+            int n = argc - script - 1;
+            luaL_checkstack(L, n + 3, "too many arguments to script");
+            for (int i = 0; i < n; i++) lua_pushstring(L, argv[script + 1 + i]);
+            status = pl_docall(L, n, 0);
+        }
+        if (pl_report(L, status) != LUA_OK) { lua_pushboolean(L, 0); return 1; }
+        ran = 1;
+    }
+    if (interactive || !ran) pl_repl(L);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argv[0] && argv[0][0]) {
+        const char *b = strrchr(argv[0], '/');
+        pl_progname = b ? b + 1 : argv[0];
+    }
+    lua_State *L = luaL_newstate();
+    if (!L) { fprintf(stderr, "%s: cannot create Lua state\n", pl_progname); return 1; }
+    lua_pushcfunction(L, pl_pmain);
+    lua_pushinteger(L, argc);
+    lua_pushlightuserdata(L, argv);
+    int status = lua_pcall(L, 2, 1, 0);
+    int ok = lua_toboolean(L, -1);
+    pl_report(L, status);
+    lua_close(L);
+    return (status == LUA_OK && ok) ? 0 : 1;
+}
