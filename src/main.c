@@ -133,7 +133,7 @@ static int pl_load_cmodule(lua_State *L)
     const char *name = lua_tostring(L, lua_upvalueindex(2));
     lua_pushcfunction(L, open);
     lua_call(L, 0, 1);
-    char path[PATH_MAX + 64];
+    char path[2 * PATH_MAX];
     snprintf(path, sizeof path, "%s/peft/%s.lua", pl_luadir, name);
     if (access(path, R_OK) == 0) {
         if (luaL_loadfile(L, path) != LUA_OK) return lua_error(L);

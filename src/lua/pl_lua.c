@@ -1,0 +1,77 @@
+/* pl_lua.c — option-table helpers shared by the bindings (see pl_lua.h). */
+#include <string.h>
+#include "pl_lua.h"
+
+int pl_lua_error(lua_State *L)
+{
+    return luaL_error(L, "%s", pl_last_error());
+}
+
+void pl_lua_check_options(lua_State *L, int idx, const char *const allowed[], const char *what)
+{
+    if (lua_isnoneornil(L, idx)) return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: option keys must be strings", what);
+        const char *k = lua_tostring(L, -1);
+        int ok = 0;
+        for (int i = 0; allowed[i]; i++)
+            if (strcmp(allowed[i], k) == 0) { ok = 1; break; }
+        if (!ok) luaL_error(L, "%s: unknown option '%s'", what, k);
+    }
+}
+
+static int pl_lua_field(lua_State *L, int idx, const char *key)
+{
+    if (lua_isnoneornil(L, idx)) return LUA_TNIL;
+    return lua_getfield(L, idx, key);
+}
+
+lua_Integer pl_lua_opt_int(lua_State *L, int idx, const char *key, lua_Integer dflt)
+{
+    idx = lua_absindex(L, idx);
+    int t = pl_lua_field(L, idx, key);
+    if (t == LUA_TNIL) { if (!lua_isnoneornil(L, idx)) lua_pop(L, 1); return dflt; }
+    int isint = 0;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    if (!isint) luaL_error(L, "option '%s' must be an integer", key);
+    lua_pop(L, 1);
+    return v;
+}
+
+lua_Number pl_lua_opt_num(lua_State *L, int idx, const char *key, lua_Number dflt)
+{
+    idx = lua_absindex(L, idx);
+    int t = pl_lua_field(L, idx, key);
+    if (t == LUA_TNIL) { if (!lua_isnoneornil(L, idx)) lua_pop(L, 1); return dflt; }
+    if (t != LUA_TNUMBER) luaL_error(L, "option '%s' must be a number", key);
+    lua_Number v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+int pl_lua_opt_bool(lua_State *L, int idx, const char *key, int dflt)
+{
+    idx = lua_absindex(L, idx);
+    int t = pl_lua_field(L, idx, key);
+    if (t == LUA_TNIL) { if (!lua_isnoneornil(L, idx)) lua_pop(L, 1); return dflt; }
+    if (t != LUA_TBOOLEAN) luaL_error(L, "option '%s' must be a boolean", key);
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* The returned string stays valid while the options table holds it. */
+const char *pl_lua_opt_str(lua_State *L, int idx, const char *key, const char *dflt)
+{
+    idx = lua_absindex(L, idx);
+    int t = pl_lua_field(L, idx, key);
+    if (t == LUA_TNIL) { if (!lua_isnoneornil(L, idx)) lua_pop(L, 1); return dflt; }
+    if (t != LUA_TSTRING) luaL_error(L, "option '%s' must be a string", key);
+    const char *v = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return v;
+}

@@ -1,0 +1,36 @@
+/* pl_lua.h — helpers shared by the binding files (src/lua/l_*.c); not a Lua module itself.
+ *
+ * Tensors cross module boundaries (peft.model returns logits, peft.train takes parameters), so
+ * the "peft.Tensor" userdata is created and checked only through these functions, which
+ * l_tensor.c implements.
+ */
+#ifndef PEFTLUA_PL_LUA_H
+#define PEFTLUA_PL_LUA_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include "peftlua/tensor.h"
+
+#define PL_TENSOR_MT "peft.Tensor"
+
+/* Push t as a peft.Tensor; takes over the caller's reference (on failure t is released and a
+ * Lua error raised). */
+void pl_lua_push_tensor(lua_State *L, struct pl_tensor *t);
+/* The tensor at idx (raises if not a live peft.Tensor). Borrowed reference. */
+struct pl_tensor *pl_lua_check_tensor(lua_State *L, int idx);
+struct pl_tensor *pl_lua_test_tensor(lua_State *L, int idx);   /* NULL if not a tensor */
+
+/* Raise the engine's last error as a Lua error (never as a format string). */
+int pl_lua_error(lua_State *L);
+
+/* Check that every key of the options table at idx is in allowed (NULL-terminated); raises
+ * "<what>: unknown option 'key'" otherwise. A nil/none idx is accepted. */
+void pl_lua_check_options(lua_State *L, int idx, const char *const allowed[], const char *what);
+
+/* Option getters (table at idx may be nil): value or dflt; raise on wrong type. */
+lua_Integer pl_lua_opt_int(lua_State *L, int idx, const char *key, lua_Integer dflt);
+lua_Number  pl_lua_opt_num(lua_State *L, int idx, const char *key, lua_Number dflt);
+int         pl_lua_opt_bool(lua_State *L, int idx, const char *key, int dflt);
+const char *pl_lua_opt_str(lua_State *L, int idx, const char *key, const char *dflt);
+
+#endif
