@@ -26,6 +26,7 @@ function T.raises(fn, pattern, msg)
 end
 -- project paths
 local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/tests/lua/") or "."
+do local p = io.popen("cd '" .. here .. "' && pwd"); here = p:read("l") or here; p:close() end
 T.root = here
 T.shared = os.getenv("PEFT_SHARED") or (here .. "/../shared")
 T.host = os.getenv("PEFT_HOST") or (here .. "/build/peftlua")
