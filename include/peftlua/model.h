@@ -1,0 +1,225 @@
+/* model.h — Llama-family language models: configuration, named weights, forward, generation.
+ *
+ * Owner: model (src/model.c loaders and card, src/llama.c forward, src/generate.c sampling).
+ *
+ * A struct pl_model holds a configuration and its weights as named struct pl_tensor
+ * parameters (HF names, e.g. "model.layers.0.self_attn.q_proj.weight"), loaded from
+ *   - GGUF v2/v3 (architectures "llama" and "qwen2"; tensors used in place from the mapping),
+ *   - llama2.c legacy .bin + tokenizer.bin (a negative vocab_size means an unshared classifier),
+ *   - safetensors + HF config.json + tokenizer.json (a directory or a .safetensors path).
+ * Weights keep their file dtype (f32, f16, q4_1, ...); the forward dequantises panels.
+ *
+ * Worked example:
+ *     struct pl_model *m;
+ *     if (pl_model_load(&m, "model.gguf", NULL) != PL_OK) puts(pl_last_error());
+ *     struct pl_llama_ctx *c = pl_llama_ctx_new(m, 2, 16, 0);      // batch 2, up to 16 tokens
+ *     pl_llama_forward(c, ids, 2, 16, 0);                          // c->logits: [2,16,vocab]
+ *     pl_llama_ctx_free(c); pl_model_free(m);
+ *
+ * Training (LoRA / full fine-tuning) builds on this:
+ *   - pl_model_param() enumerates every weight by name and returns the slot (struct
+ *     pl_tensor **) so a trainer can replace it with a trainable f32 copy;
+ *   - model->linear_hook, when set, is called after every projection (q..down) with the
+ *     projection's input and output rows, so an adapter can add x A^T B^T * scale;
+ *   - a context made with PL_LLAMA_SAVE keeps every layer's activations (llm.c style) for a
+ *     backward pass; without it one layer's buffers are reused.
+ */
+#ifndef PEFTLUA_MODEL_H
+#define PEFTLUA_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "peftlua/status.h"
+#include "peftlua/tensor.h"
+
+struct pl_tokenizer;
+
+enum pl_arch { PL_ARCH_LLAMA = 0, PL_ARCH_QWEN2 };
+
+/* How RoPE pairs dimensions: INTERLEAVED rotates (x[2i], x[2i+1]) — llama2.c and GGUF llama
+ * (whose converter permuted Q/K); HALF rotates (x[i], x[i + d/2]) — HF checkpoints, qwen2. */
+enum pl_rope_layout { PL_ROPE_LAYOUT_INTERLEAVED = 0, PL_ROPE_LAYOUT_HALF };
+
+enum pl_model_format { PL_FORMAT_GGUF = 0, PL_FORMAT_LLAMA2C, PL_FORMAT_SAFETENSORS };
+
+struct pl_model_config {
+    enum pl_arch arch;
+    int32_t dim;            /* embedding_length */
+    int32_t hidden_dim;     /* feed_forward_length */
+    int32_t n_layers;
+    int32_t n_heads;
+    int32_t n_kv_heads;
+    int32_t head_dim;       /* dim / n_heads */
+    int32_t n_rot;          /* rotated dimensions per head (rope.dimension_count) */
+    int32_t vocab_size;
+    int32_t seq_len;        /* context length */
+    float   rope_base;
+    float   norm_eps;
+    enum pl_rope_layout rope_layout;
+    int32_t tied_output;    /* output projection shares tok_embd */
+    int32_t qkv_bias;       /* qwen2 */
+    int32_t bos_id, eos_id; /* -1 if unknown */
+};
+
+/* The seven projections of a block, in PEFT's target-module names. */
+enum pl_proj { PL_PROJ_Q = 0, PL_PROJ_K, PL_PROJ_V, PL_PROJ_O, PL_PROJ_GATE, PL_PROJ_UP,
+               PL_PROJ_DOWN, PL_PROJ_COUNT };
+extern const char *const pl_proj_names[PL_PROJ_COUNT];   /* "q_proj", ... "down_proj" */
+
+struct pl_layer {
+    struct pl_tensor *attn_norm;               /* [dim] */
+    struct pl_tensor *w[PL_PROJ_COUNT];        /* Linear weights [out, in] */
+    struct pl_tensor *b[PL_PROJ_COUNT];        /* biases [out] or NULL (q/k/v for qwen2) */
+    struct pl_tensor *ffn_norm;                /* [dim] */
+};
+
+/* Called after y = x W^T (+ b) for projection p of layer l over n rows; x is [n, in],
+ * y is [n, out] (row-major, f32). Return non-PL_OK to abort the forward. */
+typedef enum pl_status (*pl_linear_hook_fn)(void *ctx, int layer, enum pl_proj p,
+                                            float *y, const float *x, int64_t n);
+
+struct pl_model {
+    struct pl_model_config cfg;
+    struct pl_tensor *tok_embd;                /* [vocab, dim] */
+    struct pl_tensor *out_norm;                /* [dim] */
+    struct pl_tensor *output;                  /* [vocab, dim]; the same tensor as tok_embd when tied */
+    struct pl_layer  *layers;                  /* [n_layers] */
+    struct pl_tokenizer *tok;                  /* NULL if none was found */
+    enum pl_model_format format;
+    char *path;                                /* the file or directory loaded */
+    char *name;                                /* general.name or the file's base name */
+    char *chat_template;                       /* the model's own template string, or NULL */
+    void *file;                                /* format-specific owner of mapped data */
+    void (*file_close)(void *file);
+    pl_linear_hook_fn linear_hook;             /* NULL: plain projections */
+    void *linear_hook_ctx;
+};
+
+struct pl_model_load_opts {
+    const char *tokenizer;   /* tokenizer path (tokenizer.bin / tokenizer.json / .gguf) or NULL */
+    int32_t no_tokenizer;    /* 1: do not require one */
+};
+
+/* Load a model from path (a .gguf, a llama2.c .bin, a .safetensors or a directory holding
+ * model.safetensors + config.json + tokenizer.json). For a .bin without opts->tokenizer,
+ * tokenizer.bin or tok<vocab>.bin next to it is used; none found is an error unless
+ * opts->no_tokenizer. */
+enum pl_status pl_model_load(struct pl_model **out, const char *path,
+                             const struct pl_model_load_opts *opts);
+void pl_model_free(struct pl_model *m);   /* NULL is fine */
+
+/* Parameters by HF name ("model.embed_tokens.weight", "model.layers.3.mlp.up_proj.weight",
+ * "model.norm.weight", "lm_head.weight" unless tied). Index 0..pl_model_n_params()-1. The
+ * returned slot may be overwritten with another tensor of the same shape (release the old). */
+int pl_model_n_params(const struct pl_model *m);
+struct pl_tensor **pl_model_param(struct pl_model *m, int i, char *name, size_t name_size);
+struct pl_tensor **pl_model_find_param(struct pl_model *m, const char *name);
+int64_t pl_model_param_count(const struct pl_model *m);   /* number of scalar weights */
+
+/* The model card. */
+struct pl_model_card {
+    const char *arch;            /* "llama", "qwen2" */
+    const char *format;          /* "gguf", "llama2.c", "safetensors" */
+    const char *path, *name;
+    int64_t n_params;
+    int64_t weight_bytes;        /* bytes of weight data as stored */
+    int32_t dtype_count[PL_DTYPE_COUNT];   /* tensors per dtype */
+    int32_t context_length, vocab_size, n_layers, dim, hidden_dim, n_heads, n_kv_heads;
+    float   rope_base, norm_eps;
+    int32_t tied_output;
+    const char *chat_family;     /* "chatml", "llama2", ... or "none" */
+};
+void pl_model_card(const struct pl_model *m, struct pl_model_card *card);
+
+/* ---- forward (src/llama.c) ---- */
+
+enum { PL_LLAMA_SAVE = 1 };   /* keep every layer's activations for a backward pass */
+
+/* Activations planned once for batch B and up to T positions (KV cache of T per sequence). */
+struct pl_llama_ctx {
+    struct pl_model *m;
+    int32_t B, T, flags;
+    int32_t n_past;          /* positions already in the KV cache (generation) */
+    float *logits;           /* [B, n, vocab] after pl_llama_forward (rows for the n given) */
+    int64_t n_logits;        /* rows in logits */
+    /* planned buffers (one allocation, PL_MEM_ACTIVATIONS); layer-indexed ones have
+     * n_saved = flags & PL_LLAMA_SAVE ? n_layers : 1 copies, the KV cache n_layers always. */
+    float *mem;
+    size_t mem_floats;
+    int32_t n_saved;
+    float *resid;     /* [n_saved + 1][B*T*dim] residual stream entering each layer */
+    float *xn_att;    /* [n_saved][B*T*dim] RMSNorm(resid) before attention */
+    float *rstd_att;  /* [n_saved][B*T] */
+    float *q;         /* [n_saved][B*T*n_heads*head_dim] after RoPE */
+    float *kc, *vc;   /* [n_layers][B][T][n_kv_heads*head_dim] KV cache, after RoPE */
+    float *att;       /* [n_saved][B][n_heads][T][T] softmax probabilities */
+    float *att_out;   /* [n_saved][B*T*n_heads*head_dim] */
+    float *resid2;    /* [n_saved][B*T*dim] after the attention residual */
+    float *xn_ffn;    /* [n_saved][B*T*dim] */
+    float *rstd_ffn;  /* [n_saved][B*T] */
+    float *gate, *up; /* [n_saved][B*T*hidden] pre-activation */
+    float *act;       /* [n_saved][B*T*hidden] silu(gate) * up */
+    float *xfinal;    /* [B*T*dim] final RMSNorm output */
+    float *rstd_final;/* [B*T] */
+    float *scratch;   /* [B*T*max(dim, hidden, heads*head_dim)] projection outputs */
+    int32_t *pos;     /* [B*T] positions of the rows being computed (RoPE) */
+};
+
+struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flags);
+void pl_llama_ctx_free(struct pl_llama_ctx *c);
+/* Forward n tokens per sequence (ids [B, n]) at positions pos..pos+n-1 (pos + n <= T),
+ * appending to the KV cache; logits for those rows into c->logits ([B, n, vocab]).
+ * logits_last_only: compute logits for the last position only (row 0 of each sequence). */
+enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int n, int pos,
+                                int logits_last_only);
+/* Mean cross-entropy of c->logits ([B, n, vocab] from the last forward) against targets
+ * [B, n]; targets < 0 are ignored. *count gets the number of scored targets (may be NULL).
+ * Returns NAN if nothing is scored. */
+double pl_llama_loss(const struct pl_llama_ctx *c, const int32_t *targets, int n, int64_t *count);
+
+/* Mean cross-entropy over a token stream, scored in windows of max_len with the given
+ * stride (llama.cpp/HF perplexity style: every target scored exactly once, each window
+ * conditioned on up to max_len - 1 previous tokens). Sum and count returned. */
+enum pl_status pl_llama_score_stream(struct pl_model *m, const int32_t *ids, int64_t n,
+                                     int max_len, int stride, double *nll_sum, int64_t *count);
+
+/* ---- generation (src/generate.c) ---- */
+
+/* A deterministic 64-bit PRNG (xoshiro256**, seeded by splitmix64). */
+struct pl_rng { uint64_t s[4]; };
+void     pl_rng_seed(struct pl_rng *r, uint64_t seed);
+uint64_t pl_rng_next(struct pl_rng *r);
+double   pl_rng_uniform(struct pl_rng *r);   /* [0, 1) with 53 bits */
+
+struct pl_sampler {
+    float temperature;          /* <= 0: greedy */
+    int32_t top_k;              /* 0: off */
+    float top_p;                /* 1: off */
+    float repetition_penalty;   /* 1: off (CTRL-style: divide positive logits, multiply negative) */
+    int32_t greedy;
+    struct pl_rng rng;
+};
+void pl_sampler_init(struct pl_sampler *s, uint64_t seed);
+/* Sample from logits[vocab] (modified in place by the penalty); prev: recent ids. */
+int32_t pl_sampler_sample(struct pl_sampler *s, float *logits, int32_t vocab,
+                          const int32_t *prev, int64_t n_prev, float *work);
+
+/* Called with each new token and its text; return non-zero to stop. */
+typedef int (*pl_token_cb)(void *ud, int32_t id, const char *piece);
+
+struct pl_generate_opts {
+    int32_t max_tokens;          /* new tokens (default 128 if 0) */
+    struct pl_sampler sampler;
+    const char *const *stop;     /* stop strings (NULL-terminated array) or NULL */
+    int32_t ignore_eos;
+    pl_token_cb on_token;
+    void *ud;
+};
+
+/* Generate from prompt ids (at least one). *out_text: generated text (pl_alloc'd, DATA;
+ * free with pl_free), stop string excluded; *out_ids and *n_out: the new ids (may be NULL). */
+enum pl_status pl_generate(struct pl_model *m, const int32_t *prompt, int n_prompt,
+                           const struct pl_generate_opts *o, char **out_text,
+                           int32_t **out_ids, int *n_out);
+
+#endif
