@@ -1,0 +1,256 @@
+/* kernels.c — element-wise and row-wise layer kernels (owner: kernels): embedding, RMSNorm,
+ * RoPE, SwiGLU, residual, cross-entropy. Linear/LoRA live in kernels_linear.c, attention in
+ * kernels_attn.c. The math of each kernel is stated in include/peftlua/kernels.h; comments here
+ * say why the code is shaped as it is.
+ *
+ * Determinism: every parallel loop splits work into pieces independent of the thread count
+ * (rows, or fixed column chunks) and each output element is reduced by one thread in a fixed
+ * order, so results are bit-identical for any OMP_NUM_THREADS.
+ */
+#include "peftlua/kernels.h"
+#include "peftlua/quant.h"
+#include "kernels_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Column chunk for kernels that reduce over rows into a per-column gradient (dW of embedding,
+ * dw of RMSNorm): each chunk belongs to one thread, rows are visited in order. */
+#define PL_K_COLCHUNK 64
+
+/* ------------------------------------------------------------------------ embedding */
+
+enum pl_status pl_embedding_fwd(float *out, const int32_t *tokens, const void *W,
+                                enum pl_dtype wtype, int64_t N, int64_t V, int64_t C)
+{
+    if ((int)wtype < 0 || (int)wtype >= PL_DTYPE_COUNT)
+        return pl_fail(PL_ERR_UNSUPPORTED, "embedding: unknown weight dtype %d", (int)wtype);
+    size_t rb = pl_dtype_row_bytes(wtype, C);
+    if (rb == 0)
+        return pl_fail(PL_ERR_ARG, "embedding: row of %lld elements is not a whole number of %s blocks",
+                       (long long)C, pl_dtype_info(wtype)->name);
+    for (int64_t n = 0; n < N; n++)
+        if (tokens[n] < 0 || tokens[n] >= V)
+            return pl_fail(PL_ERR_ARG, "embedding: token id %d at position %lld is outside the vocabulary [0,%lld)",
+                           (int)tokens[n], (long long)n, (long long)V);
+    const uint8_t *w = W;
+    if (wtype == PL_F32) {
+        for (int64_t n = 0; n < N; n++)
+            memcpy(out + n * C, w + (size_t)tokens[n] * rb, (size_t)C * sizeof(float));
+        return PL_OK;
+    }
+    for (int64_t n = 0; n < N; n++) {
+        enum pl_status st = pl_dequant_row(wtype, w + (size_t)tokens[n] * rb, out + n * C, C);
+        if (st != PL_OK) return st;
+    }
+    return PL_OK;
+}
+
+void pl_embedding_bwd(float *dW, const float *dout, const int32_t *tokens,
+                      int64_t N, int64_t V, int64_t C)
+{
+    /* A token may repeat, so rows of dW collide: split over columns instead of rows. */
+    int64_t nchunk = (C + PL_K_COLCHUNK - 1) / PL_K_COLCHUNK;
+    #pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < nchunk; ch++) {
+        int64_t c0 = ch * PL_K_COLCHUNK, c1 = c0 + PL_K_COLCHUNK < C ? c0 + PL_K_COLCHUNK : C;
+        for (int64_t n = 0; n < N; n++) {
+            int32_t t = tokens[n];
+            if (t < 0 || t >= V) continue;
+            float *d = dW + (int64_t)t * C;
+            const float *g = dout + n * C;
+            for (int64_t c = c0; c < c1; c++) d[c] += g[c];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ RMSNorm */
+
+void pl_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w,
+                    int64_t N, int64_t C, float eps)
+{
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * C;
+        float *o = out + n * C;
+        double ss = 0.0;                 /* f64 sum: C up to a few thousand, cheap, exact enough */
+        for (int64_t c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
+        float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
+        if (rstd) rstd[n] = r;
+        for (int64_t c = 0; c < C; c++) o[c] = (xr[c] * r) * w[c];
+    }
+}
+
+void pl_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *rstd,
+                    const float *x, const float *w, int64_t N, int64_t C)
+{
+    if (dx) {
+        #pragma omp parallel for schedule(static)
+        for (int64_t n = 0; n < N; n++) {
+            const float *xr = x + n * C, *g = dout + n * C;
+            float *d = dx + n * C;
+            float r = rstd[n];
+            double dot = 0.0;
+            for (int64_t c = 0; c < C; c++) dot += (double)g[c] * w[c] * xr[c];
+            float k = (float)((double)r * r * r * dot / (double)C);
+            for (int64_t c = 0; c < C; c++) d[c] += r * (g[c] * w[c]) - k * xr[c];
+        }
+    }
+    if (dw) {
+        int64_t nchunk = (C + PL_K_COLCHUNK - 1) / PL_K_COLCHUNK;
+        #pragma omp parallel for schedule(static)
+        for (int64_t ch = 0; ch < nchunk; ch++) {
+            int64_t c0 = ch * PL_K_COLCHUNK, c1 = c0 + PL_K_COLCHUNK < C ? c0 + PL_K_COLCHUNK : C;
+            for (int64_t n = 0; n < N; n++) {
+                const float *xr = x + n * C, *g = dout + n * C;
+                float r = rstd[n];
+                for (int64_t c = c0; c < c1; c++) dw[c] += g[c] * xr[c] * r;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ RoPE */
+
+/* Rotate one token's H heads by +angle (sign = 1) or -angle (sign = -1), writing or adding. */
+static void rope_token(float *out, const float *x, int32_t p, int64_t H, int64_t HD,
+                       double theta, enum pl_rope_mode mode, float sign, int accumulate)
+{
+    int64_t half = HD / 2;
+    float cs_buf[2 * 256];
+    int cached = half <= 256;
+    if (cached)
+        for (int64_t i = 0; i < half; i++) {
+            double a = (double)p * pow(theta, -2.0 * (double)i / (double)HD);
+            cs_buf[2 * i] = (float)cos(a);
+            cs_buf[2 * i + 1] = (float)sin(a);
+        }
+    for (int64_t h = 0; h < H; h++) {
+        const float *xh = x + h * HD;
+        float *oh = out + h * HD;
+        for (int64_t i = 0; i < half; i++) {
+            float c, s;
+            if (cached) { c = cs_buf[2 * i]; s = cs_buf[2 * i + 1]; }
+            else {
+                double a = (double)p * pow(theta, -2.0 * (double)i / (double)HD);
+                c = (float)cos(a); s = (float)sin(a);
+            }
+            s *= sign;
+            int64_t ia = mode == PL_ROPE_NEOX ? i : 2 * i;
+            int64_t ib = mode == PL_ROPE_NEOX ? i + half : 2 * i + 1;
+            float a0 = xh[ia], b0 = xh[ib];
+            float ra = a0 * c - b0 * s, rb = a0 * s + b0 * c;
+            if (accumulate) { oh[ia] += ra; oh[ib] += rb; }
+            else            { oh[ia] = ra;  oh[ib] = rb; }
+        }
+    }
+}
+
+void pl_rope_fwd(float *out, const float *x, const int32_t *pos, int64_t N, int64_t H,
+                 int64_t HD, float theta, enum pl_rope_mode mode)
+{
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        rope_token(out + n * H * HD, x + n * H * HD, pos[n], H, HD, theta, mode, 1.0f, 0);
+}
+
+void pl_rope_bwd(float *dx, const float *dout, const int32_t *pos, int64_t N, int64_t H,
+                 int64_t HD, float theta, enum pl_rope_mode mode)
+{
+    /* The rotation is orthogonal: its transpose is the rotation by -angle. */
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        rope_token(dx + n * H * HD, dout + n * H * HD, pos[n], H, HD, theta, mode, -1.0f, 1);
+}
+
+/* ------------------------------------------------------------------------ SwiGLU */
+
+void pl_swiglu_fwd(float *out, const float *gate, const float *up, int64_t N)
+{
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void pl_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
+                   const float *up, int64_t N)
+{
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        float g = gate[i];
+        float s = 1.0f / (1.0f + expf(-g));
+        if (dgate) dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
+        if (dup) dup[i] += dout[i] * g * s;
+    }
+}
+
+/* ------------------------------------------------------------------------ residual */
+
+void pl_residual_fwd(float *out, const float *a, const float *b, int64_t N)
+{
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) out[i] = a[i] + b[i];
+}
+
+void pl_residual_bwd(float *da, float *db, const float *dout, int64_t N)
+{
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        if (da) da[i] += dout[i];
+        if (db) db[i] += dout[i];
+    }
+}
+
+/* ------------------------------------------------------------------------ cross-entropy */
+
+enum pl_status pl_crossentropy_fwd(float *losses, float *lse, double *mean, int64_t *count,
+                                   const float *logits, const int32_t *targets,
+                                   int64_t N, int64_t V)
+{
+    for (int64_t n = 0; n < N; n++)
+        if (targets[n] >= V)
+            return pl_fail(PL_ERR_ARG, "cross-entropy: target %d at position %lld is outside the vocabulary [0,%lld)",
+                           (int)targets[n], (long long)n, (long long)V);
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const float *l = logits + n * V;
+        float mx = l[0];
+        for (int64_t v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+        double s = 0.0;
+        for (int64_t v = 0; v < V; v++) s += expf(l[v] - mx);
+        float z = mx + (float)log(s);
+        lse[n] = z;
+        losses[n] = targets[n] < 0 ? 0.0f : z - l[targets[n]];
+    }
+    /* The mean is reduced serially in row order, so it does not depend on the thread count. */
+    double sum = 0.0;
+    int64_t cnt = 0;
+    for (int64_t n = 0; n < N; n++) {
+        if (targets[n] < 0) continue;
+        cnt++;
+        sum += losses[n];
+    }
+    if (mean) *mean = cnt ? sum / (double)cnt : 0.0;
+    if (count) *count = cnt;
+    return PL_OK;
+}
+
+void pl_crossentropy_bwd(float *dlogits, const float *lse, const float *logits,
+                         const int32_t *targets, float scale, int64_t N, int64_t V)
+{
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        float *d = dlogits + n * V;
+        const float *l = logits + n * V;
+        int32_t t = targets[n];
+        if (t < 0 || t >= V) {
+            memset(d, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float z = lse[n];
+        for (int64_t v = 0; v < V; v++) d[v] = scale * expf(l[v] - z);
+        d[t] -= scale;
+    }
+}

@@ -1,0 +1,187 @@
+/* kernels_linear.c — linear (y = x·Wᵀ + b) over weights of any dtype, and the LoRA helper
+ * (owner: kernels). Math in include/peftlua/kernels.h.
+ *
+ * f32 weights go straight to one BLAS sgemm (BLAS threads as set by pl_blas_set_threads).
+ *
+ * Other dtypes (f16, bf16, GGUF blocks, NF4) are never expanded to a whole f32 copy. The
+ * weight is cut into panels of rows sized to stay in cache (PANEL_FLOATS of f32 each), every
+ * OpenMP thread dequantises a panel into its own workspace and multiplies it with one sgemm:
+ *   forward  y[:, panel]   = x · Wpanelᵀ                 (panels over N, disjoint columns of y)
+ *   backward dx[:, chunk] += Σ_panels dy[:, panel] · Wpanel[:, chunk]
+ *            (threads own fixed K-column chunks, a whole number of blocks wide, and walk the
+ *             panels of N in order, so no two threads write the same dx element)
+ * Oversubscription: inside those parallel regions BLAS is pinned to one thread and restored
+ * afterwards, so the busy thread count is the OpenMP team size. Because the panel and chunk
+ * boundaries do not depend on the thread count and each piece is one single-threaded sgemm,
+ * the result is bit-identical for any number of threads.
+ */
+#include "peftlua/kernels.h"
+#include "peftlua/blas.h"
+#include "peftlua/quant.h"
+#include "kernels_internal.h"
+
+#include <string.h>
+
+#define PANEL_FLOATS (64 * 1024)   /* 256 KiB of f32 per thread: about an L2 slice */
+#define CHUNK_COLS 128             /* backward K-column chunk (rounded up to whole blocks) */
+
+static enum pl_status check_weight(const char *who, enum pl_dtype wtype, int64_t K, size_t *rb)
+{
+    if ((int)wtype < 0 || (int)wtype >= PL_DTYPE_COUNT || wtype == PL_I32 || wtype == PL_I8)
+        return pl_fail(PL_ERR_UNSUPPORTED, "%s: weight dtype %d is not a float or block format",
+                       who, (int)wtype);
+    *rb = pl_dtype_row_bytes(wtype, K);
+    if (*rb == 0)
+        return pl_fail(PL_ERR_ARG, "%s: weight rows of %lld elements are not a whole number of %s blocks (%d)",
+                       who, (long long)K, pl_dtype_info(wtype)->name, (int)pl_dtype_info(wtype)->block);
+    return PL_OK;
+}
+
+/* Run the BLAS calls of a parallel region single-threaded; returns the count to restore. */
+static int blas_pin_one(void)
+{
+    int prev = pl_blas_threads();
+    if (prev != 1) pl_blas_set_threads(1);
+    return prev;
+}
+
+static void blas_restore(int prev)
+{
+    if (prev != 1) pl_blas_set_threads(prev);
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dtype wtype,
+                             const float *bias, int64_t M, int64_t K, int64_t N)
+{
+    size_t rb;
+    enum pl_status st = check_weight("linear", wtype, K, &rb);
+    if (st != PL_OK) return st;
+    if (M <= 0 || N <= 0) return PL_OK;
+
+    if (wtype == PL_F32) {
+        pl_sgemm(0, 1, M, N, K, 1.0f, x, K, (const float *)W, K, 0.0f, y, N);
+    } else {
+        int64_t P = PANEL_FLOATS / (K > 0 ? K : 1);
+        P = P < 8 ? 8 : (P / 8) * 8;
+        P = min64(P, N);
+        int64_t npanel = (N + P - 1) / P;
+        int nth = pl_k_max_threads();
+        if (nth > npanel) nth = (int)npanel;
+        float *ws = pl_alloc((size_t)nth * (size_t)P * (size_t)K * sizeof(float), PL_MEM_WORKSPACE);
+        if (!ws) return pl_fail(PL_ERR_NOMEM, "linear: cannot allocate %d dequantisation panels of %lld x %lld",
+                                nth, (long long)P, (long long)K);
+        /* Validate the format once outside the parallel region (errors cannot leave it). */
+        st = pl_dequant_row(wtype, W, ws, K);
+        if (st != PL_OK) { pl_free(ws); return st; }
+        int prev = blas_pin_one();
+        const uint8_t *w8 = W;
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+        for (int64_t p = 0; p < npanel; p++) {
+            float *buf = ws + (size_t)pl_k_thread_id() * (size_t)P * (size_t)K;
+            int64_t n0 = p * P, np = min64(P, N - n0);
+            for (int64_t r = 0; r < np; r++)
+                pl_dequant_row(wtype, w8 + (size_t)(n0 + r) * rb, buf + r * K, K);
+            pl_sgemm(0, 1, M, np, K, 1.0f, x, K, buf, K, 0.0f, y + n0, N);
+        }
+        blas_restore(prev);
+        pl_free(ws);
+    }
+    if (bias) {
+        #pragma omp parallel for schedule(static)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) y[m * N + n] += bias[n];
+    }
+    return PL_OK;
+}
+
+enum pl_status pl_linear_bwd(float *dx, float *dW, float *dbias, const float *dy,
+                             const float *x, const void *W, enum pl_dtype wtype,
+                             int64_t M, int64_t K, int64_t N)
+{
+    size_t rb;
+    enum pl_status st = check_weight("linear backward", wtype, K, &rb);
+    if (st != PL_OK) return st;
+    if (dW && wtype != PL_F32)
+        return pl_fail(PL_ERR_ARG, "linear backward: a weight gradient needs an f32 weight, not %s",
+                       pl_dtype_info(wtype)->name);
+    if (M <= 0 || N <= 0) return PL_OK;
+
+    if (dbias) {
+        /* Columns in fixed chunks, rows in order: deterministic for any thread count. */
+        int64_t nch = (N + 63) / 64;
+        #pragma omp parallel for schedule(static)
+        for (int64_t ch = 0; ch < nch; ch++) {
+            int64_t n0 = ch * 64, n1 = min64(n0 + 64, N);
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t n = n0; n < n1; n++) dbias[n] += dy[m * N + n];
+        }
+    }
+    if (dW)   /* dW[N,K] += dyᵀ[N,M] · x[M,K] */
+        pl_sgemm(1, 0, N, K, M, 1.0f, dy, N, x, K, 1.0f, dW, K);
+    if (!dx || K <= 0) return PL_OK;
+
+    if (wtype == PL_F32) {   /* dx[M,K] += dy[M,N] · W[N,K] */
+        pl_sgemm(0, 0, M, K, N, 1.0f, dy, N, (const float *)W, K, 1.0f, dx, K);
+        return PL_OK;
+    }
+    int64_t blk = pl_dtype_info(wtype)->block;
+    int64_t KC = ((CHUNK_COLS + blk - 1) / blk) * blk;
+    KC = min64(KC, K);
+    int64_t nchunk = (K + KC - 1) / KC;
+    int64_t P = PANEL_FLOATS / KC;
+    P = P < 8 ? 8 : (P / 8) * 8;
+    P = min64(P, N);
+    int nth = pl_k_max_threads();
+    if (nth > nchunk) nth = (int)nchunk;
+    float *ws = pl_alloc((size_t)nth * (size_t)P * (size_t)KC * sizeof(float), PL_MEM_WORKSPACE);
+    if (!ws) return pl_fail(PL_ERR_NOMEM, "linear backward: cannot allocate %d panels of %lld x %lld",
+                            nth, (long long)P, (long long)KC);
+    st = pl_dequant_row(wtype, W, ws, KC);
+    if (st != PL_OK) { pl_free(ws); return st; }
+    int prev = blas_pin_one();
+    const uint8_t *w8 = W;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    for (int64_t ch = 0; ch < nchunk; ch++) {
+        float *buf = ws + (size_t)pl_k_thread_id() * (size_t)P * (size_t)KC;
+        int64_t k0 = ch * KC, kc = min64(KC, K - k0);
+        size_t off = pl_dtype_row_bytes(wtype, k0);   /* k0 is a whole number of blocks */
+        for (int64_t n0 = 0; n0 < N; n0 += P) {
+            int64_t np = min64(P, N - n0);
+            for (int64_t r = 0; r < np; r++)
+                pl_dequant_row(wtype, w8 + (size_t)(n0 + r) * rb + off, buf + r * kc, kc);
+            pl_sgemm(0, 0, M, kc, np, 1.0f, dy + n0, N, buf, kc, 1.0f, dx + k0, K);
+        }
+    }
+    blas_restore(prev);
+    pl_free(ws);
+    return PL_OK;
+}
+
+/* ------------------------------------------------------------------------ LoRA */
+
+void pl_lora_fwd(float *y, float *xa, const float *x, const float *A, const float *B,
+                 float scale, int64_t M, int64_t K, int64_t N, int64_t r)
+{
+    pl_sgemm(0, 1, M, r, K, 1.0f, x, K, A, K, 0.0f, xa, r);       /* xa = x · Aᵀ        */
+    pl_sgemm(0, 1, M, N, r, scale, xa, r, B, r, 1.0f, y, N);      /* y += s · xa · Bᵀ   */
+}
+
+enum pl_status pl_lora_bwd(float *dx, float *dA, float *dB, const float *dy, const float *xa,
+                           const float *x, const float *A, const float *B, float scale,
+                           int64_t M, int64_t K, int64_t N, int64_t r)
+{
+    if (M <= 0 || r <= 0) return PL_OK;
+    if (dB)   /* dB[N,r] += s · dyᵀ · xa */
+        pl_sgemm(1, 0, N, r, M, scale, dy, N, xa, r, 1.0f, dB, r);
+    if (!dA && !dx) return PL_OK;
+    float *g = pl_alloc((size_t)M * (size_t)r * sizeof(float), PL_MEM_WORKSPACE);
+    if (!g) return pl_fail(PL_ERR_NOMEM, "lora backward: cannot allocate a %lld x %lld workspace",
+                           (long long)M, (long long)r);
+    pl_sgemm(0, 0, M, r, N, scale, dy, N, B, r, 0.0f, g, r);      /* g = s · dy · B     */
+    if (dA) pl_sgemm(1, 0, r, K, M, 1.0f, g, r, x, K, 1.0f, dA, K);   /* dA += gᵀ · x */
+    if (dx) pl_sgemm(0, 0, M, K, r, 1.0f, g, r, A, K, 1.0f, dx, K);   /* dx += g · A  */
+    pl_free(g);
+    return PL_OK;
+}
