@@ -1,0 +1,819 @@
+/* quant.c — element formats: the dtype table and conversion of rows to and from f32.
+ *
+ * Owner: formats (the GGUF/safetensors engineer). Implements include/peftlua/quant.h and the
+ * dtype-table functions declared in include/peftlua/tensor.h (pl_dtype_info & co.).
+ *
+ * Block layouts are those of ggml/GGUF, byte for byte, so tensor data in a GGUF file is used
+ * in place (all multi-byte fields little-endian; d/dmin/m are IEEE half floats):
+ *   Q8_0  32 el, 34 B:  d | int8 q[32]                              x = d*q
+ *   Q4_0  32 el, 18 B:  d | q[16] (lo nibble el j, hi el j+16)       x = d*(q-8)
+ *   Q4_1  32 el, 20 B:  d | m | q[16]                               x = d*q + m
+ *   Q5_0  32 el, 22 B:  d | qh[4] (bit j = 5th bit of el j) | q[16]  x = d*(q-16)
+ *   Q5_1  32 el, 24 B:  d | m | qh[4] | q[16]                       x = d*q + m
+ *   Q2_K 256 el, 84 B:  scales[16] (lo4 scale, hi4 min) | q[64] | d | dmin
+ *                       x = d*sc*q - dmin*mn, 16 sub-blocks of 16, 2-bit q
+ *   Q3_K 256 el,110 B:  hmask[32] | q[64] | scales[12] (16 6-bit, offset 32) | d
+ *                       x = d*(sc-32)*(q - (hbit ? 0 : 4))
+ *   Q4_K 256 el,144 B:  d | dmin | scales[12] (8 6-bit scales + 8 6-bit mins) | q[128]
+ *                       x = d*sc*q - dmin*mn, 8 sub-blocks of 32
+ *   Q5_K 256 el,176 B:  d | dmin | scales[12] | qh[32] | q[128]     as Q4_K with a 5th bit
+ *   Q6_K 256 el,210 B:  ql[128] | qh[64] | int8 scales[16] | d      x = d*sc*(q-32)
+ *   Q8_K 256 el,292 B:  f32 d | int8 q[256] | int16 bsums[16]       x = d*q
+ *   NF4   64 el, 36 B:  f32 absmax | q[32] (lo nibble = even el)    x = absmax*NF4[q]
+ * NF4 is QLoRA's NormalFloat4 (Dettmers et al. 2023), the 16 code values of bitsandbytes.
+ *
+ * Dequantisation is the inner loop of QLoRA matmuls: each block is expanded with straight
+ * loops over bytes that the compiler vectorises (no branches, no calls inside the loops).
+ * Quantisation follows ggml's quantize_row_*_ref (same rounding, same scale search), so a row
+ * quantised here is bit-identical to what ggml's reference quantiser writes.
+ */
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+#include <float.h>
+
+#include "peftlua/quant.h"
+#include "peftlua/tensor.h"
+#include "peftlua/status.h"
+
+#define QK_K 256
+
+/* ---------------------------------------------------------------- dtype table */
+
+static const struct pl_dtype_info dtype_table[PL_DTYPE_COUNT] = {
+    [PL_F32]  = { "f32",   1,   4,  0 },
+    [PL_F16]  = { "f16",   1,   2,  1 },
+    [PL_BF16] = { "bf16",  1,   2, 30 },
+    [PL_I32]  = { "i32",   1,   4, 26 },
+    [PL_I8]   = { "i8",    1,   1, 24 },
+    [PL_Q8_0] = { "q8_0", 32,  34,  8 },
+    [PL_Q4_0] = { "q4_0", 32,  18,  2 },
+    [PL_Q4_1] = { "q4_1", 32,  20,  3 },
+    [PL_Q5_0] = { "q5_0", 32,  22,  6 },
+    [PL_Q5_1] = { "q5_1", 32,  24,  7 },
+    [PL_Q2_K] = { "q2_k", QK_K,  84, 10 },
+    [PL_Q3_K] = { "q3_k", QK_K, 110, 11 },
+    [PL_Q4_K] = { "q4_k", QK_K, 144, 12 },
+    [PL_Q5_K] = { "q5_k", QK_K, 176, 13 },
+    [PL_Q6_K] = { "q6_k", QK_K, 210, 14 },
+    [PL_Q8_K] = { "q8_k", QK_K, 292, 15 },
+    [PL_NF4]  = { "nf4",  64,  36, -1 },
+};
+
+const struct pl_dtype_info *pl_dtype_info(enum pl_dtype t)
+{
+    if ((int)t < 0 || t >= PL_DTYPE_COUNT) return NULL;
+    return &dtype_table[t];
+}
+
+int pl_dtype_from_name(const char *name)
+{
+    if (!name) return -1;
+    for (int i = 0; i < PL_DTYPE_COUNT; i++)
+        if (strcasecmp(name, dtype_table[i].name) == 0) return i;
+    /* common long spellings (PyTorch / safetensors) */
+    if (!strcasecmp(name, "float32")) return PL_F32;
+    if (!strcasecmp(name, "float16") || !strcasecmp(name, "half")) return PL_F16;
+    if (!strcasecmp(name, "bfloat16")) return PL_BF16;
+    if (!strcasecmp(name, "int32")) return PL_I32;
+    if (!strcasecmp(name, "int8")) return PL_I8;
+    return -1;
+}
+
+int pl_dtype_from_gguf(int32_t ggml_type)
+{
+    if (ggml_type < 0) return -1;
+    for (int i = 0; i < PL_DTYPE_COUNT; i++)
+        if (dtype_table[i].gguf_type == ggml_type) return i;
+    return -1;
+}
+
+int pl_dtype_is_quant(enum pl_dtype t)
+{
+    const struct pl_dtype_info *in = pl_dtype_info(t);
+    return in && in->block > 1;
+}
+
+size_t pl_dtype_row_bytes(enum pl_dtype t, int64_t n)
+{
+    const struct pl_dtype_info *in = pl_dtype_info(t);
+    if (!in || n < 0 || n % in->block) return 0;
+    uint64_t nb = (uint64_t)(n / in->block);
+    if (nb > SIZE_MAX / (uint64_t)in->block_bytes) return 0;
+    return (size_t)(nb * (uint64_t)in->block_bytes);
+}
+
+/* ---------------------------------------------------------------- half / bfloat16 */
+
+static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* IEEE half → single without branches: shift the half's exponent/mantissa into single
+ * position and rescale by 2^-112 (fixes the exponent bias, also handles Inf/NaN because the
+ * exponent saturates); subnormal halves are rebuilt as (0.5 + m*2^-24)... − 0.5 via a magic
+ * float whose mantissa receives m. Selecting between the two is a compare, not a branch. */
+static inline float h2f(uint16_t h)
+{
+    const uint32_t w = (uint32_t)h << 16;
+    const uint32_t sign = w & 0x80000000u;
+    const uint32_t two_w = w + w;
+    const float normal = u2f((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+    const float denorm = u2f((two_w >> 17) | (126u << 23)) - 0.5f;
+    const uint32_t r = sign | (two_w < (1u << 27) ? f2u(denorm) : f2u(normal));
+    return u2f(r);
+}
+
+/* single → half, round to nearest even: scale so that the float adder does the rounding at
+ * the half's mantissa position (the bias term places the binary point), then read the bits. */
+static inline uint16_t f2h(float f)
+{
+    float base = (fabsf(f) * 0x1.0p+112f) * 0x1.0p-110f;
+    const uint32_t w = f2u(f);
+    const uint32_t shl1_w = w + w;
+    const uint32_t sign = w & 0x80000000u;
+    uint32_t bias = shl1_w & 0xFF000000u;
+    if (bias < 0x71000000u) bias = 0x71000000u;
+    base = u2f((bias >> 1) + 0x07800000u) + base;
+    const uint32_t bits = f2u(base);
+    const uint32_t exp_bits = (bits >> 13) & 0x00007C00u;
+    const uint32_t mant_bits = bits & 0x00000FFFu;
+    const uint32_t nonsign = exp_bits + mant_bits;
+    return (uint16_t)((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+}
+
+static inline float bf2f(uint16_t h) { return u2f((uint32_t)h << 16); }
+
+static inline uint16_t f2bf(float f)
+{
+    uint32_t u = f2u(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+float    pl_f16_to_f32(uint16_t h) { return h2f(h); }
+uint16_t pl_f32_to_f16(float f)    { return f2h(f); }
+float    pl_bf16_to_f32(uint16_t h) { return bf2f(h); }
+uint16_t pl_f32_to_bf16(float f)    { return f2bf(f); }
+
+static inline float rd_h(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return h2f(h); }
+static inline void  wr_h(uint8_t *p, float f) { uint16_t h = f2h(f); memcpy(p, &h, 2); }
+
+/* ---------------------------------------------------------------- NF4 code book */
+
+/* bitsandbytes' NF4 values: quantiles of N(0,1) normalised to [-1, 1], with an exact 0. */
+static const float nf4_code[16] = {
+    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+    -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+    0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+    0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f,
+};
+
+/* ---------------------------------------------------------------- dequantisation */
+
+static void dq_q8_0(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 34, y += 32) {
+        const float d = rd_h(x);
+        const int8_t *q = (const int8_t *)(x + 2);
+        for (int j = 0; j < 32; j++) y[j] = d * (float)q[j];
+    }
+}
+
+static void dq_q4_0(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 18, y += 32) {
+        const float d = rd_h(x);
+        const uint8_t *q = x + 2;
+        for (int j = 0; j < 16; j++) {
+            y[j]      = d * (float)((int)(q[j] & 0x0F) - 8);
+            y[j + 16] = d * (float)((int)(q[j] >> 4) - 8);
+        }
+    }
+}
+
+static void dq_q4_1(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 20, y += 32) {
+        const float d = rd_h(x), m = rd_h(x + 2);
+        const uint8_t *q = x + 4;
+        for (int j = 0; j < 16; j++) {
+            y[j]      = d * (float)(q[j] & 0x0F) + m;
+            y[j + 16] = d * (float)(q[j] >> 4) + m;
+        }
+    }
+}
+
+static void dq_q5_0(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 22, y += 32) {
+        const float d = rd_h(x);
+        uint32_t qh; memcpy(&qh, x + 2, 4);
+        const uint8_t *q = x + 6;
+        for (int j = 0; j < 16; j++) {
+            const int h0 = (int)((qh >> j) << 4) & 0x10;
+            const int h1 = (int)(qh >> (j + 12)) & 0x10;
+            y[j]      = d * (float)(((q[j] & 0x0F) | h0) - 16);
+            y[j + 16] = d * (float)(((q[j] >> 4) | h1) - 16);
+        }
+    }
+}
+
+static void dq_q5_1(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 24, y += 32) {
+        const float d = rd_h(x), m = rd_h(x + 2);
+        uint32_t qh; memcpy(&qh, x + 4, 4);
+        const uint8_t *q = x + 8;
+        for (int j = 0; j < 16; j++) {
+            const int h0 = (int)((qh >> j) << 4) & 0x10;
+            const int h1 = (int)(qh >> (j + 12)) & 0x10;
+            y[j]      = d * (float)((q[j] & 0x0F) | h0) + m;
+            y[j + 16] = d * (float)((q[j] >> 4) | h1) + m;
+        }
+    }
+}
+
+static void dq_q2_k(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 84) {
+        const uint8_t *sc = x, *q = x + 16;
+        const float d = rd_h(x + 80), dmin = rd_h(x + 82);
+        int is = 0;
+        for (int n = 0; n < QK_K; n += 128, q += 32) {
+            for (int shift = 0; shift < 8; shift += 2) {
+                for (int half = 0; half < 2; half++) {
+                    const uint8_t s = sc[is++];
+                    const float dl = d * (float)(s & 0x0F), ml = dmin * (float)(s >> 4);
+                    const uint8_t *qq = q + 16 * half;
+                    for (int l = 0; l < 16; l++) y[l] = dl * (float)((qq[l] >> shift) & 3) - ml;
+                    y += 16;
+                }
+            }
+        }
+    }
+}
+
+/* Q3_K's 16 6-bit scales: low 4 bits in bytes 0..7 (two per byte), high 2 bits in bytes 8..11. */
+static void q3k_scales(const uint8_t *s, int8_t out[16])
+{
+    for (int j = 0; j < 16; j++) {
+        const int lo = j < 8 ? (s[j] & 0x0F) : (s[j - 8] >> 4);
+        const int hi = (s[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
+        out[j] = (int8_t)((lo | (hi << 4)) - 32);
+    }
+}
+
+static void dq_q3_k(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 110) {
+        const uint8_t *hm = x, *q = x + 32;
+        const float d = rd_h(x + 108);
+        int8_t sc[16];
+        q3k_scales(x + 96, sc);
+        int is = 0;
+        uint8_t m = 1;
+        for (int n = 0; n < QK_K; n += 128, q += 32) {
+            for (int shift = 0; shift < 8; shift += 2, m = (uint8_t)(m << 1)) {
+                for (int half = 0; half < 2; half++) {
+                    const float dl = d * (float)sc[is++];
+                    const uint8_t *qq = q + 16 * half, *hh = hm + 16 * half;
+                    for (int l = 0; l < 16; l++)
+                        y[l] = dl * (float)((int)((qq[l] >> shift) & 3) - ((hh[l] & m) ? 0 : 4));
+                    y += 16;
+                }
+            }
+        }
+    }
+}
+
+/* Q4_K/Q5_K: 8 6-bit scales and 8 6-bit mins packed in 12 bytes. */
+static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
+{
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+static void dq_q4_k(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 144) {
+        const float d = rd_h(x), dmin = rd_h(x + 2);
+        const uint8_t *scales = x + 4, *q = x + 16;
+        for (int j = 0; j < 4; j++, q += 32) {
+            uint8_t s1, m1, s2, m2;
+            scale_min_k4(2 * j, scales, &s1, &m1);
+            scale_min_k4(2 * j + 1, scales, &s2, &m2);
+            const float d1 = d * s1, n1 = dmin * m1, d2 = d * s2, n2 = dmin * m2;
+            for (int l = 0; l < 32; l++) y[l] = d1 * (float)(q[l] & 0x0F) - n1;
+            for (int l = 0; l < 32; l++) y[32 + l] = d2 * (float)(q[l] >> 4) - n2;
+            y += 64;
+        }
+    }
+}
+
+static void dq_q5_k(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 176) {
+        const float d = rd_h(x), dmin = rd_h(x + 2);
+        const uint8_t *scales = x + 4, *qh = x + 16, *q = x + 48;
+        for (int j = 0; j < 4; j++, q += 32) {
+            uint8_t s1, m1, s2, m2;
+            scale_min_k4(2 * j, scales, &s1, &m1);
+            scale_min_k4(2 * j + 1, scales, &s2, &m2);
+            const float d1 = d * s1, n1 = dmin * m1, d2 = d * s2, n2 = dmin * m2;
+            const int b1 = 2 * j, b2 = 2 * j + 1;
+            for (int l = 0; l < 32; l++)
+                y[l] = d1 * (float)((q[l] & 0x0F) | (((qh[l] >> b1) & 1) << 4)) - n1;
+            for (int l = 0; l < 32; l++)
+                y[32 + l] = d2 * (float)((q[l] >> 4) | (((qh[l] >> b2) & 1) << 4)) - n2;
+            y += 64;
+        }
+    }
+}
+
+static void dq_q6_k(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 210) {
+        const uint8_t *ql = x, *qh = x + 128;
+        const int8_t *sc = (const int8_t *)(x + 192);
+        const float d = rd_h(x + 208);
+        for (int n = 0; n < QK_K; n += 128, ql += 64, qh += 32, sc += 8, y += 128) {
+            for (int l = 0; l < 32; l++) {
+                const int is = l / 16;
+                const int q1 = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l]      = d * (float)sc[is + 0] * (float)q1;
+                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+            }
+        }
+    }
+}
+
+static void dq_q8_k(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 292, y += QK_K) {
+        float d; memcpy(&d, x, 4);
+        const int8_t *q = (const int8_t *)(x + 4);
+        for (int j = 0; j < QK_K; j++) y[j] = d * (float)q[j];
+    }
+}
+
+static void dq_nf4(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 36, y += 64) {
+        float a; memcpy(&a, x, 4);
+        const uint8_t *q = x + 4;
+        for (int j = 0; j < 32; j++) {
+            y[2 * j]     = a * nf4_code[q[j] & 0x0F];
+            y[2 * j + 1] = a * nf4_code[q[j] >> 4];
+        }
+    }
+}
+
+static enum pl_status check_n(enum pl_dtype t, int64_t n, const char *what)
+{
+    const struct pl_dtype_info *in = pl_dtype_info(t);
+    if (!in) return pl_fail(PL_ERR_ARG, "%s: unknown dtype %d", what, (int)t);
+    if (n < 0 || n % in->block)
+        return pl_fail(PL_ERR_ARG, "%s: %lld elements is not a multiple of the %s block size %d",
+                       what, (long long)n, in->name, in->block);
+    return PL_OK;
+}
+
+enum pl_status pl_dequant_row(enum pl_dtype t, const void *src, float *dst, int64_t n)
+{
+    enum pl_status st = check_n(t, n, "dequantise");
+    if (st) return st;
+    const uint8_t *x = src;
+    const int64_t nb = n / dtype_table[t].block;
+    switch (t) {
+    case PL_F32: if (n) memmove(dst, src, (size_t)n * 4); break;
+    case PL_F16:
+        for (int64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, x + 2 * i, 2); dst[i] = h2f(h); }
+        break;
+    case PL_BF16:
+        for (int64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, x + 2 * i, 2); dst[i] = bf2f(h); }
+        break;
+    case PL_I32:
+        for (int64_t i = 0; i < n; i++) { int32_t v; memcpy(&v, x + 4 * i, 4); dst[i] = (float)v; }
+        break;
+    case PL_I8: for (int64_t i = 0; i < n; i++) dst[i] = (float)(int8_t)x[i]; break;
+    case PL_Q8_0: dq_q8_0(x, dst, nb); break;
+    case PL_Q4_0: dq_q4_0(x, dst, nb); break;
+    case PL_Q4_1: dq_q4_1(x, dst, nb); break;
+    case PL_Q5_0: dq_q5_0(x, dst, nb); break;
+    case PL_Q5_1: dq_q5_1(x, dst, nb); break;
+    case PL_Q2_K: dq_q2_k(x, dst, nb); break;
+    case PL_Q3_K: dq_q3_k(x, dst, nb); break;
+    case PL_Q4_K: dq_q4_k(x, dst, nb); break;
+    case PL_Q5_K: dq_q5_k(x, dst, nb); break;
+    case PL_Q6_K: dq_q6_k(x, dst, nb); break;
+    case PL_Q8_K: dq_q8_k(x, dst, nb); break;
+    case PL_NF4:  dq_nf4(x, dst, nb); break;
+    default: return pl_fail(PL_ERR_UNSUPPORTED, "dequantise: dtype %d", (int)t);
+    }
+    return PL_OK;
+}
+
+/* ---------------------------------------------------------------- quantisation */
+
+/* round half to even, as ggml's nearest_int (magic-number trick) does */
+static inline int nearest_int(float f) { return (int)lrintf(f); }
+
+#define MINI(a, b) ((a) < (b) ? (a) : (b))
+#define MAXI(a, b) ((a) > (b) ? (a) : (b))
+#define GROUP_MAX_EPS 1e-15f
+
+/* Q8_0: d = amax/127, q = round(x/d). */
+static void q_q8_0(const float *restrict x, uint8_t *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 32, y += 34) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        wr_h(y, d);
+        for (int j = 0; j < 32; j++) y[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+    }
+}
+
+/* Q4_0: d = (signed value of largest magnitude)/-8, q = clamp(trunc(x/d + 8.5), 15). */
+static void q_q4_0(const float *restrict x, uint8_t *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 32, y += 18) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 32; j++)
+            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+        const float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
+        wr_h(y, d);
+        for (int j = 0; j < 16; j++) {
+            const int a = MINI(15, (int)(int8_t)(x[j] * id + 8.5f));
+            const int c = MINI(15, (int)(int8_t)(x[j + 16] * id + 8.5f));
+            y[2 + j] = (uint8_t)(a | (c << 4));
+        }
+    }
+}
+
+/* Q4_1: d = (max-min)/15, m = min, q = clamp(trunc((x-min)/d + 0.5), 15). */
+static void q_q4_1(const float *restrict x, uint8_t *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 32, y += 20) {
+        float mn = FLT_MAX, mx = -FLT_MAX;
+        for (int j = 0; j < 32; j++) { if (x[j] < mn) mn = x[j]; if (x[j] > mx) mx = x[j]; }
+        const float d = (mx - mn) / 15.0f, id = d ? 1.0f / d : 0.0f;
+        wr_h(y, d);
+        wr_h(y + 2, mn);
+        for (int j = 0; j < 16; j++) {
+            const int a = MINI(15, (int)(int8_t)((x[j] - mn) * id + 0.5f));
+            const int c = MINI(15, (int)(int8_t)((x[j + 16] - mn) * id + 0.5f));
+            y[4 + j] = (uint8_t)(a | (c << 4));
+        }
+    }
+}
+
+/* Q5_0: d = max/-16, q = clamp(trunc(x/d + 16.5), 31), 5th bits gathered into qh. */
+static void q_q5_0(const float *restrict x, uint8_t *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 32, y += 22) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 32; j++)
+            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+        const float d = max / -16.0f, id = d ? 1.0f / d : 0.0f;
+        wr_h(y, d);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            const int a = MINI(31, (int)(int8_t)(x[j] * id + 16.5f));
+            const int c = MINI(31, (int)(int8_t)(x[j + 16] * id + 16.5f));
+            y[6 + j] = (uint8_t)((a & 0x0F) | ((c & 0x0F) << 4));
+            qh |= (uint32_t)((a & 0x10) >> 4) << j;
+            qh |= (uint32_t)((c & 0x10) >> 4) << (j + 16);
+        }
+        memcpy(y + 2, &qh, 4);
+    }
+}
+
+/* Q5_1: d = (max-min)/31, m = min, q = trunc((x-min)/d + 0.5). */
+static void q_q5_1(const float *restrict x, uint8_t *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += 32, y += 24) {
+        float mn = FLT_MAX, mx = -FLT_MAX;
+        for (int j = 0; j < 32; j++) { if (x[j] < mn) mn = x[j]; if (x[j] > mx) mx = x[j]; }
+        const float d = (mx - mn) / 31.0f, id = d ? 1.0f / d : 0.0f;
+        wr_h(y, d);
+        wr_h(y + 2, mn);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            const int a = (int)(uint8_t)((x[j] - mn) * id + 0.5f);
+            const int c = (int)(uint8_t)((x[j + 16] - mn) * id + 0.5f);
+            y[8 + j] = (uint8_t)((a & 0x0F) | ((c & 0x0F) << 4));
+            qh |= (uint32_t)((a & 0x10) >> 4) << j;
+            qh |= (uint32_t)((c & 0x10) >> 4) << (j + 16);
+        }
+        memcpy(y + 4, &qh, 4);
+    }
+}
+
+/* ggml's make_qkx2_quants: fit x ≈ scale*L - min (L in 0..nmax) minimising the weighted
+ * squared error, trying nstep+1 trial inverse scales around nmax/(max-min) and refining each
+ * by weighted least squares. Returns scale; *the_min receives -min (≥ 0). */
+static float make_qkx2_quants(int n, int nmax, const float *restrict x, const float *restrict w,
+                              uint8_t *restrict L, float *restrict the_min, uint8_t *restrict Laux,
+                              float rmin, float rdelta, int nstep)
+{
+    float min = x[0], max = x[0];
+    float sum_w = w[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        *the_min = -min;
+        return 0.0f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)MAXI(0, MINI(nmax, l));
+        const float diff = scale * L[i] + min - x[i];
+        best += w[i] * diff * diff;
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(iscale * (x[i] - min));
+            l = MAXI(0, MINI(nmax, l));
+            Laux[i] = (uint8_t)l;
+            sum_l += w[i] * l;
+            sum_l2 += w[i] * l * l;
+            sum_xl += w[i] * l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float err = 0;
+            for (int i = 0; i < n; i++) {
+                const float diff = this_scale * Laux[i] + this_min - x[i];
+                err += w[i] * diff * diff;
+            }
+            if (err < best) {
+                memcpy(L, Laux, (size_t)n);
+                best = err;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+static void q_q4_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
+{
+    uint8_t L[QK_K], Laux[32];
+    float w[32], mins[8], scales[8];
+    for (int64_t b = 0; b < nb; b++, x += QK_K, y += 144) {
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < 8; j++) {
+            float sum_x2 = 0;
+            for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+            const float av_x = sqrtf(sum_x2 / 32);
+            for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(x[32 * j + l]);
+            scales[j] = make_qkx2_quants(32, 15, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
+                                         -1.0f, 0.1f, 20);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+        const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+        uint8_t *sc = y + 4;
+        memset(sc, 0, 12);
+        for (int j = 0; j < 8; j++) {
+            const uint8_t ls = (uint8_t)MINI(63, nearest_int(inv_scale * scales[j]));
+            const uint8_t lm = (uint8_t)MINI(63, nearest_int(inv_min * mins[j]));
+            if (j < 4) {
+                sc[j] = ls;
+                sc[j + 4] = lm;
+            } else {
+                sc[j + 4] = (uint8_t)((ls & 0x0F) | ((lm & 0x0F) << 4));
+                sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
+                sc[j] |= (uint8_t)((lm >> 4) << 6);
+            }
+        }
+        wr_h(y, max_scale / 63.0f);
+        wr_h(y + 2, max_min / 63.0f);
+        const float d_all = rd_h(y), dmin_all = rd_h(y + 2);
+        for (int j = 0; j < 8; j++) {
+            uint8_t s, m;
+            scale_min_k4(j, sc, &s, &m);
+            const float d = d_all * s;
+            if (!d) continue;
+            const float dm = dmin_all * m;
+            for (int i = 0; i < 32; i++) {
+                const int l = nearest_int((x[32 * j + i] + dm) / d);
+                L[32 * j + i] = (uint8_t)MAXI(0, MINI(15, l));
+            }
+        }
+        uint8_t *q = y + 16;
+        for (int j = 0; j < QK_K; j += 64, q += 32)
+            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+    }
+}
+
+/* ggml's make_qx_quants with rmse_type 1 (weights x^2): symmetric fit x ≈ scale*(L - nmax),
+ * searching 19 inverse scales around -nmax/max. */
+static float make_qx_quants(int n, int nmax, const float *restrict x, int8_t *restrict L)
+{
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) { amax = ax; max = x[i]; }
+    }
+    if (amax < GROUP_MAX_EPS) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        return 0.0f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * x[i]);
+        l = MAXI(-nmax, MINI(nmax - 1, l));
+        L[i] = (int8_t)(l + nmax);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(iscale * x[i]);
+            l = MAXI(-nmax, MINI(nmax - 1, l));
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; i++) {
+                const int l = nearest_int(iscale * x[i]);
+                L[i] = (int8_t)(nmax + MAXI(-nmax, MINI(nmax - 1, l)));
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+static void q_q6_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
+{
+    int8_t L[QK_K];
+    float scales[QK_K / 16];
+    for (int64_t b = 0; b < nb; b++, x += QK_K, y += 210) {
+        float max_scale = 0, max_abs_scale = 0;
+        for (int ib = 0; ib < QK_K / 16; ib++) {
+            const float s = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
+            scales[ib] = s;
+            if (fabsf(s) > max_abs_scale) { max_abs_scale = fabsf(s); max_scale = s; }
+        }
+        if (max_abs_scale < GROUP_MAX_EPS) {
+            memset(y, 0, 210);
+            continue;
+        }
+        const float iscale = -128.0f / max_scale;
+        wr_h(y + 208, 1 / iscale);
+        int8_t *sc = (int8_t *)(y + 192);
+        for (int ib = 0; ib < QK_K / 16; ib++) sc[ib] = (int8_t)MINI(127, nearest_int(iscale * scales[ib]));
+        const float dd = rd_h(y + 208);
+        for (int j = 0; j < QK_K / 16; j++) {
+            const float d = dd * sc[j];
+            if (!d) continue;
+            for (int i = 0; i < 16; i++) {
+                int l = nearest_int(x[16 * j + i] / d);
+                l = MAXI(-32, MINI(31, l));
+                L[16 * j + i] = (int8_t)(l + 32);
+            }
+        }
+        uint8_t *ql = y, *qh = y + 128;
+        for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32) {
+            for (int l = 0; l < 32; l++) {
+                const uint8_t q1 = L[j + l] & 0x0F, q2 = L[j + l + 32] & 0x0F;
+                const uint8_t q3 = L[j + l + 64] & 0x0F, q4 = L[j + l + 96] & 0x0F;
+                ql[l] = (uint8_t)(q1 | (q3 << 4));
+                ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
+                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
+                                  ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+            }
+        }
+    }
+}
+
+/* Q8_K: d = max/-127 of the signed extreme, q = round(x/d) clamped to 127, bsums = sums of 16. */
+static void q_q8_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
+{
+    for (int64_t b = 0; b < nb; b++, x += QK_K, y += 292) {
+        float max = 0, amax = 0;
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
+        if (!amax) { memset(y, 0, 292); continue; }
+        const float iscale = -127.0f / max;
+        int8_t *q = (int8_t *)(y + 4);
+        for (int j = 0; j < QK_K; j++) q[j] = (int8_t)MINI(127, nearest_int(iscale * x[j]));
+        for (int j = 0; j < QK_K / 16; j++) {
+            int sum = 0;
+            for (int i = 0; i < 16; i++) sum += q[16 * j + i];
+            const int16_t s16 = (int16_t)sum;
+            memcpy(y + 260 + 2 * j, &s16, 2);
+        }
+        const float d = 1 / iscale;
+        memcpy(y, &d, 4);
+    }
+}
+
+/* NF4: absmax of the 64-element block, each x/absmax mapped to the nearest code value
+ * (decision thresholds are the midpoints between neighbouring codes; a tie goes up). */
+static void q_nf4(const float *restrict x, uint8_t *restrict y, int64_t nb)
+{
+    float mid[15];
+    for (int i = 0; i < 15; i++) mid[i] = 0.5f * (nf4_code[i] + nf4_code[i + 1]);
+    for (int64_t b = 0; b < nb; b++, x += 64, y += 36) {
+        float a = 0.0f;
+        for (int j = 0; j < 64; j++) a = fmaxf(a, fabsf(x[j]));
+        memcpy(y, &a, 4);
+        const float ia = a > 0 ? 1.0f / a : 0.0f;
+        uint8_t c[64];
+        for (int j = 0; j < 64; j++) {
+            const float v = x[j] * ia;
+            int k = 0;
+            for (int i = 0; i < 15; i++) k += v >= mid[i];
+            c[j] = (uint8_t)k;
+        }
+        for (int j = 0; j < 32; j++) y[4 + j] = (uint8_t)(c[2 * j] | (c[2 * j + 1] << 4));
+    }
+}
+
+enum pl_status pl_quant_row(enum pl_dtype t, const float *src, void *dst, int64_t n)
+{
+    enum pl_status st = check_n(t, n, "quantise");
+    if (st) return st;
+    uint8_t *y = dst;
+    const int64_t nb = n / dtype_table[t].block;
+    switch (t) {
+    case PL_F32: if (n) memmove(dst, src, (size_t)n * 4); break;
+    case PL_F16:
+        for (int64_t i = 0; i < n; i++) { uint16_t h = f2h(src[i]); memcpy(y + 2 * i, &h, 2); }
+        break;
+    case PL_BF16:
+        for (int64_t i = 0; i < n; i++) { uint16_t h = f2bf(src[i]); memcpy(y + 2 * i, &h, 2); }
+        break;
+    case PL_I32:
+        for (int64_t i = 0; i < n; i++) {
+            const float v = src[i];
+            int32_t q = v != v ? 0 : v >= 2147483520.0f ? INT32_MAX : v <= -2147483648.0f ? INT32_MIN
+                      : (int32_t)lrintf(v);
+            memcpy(y + 4 * i, &q, 4);
+        }
+        break;
+    case PL_I8:
+        for (int64_t i = 0; i < n; i++) {
+            const float v = src[i];
+            y[i] = (uint8_t)(int8_t)(v != v ? 0 : v >= 127.0f ? 127 : v <= -128.0f ? -128 : (int)lrintf(v));
+        }
+        break;
+    case PL_Q8_0: q_q8_0(src, y, nb); break;
+    case PL_Q4_0: q_q4_0(src, y, nb); break;
+    case PL_Q4_1: q_q4_1(src, y, nb); break;
+    case PL_Q5_0: q_q5_0(src, y, nb); break;
+    case PL_Q5_1: q_q5_1(src, y, nb); break;
+    case PL_Q4_K: q_q4_k(src, y, nb); break;
+    case PL_Q6_K: q_q6_k(src, y, nb); break;
+    case PL_Q8_K: q_q8_k(src, y, nb); break;
+    case PL_NF4:  q_nf4(src, y, nb); break;
+    default:
+        return pl_fail(PL_ERR_UNSUPPORTED, "quantise: no quantiser for %s (dequantisation only)",
+                       dtype_table[t].name);
+    }
+    return PL_OK;
+}
