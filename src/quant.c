@@ -99,7 +99,7 @@ size_t pl_dtype_row_bytes(enum pl_dtype t, int64_t n)
     const struct pl_dtype_info *in = pl_dtype_info(t);
     if (!in || n < 0 || n % in->block) return 0;
     uint64_t nb = (uint64_t)(n / in->block);
-    if (nb > SIZE_MAX / (uint64_t)in->block_bytes) return 0;
+    if (nb > (uint64_t)INT64_MAX / (uint64_t)in->block_bytes) return 0;   /* absurd sizes */
     return (size_t)(nb * (uint64_t)in->block_bytes);
 }
 
