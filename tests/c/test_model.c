@@ -1,0 +1,463 @@
+/* test_model.c — model loading, the forward pass against independent goldens, KV cache,
+ * sampling and bad input. Owner: model.
+ *
+ * Goldens come from tests/ref/llama_ref.py (plain NumPy reading the GGUF with the `gguf`
+ * package; see that script for how to regenerate). The SmolLM2 cases skip with a note when
+ * models/SmolLM2-135M-Instruct.Q4_1.gguf is absent (`make model`).
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+#include "peftlua/alloc.h"
+#include "peftlua/model.h"
+#include "peftlua/tokenizer.h"
+
+#define STORIES_BIN "../shared/models/stories260K/stories260K.bin"
+#define STORIES_TOK "../shared/models/stories260K/tok512.bin"
+#define STORIES_GGUF "../shared/models/stories260K/stories260K.gguf"
+#define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+#define TMPDIR "build/tmp/test_model"
+
+static int exists(const char *p) { struct stat st; return stat(p, &st) == 0; }
+
+static struct pl_model *load_or_die(const char *path, const char *tok)
+{
+    struct pl_model *m = NULL;
+    struct pl_model_load_opts o = { .tokenizer = tok };
+    enum pl_status st = pl_model_load(&m, path, &o);
+    if (st != PL_OK) fprintf(stderr, "load %s: %s\n", path, pl_last_error());
+    assert_int_equal(st, PL_OK);
+    return m;
+}
+
+/* ---- golden files (layout in tests/ref/llama_ref.py) ---- */
+struct golden {
+    int B, T, V, C;
+    int32_t *tokens, *cols, *argmax;
+    float *logits, *lse;
+};
+
+static void golden_read(struct golden *g, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char magic[8];
+    int32_t h[5];
+    assert_int_equal(fread(magic, 1, 8, f), 8);
+    assert_memory_equal(magic, "PLGOLDEN", 8);
+    assert_int_equal(fread(h, 4, 5, f), 5);
+    assert_int_equal(h[0], 1);
+    g->B = h[1]; g->T = h[2]; g->V = h[3]; g->C = h[4];
+    size_t BT = (size_t)g->B * g->T;
+    g->tokens = malloc(BT * 4); g->cols = malloc((size_t)g->C * 4);
+    g->logits = malloc(BT * g->C * 4); g->lse = malloc(BT * 4); g->argmax = malloc(BT * 4);
+    assert_int_equal(fread(g->tokens, 4, BT, f), BT);
+    assert_int_equal(fread(g->cols, 4, (size_t)g->C, f), (size_t)g->C);
+    assert_int_equal(fread(g->logits, 4, BT * g->C, f), BT * g->C);
+    assert_int_equal(fread(g->lse, 4, BT, f), BT);
+    assert_int_equal(fread(g->argmax, 4, BT, f), BT);
+    fclose(f);
+}
+
+static void golden_free(struct golden *g)
+{
+    free(g->tokens); free(g->cols); free(g->logits); free(g->lse); free(g->argmax);
+}
+
+/* Forward the golden batch and return max |logit - golden| over stored columns and the lse. */
+static double golden_check(struct pl_model *m, const char *gpath, int flags)
+{
+    struct golden g;
+    golden_read(&g, gpath);
+    assert_int_equal(g.V, m->cfg.vocab_size);
+    struct pl_llama_ctx *c = pl_llama_ctx_new(m, g.B, g.T, flags);
+    assert_non_null(c);
+    enum pl_status st = pl_llama_forward(c, g.tokens, g.T, 0, 0);
+    if (st) fprintf(stderr, "%s\n", pl_last_error());
+    assert_int_equal(st, PL_OK);
+    double worst = 0;
+    int argmax_ok = 0;
+    for (int r = 0; r < g.B * g.T; r++) {
+        const float *z = c->logits + (size_t)r * g.V;
+        for (int k = 0; k < g.C; k++) {
+            double d = fabs((double)z[g.cols[k]] - g.logits[(size_t)r * g.C + k]);
+            if (d > worst) worst = d;
+        }
+        double mx = z[0], se = 0;
+        int am = 0;
+        for (int j = 1; j < g.V; j++) if (z[j] > mx) { mx = z[j]; am = j; }
+        for (int j = 0; j < g.V; j++) se += exp(z[j] - mx);
+        double d = fabs(mx + log(se) - g.lse[r]);
+        if (d > worst) worst = d;
+        argmax_ok += am == g.argmax[r];
+    }
+    assert_int_equal(argmax_ok, g.B * g.T);
+    pl_llama_ctx_free(c);
+    golden_free(&g);
+    return worst;
+}
+
+/* ---- stories260K ---- */
+
+static void test_stories_bin_equals_gguf(void **state)
+{
+    (void)state;
+    struct pl_model *a = load_or_die(STORIES_BIN, STORIES_TOK);
+    struct pl_model *b = load_or_die(STORIES_GGUF, NULL);
+    assert_int_equal(a->cfg.dim, 64);
+    assert_int_equal(a->cfg.hidden_dim, 172);
+    assert_int_equal(a->cfg.n_layers, 5);
+    assert_int_equal(a->cfg.n_heads, 8);
+    assert_int_equal(a->cfg.n_kv_heads, 4);
+    assert_int_equal(a->cfg.vocab_size, 512);
+    assert_int_equal(b->cfg.dim, 64);
+    assert_int_equal(b->cfg.n_kv_heads, 4);
+    /* The .bin shares the classifier, the GGUF stores output.weight: compare what both have,
+     * then the GGUF's output against the .bin's (shared) embedding. */
+    int na = pl_model_n_params(a), nb = pl_model_n_params(b);
+    assert_int_equal(nb, na + 1);
+    int compared = 0;
+    for (int i = 0; i < na; i++) {
+        char name[128];
+        struct pl_tensor **ta = pl_model_param(a, i, name, sizeof name);
+        struct pl_tensor **tb = pl_model_find_param(b, name);
+        assert_non_null(tb);
+        assert_int_equal((*ta)->dtype, PL_F32);
+        assert_int_equal((*tb)->dtype, PL_F32);
+        assert_true(pl_tensor_same_shape(*ta, *tb));
+        assert_memory_equal(pl_tensor_data(*ta), pl_tensor_data(*tb), pl_tensor_nbytes(*ta));
+        compared++;
+    }
+    assert_int_equal(compared, 1 + 5 * 9 + 1);
+    assert_memory_equal(pl_tensor_data(a->output), pl_tensor_data(b->output),
+                        pl_tensor_nbytes(a->output));
+    /* 512*64 embedding + 5 * (2*64 + 64*64*2 + 32*64*2 + 3*172*64) + 64 */
+    assert_int_equal(pl_model_param_count(a), 260032);
+    pl_model_free(a);
+    pl_model_free(b);
+}
+
+static void test_stories_golden_logits(void **state)
+{
+    (void)state;
+    struct pl_model *m = load_or_die(STORIES_GGUF, NULL);
+    double d = golden_check(m, "tests/ref/golden/stories260K_logits.bin", 0);
+    printf("stories260K gguf: max |logit - reference| = %.3g\n", d);
+    assert_true(d <= 1e-4);
+    d = golden_check(m, "tests/ref/golden/stories260K_logits.bin", PL_LLAMA_SAVE);
+    assert_true(d <= 1e-4);
+    pl_model_free(m);
+    m = load_or_die(STORIES_BIN, STORIES_TOK);
+    d = golden_check(m, "tests/ref/golden/stories260K_logits.bin", 0);
+    printf("stories260K .bin: max |logit - reference| = %.3g\n", d);
+    assert_true(d <= 1e-4);
+    pl_model_free(m);
+}
+
+/* Incremental decoding with the KV cache gives the logits of the full forward. */
+static void test_kv_cache_matches_full(void **state)
+{
+    (void)state;
+    struct pl_model *m = load_or_die(STORIES_GGUF, NULL);
+    int32_t ids[12] = { 1, 403, 395, 419, 414, 429, 269, 268, 426, 300, 17, 99 };
+    struct pl_llama_ctx *full = pl_llama_ctx_new(m, 1, 12, 0);
+    struct pl_llama_ctx *inc = pl_llama_ctx_new(m, 1, 12, 0);
+    assert_int_equal(pl_llama_forward(full, ids, 12, 0, 0), PL_OK);
+    assert_int_equal(pl_llama_forward(inc, ids, 5, 0, 1), PL_OK);
+    double worst = 0;
+    for (int t = 5; t < 12; t++) {
+        assert_int_equal(pl_llama_forward(inc, ids + t, 1, t, 1), PL_OK);
+        for (int j = 0; j < 512; j++) {
+            double d = fabs(inc->logits[j] - full->logits[(size_t)t * 512 + j]);
+            if (d > worst) worst = d;
+        }
+    }
+    assert_true(worst < 1e-4);
+    /* a position past the cache is refused */
+    assert_int_equal(pl_llama_forward(inc, ids, 1, 13, 1), PL_ERR_ARG);
+    int32_t bad = 9999;
+    assert_int_equal(pl_llama_forward(full, &bad, 1, 0, 0), PL_ERR_ARG);
+    assert_non_null(strstr(pl_last_error(), "9999"));
+    pl_llama_ctx_free(full);
+    pl_llama_ctx_free(inc);
+    pl_model_free(m);
+}
+
+static char *read_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)sz + 1);
+    assert_int_equal(fread(s, 1, (size_t)sz, f), (size_t)sz);
+    s[sz] = 0;
+    fclose(f);
+    if (n) *n = (size_t)sz;
+    return s;
+}
+
+static void test_stories_greedy_generation(void **state)
+{
+    (void)state;
+    const char *want = "Once upon a time, there was a little girl named Lily. She loved to play "
+                       "outside in the park.";
+    const char *paths[2] = { STORIES_BIN, STORIES_GGUF };
+    for (int k = 0; k < 2; k++) {
+        struct pl_model *m = load_or_die(paths[k], k == 0 ? STORIES_TOK : NULL);
+        struct pl_generate_opts o;
+        memset(&o, 0, sizeof o);
+        o.max_tokens = 200;
+        pl_sampler_init(&o.sampler, 0);
+        o.sampler.greedy = 1;
+        int32_t bos = 1;
+        char *text = NULL;
+        int n = 0;
+        enum pl_status st = pl_generate(m, &bos, 1, &o, &text, NULL, &n);
+        if (st) fprintf(stderr, "%s\n", pl_last_error());
+        assert_int_equal(st, PL_OK);
+        printf("stories260K greedy (%s, %d tokens): %.160s...\n", k ? "gguf" : "bin", n, text);
+        const char *p = text;
+        while (*p == ' ') p++;   /* run.c prints the first piece without its leading space */
+        assert_memory_equal(p, want, strlen(want));
+        pl_free(text);
+        pl_model_free(m);
+    }
+}
+
+/* Mean CE over the sample text, encoded as run.c does (BOS, then the SentencePiece pieces of the
+ * text with a dummy-prefix space), each story scored in windows of the model's context. */
+static void test_stories_cross_entropy(void **state)
+{
+    (void)state;
+    struct pl_model *m = load_or_die(STORIES_BIN, STORIES_TOK);
+    size_t n;
+    char *text = read_file("../shared/data/text/tinystories_sample.txt", &n);
+    int32_t *ids = NULL;
+    size_t nids = 0;
+    enum pl_status st = pl_tokenizer_encode(m->tok, text, n, PL_TOK_ADD_BOS, &ids, &nids);
+    assert_int_equal(st, PL_OK);
+    double sum = 0;
+    int64_t count = 0;
+    st = pl_llama_score_stream(m, ids, (int64_t)nids, m->cfg.seq_len, m->cfg.seq_len, &sum, &count);
+    assert_int_equal(st, PL_OK);
+    double ce = sum / (double)count;
+    printf("stories260K CE on tinystories_sample.txt: %.4f nats/token over %lld tokens (ppl %.3f)\n",
+           ce, (long long)count, exp(ce));
+    assert_true(fabs(ce - 1.266) < 0.01);
+    pl_free(ids);
+    free(text);
+    pl_model_free(m);
+}
+
+/* ---- SmolLM2-135M ---- */
+
+static void test_smollm2_golden_logits(void **state)
+{
+    (void)state;
+    if (!exists(SMOL)) {
+        printf("SKIP smollm2: %s absent (make model)\n", SMOL);
+        skip();
+    }
+    struct pl_model *m = load_or_die(SMOL, NULL);
+    assert_int_equal(m->cfg.n_layers, 30);
+    assert_int_equal(m->cfg.dim, 576);
+    assert_int_equal(m->cfg.n_kv_heads, 3);
+    assert_true(m->cfg.tied_output);
+    assert_int_equal(m->tok_embd->dtype, PL_Q8_0);
+    assert_int_equal(m->layers[0].w[PL_PROJ_Q]->dtype, PL_Q4_1);
+    double d = golden_check(m, "tests/ref/golden/smollm2_logits.bin", 0);
+    printf("SmolLM2-135M: max |logit - reference| = %.3g\n", d);
+    assert_true(d <= 1e-3);
+    struct pl_model_card card;
+    pl_model_card(m, &card);
+    assert_int_equal(card.n_params, 134515008);
+    assert_int_equal(card.dtype_count[PL_Q4_1], 210);
+    assert_int_equal(card.dtype_count[PL_Q8_0], 1);
+    assert_int_equal(card.dtype_count[PL_F32], 61);
+    assert_string_equal(card.chat_family, "chatml");
+    pl_model_free(m);
+}
+
+/* ---- sampling ---- */
+
+static void test_rng_and_sampler(void **state)
+{
+    (void)state;
+    struct pl_rng r;
+    pl_rng_seed(&r, 42);
+    /* xoshiro256** seeded by splitmix64(42), computed independently in Python. */
+    assert_true(pl_rng_next(&r) == 0x15780b2e0c2ec716ULL);
+    assert_true(pl_rng_next(&r) == 0x6104d9866d113a7eULL);
+    assert_true(pl_rng_next(&r) == 0xae17533239e499a1ULL);
+
+    float base[8] = { 0.1f, 2.0f, -1.0f, 1.9f, 0.5f, 3.0f, -2.0f, 2.9f };
+    float z[8], work[16];
+    struct pl_sampler s;
+    pl_sampler_init(&s, 7);
+    s.greedy = 1;
+    memcpy(z, base, sizeof z);
+    assert_int_equal(pl_sampler_sample(&s, z, 8, NULL, 0, work), 5);
+    /* repetition penalty 2 halves token 5's logit (3.0 → 1.5): 7 wins */
+    int32_t prev[2] = { 5, 5 };
+    s.repetition_penalty = 2.0f;
+    memcpy(z, base, sizeof z);
+    assert_int_equal(pl_sampler_sample(&s, z, 8, prev, 2, work), 7);
+    assert_true(z[5] == 1.5f);
+    /* top_k = 2 only ever draws 5 or 7; counts follow softmax of (3.0, 2.9) */
+    pl_sampler_init(&s, 123);
+    s.top_k = 2;
+    int hits[8] = { 0 };
+    for (int i = 0; i < 2000; i++) {
+        memcpy(z, base, sizeof z);
+        hits[pl_sampler_sample(&s, z, 8, NULL, 0, work)]++;
+    }
+    assert_int_equal(hits[5] + hits[7], 2000);
+    double p5 = 1.0 / (1.0 + exp(-0.1));
+    assert_true(fabs(hits[5] / 2000.0 - p5) < 0.05);
+    /* top_p = 0.3 keeps only the most likely token here (its mass is ~0.36) */
+    pl_sampler_init(&s, 5);
+    s.top_p = 0.3f;
+    for (int i = 0; i < 200; i++) {
+        memcpy(z, base, sizeof z);
+        assert_int_equal(pl_sampler_sample(&s, z, 8, NULL, 0, work), 5);
+    }
+    /* same seed, same draws */
+    struct pl_sampler a, b;
+    pl_sampler_init(&a, 99);
+    pl_sampler_init(&b, 99);
+    for (int i = 0; i < 100; i++) {
+        float za[8], zb[8];
+        memcpy(za, base, sizeof za);
+        memcpy(zb, base, sizeof zb);
+        assert_int_equal(pl_sampler_sample(&a, za, 8, NULL, 0, work),
+                         pl_sampler_sample(&b, zb, 8, NULL, 0, work));
+    }
+}
+
+static void test_generate_seeded_and_stop(void **state)
+{
+    (void)state;
+    struct pl_model *m = load_or_die(STORIES_GGUF, NULL);
+    struct pl_generate_opts o;
+    memset(&o, 0, sizeof o);
+    o.max_tokens = 40;
+    pl_sampler_init(&o.sampler, 1234);
+    o.sampler.temperature = 0.8f;
+    o.sampler.top_p = 0.9f;
+    int32_t bos = 1;
+    char *t1, *t2;
+    assert_int_equal(pl_generate(m, &bos, 1, &o, &t1, NULL, NULL), PL_OK);
+    assert_int_equal(pl_generate(m, &bos, 1, &o, &t2, NULL, NULL), PL_OK);
+    assert_string_equal(t1, t2);
+    pl_free(t2);
+    /* greedy with a stop string: the text ends right before it */
+    o.sampler.greedy = 1;
+    const char *stop[] = { "Lily", NULL };
+    o.stop = stop;
+    assert_int_equal(pl_generate(m, &bos, 1, &o, &t2, NULL, NULL), PL_OK);
+    assert_non_null(strstr(t2, "little girl named"));
+    assert_null(strstr(t2, "Lily"));
+    pl_free(t1);
+    pl_free(t2);
+    pl_model_free(m);
+}
+
+/* ---- bad input ---- */
+
+static void write_prefix(const char *src, const char *dst, size_t n, const char *patch_from,
+                         const char *patch_to)
+{
+    size_t sz;
+    char *d = read_file(src, &sz);
+    if (n == 0 || n > sz) n = sz;
+    if (patch_from) {
+        for (size_t i = 0; i + strlen(patch_from) <= n; i++)
+            if (memcmp(d + i, patch_from, strlen(patch_from)) == 0) {
+                memcpy(d + i, patch_to, strlen(patch_to));
+                break;
+            }
+    }
+    FILE *f = fopen(dst, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(d, 1, n, f), n);
+    fclose(f);
+    free(d);
+}
+
+static void expect_fail(const char *path, const char *tok, const char *needle)
+{
+    struct pl_model *m = NULL;
+    struct pl_model_load_opts o = { .tokenizer = tok };
+    enum pl_status st = pl_model_load(&m, path, &o);
+    assert_int_not_equal(st, PL_OK);
+    assert_null(m);
+    const char *e = pl_last_error();
+    printf("expected failure: %s\n", e);
+    assert_non_null(strstr(e, path));
+    assert_non_null(strstr(e, needle));
+    assert_null(strchr(e, '\n'));
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    assert_int_equal(system("mkdir -p " TMPDIR), 0);
+    write_prefix(STORIES_BIN, TMPDIR "/trunc.bin", 5000, NULL, NULL);
+    expect_fail(TMPDIR "/trunc.bin", STORIES_TOK, "truncated");
+    write_prefix(STORIES_BIN, TMPDIR "/hdr.bin", 20, NULL, NULL);
+    expect_fail(TMPDIR "/hdr.bin", STORIES_TOK, "truncated");
+    write_prefix(STORIES_GGUF, TMPDIR "/trunc.gguf", 100000, NULL, NULL);
+    expect_fail(TMPDIR "/trunc.gguf", NULL, "");
+    write_prefix(STORIES_GGUF, TMPDIR "/magic.gguf", 0, "GGUF", "GGUX");
+    expect_fail(TMPDIR "/magic.gguf", NULL, "magic");
+    {
+        /* the architecture value is the string "llama" right after general.architecture */
+        size_t sz;
+        char *d = read_file(STORIES_GGUF, &sz);
+        const char *key = "general.architecture";
+        for (size_t i = 0; i + 40 < sz; i++)
+            if (memcmp(d + i, key, strlen(key)) == 0) {
+                char *v = d + i + strlen(key) + 4 + 8;   /* type u32, length u64 */
+                assert_memory_equal(v, "llama", 5);
+                memcpy(v, "mamba", 5);
+                break;
+            }
+        FILE *f = fopen(TMPDIR "/arch.gguf", "wb");
+        assert_int_equal(fwrite(d, 1, sz, f), sz);
+        fclose(f);
+        free(d);
+    }
+    expect_fail(TMPDIR "/arch.gguf", NULL, "mamba");
+    /* a .bin alone in a directory has no tokenizer */
+    write_prefix(STORIES_BIN, TMPDIR "/alone.bin", 0, NULL, NULL);
+    expect_fail(TMPDIR "/alone.bin", NULL, "tokenizer");
+    expect_fail(TMPDIR "/does-not-exist.gguf", NULL, "does-not-exist");
+    write_prefix(STORIES_TOK, TMPDIR "/notamodel.xyz", 0, NULL, NULL);
+    expect_fail(TMPDIR "/notamodel.xyz", NULL, "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stories_bin_equals_gguf),
+        cmocka_unit_test(test_stories_golden_logits),
+        cmocka_unit_test(test_kv_cache_matches_full),
+        cmocka_unit_test(test_stories_greedy_generation),
+        cmocka_unit_test(test_stories_cross_entropy),
+        cmocka_unit_test(test_smollm2_golden_logits),
+        cmocka_unit_test(test_rng_and_sampler),
+        cmocka_unit_test(test_generate_seeded_and_stop),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
