@@ -1,0 +1,36 @@
+/* hw.h — what machine are we on: CPU, cores, SIMD, memory, OS, BLAS.
+ *
+ * Read once per call (cheap); drives defaults: thread count and the memory budget.
+ * Linux reads /proc; macOS uses sysctl (Apple Silicon detected via hw.optional.arm64).
+ */
+#ifndef PEFTLUA_HW_H
+#define PEFTLUA_HW_H
+
+#include <stdint.h>
+#include "peftlua/status.h"
+
+struct pl_hw {
+    char    cpu_model[128];
+    char    arch[80];          /* "x86_64", "arm64", ... */
+    char    os[160];           /* "Linux 6.1.0", "macOS 14.5 (Darwin 23.5.0)" */
+    char    simd[64];          /* best level: "avx512", "avx2+fma", "neon", ... */
+    char    simd_flags[160];   /* every level found, space separated */
+    int     logical_cores;
+    int     physical_cores;    /* best effort; = logical when unknown */
+    int     apple_silicon;     /* 1 on Apple M-series */
+    int64_t ram_total;         /* bytes */
+    int64_t ram_available;     /* bytes: MemAvailable on Linux, free+inactive on macOS */
+    char    blas_core[64];     /* OpenBLAS core type in use ("Haswell", "SkylakeX", ...) */
+    int     blas_threads;
+};
+
+enum pl_status pl_hw_query(struct pl_hw *hw);
+/* Threads peftlua uses by default: PEFT_THREADS if set, else the physical cores. */
+int pl_hw_default_threads(const struct pl_hw *hw);
+/* Default memory budget for training: PEFT_MEMORY_BUDGET (bytes, or with K/M/G suffix) if set,
+ * else 85% of available RAM. */
+int64_t pl_hw_default_budget(const struct pl_hw *hw);
+/* One line: "AMD EPYC ... | 2 threads | avx512 | OpenBLAS Haswell" for benchmark headers. */
+void pl_hw_summary(const struct pl_hw *hw, int threads, char *buf, int n);
+
+#endif

@@ -1,0 +1,172 @@
+/* hw.c — hardware report (see hw.h). Platform code is guarded so macOS and Linux both build. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/utsname.h>
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#include <mach/mach.h>
+#endif
+#include "peftlua/blas.h"
+#include "peftlua/hw.h"
+
+#if defined(__APPLE__)
+static int64_t pl_sysctl_i64(const char *name)
+{
+    int64_t v = 0;
+    size_t n = sizeof v;
+    if (sysctlbyname(name, &v, &n, NULL, 0) != 0) return -1;
+    if (n == sizeof(int32_t)) return *(int32_t *)&v;
+    return v;
+}
+#endif
+
+static void pl_hw_cpu(struct pl_hw *hw)
+{
+#if defined(__APPLE__)
+    size_t n = sizeof hw->cpu_model;
+    if (sysctlbyname("machdep.cpu.brand_string", hw->cpu_model, &n, NULL, 0) != 0) snprintf(hw->cpu_model, sizeof hw->cpu_model, "unknown");
+    hw->apple_silicon = pl_sysctl_i64("hw.optional.arm64") == 1;
+    int64_t p = pl_sysctl_i64("hw.physicalcpu");
+    hw->physical_cores = p > 0 ? (int)p : hw->logical_cores;
+#else
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    int cores_per_socket = 0, sockets_seen = 0;
+    char physids[64] = { 0 };
+    if (f) {
+        while (fgets(line, sizeof line, f)) {
+            char *colon = strchr(line, ':');
+            if (!colon) continue;
+            char *v = colon + 1;
+            while (*v == ' ' || *v == '\t') v++;
+            v[strcspn(v, "\n")] = 0;
+            if (!hw->cpu_model[0] && (strncmp(line, "model name", 10) == 0 || strncmp(line, "Model", 5) == 0))
+                snprintf(hw->cpu_model, sizeof hw->cpu_model, "%s", v);
+            else if (strncmp(line, "cpu cores", 9) == 0) cores_per_socket = atoi(v);
+            else if (strncmp(line, "physical id", 11) == 0) {
+                int id = atoi(v);
+                if (id >= 0 && id < 64 && !physids[id]) { physids[id] = 1; sockets_seen++; }
+            }
+        }
+        fclose(f);
+    }
+    if (!hw->cpu_model[0]) snprintf(hw->cpu_model, sizeof hw->cpu_model, "unknown");
+    int phys = cores_per_socket * (sockets_seen ? sockets_seen : 1);
+    hw->physical_cores = phys > 0 && phys <= hw->logical_cores ? phys : hw->logical_cores;
+#endif
+}
+
+static void pl_hw_simd(struct pl_hw *hw)
+{
+    char *f = hw->simd_flags;
+    size_t n = sizeof hw->simd_flags;
+    const char *best = "scalar";
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    struct { const char *name; int on; } lv[] = {
+        { "sse4.2", __builtin_cpu_supports("sse4.2") }, { "avx", __builtin_cpu_supports("avx") },
+        { "avx2", __builtin_cpu_supports("avx2") }, { "fma", __builtin_cpu_supports("fma") },
+        { "avx512f", __builtin_cpu_supports("avx512f") }, { "avx512bw", __builtin_cpu_supports("avx512bw") },
+        { "avx512vnni", __builtin_cpu_supports("avx512vnni") },
+    };
+    for (size_t i = 0; i < sizeof lv / sizeof lv[0]; i++)
+        if (lv[i].on) { size_t k = strlen(f); snprintf(f + k, n - k, "%s%s", k ? " " : "", lv[i].name); }
+    if (lv[4].on) best = "avx512";
+    else if (lv[2].on && lv[3].on) best = "avx2+fma";
+    else if (lv[2].on) best = "avx2";
+    else if (lv[1].on) best = "avx";
+    else if (lv[0].on) best = "sse4.2";
+#elif defined(__aarch64__) || defined(__arm64__)
+    best = "neon";
+    snprintf(f, n, "neon");
+#if defined(__ARM_FEATURE_DOTPROD)
+    { size_t k = strlen(f); snprintf(f + k, n - k, " dotprod"); }
+#endif
+#endif
+    snprintf(hw->simd, sizeof hw->simd, "%s", best);
+}
+
+static void pl_hw_mem(struct pl_hw *hw)
+{
+    hw->ram_total = hw->ram_available = -1;
+#if defined(__APPLE__)
+    hw->ram_total = pl_sysctl_i64("hw.memsize");
+    vm_statistics64_data_t vs;
+    mach_msg_type_number_t cnt = HOST_VM_INFO64_COUNT;
+    if (host_statistics64(mach_host_self(), HOST_VM_INFO64, (host_info64_t)&vs, &cnt) == KERN_SUCCESS)
+        hw->ram_available = (int64_t)(vs.free_count + vs.inactive_count + vs.purgeable_count) * (int64_t)vm_page_size;
+#else
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    if (f) {
+        while (fgets(line, sizeof line, f)) {
+            long long kb;
+            if (sscanf(line, "MemTotal: %lld kB", &kb) == 1) hw->ram_total = kb * 1024;
+            else if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) hw->ram_available = kb * 1024;
+        }
+        fclose(f);
+    }
+#endif
+}
+
+static void pl_hw_os(struct pl_hw *hw)
+{
+    struct utsname u;
+    if (uname(&u) != 0) { snprintf(hw->os, sizeof hw->os, "unknown"); snprintf(hw->arch, sizeof hw->arch, "unknown"); return; }
+    snprintf(hw->arch, sizeof hw->arch, "%s", u.machine);
+#if defined(__APPLE__)
+    char ver[32] = "";
+    size_t n = sizeof ver;
+    sysctlbyname("kern.osproductversion", ver, &n, NULL, 0);
+    snprintf(hw->os, sizeof hw->os, "macOS %s (Darwin %s)", ver, u.release);
+#else
+    snprintf(hw->os, sizeof hw->os, "%s %s", u.sysname, u.release);
+#endif
+}
+
+enum pl_status pl_hw_query(struct pl_hw *hw)
+{
+    memset(hw, 0, sizeof *hw);
+    long lc = sysconf(_SC_NPROCESSORS_ONLN);
+    hw->logical_cores = lc > 0 ? (int)lc : 1;
+    pl_hw_cpu(hw);
+    pl_hw_simd(hw);
+    pl_hw_mem(hw);
+    pl_hw_os(hw);
+    snprintf(hw->blas_core, sizeof hw->blas_core, "%s", pl_blas_corename());
+    hw->blas_threads = pl_blas_threads();
+    return PL_OK;
+}
+
+int pl_hw_default_threads(const struct pl_hw *hw)
+{
+    const char *e = getenv("PEFT_THREADS");
+    if (e && atoi(e) > 0) return atoi(e);
+    return hw->physical_cores > 0 ? hw->physical_cores : 1;
+}
+
+int64_t pl_hw_default_budget(const struct pl_hw *hw)
+{
+    const char *e = getenv("PEFT_MEMORY_BUDGET");
+    if (e && *e) {
+        char *end;
+        double v = strtod(e, &end);
+        switch (*end) {
+        case 'k': case 'K': v *= 1024.0; break;
+        case 'm': case 'M': v *= 1024.0 * 1024; break;
+        case 'g': case 'G': v *= 1024.0 * 1024 * 1024; break;
+        default: break;
+        }
+        if (v > 0) return (int64_t)v;
+    }
+    int64_t avail = hw->ram_available > 0 ? hw->ram_available : hw->ram_total;
+    return avail > 0 ? avail / 100 * 85 : 0;
+}
+
+void pl_hw_summary(const struct pl_hw *hw, int threads, char *buf, int n)
+{
+    snprintf(buf, (size_t)n, "%s | %d threads | %s | OpenBLAS %s (%d threads) | %s",
+             hw->cpu_model, threads, hw->simd, hw->blas_core, hw->blas_threads, hw->os);
+}

@@ -1,0 +1,68 @@
+/* l_hw.c — peft.hw: the hardware report.
+ *
+ *   peft.hw.info()      → { cpu=, arch=, os=, simd=, simd_flags=, cores=, physical_cores=,
+ *                           apple_silicon=, ram_total=, ram_available=, blas_core=, blas_threads=,
+ *                           threads= (peftlua's default), memory_budget= (default budget) }
+ *   peft.hw.summary()   → one line for benchmark headers
+ *   peft.hw.threads([n]) get/set BLAS threads
+ */
+#include "pl_lua.h"
+#include "peftlua/blas.h"
+#include "peftlua/hw.h"
+
+static void l_hw_query(lua_State *L, struct pl_hw *hw)
+{
+    if (pl_hw_query(hw) != PL_OK) pl_lua_error(L);
+}
+
+static int l_hw_info(lua_State *L)
+{
+    struct pl_hw hw;
+    l_hw_query(L, &hw);
+    lua_createtable(L, 0, 16);
+    lua_pushstring(L, hw.cpu_model); lua_setfield(L, -2, "cpu");
+    lua_pushstring(L, hw.arch); lua_setfield(L, -2, "arch");
+    lua_pushstring(L, hw.os); lua_setfield(L, -2, "os");
+    lua_pushstring(L, hw.simd); lua_setfield(L, -2, "simd");
+    lua_pushstring(L, hw.simd_flags); lua_setfield(L, -2, "simd_flags");
+    lua_pushinteger(L, hw.logical_cores); lua_setfield(L, -2, "cores");
+    lua_pushinteger(L, hw.physical_cores); lua_setfield(L, -2, "physical_cores");
+    lua_pushboolean(L, hw.apple_silicon); lua_setfield(L, -2, "apple_silicon");
+    lua_pushinteger(L, hw.ram_total); lua_setfield(L, -2, "ram_total");
+    lua_pushinteger(L, hw.ram_available); lua_setfield(L, -2, "ram_available");
+    lua_pushstring(L, hw.blas_core); lua_setfield(L, -2, "blas_core");
+    lua_pushinteger(L, hw.blas_threads); lua_setfield(L, -2, "blas_threads");
+    lua_pushinteger(L, pl_hw_default_threads(&hw)); lua_setfield(L, -2, "threads");
+    lua_pushinteger(L, pl_hw_default_budget(&hw)); lua_setfield(L, -2, "memory_budget");
+    return 1;
+}
+
+static int l_hw_summary(lua_State *L)
+{
+    struct pl_hw hw;
+    char buf[512];
+    l_hw_query(L, &hw);
+    pl_hw_summary(&hw, pl_hw_default_threads(&hw), buf, sizeof buf);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int l_hw_threads(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1)) {
+        lua_Integer n = luaL_checkinteger(L, 1);
+        luaL_argcheck(L, n >= 1 && n <= 1024, 1, "thread count must be 1..1024");
+        pl_blas_set_threads((int)n);
+    }
+    lua_pushinteger(L, pl_blas_threads());
+    return 1;
+}
+
+int luaopen_peft_hw(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        { "info", l_hw_info }, { "summary", l_hw_summary }, { "threads", l_hw_threads }, { NULL, NULL }
+    };
+    luaL_newlib(L, fns);
+    return 1;
+}

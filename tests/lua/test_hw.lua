@@ -1,0 +1,39 @@
+-- peft.hw against what the OS itself says.
+local T = require "testlib"
+local function first_line(cmd) local p = io.popen(cmd); local s = p:read("l"); p:close(); return s end
+return {
+  info_matches_the_os = function()
+    local hw = peft.hw.info()
+    local nproc = tonumber(first_line("getconf _NPROCESSORS_ONLN"))
+    T.eq(hw.cores, nproc, "logical cores")
+    T.ok(hw.physical_cores >= 1 and hw.physical_cores <= hw.cores, "physical cores in 1..logical")
+    T.ok(hw.ram_total > 0 and hw.ram_available > 0 and hw.ram_available <= hw.ram_total, "RAM figures")
+    T.ok(hw.memory_budget > 0 and hw.memory_budget < hw.ram_total, "default budget below RAM")
+    T.eq(hw.arch, first_line("uname -m"))
+    T.ok(#hw.cpu > 0 and hw.cpu ~= "unknown", "CPU model read")
+    T.ok(#hw.blas_core > 0 and hw.blas_core ~= "unknown", "OpenBLAS core name: " .. hw.blas_core)
+    local forced = os.getenv("OPENBLAS_CORETYPE")
+    if forced and forced ~= "" then T.eq(hw.blas_core:lower(), forced:lower(), "OPENBLAS_CORETYPE honoured and reported") end
+    if first_line("uname -s") == "Linux" then
+      local mt = tonumber(first_line("awk '/MemTotal/ {print $2}' /proc/meminfo"))
+      T.eq(hw.ram_total, mt * 1024, "MemTotal")
+      local flags = first_line("grep -m1 '^flags' /proc/cpuinfo") or ""
+      if flags:find(" avx512f") then T.eq(hw.simd, "avx512") elseif flags:find(" avx2") then T.ok(hw.simd:find("avx2")) end
+    end
+  end,
+  env_overrides = function()
+    local rc, out = T.sh("PEFT_THREADS=3 PEFT_MEMORY_BUDGET=2G " .. T.host .. " -e 'local h = peft.hw.info(); print(h.threads, h.memory_budget)'")
+    T.eq(rc, 0, out)
+    T.eq(out, "3\t2147483648\n")
+  end,
+  summary_line = function()
+    local s = peft.hw.summary()
+    T.ok(s:find("threads", 1, true) and s:find("OpenBLAS", 1, true), s)
+  end,
+  threads_set_and_get = function()
+    local before = peft.hw.threads()
+    T.eq(peft.hw.threads(1), 1)
+    peft.hw.threads(before)
+    T.raises(function() peft.hw.threads(0) end, "thread count")
+  end,
+}
