@@ -37,19 +37,6 @@ static enum pl_status check_weight(const char *who, enum pl_dtype wtype, int64_t
     return PL_OK;
 }
 
-/* Run the BLAS calls of a parallel region single-threaded; returns the count to restore. */
-static int blas_pin_one(void)
-{
-    int prev = pl_blas_threads();
-    if (prev != 1) pl_blas_set_threads(1);
-    return prev;
-}
-
-static void blas_restore(int prev)
-{
-    if (prev != 1) pl_blas_set_threads(prev);
-}
-
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dtype wtype,
@@ -75,7 +62,7 @@ enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dt
         /* Validate the format once outside the parallel region (errors cannot leave it). */
         st = pl_dequant_row(wtype, W, ws, K);
         if (st != PL_OK) { pl_free(ws); return st; }
-        int prev = blas_pin_one();
+        int prev = pl_k_blas_pin_one();
         const uint8_t *w8 = W;
         #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
         for (int64_t p = 0; p < npanel; p++) {
@@ -85,7 +72,7 @@ enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dt
                 pl_dequant_row(wtype, w8 + (size_t)(n0 + r) * rb, buf + r * K, K);
             pl_sgemm(0, 1, M, np, K, 1.0f, x, K, buf, K, 0.0f, y + n0, N);
         }
-        blas_restore(prev);
+        pl_k_blas_restore(prev);
         pl_free(ws);
     }
     if (bias) {
@@ -140,7 +127,7 @@ enum pl_status pl_linear_bwd(float *dx, float *dW, float *dbias, const float *dy
                             nth, (long long)P, (long long)KC);
     st = pl_dequant_row(wtype, W, ws, KC);
     if (st != PL_OK) { pl_free(ws); return st; }
-    int prev = blas_pin_one();
+    int prev = pl_k_blas_pin_one();
     const uint8_t *w8 = W;
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
     for (int64_t ch = 0; ch < nchunk; ch++) {
@@ -154,7 +141,7 @@ enum pl_status pl_linear_bwd(float *dx, float *dW, float *dbias, const float *dy
             pl_sgemm(0, 0, M, kc, np, 1.0f, dy + n0, N, buf, kc, 1.0f, dx + k0, K);
         }
     }
-    blas_restore(prev);
+    pl_k_blas_restore(prev);
     pl_free(ws);
     return PL_OK;
 }
