@@ -1,0 +1,49 @@
+-- recipes/quickstart.lua — load a model, show its card, chat with it, measure perplexity.
+--
+--   peftlua recipes/quickstart.lua [model] [text-or-jsonl]
+-- The model is arg[1], else $PEFT_MODEL, else the default SmolLM2-135M-Instruct (make model).
+-- PEFT_SMOKE=1 keeps it short (used by the test suite).
+local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/recipes/") or "."
+local path = arg[1] or os.getenv("PEFT_MODEL") or (here .. "/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+local text = arg[2] or (here .. "/../shared/data/wikisql/valid.jsonl")
+local smoke = os.getenv("PEFT_SMOKE") == "1"
+
+local m <close> = peft.model.load(path)
+local c = m:card()
+
+print(string.format("model      %s (%s, %s)", c.name, c.arch, c.format))
+print(string.format("file       %s", c.path))
+print(string.format("params     %.1f M  (%.1f MiB of weights)", c.params / 1e6, c.weight_bytes / 1048576))
+local types = {}
+for k, v in pairs(c.dtypes) do types[#types + 1] = string.format("%s×%d", k, v) end
+table.sort(types)
+print(string.format("tensors    %s", table.concat(types, " ")))
+print(string.format("shape      %d layers, dim %d, ffn %d, heads %d (kv %d), vocab %d, context %d",
+  c.layers, c.dim, c.hidden_dim, c.heads, c.kv_heads, c.vocab_size, c.context_length))
+print(string.format("chat       %s", c.chat_template))
+
+-- A prompt in the model's chat format when it has one, else plain text.
+local question = "What is the capital of France? Answer in one sentence."
+local prompt
+if c.chat_template == "chatml" then
+  prompt = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    .. "<|im_start|>user\n" .. question .. "<|im_end|>\n<|im_start|>assistant\n"
+elseif peft.chat and peft.chat.render and c.chat_template ~= "none" then
+  prompt = peft.chat.render(m, { { role = "user", content = question } }, { add_generation_prompt = true })
+else
+  prompt, question = "Once upon a time", "Once upon a time"
+end
+
+print("\n> " .. question)
+io.write("< ")
+local _, n = m:generate(prompt, {
+  max_tokens = smoke and 24 or 96, temperature = 0.7, top_p = 0.9, seed = 42,
+  stop = { "<|im_end|>" },
+  on_token = function(piece) io.write(piece); io.flush() end,
+})
+print(string.format("\n(%d tokens)", n))
+
+local fmt = text:match("%.jsonl$") and "jsonl" or "text"
+local ppl, mean, count = m:perplexity(text, { format = fmt, limit = smoke and 10 or nil })
+print(string.format("\nperplexity on %s: %.3f  (mean loss %.4f nats over %d tokens)",
+  text:match("[^/]+/[^/]+$") or text, ppl, mean, count))
