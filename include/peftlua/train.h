@@ -1,0 +1,140 @@
+/* train.h — the training engine: one step of LoRA or full fine-tuning over a Llama model,
+ * the whole-model backward pass, gradient accumulation, clipping, the optimizer step, and
+ * checkpoints that resume bit-identically.
+ *
+ * Owner: train (src/train.c step and optimizer, src/train_bwd.c backward assembly,
+ * src/train_ckpt.c checkpoints and atomic files; Lua: src/lua/l_train.c, lua/peft/train.lua).
+ *
+ * A step, llm.c style, over the model's planned activations (pl_llama_ctx with PL_LLAMA_SAVE):
+ *     for each of grad_accum micro-batches:
+ *         forward (adapters through the model's linear hook) → logits
+ *         cross-entropy over targets (−1 ignored) → dlogits, scaled by 1/(tokens · grad_accum)
+ *         backward through every layer, accumulating into the flat gradient vector
+ *     clip to max_grad_norm (global L2), lr from the schedule, AdamW or SGD, zero gradients.
+ * The backward is explicit (src/train_bwd.c): per layer it reads the layer's saved input and
+ * activations only, so gradient checkpointing can later recompute a layer from its input.
+ *
+ * Methods:
+ *   LoRA  trained vector = the adapters' flat A/B vector (lora.h); the base stays as loaded.
+ *   full  every weight becomes an f32 master copy laid out in ONE flat vector (PL_MEM_WEIGHTS)
+ *         in pl_model_param() order, replacing the model's tensors (views of that vector);
+ *         tied embeddings share one copy and receive both gradients.
+ *
+ * Determinism: with the same seed, data order and thread count every step gives the same bits
+ * (kernels reduce in fixed orders; dropout masks are hashes of (seed, step, layer, proj, i)).
+ *
+ * Checkpoints (a directory): state-<step>.bin (header, trained vector, optimizer state, data
+ * position, RNG/dropout step, user blob) and manifest.json naming it, each written to a
+ * temporary file, fsync'ed and renamed, the manifest last; older state files are then removed.
+ * A run resumed from a checkpoint continues with the same bits as one never interrupted.
+ */
+#ifndef PEFTLUA_TRAIN_H
+#define PEFTLUA_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "peftlua/lora.h"
+#include "peftlua/model.h"
+#include "peftlua/optim.h"
+#include "peftlua/status.h"
+
+enum pl_train_method { PL_TRAIN_LORA = 0, PL_TRAIN_FULL };
+enum pl_optim_kind { PL_OPTIM_ADAMW = 0, PL_OPTIM_SGD };
+
+struct pl_train_cfg {
+    enum pl_train_method method;
+    enum pl_optim_kind optim;
+    int32_t batch_size;        /* rows per micro-batch (the context is planned for this) */
+    int32_t seq_len;           /* longest row (tokens) of a micro-batch */
+    int32_t grad_accum;        /* micro-batches per optimizer step (>= 1) */
+    double lr;
+    double weight_decay;       /* AdamW decoupled decay / SGD L2 */
+    double beta1, beta2, eps;  /* AdamW */
+    double momentum;           /* SGD */
+    int32_t nesterov;
+    enum pl_schedule schedule;
+    int64_t warmup;            /* optimizer steps */
+    int64_t total_steps;       /* for the schedule */
+    double min_lr_ratio;
+    double max_grad_norm;      /* <= 0: no clipping */
+    uint64_t seed;
+    struct pl_lora_cfg lora;   /* method == PL_TRAIN_LORA */
+};
+/* AdamW, lr 2e-4, wd 0, cosine, warmup 0, clip 1.0, batch 4 x 256, accumulation 1, LoRA
+ * defaults from pl_lora_defaults(). */
+struct pl_train_cfg pl_train_defaults(void);
+
+struct pl_trainer {
+    struct pl_train_cfg cfg;
+    struct pl_model *model;          /* borrowed; modified (hook, or f32 master weights) */
+    struct pl_lora *lora;            /* LoRA: owned */
+    struct pl_llama_ctx *ctx;        /* planned B x T with saved activations */
+    float *params, *grads;           /* the trained flat vector and its gradient */
+    int64_t n_params;
+    float *opt_m, *opt_v;            /* AdamW moments / SGD momentum buffer (opt_m) */
+    int64_t step;                    /* optimizer steps done */
+    int32_t micro;                   /* micro-batches accumulated toward the next step */
+    double accum_loss;               /* sum over the pending micro-batches of mean losses */
+    int64_t accum_tokens;
+    int64_t tokens_seen;             /* target tokens trained on */
+    double last_loss, last_grad_norm, last_lr;
+    /* backward scratch (one planned allocation, PL_MEM_ACTIVATIONS) */
+    float *bwd_mem;
+    float *d_resid, *d_resid2, *d_xn, *d_q, *d_k, *d_v, *d_qr, *d_kr, *d_ao, *d_wide, *d_act,
+          *d_gate, *d_up;
+    float *ce_losses, *ce_lse;       /* [B*T] cross-entropy saved state */
+    int32_t *targets;                /* [B*T] padded copy */
+    int32_t *ids;                    /* [B*T] */
+    /* full fine-tuning: the f32 master vector's per-parameter views */
+    int32_t n_full;
+    struct pl_trainer_param { float *w, *g; int64_t n; } *full;
+};
+
+/* Make a trainer for model m (LoRA: creates adapters from cfg->lora and cfg->seed and attaches
+ * them; full: converts every weight to its f32 master copy). */
+enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
+                              const struct pl_train_cfg *cfg);
+/* Frees the trainer and its adapters (detaching them). Full fine-tuning leaves the model with
+ * the trained f32 weights (they are owned by the model's tensors). */
+void pl_trainer_free(struct pl_trainer *t);
+
+/* Forward + backward of one micro-batch: ids and targets are [B, n] row-major (B <= batch_size,
+ * n <= seq_len; short batches are padded with ignored rows). Gradients accumulate. *loss: mean
+ * cross-entropy of this micro-batch over its *count targets (NAN if none). When the
+ * micro-batch completes grad_accum, the optimizer step runs (*stepped = 1). */
+enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
+                                int B, int n, double *loss, int64_t *count, int *stepped);
+/* Loss and gradients of one batch without touching the optimizer: gradients are zeroed first
+ * and left in t->grads as d(mean loss)/d(params). For gradient checks. */
+enum pl_status pl_trainer_grad(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
+                               int B, int n, double *loss);
+/* Mean loss of a batch without gradients (adapters enabled, no dropout). */
+enum pl_status pl_trainer_eval(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
+                               int B, int n, double *sum, int64_t *count);
+/* The optimizer step over the accumulated gradients (clip, schedule, update, zero). */
+enum pl_status pl_trainer_step(struct pl_trainer *t);
+
+/* Gradient of the trained parameter named as PEFT/HF names it (LoRA: "...q_proj.lora_A.weight"
+ * without the base_model.model. prefix, e.g. "model.layers.0.self_attn.q_proj.lora_A.weight";
+ * full: "model.layers.0.self_attn.q_proj.weight"). *n gets its size. NULL if unknown. */
+float *pl_trainer_find_grad(struct pl_trainer *t, const char *name, int64_t *n);
+float *pl_trainer_find_param(struct pl_trainer *t, const char *name, int64_t *n);
+
+/* ---- checkpoints (src/train_ckpt.c) ---- */
+
+/* Save the trainer's state plus an opaque user blob (e.g. the data position and metrics
+ * cursor) into dir (created if missing). */
+enum pl_status pl_trainer_save(const struct pl_trainer *t, const char *dir, const void *blob,
+                               size_t blob_size);
+/* Restore into a trainer made with the same configuration and model. *blob (pl_alloc'd,
+ * PL_MEM_DATA, free with pl_free) and *blob_size receive the user blob (either may be NULL). */
+enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blob,
+                               size_t *blob_size);
+/* 1 if dir holds a readable manifest. */
+int pl_trainer_has_checkpoint(const char *dir);
+
+/* Write parts[0..n) to path atomically: path.tmp, fsync, rename, fsync of the directory. */
+enum pl_status pl_file_write_atomic(const char *path, const void *const *parts,
+                                    const size_t *sizes, int nparts);
+
+#endif

@@ -1,0 +1,366 @@
+/* train.c — the trainer: set-up for LoRA or full fine-tuning, micro-batches with gradient
+ * accumulation, the optimizer step, evaluation, and named access to gradients.
+ *
+ * Owner: train. The backward pass is assembled in src/train_bwd.c, checkpoints live in
+ * src/train_ckpt.c; the contract is include/peftlua/train.h.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "peftlua/alloc.h"
+#include "peftlua/kernels.h"
+#include "peftlua/train.h"
+#include "train_internal.h"
+
+struct pl_train_cfg pl_train_defaults(void)
+{
+    struct pl_train_cfg c;
+    memset(&c, 0, sizeof c);
+    c.method = PL_TRAIN_LORA;
+    c.optim = PL_OPTIM_ADAMW;
+    c.batch_size = 4;
+    c.seq_len = 256;
+    c.grad_accum = 1;
+    c.lr = 2e-4;
+    c.weight_decay = 0.0;
+    c.beta1 = 0.9;
+    c.beta2 = 0.999;
+    c.eps = 1e-8;
+    c.momentum = 0.9;
+    c.schedule = PL_SCHED_COSINE;
+    c.total_steps = 100;
+    c.max_grad_norm = 1.0;
+    c.seed = 42;
+    c.lora = pl_lora_defaults();
+    return c;
+}
+
+/* Full fine-tuning: one flat f32 vector holding every weight; the model's tensors become views
+ * of it. Tied output: the same view, so both uses accumulate into one gradient. */
+static enum pl_status setup_full(struct pl_trainer *t)
+{
+    struct pl_model *m = t->model;
+    int np = pl_model_n_params(m);
+    int64_t total = 0;
+    for (int i = 0; i < np; i++) total += pl_tensor_numel(*pl_model_param(m, i, NULL, 0));
+    struct pl_storage *s = pl_storage_new((size_t)total * sizeof(float), PL_MEM_WEIGHTS);
+    if (!s) return pl_fail(PL_ERR_NOMEM, "train: out of memory for the f32 master copy of %lld weights",
+                           (long long)total);
+    t->grads = pl_calloc((size_t)total, sizeof(float), PL_MEM_GRADS);
+    t->full = pl_calloc((size_t)np, sizeof *t->full, PL_MEM_GRADS);
+    if (!t->grads || !t->full) {
+        pl_storage_release(s);
+        return pl_fail(PL_ERR_NOMEM, "train: out of memory for %lld gradients", (long long)total);
+    }
+    t->n_full = np;
+    size_t off = 0;
+    for (int i = 0; i < np; i++) {
+        char name[160];
+        struct pl_tensor **slot = pl_model_param(m, i, name, sizeof name);
+        struct pl_tensor *w = *slot;
+        struct pl_tensor *f = pl_tensor_over(s, off * sizeof(float), PL_F32, w->ndim, w->shape);
+        if (!f) { pl_storage_release(s); return PL_ERR_NOMEM; }
+        enum pl_status st = pl_tensor_read_f32(w, pl_tensor_data(f));
+        if (st != PL_OK) {
+            pl_tensor_release(f);
+            pl_storage_release(s);
+            return pl_fail(st, "train: %s: %s", name, pl_last_error());
+        }
+        int64_t n = pl_tensor_numel(w);
+        t->full[i].w = pl_tensor_data(f);
+        t->full[i].g = t->grads + off;
+        t->full[i].n = n;
+        if (i == 0 && m->cfg.tied_output) {
+            pl_tensor_release(m->output);
+            m->output = pl_tensor_retain(f);
+        }
+        pl_tensor_release(w);
+        *slot = f;
+        off += (size_t)n;
+    }
+    t->params = pl_tensor_data(m->tok_embd);   /* offset 0 of the flat vector */
+    pl_storage_release(s);                     /* the tensors hold it */
+    t->n_params = total;
+    return PL_OK;
+}
+
+float *pl_train_grad_of(struct pl_trainer *t, const struct pl_tensor *w)
+{
+    if (t->cfg.method != PL_TRAIN_FULL || !w) return NULL;
+    const float *d = pl_tensor_data(w);
+    for (int i = 0; i < t->n_full; i++)
+        if (t->full[i].w == d) return t->full[i].g;
+    return NULL;
+}
+
+static enum pl_status plan_bwd(struct pl_trainer *t)
+{
+    const struct pl_model_config *c = &t->model->cfg;
+    int64_t BT = (int64_t)t->cfg.batch_size * t->cfg.seq_len;
+    int64_t D = c->dim, F = c->hidden_dim, Hd = (int64_t)c->n_heads * c->head_dim;
+    int64_t KV = (int64_t)c->n_kv_heads * c->head_dim;
+    int64_t wide = D > F ? D : F;
+    if (Hd > wide) wide = Hd;
+    size_t n = (size_t)BT * (3 * D + 3 * Hd + 3 * KV + wide + 3 * F) + 2 * (size_t)BT;
+    t->bwd_mem = pl_alloc(n * sizeof(float), PL_MEM_ACTIVATIONS);
+    t->ids = pl_alloc((size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
+    t->targets = pl_alloc((size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
+    if (!t->bwd_mem || !t->ids || !t->targets)
+        return pl_fail(PL_ERR_NOMEM, "train: out of memory for %.1f MiB of backward buffers",
+                       (double)n * 4 / 1048576.0);
+    float *p = t->bwd_mem;
+#define CARVE(f, k) do { t->f = p; p += (size_t)(k); } while (0)
+    CARVE(d_resid, BT * D);
+    CARVE(d_resid2, BT * D);
+    CARVE(d_xn, BT * D);
+    CARVE(d_q, BT * Hd);
+    CARVE(d_qr, BT * Hd);
+    CARVE(d_ao, BT * Hd);
+    CARVE(d_k, BT * KV);
+    CARVE(d_kr, BT * KV);
+    CARVE(d_v, BT * KV);
+    CARVE(d_wide, BT * wide);
+    CARVE(d_act, BT * F);
+    CARVE(d_gate, BT * F);
+    CARVE(d_up, BT * F);
+#undef CARVE
+    t->ce_losses = p;
+    t->ce_lse = p + BT;
+    return PL_OK;
+}
+
+enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
+                              const struct pl_train_cfg *cfg)
+{
+    *out = NULL;
+    if (cfg->batch_size < 1 || cfg->seq_len < 1)
+        return pl_fail(PL_ERR_ARG, "train: batch_size %d and seq_len %d must be at least 1",
+                       cfg->batch_size, cfg->seq_len);
+    if (cfg->grad_accum < 1)
+        return pl_fail(PL_ERR_ARG, "train: grad_accum %d must be at least 1", cfg->grad_accum);
+    if (!(cfg->lr >= 0) || !isfinite(cfg->lr))
+        return pl_fail(PL_ERR_ARG, "train: learning_rate %g is not a non-negative number", cfg->lr);
+    if (m->linear_hook)
+        return pl_fail(PL_ERR_STATE, "train: the model already has adapters attached");
+    struct pl_trainer *t = pl_calloc(1, sizeof *t, PL_MEM_OPTIM);
+    if (!t) return pl_fail(PL_ERR_NOMEM, "train: out of memory");
+    t->cfg = *cfg;
+    t->model = m;
+    enum pl_status st;
+    if (cfg->method == PL_TRAIN_LORA) {
+        if ((st = pl_lora_new(&t->lora, &m->cfg, &cfg->lora, cfg->seed)) != PL_OK) goto fail;
+        if ((st = pl_lora_plan(t->lora, (int64_t)cfg->batch_size * cfg->seq_len)) != PL_OK) goto fail;
+        t->params = t->lora->params;
+        t->grads = t->lora->grads;
+        t->n_params = t->lora->n_params;
+        pl_lora_attach(t->lora, m);
+    } else {
+        if ((st = setup_full(t)) != PL_OK) goto fail;
+    }
+    t->opt_m = pl_calloc((size_t)t->n_params, sizeof(float), PL_MEM_OPTIM);
+    if (cfg->optim == PL_OPTIM_ADAMW)
+        t->opt_v = pl_calloc((size_t)t->n_params, sizeof(float), PL_MEM_OPTIM);
+    if (!t->opt_m || (cfg->optim == PL_OPTIM_ADAMW && !t->opt_v)) {
+        st = pl_fail(PL_ERR_NOMEM, "train: out of memory for optimizer state (%lld parameters)",
+                     (long long)t->n_params);
+        goto fail;
+    }
+    t->ctx = pl_llama_ctx_new(m, cfg->batch_size, cfg->seq_len, PL_LLAMA_SAVE);
+    if (!t->ctx) { st = PL_ERR_NOMEM; goto fail; }
+    if ((st = plan_bwd(t)) != PL_OK) goto fail;
+    *out = t;
+    return PL_OK;
+fail:
+    pl_trainer_free(t);
+    return st;
+}
+
+void pl_trainer_free(struct pl_trainer *t)
+{
+    if (!t) return;
+    pl_lora_free(t->lora);
+    if (t->cfg.method == PL_TRAIN_FULL) pl_free(t->grads);
+    pl_free(t->full);
+    pl_free(t->opt_m);
+    pl_free(t->opt_v);
+    pl_free(t->bwd_mem);
+    pl_free(t->ids);
+    pl_free(t->targets);
+    pl_llama_ctx_free(t->ctx);
+    pl_free(t);
+}
+
+/* Copy a [B, n] batch into the planned [batch_size, seq_len] layout, padding with ignored
+ * targets (causal attention: padding at the end of a row never affects earlier positions). */
+static enum pl_status stage_batch(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
+                                  int B, int n)
+{
+    const int PB = t->cfg.batch_size, PT = t->cfg.seq_len;
+    if (B < 1 || B > PB || n < 1 || n > PT)
+        return pl_fail(PL_ERR_ARG, "train: batch %d x %d does not fit the planned %d x %d", B, n,
+                       PB, PT);
+    int32_t pad = t->model->cfg.eos_id >= 0 ? t->model->cfg.eos_id : 0;
+    for (int b = 0; b < PB; b++)
+        for (int i = 0; i < PT; i++) {
+            size_t k = (size_t)b * PT + i;
+            if (b < B && i < n) {
+                t->ids[k] = ids[(size_t)b * n + i];
+                t->targets[k] = targets[(size_t)b * n + i];
+            } else {
+                t->ids[k] = pad;
+                t->targets[k] = -1;
+            }
+        }
+    return PL_OK;
+}
+
+/* Forward + loss + backward of the staged batch; gradient scale = mul / count. */
+static enum pl_status fwd_bwd(struct pl_trainer *t, double mul, double *loss, int64_t *count)
+{
+    const int PB = t->cfg.batch_size, PT = t->cfg.seq_len;
+    const int64_t BT = (int64_t)PB * PT, V = t->model->cfg.vocab_size;
+    if (t->lora) t->lora->training = 1;
+    enum pl_status st = pl_llama_forward(t->ctx, t->ids, PT, 0, 0);
+    t->ctx->n_past = 0;
+    if (st != PL_OK) goto out;
+    double mean = 0;
+    int64_t cnt = 0;
+    if ((st = pl_crossentropy_fwd(t->ce_losses, t->ce_lse, &mean, &cnt, t->ctx->logits,
+                                  t->targets, BT, V)) != PL_OK)
+        goto out;
+    *loss = cnt ? mean : NAN;
+    *count = cnt;
+    if (cnt == 0) goto out;   /* nothing to learn from: no gradient */
+    pl_crossentropy_bwd(t->ctx->logits, t->ce_lse, t->ctx->logits, t->targets,
+                        (float)(mul / (double)cnt), BT, V);
+    st = pl_train_backward(t);
+out:
+    if (t->lora) {
+        t->lora->training = 0;
+        t->lora->dropout_step++;
+    }
+    return st;
+}
+
+enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
+                                int B, int n, double *loss, int64_t *count, int *stepped)
+{
+    *stepped = 0;
+    enum pl_status st = stage_batch(t, ids, targets, B, n);
+    if (st != PL_OK) return st;
+    double l = NAN;
+    int64_t c = 0;
+    if ((st = fwd_bwd(t, 1.0 / t->cfg.grad_accum, &l, &c)) != PL_OK) return st;
+    if (loss) *loss = l;
+    if (count) *count = c;
+    if (c > 0) {
+        t->accum_loss += l * (double)c;
+        t->accum_tokens += c;
+    }
+    if (++t->micro >= t->cfg.grad_accum) {
+        if ((st = pl_trainer_step(t)) != PL_OK) return st;
+        *stepped = 1;
+    }
+    return PL_OK;
+}
+
+enum pl_status pl_trainer_step(struct pl_trainer *t)
+{
+    float *g = t->grads;
+    int64_t n = t->n_params;
+    double norm = pl_clip_grad_norm(&g, &n, 1, t->cfg.max_grad_norm);
+    double lr = pl_lr_at(t->cfg.schedule, t->cfg.lr, t->step, t->cfg.warmup, t->cfg.total_steps,
+                         t->cfg.min_lr_ratio);
+    if (isfinite(norm)) {
+        if (t->cfg.optim == PL_OPTIM_ADAMW) {
+            struct pl_adamw_cfg c = { t->cfg.beta1, t->cfg.beta2, t->cfg.eps, t->cfg.weight_decay };
+            pl_adamw_step(t->params, t->grads, t->opt_m, t->opt_v, n, &c, lr, t->step + 1);
+        } else {
+            struct pl_sgd_cfg c = { t->cfg.momentum, 0.0, t->cfg.weight_decay, t->cfg.nesterov };
+            pl_sgd_step(t->params, t->grads, t->opt_m, n, &c, lr, t->step == 0);
+        }
+    }
+    memset(t->grads, 0, (size_t)n * sizeof(float));
+    t->last_grad_norm = norm;
+    t->last_lr = lr;
+    t->last_loss = t->accum_tokens ? t->accum_loss / (double)t->accum_tokens : NAN;
+    t->tokens_seen += t->accum_tokens;
+    t->accum_loss = 0;
+    t->accum_tokens = 0;
+    t->micro = 0;
+    t->step++;
+    return PL_OK;
+}
+
+enum pl_status pl_trainer_grad(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
+                               int B, int n, double *loss)
+{
+    memset(t->grads, 0, (size_t)t->n_params * sizeof(float));
+    enum pl_status st = stage_batch(t, ids, targets, B, n);
+    if (st != PL_OK) return st;
+    int64_t c = 0;
+    return fwd_bwd(t, 1.0, loss, &c);
+}
+
+enum pl_status pl_trainer_eval(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
+                               int B, int n, double *sum, int64_t *count)
+{
+    enum pl_status st = stage_batch(t, ids, targets, B, n);
+    if (st != PL_OK) return st;
+    const int PB = t->cfg.batch_size, PT = t->cfg.seq_len;
+    const int64_t BT = (int64_t)PB * PT, V = t->model->cfg.vocab_size;
+    if (t->lora) t->lora->training = 0;
+    st = pl_llama_forward(t->ctx, t->ids, PT, 0, 0);
+    t->ctx->n_past = 0;
+    if (st != PL_OK) return st;
+    double mean = 0;
+    int64_t cnt = 0;
+    if ((st = pl_crossentropy_fwd(t->ce_losses, t->ce_lse, &mean, &cnt, t->ctx->logits, t->targets,
+                                  BT, V)) != PL_OK)
+        return st;
+    *sum = mean * (double)cnt;
+    *count = cnt;
+    return PL_OK;
+}
+
+static float *find_vec(struct pl_trainer *t, const char *name, int64_t *n, int want_grad)
+{
+    char buf[200];
+    if (t->cfg.method == PL_TRAIN_LORA) {
+        struct pl_lora *a = t->lora;
+        for (int i = 0; i < a->n; i++) {
+            struct pl_lora_adapter *d = &a->ad[i];
+            for (int w = 0; w < 2; w++) {
+                snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.lora_%c.weight", d->layer,
+                         d->proj <= PL_PROJ_O ? "self_attn" : "mlp", pl_proj_names[d->proj],
+                         w ? 'B' : 'A');
+                if (strcmp(buf, name) == 0) {
+                    *n = (int64_t)a->cfg.r * (w ? d->out : d->in);
+                    if (want_grad) return w ? d->dB : d->dA;
+                    return w ? d->B : d->A;
+                }
+            }
+        }
+        return NULL;
+    }
+    int np = pl_model_n_params(t->model);
+    for (int i = 0; i < np && i < t->n_full; i++) {
+        pl_model_param(t->model, i, buf, sizeof buf);
+        if (strcmp(buf, name) == 0) {
+            *n = t->full[i].n;
+            return want_grad ? t->full[i].g : t->full[i].w;
+        }
+    }
+    return NULL;
+}
+
+float *pl_trainer_find_grad(struct pl_trainer *t, const char *name, int64_t *n)
+{
+    return find_vec(t, name, n, 1);
+}
+
+float *pl_trainer_find_param(struct pl_trainer *t, const char *name, int64_t *n)
+{
+    return find_vec(t, name, n, 0);
+}

@@ -1,0 +1,119 @@
+/* train_bwd.c — the whole-model backward pass of the Llama forward in src/llama.c.
+ *
+ * Owner: train. It walks the layers in reverse over the activations the forward saved
+ * (pl_llama_ctx with PL_LLAMA_SAVE) and calls the kernels' backward functions (kernels.h),
+ * which accumulate. For each layer it reads only that layer's saved buffers and its input
+ * residual, so a checkpointing variant can recompute them from the layer input first.
+ *
+ * Per block (forward in llama.c), with δ the gradient of the block output x':
+ *   down:    δact  = δ·Wd (+ LoRA)            dWd += δᵀ·act
+ *   SwiGLU:  δgate, δup from δact
+ *   gate/up: δh    = δgate·Wg + δup·Wu (+ LoRA)
+ *   norm:    δx2   = δ + RMSNorm_bwd(δh)
+ *   o:       δa    = δx2·Wo (+ LoRA)
+ *   attention → δq, δk, δv (rotated) → RoPE⁻¹ → δq, δk
+ *   q/k/v:   δxn   = δq·Wq + δk·Wk + δv·Wv (+ LoRA)
+ *   norm:    δx    = δx2 + RMSNorm_bwd(δxn)
+ * then the final norm/output head before the blocks and the embedding after them.
+ */
+#include <string.h>
+
+#include "peftlua/kernels.h"
+#include "train_internal.h"
+
+static const float *fdata(const struct pl_tensor *t) { return (const float *)pl_tensor_data(t); }
+
+/* dx += dy·W (+ adapter), dW += dyᵀ·x when W is trained (full), dbias likewise. */
+static enum pl_status proj_bwd(struct pl_trainer *t, int l, enum pl_proj p, float *dx,
+                               const float *dy, const float *x, int64_t rows)
+{
+    const struct pl_layer *ly = &t->model->layers[l];
+    const struct pl_tensor *w = ly->w[p];
+    float *dW = pl_train_grad_of(t, w);
+    float *db = ly->b[p] ? pl_train_grad_of(t, ly->b[p]) : NULL;
+    enum pl_status st = pl_linear_bwd(dx, dW, db, dy, x, pl_tensor_data(w), w->dtype, rows,
+                                      w->shape[1], w->shape[0]);
+    if (st != PL_OK || !t->lora) return st;
+    return pl_lora_backward(t->lora, l, p, dx, dy, x, rows);
+}
+
+enum pl_status pl_train_backward(struct pl_trainer *t)
+{
+    struct pl_model *m = t->model;
+    struct pl_llama_ctx *c = t->ctx;
+    const struct pl_model_config *cf = &m->cfg;
+    const int64_t B = c->B, T = c->T, BT = B * T, L = cf->n_layers;
+    const int64_t D = cf->dim, F = cf->hidden_dim, H = cf->n_heads, Hkv = cf->n_kv_heads;
+    const int64_t hd = cf->head_dim, Hd = H * hd, KV = Hkv * hd, V = cf->vocab_size;
+    const enum pl_rope_mode rmode =
+        cf->rope_layout == PL_ROPE_LAYOUT_HALF ? PL_ROPE_NEOX : PL_ROPE_NORMAL;
+    enum pl_status st;
+
+    /* output head: logits = xfinal · Woutᵀ;  xfinal = RMSNorm(x_L) */
+    float *dxf = t->d_wide;
+    memset(dxf, 0, (size_t)BT * D * sizeof(float));
+    const struct pl_tensor *Wout = m->output;
+    if ((st = pl_linear_bwd(dxf, pl_train_grad_of(t, Wout), NULL, c->logits, c->xfinal,
+                            pl_tensor_data(Wout), Wout->dtype, BT, D, V)) != PL_OK)
+        return st;
+    const float *xL = c->resid + (size_t)L * BT * D;
+    memset(t->d_resid, 0, (size_t)BT * D * sizeof(float));
+    pl_rmsnorm_bwd(t->d_resid, pl_train_grad_of(t, m->out_norm), dxf, c->rstd_final, xL,
+                   fdata(m->out_norm), BT, D);
+
+    for (int64_t l = L - 1; l >= 0; l--) {
+        if ((st = pl_interrupt_check()) != PL_OK) return st;
+        const struct pl_layer *ly = &m->layers[l];
+        const float *xin = c->resid + (size_t)l * BT * D;
+        const float *xn = c->xn_att + (size_t)l * BT * D;
+        const float *rs = c->rstd_att + (size_t)l * BT;
+        const float *q = c->q + (size_t)l * BT * Hd;
+        const float *kc = c->kc + (size_t)l * BT * KV;
+        const float *vc = c->vc + (size_t)l * BT * KV;
+        const float *att = c->att + (size_t)l * B * H * T * T;
+        const float *ao = c->att_out + (size_t)l * BT * Hd;
+        const float *x2 = c->resid2 + (size_t)l * BT * D;
+        const float *xf = c->xn_ffn + (size_t)l * BT * D;
+        const float *rf = c->rstd_ffn + (size_t)l * BT;
+        const float *g = c->gate + (size_t)l * BT * F;
+        const float *u = c->up + (size_t)l * BT * F;
+        const float *a = c->act + (size_t)l * BT * F;
+
+        /* MLP half: δ = d_resid */
+        memset(t->d_act, 0, (size_t)BT * F * sizeof(float));
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_DOWN, t->d_act, t->d_resid, a, BT)) != PL_OK) return st;
+        memset(t->d_gate, 0, (size_t)BT * F * sizeof(float));
+        memset(t->d_up, 0, (size_t)BT * F * sizeof(float));
+        pl_swiglu_bwd(t->d_gate, t->d_up, t->d_act, g, u, BT * F);
+        memset(t->d_xn, 0, (size_t)BT * D * sizeof(float));
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_GATE, t->d_xn, t->d_gate, xf, BT)) != PL_OK) return st;
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_UP, t->d_xn, t->d_up, xf, BT)) != PL_OK) return st;
+        memcpy(t->d_resid2, t->d_resid, (size_t)BT * D * sizeof(float));
+        pl_rmsnorm_bwd(t->d_resid2, pl_train_grad_of(t, ly->ffn_norm), t->d_xn, rf, x2,
+                       fdata(ly->ffn_norm), BT, D);
+
+        /* attention half: δ = d_resid2 */
+        memset(t->d_ao, 0, (size_t)BT * Hd * sizeof(float));
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_O, t->d_ao, t->d_resid2, ao, BT)) != PL_OK) return st;
+        memset(t->d_qr, 0, (size_t)BT * Hd * sizeof(float));
+        memset(t->d_kr, 0, (size_t)BT * KV * sizeof(float));
+        memset(t->d_v, 0, (size_t)BT * KV * sizeof(float));
+        if ((st = pl_attention_bwd(t->d_qr, t->d_kr, t->d_v, t->d_ao, att, q, kc, vc, B, T, 0, T,
+                                   H, Hkv, hd)) != PL_OK)
+            return st;
+        memset(t->d_q, 0, (size_t)BT * Hd * sizeof(float));
+        memset(t->d_k, 0, (size_t)BT * KV * sizeof(float));
+        pl_rope_bwd(t->d_q, t->d_qr, c->pos, BT, H, hd, cf->rope_base, rmode);
+        pl_rope_bwd(t->d_k, t->d_kr, c->pos, BT, Hkv, hd, cf->rope_base, rmode);
+        memset(t->d_xn, 0, (size_t)BT * D * sizeof(float));
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_Q, t->d_xn, t->d_q, xn, BT)) != PL_OK) return st;
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_K, t->d_xn, t->d_k, xn, BT)) != PL_OK) return st;
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_V, t->d_xn, t->d_v, xn, BT)) != PL_OK) return st;
+        memcpy(t->d_resid, t->d_resid2, (size_t)BT * D * sizeof(float));
+        pl_rmsnorm_bwd(t->d_resid, pl_train_grad_of(t, ly->attn_norm), t->d_xn, rs, xin,
+                       fdata(ly->attn_norm), BT, D);
+    }
+    float *dE = pl_train_grad_of(t, m->tok_embd);
+    if (dE) pl_embedding_bwd(dE, t->d_resid, t->ids, BT, V, D);
+    return PL_OK;
+}
