@@ -1,0 +1,395 @@
+/* test_tokenizer.c — tokenizers against independent references (owner: tokenizer).
+ *
+ *  - llama.cpp's tokenizer test vectors (../shared/tokenizer-tests/llamacpp/, files .inp/.out): every
+ *    case of every vocabulary whose algorithm and pre-tokenizer we implement, plus the round
+ *    trip decode(encode(s)) == s on the same inputs; prints the table of cases passed.
+ *  - llama2.c tokenizer.bin (stories260K tok512, Llama 2 32k) vs run.c-style / sentencepiece
+ *    goldens, SmolLM2's GGUF tokenizer vs the HF `tokenizers` package, a tiny HF tokenizer.json
+ *    vs the same package (goldens by tests/ref/tokenizer/gen_tokenizer_ref.py).
+ *  - special tokens, decode details, and bad input (missing/truncated files, no tokenizer).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "peftlua/alloc.h"
+#include "peftlua/gguf.h"
+#include "peftlua/json.h"
+#include "peftlua/status.h"
+#include "peftlua/tokenizer.h"
+
+#define VEC_DIR "../shared/tokenizer-tests/llamacpp/"
+#define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    rewind(f);
+    char *b = malloc((size_t)sz + 1);
+    if (fread(b, 1, (size_t)sz, f) != (size_t)sz) { free(b); fclose(f); return NULL; }
+    fclose(f);
+    b[sz] = 0;
+    *n = (size_t)sz;
+    return b;
+}
+
+static int file_exists(const char *p) { FILE *f = fopen(p, "rb"); if (f) fclose(f); return f != NULL; }
+
+struct vocab_result { const char *name; int passed, total, rt_passed, rt_total; };
+
+/* Run one vocabulary's cases; returns into r. Encoding: no BOS/EOS, no special parsing
+ * (llama.cpp's test-tokenizer-0). */
+static void run_vocab(const char *name, struct vocab_result *r)
+{
+    char path[256], inp[300], outp[300];
+    snprintf(path, sizeof path, VEC_DIR "ggml-vocab-%s.gguf", name);
+    snprintf(inp, sizeof inp, "%s.inp", path);
+    snprintf(outp, sizeof outp, "%s.out", path);
+    memset(r, 0, sizeof *r);
+    r->name = name;
+    struct pl_tokenizer *t = NULL;
+    enum pl_status st = pl_tokenizer_load(&t, path);
+    if (st) fprintf(stderr, "%s\n", pl_last_error());
+    assert_int_equal(st, PL_OK);
+    size_t ni, no;
+    char *in = slurp(inp, &ni), *out = slurp(outp, &no);
+    assert_non_null(in); assert_non_null(out);
+    const char *sep = "\n__ggml_vocab_test__\n";
+    size_t sl = strlen(sep);
+    char *p = in, *q = out;
+    for (;;) {
+        char *e = strstr(p, sep);
+        if (!e) break;                     /* text after the last separator is not a case */
+        size_t len = (size_t)(e - p);
+        char *qe = strchr(q, '\n');
+        assert_non_null(qe);
+        *qe = 0;
+        /* expected ids */
+        int32_t exp[4096]; size_t nexp = 0;
+        for (char *s = q; *s;) {
+            while (*s == ' ') s++;
+            if (!*s) break;
+            exp[nexp++] = (int32_t)strtol(s, &s, 10);
+        }
+        int32_t *ids; size_t n;
+        assert_int_equal(pl_tokenizer_encode(t, p, len, 0, &ids, &n), PL_OK);
+        int ok = n == nexp && memcmp(ids, exp, n * sizeof *ids) == 0;
+        if (!ok) {
+            fprintf(stderr, "%s case %d: '%.*s'\n  got:", name, r->total, (int)len, p);
+            for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+            fprintf(stderr, "\n  exp:");
+            for (size_t i = 0; i < nexp; i++) fprintf(stderr, " %d", exp[i]);
+            fprintf(stderr, "\n");
+        }
+        r->passed += ok;
+        r->total++;
+        char *txt; size_t tl;
+        assert_int_equal(pl_tokenizer_decode(t, ids, n, 0, &txt, &tl), PL_OK);
+        int rt = tl == len && memcmp(txt, p, len) == 0;
+        if (!rt) fprintf(stderr, "%s case %d: round trip gives '%s'\n", name, r->total - 1, txt);
+        r->rt_passed += rt;
+        r->rt_total++;
+        pl_free(txt);
+        pl_free(ids);
+        p = e + sl;
+        q = qe + 1;
+    }
+    free(in); free(out);
+    pl_tokenizer_free(t);
+}
+
+static const char *const VOCABS[] = {
+    "llama-spm", "phi-3", "gpt-2", "starcoder", "refact", "falcon", "deepseek-coder",
+    "deepseek-llm", "mpt",
+};
+
+static void test_llamacpp_vectors(void **state)
+{
+    (void)state;
+    size_t nv = sizeof VOCABS / sizeof VOCABS[0];
+    struct vocab_result res[16];
+    int all = 1;
+    for (size_t i = 0; i < nv; i++) {
+        run_vocab(VOCABS[i], &res[i]);
+        all &= res[i].passed == res[i].total && res[i].rt_passed == res[i].rt_total;
+    }
+    printf("| vocabulary | cases passed / total | round trip |\n|---|---|---|\n");
+    for (size_t i = 0; i < nv; i++)
+        printf("| %s | %d / %d | %d / %d |\n", res[i].name, res[i].passed, res[i].total,
+               res[i].rt_passed, res[i].rt_total);
+    for (size_t i = 0; i < nv; i++) assert_int_equal(res[i].total, 46);
+    assert_true(all);
+}
+
+/* ------------------------------------------------------------------ goldens */
+
+/* tests/ref/tokenizer/<file>.json: {"cases": [{"text": ..., "ids": [...], "bos": 0/1}]} */
+static void check_goldens(struct pl_tokenizer *t, const char *golden, unsigned extra_flags, int check_rt)
+{
+    struct pl_json *j = pl_json_parse_file(golden);
+    if (!j) fprintf(stderr, "%s\n", pl_last_error());
+    assert_non_null(j);
+    const struct pl_json *cases = pl_json_get(j, "cases");
+    int nc = pl_json_len(cases), bad = 0;
+    assert_true(nc >= 5);
+    for (int c = 0; c < nc; c++) {
+        const struct pl_json *cs = pl_json_at(cases, c);
+        const char *text = pl_json_get_str(cs, "text");
+        const struct pl_json *ids = pl_json_get(cs, "ids");
+        unsigned fl = extra_flags | (pl_json_get_num(cs, "bos", 0) ? PL_TOK_ADD_BOS : 0);
+        assert_non_null(text);
+        int32_t *got; size_t n;
+        assert_int_equal(pl_tokenizer_encode(t, text, strlen(text), fl, &got, &n), PL_OK);
+        int ok = (int)n == pl_json_len(ids);
+        for (size_t i = 0; ok && i < n; i++) ok = got[i] == (int32_t)pl_json_num(pl_json_at(ids, (int)i), -1);
+        if (!ok) {
+            bad++;
+            fprintf(stderr, "%s case %d '%s':\n  got:", golden, c, text);
+            for (size_t i = 0; i < n; i++) fprintf(stderr, " %d", got[i]);
+            fprintf(stderr, "\n");
+        }
+        if (check_rt) {
+            char *s; size_t sl;
+            assert_int_equal(pl_tokenizer_decode(t, got, n, 0, &s, &sl), PL_OK);
+            if (strcmp(s, text) != 0) { bad++; fprintf(stderr, "%s case %d round trip: '%s'\n", golden, c, s); }
+            pl_free(s);
+        }
+        pl_free(got);
+    }
+    pl_json_free(j);
+    assert_int_equal(bad, 0);
+}
+
+static void test_llama2c_tok512(void **state)
+{
+    (void)state;
+    struct pl_tokenizer *t;
+    assert_int_equal(pl_tokenizer_load(&t, "../shared/models/stories260K/tok512.bin"), PL_OK);
+    assert_int_equal(pl_tokenizer_n_vocab(t), 512);
+    assert_int_equal(pl_tokenizer_kind(t), PL_TOK_LLAMA2C);
+    assert_int_equal(pl_tokenizer_bos(t), 1);
+    check_goldens(t, "tests/ref/tokenizer/tok512.json", 0, 1);
+    pl_tokenizer_free(t);
+}
+
+static void test_llama2c_llama2(void **state)
+{
+    (void)state;
+    struct pl_tokenizer *t;
+    assert_int_equal(pl_tokenizer_load(&t, "../shared/tokenizers/llama2/tokenizer.bin"), PL_OK);
+    assert_int_equal(pl_tokenizer_n_vocab(t), 32000);
+    check_goldens(t, "tests/ref/tokenizer/llama2_sp.json", 0, 1);
+    pl_tokenizer_free(t);
+}
+
+static void test_stories_gguf_matches_bin(void **state)
+{
+    /* the stories260K GGUF (SPM, llama.cpp algorithm) and tok512.bin (run.c algorithm) agree
+     * on plain text; both start with BOS when asked */
+    (void)state;
+    struct pl_tokenizer *a, *b;
+    assert_int_equal(pl_tokenizer_load(&a, "../shared/models/stories260K/stories260K.gguf"), PL_OK);
+    assert_int_equal(pl_tokenizer_load(&b, "../shared/models/stories260K/tok512.bin"), PL_OK);
+    assert_int_equal(pl_tokenizer_kind(a), PL_TOK_SPM);
+    const char *txt = "Once upon a time, there was a little girl named Lily.";
+    int32_t *x, *y; size_t nx, ny;
+    assert_int_equal(pl_tokenizer_encode(a, txt, strlen(txt), PL_TOK_ADD_BOS, &x, &nx), PL_OK);
+    assert_int_equal(pl_tokenizer_encode(b, txt, strlen(txt), PL_TOK_ADD_BOS, &y, &ny), PL_OK);
+    assert_int_equal(nx, ny);
+    assert_memory_equal(x, y, nx * sizeof *x);
+    assert_int_equal(x[0], 1);
+    pl_free(x); pl_free(y);
+    pl_tokenizer_free(a); pl_tokenizer_free(b);
+}
+
+static void test_smollm2(void **state)
+{
+    (void)state;
+    if (!file_exists(SMOL)) { fprintf(stderr, "skip: %s missing (make model)\n", SMOL); skip(); }
+    struct pl_tokenizer *t;
+    assert_int_equal(pl_tokenizer_load(&t, SMOL), PL_OK);
+    assert_int_equal(pl_tokenizer_kind(t), PL_TOK_BPE);
+    assert_string_equal(pl_tokenizer_pre_name(t), "smollm");
+    assert_int_equal(pl_tokenizer_n_vocab(t), 49152);
+    assert_int_equal(pl_tokenizer_bos(t), 1);
+    assert_int_equal(pl_tokenizer_eos(t), 2);
+    assert_int_equal(pl_tokenizer_eot(t), 2);
+    assert_int_equal(pl_tokenizer_add_bos(t), 0);
+    assert_non_null(pl_tokenizer_chat_template(t));
+    check_goldens(t, "tests/ref/tokenizer/smollm2.json", PL_TOK_PARSE_SPECIAL, 0);
+
+    /* special tokens: parsed only when asked */
+    const char *s = "<|im_start|>user\nHi<|im_end|>";
+    int32_t *ids; size_t n;
+    assert_int_equal(pl_tokenizer_encode(t, s, strlen(s), PL_TOK_PARSE_SPECIAL, &ids, &n), PL_OK);
+    assert_true(n >= 4);
+    assert_int_equal(ids[0], 1);
+    assert_int_equal(ids[n - 1], 2);
+    char *d; size_t dl;
+    assert_int_equal(pl_tokenizer_decode(t, ids, n, PL_TOK_DECODE_SPECIAL, &d, &dl), PL_OK);
+    assert_string_equal(d, s);
+    pl_free(d);
+    assert_int_equal(pl_tokenizer_decode(t, ids, n, 0, &d, &dl), PL_OK);
+    assert_string_equal(d, "user\nHi");
+    pl_free(d);
+    pl_free(ids);
+    assert_int_equal(pl_tokenizer_encode(t, s, strlen(s), 0, &ids, &n), PL_OK);
+    for (size_t i = 0; i < n; i++) assert_true(ids[i] != 1 && ids[i] != 2);
+    assert_int_equal(pl_tokenizer_decode(t, ids, n, 0, &d, &dl), PL_OK);
+    assert_string_equal(d, s);                      /* as plain text it round-trips */
+    pl_free(d);
+    pl_free(ids);
+    size_t pl;
+    assert_string_equal(pl_tokenizer_piece(t, 1, &pl), "<|im_start|>");
+    assert_int_equal(pl_tokenizer_find(t, "<|im_end|>", 10), 2);
+    pl_tokenizer_free(t);
+}
+
+static void test_hf_json(void **state)
+{
+    (void)state;
+    struct pl_tokenizer *t;
+    enum pl_status st = pl_tokenizer_load(&t, "tests/ref/tokenizer/tiny_bpe/tokenizer.json");
+    if (st) fprintf(stderr, "%s\n", pl_last_error());
+    assert_int_equal(st, PL_OK);
+    assert_int_equal(pl_tokenizer_kind(t), PL_TOK_BPE);
+    check_goldens(t, "tests/ref/tokenizer/tiny_bpe.json", PL_TOK_PARSE_SPECIAL, 0);
+    pl_tokenizer_free(t);
+}
+
+/* ------------------------------------------------------------------ details and bad input */
+
+static void test_spm_details(void **state)
+{
+    (void)state;
+    struct pl_tokenizer *t;
+    assert_int_equal(pl_tokenizer_load(&t, VEC_DIR "ggml-vocab-llama-spm.gguf"), PL_OK);
+    int32_t *ids; size_t n;
+    /* BOS/EOS on request, as the vocabulary says by default */
+    assert_int_equal(pl_tokenizer_encode(t, "Hello", 5, PL_TOK_DEFAULT_SPECIAL, &ids, &n), PL_OK);
+    assert_int_equal(n, 2); assert_int_equal(ids[0], 1); assert_int_equal(ids[1], 15043);  /* ▁Hello */
+    pl_free(ids);
+    assert_int_equal(pl_tokenizer_encode(t, "Hello", 5, PL_TOK_ADD_BOS | PL_TOK_ADD_EOS, &ids, &n), PL_OK);
+    assert_int_equal(n, 3); assert_int_equal(ids[2], 2);
+    char *d; size_t dl;
+    assert_int_equal(pl_tokenizer_decode(t, ids, n, 0, &d, &dl), PL_OK);
+    assert_string_equal(d, "Hello");
+    pl_free(d);
+    assert_int_equal(pl_tokenizer_decode(t, ids, n, PL_TOK_DECODE_SPECIAL | PL_TOK_DECODE_KEEP_PREFIX, &d, &dl), PL_OK);
+    assert_string_equal(d, "<s> Hello</s>");
+    pl_free(d);
+    pl_free(ids);
+    /* byte fallback: a code point without a piece becomes its UTF-8 bytes */
+    char buf[8];
+    int32_t b = pl_tokenizer_find(t, "<0xF0>", 6);
+    assert_true(b > 0);
+    assert_int_equal(pl_tokenizer_token_bytes(t, b, 0, buf, sizeof buf), 1);
+    assert_int_equal((unsigned char)buf[0], 0xF0);
+    assert_int_equal(pl_tokenizer_type(t, b), PL_TOKT_BYTE);
+    /* "<s>" in text: a control token only with PARSE_SPECIAL */
+    assert_int_equal(pl_tokenizer_encode(t, "<s>x", 4, PL_TOK_PARSE_SPECIAL, &ids, &n), PL_OK);
+    assert_int_equal(ids[0], 1);
+    pl_free(ids);
+    assert_int_equal(pl_tokenizer_encode(t, "<s>x", 4, 0, &ids, &n), PL_OK);
+    assert_true(ids[0] != 1);
+    pl_free(ids);
+    /* out of range ids are an error, not a crash */
+    int32_t bad[2] = { 5, 32000 };
+    assert_int_equal(pl_tokenizer_decode(t, bad, 2, 0, &d, &dl), PL_ERR_ARG);
+    assert_non_null(strstr(pl_last_error(), "32000"));
+    assert_null(pl_tokenizer_piece(t, -1, NULL));
+    pl_tokenizer_free(t);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    struct pl_tokenizer *t = (struct pl_tokenizer *)1;
+    assert_int_equal(pl_tokenizer_load(&t, "no/such/tokenizer.bin"), PL_ERR_IO);
+    assert_null(t);
+    assert_non_null(strstr(pl_last_error(), "no/such/tokenizer.bin"));
+
+    /* a truncated tokenizer.bin: the first 1000 bytes of tok512.bin */
+    size_t n;
+    char *full = slurp("../shared/models/stories260K/tok512.bin", &n);
+    assert_non_null(full);
+    const char *tmp = "build/test_tokenizer_trunc.bin";
+    FILE *f = fopen(tmp, "wb");
+    if (!f) { tmp = "/tmp/test_tokenizer_trunc.bin"; f = fopen(tmp, "wb"); }
+    assert_non_null(f);
+    fwrite(full, 1, 1000, f);
+    fclose(f);
+    assert_int_equal(pl_tokenizer_load(&t, tmp), PL_ERR_FORMAT);
+    assert_non_null(strstr(pl_last_error(), tmp));
+    assert_non_null(strstr(pl_last_error(), "truncated"));
+    /* a bogus length field */
+    f = fopen(tmp, "wb");
+    int32_t hdr[3] = { 27, 0, 1000 };
+    fwrite(hdr, 4, 3, f);
+    fclose(f);
+    assert_int_equal(pl_tokenizer_load(&t, tmp), PL_ERR_FORMAT);
+    assert_non_null(strstr(pl_last_error(), "length 1000"));
+    remove(tmp);
+    free(full);
+
+    /* a GGUF without tokenizer metadata */
+    const char *g = "build/test_tokenizer_notok.gguf";
+    struct pl_gguf_writer *w = pl_gguf_writer_new();
+    assert_non_null(w);
+    assert_int_equal(pl_gguf_set_str(w, "general.architecture", "llama"), PL_OK);
+    if (pl_gguf_writer_write(w, g) != PL_OK) { g = "/tmp/test_tokenizer_notok.gguf"; assert_int_equal(pl_gguf_writer_write(w, g), PL_OK); }
+    pl_gguf_writer_free(w);
+    assert_int_equal(pl_tokenizer_load(&t, g), PL_ERR_FORMAT);
+    assert_non_null(strstr(pl_last_error(), "no tokenizer"));
+    /* an unknown pre-tokenizer is refused rather than tokenized differently */
+    w = pl_gguf_writer_new();
+    const char *toks[3] = { "a", "b", "ab" }, *merges[1] = { "a b" };
+    pl_gguf_set_str(w, "tokenizer.ggml.model", "gpt2");
+    pl_gguf_set_str(w, "tokenizer.ggml.pre", "made-up");
+    pl_gguf_set_arr_str(w, "tokenizer.ggml.tokens", toks, 3);
+    pl_gguf_set_arr_str(w, "tokenizer.ggml.merges", merges, 1);
+    assert_int_equal(pl_gguf_writer_write(w, g), PL_OK);
+    pl_gguf_writer_free(w);
+    assert_int_equal(pl_tokenizer_load(&t, g), PL_ERR_UNSUPPORTED);
+    assert_non_null(strstr(pl_last_error(), "made-up"));
+    /* and with a known one it works: "abab" -> ab ab */
+    w = pl_gguf_writer_new();
+    pl_gguf_set_str(w, "tokenizer.ggml.model", "gpt2");
+    pl_gguf_set_str(w, "tokenizer.ggml.pre", "gpt-2");
+    pl_gguf_set_arr_str(w, "tokenizer.ggml.tokens", toks, 3);
+    pl_gguf_set_arr_str(w, "tokenizer.ggml.merges", merges, 1);
+    assert_int_equal(pl_gguf_writer_write(w, g), PL_OK);
+    pl_gguf_writer_free(w);
+    assert_int_equal(pl_tokenizer_load(&t, g), PL_OK);
+    int32_t *ids; size_t ni;
+    assert_int_equal(pl_tokenizer_encode(t, "abab", 4, 0, &ids, &ni), PL_OK);
+    assert_int_equal(ni, 2);     /* one word "abab": a b a b -> ab a b -> ab ab */
+    assert_int_equal(ids[0], 2);
+    assert_int_equal(ids[1], 2);
+    pl_free(ids);
+    pl_tokenizer_free(t);
+    remove(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_llamacpp_vectors),
+        cmocka_unit_test(test_llama2c_tok512),
+        cmocka_unit_test(test_llama2c_llama2),
+        cmocka_unit_test(test_stories_gguf_matches_bin),
+        cmocka_unit_test(test_smollm2),
+        cmocka_unit_test(test_hf_json),
+        cmocka_unit_test(test_spm_details),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
