@@ -8,9 +8,9 @@
  *
  * Forward threads over (b, query head); backward over (b, kv head) because all query heads of
  * one group add into the same dk/dv rows — one thread per group keeps that race-free and the
- * summation order fixed (heads, then query blocks, in order). BLAS is pinned to one thread
- * inside those regions (blas.h), and since every product has the same shape whichever thread
- * runs it, results are bit-identical for any thread count.
+ * summation order fixed (heads, then query blocks, in order). Inside those regions every
+ * pl_sgemm is one single-threaded BLAS call (blas.h), and since every product has the same
+ * shape whichever thread runs it, results are bit-identical for any thread count.
  */
 #include "peftlua/kernels.h"
 #include "peftlua/alloc.h"
@@ -29,7 +29,6 @@ void pl_attention_fwd(float *out, float *probs, const float *q, const float *k, 
     const int64_t Tk = past + T, grp = NH / NKV;
     const int64_t ldq = NH * HD, ldk = NKV * HD;
     const float scale = 1.0f / sqrtf((float)HD);
-    int prev = pl_k_blas_pin_one();
     #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t bh = 0; bh < B * NH; bh++) {
         int64_t b = bh / NH, h = bh % NH, g = h / grp;
@@ -62,7 +61,6 @@ void pl_attention_fwd(float *out, float *probs, const float *q, const float *k, 
             pl_sgemm(0, 0, nt, HD, nk, 1.0f, Pb, Tk, Vg, ldk, 0.0f, O + t0 * ldq, ldq);
         }
     }
-    pl_k_blas_restore(prev);
 }
 
 enum pl_status pl_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
@@ -80,7 +78,6 @@ enum pl_status pl_attention_bwd(float *dq, float *dk, float *dv, const float *do
     float *ws = pl_alloc((size_t)nth * per * sizeof(float), PL_MEM_WORKSPACE);
     if (!ws) return pl_fail(PL_ERR_NOMEM, "attention backward: cannot allocate %d blocks of %d x %lld scores",
                             nth, QB, (long long)Tk);
-    int prev = pl_k_blas_pin_one();
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
     for (int64_t bg = 0; bg < B * NKV; bg++) {
         int64_t b = bg / NKV, g = bg % NKV;
@@ -118,7 +115,6 @@ enum pl_status pl_attention_bwd(float *dq, float *dk, float *dv, const float *do
             }
         }
     }
-    pl_k_blas_restore(prev);
     pl_free(ws);
     return PL_OK;
 }

@@ -3,7 +3,6 @@
 #define PEFTLUA_KERNELS_INTERNAL_H
 
 #include <stdint.h>
-#include "peftlua/blas.h"
 #ifdef _OPENMP
 #include <omp.h>
 static inline int pl_k_max_threads(void) { return omp_get_max_threads(); }
@@ -12,19 +11,6 @@ static inline int pl_k_thread_id(void)   { return omp_get_thread_num(); }
 static inline int pl_k_max_threads(void) { return 1; }
 static inline int pl_k_thread_id(void)   { return 0; }
 #endif
-
-/* BLAS called from inside an OpenMP parallel region runs single-threaded (see blas.h):
- * pl_k_blas_pin_one() returns the previous count for pl_k_blas_restore(). */
-static inline int pl_k_blas_pin_one(void)
-{
-    int prev = pl_blas_threads();
-    if (prev != 1) pl_blas_set_threads(1);
-    return prev;
-}
-static inline void pl_k_blas_restore(int prev)
-{
-    if (prev != 1) pl_blas_set_threads(prev);
-}
 
 /* Dot product with eight independent lanes summed in a fixed order at the end: vectorisable
  * without -ffast-math and deterministic (the same result on every thread and run). */

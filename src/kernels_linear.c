@@ -1,7 +1,7 @@
 /* kernels_linear.c — linear (y = x·Wᵀ + b) over weights of any dtype, and the LoRA helper
  * (owner: kernels). Math in include/peftlua/kernels.h.
  *
- * f32 weights go straight to one BLAS sgemm (BLAS threads as set by pl_blas_set_threads).
+ * f32 weights go straight to pl_sgemm (which splits the product among threads itself).
  *
  * Other dtypes (f16, bf16, GGUF blocks, NF4) are never expanded to a whole f32 copy. The
  * weight is cut into panels of rows sized to stay in cache (PANEL_FLOATS of f32 each), every
@@ -10,9 +10,8 @@
  *   backward dx[:, chunk] += Σ_panels dy[:, panel] · Wpanel[:, chunk]
  *            (threads own fixed K-column chunks, a whole number of blocks wide, and walk the
  *             panels of N in order, so no two threads write the same dx element)
- * Oversubscription: inside those parallel regions BLAS is pinned to one thread and restored
- * afterwards, so the busy thread count is the OpenMP team size. Because the panel and chunk
- * boundaries do not depend on the thread count and each piece is one single-threaded sgemm,
+ * Inside those parallel regions each pl_sgemm is one single-threaded BLAS call (blas.h: one
+ * thread pool). Because the panel and chunk boundaries do not depend on the thread count,
  * the result is bit-identical for any number of threads.
  */
 #include "peftlua/kernels.h"
@@ -62,7 +61,6 @@ enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dt
         /* Validate the format once outside the parallel region (errors cannot leave it). */
         st = pl_dequant_row(wtype, W, ws, K);
         if (st != PL_OK) { pl_free(ws); return st; }
-        int prev = pl_k_blas_pin_one();
         const uint8_t *w8 = W;
         #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
         for (int64_t p = 0; p < npanel; p++) {
@@ -72,7 +70,6 @@ enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dt
                 pl_dequant_row(wtype, w8 + (size_t)(n0 + r) * rb, buf + r * K, K);
             pl_sgemm(0, 1, M, np, K, 1.0f, x, K, buf, K, 0.0f, y + n0, N);
         }
-        pl_k_blas_restore(prev);
         pl_free(ws);
     }
     if (bias) {
@@ -127,7 +124,6 @@ enum pl_status pl_linear_bwd(float *dx, float *dW, float *dbias, const float *dy
                             nth, (long long)P, (long long)KC);
     st = pl_dequant_row(wtype, W, ws, KC);
     if (st != PL_OK) { pl_free(ws); return st; }
-    int prev = pl_k_blas_pin_one();
     const uint8_t *w8 = W;
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
     for (int64_t ch = 0; ch < nchunk; ch++) {
@@ -141,7 +137,6 @@ enum pl_status pl_linear_bwd(float *dx, float *dW, float *dbias, const float *dy
             pl_sgemm(0, 0, M, kc, np, 1.0f, dy + n0, N, buf, kc, 1.0f, dx + k0, K);
         }
     }
-    pl_k_blas_restore(prev);
     pl_free(ws);
     return PL_OK;
 }

@@ -6,10 +6,15 @@
  * with op(X) = X or Xᵀ (trans_a / trans_b non-zero), lda/ldb/ldc the row strides in elements of
  * A, B and C as stored (so A is [M,K] with lda >= K, or [K,M] with lda >= M when transposed).
  *
- * Threads: BLAS keeps its own thread pool (OpenBLAS pthreads build on Debian). peftlua's own
- * loops use OpenMP. The two never run nested at full width: a kernel that calls BLAS from inside
- * an OpenMP parallel region first pins BLAS to one thread (pl_blas_set_threads(1)) and restores
- * the previous count afterwards, so at most omp_get_max_threads() threads are busy at a time.
+ * Threads — one pool: peftlua runs all its parallel work, BLAS included, on OpenMP threads.
+ * OpenBLAS's own pthreads pool is set to one thread before the first product, and pl_sgemm cuts
+ * a large product into fixed pieces (column or row blocks of C) that OpenMP threads share, one
+ * single-threaded BLAS call each; called inside a parallel region it is one plain call. Two
+ * pools busy-waiting against each other cost up to 2x on a small machine (measured; see
+ * src/blas.c). The pieces depend only on the shape, so pl_sgemm gives bit-identical results
+ * for any thread count.
+ * pl_blas_threads() is the number of threads a pl_sgemm uses (the OpenMP team size) and
+ * pl_blas_set_threads(n) sets it (omp_set_num_threads): it is the engine's thread count.
  */
 #ifndef PEFTLUA_BLAS_H
 #define PEFTLUA_BLAS_H

@@ -11,11 +11,10 @@
  *    Weights of the linear and embedding kernels may be of any dtype of tensor.h (f32, f16,
  *    bf16, the GGUF block types, NF4): rows are dequantised on the fly (quant.h).
  *
- * Threads: the kernels use OpenMP (omp_get_max_threads()) and BLAS (see blas.h for how the two
- * are kept from oversubscribing). Every kernel except those going straight to BLAS f32 sgemm
- * (linear with an f32 weight, LoRA) gives bit-identical results for any thread count: work is
- * split into pieces whose boundaries do not depend on the thread count and every output
- * element is reduced by one thread in a fixed order.
+ * Threads: the kernels use OpenMP (omp_get_max_threads()) and BLAS through pl_sgemm, on one
+ * thread pool (see blas.h). Every kernel gives bit-identical results for any thread count:
+ * work is split into pieces whose boundaries do not depend on the thread count and every
+ * output element is reduced by one thread in a fixed order.
  *
  * Worked example (one Llama block's attention half, B=1, T tokens, no biases):
  *     pl_rmsnorm_fwd(xn, rstd, x, w_attn_norm, T, C, eps);
@@ -57,9 +56,9 @@ void pl_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *rstd,
 
 /* ---------------------------------------------------------------- linear ------------------
  * y[M,N] = x[M,K] · W[N,K]ᵀ (+ bias[N])     W: [N,K] (PyTorch Linear layout) of any dtype.
- * f32 W: one BLAS sgemm. Other dtypes: W is dequantised in panels of rows (about 256 KiB of
+ * f32 W: one pl_sgemm. Other dtypes: W is dequantised in panels of rows (about 256 KiB of
  * f32 each) into per-thread workspace, never as a whole f32 copy; panels are shared among
- * OpenMP threads, each panel's product is one single-threaded sgemm, writing disjoint
+ * OpenMP threads, each panel's product is one single-threaded sgemm writing disjoint
  * columns of y. Fails if wtype is not convertible or K is not a multiple of its block size. */
 enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dtype wtype,
                              const float *bias, int64_t M, int64_t K, int64_t N);

@@ -9,9 +9,10 @@
  * 3. Linear over Q8_0, Q4_1, Q4_K, NF4, f16, bf16 weights equals dequantise-then-f32-linear
  *    within 1e-5 of the output's max magnitude (forward and dx), with a workspace far below a
  *    whole f32 copy of the weight.
- * 4. Thread-count independence: 1 vs 2 OpenMP threads bit-identical for the quantised linear
- *    (fwd, dx), attention (fwd, bwd), RMSNorm, embedding and cross-entropy.
- * 5. Bad arguments give a status and a one-line message.
+ * 4. Thread-count independence: 1 vs 2 threads bit-identical for pl_sgemm, the linear (f32
+ *    and quantised, fwd and bwd), LoRA, attention (fwd, bwd), RMSNorm, embedding, cross-entropy.
+ * 5. pl_sgemm (every transpose, split and unsplit shapes) against f64 loops.
+ * 6. Bad arguments give a status and a one-line message.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +29,7 @@
 #endif
 
 #include "peftlua/alloc.h"
+#include "peftlua/blas.h"
 #include "peftlua/kernels.h"
 #include "peftlua/quant.h"
 #include "peftlua/status.h"
@@ -686,6 +688,81 @@ static void test_thread_independence(void **state)
     free(q); free(k); free(v); free(dout); free(x); free(w); free(dyc); free(logits); free(tok);
 }
 
+/* ------------------------------------------------------------------ pl_sgemm */
+
+/* Every transpose combination, for shapes taking the column-split, row-split and single-call
+ * paths, against f64 loops (≤ 1e-5 of the largest magnitude), with beta = 1 accumulating onto
+ * C, padded leading dimensions, and 1 vs 2 threads bit-identical. */
+static void test_sgemm(void **state)
+{
+    (void)state;
+    const int64_t shapes[3][3] = {{200, 300, 50}, {300, 8, 600}, {5, 7, 3}};
+    for (int si = 0; si < 3; si++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+                int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+                float *A = rnd((ta ? K : M) * lda, 1), *Bm = rnd((tb ? N : K) * ldb, 1);
+                float *C0 = rnd(M * ldc, 1), *C1 = malloc((size_t)(M * ldc) * sizeof(float));
+                float *C2 = malloc((size_t)(M * ldc) * sizeof(float));
+                memcpy(C1, C0, (size_t)(M * ldc) * sizeof(float));
+                memcpy(C2, C0, (size_t)(M * ldc) * sizeof(float));
+                set_threads(2);
+                pl_sgemm(ta, tb, M, N, K, 0.5f, A, lda, Bm, ldb, 1.0f, C1, ldc);
+                set_threads(1);
+                pl_sgemm(ta, tb, M, N, K, 0.5f, A, lda, Bm, ldb, 1.0f, C2, ldc);
+                set_threads(2);
+                assert_memory_equal(C1, C2, (size_t)(M * ldc) * sizeof(float));
+                double err = 0, mx = 0;
+                for (int64_t i = 0; i < M; i++)
+                    for (int64_t j = 0; j < N; j++) {
+                        double acc = 0;
+                        for (int64_t k = 0; k < K; k++)
+                            acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) *
+                                   (tb ? Bm[j * ldb + k] : Bm[k * ldb + j]);
+                        double ref = 0.5 * acc + C0[i * ldc + j];
+                        err = fmax(err, fabs(ref - C1[i * ldc + j]));
+                        mx = fmax(mx, fabs(ref));
+                    }
+                if (!(err <= 1e-5 * mx))
+                    fail_msg("sgemm %lldx%lldx%lld ta=%d tb=%d: error %.3g of max %.3g",
+                             (long long)M, (long long)N, (long long)K, ta, tb, err, mx);
+                /* the padding between rows of C is untouched */
+                for (int64_t i = 0; i < M; i++)
+                    for (int64_t j = N; j < ldc; j++) assert_true(C1[i * ldc + j] == C0[i * ldc + j]);
+                free(A); free(Bm); free(C0); free(C1); free(C2);
+            }
+}
+
+/* f32 linear and LoRA at sizes where pl_sgemm splits: 1 vs 2 threads bit-identical. */
+static void test_linear_lora_threads(void **state)
+{
+    (void)state;
+    const int64_t M = 130, K = 96, N = 200, r = 8;
+    float *x = rnd(M * K, 1), *W = rnd(N * K, 0.3f), *b = rnd(N, 1), *dy = rnd(M * N, 1);
+    float *A = rnd(r * K, 0.3f), *Bm = rnd(N * r, 0.3f);
+    float *out[2][8];
+    int64_t sz[8] = {M * N, M * K, N * K, N, M * r, M * K, r * K, N * r};
+    for (int run = 0; run < 2; run++) {
+        set_threads(run + 1);
+        float **o = out[run];
+        for (int i = 0; i < 8; i++) o[i] = zeros(sz[i]);
+        assert_int_equal(pl_linear_fwd(o[0], x, W, PL_F32, b, M, K, N), PL_OK);
+        assert_int_equal(pl_linear_bwd(o[1], o[2], o[3], dy, x, W, PL_F32, M, K, N), PL_OK);
+        pl_lora_fwd(o[0], o[4], x, A, Bm, 2.0f, M, K, N, r);
+        assert_int_equal(pl_lora_bwd(o[5], o[6], o[7], dy, o[4], x, A, Bm, 2.0f, M, K, N, r), PL_OK);
+    }
+    set_threads(2);
+    const char *what[8] = {"linear+lora y", "linear dx", "linear dW", "linear dbias", "lora xa",
+                           "lora dx", "lora dA", "lora dB"};
+    for (int i = 0; i < 8; i++) {
+        if (memcmp(out[0][i], out[1][i], (size_t)sz[i] * sizeof(float)) != 0)
+            fail_msg("%s differs between 1 and 2 threads", what[i]);
+        free(out[0][i]); free(out[1][i]);
+    }
+    free(x); free(W); free(b); free(dy); free(A); free(Bm);
+}
+
 /* ------------------------------------------------------------------ errors */
 
 static void test_errors(void **state)
@@ -726,6 +803,8 @@ int main(void)
         cmocka_unit_test(test_embedding_quant),
         cmocka_unit_test(test_linear_quant),
         cmocka_unit_test(test_thread_independence),
+        cmocka_unit_test(test_sgemm),
+        cmocka_unit_test(test_linear_lora_threads),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, load_goldens, free_goldens);
