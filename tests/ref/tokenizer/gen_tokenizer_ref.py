@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""gen_tokenizer_ref.py — golden token ids for tests/c/test_tokenizer.c (owner: tokenizer).
+
+Independent references, none of them peftlua code:
+  llama2_sp.json  the `sentencepiece` package on ../shared/tokenizers/llama2/tokenizer.model
+                  (ids for llama2.c's tokenizer.bin, which is the same 32k vocabulary).
+  tok512.json     stories260K's tok512.bin has no .model file, so its ids come from a direct
+                  Python transcription of llama2.c run.c encode() below; the transcription is
+                  first checked against sentencepiece on the Llama 2 vocabulary (it must agree
+                  on every case) before its tok512 output is written.
+  smollm2.json    the HF `tokenizers` package, with SmolLM2's tokenizer rebuilt from the
+                  vocabulary and merges in models/SmolLM2-135M-Instruct.Q4_1.gguf and the
+                  pre-tokenizer of SmolLM2's tokenizer.json (Digits(individual) + ByteLevel);
+                  its 17 control tokens are added as special tokens (matched in text).
+  tiny_bpe/       a small byte-level BPE trained here with `tokenizers` on Tiny Shakespeare,
+                  saved as tokenizer.json (+ tokenizer_config.json); tiny_bpe.json holds
+                  what `tokenizers` encodes with it. Tests the tokenizer.json loader.
+
+Regenerate (needs: pip install sentencepiece tokenizers gguf numpy; `make model`):
+    python3 tests/ref/tokenizer/gen_tokenizer_ref.py
+"""
+import json
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, '..', '..', '..'))
+SHARED = os.path.abspath(os.path.join(ROOT, '..', 'shared'))
+
+TEXTS = [
+    "Hello world",
+    " Hello world",
+    "Once upon a time, there was a little girl named Lily.",
+    "She loved to play outside in the park.\nOne day, she saw a big dog!",
+    "  two leading spaces and  double  spaces",
+    "Tabs\tand\nnew\n\nlines\r\n",
+    "Numbers: 3 33 333 3333 3.14159 1,000,000",
+    "Unicode: Führer, Việt, нещо на Български, 我想在apple工作",
+    "Emoji 🦙🚀 and ✅ done",
+    "code: def f(x):\n    return x**2  # square",
+    "I've been 'told he's there, 'RE you sure?",
+    "",
+]
+
+
+def write(name, cases):
+    with open(os.path.join(HERE, name), 'w', encoding='utf-8') as f:
+        json.dump({"generated_by": "tests/ref/tokenizer/gen_tokenizer_ref.py", "cases": cases},
+                  f, ensure_ascii=False, indent=0)
+        f.write("\n")
+
+
+# ---------------------------------------------------------------- llama2.c run.c encode()
+def read_llama2c(path):
+    data = open(path, 'rb').read()
+    (maxlen,) = struct.unpack_from('<i', data, 0)
+    off, vocab, scores = 4, [], []
+    while off < len(data):
+        score, n = struct.unpack_from('<fi', data, off)
+        off += 8
+        vocab.append(data[off:off + n])
+        scores.append(score)
+        off += n
+    return vocab, scores
+
+
+def runc_encode(vocab, scores, text, bos):
+    """Transcription of run.c encode(): dummy-prefix token, per-UTF-8-character lookup with
+    byte fallback (+3), then greedy best-score pair merges (first pair on ties)."""
+    lookup = {}
+    for i, v in enumerate(vocab):
+        lookup.setdefault(v, i)        # run.c's bsearch over a vocabulary without duplicates
+    raw = text.encode('utf-8')
+    toks = [1] if bos else []
+    if raw:
+        toks.append(lookup[b' '])
+    i = 0
+    while i < len(raw):
+        j = i + 1
+        while j < len(raw) and (raw[j] & 0xC0) == 0x80 and j - i < 4:
+            j += 1
+        piece = raw[i:j]
+        if piece in lookup:
+            toks.append(lookup[piece])
+        else:
+            toks.extend(b + 3 for b in piece)
+        i = j
+    while True:
+        best, best_id, best_i = -1e10, -1, -1
+        for k in range(len(toks) - 1):
+            cand = vocab[toks[k]] + vocab[toks[k + 1]]
+            if cand in lookup and scores[lookup[cand]] > best:
+                best, best_id, best_i = scores[lookup[cand]], lookup[cand], k
+        if best_i < 0:
+            break
+        toks[best_i:best_i + 2] = [best_id]
+    return toks
+
+
+def gen_llama2c():
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(SHARED, 'tokenizers/llama2/tokenizer.model'))
+    vocab, scores = read_llama2c(os.path.join(SHARED, 'tokenizers/llama2/tokenizer.bin'))
+    assert len(vocab) == 32000
+    cases = []
+    for k, t in enumerate(TEXTS):
+        bos = k % 2 == 0
+        ids = ([1] if bos else []) + sp.encode(t)
+        port = runc_encode(vocab, scores, t, bos)
+        if port != ids:
+            sys.exit("run.c transcription disagrees with sentencepiece on %r:\n %s\n %s" % (t, port, ids))
+        cases.append({"text": t, "bos": int(bos), "ids": ids})
+    write('llama2_sp.json', cases)
+    vocab, scores = read_llama2c(os.path.join(SHARED, 'models/stories260K/tok512.bin'))
+    assert len(vocab) == 512
+    cases = []
+    for k, t in enumerate(TEXTS):
+        bos = k % 2 == 0
+        cases.append({"text": t, "bos": int(bos), "ids": runc_encode(vocab, scores, t, bos)})
+    write('tok512.json', cases)
+
+
+# ---------------------------------------------------------------- SmolLM2 via HF tokenizers
+def gguf_strings(r, key):
+    f = r.fields[key]
+    return [bytes(f.parts[i]).decode('utf-8') for i in f.data]
+
+
+def gen_smollm2():
+    import gguf
+    from tokenizers import Tokenizer, AddedToken, models, pre_tokenizers, decoders
+    path = os.path.join(ROOT, 'models/SmolLM2-135M-Instruct.Q4_1.gguf')
+    r = gguf.GGUFReader(path)
+    toks = gguf_strings(r, 'tokenizer.ggml.tokens')
+    types = [int(r.fields['tokenizer.ggml.token_type'].parts[i][0]) for i in r.fields['tokenizer.ggml.token_type'].data]
+    merges = [tuple(m.split(' ', 1)) for m in gguf_strings(r, 'tokenizer.ggml.merges')]
+    vocab = {t: i for i, t in enumerate(toks)}
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tk.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tk.decoder = decoders.ByteLevel()
+    tk.add_special_tokens([AddedToken(toks[i], special=True, normalized=False)
+                           for i in range(len(toks)) if types[i] == 3])
+    texts = TEXTS + [
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+        "SELECT name FROM table_1 WHERE id = 42 AND x > 3.5",
+        "table: 1-10015132-11\ncolumns: Player, No., Nationality\nQ: What position does the player who played for butler cc (ks) play?\nA:",
+    ]
+    inp = open(os.path.join(SHARED, 'tokenizer-tests/llamacpp/ggml-vocab-gpt-2.gguf.inp'), 'rb').read()
+    texts += [p.decode('utf-8') for p in inp.split(b'\n__ggml_vocab_test__\n')[:-1]]
+    cases = [{"text": t, "ids": tk.encode(t, add_special_tokens=False).ids} for t in texts]
+    write('smollm2.json', cases)
+
+
+# ---------------------------------------------------------------- tiny tokenizer.json
+def gen_tiny():
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tr = trainers.BpeTrainer(vocab_size=420, special_tokens=special,
+                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    text = open(os.path.join(SHARED, 'data/text/tinyshakespeare_input.txt'), encoding='utf-8').read()[:60000]
+    tk.train_from_iterator([text], trainer=tr)
+    d = os.path.join(HERE, 'tiny_bpe')
+    os.makedirs(d, exist_ok=True)
+    tk.save(os.path.join(d, 'tokenizer.json'), pretty=False)
+    json.dump({"bos_token": "<|im_start|>", "eos_token": {"content": "<|im_end|>"}, "add_bos_token": False,
+               "chat_template": "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
+                                "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+                                "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"},
+              open(os.path.join(d, 'tokenizer_config.json'), 'w'), indent=1)
+    texts = TEXTS + ["First Citizen:\nBefore we proceed any further, hear me speak.",
+                     "<|im_start|>user\nSpeak, speak.<|im_end|>\n"]
+    write('tiny_bpe.json', [{"text": t, "ids": tk.encode(t, add_special_tokens=False).ids} for t in texts])
+
+
+if __name__ == '__main__':
+    gen_llama2c()
+    gen_smollm2()
+    gen_tiny()
+    print("wrote goldens into", HERE)
