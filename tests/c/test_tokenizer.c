@@ -7,6 +7,8 @@
  *    goldens, SmolLM2's GGUF tokenizer vs the HF `tokenizers` package, a tiny HF tokenizer.json
  *    vs the same package (goldens by tests/ref/tokenizer/gen_tokenizer_ref.py).
  *  - special tokens, decode details, and bad input (missing/truncated files, no tokenizer).
+ *  - chat templates: five families vs jinja2 renderings of their real templates
+ *    (tests/ref/chat/gen_chat_ref.py), assistant spans, recognition, forcing.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 #include <cmocka.h>
 
 #include "peftlua/alloc.h"
+#include "peftlua/chat.h"
 #include "peftlua/gguf.h"
 #include "peftlua/json.h"
 #include "peftlua/status.h"
@@ -379,6 +382,129 @@ static void test_bad_input(void **state)
     remove(g);
 }
 
+
+/* ------------------------------------------------------------------ chat templates */
+
+static void load_conv(const struct pl_json *conv, struct pl_chat_msg *m, size_t *n)
+{
+    *n = (size_t)pl_json_len(conv);
+    for (size_t i = 0; i < *n; i++) {
+        m[i].role = pl_json_get_str(pl_json_at(conv, (int)i), "role");
+        m[i].content = pl_json_get_str(pl_json_at(conv, (int)i), "content");
+    }
+}
+
+static void test_chat_goldens(void **state)
+{
+    (void)state;
+    struct pl_json *j = pl_json_parse_file("tests/ref/chat/chat_ref.json");
+    assert_non_null(j);
+    const struct pl_json *convs = pl_json_get(j, "conversations"), *fams = pl_json_get(j, "families");
+    int checked = 0, nfam = 0;
+    static const char *const turn_end[] = { "", "<|im_end|>", " </s>", "<|eot_id|>", "</s>", "</s>" };
+    for (const struct pl_json *f = pl_json_first(fams); f; f = pl_json_next(f), nfam++) {
+        const char *name = pl_json_key(f);
+        struct pl_chat_opts o = {0};
+        o.template_str = pl_json_get_str(f, "template");
+        o.bos = pl_json_get_str(f, "bos");
+        o.eos = pl_json_get_str(f, "eos");
+        /* recognised from the real template string */
+        assert_string_equal(pl_chat_family_name(pl_chat_detect(o.template_str)), name);
+        const struct pl_json *cases = pl_json_get(f, "cases");
+        for (int c = 0; c < pl_json_len(cases); c++) {
+            const struct pl_json *cs = pl_json_at(cases, c);
+            struct pl_chat_msg m[16]; size_t n;
+            load_conv(pl_json_at(convs, (int)pl_json_get_num(cs, "conv", -1)), m, &n);
+            o.add_generation_prompt = pl_json_bool(pl_json_get(cs, "add_generation_prompt"), 0);
+            struct pl_chat_result r;
+            enum pl_status st = pl_chat_render(&o, m, n, &r);
+            const char *err = pl_json_get_str(cs, "error");
+            if (err) {
+                assert_int_equal(st, PL_ERR_ARG);
+                assert_non_null(strstr(pl_last_error(), err));
+                checked++;
+                continue;
+            }
+            assert_int_equal(st, PL_OK);
+            const char *exp = pl_json_get_str(cs, "text");
+            if (strcmp(r.text, exp) != 0) fprintf(stderr, "%s case %d:\n got: [%s]\n exp: [%s]\n", name, c, r.text, exp);
+            assert_string_equal(r.text, exp);
+            assert_int_equal(r.len, strlen(exp));
+            /* spans: one per assistant message, holding its (template-stripped) content and
+             * ending the turn with the family's marker */
+            size_t na = 0;
+            for (size_t i = 0; i < n; i++) na += strcmp(m[i].role, "assistant") == 0;
+            assert_int_equal(r.n_spans, na);
+            int fam = pl_chat_family_from_name(name);
+            for (size_t k = 0; k < r.n_spans; k++) {
+                const struct pl_chat_span *s = &r.spans[k];
+                const char *content = m[s->msg].content;
+                assert_string_equal(m[s->msg].role, "assistant");
+                assert_true(s->start <= s->end && s->end <= s->turn_end && s->turn_end <= r.len);
+                if (fam == PL_CHAT_LLAMA2 || fam == PL_CHAT_LLAMA3) {
+                    while (*content == ' ' || *content == '\n' || *content == '\t') content++;
+                    size_t cl = strlen(content);
+                    while (cl && (content[cl - 1] == ' ' || content[cl - 1] == '\n' || content[cl - 1] == '\t')) cl--;
+                    assert_int_equal(s->end - s->start, cl);
+                    assert_memory_equal(r.text + s->start, content, cl);
+                } else {
+                    assert_int_equal(s->end - s->start, strlen(content));
+                    assert_memory_equal(r.text + s->start, content, strlen(content));
+                }
+                assert_int_equal(s->turn_end - s->end, strlen(turn_end[fam]));
+                assert_memory_equal(r.text + s->end, turn_end[fam], strlen(turn_end[fam]));
+            }
+            pl_chat_result_free(&r);
+            checked++;
+        }
+    }
+    assert_int_equal(nfam, 5);
+    assert_int_equal(checked, 5 * 6);
+    pl_json_free(j);
+
+    /* forcing and refusing */
+    struct pl_chat_msg m[1] = { { "user", "hi" } };
+    struct pl_chat_opts o = {0};
+    struct pl_chat_result r;
+    o.template_str = "{{ messages }}";
+    assert_int_equal(pl_chat_render(&o, m, 1, &r), PL_ERR_UNSUPPORTED);
+    o.family = PL_CHAT_LLAMA3;
+    o.add_generation_prompt = 1;
+    assert_int_equal(pl_chat_render(&o, m, 1, &r), PL_OK);
+    assert_string_equal(r.text, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+                                "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    pl_chat_result_free(&r);
+    assert_int_equal(pl_chat_family_from_name("vicuna"), -1);
+    assert_int_equal(pl_chat_family_from_name("zephyr"), PL_CHAT_ZEPHYR);
+}
+
+static void test_chat_smollm2(void **state)
+{
+    (void)state;
+    if (!file_exists(SMOL)) { fprintf(stderr, "skip: %s missing (make model)\n", SMOL); skip(); }
+    struct pl_tokenizer *t;
+    assert_int_equal(pl_tokenizer_load(&t, SMOL), PL_OK);
+    struct pl_chat_msg m[2] = { { "user", "What is the capital of France?" },
+                                { "assistant", "The capital of France is Paris." } };
+    struct pl_chat_result r;
+    assert_int_equal(pl_chat_render_tok(t, NULL, m, 1, 1, &r), PL_OK);
+    assert_string_equal(r.text, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+                                "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n");
+    assert_int_equal(r.n_spans, 0);
+    /* the rendering tokenizes with the control tokens as single ids */
+    int32_t *ids; size_t n;
+    assert_int_equal(pl_tokenizer_encode(t, r.text, r.len, PL_TOK_PARSE_SPECIAL, &ids, &n), PL_OK);
+    assert_int_equal(ids[0], 1);
+    assert_int_equal(ids[n - 1], 198);    /* "\n" (Ċ) after "assistant" */
+    pl_free(ids);
+    pl_chat_result_free(&r);
+    assert_int_equal(pl_chat_render_tok(t, "mistral", m, 2, 0, &r), PL_OK);
+    assert_string_equal(r.text, "<|im_start|>[INST] What is the capital of France? [/INST]The capital of France is Paris.<|im_end|> ");
+    pl_chat_result_free(&r);
+    assert_int_equal(pl_chat_render_tok(t, "nope", m, 2, 0, &r), PL_ERR_ARG);
+    pl_tokenizer_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +516,8 @@ int main(void)
         cmocka_unit_test(test_hf_json),
         cmocka_unit_test(test_spm_details),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_chat_goldens),
+        cmocka_unit_test(test_chat_smollm2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
