@@ -81,9 +81,9 @@ struct pl_gp {
     int factored;
 };
 
-struct pl_gp_bounds pl_gp_default_bounds(void)
+struct pl_gp_fit_opts pl_gp_fit_defaults(void)
 {
-    return (struct pl_gp_bounds){ .ls_lo = 1e-2, .ls_hi = 1e2, .sf2_lo = 1e-2, .sf2_hi = 1e2,
+    return (struct pl_gp_fit_opts){ .ls_lo = 1e-2, .ls_hi = 1e2, .sf2_lo = 1e-2, .sf2_hi = 1e2,
                                   .sn2_lo = 1e-6, .sn2_hi = 1.0 };
 }
 
@@ -366,26 +366,36 @@ static double lbfgs_box(pl_objfn f, void *ud, double *x, const double *lo, const
     return fx;
 }
 
+struct fit_ctx { struct pl_gp *gp; double a, b; };
+
+/* −(LML + log prior) and its gradient in θ */
 static double neg_lml(void *ud, const double *theta, double *g)
 {
-    struct pl_gp *gp = ud;
-    int np = gp->d + 2;
-    double v = pl_gp_lml_grad(gp, theta, g);
+    struct fit_ctx *c = ud;
+    int d = c->gp->d, np = d + 2;
+    double v = pl_gp_lml_grad(c->gp, theta, g);
     if (!isfinite(v)) return INFINITY;
+    if (c->a > 0 && c->b > 0)
+        for (int k = 0; k < d; k++) {
+            double l = exp(theta[k]);
+            v += (c->a - 1) * theta[k] - c->b * l;
+            g[k] += (c->a - 1) - c->b * l;
+        }
     for (int i = 0; i < np; i++) g[i] = -g[i];
     return -v;
 }
 
-enum pl_status pl_gp_fit(struct pl_gp *gp, const struct pl_gp_bounds *b, int n_restarts, int max_iter,
+enum pl_status pl_gp_fit(struct pl_gp *gp, const struct pl_gp_fit_opts *b, int n_restarts, int max_iter,
                          struct pl_rng *rng)
 {
-    struct pl_gp_bounds db = pl_gp_default_bounds();
+    struct pl_gp_fit_opts db = pl_gp_fit_defaults();
     if (!b) b = &db;
     if (!(b->ls_lo > 0 && b->ls_lo <= b->ls_hi && b->sf2_lo > 0 && b->sf2_lo <= b->sf2_hi && b->sn2_lo > 0 && b->sn2_lo <= b->sn2_hi))
         return pl_fail(PL_ERR_ARG, "gp: fit bounds must be positive and ordered");
     if (gp->n == 0) return PL_OK;
     int d = gp->d, np = d + 2;
     double lo[np], hi[np], th[np], best[np], bestf = INFINITY;
+    struct fit_ctx ctx = { gp, b->ls_prior_a, b->ls_prior_b };
     for (int k = 0; k < d; k++) { lo[k] = log(b->ls_lo); hi[k] = log(b->ls_hi); }
     lo[d] = log(b->sf2_lo); hi[d] = log(b->sf2_hi);
     lo[d + 1] = log(b->sn2_lo); hi[d + 1] = log(b->sn2_hi);
@@ -400,11 +410,11 @@ enum pl_status pl_gp_fit(struct pl_gp *gp, const struct pl_gp_bounds *b, int n_r
                 th[k] = a + (c - a) * pl_rng_uniform(rng);
             }
         }
-        double f = lbfgs_box(neg_lml, gp, th, lo, hi, np, max_iter);
+        double f = lbfgs_box(neg_lml, &ctx, th, lo, hi, np, max_iter);
         if (f < bestf) { bestf = f; memcpy(best, th, sizeof best); }
     }
     if (!isfinite(bestf)) return factor(gp);   /* keep the old hyperparameters */
-    lbfgs_box(neg_lml, gp, best, lo, hi, np, max_iter);   /* polish with fresh curvature memory */
+    lbfgs_box(neg_lml, &ctx, best, lo, hi, np, max_iter);   /* polish with fresh curvature memory */
     for (int k = 0; k < d; k++) gp->ls[k] = exp(best[k]);
     gp->sf2 = exp(best[d]); gp->sn2 = exp(best[d + 1]);
     return factor(gp);

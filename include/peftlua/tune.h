@@ -49,10 +49,12 @@ enum pl_gp_kernel { PL_GP_MATERN52 = 0, PL_GP_RBF = 1 };
 
 struct pl_gp;   /* opaque */
 
-/* Box bounds for the fit, in natural units (not logs). Defaults: l ∈ [0.01, 100],
- * sf2 ∈ [0.01, 100], sn2 ∈ [1e-6, 1]. */
-struct pl_gp_bounds { double ls_lo, ls_hi, sf2_lo, sf2_hi, sn2_lo, sn2_hi; };
-struct pl_gp_bounds pl_gp_default_bounds(void);
+/* Fit options. Box bounds in natural units (not logs); defaults l ∈ [0.01, 100],
+ * sf2 ∈ [0.01, 100], sn2 ∈ [1e-6, 1]. ls_prior_a/b > 0 add a Gamma(a, rate b) log prior
+ * (a−1) log l − b l on every length scale, making the fit a MAP estimate (default off: plain
+ * maximum likelihood). */
+struct pl_gp_fit_opts { double ls_lo, ls_hi, sf2_lo, sf2_hi, sn2_lo, sn2_hi, ls_prior_a, ls_prior_b; };
+struct pl_gp_fit_opts pl_gp_fit_defaults(void);
 
 enum pl_status pl_gp_new(struct pl_gp **out, int d, enum pl_gp_kernel kernel);
 void pl_gp_free(struct pl_gp *gp);
@@ -62,9 +64,9 @@ enum pl_status pl_gp_set_data(struct pl_gp *gp, const double *X, const double *y
 /* Set hyperparameters (ls[d], sf2, sn2; sf2 and sn2 in the standardised scale) and factor K. */
 enum pl_status pl_gp_set_hyper(struct pl_gp *gp, const double *ls, double sf2, double sn2);
 void pl_gp_get_hyper(const struct pl_gp *gp, double *ls, double *sf2, double *sn2);
-/* Fit the hyperparameters: starts from the current ones, then n_restarts random starts
+/* Fit the hyperparameters (b NULL: defaults): starts from the current ones, then n_restarts random starts
  * (log-uniform in the bounds) drawn from rng; keeps the best. Leaves K factored at the best. */
-enum pl_status pl_gp_fit(struct pl_gp *gp, const struct pl_gp_bounds *b, int n_restarts, int max_iter,
+enum pl_status pl_gp_fit(struct pl_gp *gp, const struct pl_gp_fit_opts *b, int n_restarts, int max_iter,
                          struct pl_rng *rng);
 /* Log marginal likelihood of the standardised y at the current hyperparameters. */
 double pl_gp_lml(const struct pl_gp *gp);
@@ -146,5 +148,21 @@ void pl_tune_clear_pending(struct pl_tune *t);
  * every trial; a mismatch or malformed file fails with the file and the trial named. */
 enum pl_status pl_tune_save(const struct pl_tune *t, const char *path);
 enum pl_status pl_tune_load(struct pl_tune *t, const char *path);
+
+/* ---- standard test functions and the efficiency study (tune_study.c) ----
+ * "branin" (2-D on [−5,10]×[0,15], min 0.397887), "hartmann3" (3-D on [0,1]³, min −3.86278),
+ * "hartmann6" (6-D on [0,1]⁶, min −3.32237). */
+struct pl_tune_testfn {
+    const char *name;
+    int d;
+    double lo[6], hi[6];
+    double fmin;
+    double (*f)(const double *x);
+};
+const struct pl_tune_testfn *pl_tune_testfn(const char *name);   /* NULL if unknown */
+/* One run: minimise fn with `budget` evaluations by Bayesian optimisation (random = 0, with the
+ * default options and this seed) or by uniform random search (random = 1); *regret = best
+ * value found − fmin. */
+enum pl_status pl_tune_study_run(const char *fn, int random, uint64_t seed, int budget, double *regret);
 
 #endif
