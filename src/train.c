@@ -290,7 +290,17 @@ enum pl_status pl_trainer_step(struct pl_trainer *t)
     t->accum_tokens = 0;
     t->micro = 0;
     t->step++;
+    if (t->lora) t->dropout_at_step = t->lora->dropout_step;
     return PL_OK;
+}
+
+void pl_trainer_rewind(struct pl_trainer *t)
+{
+    memset(t->grads, 0, (size_t)t->n_params * sizeof(float));
+    t->micro = 0;
+    t->accum_loss = 0;
+    t->accum_tokens = 0;
+    if (t->lora) t->lora->dropout_step = t->dropout_at_step;
 }
 
 enum pl_status pl_trainer_grad(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,

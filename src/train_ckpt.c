@@ -242,6 +242,7 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
     t->last_grad_norm = h.last_grad_norm;
     t->last_lr = h.last_lr;
     if (t->lora) t->lora->dropout_step = h.dropout_step;
+    t->dropout_at_step = h.dropout_step - (uint64_t)h.micro;
     if (blob) { *blob = ub; ub = NULL; }
     if (blob_size) *blob_size = (size_t)h.blob_size;
 out:

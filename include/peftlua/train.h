@@ -77,6 +77,7 @@ struct pl_trainer {
     double accum_loss;               /* sum over the pending micro-batches of mean losses */
     int64_t accum_tokens;
     int64_t tokens_seen;             /* target tokens trained on */
+    uint64_t dropout_at_step;        /* LoRA dropout position when the current step began */
     double last_loss, last_grad_norm, last_lr;
     /* backward scratch (one planned allocation, PL_MEM_ACTIVATIONS) */
     float *bwd_mem;
@@ -113,6 +114,9 @@ enum pl_status pl_trainer_eval(struct pl_trainer *t, const int32_t *ids, const i
                                int B, int n, double *sum, int64_t *count);
 /* The optimizer step over the accumulated gradients (clip, schedule, update, zero). */
 enum pl_status pl_trainer_step(struct pl_trainer *t);
+/* Drop a partly accumulated step (after an interrupted micro-batch): gradients zeroed, the
+ * micro-batch count and dropout position back to the last optimizer step. */
+void pl_trainer_rewind(struct pl_trainer *t);
 
 /* Gradient of the trained parameter named as PEFT/HF names it (LoRA: "...q_proj.lora_A.weight"
  * without the base_model.model. prefix, e.g. "model.layers.0.self_attn.q_proj.lora_A.weight";

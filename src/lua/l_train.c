@@ -1,0 +1,457 @@
+/* l_train.c — peft.train: the trainer (include/peftlua/train.h) for Lua.
+ * Owner: train. The run loop (config checking, data, evaluation, checkpoints, progress line,
+ * metrics) is policy and lives in lua/peft/train.lua, which extends this module.
+ *
+ *   local tr <close> = peft.train.trainer(model, {method = "lora"|"full", optimizer = "adamw"|"sgd",
+ *        batch_size, seq_len, grad_accum, learning_rate, weight_decay, beta1, beta2, eps,
+ *        momentum, nesterov, schedule = "constant"|"linear"|"cosine", warmup, total_steps,
+ *        min_lr_ratio, max_grad_norm, seed, lora_rank, lora_alpha, lora_dropout, rslora,
+ *        targets = {"q_proj", ...}, layers = {0, 1, ...}})
+ *   tr:micro(ids, targets)   → loss, count, stepped   (ids/targets: [B, T] i32 peft.Tensor or
+ *                                                       lists of lists; -1 targets ignored)
+ *   tr:eval(ids, targets)    → loss sum, count       (no gradients, no dropout)
+ *   tr:grad(ids, targets)    → loss                  (gradients of this batch only)
+ *   tr:step()                                        (optimizer step over what accumulated)
+ *   tr:rewind()              drop a partly accumulated step (after an interruption)
+ *   tr:stats()               → {step, micro, lr, grad_norm, loss, tokens, params, method}
+ *   tr:grad_of(name)         → list of numbers (the gradient of a named trained tensor)
+ *   tr:save(dir [, blob]) / tr:load(dir) → blob | nil     (checkpoints, atomic)
+ *   tr:save_adapter(dir [, base_name])    (PEFT layout)   tr:merge()   tr:adapters(on)
+ *   tr:close()
+ *   peft.train.has_checkpoint(dir), peft.train.isatty(fd), peft.train.interrupted(),
+ *   peft.train.clear_interrupt(), peft.train.catch_sigterm(on), peft.train.now()
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "peftlua/alloc.h"
+#include "peftlua/train.h"
+#include "pl_lua.h"
+
+#define TRAINER_MT "peft.Trainer"
+#define MODEL_MT "peft.Model"
+
+struct l_trainer { struct pl_trainer *t; };
+
+/* peft.Model's userdata (src/lua/l_model.c) begins with its struct pl_model pointer. */
+static struct pl_model *check_model(lua_State *L, int idx)
+{
+    struct pl_model **u = luaL_checkudata(L, idx, MODEL_MT);
+    if (!*u) luaL_error(L, "peft.train: the model is closed");
+    return *u;
+}
+
+static struct pl_trainer *check_trainer(lua_State *L, int idx)
+{
+    struct l_trainer *u = luaL_checkudata(L, idx, TRAINER_MT);
+    if (!u->t) luaL_error(L, "peft.Trainer: the trainer is closed");
+    return u->t;
+}
+
+static const char *const trainer_opts[] = {
+    "method", "optimizer", "batch_size", "seq_len", "grad_accum", "learning_rate", "weight_decay",
+    "beta1", "beta2", "eps", "momentum", "nesterov", "schedule", "warmup", "total_steps",
+    "min_lr_ratio", "max_grad_norm", "seed", "lora_rank", "lora_alpha", "lora_dropout", "rslora",
+    "targets", "layers", NULL };
+
+static int l_train_trainer(lua_State *L)
+{
+    struct pl_model *m = check_model(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    pl_lua_check_options(L, 2, trainer_opts, "peft.train.trainer");
+    struct pl_train_cfg c = pl_train_defaults();
+    const char *method = pl_lua_opt_str(L, 2, "method", "lora");
+    if (strcmp(method, "lora") == 0) c.method = PL_TRAIN_LORA;
+    else if (strcmp(method, "full") == 0) c.method = PL_TRAIN_FULL;
+    else return luaL_error(L, "peft.train.trainer: method must be \"lora\" or \"full\", not \"%s\"", method);
+    const char *opt = pl_lua_opt_str(L, 2, "optimizer", "adamw");
+    if (strcmp(opt, "adamw") == 0) c.optim = PL_OPTIM_ADAMW;
+    else if (strcmp(opt, "sgd") == 0) c.optim = PL_OPTIM_SGD;
+    else return luaL_error(L, "peft.train.trainer: optimizer must be \"adamw\" or \"sgd\", not \"%s\"", opt);
+    lua_Integer bs = pl_lua_opt_int(L, 2, "batch_size", c.batch_size);
+    lua_Integer sl = pl_lua_opt_int(L, 2, "seq_len", c.seq_len);
+    lua_Integer ga = pl_lua_opt_int(L, 2, "grad_accum", c.grad_accum);
+    if (bs < 1 || bs > 1 << 16) return luaL_error(L, "peft.train.trainer: batch_size must be in 1..65536");
+    if (sl < 2 || sl > 1 << 20) return luaL_error(L, "peft.train.trainer: seq_len must be at least 2");
+    if (ga < 1 || ga > 1 << 16) return luaL_error(L, "peft.train.trainer: grad_accum must be at least 1");
+    c.batch_size = (int32_t)bs;
+    c.seq_len = (int32_t)sl;
+    c.grad_accum = (int32_t)ga;
+    c.lr = pl_lua_opt_num(L, 2, "learning_rate", c.lr);
+    c.weight_decay = pl_lua_opt_num(L, 2, "weight_decay", c.weight_decay);
+    c.beta1 = pl_lua_opt_num(L, 2, "beta1", c.beta1);
+    c.beta2 = pl_lua_opt_num(L, 2, "beta2", c.beta2);
+    c.eps = pl_lua_opt_num(L, 2, "eps", c.eps);
+    c.momentum = pl_lua_opt_num(L, 2, "momentum", c.momentum);
+    c.nesterov = pl_lua_opt_bool(L, 2, "nesterov", 0);
+    const char *sched = pl_lua_opt_str(L, 2, "schedule", "cosine");
+    int s = pl_schedule_from_name(sched);
+    if (s < 0) return luaL_error(L, "peft.train.trainer: schedule must be constant, linear or cosine, not \"%s\"", sched);
+    c.schedule = (enum pl_schedule)s;
+    c.warmup = pl_lua_opt_int(L, 2, "warmup", 0);
+    c.total_steps = pl_lua_opt_int(L, 2, "total_steps", c.total_steps);
+    c.min_lr_ratio = pl_lua_opt_num(L, 2, "min_lr_ratio", 0);
+    c.max_grad_norm = pl_lua_opt_num(L, 2, "max_grad_norm", c.max_grad_norm);
+    c.seed = (uint64_t)pl_lua_opt_int(L, 2, "seed", (lua_Integer)c.seed);
+    if (c.warmup < 0 || c.total_steps < 1) return luaL_error(L, "peft.train.trainer: warmup must be >= 0 and total_steps >= 1");
+    lua_Integer r = pl_lua_opt_int(L, 2, "lora_rank", c.lora.r);
+    if (r < 1 || r > 1 << 16) return luaL_error(L, "peft.train.trainer: lora_rank must be at least 1");
+    c.lora.r = (int32_t)r;
+    c.lora.alpha = (float)pl_lua_opt_num(L, 2, "lora_alpha", 2.0 * (double)r);
+    c.lora.dropout = (float)pl_lua_opt_num(L, 2, "lora_dropout", 0.0);
+    c.lora.use_rslora = pl_lua_opt_bool(L, 2, "rslora", 0);
+    lua_getfield(L, 2, "targets");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            /* "all" or one module name */
+            const char *n = lua_tostring(L, -1);
+            if (strcmp(n, "all") == 0) c.lora.targets = (1u << PL_PROJ_COUNT) - 1;
+            else {
+                int p = pl_lora_target_from_name(n);
+                if (p < 0) return luaL_error(L, "peft.train.trainer: unknown target module \"%s\"", n);
+                c.lora.targets = 1u << p;
+            }
+        } else {
+            luaL_checktype(L, -1, LUA_TTABLE);
+            c.lora.targets = 0;
+            lua_Integer n = luaL_len(L, -1);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_rawgeti(L, -1, i);
+                const char *nm = lua_tostring(L, -1);
+                int p = nm ? pl_lora_target_from_name(nm) : -1;
+                if (p < 0)
+                    return luaL_error(L, "peft.train.trainer: unknown target module \"%s\" (use q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)",
+                                      nm ? nm : "?");
+                c.lora.targets |= 1u << p;
+                lua_pop(L, 1);
+            }
+        }
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "layers");
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_Integer n = luaL_len(L, -1);
+        if (n > PL_LORA_MAX_LAYERS) return luaL_error(L, "peft.train.trainer: too many layers");
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            int ok;
+            lua_Integer v = lua_tointegerx(L, -1, &ok);
+            if (!ok) return luaL_error(L, "peft.train.trainer: layers[%d] is not an integer", (int)i);
+            c.lora.layers[i - 1] = (int32_t)v;
+            lua_pop(L, 1);
+        }
+        c.lora.n_layers_sel = (int32_t)n;
+    }
+    lua_pop(L, 1);
+
+    struct l_trainer *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->t = NULL;
+    luaL_setmetatable(L, TRAINER_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);   /* the model outlives the trainer */
+    if (pl_trainer_new(&u->t, m, &c) != PL_OK) return pl_lua_error(L);
+    return 1;
+}
+
+static int l_trainer_close(lua_State *L)
+{
+    struct l_trainer *u = luaL_checkudata(L, 1, TRAINER_MT);
+    pl_trainer_free(u->t);
+    u->t = NULL;
+    return 0;
+}
+
+/* ids/targets at idx: an i32 peft.Tensor [B, T] or a list of equal-length lists (or one list).
+ * The copy lives in a userdata pushed on the stack (collected by Lua, so a raise leaks
+ * nothing). *B, *T set. Raises on bad shapes. */
+static int32_t *grid_arg(lua_State *L, int idx, int *B, int *T, const char *what)
+{
+    struct pl_tensor *t = pl_lua_test_tensor(L, idx);
+    if (t) {
+        if (t->ndim != 2 && t->ndim != 1) luaL_error(L, "%s must be [batch, seq]", what);
+        int64_t b = t->ndim == 2 ? t->shape[0] : 1, n = t->shape[t->ndim - 1];
+        if (b < 1 || n < 1 || b > 1 << 20 || n > 1 << 24) luaL_error(L, "%s is empty or too large", what);
+        float *f = lua_newuserdatauv(L, (size_t)(b * n) * sizeof(float), 0);
+        if (pl_tensor_read_f32(t, f) != PL_OK) luaL_error(L, "%s: cannot read the tensor", what);
+        int32_t *v = lua_newuserdatauv(L, (size_t)(b * n) * sizeof(int32_t), 0);
+        for (int64_t i = 0; i < b * n; i++) v[i] = (int32_t)f[i];
+        lua_remove(L, -2);
+        *B = (int)b; *T = (int)n;
+        return v;
+    }
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_Integer b = luaL_len(L, idx);
+    if (b < 1) luaL_error(L, "%s is empty", what);
+    lua_rawgeti(L, idx, 1);
+    int nested = lua_istable(L, -1);
+    lua_Integer n = nested ? luaL_len(L, -1) : b;
+    lua_pop(L, 1);
+    if (!nested) b = 1;
+    if (n < 1 || b > 1 << 20 || n > 1 << 24) luaL_error(L, "%s is empty or too large", what);
+    int32_t *v = lua_newuserdatauv(L, (size_t)(b * n) * sizeof(int32_t), 0);
+    for (lua_Integer r = 0; r < b; r++) {
+        if (nested) {
+            lua_rawgeti(L, idx, r + 1);
+            if (!lua_istable(L, -1) || luaL_len(L, -1) != n)
+                luaL_error(L, "%s: row %d must be a list of %d ids", what, (int)r + 1, (int)n);
+        } else {
+            lua_pushvalue(L, idx);
+        }
+        for (lua_Integer i = 0; i < n; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            int ok;
+            lua_Integer x = lua_tointegerx(L, -1, &ok);
+            lua_pop(L, 1);
+            if (!ok) luaL_error(L, "%s[%d][%d] is not an integer", what, (int)r + 1, (int)i + 1);
+            v[r * n + i] = (int32_t)x;
+        }
+        lua_pop(L, 1);
+    }
+    *B = (int)b; *T = (int)n;
+    return v;
+}
+
+static void batch_args(lua_State *L, int32_t **ids, int32_t **tg, int *B, int *T)
+{
+    int B2, T2;
+    *ids = grid_arg(L, 2, B, T, "ids");
+    *tg = grid_arg(L, 3, &B2, &T2, "targets");
+    if (B2 != *B || T2 != *T)
+        luaL_error(L, "targets are [%d, %d] but ids are [%d, %d]", B2, T2, *B, *T);
+}
+
+static int l_trainer_micro(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    int32_t *ids, *tg;
+    int B, T;
+    batch_args(L, &ids, &tg, &B, &T);
+    double loss = 0;
+    int64_t cnt = 0;
+    int stepped = 0;
+    enum pl_status st = pl_trainer_micro(t, ids, tg, B, T, &loss, &cnt, &stepped);
+    if (st != PL_OK) return pl_lua_error(L);
+    lua_pushnumber(L, loss);
+    lua_pushinteger(L, cnt);
+    lua_pushboolean(L, stepped);
+    return 3;
+}
+
+static int l_trainer_eval(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    int32_t *ids, *tg;
+    int B, T;
+    batch_args(L, &ids, &tg, &B, &T);
+    double sum = 0;
+    int64_t cnt = 0;
+    enum pl_status st = pl_trainer_eval(t, ids, tg, B, T, &sum, &cnt);
+    if (st != PL_OK) return pl_lua_error(L);
+    lua_pushnumber(L, sum);
+    lua_pushinteger(L, cnt);
+    return 2;
+}
+
+static int l_trainer_grad(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    int32_t *ids, *tg;
+    int B, T;
+    batch_args(L, &ids, &tg, &B, &T);
+    double loss = 0;
+    enum pl_status st = pl_trainer_grad(t, ids, tg, B, T, &loss);
+    if (st != PL_OK) return pl_lua_error(L);
+    lua_pushnumber(L, loss);
+    return 1;
+}
+
+static int l_trainer_step(lua_State *L)
+{
+    if (pl_trainer_step(check_trainer(L, 1)) != PL_OK) return pl_lua_error(L);
+    return 0;
+}
+
+static int l_trainer_rewind(lua_State *L)
+{
+    pl_trainer_rewind(check_trainer(L, 1));
+    return 0;
+}
+
+#define SETN(k, v) (lua_pushnumber(L, (v)), lua_setfield(L, -2, (k)))
+#define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, (k)))
+
+static int l_trainer_stats(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    lua_createtable(L, 0, 9);
+    SETI("step", t->step);
+    SETI("micro", t->micro);
+    SETN("lr", t->last_lr);
+    SETN("grad_norm", t->last_grad_norm);
+    SETN("loss", t->last_loss);
+    SETI("tokens", t->tokens_seen);
+    SETI("params", t->n_params);
+    lua_pushstring(L, t->cfg.method == PL_TRAIN_LORA ? "lora" : "full");
+    lua_setfield(L, -2, "method");
+    SETN("next_lr", pl_lr_at(t->cfg.schedule, t->cfg.lr, t->step, t->cfg.warmup, t->cfg.total_steps,
+                             t->cfg.min_lr_ratio));
+    return 1;
+}
+
+static int l_trainer_grad_of(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    int64_t n = 0;
+    float *g = pl_trainer_find_grad(t, name, &n);
+    if (!g) return luaL_error(L, "peft.Trainer: no trained tensor named \"%s\"", name);
+    lua_createtable(L, (int)n, 0);
+    for (int64_t i = 0; i < n; i++) { lua_pushnumber(L, g[i]); lua_rawseti(L, -2, i + 1); }
+    return 1;
+}
+
+static int l_trainer_save(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    size_t n = 0;
+    const char *blob = luaL_optlstring(L, 3, "", &n);
+    if (pl_trainer_save(t, dir, blob, n) != PL_OK) return pl_lua_error(L);
+    return 0;
+}
+
+static int l_trainer_load(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    void *blob = NULL;
+    size_t n = 0;
+    if (pl_trainer_load(t, dir, &blob, &n) != PL_OK) return pl_lua_error(L);
+    lua_pushlstring(L, blob ? blob : "", n);
+    pl_free(blob);
+    return 1;
+}
+
+static int l_trainer_save_adapter(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    const char *base = luaL_optstring(L, 3, t->model->name);
+    if (!t->lora) return luaL_error(L, "peft.Trainer: save_adapter needs method \"lora\"");
+    if (pl_lora_save(t->lora, dir, base) != PL_OK) return pl_lua_error(L);
+    return 0;
+}
+
+static int l_trainer_merge(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    if (!t->lora) return 0;   /* full fine-tuning: the model already holds the weights */
+    if (!t->lora->attached) return luaL_error(L, "peft.Trainer: the adapters were already merged");
+    if (pl_lora_merge(t->lora, t->model) != PL_OK) return pl_lua_error(L);
+    return 0;
+}
+
+static int l_trainer_adapters(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    if (!t->lora) return luaL_error(L, "peft.Trainer: adapters() needs method \"lora\"");
+    t->lora->enabled = lua_toboolean(L, 2);
+    return 0;
+}
+
+static int l_trainer_tostring(lua_State *L)
+{
+    struct l_trainer *u = luaL_checkudata(L, 1, TRAINER_MT);
+    if (!u->t) lua_pushliteral(L, "peft.Trainer (closed)");
+    else lua_pushfstring(L, "peft.Trainer (%s, step %d, %d parameters)",
+                         u->t->cfg.method == PL_TRAIN_LORA ? "lora" : "full", (int)u->t->step,
+                         (int)u->t->n_params);
+    return 1;
+}
+
+/* ---- module functions ---- */
+
+static int l_train_has_checkpoint(lua_State *L)
+{
+    lua_pushboolean(L, pl_trainer_has_checkpoint(luaL_checkstring(L, 1)));
+    return 1;
+}
+
+static int l_train_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 2)));
+    return 1;
+}
+
+static int l_train_interrupted(lua_State *L)
+{
+    lua_pushboolean(L, pl_interrupt_pending());
+    return 1;
+}
+
+static int l_train_clear_interrupt(lua_State *L)
+{
+    (void)L;
+    pl_interrupt_clear();
+    return 0;
+}
+
+static void on_sigterm(int sig)
+{
+    (void)sig;
+    pl_interrupt_request();
+}
+
+static int l_train_catch_sigterm(lua_State *L)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = lua_toboolean(L, 1) ? on_sigterm : SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    return 0;
+}
+
+static int l_train_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + ts.tv_nsec * 1e-9);
+    return 1;
+}
+
+int luaopen_peft_train(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        { "micro", l_trainer_micro }, { "eval", l_trainer_eval }, { "grad", l_trainer_grad },
+        { "step", l_trainer_step }, { "rewind", l_trainer_rewind }, { "stats", l_trainer_stats },
+        { "grad_of", l_trainer_grad_of }, { "save", l_trainer_save }, { "load", l_trainer_load },
+        { "save_adapter", l_trainer_save_adapter }, { "merge", l_trainer_merge },
+        { "adapters", l_trainer_adapters }, { "close", l_trainer_close }, { NULL, NULL }
+    };
+    static const luaL_Reg funcs[] = {
+        { "trainer", l_train_trainer }, { "has_checkpoint", l_train_has_checkpoint },
+        { "isatty", l_train_isatty }, { "interrupted", l_train_interrupted },
+        { "clear_interrupt", l_train_clear_interrupt }, { "catch_sigterm", l_train_catch_sigterm },
+        { "now", l_train_now }, { NULL, NULL }
+    };
+    luaL_newmetatable(L, TRAINER_MT);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_trainer_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_trainer_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_trainer_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    luaL_newlib(L, funcs);
+    return 1;
+}
