@@ -32,6 +32,10 @@
 #include <strings.h>
 #include <float.h>
 
+#if (defined(__F16C__) && defined(__AVX__)) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include "peftlua/quant.h"
 #include "peftlua/tensor.h"
 #include "peftlua/status.h"
@@ -343,16 +347,19 @@ static void dq_q6_k(const uint8_t *restrict x, float *restrict y, int64_t nb)
         const int8_t *sc = (const int8_t *)(x + 192);
         const float d = rd_h(x + 208);
         for (int n = 0; n < QK_K; n += 128, ql += 64, qh += 32, sc += 8, y += 128) {
-            for (int l = 0; l < 32; l++) {
-                const int is = l / 16;
-                const int q1 = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                const int q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                y[l]      = d * (float)sc[is + 0] * (float)q1;
-                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
-                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
-                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+            /* each 16-element run shares one scale: hoist the four scales per half */
+            for (int h = 0; h < 2; h++) {
+                const float s0 = d * sc[h], s1 = d * sc[h + 2], s2 = d * sc[h + 4], s3 = d * sc[h + 6];
+                for (int l = 16 * h; l < 16 * h + 16; l++) {
+                    const int q1 = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                    const int q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                    const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                    const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                    y[l]      = s0 * (float)q1;
+                    y[l + 32] = s1 * (float)q2;
+                    y[l + 64] = s2 * (float)q3;
+                    y[l + 96] = s3 * (float)q4;
+                }
             }
         }
     }
@@ -367,16 +374,59 @@ static void dq_q8_k(const uint8_t *restrict x, float *restrict y, int64_t nb)
     }
 }
 
+#if !defined(__AVX2__)
+/* NF4 codes come in pairs per byte: a 256-entry table of code pairs turns each byte into two
+ * floats with one lookup (built once; the race on first use writes identical values). */
+static float nf4_pairs[256][2];
+static int nf4_pairs_ready;
+
+static void nf4_init(void)
+{
+    if (__atomic_load_n(&nf4_pairs_ready, __ATOMIC_ACQUIRE)) return;
+    for (int b = 0; b < 256; b++) {
+        nf4_pairs[b][0] = nf4_code[b & 0x0F];
+        nf4_pairs[b][1] = nf4_code[b >> 4];
+    }
+    __atomic_store_n(&nf4_pairs_ready, 1, __ATOMIC_RELEASE);
+}
+#endif
+
 static void dq_nf4(const uint8_t *restrict x, float *restrict y, int64_t nb)
 {
+#if defined(__AVX2__)
+    /* AVX2: the 16 codes live in two 8-float registers; vpermps picks by the low 3 bits of
+     * each index and a blend on bit 3 chooses the register. Nibbles are split and
+     * interleaved (even element = low nibble) before widening to 32-bit indices. */
+    const __m256 tlo = _mm256_loadu_ps(nf4_code), thi = _mm256_loadu_ps(nf4_code + 8);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++, x += 36, y += 64) {
+        float a; memcpy(&a, x, 4);
+        const __m256 va = _mm256_set1_ps(a);
+        for (int half = 0; half < 2; half++) {
+            const __m128i q = _mm_loadu_si128((const __m128i *)(x + 4 + 16 * half));
+            const __m128i lo = _mm_and_si128(q, m4), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
+            const __m128i e[2] = { _mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi) };
+            for (int k = 0; k < 4; k++) {
+                const __m128i bytes = (k & 1) ? _mm_srli_si128(e[k >> 1], 8) : e[k >> 1];
+                const __m256i idx = _mm256_cvtepu8_epi32(bytes);
+                const __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, idx),
+                                                  _mm256_permutevar8x32_ps(thi, idx),
+                                                  _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+                _mm256_storeu_ps(y + 32 * half + 8 * k, _mm256_mul_ps(va, v));
+            }
+        }
+    }
+#else
+    nf4_init();
     for (int64_t b = 0; b < nb; b++, x += 36, y += 64) {
         float a; memcpy(&a, x, 4);
         const uint8_t *q = x + 4;
         for (int j = 0; j < 32; j++) {
-            y[2 * j]     = a * nf4_code[q[j] & 0x0F];
-            y[2 * j + 1] = a * nf4_code[q[j] >> 4];
+            y[2 * j]     = a * nf4_pairs[q[j]][0];
+            y[2 * j + 1] = a * nf4_pairs[q[j]][1];
         }
     }
+#endif
 }
 
 static enum pl_status check_n(enum pl_dtype t, int64_t n, const char *what)
@@ -397,9 +447,14 @@ enum pl_status pl_dequant_row(enum pl_dtype t, const void *src, float *dst, int6
     const int64_t nb = n / dtype_table[t].block;
     switch (t) {
     case PL_F32: if (n) memmove(dst, src, (size_t)n * 4); break;
-    case PL_F16:
-        for (int64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, x + 2 * i, 2); dst[i] = h2f(h); }
-        break;
+    case PL_F16: {
+        int64_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+        for (; i + 8 <= n; i += 8)   /* hardware half → single, 8 at a time */
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + 2 * i))));
+#endif
+        for (; i < n; i++) { uint16_t h; memcpy(&h, x + 2 * i, 2); dst[i] = h2f(h); }
+    } break;
     case PL_BF16:
         for (int64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, x + 2 * i, 2); dst[i] = bf2f(h); }
         break;
