@@ -106,6 +106,9 @@ local function data_table(t)
   if type(t) ~= "table" or type(t.rows) ~= "table" then
     error("report.html: 'table' must be { columns = {...}, rows = {...} }", 4)
   end
+  for i, r in ipairs(t.rows) do
+    if type(r) ~= "table" then error(string.format("report.html: table row %d is not a table", i), 4) end
+  end
   local cols = t.columns
   if cols == nil then
     -- rows keyed by name: columns are the union of keys, in first-seen order (sorted per row)
@@ -121,8 +124,7 @@ local function data_table(t)
   local out = { "<table>", "<tr>" }
   for _, c in ipairs(cols) do out[#out + 1] = cell(c, "th") end
   out[#out + 1] = "</tr>"
-  for i, r in ipairs(t.rows) do
-    if type(r) ~= "table" then error(string.format("report.html: table row %d is not a table", i), 4) end
+  for _, r in ipairs(t.rows) do
     out[#out + 1] = "<tr>"
     for j, c in ipairs(cols) do
       local v = r[j]
