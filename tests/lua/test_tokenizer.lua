@@ -36,7 +36,7 @@ return {
     T.eq(t:type(1), "control"); T.eq(t:type(15043), "normal")
     T.eq(t:find("\u{2581}Hello"), 15043); T.eq(t:find("no such piece"), nil)
     T.raises(function() t:encode("x", { bogus = 1 }) end, "unknown option 'bogus'")
-    T.raises(function() t:decode({ 32000 }) end, "out of range")
+    T.raises(function() t:decode({ 32000 }) end, "not a token id in %[0, 32000%)")
     T.raises(function() t:piece(-1) end, "out of range")
   end,
 
