@@ -193,7 +193,8 @@ enum pl_status pl_gguf_set_value(struct pl_gguf_writer *w, const char *key,
                                  const struct pl_gguf_value *v);
 /* Copy every metadata pair of g (in order). */
 enum pl_status pl_gguf_copy_kv(struct pl_gguf_writer *w, const struct pl_gguf *g);
-/* Data alignment (power of two); also written as general.alignment when not 32. */
+/* Data alignment (power of two), recorded as the u32 key general.alignment (default 32 when
+ * no such key is set). */
 enum pl_status pl_gguf_set_alignment(struct pl_gguf_writer *w, uint32_t alignment);
 
 /* Add a tensor (any dtype, contiguous; the writer holds a reference until freed). Quantised

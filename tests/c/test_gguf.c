@@ -213,6 +213,31 @@ static void test_smollm2(void **state)
     pl_gguf_close(g);
 }
 
+/* llama.cpp's vocabulary-only files (no tensors) from several converters all parse, with the
+ * published vocabulary sizes. */
+static void test_vocab_files(void **state)
+{
+    (void)state;
+    const struct { const char *name; uint64_t n_tokens; const char *model; } v[] = {
+        { "llama-spm", 32000, "llama" }, { "gpt-2", 50257, "gpt2" }, { "bert-bge", 30522, "bert" },
+        { "phi-3", 32064, "llama" }, { "deepseek-llm", 102400, "gpt2" }, { "falcon", 65024, "gpt2" },
+        { "starcoder", 49152, "gpt2" }, { "baichuan", 64000, "llama" },
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "../shared/tokenizer-tests/llamacpp/ggml-vocab-%s.gguf", v[i].name);
+        struct pl_gguf *g;
+        assert_int_equal(pl_gguf_open(path, &g), PL_OK);
+        assert_int_equal(pl_gguf_tensor_count(g), 0);
+        uint64_t n = 0;
+        const struct pl_gguf_str *toks = pl_gguf_str_array(g, "tokenizer.ggml.tokens", &n);
+        assert_non_null(toks);
+        assert_int_equal(n, v[i].n_tokens);
+        assert_string_equal(pl_gguf_str_or(g, "tokenizer.ggml.model", ""), v[i].model);
+        pl_gguf_close(g);
+    }
+}
+
 /* ------------------------------------------------------------------ round trips */
 
 static int values_equal(const struct pl_gguf_value *a, const struct pl_gguf_value *b)
@@ -292,6 +317,15 @@ static void test_roundtrip_stories(void **state)
     uint8_t *b1 = slurp(STORIES, &n1), *b2 = slurp(out, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(b1, b2, n1);
+    /* GGUF v2 has the same layout for these types: the same bytes with version 2 read alike */
+    b2[4] = 2;
+    const char *v2 = tmp_path("stories_v2.gguf");
+    spit(v2, b2, n2);
+    struct pl_gguf *g2;
+    assert_int_equal(pl_gguf_open(v2, &g2), PL_OK);
+    assert_int_equal(pl_gguf_version(g2), 2);
+    assert_same_file(g, g2);
+    pl_gguf_close(g2);
     free(b1);
     free(b2);
     pl_gguf_close(h);
@@ -645,6 +679,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories260k),
         cmocka_unit_test(test_smollm2),
+        cmocka_unit_test(test_vocab_files),
         cmocka_unit_test(test_roundtrip_stories),
         cmocka_unit_test(test_writer_all_types),
         cmocka_unit_test(test_bad_input),
