@@ -1,0 +1,270 @@
+-- lua/peft/train.lua — peft.train.run: the fine-tuning loop as policy over the C trainer.
+-- Owner: train. Extends the C module (src/lua/l_train.c), passed as `...`.
+--
+--   local result = peft.train.run {
+--     model = "models/SmolLM2-135M-Instruct.Q4_1.gguf" | a peft.Model,
+--     dataset = "train.jsonl", valid = "valid.jsonl" (or valid_fraction = 0.1),
+--     output = "runs/x",                       -- checkpoint/, adapter/, metrics.jsonl
+--     method = "lora" | "full", max_iters = 200 | epochs = 2,
+--     batch_size = 4, grad_accum = 1, learning_rate = 2e-4, lora_rank = 8, lora_alpha = 16,
+--     lora_dropout = 0.05, targets = {"q_proj", "v_proj"}, warmup = 10, schedule = "cosine",
+--     max_grad_norm = 1.0, eval_every = 50, save_every = 50, seed = 42, resume = true,
+--     on_step = function(info) end, on_eval = function(info) end,
+--   }
+-- Unknown keys are rejected by name. The same seed and thread count give the same bits;
+-- `resume = true` continues from output/checkpoint exactly (the loss trajectory of an
+-- interrupted-and-resumed run equals the uninterrupted one). Ctrl-C or SIGTERM writes a
+-- checkpoint, then the run stops with an error saying where it was saved.
+local M = ...
+
+local KEYS = {
+  model = "model path or peft.Model", dataset = "training data path", output = "output directory",
+  method = '"lora" | "full"', max_iters = "optimizer steps", epochs = "passes over the data",
+  batch_size = "rows per micro-batch", grad_accum = "micro-batches per step",
+  learning_rate = "peak learning rate", lora_rank = "LoRA rank", lora_alpha = "LoRA alpha",
+  lora_dropout = "LoRA dropout", targets = "LoRA target modules", warmup = "warmup steps",
+  schedule = "constant | linear | cosine", max_grad_norm = "clip norm (0: off)",
+  eval_every = "steps between evaluations", save_every = "steps between checkpoints",
+  seed = "random seed", resume = "continue from output/checkpoint",
+  valid = "validation data path", valid_fraction = "validation split fraction",
+  max_seq_len = "tokens per example", optimizer = '"adamw" | "sgd"', weight_decay = "decay",
+  min_lr_ratio = "schedule floor", layers = "LoRA layers (0-based)", rslora = "rsLoRA scaling",
+  on_step = "callback(info)", on_eval = "callback(info)", eval_batches = "limit of eval batches",
+  early_stopping = "evaluations without improvement before stopping", format = "data format",
+  train_on_prompt = "loss on prompts too", skip_bad = "skip bad records", packing = "pack rows",
+  progress = "live progress line", quiet = "no printing", save_adapter = "write output/adapter",
+  momentum = "SGD momentum",
+}
+
+local function fail(msg) error("peft.train.run: " .. msg, 3) end
+
+local function check_config(cfg)
+  if type(cfg) ~= "table" then fail("expects a configuration table") end
+  for k in pairs(cfg) do
+    if not KEYS[k] then
+      fail(string.format("unknown key '%s'", tostring(k)))
+    end
+  end
+  if not cfg.model then fail("'model' is required") end
+  if not cfg.dataset then fail("'dataset' is required") end
+  if not cfg.output then fail("'output' is required") end
+  if cfg.max_iters and cfg.epochs then fail("give max_iters or epochs, not both") end
+  if cfg.max_iters and (math.type(cfg.max_iters) ~= "integer" or cfg.max_iters < 1) then
+    fail("max_iters must be a positive integer")
+  end
+  if cfg.epochs and not (type(cfg.epochs) == "number" and cfg.epochs > 0) then fail("epochs must be positive") end
+  for _, k in ipairs { "eval_every", "save_every", "batch_size", "grad_accum", "warmup", "eval_batches" } do
+    local v = cfg[k]
+    if v ~= nil and (math.type(v) ~= "integer" or v < 0) then fail(k .. " must be a non-negative integer") end
+  end
+  for _, k in ipairs { "on_step", "on_eval" } do
+    if cfg[k] ~= nil and type(cfg[k]) ~= "function" then fail(k .. " must be a function") end
+  end
+end
+
+local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- data position + run bookkeeping, as the checkpoint's user blob
+local function encode_blob(st, best, evals_since)
+  return string.format("v1 %d %d %d %d %d %d %.17g %d", st.epoch, st.index, st.rng[1], st.rng[2],
+    st.rng[3], st.rng[4], best or math.huge, evals_since or 0)
+end
+
+local function decode_blob(s)
+  local e, i, r1, r2, r3, r4, best, since = s:match(
+    "^v1 (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%S+) (%d+)$")
+  if not e then error("peft.train.run: checkpoint data position is unreadable", 0) end
+  return { epoch = math.tointeger(e), index = math.tointeger(i),
+           rng = { math.tointeger(r1), math.tointeger(r2), math.tointeger(r3), math.tointeger(r4) } },
+         tonumber(best), math.tointeger(since)
+end
+
+local function num(v)
+  if v ~= v or v == math.huge or v == -math.huge then return "null" end
+  return string.format("%.17g", v)
+end
+
+local function fmt_time(s)
+  if not s or s ~= s or s == math.huge then return "--:--" end
+  s = math.floor(s + 0.5)
+  if s >= 3600 then return string.format("%d:%02d:%02d", s // 3600, s % 3600 // 60, s % 60) end
+  return string.format("%d:%02d", s // 60, s % 60)
+end
+
+-- keep only metrics lines of steps <= step (a resumed run rewrites what followed)
+local function trim_metrics(path, step)
+  local f = io.open(path, "r")
+  if not f then return end
+  local keep = {}
+  for line in f:lines() do
+    local s = tonumber(line:match('"step":(%d+)'))
+    if s and s <= step then keep[#keep + 1] = line end
+  end
+  f:close()
+  f = assert(io.open(path, "w"))
+  for _, l in ipairs(keep) do f:write(l, "\n") end
+  f:close()
+end
+
+function M.run(cfg)
+  check_config(cfg)
+  local quiet = cfg.quiet
+  local function say(...) if not quiet then print(string.format(...)) end end
+  local model = cfg.model
+  if type(model) == "string" then model = peft.model.load(model) end
+  local mc = model:config()
+  local max_seq = cfg.max_seq_len or math.min(512, mc.context_length or mc.seq_len or 512)
+  local seed = cfg.seed or 42
+  local train_ds, valid_ds = peft.data.load(cfg.dataset, {
+    tokenizer = model, max_seq_len = max_seq, valid = cfg.valid, valid_fraction = cfg.valid_fraction,
+    seed = seed, format = cfg.format, train_on_prompt = cfg.train_on_prompt, skip_bad = cfg.skip_bad,
+  })
+  local bs, ga = cfg.batch_size or 4, cfg.grad_accum or 1
+  local it = train_ds:batches { batch_size = bs, shuffle = true, seed = seed, epochs = 0,
+                                packing = cfg.packing, seq_len = cfg.packing and max_seq or nil }
+  local per_epoch = it:batches_per_epoch()
+  local steps_per_epoch = math.max(1, (per_epoch + ga - 1) // ga)
+  local total = cfg.max_iters or math.max(1, math.ceil((cfg.epochs or 1) * steps_per_epoch))
+  local tr = M.trainer(model, {
+    method = cfg.method or "lora", optimizer = cfg.optimizer, batch_size = bs, seq_len = max_seq,
+    grad_accum = ga, learning_rate = cfg.learning_rate or (cfg.method == "full" and 2e-5 or 2e-4),
+    weight_decay = cfg.weight_decay, schedule = cfg.schedule, warmup = cfg.warmup,
+    total_steps = total, min_lr_ratio = cfg.min_lr_ratio, max_grad_norm = cfg.max_grad_norm,
+    seed = seed, lora_rank = cfg.lora_rank, lora_alpha = cfg.lora_alpha,
+    lora_dropout = cfg.lora_dropout, targets = cfg.targets, layers = cfg.layers, rslora = cfg.rslora,
+    momentum = cfg.momentum,
+  })
+  local out = cfg.output
+  os.execute("mkdir -p " .. sh_quote(out))
+  local ckpt = out .. "/checkpoint"
+  local metrics_path = out .. "/metrics.jsonl"
+  local best, evals_since = math.huge, 0
+  if cfg.resume and M.has_checkpoint(ckpt) then
+    local pos
+    pos, best, evals_since = decode_blob(tr:load(ckpt))
+    it:restore(pos)
+    trim_metrics(metrics_path, tr:stats().step)
+    say("resumed from %s at step %d", ckpt, tr:stats().step)
+  elseif not cfg.resume then
+    os.remove(metrics_path)
+  end
+  local metrics = assert(io.open(metrics_path, "a"))
+  metrics:setvbuf("line")
+
+  local function evaluate()
+    if not valid_ds then return nil end
+    local vit <close> = valid_ds:batches { batch_size = bs, shuffle = false, epochs = 1 }
+    local sum, cnt, nb = 0, 0, 0
+    for b in vit do
+      local s, c = tr:eval(b.ids, b.targets)
+      sum, cnt, nb = sum + s, cnt + c, nb + 1
+      if cfg.eval_batches and cfg.eval_batches > 0 and nb >= cfg.eval_batches then break end
+    end
+    return cnt > 0 and sum / cnt or nil
+  end
+
+  local progress = cfg.progress
+  if progress == nil then progress = not quiet end
+  local live = progress and M.isatty(2)
+  local t0, tokens, val = M.now(), 0, nil
+  local step0 = tr:stats().step
+  local stop_reason
+
+  local function save()
+    tr:save(ckpt, encode_blob(it:state(), best, evals_since))
+  end
+
+  if step0 == 0 and cfg.eval_every and cfg.eval_every > 0 then
+    val = evaluate()
+    if val then
+      metrics:write(string.format('{"step":0,"val_loss":%s}\n', num(val)))
+      if cfg.on_eval then cfg.on_eval { step = 0, val_loss = val } end
+    end
+  end
+
+  M.catch_sigterm(true)
+  local ok, err = pcall(function()
+    while tr:stats().step < total do
+      local pos = it:state()
+      local ok2, e2 = pcall(function()
+        repeat
+          if M.interrupted() then error("interrupted (signal)", 0) end
+          local b = it:next()
+          tokens = tokens + b.batch * b.seq
+          local _, _, stepped = tr:micro(b.ids, b.targets)
+        until stepped
+      end)
+      if not ok2 then
+        -- a partly accumulated step is dropped; the checkpoint resumes at its first micro-batch
+        tr:rewind()
+        it:restore(pos)
+        error(e2, 0)
+      end
+      local s = tr:stats()
+      local el = M.now() - t0
+      local tps = tokens / math.max(el, 1e-9)
+      local done = s.step - step0
+      local eta = done > 0 and el / done * (total - s.step) or nil
+      local mem = peft.memory.stats()
+      metrics:write(string.format(
+        '{"step":%d,"loss":%s,"lr":%s,"grad_norm":%s,"tokens":%d,"tokens_per_s":%s,"elapsed_s":%s,"rss":%d}\n',
+        s.step, num(s.loss), num(s.lr), num(s.grad_norm), s.tokens, num(tps), num(el), mem.rss))
+      local info = { step = s.step, total = total, loss = s.loss, lr = s.lr, grad_norm = s.grad_norm,
+                     tokens_per_s = tps, elapsed = el, eta = eta, val_loss = val }
+      if cfg.eval_every and cfg.eval_every > 0 and (s.step % cfg.eval_every == 0 or s.step == total) then
+        val = evaluate()
+        info.val_loss = val
+        if val then
+          metrics:write(string.format('{"step":%d,"val_loss":%s}\n', s.step, num(val)))
+          if cfg.on_eval then cfg.on_eval { step = s.step, val_loss = val, loss = s.loss } end
+          if val < best then
+            best, evals_since = val, 0
+            if tr:stats().method == "lora" and cfg.early_stopping then tr:save_adapter(out .. "/best") end
+          else
+            evals_since = evals_since + 1
+          end
+        end
+      end
+      if progress then
+        local line = string.format("step %d/%d  loss %.4f  val %s  %.0f tok/s  ETA %s  mem %.0f MiB",
+          s.step, total, s.loss, val and string.format("%.4f", val) or "-", tps, fmt_time(eta),
+          mem.rss / 1048576)
+        if live then io.stderr:write("\r", line, "\27[K") elseif s.step % 10 == 0 or s.step == total then
+          io.stderr:write(line, "\n")
+        end
+      end
+      if cfg.save_every and cfg.save_every > 0 and s.step % cfg.save_every == 0 then save() end
+      if cfg.on_step and cfg.on_step(info) == false then stop_reason = "on_step"; break end
+      if cfg.early_stopping and evals_since >= cfg.early_stopping then stop_reason = "early_stopping"; break end
+    end
+  end)
+  M.catch_sigterm(false)
+  if live then io.stderr:write("\n") end
+  if not ok then
+    local msg = tostring(err)
+    if msg:find("interrupt") then
+      save()
+      metrics:close()
+      M.clear_interrupt()
+      tr:close()
+      error(string.format("peft.train.run: interrupted at step %d; checkpoint saved in %s (resume = true continues)",
+        tr:stats().step, ckpt), 0)
+    end
+    metrics:close()
+    tr:close()
+    error(err, 0)
+  end
+  save()
+  metrics:close()
+  local s = tr:stats()
+  if cfg.save_adapter ~= false and s.method == "lora" then tr:save_adapter(out .. "/adapter") end
+  local result = { steps = s.step, total = total, loss = s.loss, val_loss = val, best_val_loss = best < math.huge and best or nil,
+                   tokens = s.tokens, elapsed = M.now() - t0, stopped = stop_reason, output = out,
+                   method = s.method, params = s.params, metrics = metrics_path }
+  result.trainer = tr   -- still open: merge, save_adapter, eval; closed by the caller or the GC
+  say("trained %d steps (%s, %d parameters) in %.1f s; loss %.4f%s", s.step, s.method, s.params,
+    result.elapsed, s.loss, val and string.format(", validation %.4f", val) or "")
+  return result
+end
+
+return M
