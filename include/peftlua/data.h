@@ -13,9 +13,9 @@
  *      missing key, wrong type, empty content, role order, invalid UTF-8, a record of another
  *      format than the file's); nothing is dropped silently.
  *   2. pl_dataset_build(): records are rendered through a struct pl_data_tokenizer (the
- *      model's tokenizer and chat template, see pl_data_tokenizer_bind in data_tok.h... or a
- *      test double) to token ids and a loss mask, truncated to max_seq_len (counted), with
- *      length statistics and exact duplicates reported.
+ *      model's tokenizer and chat template via pl_data_tokenizer_bind, or any implementation
+ *      of the interface, e.g. a test double) to token ids and a loss mask, truncated to
+ *      max_seq_len (counted), with length statistics and exact duplicates reported.
  *   3. pl_data_iter: batches by length buckets (padded) or packed rows, shuffled by our own
  *      RNG (xoshiro256** seeded by splitmix64 — the same seed gives the same order on every
  *      platform), with a position (epoch, index, RNG state) that can be saved and restored.
@@ -132,6 +132,12 @@ struct pl_data_tokenizer {
     int32_t pad_id;      /* padding id in batches (targets there are -1) */
     int32_t add_bos;
 };
+
+struct pl_tokenizer;
+/* Bind dt to the project's tokenizer (tokenizer.h): encoding with special tokens parsed,
+ * token bytes, BOS/EOS/add_bos from the vocabulary, pad = EOS, and the model's chat template
+ * for chat/alpaca records. tok must outlive dt. (src/data_tok.c) */
+void pl_data_tokenizer_bind(struct pl_data_tokenizer *dt, const struct pl_tokenizer *tok);
 
 /* ---------------------------------------------------------------- datasets */
 

@@ -1,0 +1,73 @@
+-- peft.data — the Lua layer over the C module (src/lua/l_data.c): scoring of tool calls and
+-- a printable dataset report. Owner: data.
+local M = ...
+
+local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
+
+-- Exact match of a produced tool call against the reference, after JSON canonicalisation
+-- (object keys sorted, whitespace removed, numbers printed one way): key order and spacing do
+-- not matter, anything else does. predicted_text may carry surrounding whitespace; anything
+-- else around the JSON (prose, a second call) makes it a miss.
+-- Returns true/false and, on a miss, why.
+function M.toolcall_exact_match(predicted_text, reference_json)
+  assert(type(predicted_text) == "string", "toolcall_exact_match: predicted_text must be a string")
+  assert(type(reference_json) == "string", "toolcall_exact_match: reference_json must be a string")
+  local ref, rerr = M.json_canonical(reference_json)
+  if not ref then error("toolcall_exact_match: the reference is not valid JSON: " .. rerr, 2) end
+  local pred_text = trim(predicted_text)
+  if pred_text == "" then return false, "empty prediction" end
+  local pred, perr = M.json_canonical(pred_text)
+  if not pred then return false, "prediction is not valid JSON: " .. perr end
+  if pred ~= ref then return false, "different call: " .. pred end
+  return true
+end
+
+-- Mean exact match over lists of predictions and references.
+function M.toolcall_accuracy(predictions, references)
+  assert(#predictions == #references, "toolcall_accuracy: lists of different lengths")
+  if #references == 0 then return 0 end
+  local hits = 0
+  for i = 1, #references do
+    if M.toolcall_exact_match(predictions[i], references[i]) then hits = hits + 1 end
+  end
+  return hits / #references
+end
+
+-- A report table (ds:report() or peft.data.validate()) as readable lines.
+function M.format_report(r)
+  local out = {}
+  local function add(...) out[#out + 1] = string.format(...) end
+  add("%s: %s, %d records, %d examples%s", r.path, r.format, r.records or 0, r.examples or r.valid_records or 0,
+      (r.skipped or 0) > 0 and string.format(", %d skipped", r.skipped) or "")
+  if r.lengths then
+    local l = r.lengths
+    add("  tokens %d (%d trained on); length min %d, mean %.1f, median %d, p95 %d, max %d",
+        r.tokens, r.target_tokens, l.min, l.mean, l.median, l.p95, l.max)
+    local hist = {}
+    for _, b in ipairs(l.histogram) do
+      if b.count > 0 then
+        hist[#hist + 1] = string.format("%s: %d", b.hi == math.huge and (b.lo .. "+") or (b.lo == b.hi and tostring(b.lo) or (b.lo .. "-" .. b.hi)), b.count)
+      end
+    end
+    add("  lengths %s", table.concat(hist, ", "))
+    if (r.truncated or 0) > 0 then add("  truncated to %d tokens: %d examples (%d tokens cut)", r.max_seq_len, r.truncated, r.truncated_tokens) end
+    if (r.no_target or 0) > 0 then add("  left without a trained token after truncation (excluded): %d", r.no_target) end
+  end
+  if (r.duplicates or 0) > 0 then
+    local pairs_ = {}
+    for i, p in ipairs(r.duplicate_lines or {}) do
+      if i > 5 then break end
+      pairs_[#pairs_ + 1] = string.format("%d = %d", p[1], p[2])
+    end
+    add("  exact duplicates: %d (lines %s%s)", r.duplicates, table.concat(pairs_, ", "), r.duplicates > 5 and ", ..." or "")
+  end
+  if (r.overlap or 0) > 0 then add("  also in the other split: %d", r.overlap) end
+  for i, msg in ipairs(r.issues or {}) do
+    if i > 20 then add("  ... %d more", #r.issues - 20) break end
+    add("  %s", msg)
+  end
+  if r.error then add("  %s", r.error) end
+  return table.concat(out, "\n")
+end
+
+return M
