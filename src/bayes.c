@@ -116,6 +116,13 @@ static enum pl_status check_values(const struct pl_tune *t, double *v)
     return PL_OK;
 }
 
+enum pl_status pl_tune_check(const struct pl_tune *t, const double *v)
+{
+    double w[t->np];
+    memcpy(w, v, sizeof w);
+    return check_values(t, w);
+}
+
 static int feasible(struct pl_tune *t, const double *v)
 {
     return t->o.feasible ? t->o.feasible(v, t->o.feasible_ud) : 1;

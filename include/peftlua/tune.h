@@ -131,6 +131,8 @@ enum pl_status pl_tune_ask(struct pl_tune *t, int q, double *out);
  * penalty (the worst finite value seen) so the search moves away from it. Removes a matching
  * pending point. Values are checked against the space (range, integrality, choice index). */
 enum pl_status pl_tune_tell(struct pl_tune *t, const double *v, double y);
+/* Check values against the space as tell() does, without recording anything. */
+enum pl_status pl_tune_check(const struct pl_tune *t, const double *v);
 /* The best finite observation; PL_ERR_STATE if there is none. */
 enum pl_status pl_tune_best(const struct pl_tune *t, double *v, double *y);
 int  pl_tune_count(const struct pl_tune *t);                         /* observations told */
