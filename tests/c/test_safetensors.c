@@ -113,6 +113,36 @@ static void test_handwritten(void **state)
     assert_int_equal(pl_mem_current(PL_MEM_MAPPED), mapped0);
 }
 
+/* A file written by the official safetensors library (tests/ref/quant/make_goldens.py). */
+static void test_reference_file(void **state)
+{
+    (void)state;
+    struct pl_safetensors *st;
+    assert_int_equal(pl_safetensors_open("tests/ref/quant/reference.safetensors", &st), PL_OK);
+    assert_int_equal(pl_safetensors_count(st), 5);
+    assert_string_equal(pl_safetensors_meta(st, "format"), "pt");
+    assert_string_equal(pl_safetensors_meta(st, "writer"), "safetensors");
+    const struct { const char *name; enum pl_dtype dt; int ndim; int64_t s0, s1; double a, b; } c[] = {
+        { "f32", PL_F32, 2, 3, 4, 0.5, -1 }, { "f16", PL_F16, 2, 2, 3, 0.25, -0.5 },
+        { "bf16", PL_BF16, 1, 8, 0, 1.5, -4 }, { "i32", PL_I32, 1, 5, 0, 1000, -2000 },
+        { "i8", PL_I8, 2, 2, 3, 1, -3 },
+    };
+    for (int k = 0; k < 5; k++) {
+        struct pl_tensor *t = pl_safetensors_tensor(st, c[k].name);
+        assert_non_null(t);
+        assert_int_equal(t->dtype, c[k].dt);
+        assert_int_equal(t->ndim, c[k].ndim);
+        assert_int_equal(t->shape[0], c[k].s0);
+        if (c[k].ndim > 1) assert_int_equal(t->shape[1], c[k].s1);
+        const int64_t n = pl_tensor_numel(t);
+        float v[16];
+        assert_int_equal(pl_dequant_row(t->dtype, pl_tensor_data(t), v, n), PL_OK);
+        for (int64_t i = 0; i < n; i++) assert_true(v[i] == (float)(c[k].a * (double)i + c[k].b));
+        pl_tensor_release(t);
+    }
+    pl_safetensors_close(st);
+}
+
 static struct pl_tensor *filled(enum pl_dtype dt, int ndim, const int64_t *shape, float base)
 {
     struct pl_tensor *t = pl_tensor_new(dt, ndim, shape, PL_MEM_WEIGHTS);
@@ -330,6 +360,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handwritten),
+        cmocka_unit_test(test_reference_file),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_sharded),
         cmocka_unit_test(test_bad_input),

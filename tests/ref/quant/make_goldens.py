@@ -8,9 +8,17 @@ gguf.quants.quantize() for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/BF16, numpy's float16 cast f
 plain numpy NF4 (absmax scaling, nearest of bitsandbytes' 16 code values). Q8_K (no gguf-py
 class) is dequantised here as d*q with numpy.
 
+It also writes reference.safetensors with the official `safetensors` library (torch API, for
+bf16): an independent check of peftlua's safetensors reader (tests/c/test_safetensors.c). Its
+tensors are simple closed forms the test recomputes:
+    f32  [3,4]  0.5*i - 1          f16 [2,3]  0.25*i - 0.5     bf16 [8]  1.5*i - 4
+    i32  [5]    1000*i - 2000      i8  [2,3]  i - 3
+with __metadata__ {"format": "pt", "writer": "safetensors"}.
+
 Regenerate (from the repository root):
-    python3 -m pip install gguf numpy        # tested with gguf 0.19.0, numpy 2.4
-    python3 tests/ref/quant/make_goldens.py  # writes tests/ref/quant/goldens.bin
+    python3 -m pip install gguf numpy safetensors torch   # tested: gguf 0.19.0, numpy 2.4,
+                                                          # safetensors 0.8.0, torch 2.x
+    python3 tests/ref/quant/make_goldens.py  # writes goldens.bin and reference.safetensors
 
 File format (little-endian): "PLQG", u32 version (1), u32 record count; each record:
     char type[8] (peftlua dtype name, NUL padded), u32 kind (0: raw -> f32 dequantise,
@@ -141,3 +149,17 @@ with open(os.path.join(HERE, "goldens.bin"), "wb") as f:
     for r in records:
         f.write(r)
 print("wrote", len(records), "records")
+
+# --- an independent safetensors file
+import torch
+from safetensors.torch import save_file
+
+ar = lambda n: torch.arange(n, dtype=torch.float64)
+save_file({
+    "f32": (0.5 * ar(12) - 1).to(torch.float32).reshape(3, 4),
+    "f16": (0.25 * ar(6) - 0.5).to(torch.float16).reshape(2, 3),
+    "bf16": (1.5 * ar(8) - 4).to(torch.bfloat16),
+    "i32": (1000 * torch.arange(5) - 2000).to(torch.int32),
+    "i8": (torch.arange(6) - 3).to(torch.int8).reshape(2, 3),
+}, os.path.join(HERE, "reference.safetensors"), metadata={"format": "pt", "writer": "safetensors"})
+print("wrote reference.safetensors")
