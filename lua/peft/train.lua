@@ -66,8 +66,9 @@ local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" e
 
 -- data position + run bookkeeping, as the checkpoint's user blob
 local function encode_blob(st, best, evals_since)
-  return string.format("v1 %d %d %d %d %d %d %.17g %d", st.epoch, st.index, st.rng[1], st.rng[2],
-    st.rng[3], st.rng[4], best or math.huge, evals_since or 0)
+  local b = (best and best < math.huge) and string.format("%.17g", best) or "none"
+  return string.format("v1 %d %d %d %d %d %d %s %d", st.epoch, st.index, st.rng[1], st.rng[2],
+    st.rng[3], st.rng[4], b, evals_since or 0)
 end
 
 local function decode_blob(s)
@@ -76,7 +77,7 @@ local function decode_blob(s)
   if not e then error("peft.train.run: checkpoint data position is unreadable", 0) end
   return { epoch = math.tointeger(e), index = math.tointeger(i),
            rng = { math.tointeger(r1), math.tointeger(r2), math.tointeger(r3), math.tointeger(r4) } },
-         tonumber(best), math.tointeger(since)
+         tonumber(best) or math.huge, math.tointeger(since)
 end
 
 local function num(v)
@@ -246,9 +247,10 @@ function M.run(cfg)
       save()
       metrics:close()
       M.clear_interrupt()
+      local at = tr:stats().step
       tr:close()
       error(string.format("peft.train.run: interrupted at step %d; checkpoint saved in %s (resume = true continues)",
-        tr:stats().step, ckpt), 0)
+        at, ckpt), 0)
     end
     metrics:close()
     tr:close()

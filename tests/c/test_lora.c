@@ -272,19 +272,6 @@ static void test_merge_into(void **state)
     for (int o = 0; o < out; o++) assert_true(fabsf(y[o] - want[o]) < 1e-5f);
 }
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
 
 static void test_save_load_peft_layout(void **state)
 {

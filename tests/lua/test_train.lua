@@ -1,0 +1,149 @@
+-- tests/lua/test_train.lua — peft.train from Lua: config checking, a short run that learns,
+-- and runs killed with SIGKILL / stopped with SIGTERM part-way then resumed, whose loss
+-- trajectories must equal the uninterrupted run's bit for bit. Owner: train.
+local T = require "testlib"
+local train = peft.train
+local MODEL = T.shared .. "/models/stories260K/stories260K.gguf"
+local DATA = T.shared .. "/data/wikisql/"
+
+-- A recipe run in a child host: arg = output dir, kill signal ("" | KILL | TERM), kill step, resume.
+local RECIPE = [[
+local out, sig, at, resume = arg[1], arg[2], tonumber(arg[3]), arg[4] == "1"
+local function self_pid()
+  local f = assert(io.open("/proc/self/stat")); local pid = f:read("n"); f:close(); return pid
+end
+peft.train.run {
+  model = %q, dataset = %q, valid = %q, output = out, resume = resume,
+  max_iters = 12, batch_size = 2, grad_accum = 2, max_seq_len = 48, learning_rate = 2e-3,
+  lora_rank = 4, lora_alpha = 8, lora_dropout = 0.1, targets = { "q_proj", "v_proj", "up_proj" },
+  warmup = 2, schedule = "cosine", save_every = 3, eval_every = 6, eval_batches = 2, seed = 11,
+  progress = false, quiet = true,
+  on_step = function(info)
+    if sig ~= "" and info.step == at then os.execute("kill -" .. sig .. " " .. self_pid()) end
+  end,
+}
+print("finished")
+]]
+
+local function write_recipe()
+  local path = T.tmp .. "/train_resume_recipe.lua"
+  local f = assert(io.open(path, "w"))
+  f:write(string.format(RECIPE, MODEL, DATA .. "train.jsonl", DATA .. "valid.jsonl"))
+  f:close()
+  return path
+end
+
+local function run_recipe(recipe, out, sig, at, resume)
+  return T.sh(string.format("OMP_NUM_THREADS=1 '%s' '%s' '%s' '%s' %d %d", T.host, recipe, out, sig, at,
+    resume and 1 or 0))
+end
+
+-- the deterministic part of each metrics line: step, loss, lr, grad norm, tokens
+local function trajectory(dir)
+  local t = {}
+  for line in io.lines(dir .. "/metrics.jsonl") do
+    local key = line:match('^({"step":%d+,"loss":[^,]+,"lr":[^,]+,"grad_norm":[^,]+,"tokens":%d+)')
+      or line:match('^({"step":%d+,"val_loss":[^}]+)')
+    if key then t[#t + 1] = key end
+  end
+  return t
+end
+
+local function same_trajectory(a, b)
+  T.eq(#b, #a, "metrics lines")
+  for i = 1, #a do T.eq(b[i], a[i], "metrics line " .. i) end
+end
+
+return {
+  unknown_keys_are_rejected = function()
+    T.raises(function()
+      train.run { model = MODEL, dataset = DATA .. "train.jsonl", output = T.tmp .. "/x", lerning_rate = 1 }
+    end, "unknown key 'lerning_rate'")
+    T.raises(function() train.run { dataset = "x", output = "y" } end, "'model' is required")
+    T.raises(function()
+      train.run { model = MODEL, dataset = "d", output = "o", max_iters = 3, epochs = 1 }
+    end, "max_iters or epochs")
+    local m <close> = peft.model.load(MODEL)
+    T.raises(function() train.trainer(m, { batch_size = 2, rank = 4 }) end, "unknown option 'rank'")
+    T.raises(function() train.trainer(m, { targets = { "q_proj", "qkv" } }) end, 'unknown target module "qkv"')
+    T.raises(function() train.trainer(m, { method = "qlora" }) end, 'method must be "lora" or "full"')
+  end,
+
+  trainer_learns_from_lua = function()
+    local m <close> = peft.model.load(MODEL)
+    local tr <close> = train.trainer(m, { batch_size = 1, seq_len = 8, learning_rate = 1e-2,
+      lora_rank = 4, targets = "all", schedule = "constant", max_grad_norm = 0 })
+    local ids = { { 1, 30, 40, 50, 30, 40, 50, 30 } }
+    local tg = { { 30, 40, 50, 30, 40, 50, 30, 40 } }
+    local first
+    for i = 1, 25 do
+      local loss, count, stepped = tr:micro(ids, tg)
+      T.eq(count, 8)
+      T.ok(stepped)
+      first = first or loss
+    end
+    local s, c = tr:eval(ids, tg)
+    T.ok(s / c < 0.3 * first, string.format("loss %.3f -> %.3f", first, s / c))
+    T.eq(tr:stats().step, 25)
+    T.eq(#tr:grad_of("model.layers.0.self_attn.q_proj.lora_A.weight"), 4 * 64)
+    T.raises(function() tr:micro(ids, { { 1, 2 } }) end, "targets are")
+  end,
+
+  run_learns_and_writes_outputs = function()
+    local out = T.tmp .. "/train_run_learns"
+    os.execute("rm -rf '" .. out .. "'")
+    local steps, evals = 0, {}
+    local r = train.run {
+      model = MODEL, dataset = DATA .. "train.jsonl", valid = DATA .. "valid.jsonl", output = out,
+      max_iters = 40, batch_size = 4, max_seq_len = 64, learning_rate = 3e-3, lora_rank = 8,
+      targets = { "q_proj", "v_proj", "o_proj", "down_proj" }, eval_every = 20, eval_batches = 4,
+      warmup = 4, progress = false, quiet = true,
+      on_step = function(i) steps = steps + 1; T.ok(i.loss == i.loss) end,
+      on_eval = function(i) evals[#evals + 1] = i.val_loss end,
+    }
+    T.eq(r.steps, 40)
+    T.eq(steps, 40)
+    T.eq(#evals, 3, "evaluations at steps 0, 20, 40")
+    T.ok(evals[3] < 0.6 * evals[1], string.format("validation loss %.3f -> %.3f", evals[1], evals[3]))
+    T.ok(T.exists(out .. "/adapter/adapter_model.safetensors"))
+    T.ok(T.exists(out .. "/adapter/adapter_config.json"))
+    T.ok(train.has_checkpoint(out .. "/checkpoint"))
+    r.trainer:close()
+  end,
+
+  sigkill_then_resume_is_bit_identical = function()
+    local recipe = write_recipe()
+    local a, b = T.tmp .. "/train_resume_a", T.tmp .. "/train_resume_b"
+    os.execute("rm -rf '" .. a .. "' '" .. b .. "'")
+    local rc, out = run_recipe(recipe, a, "", 0, false)
+    T.eq(rc, 0, out)
+    T.ok(out:find("finished"), out)
+    rc, out = run_recipe(recipe, b, "KILL", 8, false)
+    T.ok(rc ~= 0, "the run was killed")
+    T.ok(not out:find("finished"), out)
+    -- killed after step 8: the last checkpoint is step 6
+    local mf = assert(io.open(b .. "/checkpoint/manifest.json")):read("a")
+    T.ok(mf:find('"step":%s*6'), mf)
+    rc, out = run_recipe(recipe, b, "", 0, true)
+    T.eq(rc, 0, out)
+    same_trajectory(trajectory(a), trajectory(b))
+  end,
+
+  sigterm_checkpoints_then_resume_is_bit_identical = function()
+    local recipe = write_recipe()
+    local a, c = T.tmp .. "/train_resume_a", T.tmp .. "/train_resume_c"
+    os.execute("rm -rf '" .. c .. "'")
+    if not T.exists(a .. "/metrics.jsonl") then
+      os.execute("rm -rf '" .. a .. "'")
+      T.eq((run_recipe(recipe, a, "", 0, false)), 0)
+    end
+    local rc, out = run_recipe(recipe, c, "TERM", 5, false)
+    T.ok(rc ~= 0, "stopped by SIGTERM")
+    T.ok(out:find("interrupted at step 5; checkpoint saved"), out)
+    local mf = assert(io.open(c .. "/checkpoint/manifest.json")):read("a")
+    T.ok(mf:find('"step":%s*5'), mf)
+    rc, out = run_recipe(recipe, c, "", 0, true)
+    T.eq(rc, 0, out)
+    same_trajectory(trajectory(a), trajectory(c))
+  end,
+}
