@@ -113,6 +113,114 @@ void pl_llama_ctx_free(struct pl_llama_ctx *c)
     pl_free(c);
 }
 
+/* ---- few-row projections (generation) ----
+ * For M <= PL_GEMV_MAX_ROWS rows the panel dequantise + sgemm path of pl_linear_fwd spends
+ * most of its time writing and copying f32 panels. Here each weight block (32 elements of
+ * q4_0 / q4_1 / q8_0 / f16) is decoded into registers and used at once for every row:
+ *   y[m, n] = sum_k W[n, k] x[m, k] (+ bias[n]),  W[n, k] = d * q + m (q4_1), d * (q - 8)
+ *   (q4_0), d * q (q8_0), as ggml defines the blocks.
+ * Output rows n are split statically over OpenMP threads; each y element is reduced by one
+ * thread in a fixed order, so results do not depend on the thread count. AVX2+FMA only;
+ * other machines use pl_linear_fwd. */
+#define PL_GEMV_MAX_ROWS 4
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define PL_HAVE_GEMV 1
+
+static inline float pl_h2f(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline __m256 pl_u8x8_to_ps(__m128i b) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)); }
+static inline __m256 pl_i8x8_to_ps(__m128i b) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)); }
+
+/* Decode one 32-element block into w[4] (eight weights each, in order). */
+static inline void pl_gemv_decode(enum pl_dtype t, const uint8_t *b, __m256 w[4])
+{
+    if (t == PL_Q8_0) {
+        __m256 d = _mm256_set1_ps(pl_h2f(b));
+        __m128i lo = _mm_loadu_si128((const __m128i *)(b + 2));
+        __m128i hi = _mm_loadu_si128((const __m128i *)(b + 18));
+        w[0] = _mm256_mul_ps(d, pl_i8x8_to_ps(lo));
+        w[1] = _mm256_mul_ps(d, pl_i8x8_to_ps(_mm_srli_si128(lo, 8)));
+        w[2] = _mm256_mul_ps(d, pl_i8x8_to_ps(hi));
+        w[3] = _mm256_mul_ps(d, pl_i8x8_to_ps(_mm_srli_si128(hi, 8)));
+    } else if (t == PL_F16) {
+        for (int i = 0; i < 4; i++)
+            w[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 16 * i)));
+    } else {   /* q4_0, q4_1: 16 bytes of nibbles, low nibbles are elements 0..15 */
+        int q41 = t == PL_Q4_1;
+        __m256 d = _mm256_set1_ps(pl_h2f(b));
+        __m256 mn = q41 ? _mm256_set1_ps(pl_h2f(b + 2)) : _mm256_set1_ps(-8.0f * pl_h2f(b));
+        __m128i q = _mm_loadu_si128((const __m128i *)(b + (q41 ? 4 : 2)));
+        __m128i mask = _mm_set1_epi8(0x0f);
+        __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+        w[0] = _mm256_fmadd_ps(d, pl_u8x8_to_ps(lo), mn);
+        w[1] = _mm256_fmadd_ps(d, pl_u8x8_to_ps(_mm_srli_si128(lo, 8)), mn);
+        w[2] = _mm256_fmadd_ps(d, pl_u8x8_to_ps(hi), mn);
+        w[3] = _mm256_fmadd_ps(d, pl_u8x8_to_ps(_mm_srli_si128(hi, 8)), mn);
+    }
+}
+
+static inline float pl_hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static int pl_gemv_ok(enum pl_dtype t, int64_t M, int64_t K)
+{
+    return M <= PL_GEMV_MAX_ROWS && K % 32 == 0 &&
+           (t == PL_Q4_0 || t == PL_Q4_1 || t == PL_Q8_0 || t == PL_F16);
+}
+
+static void pl_gemv(float *y, const float *x, const void *W, enum pl_dtype t, const float *bias,
+                    int64_t M, int64_t K, int64_t N)
+{
+    const size_t bb = t == PL_F16 ? 64 : (size_t)pl_dtype_info(t)->block_bytes;
+    const size_t rb = (size_t)(K / 32) * bb;
+    const uint8_t *w8 = W;
+    #pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        __m256 acc[PL_GEMV_MAX_ROWS];
+        for (int64_t m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
+        const uint8_t *row = w8 + (size_t)n * rb;
+        for (int64_t k = 0; k < K; k += 32) {
+            __m256 w[4];
+            pl_gemv_decode(t, row + (size_t)(k / 32) * bb, w);
+            for (int64_t m = 0; m < M; m++) {
+                const float *xm = x + m * K + k;
+                __m256 a = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(xm), acc[m]);
+                a = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xm + 8), a);
+                a = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xm + 16), a);
+                acc[m] = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xm + 24), a);
+            }
+        }
+        for (int64_t m = 0; m < M; m++) y[m * N + n] = pl_hsum(acc[m]) + (bias ? bias[n] : 0.0f);
+    }
+}
+#endif
+
+/* y[M, N] = x[M, K] W^T (+ bias) for a weight tensor of any dtype. */
+static enum pl_status pl_llama_matmul(float *y, const float *x, const struct pl_tensor *w,
+                                      const struct pl_tensor *b, int64_t M)
+{
+    const float *bias = b ? (const float *)pl_tensor_data(b) : NULL;
+    int64_t K = w->shape[1], N = w->shape[0];
+#ifdef PL_HAVE_GEMV
+    if (pl_gemv_ok(w->dtype, M, K)) {
+        pl_gemv(y, x, pl_tensor_data(w), w->dtype, bias, M, K, N);
+        return PL_OK;
+    }
+#endif
+    return pl_linear_fwd(y, x, pl_tensor_data(w), w->dtype, bias, M, K, N);
+}
+
 /* y[n, out] = x[n, in] W^T (+ b), then the adapter hook. */
 static enum pl_status pl_llama_linear(struct pl_llama_ctx *c, int layer, enum pl_proj p,
                                       float *y, const float *x, int64_t n)
@@ -120,9 +228,7 @@ static enum pl_status pl_llama_linear(struct pl_llama_ctx *c, int layer, enum pl
     struct pl_model *m = c->m;
     const struct pl_tensor *w = m->layers[layer].w[p];
     const struct pl_tensor *b = m->layers[layer].b[p];
-    enum pl_status st = pl_linear_fwd(y, x, pl_tensor_data(w), w->dtype,
-                                      b ? (const float *)pl_tensor_data(b) : NULL, n,
-                                      w->shape[1], w->shape[0]);
+    enum pl_status st = pl_llama_matmul(y, x, w, b, n);
     if (st != PL_OK) return st;
     if (m->linear_hook) return m->linear_hook(m->linear_hook_ctx, layer, p, y, x, n);
     return PL_OK;
@@ -228,8 +334,7 @@ enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int 
                            (long long)out_rows, V);
     }
     c->n_logits = out_rows;
-    const struct pl_tensor *W = m->output;
-    return pl_linear_fwd(c->logits, c->xfinal, pl_tensor_data(W), W->dtype, NULL, out_rows, D, V);
+    return pl_llama_matmul(c->logits, c->xfinal, m->output, NULL, out_rows);
 }
 
 double pl_llama_loss(const struct pl_llama_ctx *c, const int32_t *targets, int n, int64_t *count)

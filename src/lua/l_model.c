@@ -10,8 +10,10 @@
  *   m:forward(ids [, {last = bool}]) → logits peft.Tensor [B, T, vocab] (ids: a list or a list of
  *                                      equal-length lists); last = true: [B, vocab] of the last rows
  *   m:loss(text | ids)             → mean cross-entropy (nats/token), scored token count
- *   m:perplexity(path [, {format = "text"|"jsonl", field = "text", max_seq_len, stride, limit}])
- *                                  → perplexity, mean loss, token count
+ *   m:perplexity(path [, {format = "text"|"jsonl", field = "text", max_seq_len, stride, limit,
+ *                          separator = "<|endoftext|>"}]) → perplexity, mean loss, token count
+ *                                    text: documents split at the separator, each its own sequence;
+ *                                    jsonl: each line's field its own sequence (limit: first n lines)
  *   m:generate(prompt [, {max_tokens, temperature, top_k, top_p, repetition_penalty, seed, stop,
  *                         greedy, ignore_eos, on_token, special}]) → text, n_tokens
  *   m:encode(text [, {bos = bool, special = bool}]) → ids;  m:decode(ids) → text
@@ -292,10 +294,12 @@ static int l_model_perplexity(lua_State *L)
 {
     struct pl_model *m = l_model_check(L, 1);
     const char *path = luaL_checkstring(L, 2);
-    static const char *const allowed[] = { "format", "field", "max_seq_len", "stride", "limit", NULL };
+    static const char *const allowed[] = { "format", "field", "max_seq_len", "stride", "limit",
+                                           "separator", NULL };
     pl_lua_check_options(L, 3, allowed, "perplexity");
     const char *fmt = pl_lua_opt_str(L, 3, "format", NULL);
     const char *field = pl_lua_opt_str(L, 3, "field", "text");
+    const char *sep = pl_lua_opt_str(L, 3, "separator", "<|endoftext|>");
     lua_Integer max_len = pl_lua_opt_int(L, 3, "max_seq_len", m->cfg.seq_len < 512 ? m->cfg.seq_len : 512);
     lua_Integer stride = pl_lua_opt_int(L, 3, "stride", max_len);
     lua_Integer limit = pl_lua_opt_int(L, 3, "limit", 0);
@@ -316,7 +320,19 @@ static int l_model_perplexity(lua_State *L)
     int64_t count = 0;
     enum pl_status st = PL_OK;
     if (!jsonl) {
-        st = l_model_score_text(m, data, n, (int)max_len, (int)stride, &sum, &count);
+        /* Documents separated by the separator (default "<|endoftext|>") are scored as separate
+         * sequences, each trimmed of surrounding whitespace and encoded with the model's BOS. */
+        size_t sl = strlen(sep);
+        for (char *p = data; p && st == PL_OK;) {
+            char *e = sl ? strstr(p, sep) : NULL;
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            while (len && (*p == '\n' || *p == ' ' || *p == '\r' || *p == '\t')) { p++; len--; }
+            while (len && (p[len - 1] == '\n' || p[len - 1] == ' ' || p[len - 1] == '\r' ||
+                           p[len - 1] == '\t'))
+                len--;
+            if (len) st = l_model_score_text(m, p, len, (int)max_len, (int)stride, &sum, &count);
+            p = e ? e + sl : NULL;
+        }
     } else {
         /* One record per line; each record's field is scored as its own sequence. */
         char *line = data;

@@ -87,7 +87,7 @@ int main(int argc, char **argv)
     s.greedy = 1;
     float *work = malloc(sizeof(float) * 2 * (size_t)m->cfg.vocab_size);
     int32_t *seq = malloc(sizeof(int32_t) * (size_t)(P + G));
-    memcpy(seq, ids, sizeof(int32_t) * P);
+    for (int i = 0; i < P; i++) seq[i] = ids[i % (B * T)];
     double t0 = now();
     pl_llama_forward(g, seq, P, 0, 1);
     double t1 = now();
