@@ -24,8 +24,9 @@
  *
  * Dequantisation is the inner loop of QLoRA matmuls: each block is expanded with straight
  * loops over bytes that the compiler vectorises (no branches, no calls inside the loops).
- * Quantisation follows ggml's quantize_row_*_ref (same rounding, same scale search), so a row
- * quantised here is bit-identical to what ggml's reference quantiser writes.
+ * Quantisation (every type but Q3_K) follows ggml's quantize_row_*_ref (same rounding, same
+ * scale search), so a row quantised here matches what ggml's reference quantiser writes;
+ * Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/F16/BF16 are checked byte for byte against gguf-py in the tests.
  */
 #include <math.h>
 #include <string.h>
@@ -577,11 +578,11 @@ static void q_q5_1(const float *restrict x, uint8_t *restrict y, int64_t nb)
 }
 
 /* ggml's make_qkx2_quants: fit x ≈ scale*L - min (L in 0..nmax) minimising the weighted
- * squared error, trying nstep+1 trial inverse scales around nmax/(max-min) and refining each
+ * squared (use_mad: absolute) error, trying nstep+1 trial inverse scales around nmax/(max-min) and refining each
  * by weighted least squares. Returns scale; *the_min receives -min (≥ 0). */
 static float make_qkx2_quants(int n, int nmax, const float *restrict x, const float *restrict w,
                               uint8_t *restrict L, float *restrict the_min, uint8_t *restrict Laux,
-                              float rmin, float rdelta, int nstep)
+                              float rmin, float rdelta, int nstep, int use_mad)
 {
     float min = x[0], max = x[0];
     float sum_w = w[0], sum_x = sum_w * x[0];
@@ -604,7 +605,7 @@ static float make_qkx2_quants(int n, int nmax, const float *restrict x, const fl
         const int l = nearest_int(iscale * (x[i] - min));
         L[i] = (uint8_t)MAXI(0, MINI(nmax, l));
         const float diff = scale * L[i] + min - x[i];
-        best += w[i] * diff * diff;
+        best += w[i] * (use_mad ? fabsf(diff) : diff * diff);
     }
     for (int is = 0; is <= nstep; is++) {
         iscale = (rmin + rdelta * is + nmax) / (max - min);
@@ -628,7 +629,7 @@ static float make_qkx2_quants(int n, int nmax, const float *restrict x, const fl
             float err = 0;
             for (int i = 0; i < n; i++) {
                 const float diff = this_scale * Laux[i] + this_min - x[i];
-                err += w[i] * diff * diff;
+                err += w[i] * (use_mad ? fabsf(diff) : diff * diff);
             }
             if (err < best) {
                 memcpy(L, Laux, (size_t)n);
@@ -654,7 +655,7 @@ static void q_q4_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
             const float av_x = sqrtf(sum_x2 / 32);
             for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(x[32 * j + l]);
             scales[j] = make_qkx2_quants(32, 15, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
-                                         -1.0f, 0.1f, 20);
+                                         -1.0f, 0.1f, 20, 0);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
@@ -691,6 +692,115 @@ static void q_q4_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
         uint8_t *q = y + 16;
         for (int j = 0; j < QK_K; j += 64, q += 32)
             for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+    }
+}
+
+/* Q5_K: as Q4_K with 5-bit levels (nmax 31, trial scales from -0.5 in 16 steps); the 5th bits
+ * of sub-block pair (2j, 2j+1) go to bits 2j and 2j+1 of qh[0..31]. */
+static void q_q5_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
+{
+    uint8_t L[QK_K], Laux[32];
+    float w[32], mins[8], scales[8];
+    for (int64_t b = 0; b < nb; b++, x += QK_K, y += 176) {
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < 8; j++) {
+            float sum_x2 = 0;
+            for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+            const float av_x = sqrtf(sum_x2 / 32);
+            for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(x[32 * j + l]);
+            scales[j] = make_qkx2_quants(32, 31, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
+                                         -0.5f, 0.1f, 15, 0);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+        const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+        uint8_t *sc = y + 4;
+        memset(sc, 0, 12);
+        for (int j = 0; j < 8; j++) {
+            const uint8_t ls = (uint8_t)MINI(63, nearest_int(inv_scale * scales[j]));
+            const uint8_t lm = (uint8_t)MINI(63, nearest_int(inv_min * mins[j]));
+            if (j < 4) {
+                sc[j] = ls;
+                sc[j + 4] = lm;
+            } else {
+                sc[j + 4] = (uint8_t)((ls & 0x0F) | ((lm & 0x0F) << 4));
+                sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
+                sc[j] |= (uint8_t)((lm >> 4) << 6);
+            }
+        }
+        wr_h(y, max_scale / 63.0f);
+        wr_h(y + 2, max_min / 63.0f);
+        const float d_all = rd_h(y), dmin_all = rd_h(y + 2);
+        for (int j = 0; j < 8; j++) {
+            uint8_t s, m;
+            scale_min_k4(j, sc, &s, &m);
+            const float d = d_all * s;
+            if (!d) continue;
+            const float dm = dmin_all * m;
+            for (int i = 0; i < 32; i++) {
+                const int l = nearest_int((x[32 * j + i] + dm) / d);
+                L[32 * j + i] = (uint8_t)MAXI(0, MINI(31, l));
+            }
+        }
+        uint8_t *qh = y + 16, *ql = y + 48;
+        memset(qh, 0, 32);
+        uint8_t m1 = 1, m2 = 2;
+        for (int n = 0; n < QK_K; n += 64, ql += 32, m1 = (uint8_t)(m1 << 2), m2 = (uint8_t)(m2 << 2)) {
+            for (int j = 0; j < 32; j++) {
+                int l1 = L[n + j], l2 = L[n + j + 32];
+                if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
+                if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+                ql[j] = (uint8_t)(l1 | (l2 << 4));
+            }
+        }
+    }
+}
+
+/* Q2_K: 16 sub-blocks of 16, 2-bit levels fitted by make_qkx2_quants on |x| weights with the
+ * absolute-error criterion; 4-bit scales and mins relative to d and dmin. */
+static void q_q2_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
+{
+    uint8_t L[QK_K], Laux[16];
+    float w[16], mins[16], scales[16];
+    for (int64_t b = 0; b < nb; b++, x += QK_K, y += 84) {
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < 16; j++) {
+            for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * j + l]);
+            scales[j] = make_qkx2_quants(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], Laux,
+                                         -0.5f, 0.1f, 15, 1);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        uint8_t *sc = y, *q = y + 16;
+        if (max_scale > 0) {
+            const float iscale = 15.0f / max_scale;
+            for (int j = 0; j < 16; j++) sc[j] = (uint8_t)nearest_int(iscale * scales[j]);
+            wr_h(y + 80, max_scale / 15.0f);
+        } else {
+            memset(sc, 0, 16);
+            wr_h(y + 80, 0.0f);
+        }
+        if (max_min > 0) {
+            const float iscale = 15.0f / max_min;
+            for (int j = 0; j < 16; j++) sc[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+            wr_h(y + 82, max_min / 15.0f);
+        } else {
+            wr_h(y + 82, 0.0f);
+        }
+        const float d_all = rd_h(y + 80), dmin_all = rd_h(y + 82);
+        for (int j = 0; j < 16; j++) {
+            const float d = d_all * (sc[j] & 0x0F);
+            if (!d) continue;
+            const float dm = dmin_all * (sc[j] >> 4);
+            for (int i = 0; i < 16; i++) {
+                const int l = nearest_int((x[16 * j + i] + dm) / d);
+                L[16 * j + i] = (uint8_t)MAXI(0, MINI(3, l));
+            }
+        }
+        for (int j = 0; j < QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                q[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
     }
 }
 
@@ -862,7 +972,9 @@ enum pl_status pl_quant_row(enum pl_dtype t, const float *src, void *dst, int64_
     case PL_Q4_1: q_q4_1(src, y, nb); break;
     case PL_Q5_0: q_q5_0(src, y, nb); break;
     case PL_Q5_1: q_q5_1(src, y, nb); break;
+    case PL_Q2_K: q_q2_k(src, y, nb); break;
     case PL_Q4_K: q_q4_k(src, y, nb); break;
+    case PL_Q5_K: q_q5_k(src, y, nb); break;
     case PL_Q6_K: q_q6_k(src, y, nb); break;
     case PL_Q8_K: q_q8_k(src, y, nb); break;
     case PL_NF4:  q_nf4(src, y, nb); break;
