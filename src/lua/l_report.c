@@ -3,7 +3,8 @@
  * Owner: report (issue 6). HTML assembly (report.html{...}) is in lua/peft/report.lua, which
  * extends this table.
  *
- *   report.line{series = {{name=, x=, y=, dashed=, color=}...}, smooth=, xlog=, ylog=, ...}
+ *   report.line{series = {{name=, x=, y=, dashed=, color=, smooth=}...}, smooth=, xlog=, ylog=, ...}
+ *     (series smooth: false = never smoothed, a number = its own EMA weight; color: palette 1..8)
  *   report.bar{categories = {...}, series = {{name=, values={...}}...}, ylog=, ...}
  *   report.scatter{series = {{name=, x=, y=, labels=}...}, pareto=, pareto_x="low"|"high",
  *                  pareto_y="high"|"low", xlog=, ylog=, ...}

@@ -33,8 +33,9 @@ local function screenshot(chrome, html_path, png_path)
   local profile = T.tmp .. "/chromium-profile"
   -- --no-sandbox: CI containers run as root, where Chromium's sandbox refuses to start; the page is
   -- our own file and its Content-Security-Policy forbids scripts and fetches anyway.
+  local has_timeout = T.sh("command -v timeout") == 0   -- coreutils; absent on stock macOS
   local cmd = table.concat({
-    "timeout 120", q(chrome), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+    has_timeout and "timeout 120" or "", q(chrome), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
     "--disable-dev-shm-usage", "--no-first-run", "--force-device-scale-factor=1",
     "--user-data-dir=" .. q(profile), "--window-size=" .. W .. "," .. H,
     "--screenshot=" .. q(png_path), q("file://" .. html_path) }, " ")
