@@ -24,7 +24,7 @@
  *
  * Dequantisation is the inner loop of QLoRA matmuls: each block is expanded with straight
  * loops over bytes that the compiler vectorises (no branches, no calls inside the loops).
- * Quantisation (every type but Q3_K) follows ggml's quantize_row_*_ref (same rounding, same
+ * Quantisation (every type) follows ggml's quantize_row_*_ref (same rounding, same
  * scale search), so a row quantised here matches what ggml's reference quantiser writes;
  * Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/F16/BF16 are checked byte for byte against gguf-py in the tests.
  */
@@ -804,6 +804,108 @@ static void q_q2_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
     }
 }
 
+/* ggml's make_q3_quants (rmse variant): symmetric levels -nmax..nmax-1 starting from
+ * round(-nmax/max * x), then up to 5 passes of coordinate descent on the x^2-weighted fit
+ * (a level changes only if it raises sum(w x l)^2 / sum(w l^2)). Levels returned + nmax. */
+static float make_q3_quants(int n, int nmax, const float *restrict x, int8_t *restrict L)
+{
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) { amax = ax; max = x[i]; }
+    }
+    if (amax < GROUP_MAX_EPS) {
+        for (int i = 0; i < n; i++) L[i] = 0;
+        return 0.0f;
+    }
+    const float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * x[i]);
+        l = MAXI(-nmax, MINI(nmax - 1, l));
+        L[i] = (int8_t)l;
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * L[i] * L[i];
+                int nl = nearest_int(x[i] * sl2 / slx);
+                nl = MAXI(-nmax, MINI(nmax - 1, nl));
+                if (nl != L[i]) {
+                    slx += w * x[i] * nl;
+                    sl2 += w * nl * nl;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)nl;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed++;
+                    }
+                }
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+    return sumlx / suml2;
+}
+
+/* Q3_K: 16 sub-blocks of 16 with signed 6-bit scales (offset 32) relative to d; levels -4..3
+ * stored as 2 low bits in q and the third bit in hmask (set = non-negative level). */
+static void q_q3_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
+{
+    int8_t L[QK_K];
+    float scales[16];
+    for (int64_t b = 0; b < nb; b++, x += QK_K, y += 110) {
+        float max_scale = 0, amax = 0;
+        for (int j = 0; j < 16; j++) {
+            scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+            if (fabsf(scales[j]) > amax) { amax = fabsf(scales[j]); max_scale = scales[j]; }
+        }
+        uint8_t *hmask = y, *q = y + 32, *sc = y + 96;
+        memset(sc, 0, 12);
+        if (max_scale) {
+            const float iscale = -32.0f / max_scale;
+            for (int j = 0; j < 16; j++) {
+                int l = nearest_int(iscale * scales[j]);
+                l = MAXI(-32, MINI(31, l)) + 32;
+                if (j < 8) sc[j] = (uint8_t)(l & 0x0F);
+                else sc[j - 8] |= (uint8_t)((l & 0x0F) << 4);
+                sc[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+            }
+            wr_h(y + 108, 1 / iscale);
+        } else {
+            wr_h(y + 108, 0.0f);
+        }
+        int8_t s[16];
+        q3k_scales(sc, s);
+        const float d_all = rd_h(y + 108);
+        for (int j = 0; j < 16; j++) {
+            const float d = d_all * s[j];
+            if (!d) continue;
+            for (int i = 0; i < 16; i++) {
+                int l = nearest_int(x[16 * j + i] / d);
+                l = MAXI(-4, MINI(3, l));
+                L[16 * j + i] = (int8_t)(l + 4);
+            }
+        }
+        memset(hmask, 0, 32);
+        for (int j = 0; j < QK_K; j++)
+            if (L[j] > 3) {
+                hmask[j % 32] |= (uint8_t)(1u << (j / 32));
+                L[j] -= 4;
+            }
+        for (int j = 0; j < QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                q[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+    }
+}
+
 /* ggml's make_qx_quants with rmse_type 1 (weights x^2): symmetric fit x ≈ scale*(L - nmax),
  * searching 19 inverse scales around -nmax/max. */
 static float make_qx_quants(int n, int nmax, const float *restrict x, int8_t *restrict L)
@@ -973,14 +1075,13 @@ enum pl_status pl_quant_row(enum pl_dtype t, const float *src, void *dst, int64_
     case PL_Q5_0: q_q5_0(src, y, nb); break;
     case PL_Q5_1: q_q5_1(src, y, nb); break;
     case PL_Q2_K: q_q2_k(src, y, nb); break;
+    case PL_Q3_K: q_q3_k(src, y, nb); break;
     case PL_Q4_K: q_q4_k(src, y, nb); break;
     case PL_Q5_K: q_q5_k(src, y, nb); break;
     case PL_Q6_K: q_q6_k(src, y, nb); break;
     case PL_Q8_K: q_q8_k(src, y, nb); break;
     case PL_NF4:  q_nf4(src, y, nb); break;
-    default:
-        return pl_fail(PL_ERR_UNSUPPORTED, "quantise: no quantiser for %s (dequantisation only)",
-                       dtype_table[t].name);
+    default: return pl_fail(PL_ERR_UNSUPPORTED, "quantise: dtype %d", (int)t);
     }
     return PL_OK;
 }
