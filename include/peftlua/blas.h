@@ -8,7 +8,7 @@
  *
  * Threads — one pool: peftlua runs all its parallel work, BLAS included, on OpenMP threads.
  * OpenBLAS's own pthreads pool is set to one thread before the first product, and pl_sgemm cuts
- * a large product into fixed pieces (column or row blocks of C) that OpenMP threads share, one
+ * a large product into fixed pieces (tiles of C) that OpenMP threads share, one
  * single-threaded BLAS call each; called inside a parallel region it is one plain call. Two
  * pools busy-waiting against each other cost up to 2x on a small machine (measured; see
  * src/blas.c). The pieces depend only on the shape, so pl_sgemm gives bit-identical results

@@ -690,14 +690,14 @@ static void test_thread_independence(void **state)
 
 /* ------------------------------------------------------------------ pl_sgemm */
 
-/* Every transpose combination, for shapes taking the column-split, row-split and single-call
- * paths, against f64 loops (≤ 1e-5 of the largest magnitude), with beta = 1 accumulating onto
+/* Every transpose combination, for shapes cut into tiles both ways, by rows, by columns and
+ * not at all, against f64 loops (≤ 1e-5 of the largest magnitude), with beta = 1 accumulating onto
  * C, padded leading dimensions, and 1 vs 2 threads bit-identical. */
 static void test_sgemm(void **state)
 {
     (void)state;
-    const int64_t shapes[3][3] = {{200, 300, 50}, {300, 8, 600}, {5, 7, 3}};
-    for (int si = 0; si < 3; si++)
+    const int64_t shapes[4][3] = {{200, 300, 50}, {300, 8, 600}, {1, 700, 300}, {5, 7, 3}};
+    for (int si = 0; si < 4; si++)
         for (int ta = 0; ta < 2; ta++)
             for (int tb = 0; tb < 2; tb++) {
                 int64_t M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
