@@ -158,14 +158,6 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
     } else {
         if ((st = setup_full(t)) != PL_OK) goto fail;
     }
-    t->opt_m = pl_calloc((size_t)t->n_params, sizeof(float), PL_MEM_OPTIM);
-    if (cfg->optim == PL_OPTIM_ADAMW)
-        t->opt_v = pl_calloc((size_t)t->n_params, sizeof(float), PL_MEM_OPTIM);
-    if (!t->opt_m || (cfg->optim == PL_OPTIM_ADAMW && !t->opt_v)) {
-        st = pl_fail(PL_ERR_NOMEM, "train: out of memory for optimizer state (%lld parameters)",
-                     (long long)t->n_params);
-        goto fail;
-    }
     t->ctx = pl_llama_ctx_new(m, cfg->batch_size, cfg->seq_len, PL_LLAMA_SAVE);
     if (!t->ctx) { st = PL_ERR_NOMEM; goto fail; }
     if ((st = plan_bwd(t)) != PL_OK) goto fail;
@@ -265,8 +257,22 @@ enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const 
     return PL_OK;
 }
 
+enum pl_status pl_train_ensure_optim(struct pl_trainer *t)
+{
+    /* allocated on first use, so gradient-only uses (checks, evaluation) never pay for it */
+    if (!t->opt_m) t->opt_m = pl_calloc((size_t)t->n_params, sizeof(float), PL_MEM_OPTIM);
+    if (t->cfg.optim == PL_OPTIM_ADAMW && !t->opt_v)
+        t->opt_v = pl_calloc((size_t)t->n_params, sizeof(float), PL_MEM_OPTIM);
+    if (!t->opt_m || (t->cfg.optim == PL_OPTIM_ADAMW && !t->opt_v))
+        return pl_fail(PL_ERR_NOMEM, "train: out of memory for optimizer state (%lld parameters)",
+                       (long long)t->n_params);
+    return PL_OK;
+}
+
 enum pl_status pl_trainer_step(struct pl_trainer *t)
 {
+    enum pl_status st = pl_train_ensure_optim(t);
+    if (st != PL_OK) return st;
     float *g = t->grads;
     int64_t n = t->n_params;
     double norm = pl_clip_grad_norm(&g, &n, 1, t->cfg.max_grad_norm);

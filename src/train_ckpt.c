@@ -87,11 +87,12 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-enum pl_status pl_trainer_save(const struct pl_trainer *t, const char *dir, const void *blob,
+enum pl_status pl_trainer_save(struct pl_trainer *t, const char *dir, const void *blob,
                                size_t blob_size)
 {
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return pl_fail(PL_ERR_IO, "%s: cannot create checkpoint directory: %s", dir, strerror(errno));
+    if (pl_train_ensure_optim(t) != PL_OK) return PL_ERR_NOMEM;
     struct ckpt_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, CKPT_MAGIC, 8);
@@ -207,6 +208,7 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
                      t->cfg.optim ? "sgd" : "adamw", (long long)t->n_params);
         goto out;
     }
+    if ((st = pl_train_ensure_optim(t)) != PL_OK) goto out;
     if (h.blob_size > ((uint64_t)1 << 32)) {
         st = pl_fail(PL_ERR_FORMAT, "%s: implausible blob size %llu", path, (unsigned long long)h.blob_size);
         goto out;

@@ -11,4 +11,7 @@ enum pl_status pl_train_backward(struct pl_trainer *t);
 /* Full fine-tuning: the gradient slice of master weight w (NULL for LoRA or unknown). */
 float *pl_train_grad_of(struct pl_trainer *t, const struct pl_tensor *w);
 
+/* Allocate the optimizer state if not yet done (zeroed). */
+enum pl_status pl_train_ensure_optim(struct pl_trainer *t);
+
 #endif

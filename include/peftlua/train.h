@@ -71,7 +71,8 @@ struct pl_trainer {
     struct pl_llama_ctx *ctx;        /* planned B x T with saved activations */
     float *params, *grads;           /* the trained flat vector and its gradient */
     int64_t n_params;
-    float *opt_m, *opt_v;            /* AdamW moments / SGD momentum buffer (opt_m) */
+    float *opt_m, *opt_v;            /* AdamW moments / SGD momentum buffer (opt_m); allocated
+                                        at the first step (or checkpoint save/load) */
     int64_t step;                    /* optimizer steps done */
     int32_t micro;                   /* micro-batches accumulated toward the next step */
     double accum_loss;               /* sum over the pending micro-batches of mean losses */
@@ -128,7 +129,7 @@ float *pl_trainer_find_param(struct pl_trainer *t, const char *name, int64_t *n)
 
 /* Save the trainer's state plus an opaque user blob (e.g. the data position and metrics
  * cursor) into dir (created if missing). */
-enum pl_status pl_trainer_save(const struct pl_trainer *t, const char *dir, const void *blob,
+enum pl_status pl_trainer_save(struct pl_trainer *t, const char *dir, const void *blob,
                                size_t blob_size);
 /* Restore into a trainer made with the same configuration and model. *blob (pl_alloc'd,
  * PL_MEM_DATA, free with pl_free) and *blob_size receive the user blob (either may be NULL). */
@@ -136,6 +137,15 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
                                size_t *blob_size);
 /* 1 if dir holds a readable manifest. */
 int pl_trainer_has_checkpoint(const char *dir);
+
+/* ---- outputs (src/train_export.c) ---- */
+
+/* Write model m (adapters merged, or fully fine-tuned) as format "gguf" (path: a file) or
+ * "safetensors" (path: a directory receiving model.safetensors + config.json). dtype: "f32",
+ * "f16", "bf16", or "base" (GGUF only: each tensor in the type it had in the source GGUF);
+ * NULL = f32. Fails if adapters are still attached. */
+enum pl_status pl_train_export(struct pl_model *m, const char *path, const char *format,
+                               const char *dtype);
 
 /* Write parts[0..n) to path atomically: path.tmp, fsync, rename, fsync of the directory. */
 enum pl_status pl_file_write_atomic(const char *path, const void *const *parts,

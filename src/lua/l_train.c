@@ -18,6 +18,7 @@
  *   tr:save(dir [, blob]) / tr:load(dir) → blob | nil     (checkpoints, atomic)
  *   tr:save_adapter(dir [, base_name])    (PEFT layout)   tr:merge()   tr:adapters(on)
  *   tr:close()
+ *   peft.train.export(model, path [, {format = "gguf"|"safetensors", dtype = "f32"|"f16"|"bf16"|"base"}])
  *   peft.train.has_checkpoint(dir), peft.train.isatty(fd), peft.train.interrupted(),
  *   peft.train.clear_interrupt(), peft.train.catch_sigterm(on), peft.train.now()
  */
@@ -376,6 +377,23 @@ static int l_trainer_tostring(lua_State *L)
     return 1;
 }
 
+/* peft.train.export(model, path [, {format = "gguf"|"safetensors", dtype = "f32"|"f16"|"bf16"|"base"}]) */
+static int l_train_export(lua_State *L)
+{
+    struct pl_model *m = check_model(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    static const char *const allowed[] = { "format", "dtype", NULL };
+    pl_lua_check_options(L, 3, allowed, "peft.train.export");
+    const char *fmt = pl_lua_opt_str(L, 3, "format", NULL);
+    if (!fmt) {
+        size_t n = strlen(path);
+        fmt = n > 5 && strcmp(path + n - 5, ".gguf") == 0 ? "gguf" : "safetensors";
+    }
+    const char *dtype = pl_lua_opt_str(L, 3, "dtype", NULL);
+    if (pl_train_export(m, path, fmt, dtype) != PL_OK) return pl_lua_error(L);
+    return 0;
+}
+
 /* ---- module functions ---- */
 
 static int l_train_has_checkpoint(lua_State *L)
@@ -440,7 +458,7 @@ int luaopen_peft_train(lua_State *L)
         { "trainer", l_train_trainer }, { "has_checkpoint", l_train_has_checkpoint },
         { "isatty", l_train_isatty }, { "interrupted", l_train_interrupted },
         { "clear_interrupt", l_train_clear_interrupt }, { "catch_sigterm", l_train_catch_sigterm },
-        { "now", l_train_now }, { NULL, NULL }
+        { "now", l_train_now }, { "export", l_train_export }, { NULL, NULL }
     };
     luaL_newmetatable(L, TRAINER_MT);
     luaL_newlib(L, methods);
