@@ -401,8 +401,9 @@ static void read_array(struct reader *rd, const char *s, size_t n, size_t open)
 #define ADVANCE_TO(pos) do { size_t to_ = (pos); for (; i < to_; i++) { if (s[i] == '\n') { line++; col = 1; } else col++; } } while (0)
     ADVANCE_TO(open + 1);
     for (;;) {
+        int32_t start_line = line;
         while (i < n && is_ws(s[i])) ADVANCE_TO(i + 1);
-        if (i >= n) { add_issue(rd, line, "unterminated JSON array (missing ']')"); break; }
+        if (i >= n) { add_issue(rd, start_line, "unterminated JSON array (missing ']')"); break; }
         if (s[i] == ']') {   /* end (a trailing comma before it is tolerated) */
             ADVANCE_TO(i + 1);
             while (i < n && is_ws(s[i])) ADVANCE_TO(i + 1);
@@ -415,12 +416,13 @@ static void read_array(struct reader *rd, const char *s, size_t n, size_t open)
         read_record(rd, s + i, e - i, line, col);
         if (rd->oom) break;
         ADVANCE_TO(e);
+        int32_t end_line = line;
         while (i < n && is_ws(s[i])) ADVANCE_TO(i + 1);
         if (i < n && s[i] == ',') { ADVANCE_TO(i + 1); continue; }
         if (i < n && s[i] == ']') continue;
         if (end >= 0) {
             if (i < n) add_issue(rd, line, "invalid JSON at column %ld (expected ',' or ']')", col);
-            else add_issue(rd, line, "unterminated JSON array (missing ']')");
+            else add_issue(rd, end_line, "unterminated JSON array (missing ']')");
         }
         break;
     }

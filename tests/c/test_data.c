@@ -226,6 +226,90 @@ static void test_array_lines(void **state)
     pl_data_file_free(f);
 }
 
+/* The malformed-file corpus under tests/data/bad: every problem is reported with its line. */
+static void test_bad_corpus(void **state)
+{
+    (void)state;
+    static const struct { const char *file; int records; const char *issues[4]; } cases[] = {
+        { "broken_array.json", 2, { ":3: 'text' must be a string", ":4: unterminated JSON array (missing ']')" } },
+        { "broken_json.jsonl", 2, { ":2: invalid JSON at column 19 (unexpected end of line)", ":4: invalid JSON at column 9",
+                                    ":5: invalid JSON at column 21 (text after the value)" } },
+        { "empty.jsonl", 0, { ": empty file (no records)" } },
+        { "empty_messages.jsonl", 1, { ":2: empty 'messages'", ":3: messages[0]: empty 'content'", ":4: messages[1]: empty 'content'" } },
+        { "invalid_utf8.jsonl", 1, { ":2: invalid UTF-8 at column 15", ":3: invalid UTF-8 at column 21", ":4: invalid UTF-8 at column 20" } },
+        { "missing_fields.jsonl", 1, { ":2: missing key 'output'", ":3: missing key 'instruction'" } },
+        { "mixed_formats.jsonl", 1, { ":2: a completion record (keys \"prompt\", \"completion\") in a text file (format detected from line 1); mixed formats are not supported",
+                                      ":3: a chat record (keys \"messages\") in a text file (format detected from line 1); mixed formats are not supported" } },
+        { "not_object.jsonl", 1, { ":2: not a JSON object", ":3: not a JSON object", ":4: not a JSON object" } },
+        { "nul_byte.jsonl", 1, { ":2: NUL byte at column 14" } },
+        { "roles_out_of_order.jsonl", 1, { ":2: messages[0]: role 'assistant' where 'user' was expected (user and assistant turns alternate, starting with user)",
+                                           ":3: messages[1]: a system message is only allowed first",
+                                           ":4: messages[2]: role 'assistant' where 'user' was expected (user and assistant turns alternate, starting with user)" } },
+        { "wrong_types.jsonl", 1, { ":2: 'prompt' must be a string", ":3: 'completion' must be a string", ":4: 'completion' must be a string" } },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char path[256], want[512];
+        snprintf(path, sizeof path, "tests/data/bad/%s", cases[c].file);
+        struct pl_data_file *f = NULL;
+        assert_int_equal(pl_data_read(&f, path, PL_DATA_AUTO), PL_OK);
+        assert_int_equal(f->n_records, cases[c].records);
+        int n = 0;
+        while (n < 4 && cases[c].issues[n]) n++;
+        assert_int_equal(f->n_issues, n);
+        for (int i = 0; i < n; i++) {
+            snprintf(want, sizeof want, "%s%s", path, cases[c].issues[i]);
+            assert_string_equal(f->issues[i].msg, want);
+        }
+        /* and building refuses the file, naming the first problem */
+        struct pl_dataset *ds = NULL;
+        struct pl_data_build_opts o = pl_data_build_defaults();
+        assert_int_equal(pl_dataset_build(&ds, NULL, f, NULL, &TOK, &o), PL_ERR_FORMAT);
+        snprintf(want, sizeof want, "%s%s", path, cases[c].issues[0]);
+        assert_memory_equal(pl_last_error(), want, strlen(want));
+        /* skip_bad builds from what is left (chat needs a template: the test one) */
+        o.skip_bad = 1;
+        enum pl_status st = pl_dataset_build(&ds, NULL, f, NULL, &TOK, &o);
+        if (cases[c].records > 0) {
+            assert_int_equal(st, PL_OK);
+            assert_int_equal(ds->n, cases[c].records);
+            assert_int_equal(ds->skipped, f->n_seen - cases[c].records);
+            pl_dataset_free(ds);
+        } else {
+            assert_int_equal(st, PL_ERR_FORMAT);
+        }
+        pl_data_file_free(f);
+    }
+}
+
+/* A 10 MB line is an error on its line; the lines around it still read. */
+static void test_huge_line(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/pl_data_hugeXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *fp = fdopen(fd, "wb");
+    fputs("{\"text\": \"before\"}\n{\"text\": \"", fp);
+    for (int i = 0; i < 10 << 20; i++) fputc('a' + i % 26, fp);
+    fputs("\"}\n{\"text\": \"after\"}\n", fp);
+    /* and an unterminated 10 MB string at the end, without a newline */
+    fputs("{\"text\": \"", fp);
+    for (int i = 0; i < 10 << 20; i++) fputc('z', fp);
+    fclose(fp);
+    struct pl_data_file *f = NULL;
+    assert_int_equal(pl_data_read(&f, path, PL_DATA_AUTO), PL_OK);
+    remove(path);
+    assert_int_equal(f->n_records, 2);
+    assert_string_equal(f->records[1].a, "after");
+    assert_int_equal(f->records[1].line, 3);
+    assert_int_equal(f->n_issues, 2);
+    char want[256];
+    snprintf(want, sizeof want, "%s:2: record is %d bytes, over the 8 MiB limit", path, (10 << 20) + 12);
+    assert_string_equal(f->issues[0].msg, want);
+    assert_int_equal(f->issues[1].line, 4);
+    pl_data_file_free(f);
+}
+
 /* ---------------------------------------------------------------- rendering */
 
 static void test_render_masks(void **state)
@@ -615,6 +699,8 @@ int main(void)
         cmocka_unit_test(test_bad_lines),
         cmocka_unit_test(test_chat_roles),
         cmocka_unit_test(test_array_lines),
+        cmocka_unit_test(test_bad_corpus),
+        cmocka_unit_test(test_huge_line),
         cmocka_unit_test(test_render_masks),
         cmocka_unit_test(test_build_truncation_skip_dups),
         cmocka_unit_test(test_split_fraction),
