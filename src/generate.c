@@ -17,32 +17,7 @@
 
 /* ---- RNG ---- */
 
-static uint64_t pl_splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-void pl_rng_seed(struct pl_rng *r, uint64_t seed)
-{
-    for (int i = 0; i < 4; i++) r->s[i] = pl_splitmix64(&seed);
-}
-
-static uint64_t pl_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t pl_rng_next(struct pl_rng *r)
-{
-    uint64_t *s = r->s;
-    uint64_t out = pl_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = pl_rotl(s[3], 45);
-    return out;
-}
-
-double pl_rng_uniform(struct pl_rng *r) { return (double)(pl_rng_next(r) >> 11) * 0x1.0p-53; }
+/* pl_rng_* lives in rng.c */
 
 /* ---- sampler ---- */
 

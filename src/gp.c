@@ -17,37 +17,7 @@
 
 /* ---------------- random numbers ---------------- */
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-void pl_rng_seed(struct pl_rng *r, uint64_t seed)
-{
-    uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t pl_rng_next(struct pl_rng *r)
-{
-    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]; s[2] ^= t; s[3] = rotl(s[3], 45);
-    return out;
-}
-
-double pl_rng_uniform(struct pl_rng *r) { return (double)(pl_rng_next(r) >> 11) * 0x1.0p-53; }
-
-double pl_rng_normal(struct pl_rng *r)
-{
-    /* Box–Muller; the second variate is dropped to keep the generator state simple */
-    double u = pl_rng_uniform(r), v = pl_rng_uniform(r);
-    return sqrt(-2.0 * log(1.0 - u)) * cos(2.0 * M_PI * v);
-}
+/* pl_rng_seed/next/uniform/normal live in rng.c */
 
 void pl_rng_lhs(struct pl_rng *r, int n, int d, double *out)
 {

@@ -29,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "peftlua/rng.h"
 #include "peftlua/status.h"
 #include "peftlua/tensor.h"
 
@@ -186,10 +187,6 @@ enum pl_status pl_llama_score_stream(struct pl_model *m, const int32_t *ids, int
 /* ---- generation (src/generate.c) ---- */
 
 /* A deterministic 64-bit PRNG (xoshiro256**, seeded by splitmix64). */
-struct pl_rng { uint64_t s[4]; };
-void     pl_rng_seed(struct pl_rng *r, uint64_t seed);
-uint64_t pl_rng_next(struct pl_rng *r);
-double   pl_rng_uniform(struct pl_rng *r);   /* [0, 1) with 53 bits */
 
 struct pl_sampler {
     float temperature;          /* <= 0: greedy */

@@ -33,14 +33,10 @@
 #define PEFTLUA_TUNE_H
 
 #include <stdint.h>
+#include "peftlua/rng.h"
 #include "peftlua/status.h"
 
 /* ---- random numbers: xoshiro256** seeded by splitmix64; deterministic per seed ---- */
-struct pl_rng { uint64_t s[4]; };
-void     pl_rng_seed(struct pl_rng *r, uint64_t seed);
-uint64_t pl_rng_next(struct pl_rng *r);
-double   pl_rng_uniform(struct pl_rng *r);     /* [0, 1) */
-double   pl_rng_normal(struct pl_rng *r);      /* N(0, 1) */
 /* Latin hypercube: n points in [0,1)^d, row-major out[n*d]. */
 void     pl_rng_lhs(struct pl_rng *r, int n, int d, double *out);
 
@@ -131,6 +127,13 @@ enum pl_status pl_tune_ask(struct pl_tune *t, int q, double *out);
  * penalty (the worst finite value seen) so the search moves away from it. Removes a matching
  * pending point. Values are checked against the space (range, integrality, choice index). */
 enum pl_status pl_tune_tell(struct pl_tune *t, const double *v, double y);
+/* tell() with named metrics kept with the trial (e.g. "time", "memory"; any finite or
+ * non-finite double) for the Pareto helper and the history file. Keys are copied. */
+enum pl_status pl_tune_tell_metrics(struct pl_tune *t, const double *v, double y, int nm,
+                                    const char *const *keys, const double *vals);
+/* The metrics of observation i: returns their count and points keys/vals at them (valid until
+ * the optimiser is freed); 0 if none or i is out of range. */
+int pl_tune_obs_metrics(const struct pl_tune *t, int i, const char *const **keys, const double **vals);
 /* Check values against the space as tell() does, without recording anything. */
 enum pl_status pl_tune_check(const struct pl_tune *t, const double *v);
 /* The best finite observation; PL_ERR_STATE if there is none. */
@@ -145,7 +148,8 @@ void pl_tune_clear_pending(struct pl_tune *t);
  *   {"format": "peftlua-tune-history", "version": 1,
  *    "space": [{"name":..., "type": "real"|"int"|"cat", "lo":, "hi":, "log":, "pow2":, "choices": [...]}],
  *    "trials": [{"params": {"lr": 0.001, "rank": 8, "method": "lora"}, "value": 0.25}
- *               | {..., "value": null, "failed": true}]}
+ *               | {..., "value": null, "failed": true}], optional "metrics": {"time": 12.5}}
+ * Numbers are printed to 15 significant digits where that reads back within an ulp.
  * Load checks the space matches this optimiser's (names, types, bounds, choices) and tells
  * every trial; a mismatch or malformed file fails with the file and the trial named. */
 enum pl_status pl_tune_save(const struct pl_tune *t, const char *path);
