@@ -30,6 +30,7 @@ struct pl_tune {
     struct pl_rng rng;
     int n, cap;                    /* observations */
     double *V, *Y;                 /* V[cap*np] decoded values, Y[cap] (NaN = failed) */
+    struct obs_metrics { int n; char **keys; double *vals; } *M;   /* M[cap]: named metrics per trial */
     int npend, pcap;
     double *P;                     /* pending P[pcap*np] */
     int n_init, design_next;
@@ -173,6 +174,11 @@ void pl_tune_free(struct pl_tune *t)
             }
         }
     }
+    for (int i = 0; t->M && i < t->n; i++) {
+        for (int k = 0; k < t->M[i].n; k++) pl_free(t->M[i].keys[k]);
+        pl_free(t->M[i].keys); pl_free(t->M[i].vals);
+    }
+    pl_free(t->M);
     pl_free(t->p); pl_free(t->off); pl_free(t->V); pl_free(t->Y); pl_free(t->P); pl_free(t->design);
     pl_gp_free(t->gp);
     pl_free(t);
@@ -254,16 +260,45 @@ static enum pl_status grow_rows(double **a, int *cap, int need, int width)
 
 enum pl_status pl_tune_tell(struct pl_tune *t, const double *v, double y)
 {
+    return pl_tune_tell_metrics(t, v, y, 0, NULL, NULL);
+}
+
+enum pl_status pl_tune_tell_metrics(struct pl_tune *t, const double *v, double y, int nm,
+                                    const char *const *keys, const double *vals)
+{
     double w[t->np];
     memcpy(w, v, sizeof w);
     enum pl_status st = check_values(t, w);
     if (st) return st;
+    if (nm < 0) return pl_fail(PL_ERR_ARG, "tune: negative number of metrics");
+    for (int k = 0; k < nm; k++)
+        if (!keys[k] || !*keys[k]) return pl_fail(PL_ERR_ARG, "tune: metric %d has no name", k + 1);
     if (t->n + 1 > t->cap) {
         int c = t->cap;
         if ((st = grow_rows(&t->V, &c, t->n + 1, t->np))) return st;
         int c2 = t->cap;
         if ((st = grow_rows(&t->Y, &c2, t->n + 1, 1))) return st;
+        struct obs_metrics *m = t->M ? pl_realloc(t->M, sizeof *m * c) : pl_alloc(sizeof *m * c, PL_MEM_DATA);
+        if (!m) return pl_fail(PL_ERR_NOMEM, "tune: out of memory");
+        t->M = m;
         t->cap = c;
+    }
+    struct obs_metrics *m = &t->M[t->n];
+    m->n = 0; m->keys = NULL; m->vals = NULL;
+    if (nm > 0) {
+        m->keys = pl_calloc(nm, sizeof(char *), PL_MEM_DATA);
+        m->vals = pl_alloc(sizeof(double) * nm, PL_MEM_DATA);
+        if (!m->keys || !m->vals) { pl_free(m->keys); pl_free(m->vals); return pl_fail(PL_ERR_NOMEM, "tune: out of memory"); }
+        for (int k = 0; k < nm; k++) {
+            m->keys[k] = pl_strdup(keys[k], PL_MEM_DATA);
+            m->vals[k] = vals[k];
+            if (!m->keys[k]) {
+                for (int q = 0; q < k; q++) pl_free(m->keys[q]);
+                pl_free(m->keys); pl_free(m->vals);
+                return pl_fail(PL_ERR_NOMEM, "tune: out of memory");
+            }
+        }
+        m->n = nm;
     }
     memcpy(t->V + (size_t)t->n * t->np, w, sizeof w);
     t->Y[t->n++] = isfinite(y) ? y : NAN;
@@ -286,6 +321,14 @@ enum pl_status pl_tune_best(const struct pl_tune *t, double *v, double *y)
     if (v) memcpy(v, t->V + (size_t)b * t->np, sizeof(double) * t->np);
     if (y) *y = t->Y[b];
     return PL_OK;
+}
+
+int pl_tune_obs_metrics(const struct pl_tune *t, int i, const char *const **keys, const double **vals)
+{
+    if (i < 0 || i >= t->n) return 0;
+    *keys = (const char *const *)t->M[i].keys;
+    *vals = t->M[i].vals;
+    return t->M[i].n;
 }
 
 enum pl_status pl_tune_obs(const struct pl_tune *t, int i, double *v, double *y)

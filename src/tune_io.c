@@ -52,6 +52,16 @@ enum pl_status pl_tune_save(const struct pl_tune *t, const char *path)
         }
         if (isnan(y)) { pl_json_add_null(o, "value"); pl_json_add_bool(o, "failed", 1); }
         else pl_json_add_num(o, "value", y);
+        const char *const *mk;
+        const double *mv;
+        int nm = pl_tune_obs_metrics(t, k, &mk, &mv);
+        if (nm > 0) {
+            struct pl_json *mo = pl_json_add_object(o, "metrics");
+            for (int q = 0; q < nm; q++) {
+                if (isfinite(mv[q])) pl_json_add_num(mo, mk[q], mv[q]);
+                else pl_json_add_null(mo, mk[q]);
+            }
+        }
     }
     char *text = pl_json_print(root, 1);
     pl_json_free(root);
@@ -153,14 +163,26 @@ enum pl_status pl_tune_load(struct pl_tune *t, const char *path)
                 v[i] = pl_json_num(e, NAN);
             }
         }
+        const struct pl_json *mo = pl_json_get(o, "metrics");
+        if (mo && pl_json_type(mo) != PL_JSON_OBJECT) { st = pl_fail(PL_ERR_FORMAT, "%s: trial %d: \"metrics\" must be an object", path, k + 1); goto done; }
         if (pl_tune_check(t, v)) { st = pl_fail(PL_ERR_FORMAT, "%s: trial %d: %s", path, k + 1, pl_last_error()); goto done; }
         const struct pl_json *val = pl_json_get(o, "value");
         if (pl_json_type(val) == PL_JSON_NUMBER) v[np] = pl_json_num(val, NAN);
         else if (pl_json_type(val) == PL_JSON_NULL || pl_json_bool(pl_json_get(o, "failed"), 0)) v[np] = NAN;
         else { st = pl_fail(PL_ERR_FORMAT, "%s: trial %d: \"value\" must be a number or null", path, k + 1); goto done; }
     }
-    for (int k = 0; k < n; k++)
-        if ((st = pl_tune_tell(t, buf + (size_t)k * (np + 1), buf[(size_t)k * (np + 1) + np]))) goto done;
+    for (int k = 0; k < n; k++) {
+        const struct pl_json *o = pl_json_at(tr, k), *mo = pl_json_get(o, "metrics");
+        int nm = mo ? pl_json_len(mo) : 0;
+        const char *keys[nm > 0 ? nm : 1];
+        double vals[nm > 0 ? nm : 1];
+        int q = 0;
+        for (const struct pl_json *e = mo ? pl_json_first(mo) : NULL; e && q < nm; e = pl_json_next(e), q++) {
+            keys[q] = pl_json_key(e);
+            vals[q] = pl_json_num(e, NAN);
+        }
+        if ((st = pl_tune_tell_metrics(t, buf + (size_t)k * (np + 1), buf[(size_t)k * (np + 1) + np], q, keys, vals))) goto done;
+    }
 done:
     pl_free(buf);
     pl_json_free(root);
