@@ -112,9 +112,28 @@ static void ascii_copy(char *dst, size_t n, const char *s)
     dst[i] = 0;
 }
 
+/* libgd decodes HTML entities ("&#233;", "&amp;") in FreeType strings; spell every '&' as
+ * "&#38;" so user text is drawn literally. Long text is cut at a character boundary. */
+static const char *ft_text(const char *s, char *buf, size_t n)
+{
+    size_t j = 0;
+    for (size_t i = 0; s[i]; i++) {
+        size_t need = s[i] == '&' ? 5 : 1;
+        if (j + need + 1 > n) {
+            while (j > 0 && ((unsigned char)buf[j] & 0xC0) == 0x80) j--;   /* not inside a sequence */
+            break;
+        }
+        if (s[i] == '&') { memcpy(buf + j, "&#38;", 5); j += 5; }
+        else buf[j++] = s[i];
+    }
+    buf[j] = 0;
+    return buf;
+}
+
 static int ttf_bbox(struct ctx *x, const char *s, double pt, int brect[8])
 {
-    char *err = gdImageStringFT(NULL, brect, 0, x->font, pt, 0, 0, 0, (char *)s);
+    char buf[1024];
+    char *err = gdImageStringFT(NULL, brect, 0, x->font, pt, 0, 0, 0, (char *)ft_text(s, buf, sizeof buf));
     return err == NULL;
 }
 
@@ -153,7 +172,8 @@ static void draw_text(struct ctx *x, const char *s, int role, int bx, int by, in
     int w = text_w(x, s, role), h = text_h(x, role);
     if (x->ttf) {
         int b[8];
-        if (!gdImageStringFT(x->im, b, color, x->font, x->r[role].pt, 0, bx - 0, by + x->r[role].asc, (char *)s)) {
+        char buf[1024];
+        if (!gdImageStringFT(x->im, b, color, x->font, x->r[role].pt, 0, bx, by + x->r[role].asc, (char *)ft_text(s, buf, sizeof buf))) {
             add_box(x, bx, by, bx + w, by + h, kind, s);
             return;
         }
@@ -171,7 +191,8 @@ static void draw_text_up(struct ctx *x, const char *s, int role, int bx, int by,
     int w = text_w(x, s, role), h = text_h(x, role);
     if (x->ttf) {
         int b[8];
-        if (!gdImageStringFT(x->im, b, color, x->font, x->r[role].pt, M_PI / 2, bx + x->r[role].asc, by + w, (char *)s)) {
+        char buf[1024];
+        if (!gdImageStringFT(x->im, b, color, x->font, x->r[role].pt, M_PI / 2, bx + x->r[role].asc, by + w, (char *)ft_text(s, buf, sizeof buf))) {
             add_box(x, bx, by, bx + h, by + w, kind, s);
             return;
         }

@@ -143,6 +143,21 @@ tests.million_points = function()
   T.eq(h:layout().counted, n)
 end
 
+tests.text_drawn_literally = function()
+  -- libgd would turn "&amp;" into "&" in FreeType text; the renderer keeps user text literal
+  local function title_width(t)
+    for _, b in ipairs(R.line{ title = t, series = {} }:layout().boxes) do
+      if b.kind == "title" then return b.x1 - b.x0, b.text end
+    end
+  end
+  local w1, t1 = title_width("x & y")
+  local w2, t2 = title_width("x &amp; y")
+  T.eq(t1, "x & y"); T.eq(t2, "x &amp; y")
+  T.ok(w2 > w1 + 10, string.format("'&amp;' drawn as five characters: %d vs %d pixels", w2, w1))
+  local w3 = title_width("x &#38; y")
+  T.ok(w3 > w1 + 10, "numeric entities are not decoded either")
+end
+
 tests.option_errors = function()
   T.raises(function() R.line{ series = {}, colour = 1 } end, "line: unknown option 'colour'")
   T.raises(function() R.line{ bins = 3 } end, "line: unknown option 'bins'")
