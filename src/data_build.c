@@ -367,6 +367,7 @@ static enum pl_status build_part(struct pl_dataset **out, const struct part *p, 
     ds->eos_id = tok->eos_id;
     ds->pad_id = tok->pad_id >= 0 ? tok->pad_id : (tok->eos_id >= 0 ? tok->eos_id : 0);
     ds->max_seq_len = o->max_seq_len;
+    ds->seed = o->seed;
     ds->ex = pl_calloc((size_t)(p->n ? p->n : 1), sizeof *ds->ex, PL_MEM_DATA);
     int32_t *lens = pl_alloc((size_t)(p->n ? p->n : 1) * sizeof *lens, PL_MEM_WORKSPACE);
     if (!ds->path || !ds->ex || !lens) { pl_free(lens); return pl_fail(PL_ERR_NOMEM, "out of memory"); }

@@ -182,6 +182,7 @@ struct pl_dataset {
     int64_t pool_n;
     int32_t bos_id, eos_id, pad_id;
     int32_t max_seq_len;
+    uint64_t seed;              /* the build's seed (a default for batching) */
     struct pl_data_stats stats;
     int32_t n_seen;             /* records seen in the file(s) this split came from */
     int32_t skipped;            /* bad records skipped (skip_bad) */

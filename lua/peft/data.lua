@@ -33,6 +33,23 @@ function M.toolcall_accuracy(predictions, references)
   return hits / #references
 end
 
+-- Prompts and references for evaluating generation on a chat file: every record's messages
+-- up to (not including) its last assistant turn, and that turn's content as the reference.
+-- Returns a list of {messages = {...}, reference = "...", line = n}; limit keeps the first n.
+function M.eval_pairs(path, limit)
+  local recs, info = M.read(path, { format = "chat" })
+  if not recs then error(info, 2) end
+  if #info.issues > 0 then error(info.issues[1], 2) end
+  local out = {}
+  for _, r in ipairs(recs) do
+    if limit and #out >= limit then break end
+    local msgs = {}
+    for i = 1, #r.messages - 1 do msgs[i] = r.messages[i] end
+    out[#out + 1] = { messages = msgs, reference = r.messages[#r.messages].content, line = r.line }
+  end
+  return out
+end
+
 -- A report table (ds:report() or peft.data.validate()) as readable lines.
 function M.format_report(r)
   local out = {}

@@ -13,8 +13,9 @@
  *   ds:report() -> {path, format, records, examples, skipped, issues = {...}, tokens,
  *                   target_tokens, lengths = {min, mean, median, p95, max, histogram},
  *                   truncated, truncated_tokens, no_target, duplicates, duplicate_lines, overlap}
- *   ds:batches{batch_size=, shuffle=, packing=, seq_len=, bucket=, drop_last=, seed=, epochs=,
- *              as = "tensor" | "table", state=} -> iterator: `for b in it do` / it:next();
+ *   ds:batches{batch_size=, shuffle=, packing=, seq_len=, bucket=, drop_last=, seed= (default: the
+ *              load's seed), epochs= (default 1, 0 = endless), as = "tensor" | "table", state=}
+ *       -> iterator: `for b in it do` / it:next() (nil after the last epoch);
  *       b = {ids=, targets= ([batch, seq] i32 peft.Tensor or tables), batch=, seq=, n_target=,
  *            epoch=, index= (1-based), examples = {...}}; it:state() / it:restore(state)
  *   peft.data.validate(path [, opts as load]) -> report (never raises on bad data)
@@ -477,7 +478,7 @@ static void l_state_from(lua_State *L, int idx, struct pl_data_iter_state *st)
 
 static int l_dataset_batches(lua_State *L)
 {
-    l_dataset_check(L, 1);
+    const struct pl_dataset *ds = l_dataset_check(L, 1);
     pl_lua_check_options(L, 2, batch_opts, "ds:batches");
     lua_settop(L, 2);
     struct pl_data_iter_opts o = pl_data_iter_defaults();
@@ -493,7 +494,7 @@ static int l_dataset_batches(lua_State *L)
     o.shuffle = pl_lua_opt_bool(L, 2, "shuffle", o.shuffle);
     o.packing = pl_lua_opt_bool(L, 2, "packing", 0);
     o.drop_last = pl_lua_opt_bool(L, 2, "drop_last", 0);
-    o.seed = (uint64_t)pl_lua_opt_int(L, 2, "seed", (lua_Integer)o.seed);
+    o.seed = (uint64_t)pl_lua_opt_int(L, 2, "seed", (lua_Integer)ds->seed);
     lua_Integer epochs = pl_lua_opt_int(L, 2, "epochs", 1);
     luaL_argcheck(L, epochs >= 0, 2, "epochs must be >= 0 (0: endless)");
     const char *as = pl_lua_opt_str(L, 2, "as", "tensor");

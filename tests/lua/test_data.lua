@@ -335,6 +335,13 @@ return {
     T.eq(tr:report().duplicates, 0)
     T.eq(tr:report().overlap, 0)
     T.eq(va:report().overlap, 0)
+    -- evaluation pairs: the conversation without its answer, and the answer as reference
+    local pairs_ = data.eval_pairs(dir .. "/valid.jsonl", 5)
+    T.eq(#pairs_, 5)
+    T.eq(#pairs_[1].messages, 2)
+    T.eq(pairs_[1].messages[2].content, valid[1].messages[2].content)
+    T.eq(pairs_[1].reference, valid[1].messages[3].content)
+    T.eq(data.toolcall_exact_match(pairs_[1].reference, valid[1].messages[3].content), true)
   end,
 
   toolcall_exact_match = function()
