@@ -17,6 +17,7 @@
  * memory and released at once.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -1054,14 +1055,30 @@ enum pl_status pl_chart_save(const struct pl_chart *c, const char *path)
 
 /* ---------------- decoding ---------------- */
 
+/* libgd reports decoding problems through a process-wide callback that prints to stderr by
+ * default; while decoding we keep the first message for our own error instead. */
+static _Thread_local char gd_msg[200];
+
+static void gd_quiet(int priority, const char *fmt, va_list ap)
+{
+    (void)priority;
+    if (gd_msg[0]) return;
+    vsnprintf(gd_msg, sizeof gd_msg, fmt, ap);
+    size_t l = strlen(gd_msg);
+    while (l > 0 && (gd_msg[l - 1] == '\n' || gd_msg[l - 1] == ' ')) gd_msg[--l] = 0;
+}
+
 enum pl_status pl_png_decode(const void *bytes, size_t n, struct pl_raster **out)
 {
     *out = NULL;
     static const unsigned char sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
     if (n < 8 || memcmp(bytes, sig, 8) != 0) return pl_fail(PL_ERR_FORMAT, "png: not a PNG (%zu bytes, bad signature)", n);
     if (n > INT_MAX) return pl_fail(PL_ERR_FORMAT, "png: %zu bytes is too large", n);
+    gd_msg[0] = 0;
+    gdSetErrorMethod(gd_quiet);
     gdImagePtr im = gdImageCreateFromPngPtr((int)n, (void *)bytes);
-    if (!im) return pl_fail(PL_ERR_FORMAT, "png: libgd could not decode the image (%zu bytes)", n);
+    gdClearErrorMethod();
+    if (!im) return pl_fail(PL_ERR_FORMAT, "png: cannot decode the image (%zu bytes): %s", n, gd_msg[0] ? gd_msg : "libgd failed");
     int w = gdImageSX(im), h = gdImageSY(im);
     struct pl_raster *r = pl_calloc(1, sizeof *r, PL_MEM_WORKSPACE);
     uint32_t *px = r ? pl_alloc((size_t)w * (size_t)h * sizeof *px, PL_MEM_WORKSPACE) : NULL;

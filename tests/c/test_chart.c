@@ -410,6 +410,15 @@ static void test_bad_arguments(void **state)
     struct pl_raster *r = (struct pl_raster *)1;
     assert_int_equal(pl_png_decode("not a png at all", 16, &r), PL_ERR_FORMAT);
     assert_null(r);
+    /* a real PNG cut in half: libgd reports it, we fail cleanly */
+    double v2[] = { 1, 2 };
+    struct pl_chart_series s2 = { .y = v2, .n = 2, .color = -1 };
+    struct pl_chart_spec sp2 = { .kind = PL_CHART_LINE, .series = &s2, .nseries = 1, .width = 100, .height = 80 };
+    assert_int_equal(pl_chart_render(&sp2, &c), PL_OK);
+    assert_int_equal(pl_png_decode(c->png, c->png_size / 2, &r), PL_ERR_FORMAT);
+    assert_null(r);
+    assert_non_null(strstr(pl_last_error(), "truncated"));   /* libpng's reason, not on stderr */
+    pl_chart_free(c);
     assert_int_equal(pl_png_load("/nonexistent/x.png", &r), PL_ERR_IO);
     assert_non_null(strstr(pl_last_error(), "/nonexistent/x.png"));
 }
