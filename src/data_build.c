@@ -376,6 +376,7 @@ static enum pl_status build_part(struct pl_dataset **out, const struct part *p, 
     int64_t pcap = 0;
     enum pl_status st = PL_OK;
     for (int32_t k = 0; k < p->n && st == PL_OK; k++) {
+        if ((k & 255) == 255 && (st = pl_interrupt_check()) != PL_OK) break;   /* Ctrl-C: a safe point */
         const struct pl_data_record *r = &p->f->records[p->idx[k]];
         st = pl_data_render(&ids, &mask, p->f->format, r, tok, o->train_on_prompt);
         if (st) {

@@ -18,7 +18,8 @@
  *       -> iterator: `for b in it do` / it:next() (nil after the last epoch);
  *       b = {ids=, targets= ([batch, seq] i32 peft.Tensor or tables), batch=, seq=, n_target=,
  *            epoch=, index= (1-based), examples = {...}}; it:state() / it:restore(state)
- *   peft.data.validate(path [, opts as load]) -> report (never raises on bad data)
+ *   peft.data.validate(path [, {format=, tokenizer=, chat=, max_seq_len=, train_on_prompt=}])
+ *       -> report with ok = true|false and every issue (never raises on bad data)
  *   peft.data.read(path [, {format=}]) -> records (Lua tables), info {format=, seen=, issues=}
  *   peft.data.json_canonical(s) -> string | nil, message
  *   peft.data.rng(seed) -> r: r:random([m [, n]]) like math.random, r:shuffle(t), r:next(),
@@ -624,7 +625,8 @@ static int l_batches_per_epoch(lua_State *L)
 static int l_data_validate(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    pl_lua_check_options(L, 2, load_opts, "peft.data.validate");
+    static const char *const validate_opts[] = { "format", "tokenizer", "chat", "max_seq_len", "train_on_prompt", NULL };
+    pl_lua_check_options(L, 2, validate_opts, "peft.data.validate");
     lua_settop(L, 2);
     enum pl_data_format fmt = l_opt_format(L, 2, "peft.data.validate");
     struct pl_data_build_opts o = pl_data_build_defaults();
