@@ -93,8 +93,10 @@ static double *num_array(lua_State *L, struct scratch *sc, int idx, const char *
     return v;
 }
 
-/* Strings of the table at the stack top are kept alive by the options table itself. */
-static const char **str_array(lua_State *L, struct scratch *sc, int idx, const char *key, const char *what,
+/* The strings of list `key`; numbers are converted. Every string is also stored in the
+ * keep-alive table at stack index `keep`, so the pointers stay valid until the call returns
+ * (a converted number exists nowhere else). */
+static const char **str_array(lua_State *L, struct scratch *sc, int keep, int idx, const char *key, const char *what,
                               size_t *n, int allow_holes, size_t len_hint)
 {
     *n = 0;
@@ -106,7 +108,11 @@ static const char **str_array(lua_State *L, struct scratch *sc, int idx, const c
     for (size_t i = 0; i < len; i++) {
         int ty = lua_rawgeti(L, -1, (lua_Integer)i + 1);
         if (ty == LUA_TNIL && allow_holes) v[i] = NULL;
-        else if (ty == LUA_TSTRING || ty == LUA_TNUMBER) v[i] = lua_tostring(L, -1);
+        else if (ty == LUA_TSTRING || ty == LUA_TNUMBER) {
+            v[i] = lua_tostring(L, -1);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, keep, (lua_Integer)lua_rawlen(L, keep) + 1);
+        }
         else luaL_error(L, "%s: %s[%d] is %s, not a string", what, key, (int)i + 1, lua_typename(L, ty));
         lua_pop(L, 1);
     }
@@ -143,6 +149,8 @@ static int render(lua_State *L, enum pl_chart_kind kind)
     }
     struct scratch *sc = scratch_new(L);
     int sc_idx = lua_gettop(L);
+    lua_newtable(L);   /* keeps converted label strings alive */
+    int keep = lua_gettop(L);
     struct pl_chart_spec spec;
     memset(&spec, 0, sizeof spec);
     spec.kind = kind;
@@ -173,7 +181,7 @@ static int render(lua_State *L, enum pl_chart_kind kind)
     spec.bins = (int)bins;
 
     size_t ncat = 0;
-    if (kind == PL_CHART_BAR) spec.categories = str_array(L, sc, 1, "categories", what, &ncat, 0, 0);
+    if (kind == PL_CHART_BAR) spec.categories = str_array(L, sc, keep, 1, "categories", what, &ncat, 0, 0);
     spec.ncategories = ncat;
 
     int st = lua_getfield(L, 1, "series");
@@ -231,7 +239,7 @@ static int render(lua_State *L, enum pl_chart_kind kind)
                 s->n = ny;
                 if (kind == PL_CHART_SCATTER) {
                     size_t nl;
-                    s->labels = (const char *const *)str_array(L, sc, e, "labels", sw, &nl, 1, ny);
+                    s->labels = (const char *const *)str_array(L, sc, keep, e, "labels", sw, &nl, 1, ny);
                 }
             } else {
                 lua_getfield(L, e, "x");

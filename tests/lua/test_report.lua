@@ -158,6 +158,19 @@ tests.text_drawn_literally = function()
   T.ok(w3 > w1 + 10, "numeric entities are not decoded either")
 end
 
+tests.numeric_labels = function()
+  -- numbers as category names and point labels are converted (and kept alive while drawing)
+  local img = R.bar{ categories = { 8, 16, 32 }, series = { { name = "rank", values = { 1, 2, 3 } } } }
+  local texts = {}
+  for _, b in ipairs(img:layout().boxes) do if b.kind == "xtick" then texts[#texts + 1] = b.text end end
+  T.eq(table.concat(texts, ","), "8,16,32")
+  collectgarbage()
+  local sc = R.scatter{ series = { { x = { 1, 2 }, y = { 1, 2 }, labels = { 0.5, "two" } } } }
+  local pl = {}
+  for _, b in ipairs(sc:layout().boxes) do if b.kind == "point_label" then pl[#pl + 1] = b.text end end
+  T.eq(table.concat(pl, ","), "0.5,two")
+end
+
 tests.option_errors = function()
   T.raises(function() R.line{ series = {}, colour = 1 } end, "line: unknown option 'colour'")
   T.raises(function() R.line{ bins = 3 } end, "line: unknown option 'bins'")
