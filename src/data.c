@@ -241,49 +241,40 @@ static int check_record(struct reader *rd, int32_t line, const struct pl_json *o
         if (n == 0) { add_issue(rd, line, "empty 'messages'"); return -1; }
         /* Roles: optional system first, then user/assistant alternating from user, ending
          * with assistant (the turn that is trained on). */
-        const char *roles[64];
-        const char *contents[64];
-        int nm = 0;
-        int i = 0;
-        for (struct pl_json *e = pl_json_first(m); e; e = pl_json_next(e), i++) {
+        r->msgs = pl_calloc((size_t)n, sizeof *r->msgs, PL_MEM_DATA);
+        if (!r->msgs) { rd->oom = 1; return -1; }
+        int has_system = 0, i = 0;
+        const char *last = "";
+        for (struct pl_json *e = pl_json_first(m); e && i < n; e = pl_json_next(e), i++) {
             char where[48];
             snprintf(where, sizeof where, "messages[%d]: ", i);
-            if (pl_json_type(e) != PL_JSON_OBJECT) { add_issue(rd, line, "%snot an object", where); return -1; }
             const char *role, *content;
-            if (get_string(rd, line, e, where, "role", 0, 0, &role)) return -1;
-            if (get_string(rd, line, e, where, "content", 0, 0, &content)) return -1;
+            if (pl_json_type(e) != PL_JSON_OBJECT) { add_issue(rd, line, "%snot an object", where); goto bad; }
+            if (get_string(rd, line, e, where, "role", 0, 0, &role)) goto bad;
+            if (get_string(rd, line, e, where, "content", 0, 0, &content)) goto bad;
             int sys = strcmp(role, "system") == 0, usr = strcmp(role, "user") == 0,
                 ast = strcmp(role, "assistant") == 0;
             if (!sys && !usr && !ast) {
                 add_issue(rd, line, "%sunknown role '%.40s' (expected system, user or assistant)", where, role);
-                return -1;
+                goto bad;
             }
-            int first_turn = i - (nm > 0 && strcmp(roles[0], "system") == 0);
-            const char *want = first_turn % 2 == 0 ? "user" : "assistant";
-            if (sys && i != 0) {
-                add_issue(rd, line, "%sa system message is only allowed first", where);
-                return -1;
-            }
+            if (sys && i != 0) { add_issue(rd, line, "%sa system message is only allowed first", where); goto bad; }
+            if (sys) has_system = 1;
+            const char *want = (i - has_system) % 2 == 0 ? "user" : "assistant";
             if (!sys && strcmp(role, want) != 0) {
                 add_issue(rd, line, "%srole '%s' where '%s' was expected (user and assistant turns alternate, starting with user)",
                           where, role, want);
-                return -1;
+                goto bad;
             }
-            if (nm == 64) { add_issue(rd, line, "more than 64 messages"); return -1; }
-            roles[nm] = role;
-            contents[nm] = content;
-            nm++;
+            r->msgs[i].role = dup_or_oom(rd, role);
+            r->msgs[i].content = dup_or_oom(rd, content);
+            r->n_msgs = i + 1;
+            if (rd->oom) goto bad;
+            last = role;
         }
-        if (strcmp(roles[nm - 1], "assistant") != 0) {
-            add_issue(rd, line, "the last message must be from the assistant (it is '%s')", roles[nm - 1]);
-            return -1;
-        }
-        r->msgs = pl_calloc((size_t)nm, sizeof *r->msgs, PL_MEM_DATA);
-        if (!r->msgs) { rd->oom = 1; return -1; }
-        r->n_msgs = nm;
-        for (int k = 0; k < nm; k++) {
-            r->msgs[k].role = dup_or_oom(rd, roles[k]);
-            r->msgs[k].content = dup_or_oom(rd, contents[k]);
+        if (strcmp(last, "assistant") != 0) {
+            add_issue(rd, line, "the last message must be from the assistant (it is '%s')", last);
+            goto bad;
         }
         break;
     }
@@ -292,6 +283,9 @@ static int check_record(struct reader *rd, int32_t line, const struct pl_json *o
     }
     if (rd->oom) { record_clear(r); return -1; }
     return 0;
+bad:
+    record_clear(r);
+    return -1;
 }
 
 /* One record's text s[0..n) starting at (line, col). */

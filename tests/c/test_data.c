@@ -196,6 +196,18 @@ static void test_chat_roles(void **state)
     assert_int_equal(f->n_issues, 8);
     for (int i = 0; i < 8; i++) assert_string_equal(f->issues[i].msg, want[i]);
     pl_data_file_free(f);
+    /* long conversations are fine: 1 system + 150 turns */
+    char *big = malloc(20000);
+    size_t at = (size_t)sprintf(big, "{\"messages\":[{\"role\":\"system\",\"content\":\"S\"}");
+    for (int i = 0; i < 150; i++)
+        at += (size_t)sprintf(big + at, ",{\"role\":\"%s\",\"content\":\"m%d\"}", i % 2 ? "assistant" : "user", i);
+    sprintf(big + at, "]}\n");
+    f = read_str("long.jsonl", big, 0);
+    free(big);
+    assert_int_equal(f->n_issues, 0);
+    assert_int_equal(f->records[0].n_msgs, 151);
+    assert_string_equal(f->records[0].msgs[150].content, "m149");
+    pl_data_file_free(f);
 }
 
 static void test_array_lines(void **state)
