@@ -258,7 +258,9 @@ static void test_robustness(void **state)
     assert_int_equal(pl_tune_tell(t, v, -INFINITY), PL_OK);
     assert_int_equal(pl_tune_obs(t, 1, NULL, &y), PL_OK);
     assert_true(isnan(y));
-    assert_int_equal(pl_tune_ask(t, 2, v), PL_OK);
+    double batch[4];
+    assert_int_equal(pl_tune_ask(t, 2, batch), PL_OK);
+    for (int i = 0; i < 4; i++) assert_true(batch[i] >= 0 && batch[i] <= 1);
     pl_tune_free(t);
     /* a history of one point, with the design already used up */
     t = box2(4, 1);
