@@ -116,6 +116,20 @@ return {
     T.raises(function() ds:batches { batch = 4 } end, "unknown option 'batch'")
     T.raises(function() ds:batches { as = "numpy" } end, "as must be")
     T.raises(function() ds:example(0) end, "out of range")
+    -- a tokenizer callback that fails is reported, with the record's line
+    local broken = byte_tok()
+    broken.encode = function() error("boom") end
+    T.raises(function() data.load(p, { tokenizer = broken }) end, "valid.jsonl:1: cannot render: tokenizer.encode: .*boom")
+    broken.encode = function() return { 1, "x" } end
+    T.raises(function() data.load(p, { tokenizer = broken }) end, "id 2 is not a valid token id")
+    -- validate with a tokenizer adds the length statistics
+    local r = data.validate(p, { tokenizer = byte_tok(), max_seq_len = 64 })
+    T.eq(r.ok, true)
+    T.eq(r.examples, 100)
+    T.eq(r.lengths.max, 64)
+    T.ok(r.truncated > 0)
+    T.ok(data.format_report(r):find("truncated to 64 tokens", 1, true))
+    T.raises(function() data.validate(p, { valid = p }) end, "unknown option 'valid'")
   end,
 
   text_examples_and_truncation = function()
