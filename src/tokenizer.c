@@ -12,7 +12,8 @@
  *         applied only if both sides still spell it.
  *   L2C   llama2.c run.c encode(): dummy " " token, per-character lookup (byte fallback
  *         id = byte + 3), then repeatedly merge the pair whose concatenation has the highest
- *         score (first such pair on ties).
+ *         score (first such pair on ties) — run.c rescans the sequence per merge; we keep a
+ *         heap of candidate pairs, which yields the same merges in O(n log n).
  * Special tokens: the text is first cut at occurrences of control/unknown tokens (only with
  * PL_TOK_PARSE_SPECIAL) and user-defined tokens (always), longest token first, as
  * llama.cpp's tokenizer_st_partition does.
@@ -312,7 +313,8 @@ static void ivec_push(struct ivec *o, int32_t id)
 /* ------------------------------------------------------------------ symbols and heaps */
 
 struct sym { const char *text; int32_t n; int32_t prev, next; };
-struct bigram { double key; int32_t left, right; size_t size; };  /* key: SPM -score, BPE rank */
+/* key: SPM/llama2.c -score, BPE rank; a, b, merged: llama2.c's ids (staleness check) */
+struct bigram { double key; int32_t left, right; size_t size; int32_t a, b, merged; };
 
 /* min-heap on (key, left): SPM uses key = -score, so the highest score comes out first. */
 struct heap { struct bigram *v; size_t n, cap; int oom; };
@@ -396,7 +398,7 @@ static void spm_try_bigram(const struct pl_tokenizer *t, struct syms *sy, struct
     size_t size = (size_t)sy->v[l].n + (size_t)sy->v[r].n;
     int32_t id = pl_strmap_get(&t->tok2id, sy->v[l].text, size);
     if (id < 0) return;
-    struct bigram b = { -(double)t->score[id], l, r, size };
+    struct bigram b = { -(double)t->score[id], l, r, size, 0, 0, 0 };
     heap_push(h, b);
 }
 
@@ -444,7 +446,7 @@ static void bpe_try_bigram(const struct pl_tokenizer *t, struct syms *sy, struct
     memcpy(buf + L->n + 1, R->text, (size_t)R->n);
     int32_t rank = pl_strmap_get(&t->ranks, buf, (size_t)L->n + 1 + (size_t)R->n);
     if (rank < 0) return;
-    struct bigram b = { (double)rank, l, r, (size_t)L->n + (size_t)R->n };
+    struct bigram b = { (double)rank, l, r, (size_t)L->n + (size_t)R->n, 0, 0, 0 };
     heap_push(h, b);
 }
 
@@ -522,48 +524,75 @@ static enum pl_status bpe_encode(const struct pl_tokenizer *t, const char *s, si
 
 /* ------------------------------------------------------------------ llama2.c */
 
+/* run.c's loop — "merge the best-scoring adjacent pair (the leftmost of equal ones) until no
+ * pair forms a vocabulary string" — done with a heap instead of rescanning the sequence each
+ * time (which is quadratic): a pair entry remembers the two ids it was made from and is
+ * skipped when popped if either side has changed since, so the order of merges, and the ids,
+ * are exactly run.c's. */
+struct l2c_sym { int32_t id, prev, next; };
+
+static void l2c_try_pair(const struct pl_tokenizer *t, struct l2c_sym *sy, struct heap *h, int32_t l, int32_t r,
+                         char *buf)
+{
+    if (l < 0 || r < 0) return;
+    int32_t a = sy[l].id, b = sy[r].id;
+    if (a < 0 || b < 0 || a >= t->n_vocab || b >= t->n_vocab) return;
+    /* run.c concatenates with "%s%s": pieces end at an embedded NUL */
+    size_t la = strnlen(t->text[a], t->len[a]), lb = strnlen(t->text[b], t->len[b]);
+    memcpy(buf, t->text[a], la);
+    memcpy(buf + la, t->text[b], lb);
+    int32_t id = pl_strmap_get(&t->tok2id, buf, la + lb);
+    if (id < 0 || !(t->score[id] > -1e10f)) return;
+    struct bigram g = { -(double)t->score[id], l, r, 0, a, b, id };
+    heap_push(h, g);
+}
+
 static enum pl_status l2c_encode(const struct pl_tokenizer *t, const char *s, size_t n, int first,
                                  struct ivec *out)
 {
-    size_t base = out->n;
+    struct ivec seq = {0};
     if (n > 0 && first) {
         int32_t sp = pl_strmap_get(&t->tok2id, " ", 1);
-        if (sp >= 0) ivec_push(out, sp);
+        if (sp >= 0) ivec_push(&seq, sp);
     }
     for (size_t i = 0; i < n;) {
         size_t l = 1;       /* a lead byte and up to 3 continuation bytes */
         while (i + l < n && ((unsigned char)s[i + l] & 0xC0) == 0x80 && l < 4) l++;
         int32_t id = pl_strmap_get(&t->tok2id, s + i, l);
-        if (id >= 0) ivec_push(out, id);
-        else for (size_t j = 0; j < l; j++) ivec_push(out, (int32_t)(unsigned char)s[i + j] + 3);
+        if (id >= 0) ivec_push(&seq, id);
+        else for (size_t j = 0; j < l; j++) ivec_push(&seq, (int32_t)(unsigned char)s[i + j] + 3);
         i += l;
     }
-    if (out->oom) return pl_fail(PL_ERR_NOMEM, "tokenizer: out of memory");
     size_t maxlen = 0;
     for (int32_t i = 0; i < t->n_vocab; i++) if (t->len[i] > maxlen) maxlen = t->len[i];
     char *buf = pl_alloc(maxlen * 2 + 2, PL_MEM_WORKSPACE);
-    if (!buf) return pl_fail(PL_ERR_NOMEM, "tokenizer: out of memory");
-    for (;;) {
-        float best = -1e10f;
-        int32_t best_id = -1;
-        size_t best_i = 0;
-        for (size_t i = base; i + 1 < out->n; i++) {
-            int32_t a = out->v[i], b = out->v[i + 1];
-            if (a < 0 || b < 0 || a >= t->n_vocab || b >= t->n_vocab) continue;
-            /* run.c concatenates with "%s%s": pieces end at an embedded NUL */
-            size_t la = strnlen(t->text[a], t->len[a]), lb = strnlen(t->text[b], t->len[b]);
-            memcpy(buf, t->text[a], la);
-            memcpy(buf + la, t->text[b], lb);
-            int32_t id = pl_strmap_get(&t->tok2id, buf, la + lb);
-            if (id >= 0 && t->score[id] > best) { best = t->score[id]; best_id = id; best_i = i; }
-        }
-        if (best_id < 0) break;
-        out->v[best_i] = best_id;
-        memmove(out->v + best_i + 1, out->v + best_i + 2, (out->n - best_i - 2) * sizeof *out->v);
-        out->n--;
+    struct l2c_sym *sy = pl_alloc((seq.n ? seq.n : 1) * sizeof *sy, PL_MEM_WORKSPACE);
+    struct heap h = {0};
+    enum pl_status st = PL_OK;
+    if (seq.oom || !buf || !sy) { st = pl_fail(PL_ERR_NOMEM, "tokenizer: out of memory"); goto done; }
+    for (size_t i = 0; i < seq.n; i++) {
+        sy[i].id = seq.v[i];
+        sy[i].prev = (int32_t)i - 1;
+        sy[i].next = i + 1 < seq.n ? (int32_t)i + 1 : -1;
     }
-    pl_free(buf);
-    return PL_OK;
+    for (size_t i = 1; i < seq.n; i++) l2c_try_pair(t, sy, &h, (int32_t)i - 1, (int32_t)i, buf);
+    while (h.n && !h.oom) {
+        struct bigram g = heap_pop(&h);
+        struct l2c_sym *L = &sy[g.left], *R = &sy[g.right];
+        if (L->next != g.right || L->id != g.a || R->id != g.b) continue;   /* stale */
+        L->id = g.merged;
+        L->next = R->next;
+        if (R->next >= 0) sy[R->next].prev = g.left;
+        R->id = -1;
+        l2c_try_pair(t, sy, &h, L->prev, g.left, buf);
+        l2c_try_pair(t, sy, &h, g.left, L->next, buf);
+    }
+    if (h.oom) { st = pl_fail(PL_ERR_NOMEM, "tokenizer: out of memory"); goto done; }
+    for (int32_t i = seq.n ? 0 : -1; i != -1; i = sy[i].next) ivec_push(out, sy[i].id);
+    if (out->oom) st = pl_fail(PL_ERR_NOMEM, "tokenizer: out of memory");
+done:
+    pl_free(h.v); pl_free(sy); pl_free(buf); pl_free(seq.v);
+    return st;
 }
 
 /* ------------------------------------------------------------------ encode */

@@ -210,6 +210,20 @@ static void test_stories_gguf_matches_bin(void **state)
     assert_memory_equal(x, y, nx * sizeof *x);
     assert_int_equal(x[0], 1);
     pl_free(x); pl_free(y);
+    /* and on a whole text file (run.c's merge order reproduced with a heap) */
+    size_t fl;
+    char *story = slurp("../shared/data/text/tinystories_sample.txt", &fl);
+    assert_non_null(story);
+    assert_int_equal(pl_tokenizer_encode(a, story, fl, PL_TOK_ADD_BOS, &x, &nx), PL_OK);
+    assert_int_equal(pl_tokenizer_encode(b, story, fl, PL_TOK_ADD_BOS, &y, &ny), PL_OK);
+    assert_int_equal(nx, 1883);
+    assert_int_equal(nx, ny);
+    assert_memory_equal(x, y, nx * sizeof *x);
+    char *d; size_t dl;
+    assert_int_equal(pl_tokenizer_decode(b, y, ny, 0, &d, &dl), PL_OK);
+    assert_int_equal(dl, fl);
+    assert_memory_equal(d, story, fl);
+    pl_free(d); pl_free(x); pl_free(y); free(story);
     pl_tokenizer_free(a); pl_tokenizer_free(b);
 }
 
