@@ -178,6 +178,20 @@ return {
     tok:close()
   end,
 
+  spm_completion_mask = function()
+    -- SentencePiece (space prefix): the example is the whole text encoded at once, and the loss
+    -- starts at the completion's first token
+    local tok = peft.tokenizer.load(T.shared .. "/tokenizer-tests/llamacpp/ggml-vocab-llama-spm.gguf")
+    local p = write("data_spm.jsonl", '{"prompt":"The capital of France is","completion":" Paris, of course."}\n')
+    local e = data.load(p, { tokenizer = tok }):example(1)
+    local whole = tok:encode("The capital of France is Paris, of course.", { bos = true, eos = true })
+    T.eq(table.concat(e.ids, ","), table.concat(whole, ","))
+    local marked = {}
+    for i, id in ipairs(e.ids) do marked[i] = tok:piece(id) .. (e.mask[i] == 1 and "*" or "") end
+    T.eq(table.concat(marked, " "), "<s> ▁The ▁capital ▁of ▁France ▁is ▁Paris* ,* ▁of* ▁course* .* </s>*")
+    tok:close()
+  end,
+
   alpaca_and_chat_override = function()
     local p = write("data_alpaca.json",
       '[{"instruction": "Add", "input": "1 2", "output": "3"}, {"instruction": "Say hi", "output": "hi"}]')
