@@ -270,6 +270,45 @@ static void test_smollm2(void **state)
     pl_tokenizer_free(t);
 }
 
+
+/* The llama3 and qwen2 pre-tokenizers over SmolLM2's vocabulary, against `tokenizers` running
+ * the real regexes (no llama.cpp vectors for these here). */
+static void check_pre_style(const char *pre, const char *golden)
+{
+    struct pl_gguf *g;
+    assert_int_equal(pl_gguf_open(SMOL, &g), PL_OK);
+    uint64_t n, nm;
+    const struct pl_gguf_str *tv = pl_gguf_str_array(g, "tokenizer.ggml.tokens", &n);
+    const struct pl_gguf_str *mv = pl_gguf_str_array(g, "tokenizer.ggml.merges", &nm);
+    assert_non_null(tv); assert_non_null(mv);
+    const char **toks = malloc(n * sizeof *toks), **merges = malloc(nm * sizeof *merges);
+    for (uint64_t i = 0; i < n; i++) toks[i] = tv[i].s;
+    for (uint64_t i = 0; i < nm; i++) merges[i] = mv[i].s;
+    struct pl_tokenizer_spec sp;
+    memset(&sp, 0, sizeof sp);
+    sp.kind = PL_TOK_BPE;
+    sp.n_vocab = (int32_t)n; sp.tokens = toks;
+    sp.n_merges = (int32_t)nm; sp.merges = merges;
+    sp.pre = pre;
+    sp.bos = sp.eos = sp.unk = sp.pad = -1;
+    sp.add_bos = sp.add_eos = sp.add_space_prefix = -1;
+    struct pl_tokenizer *t;
+    assert_int_equal(pl_tokenizer_new(&t, &sp, pre), PL_OK);
+    assert_string_equal(pl_tokenizer_pre_name(t), pre);
+    check_goldens(t, golden, 0, 1);
+    pl_tokenizer_free(t);
+    free(toks); free(merges);
+    pl_gguf_close(g);
+}
+
+static void test_llama3_qwen2_pre(void **state)
+{
+    (void)state;
+    if (!file_exists(SMOL)) { fprintf(stderr, "skip: %s missing (make model)\n", SMOL); skip(); }
+    check_pre_style("llama3", "tests/ref/tokenizer/llama3_style.json");
+    check_pre_style("qwen2", "tests/ref/tokenizer/qwen2_style.json");
+}
+
 static void test_hf_json(void **state)
 {
     (void)state;
@@ -527,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_llama2c_llama2),
         cmocka_unit_test(test_stories_gguf_matches_bin),
         cmocka_unit_test(test_smollm2),
+        cmocka_unit_test(test_llama3_qwen2_pre),
         cmocka_unit_test(test_hf_json),
         cmocka_unit_test(test_spm_details),
         cmocka_unit_test(test_bad_input),

@@ -12,6 +12,12 @@ Independent references, none of them peftlua code:
                   vocabulary and merges in models/SmolLM2-135M-Instruct.Q4_1.gguf and the
                   pre-tokenizer of SmolLM2's tokenizer.json (Digits(individual) + ByteLevel);
                   its 17 control tokens are added as special tokens (matched in text).
+  llama3_style.json, qwen2_style.json
+                  the llama3 / qwen2 pre-tokenizer regexes (from those models' tokenizer.json:
+                  Split(regex, isolated) + ByteLevel(use_regex=False), llama3 with
+                  ignore_merges) run by `tokenizers` over SmolLM2's vocabulary and merges: no
+                  llama.cpp vectors exist here for these two, so this checks our scanners
+                  against the real regex engine.
   tiny_bpe/       a small byte-level BPE trained here with `tokenizers` on Tiny Shakespeare,
                   saved as tokenizer.json (+ tokenizer_config.json); tiny_bpe.json holds
                   what `tokenizers` encodes with it. Tests the tokenizer.json loader.
@@ -155,6 +161,28 @@ def gen_smollm2():
     write('smollm2.json', cases)
 
 
+LLAMA3_RE = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+QWEN2_RE = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+
+def gen_split_styles():
+    import gguf
+    from tokenizers import Tokenizer, Regex, models, pre_tokenizers
+    r = gguf.GGUFReader(os.path.join(ROOT, 'models/SmolLM2-135M-Instruct.Q4_1.gguf'))
+    toks = gguf_strings(r, 'tokenizer.ggml.tokens')
+    merges = [tuple(m.split(' ', 1)) for m in gguf_strings(r, 'tokenizer.ggml.merges')]
+    vocab = {t: i for i, t in enumerate(toks)}
+    inp = open(os.path.join(SHARED, 'tokenizer-tests/llamacpp/ggml-vocab-gpt-2.gguf.inp'), 'rb').read()
+    texts = TEXTS + [p.decode('utf-8') for p in inp.split(b'\n__ggml_vocab_test__\n')[:-1]] + [
+        "DON'T YOU'LL WE'RE they'Re 12345678 x\r\n\r\n  y\n\n\n  z  ", "a\u00a0b\u3000c \u2028d"]
+    for name, rx, ignore in (("llama3_style.json", LLAMA3_RE, True), ("qwen2_style.json", QWEN2_RE, False)):
+        tk = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=ignore))
+        tk.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(rx), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        write(name, [{"text": t, "ids": tk.encode(t, add_special_tokens=False).ids} for t in texts])
+
+
 # ---------------------------------------------------------------- tiny tokenizer.json
 def gen_tiny():
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
@@ -182,5 +210,6 @@ def gen_tiny():
 if __name__ == '__main__':
     gen_llama2c()
     gen_smollm2()
+    gen_split_styles()
     gen_tiny()
     print("wrote goldens into", HERE)
