@@ -25,17 +25,21 @@
 #define MODEL "../shared/models/stories260K/stories260K.gguf"
 #define GOLDEN "tests/ref/train/golden/stories260K_grads.bin"
 
-static struct pl_model *load_model(void)
+#define SMOL_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+#define SMOL_GOLDEN "tests/ref/train/golden/smollm2_grads.bin"
+
+static struct pl_model *load_model_at(const char *path)
 {
     struct pl_model *m = NULL;
     struct pl_model_load_opts o = { NULL, 1 };
-    if (pl_model_load(&m, MODEL, &o) != PL_OK) fail_msg("%s", pl_last_error());
+    if (pl_model_load(&m, path, &o) != PL_OK) fail_msg("%s", pl_last_error());
     return m;
 }
+static struct pl_model *load_model(void) { return load_model_at(MODEL); }
 
 /* ---- golden reader ---- */
 struct gad { int layer, proj, in, out; float *A, *B, *dA, *dB; };
-struct gpar { char name[160]; int64_t numel; double norm; int k; int64_t *idx; float *g; };
+struct gpar { char name[160]; int64_t numel; double norm; int k; int32_t *idx; float *g; };
 struct golden {
     int B, T, r; float alpha; int n_ad;
     int32_t *ids, *targets;
@@ -48,10 +52,10 @@ struct golden {
 static void rd(FILE *f, void *p, size_t n) { if (fread(p, 1, n, f) != n) fail_msg("short golden file"); }
 static void *rdn(FILE *f, size_t n) { void *p = malloc(n ? n : 1); rd(f, p, n); return p; }
 
-static struct golden *load_golden(void)
+static struct golden *load_golden_at(const char *path)
 {
-    FILE *f = fopen(GOLDEN, "rb");
-    if (!f) fail_msg("cannot open %s", GOLDEN);
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
     struct golden *g = calloc(1, sizeof *g);
     char magic[8];
     int32_t v[4];
@@ -87,7 +91,7 @@ static struct golden *load_golden(void)
         rd(f, &p->numel, 8);
         rd(f, &p->norm, 8);
         rd(f, &p->k, 4);
-        p->idx = rdn(f, (size_t)p->k * 8);
+        p->idx = rdn(f, (size_t)p->k * 4);
         p->g = rdn(f, (size_t)p->k * 4);
     }
     fclose(f);
@@ -121,15 +125,19 @@ static struct pl_train_cfg base_cfg(int B, int T)
     return c;
 }
 
-static void test_lora_grads_match_torch(void **state)
+static void check_lora_grads(const char *model, const char *golden)
 {
-    (void)state;
-    struct golden *g = load_golden();
-    struct pl_model *m = load_model();
+    struct golden *g = load_golden_at(golden);
+    struct pl_model *m = load_model_at(model);
     struct pl_train_cfg c = base_cfg(g->B, g->T);
     c.lora.r = g->r;
     c.lora.alpha = g->alpha;
-    c.lora.targets = (1u << PL_PROJ_COUNT) - 1;
+    c.lora.targets = 0;
+    for (int i = 0; i < g->n_ad; i++) c.lora.targets |= 1u << g->ad[i].proj;
+    if (g->n_ad < __builtin_popcount(c.lora.targets) * m->cfg.n_layers) {   /* layer 0 only */
+        c.lora.n_layers_sel = 1;
+        c.lora.layers[0] = 0;
+    }
     struct pl_trainer *t;
     if (pl_trainer_new(&t, m, &c) != PL_OK) fail_msg("%s", pl_last_error());
     assert_int_equal(t->lora->n, g->n_ad);
@@ -161,11 +169,16 @@ static void test_lora_grads_match_torch(void **state)
     free_golden(g);
 }
 
-static void test_full_grads_match_torch(void **state)
+static void test_lora_grads_match_torch(void **state)
 {
     (void)state;
-    struct golden *g = load_golden();
-    struct pl_model *m = load_model();
+    check_lora_grads(MODEL, GOLDEN);
+}
+
+static void check_full_grads(const char *model, const char *golden)
+{
+    struct golden *g = load_golden_at(golden);
+    struct pl_model *m = load_model_at(model);
     struct pl_train_cfg c = base_cfg(g->B, g->T);
     c.method = PL_TRAIN_FULL;
     struct pl_trainer *t;
@@ -201,6 +214,24 @@ static void test_full_grads_match_torch(void **state)
     pl_trainer_free(t);
     pl_model_free(m);
     free_golden(g);
+}
+
+static void test_full_grads_match_torch(void **state)
+{
+    (void)state;
+    check_full_grads(MODEL, GOLDEN);
+}
+
+/* SmolLM2-135M (fetched by `make model`): skipped when the file is absent. */
+static void test_smollm2_grads_match_torch(void **state)
+{
+    (void)state;
+    if (access(SMOL_MODEL, R_OK) != 0) {
+        printf("  %s not present (make model): skipped\n", SMOL_MODEL);
+        skip();
+    }
+    check_lora_grads(SMOL_MODEL, SMOL_GOLDEN);
+    check_full_grads(SMOL_MODEL, SMOL_GOLDEN);
 }
 
 /* A learnable batch: each row repeats a short random motif. */
@@ -477,6 +508,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lora_grads_match_torch),
         cmocka_unit_test(test_full_grads_match_torch),
+        cmocka_unit_test(test_smollm2_grads_match_torch),
         cmocka_unit_test(test_lora_learns_deterministically),
         cmocka_unit_test(test_resume_is_bit_identical),
         cmocka_unit_test(test_grad_accum_equals_big_batch),

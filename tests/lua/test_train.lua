@@ -111,6 +111,39 @@ return {
     r.trainer:close()
   end,
 
+  merge_and_export_keep_the_logits = function()
+    local m <close> = peft.model.load(MODEL)
+    local tr <close> = train.trainer(m, { batch_size = 1, seq_len = 8, targets = "all", learning_rate = 1e-2,
+      lora_rank = 4, schedule = "constant" })
+    local ids = { { 1, 30, 40, 50, 30, 40, 50, 30 } }
+    local tg = { { 30, 40, 50, 30, 40, 50, 30, 40 } }
+    for _ = 1, 5 do tr:micro(ids, tg) end
+    local function diff(x, y) return (x - y):abs():max() end
+    local live = m:forward(ids[1])
+    tr:adapters(false)
+    local base = m:forward(ids[1])
+    T.ok(diff(live, base) > 1e-3, "the adapters change the logits")
+    tr:adapters(true)
+    tr:merge()
+    local merged = m:forward(ids[1])
+    T.ok(diff(merged, live) <= 1e-5, "merged == base + adapters: " .. diff(merged, live))
+    T.raises(function() tr:merge() end, "already merged")
+    local dir = T.tmp .. "/train_export"
+    os.execute("rm -rf '" .. dir .. "' && mkdir -p '" .. dir .. "'")
+    train.export(m, dir .. "/m.gguf")
+    train.export(m, dir .. "/m16.gguf", { dtype = "f16" })
+    train.export(m, dir .. "/st", { format = "safetensors" })
+    local g <close> = peft.model.load(dir .. "/m.gguf")
+    T.eq(diff(g:forward(ids[1]), merged), 0, "GGUF f32 round trip")
+    local h <close> = peft.model.load(dir .. "/m16.gguf")
+    T.eq(h:card().dtypes.f16, 37, "every matrix in f16")
+    T.ok(diff(h:forward(ids[1]), merged) < 0.05, "GGUF f16 close")
+    local s <close> = peft.model.load(dir .. "/st", { no_tokenizer = true })
+    T.eq(s:card().format, "safetensors")
+    T.ok(diff(s:forward(ids[1]), merged) <= 1e-4, "safetensors (HF layout, Q/K un-permuted)")
+    T.raises(function() train.export(m, dir .. "/x", { format = "onnx" }) end, 'format must be "gguf" or "safetensors"')
+  end,
+
   sigkill_then_resume_is_bit_identical = function()
     local recipe = write_recipe()
     local a, b = T.tmp .. "/train_resume_a", T.tmp .. "/train_resume_b"

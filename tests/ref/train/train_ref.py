@@ -23,8 +23,9 @@ Layout (little endian):
         int32 layer, proj, in, out; float32 A[r*in], B[out*r], dA[r*in], dB[out*r]
     int32 n_params; per parameter (HF name):
         int32 name_len; char name[]; int64 numel; float64 grad_norm; int32 k;
-        int64 idx[k]; float32 grad[k]
---small stores only layer 0's adapters and k=32 samples (keeps SmolLM2's file small).
+        int32 idx[k]; float32 grad[k]
+--small stores only layer 0's q_proj and down_proj adapters and k=32 samples (keeps
+SmolLM2's file small).
 """
 import struct
 import sys
@@ -158,6 +159,8 @@ def main():
     layers = [0] if small else range(L)
     for l in layers:
         for pi, p in enumerate(PROJ):
+            if small and p not in ("q_proj", "down_proj"):
+                continue
             blk = "self_attn" if pi < 4 else "mlp"
             w = P[f"model.layers.{l}.{blk}.{p}.weight"]
             out_f, in_f = w.shape
@@ -195,7 +198,7 @@ def main():
             nb = name.encode()
             f.write(struct.pack("<i", len(nb)) + nb)
             f.write(struct.pack("<qdi", n, float(np.linalg.norm(g)), len(idx)))
-            f.write(idx.astype("<i8").tobytes())
+            f.write(idx.astype("<i4").tobytes())
             f.write(g[idx].astype("<f4").tobytes())
     print(f"{args[1]}: loss with LoRA {lo.item():.6f}, base {lb.item():.6f}, "
           f"{len(order)} adapters, {len(P)} parameters")
