@@ -14,6 +14,9 @@
  *         id = byte + 3), then repeatedly merge the pair whose concatenation has the highest
  *         score (first such pair on ties) — run.c rescans the sequence per merge; we keep a
  *         heap of candidate pairs, which yields the same merges in O(n log n).
+ *   SPM vocabularies given with merges instead of scores (HF tokenizer.json of Llama-style
+ *         models: BPE + byte_fallback over "▁"-text) merge by rank with the BPE loop over the
+ *         whole "▁"-text, as HF's BPE model does, and fall back to <0xXX> bytes.
  * Special tokens: the text is first cut at occurrences of control/unknown tokens (only with
  * PL_TOK_PARSE_SPECIAL) and user-defined tokens (always), longest token first, as
  * llama.cpp's tokenizer_st_partition does.
@@ -211,6 +214,7 @@ enum pl_status pl_tokenizer_new(struct pl_tokenizer **out, const struct pl_token
     t->add_bos = sp->add_bos >= 0 ? sp->add_bos : (t->kind != PL_TOK_BPE);
     t->add_eos = sp->add_eos >= 0 ? sp->add_eos : 0;
     t->add_space_prefix = sp->add_space_prefix >= 0 ? sp->add_space_prefix : (t->kind != PL_TOK_BPE);
+    t->prefix_first_only = sp->prefix_first_only;
     if (t->bos < 0) t->add_bos = 0;
     if (t->eos < 0) t->add_eos = 0;
 
@@ -260,14 +264,17 @@ enum pl_status pl_tokenizer_new(struct pl_tokenizer **out, const struct pl_token
         sort_special(t);
     }
 
-    /* BPE merges and pre-tokenizer */
-    if (t->kind == PL_TOK_BPE) {
-        const char *pre = sp->pre && *sp->pre ? sp->pre : "default";
-        int p = pl_tok_pre_from_name(pre);
-        if (p < 0) { st = pl_fail(PL_ERR_UNSUPPORTED, "%s: pre-tokenizer '%s' is not supported", what, pre); goto fail; }
-        t->pre = (enum pl_tok_pre)p;
-        t->ignore_merges = (t->pre == PL_PRE_LLAMA3);
-        if (!(t->pre_name = pl_strdup(pre, PL_MEM_DATA))) goto oom;
+    /* BPE merges and pre-tokenizer; an SPM vocabulary may come with merges instead of scores
+     * (HF tokenizer.json of Llama-style models): it then merges by rank */
+    if (t->kind == PL_TOK_BPE || (t->kind == PL_TOK_SPM && sp->n_merges > 0)) {
+        if (t->kind == PL_TOK_BPE) {
+            const char *pre = sp->pre && *sp->pre ? sp->pre : "default";
+            int p = pl_tok_pre_from_name(pre);
+            if (p < 0) { st = pl_fail(PL_ERR_UNSUPPORTED, "%s: pre-tokenizer '%s' is not supported", what, pre); goto fail; }
+            t->pre = (enum pl_tok_pre)p;
+            t->ignore_merges = (t->pre == PL_PRE_LLAMA3);
+            if (!(t->pre_name = pl_strdup(pre, PL_MEM_DATA))) goto oom;
+        } else if (!(t->pre_name = pl_strdup("", PL_MEM_DATA))) goto oom;
         if (sp->n_merges <= 0 || !sp->merges) { st = pl_fail(PL_ERR_FORMAT, "%s: BPE vocabulary without merges", what); goto fail; }
         t->merge_text = pl_calloc((size_t)sp->n_merges, sizeof *t->merge_text, PL_MEM_DATA);
         if (!t->merge_text) goto oom;
@@ -488,6 +495,11 @@ static void bpe_encode_word(const struct pl_tokenizer *t, const char *w, size_t 
             int32_t id = pl_strmap_get(&t->tok2id, x->text, (size_t)x->n);
             if (id >= 0) { ivec_push(out, id); continue; }
             for (int32_t j = 0; j < x->n; j++) {
+                if (t->kind == PL_TOK_SPM) {      /* byte fallback through <0xXX> tokens */
+                    int32_t bt = t->byte_tok[(unsigned char)x->text[j]];
+                    ivec_push(out, bt >= 0 ? bt : (t->unk >= 0 ? t->unk : 0));
+                    continue;
+                }
                 int32_t bt = pl_strmap_get(&t->tok2id, x->text + j, 1);
                 if (bt >= 0) ivec_push(out, bt);
             }
@@ -680,7 +692,9 @@ enum pl_status pl_tokenizer_encode(const struct pl_tokenizer *t, const char *tex
         switch (t->kind) {
         case PL_TOK_SPM: {
             /* " " prefix, then every ' ' becomes U+2581 "▁" (3 bytes) */
-            size_t sp = (t->add_space_prefix && prev_special) ? 1 : 0, spaces = sp;
+            size_t sp = (t->add_space_prefix && prev_special) ? 1 : 0, spaces;
+            if (t->prefix_first_only) sp = t->add_space_prefix && g->off == 0 && g->len > 0 && s[0] != ' ';
+            spaces = sp;
             for (size_t j = 0; j < g->len; j++) spaces += s[j] == ' ';
             size_t m = g->len + sp + spaces * 2;
             pl_free(tmp);
@@ -691,7 +705,14 @@ enum pl_status pl_tokenizer_encode(const struct pl_tokenizer *t, const char *tex
                 if (s[j] == ' ') { memcpy(tmp + k, "\xe2\x96\x81", 3); k += 3; }
                 else tmp[k++] = s[j];
             }
-            spm_encode(t, tmp, k, &out, &oom);
+            if (t->n_merges > 0) {                /* merges by rank (HF BPE with byte fallback) */
+                char *buf = pl_alloc(k + 2, PL_MEM_WORKSPACE);
+                if (!buf) { oom = 1; break; }
+                bpe_encode_word(t, tmp, k, &out, buf, &oom);
+                pl_free(buf);
+            } else {
+                spm_encode(t, tmp, k, &out, &oom);
+            }
             break;
         }
         case PL_TOK_BPE:

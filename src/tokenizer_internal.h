@@ -29,6 +29,7 @@ struct pl_tokenizer {
     enum pl_tok_pre pre; char *pre_name; int ignore_merges;
     int32_t bos, eos, unk, pad, eot;
     int add_bos, add_eos, add_space_prefix;
+    int prefix_first_only;            /* HF Metaspace(prepend_scheme=first): prefix only text at offset 0 not starting with ' ' */
     int32_t byte_tok[256];            /* SPM: <0xXX> ids (-1 absent); BPE: id of each byte's char */
     int32_t *special; int32_t n_special;  /* control/user-defined/unknown ids, longest text first */
     char *chat_template;

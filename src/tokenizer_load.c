@@ -231,6 +231,43 @@ static const char *hf_pre_name(const struct pl_json *pt)
     return NULL;
 }
 
+/* Llama-style tokenizer.json: BPE with byte_fallback over text where spaces are "\u2581" and
+ * one "\u2581" is prepended — either the legacy normalizer Sequence[Prepend, Replace] (returns
+ * 1: prefix every piece between special tokens, as llama.cpp's SPM) or a Metaspace
+ * pre-tokenizer (returns 2 for prepend_scheme "first", 1 for "always"); -1 for a Metaspace that
+ * splits words, 0 when not this style. */
+static int hf_spm_style(const struct pl_json *j)
+{
+    static const char meta[] = "\xe2\x96\x81";
+    const struct pl_json *model = pl_json_get(j, "model");
+    if (!pl_json_bool(pl_json_get(model, "byte_fallback"), 0)) return 0;
+    const struct pl_json *pt = pl_json_get(j, "pre_tokenizer");
+    const char *ptt = pl_json_get_str(pt, "type");
+    if (ptt && strcmp(ptt, "Metaspace") == 0) {
+        const char *rep = pl_json_get_str(pt, "replacement");
+        if (!rep || strcmp(rep, meta) != 0) return 0;
+        if (pl_json_bool(pl_json_get(pt, "split"), 1)) return -1;
+        const char *scheme = pl_json_get_str(pt, "prepend_scheme");
+        if (scheme && strcmp(scheme, "first") == 0) return 2;
+        if (scheme && strcmp(scheme, "never") == 0) return 0;
+        return 1;
+    }
+    if (pt && pl_json_type(pt) != PL_JSON_NULL) return 0;
+    const struct pl_json *nm = pl_json_get(j, "normalizer");
+    const char *nt = pl_json_get_str(nm, "type");
+    if (!nt || strcmp(nt, "Sequence") != 0) return 0;
+    int prepend = 0, replace = 0;
+    for (const struct pl_json *e = pl_json_first(pl_json_get(nm, "normalizers")); e; e = pl_json_next(e)) {
+        const char *t = pl_json_get_str(e, "type");
+        if (t && strcmp(t, "Prepend") == 0 && pl_json_get_str(e, "prepend") && strcmp(pl_json_get_str(e, "prepend"), meta) == 0) prepend = 1;
+        else if (t && strcmp(t, "Replace") == 0 && pl_json_get_str(pl_json_get(e, "pattern"), "String") &&
+                 strcmp(pl_json_get_str(pl_json_get(e, "pattern"), "String"), " ") == 0 &&
+                 pl_json_get_str(e, "content") && strcmp(pl_json_get_str(e, "content"), meta) == 0) replace = 1;
+        else return 0;
+    }
+    return prepend && replace ? 1 : 0;
+}
+
 /* "bos_token": "<s>" or {"content": "<s>", ...} */
 static const char *hf_tok_str(const struct pl_json *cfg, const char *key)
 {
@@ -253,9 +290,15 @@ enum pl_status pl_tokenizer_load_hf(struct pl_tokenizer **out, const char *path)
     const struct pl_json *model = pl_json_get(j, "model");
     const char *mtype = pl_json_get_str(model, "type");
     if (!model || !mtype) { st = pl_fail(PL_ERR_FORMAT, "%s: no \"model\" with a \"type\"", path); goto done; }
-    if (strcmp(mtype, "BPE") != 0) { st = pl_fail(PL_ERR_UNSUPPORTED, "%s: tokenizer model type '%s' is not supported (byte-level BPE is)", path, mtype); goto done; }
-    const char *pre = hf_pre_name(pl_json_get(j, "pre_tokenizer"));
-    if (!pre) { st = pl_fail(PL_ERR_UNSUPPORTED, "%s: pre_tokenizer is not a byte-level one this tokenizer reproduces (ByteLevel; Digits+ByteLevel; llama3/qwen2 Split+ByteLevel)", path); goto done; }
+    if (strcmp(mtype, "BPE") != 0) { st = pl_fail(PL_ERR_UNSUPPORTED, "%s: tokenizer model type '%s' is not supported (BPE is)", path, mtype); goto done; }
+    int spm = hf_spm_style(j);
+    const char *pre = NULL;
+    if (spm < 0) { st = pl_fail(PL_ERR_UNSUPPORTED, "%s: Metaspace pre-tokenizer with split=true is not supported", path); goto done; }
+    if (!spm && !(pre = hf_pre_name(pl_json_get(j, "pre_tokenizer")))) {
+        st = pl_fail(PL_ERR_UNSUPPORTED, "%s: pre_tokenizer is not one this tokenizer reproduces (ByteLevel; Digits+ByteLevel; llama3/qwen2 Split+ByteLevel; Llama-style \u2581 + byte_fallback)", path);
+        goto done;
+    }
+    const char *unk_name = pl_json_get_str(model, "unk_token");
     const struct pl_json *vocab = pl_json_get(model, "vocab");
     const struct pl_json *added = pl_json_get(j, "added_tokens");
     if (pl_json_type(vocab) != PL_JSON_OBJECT) { st = pl_fail(PL_ERR_FORMAT, "%s: model.vocab is not an object", path); goto done; }
@@ -282,7 +325,13 @@ enum pl_status pl_tokenizer_load_hf(struct pl_tokenizer **out, const char *path)
         toks[id] = pl_json_get_str(e, "content");
         types[id] = pl_json_bool(pl_json_get(e, "special"), 0) ? PL_TOKT_CONTROL : PL_TOKT_USER_DEFINED;
     }
-    for (int32_t i = 0; i < n; i++) if (!toks[i]) { toks[i] = ""; types[i] = PL_TOKT_UNUSED; }
+    for (int32_t i = 0; i < n; i++) {
+        if (!toks[i]) { toks[i] = ""; types[i] = PL_TOKT_UNUSED; continue; }
+        if (!spm) continue;
+        const char *s = toks[i];
+        if (strlen(s) == 6 && memcmp(s, "<0x", 3) == 0 && s[5] == '>') types[i] = PL_TOKT_BYTE;
+        if (unk_name && strcmp(s, unk_name) == 0) types[i] = PL_TOKT_UNKNOWN;
+    }
     const struct pl_json *mj = pl_json_get(model, "merges");
     nm = pl_json_len(mj);
     merges = pl_calloc((size_t)(nm > 0 ? nm : 1), sizeof *merges, PL_MEM_WORKSPACE);
@@ -301,10 +350,13 @@ enum pl_status pl_tokenizer_load_hf(struct pl_tokenizer **out, const char *path)
     }
     struct pl_tokenizer_spec sp;
     spec_defaults(&sp);
-    sp.kind = PL_TOK_BPE;
+    sp.kind = spm ? PL_TOK_SPM : PL_TOK_BPE;
     sp.n_vocab = n; sp.tokens = toks; sp.types = types;
     sp.n_merges = nm; sp.merges = merges; sp.pre = pre;
-    sp.add_bos = 0; sp.add_space_prefix = 0;
+    sp.add_bos = 0; sp.add_space_prefix = spm ? 1 : 0;
+    sp.prefix_first_only = spm == 2;
+    if (spm && unk_name)
+        for (int32_t i = 0; i < n; i++) if (strcmp(toks[i], unk_name) == 0) { sp.unk = i; break; }
     /* tokenizer_config.json in the same directory: BOS/EOS names and the chat template */
     {
         const char *slash = strrchr(path, '/');

@@ -65,6 +65,8 @@ struct pl_tokenizer_spec {
     const char *pre;               /* BPE pre-tokenizer name; NULL = "default" */
     int32_t bos, eos, unk, pad;    /* -1 when absent */
     int add_bos, add_eos, add_space_prefix;   /* -1 = the algorithm's default */
+    int prefix_first_only;         /* SPM: the space prefix only at the very start of the text and only
+                                      when it does not begin with ' ' (HF Metaspace "first") */
     const char *chat_template;     /* may be NULL */
 };
 
@@ -72,7 +74,9 @@ struct pl_tokenizer;
 
 enum pl_status pl_tokenizer_new(struct pl_tokenizer **out, const struct pl_tokenizer_spec *spec,
                                 const char *what);
-/* Load from a path: .gguf (tokenizer.ggml.* metadata), .json (HF tokenizer.json, with
+/* Load from a path: .gguf (tokenizer.ggml.* metadata), .json (HF tokenizer.json — byte-level
+ * BPE, or Llama-style BPE with byte fallback over "▁" text, which becomes PL_TOK_SPM merging by
+ * rank — with
  * tokenizer_config.json beside it for the chat template and BOS/EOS when present), anything
  * else as a llama2.c tokenizer.bin. A missing file is PL_ERR_IO naming the path. */
 enum pl_status pl_tokenizer_load(struct pl_tokenizer **out, const char *path);

@@ -319,6 +319,28 @@ static void test_hf_json(void **state)
     assert_int_equal(pl_tokenizer_kind(t), PL_TOK_BPE);
     check_goldens(t, "tests/ref/tokenizer/tiny_bpe.json", PL_TOK_PARSE_SPECIAL, 0);
     pl_tokenizer_free(t);
+    /* Llama-style tokenizer.json (BPE + byte fallback over "▁" text), both layouts */
+    static const char *const spm[][2] = {
+        { "tests/ref/tokenizer/tiny_spm/tokenizer.json", "tests/ref/tokenizer/tiny_spm.json" },
+        { "tests/ref/tokenizer/tiny_spm_metaspace/tokenizer.json", "tests/ref/tokenizer/tiny_spm_metaspace.json" },
+    };
+    for (int k = 0; k < 2; k++) {
+        st = pl_tokenizer_load(&t, spm[k][0]);
+        if (st) fprintf(stderr, "%s\n", pl_last_error());
+        assert_int_equal(st, PL_OK);
+        assert_int_equal(pl_tokenizer_kind(t), PL_TOK_SPM);
+        assert_int_equal(pl_tokenizer_bos(t), 1);
+        assert_int_equal(pl_tokenizer_eos(t), 2);
+        check_goldens(t, spm[k][1], PL_TOK_PARSE_SPECIAL, 0);
+        const char *txt = "caf\xc3\xa9 \xf0\x9f\x98\x80 speak";     /* byte fallback for the emoji */
+        int32_t *ids; size_t n;
+        assert_int_equal(pl_tokenizer_encode(t, txt, strlen(txt), 0, &ids, &n), PL_OK);
+        char *d; size_t dl;
+        assert_int_equal(pl_tokenizer_decode(t, ids, n, 0, &d, &dl), PL_OK);
+        assert_string_equal(d, txt);
+        pl_free(d); pl_free(ids);
+        pl_tokenizer_free(t);
+    }
 }
 
 /* ------------------------------------------------------------------ details and bad input */

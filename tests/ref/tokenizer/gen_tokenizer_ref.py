@@ -18,6 +18,12 @@ Independent references, none of them peftlua code:
                   ignore_merges) run by `tokenizers` over SmolLM2's vocabulary and merges: no
                   llama.cpp vectors exist here for these two, so this checks our scanners
                   against the real regex engine.
+  tiny_spm/, tiny_spm_metaspace/
+                  a small SentencePiece BPE model (byte_fallback) trained here with
+                  `sentencepiece` on Tiny Shakespeare, written as a Llama-style HF
+                  tokenizer.json with `tokenizers` (BPE + byte_fallback; legacy
+                  Prepend/Replace normalizer, and the newer Metaspace(prepend_scheme="first")
+                  pre-tokenizer); tiny_spm*.json hold what `tokenizers` encodes with them.
   tiny_bpe/       a small byte-level BPE trained here with `tokenizers` on Tiny Shakespeare,
                   saved as tokenizer.json (+ tokenizer_config.json); tiny_bpe.json holds
                   what `tokenizers` encodes with it. Tests the tokenizer.json loader.
@@ -207,9 +213,51 @@ def gen_tiny():
     write('tiny_bpe.json', [{"text": t, "ids": tk.encode(t, add_special_tokens=False).ids} for t in texts])
 
 
+def gen_tiny_spm():
+    import tempfile
+    import sentencepiece as spm
+    from tokenizers import Tokenizer, AddedToken, models, normalizers, pre_tokenizers, decoders
+    text = open(os.path.join(SHARED, 'data/text/tinyshakespeare_input.txt'), encoding='utf-8').read()[:80000]
+    with tempfile.TemporaryDirectory() as td:
+        with open(os.path.join(td, 'train.txt'), 'w', encoding='utf-8') as f:
+            f.write(text)
+        spm.SentencePieceTrainer.train(input=os.path.join(td, 'train.txt'), model_prefix=os.path.join(td, 'tiny'),
+                                       model_type='bpe', vocab_size=400, byte_fallback=True, character_coverage=1.0,
+                                       add_dummy_prefix=True, remove_extra_whitespaces=False,
+                                       normalization_rule_name='identity', split_digits=True, num_threads=1,
+                                       bos_id=1, eos_id=2, unk_id=0, minloglevel=2)
+        sp = spm.SentencePieceProcessor(model_file=os.path.join(td, 'tiny.model'))
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    vocab = {p: i for i, p in enumerate(pieces)}
+    # merges as transformers derives them from a SentencePiece BPE model: every split of a
+    # piece into two pieces, ordered by the merged piece's id (= its score order)
+    merges = sorted(((l, r) for p in pieces for k in range(1, len(p)) for l, r in [(p[:k], p[k:])]
+                     if l in vocab and r in vocab), key=lambda m: (vocab[m[0] + m[1]], vocab[m[0]], vocab[m[1]]))
+    texts = TEXTS + ["<s>First Citizen:</s> Speak, speak.", "caf\u00e9 \u00fcber \u20ac5 \U0001F600", " <s> spaced <unk> "]
+    for sub, style in (("tiny_spm", "legacy"), ("tiny_spm_metaspace", "metaspace")):
+        tk = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+        if style == "legacy":
+            tk.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+        else:
+            tk.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+        tk.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                        decoders.Strip(" ", 1, 0)])
+        tk.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in ("<unk>", "<s>", "</s>")])
+        d = os.path.join(HERE, sub)
+        os.makedirs(d, exist_ok=True)
+        tk.save(os.path.join(d, 'tokenizer.json'), pretty=False)
+        json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True},
+                  open(os.path.join(d, 'tokenizer_config.json'), 'w'), indent=1)
+        cases = [{"text": t, "ids": tk.encode(t, add_special_tokens=False).ids} for t in texts]
+        agree = sum(c["ids"] == sp.encode(c["text"]) for c in cases if "<" not in c["text"])
+        print(sub, "agrees with sentencepiece on", agree, "of", sum("<" not in c["text"] for c in cases), "plain texts")
+        write(sub + '.json', cases)
+
+
 if __name__ == '__main__':
     gen_llama2c()
     gen_smollm2()
     gen_split_styles()
     gen_tiny()
+    gen_tiny_spm()
     print("wrote goldens into", HERE)
