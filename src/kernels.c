@@ -167,20 +167,20 @@ void pl_rope_bwd(float *dx, const float *dout, const int32_t *pos, int64_t N, in
 
 void pl_swiglu_fwd(float *out, const float *gate, const float *up, int64_t N)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < N; i++) {
         float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = g / (1.0f + pl_k_expf(-g)) * up[i];
     }
 }
 
 void pl_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
                    const float *up, int64_t N)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < N; i++) {
         float g = gate[i];
-        float s = 1.0f / (1.0f + expf(-g));
+        float s = 1.0f / (1.0f + pl_k_expf(-g));
         if (dgate) dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
         if (dup) dup[i] += dout[i] * g * s;
     }
@@ -217,10 +217,13 @@ enum pl_status pl_crossentropy_fwd(float *losses, float *lse, double *mean, int6
     for (int64_t n = 0; n < N; n++) {
         const float *l = logits + n * V;
         float mx = l[0];
+        #pragma omp simd reduction(max:mx)
         for (int64_t v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
-        double s = 0.0;
-        for (int64_t v = 0; v < V; v++) s += expf(l[v] - mx);
-        float z = mx + (float)log(s);
+        /* The simd sum keeps a fixed number of lanes, so its order is fixed per build. */
+        float s = 0.0f;
+        #pragma omp simd reduction(+:s)
+        for (int64_t v = 0; v < V; v++) s += pl_k_expf(l[v] - mx);
+        float z = mx + logf(s);
         lse[n] = z;
         losses[n] = targets[n] < 0 ? 0.0f : z - l[targets[n]];
     }
@@ -250,7 +253,8 @@ void pl_crossentropy_bwd(float *dlogits, const float *lse, const float *logits,
             continue;
         }
         float z = lse[n];
-        for (int64_t v = 0; v < V; v++) d[v] = scale * expf(l[v] - z);
+        #pragma omp simd
+        for (int64_t v = 0; v < V; v++) d[v] = scale * pl_k_expf(l[v] - z);
         d[t] -= scale;
     }
 }

@@ -47,13 +47,16 @@ void pl_attention_fwd(float *out, float *probs, const float *q, const float *k, 
                 float *pr = Pb + i * Tk;
                 int64_t lim = past + t0 + i;              /* last key this query may see */
                 float mx = -INFINITY;
+                #pragma omp simd reduction(max:mx)
                 for (int64_t j = 0; j <= lim; j++) mx = pr[j] > mx ? pr[j] : mx;
                 float sum = 0.0f;
+                #pragma omp simd reduction(+:sum)
                 for (int64_t j = 0; j <= lim; j++) {
-                    pr[j] = expf(pr[j] - mx);
+                    pr[j] = pl_k_expf(pr[j] - mx);
                     sum += pr[j];
                 }
                 float inv = 1.0f / sum;
+                #pragma omp simd
                 for (int64_t j = 0; j <= lim; j++) pr[j] *= inv;
                 for (int64_t j = lim + 1; j < Tk; j++) pr[j] = 0.0f;
             }
@@ -105,6 +108,7 @@ enum pl_status pl_attention_bwd(float *dq, float *dk, float *dv, const float *do
                     float *ds = dS + i * nk;
                     int64_t lim = past + t0 + i;
                     float pdp = 0.0f;
+                    #pragma omp simd reduction(+:pdp)
                     for (int64_t j = 0; j <= lim; j++) pdp += pr[j] * ds[j];
                     for (int64_t j = 0; j <= lim; j++) ds[j] = pr[j] * (ds[j] - pdp) * scale;
                     for (int64_t j = lim + 1; j < nk; j++) ds[j] = 0.0f;
