@@ -183,8 +183,9 @@ void pl_trainer_free(struct pl_trainer *t)
     pl_free(t);
 }
 
-/* Copy a [B, n] batch into the planned [batch_size, seq_len] layout, padding with ignored
- * targets (causal attention: padding at the end of a row never affects earlier positions). */
+/* Copy a [B, n] batch into the planned layout as [batch_size, n]: missing rows are padding
+ * with ignored targets. Rows are only as long as the batch (n <= seq_len), so short batches
+ * cost what they hold; causal attention makes padding at a row's end harmless anyway. */
 static enum pl_status stage_batch(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
                                   int B, int n)
 {
@@ -194,26 +195,27 @@ static enum pl_status stage_batch(struct pl_trainer *t, const int32_t *ids, cons
                        PB, PT);
     int32_t pad = t->model->cfg.eos_id >= 0 ? t->model->cfg.eos_id : 0;
     for (int b = 0; b < PB; b++)
-        for (int i = 0; i < PT; i++) {
-            size_t k = (size_t)b * PT + i;
-            if (b < B && i < n) {
-                t->ids[k] = ids[(size_t)b * n + i];
-                t->targets[k] = targets[(size_t)b * n + i];
+        for (int i = 0; i < n; i++) {
+            size_t k = (size_t)b * n + i;
+            if (b < B) {
+                t->ids[k] = ids[k];
+                t->targets[k] = targets[k];
             } else {
                 t->ids[k] = pad;
                 t->targets[k] = -1;
             }
         }
+    t->cur_n = n;
     return PL_OK;
 }
 
 /* Forward + loss + backward of the staged batch; gradient scale = mul / count. */
 static enum pl_status fwd_bwd(struct pl_trainer *t, double mul, double *loss, int64_t *count)
 {
-    const int PB = t->cfg.batch_size, PT = t->cfg.seq_len;
-    const int64_t BT = (int64_t)PB * PT, V = t->model->cfg.vocab_size;
+    const int PB = t->cfg.batch_size, n = t->cur_n;
+    const int64_t BT = (int64_t)PB * n, V = t->model->cfg.vocab_size;
     if (t->lora) t->lora->training = 1;
-    enum pl_status st = pl_llama_forward(t->ctx, t->ids, PT, 0, 0);
+    enum pl_status st = pl_llama_forward(t->ctx, t->ids, n, 0, 0);
     t->ctx->n_past = 0;
     if (st != PL_OK) goto out;
     double mean = 0;
@@ -324,10 +326,10 @@ enum pl_status pl_trainer_eval(struct pl_trainer *t, const int32_t *ids, const i
 {
     enum pl_status st = stage_batch(t, ids, targets, B, n);
     if (st != PL_OK) return st;
-    const int PB = t->cfg.batch_size, PT = t->cfg.seq_len;
-    const int64_t BT = (int64_t)PB * PT, V = t->model->cfg.vocab_size;
+    const int PB = t->cfg.batch_size, cn = t->cur_n;
+    const int64_t BT = (int64_t)PB * cn, V = t->model->cfg.vocab_size;
     if (t->lora) t->lora->training = 0;
-    st = pl_llama_forward(t->ctx, t->ids, PT, 0, 0);
+    st = pl_llama_forward(t->ctx, t->ids, cn, 0, 0);
     t->ctx->n_past = 0;
     if (st != PL_OK) return st;
     double mean = 0;

@@ -42,7 +42,8 @@ enum pl_status pl_train_backward(struct pl_trainer *t)
     struct pl_model *m = t->model;
     struct pl_llama_ctx *c = t->ctx;
     const struct pl_model_config *cf = &m->cfg;
-    const int64_t B = c->B, T = c->T, BT = B * T, L = cf->n_layers;
+    /* planned: B x T (per-layer buffer strides); this batch: rows of n tokens, R = B·n rows */
+    const int64_t B = c->B, T = c->T, BT = B * T, n = t->cur_n, R = B * n, L = cf->n_layers;
     const int64_t D = cf->dim, F = cf->hidden_dim, H = cf->n_heads, Hkv = cf->n_kv_heads;
     const int64_t hd = cf->head_dim, Hd = H * hd, KV = Hkv * hd, V = cf->vocab_size;
     const enum pl_rope_mode rmode =
@@ -51,15 +52,15 @@ enum pl_status pl_train_backward(struct pl_trainer *t)
 
     /* output head: logits = xfinal · Woutᵀ;  xfinal = RMSNorm(x_L) */
     float *dxf = t->d_wide;
-    memset(dxf, 0, (size_t)BT * D * sizeof(float));
+    memset(dxf, 0, (size_t)R * D * sizeof(float));
     const struct pl_tensor *Wout = m->output;
     if ((st = pl_linear_bwd(dxf, pl_train_grad_of(t, Wout), NULL, c->logits, c->xfinal,
-                            pl_tensor_data(Wout), Wout->dtype, BT, D, V)) != PL_OK)
+                            pl_tensor_data(Wout), Wout->dtype, R, D, V)) != PL_OK)
         return st;
     const float *xL = c->resid + (size_t)L * BT * D;
-    memset(t->d_resid, 0, (size_t)BT * D * sizeof(float));
+    memset(t->d_resid, 0, (size_t)R * D * sizeof(float));
     pl_rmsnorm_bwd(t->d_resid, pl_train_grad_of(t, m->out_norm), dxf, c->rstd_final, xL,
-                   fdata(m->out_norm), BT, D);
+                   fdata(m->out_norm), R, D);
 
     for (int64_t l = L - 1; l >= 0; l--) {
         if ((st = pl_interrupt_check()) != PL_OK) return st;
@@ -80,40 +81,47 @@ enum pl_status pl_train_backward(struct pl_trainer *t)
         const float *a = c->act + (size_t)l * BT * F;
 
         /* MLP half: δ = d_resid */
-        memset(t->d_act, 0, (size_t)BT * F * sizeof(float));
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_DOWN, t->d_act, t->d_resid, a, BT)) != PL_OK) return st;
-        memset(t->d_gate, 0, (size_t)BT * F * sizeof(float));
-        memset(t->d_up, 0, (size_t)BT * F * sizeof(float));
-        pl_swiglu_bwd(t->d_gate, t->d_up, t->d_act, g, u, BT * F);
-        memset(t->d_xn, 0, (size_t)BT * D * sizeof(float));
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_GATE, t->d_xn, t->d_gate, xf, BT)) != PL_OK) return st;
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_UP, t->d_xn, t->d_up, xf, BT)) != PL_OK) return st;
-        memcpy(t->d_resid2, t->d_resid, (size_t)BT * D * sizeof(float));
+        memset(t->d_act, 0, (size_t)R * F * sizeof(float));
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_DOWN, t->d_act, t->d_resid, a, R)) != PL_OK) return st;
+        memset(t->d_gate, 0, (size_t)R * F * sizeof(float));
+        memset(t->d_up, 0, (size_t)R * F * sizeof(float));
+        pl_swiglu_bwd(t->d_gate, t->d_up, t->d_act, g, u, R * F);
+        memset(t->d_xn, 0, (size_t)R * D * sizeof(float));
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_GATE, t->d_xn, t->d_gate, xf, R)) != PL_OK) return st;
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_UP, t->d_xn, t->d_up, xf, R)) != PL_OK) return st;
+        memcpy(t->d_resid2, t->d_resid, (size_t)R * D * sizeof(float));
         pl_rmsnorm_bwd(t->d_resid2, pl_train_grad_of(t, ly->ffn_norm), t->d_xn, rf, x2,
-                       fdata(ly->ffn_norm), BT, D);
+                       fdata(ly->ffn_norm), R, D);
 
         /* attention half: δ = d_resid2 */
-        memset(t->d_ao, 0, (size_t)BT * Hd * sizeof(float));
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_O, t->d_ao, t->d_resid2, ao, BT)) != PL_OK) return st;
-        memset(t->d_qr, 0, (size_t)BT * Hd * sizeof(float));
+        memset(t->d_ao, 0, (size_t)R * Hd * sizeof(float));
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_O, t->d_ao, t->d_resid2, ao, R)) != PL_OK) return st;
+        memset(t->d_qr, 0, (size_t)R * Hd * sizeof(float));
         memset(t->d_kr, 0, (size_t)BT * KV * sizeof(float));
-        memset(t->d_v, 0, (size_t)BT * KV * sizeof(float));
-        if ((st = pl_attention_bwd(t->d_qr, t->d_kr, t->d_v, t->d_ao, att, q, kc, vc, B, T, 0, T,
+        memset(t->d_k, 0, (size_t)BT * KV * sizeof(float));
+        /* dk, dv come back in the cache layout [B][T][KV]; d_k receives dv first */
+        if ((st = pl_attention_bwd(t->d_qr, t->d_kr, t->d_k, t->d_ao, att, q, kc, vc, B, n, 0, T,
                                    H, Hkv, hd)) != PL_OK)
             return st;
-        memset(t->d_q, 0, (size_t)BT * Hd * sizeof(float));
-        memset(t->d_k, 0, (size_t)BT * KV * sizeof(float));
-        pl_rope_bwd(t->d_q, t->d_qr, c->pos, BT, H, hd, cf->rope_base, rmode);
-        pl_rope_bwd(t->d_k, t->d_kr, c->pos, BT, Hkv, hd, cf->rope_base, rmode);
-        memset(t->d_xn, 0, (size_t)BT * D * sizeof(float));
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_Q, t->d_xn, t->d_q, xn, BT)) != PL_OK) return st;
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_K, t->d_xn, t->d_k, xn, BT)) != PL_OK) return st;
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_V, t->d_xn, t->d_v, xn, BT)) != PL_OK) return st;
-        memcpy(t->d_resid, t->d_resid2, (size_t)BT * D * sizeof(float));
+        /* to rows [B·n][KV]: dv into d_v, dk (rotated) compacted in place in d_kr */
+        for (int64_t b = 0; b < B; b++) {
+            memcpy(t->d_v + (size_t)b * n * KV, t->d_k + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
+            if (n < T && b > 0)
+                memmove(t->d_kr + (size_t)b * n * KV, t->d_kr + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
+        }
+        memset(t->d_q, 0, (size_t)R * Hd * sizeof(float));
+        memset(t->d_k, 0, (size_t)R * KV * sizeof(float));
+        pl_rope_bwd(t->d_q, t->d_qr, c->pos, R, H, hd, cf->rope_base, rmode);
+        pl_rope_bwd(t->d_k, t->d_kr, c->pos, R, Hkv, hd, cf->rope_base, rmode);
+        memset(t->d_xn, 0, (size_t)R * D * sizeof(float));
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_Q, t->d_xn, t->d_q, xn, R)) != PL_OK) return st;
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_K, t->d_xn, t->d_k, xn, R)) != PL_OK) return st;
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_V, t->d_xn, t->d_v, xn, R)) != PL_OK) return st;
+        memcpy(t->d_resid, t->d_resid2, (size_t)R * D * sizeof(float));
         pl_rmsnorm_bwd(t->d_resid, pl_train_grad_of(t, ly->attn_norm), t->d_xn, rs, xin,
-                       fdata(ly->attn_norm), BT, D);
+                       fdata(ly->attn_norm), R, D);
     }
     float *dE = pl_train_grad_of(t, m->tok_embd);
-    if (dE) pl_embedding_bwd(dE, t->d_resid, t->ids, BT, V, D);
+    if (dE) pl_embedding_bwd(dE, t->d_resid, t->ids, R, V, D);
     return PL_OK;
 }

@@ -85,7 +85,8 @@ struct pl_trainer {
     float *d_resid, *d_resid2, *d_xn, *d_q, *d_k, *d_v, *d_qr, *d_kr, *d_ao, *d_wide, *d_act,
           *d_gate, *d_up;
     float *ce_losses, *ce_lse;       /* [B*T] cross-entropy saved state */
-    int32_t *targets;                /* [B*T] padded copy */
+    int32_t *targets;                /* [B*n] padded copy of the current micro-batch */
+    int32_t cur_n;                   /* its row length n (<= seq_len) */
     int32_t *ids;                    /* [B*T] */
     /* full fine-tuning: the f32 master vector's per-parameter views */
     int32_t n_full;
