@@ -418,6 +418,30 @@ static void test_bad_input(void **state)
     remove(tmp);
     free(full);
 
+    /* a truncated vocabulary GGUF, and a file that is none of the formats */
+    {
+        size_t gl;
+        char *gb = slurp(VEC_DIR "ggml-vocab-gpt-2.gguf", &gl);
+        assert_non_null(gb);
+        const char *tg = "build/test_tokenizer_trunc.gguf";
+        FILE *tf = fopen(tg, "wb");
+        if (!tf) { tg = "/tmp/test_tokenizer_trunc.gguf"; tf = fopen(tg, "wb"); }
+        assert_non_null(tf);
+        fwrite(gb, 1, gl / 2, tf);
+        fclose(tf);
+        enum pl_status st = pl_tokenizer_load(&t, tg);
+        assert_true(st == PL_ERR_FORMAT || st == PL_ERR_IO);
+        assert_null(t);
+        assert_non_null(strstr(pl_last_error(), tg));
+        tf = fopen(tg, "wb");
+        fputs("hello, I am not a tokenizer\n", tf);
+        fclose(tf);
+        assert_int_equal(pl_tokenizer_load(&t, tg), PL_ERR_FORMAT);
+        assert_non_null(strstr(pl_last_error(), tg));
+        remove(tg);
+        free(gb);
+    }
+
     /* a GGUF without tokenizer metadata */
     const char *g = "build/test_tokenizer_notok.gguf";
     struct pl_gguf_writer *w = pl_gguf_writer_new();
