@@ -51,7 +51,7 @@ void pl_embedding_bwd(float *dW, const float *dout, const int32_t *tokens,
 {
     /* A token may repeat, so rows of dW collide: split over columns instead of rows. */
     int64_t nchunk = (C + PL_K_COLCHUNK - 1) / PL_K_COLCHUNK;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(N * C))
     for (int64_t ch = 0; ch < nchunk; ch++) {
         int64_t c0 = ch * PL_K_COLCHUNK, c1 = c0 + PL_K_COLCHUNK < C ? c0 + PL_K_COLCHUNK : C;
         for (int64_t n = 0; n < N; n++) {
@@ -69,7 +69,7 @@ void pl_embedding_bwd(float *dW, const float *dout, const int32_t *tokens,
 void pl_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w,
                     int64_t N, int64_t C, float eps)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(N * C))
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * C;
         float *o = out + n * C;
@@ -85,7 +85,7 @@ void pl_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *rstd,
                     const float *x, const float *w, int64_t N, int64_t C)
 {
     if (dx) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if(PL_K_PAR(N * C))
         for (int64_t n = 0; n < N; n++) {
             const float *xr = x + n * C, *g = dout + n * C;
             float *d = dx + n * C;
@@ -98,7 +98,7 @@ void pl_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *rstd,
     }
     if (dw) {
         int64_t nchunk = (C + PL_K_COLCHUNK - 1) / PL_K_COLCHUNK;
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if(PL_K_PAR(N * C))
         for (int64_t ch = 0; ch < nchunk; ch++) {
             int64_t c0 = ch * PL_K_COLCHUNK, c1 = c0 + PL_K_COLCHUNK < C ? c0 + PL_K_COLCHUNK : C;
             for (int64_t n = 0; n < N; n++) {
@@ -149,7 +149,7 @@ static void rope_token(float *out, const float *x, int32_t p, int64_t H, int64_t
 void pl_rope_fwd(float *out, const float *x, const int32_t *pos, int64_t N, int64_t H,
                  int64_t HD, float theta, enum pl_rope_mode mode)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(N * H * HD))
     for (int64_t n = 0; n < N; n++)
         rope_token(out + n * H * HD, x + n * H * HD, pos[n], H, HD, theta, mode, 1.0f, 0);
 }
@@ -158,7 +158,7 @@ void pl_rope_bwd(float *dx, const float *dout, const int32_t *pos, int64_t N, in
                  int64_t HD, float theta, enum pl_rope_mode mode)
 {
     /* The rotation is orthogonal: its transpose is the rotation by -angle. */
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(N * H * HD))
     for (int64_t n = 0; n < N; n++)
         rope_token(dx + n * H * HD, dout + n * H * HD, pos[n], H, HD, theta, mode, -1.0f, 1);
 }
@@ -167,7 +167,7 @@ void pl_rope_bwd(float *dx, const float *dout, const int32_t *pos, int64_t N, in
 
 void pl_swiglu_fwd(float *out, const float *gate, const float *up, int64_t N)
 {
-    #pragma omp parallel for simd schedule(static)
+    #pragma omp parallel for simd schedule(static) if(PL_K_PAR(N))
     for (int64_t i = 0; i < N; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + pl_k_expf(-g)) * up[i];
@@ -177,7 +177,7 @@ void pl_swiglu_fwd(float *out, const float *gate, const float *up, int64_t N)
 void pl_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
                    const float *up, int64_t N)
 {
-    #pragma omp parallel for simd schedule(static)
+    #pragma omp parallel for simd schedule(static) if(PL_K_PAR(N))
     for (int64_t i = 0; i < N; i++) {
         float g = gate[i];
         float s = 1.0f / (1.0f + pl_k_expf(-g));
@@ -190,13 +190,13 @@ void pl_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gat
 
 void pl_residual_fwd(float *out, const float *a, const float *b, int64_t N)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(N))
     for (int64_t i = 0; i < N; i++) out[i] = a[i] + b[i];
 }
 
 void pl_residual_bwd(float *da, float *db, const float *dout, int64_t N)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(N))
     for (int64_t i = 0; i < N; i++) {
         if (da) da[i] += dout[i];
         if (db) db[i] += dout[i];
@@ -213,7 +213,7 @@ enum pl_status pl_crossentropy_fwd(float *losses, float *lse, double *mean, int6
         if (targets[n] >= V)
             return pl_fail(PL_ERR_ARG, "cross-entropy: target %d at position %lld is outside the vocabulary [0,%lld)",
                            (int)targets[n], (long long)n, (long long)V);
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(N * V))
     for (int64_t n = 0; n < N; n++) {
         const float *l = logits + n * V;
         float mx = l[0];
@@ -243,7 +243,7 @@ enum pl_status pl_crossentropy_fwd(float *losses, float *lse, double *mean, int6
 void pl_crossentropy_bwd(float *dlogits, const float *lse, const float *logits,
                          const int32_t *targets, float scale, int64_t N, int64_t V)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(N * V))
     for (int64_t n = 0; n < N; n++) {
         float *d = dlogits + n * V;
         const float *l = logits + n * V;

@@ -29,7 +29,7 @@ void pl_attention_fwd(float *out, float *probs, const float *q, const float *k, 
     const int64_t Tk = past + T, grp = NH / NKV;
     const int64_t ldq = NH * HD, ldk = NKV * HD;
     const float scale = 1.0f / sqrtf((float)HD);
-    #pragma omp parallel for schedule(dynamic, 1)
+    #pragma omp parallel for schedule(dynamic, 1) if(PL_K_PAR(B * NH * T * Tk * HD))
     for (int64_t bh = 0; bh < B * NH; bh++) {
         int64_t b = bh / NH, h = bh % NH, g = h / grp;
         const float *Q = q + (b * T * NH + h) * HD;
@@ -81,7 +81,7 @@ enum pl_status pl_attention_bwd(float *dq, float *dk, float *dv, const float *do
     float *ws = pl_alloc((size_t)nth * per * sizeof(float), PL_MEM_WORKSPACE);
     if (!ws) return pl_fail(PL_ERR_NOMEM, "attention backward: cannot allocate %d blocks of %d x %lld scores",
                             nth, QB, (long long)Tk);
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if(PL_K_PAR(B * NH * T * Tk * HD))
     for (int64_t bg = 0; bg < B * NKV; bg++) {
         int64_t b = bg / NKV, g = bg % NKV;
         float *dS = ws + (size_t)pl_k_thread_id() * per;

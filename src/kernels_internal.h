@@ -14,6 +14,12 @@ static inline int pl_k_max_threads(void) { return 1; }
 static inline int pl_k_thread_id(void)   { return 0; }
 #endif
 
+/* Parallel regions only for work worth waking threads for (a wake-up and barrier cost
+ * microseconds, and far more on a busy machine where a thread may be descheduled). The
+ * pieces do not change with this, only who runs them, so results stay the same. */
+#define PL_K_PAR_MIN (1 << 15)
+#define PL_K_PAR(work) ((int64_t)(work) >= PL_K_PAR_MIN)
+
 /* e^x for the softmax/sigmoid loops: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a
  * degree-6 polynomial for e^r (Cephes expf coefficients) and 2^n put into the exponent bits.
  * Branch-free and call-free so that `omp simd` loops vectorise it (glibc's expf does not vectorise without

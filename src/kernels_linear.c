@@ -62,7 +62,7 @@ enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dt
         st = pl_dequant_row(wtype, W, ws, K);
         if (st != PL_OK) { pl_free(ws); return st; }
         const uint8_t *w8 = W;
-        #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if(PL_K_PAR(M * N * K))
         for (int64_t p = 0; p < npanel; p++) {
             float *buf = ws + (size_t)pl_k_thread_id() * (size_t)P * (size_t)K;
             int64_t n0 = p * P, np = min64(P, N - n0);
@@ -73,7 +73,7 @@ enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dt
         pl_free(ws);
     }
     if (bias) {
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if(PL_K_PAR(M * N))
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++) y[m * N + n] += bias[n];
     }
@@ -95,7 +95,7 @@ enum pl_status pl_linear_bwd(float *dx, float *dW, float *dbias, const float *dy
     if (dbias) {
         /* Columns in fixed chunks, rows in order: deterministic for any thread count. */
         int64_t nch = (N + 63) / 64;
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if(PL_K_PAR(M * N))
         for (int64_t ch = 0; ch < nch; ch++) {
             int64_t n0 = ch * 64, n1 = min64(n0 + 64, N);
             for (int64_t m = 0; m < M; m++)
@@ -125,7 +125,7 @@ enum pl_status pl_linear_bwd(float *dx, float *dW, float *dbias, const float *dy
     st = pl_dequant_row(wtype, W, ws, KC);
     if (st != PL_OK) { pl_free(ws); return st; }
     const uint8_t *w8 = W;
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if(PL_K_PAR(M * N * K))
     for (int64_t ch = 0; ch < nchunk; ch++) {
         float *buf = ws + (size_t)pl_k_thread_id() * (size_t)P * (size_t)KC;
         int64_t k0 = ch * KC, kc = min64(KC, K - k0);
