@@ -534,7 +534,8 @@ static enum pl_status model(struct pl_tune *t, int with_pending, int fit, double
         struct pl_gp_fit_opts gb = pl_gp_fit_defaults();
         gb.ls_prior_a = 3.0;
         gb.ls_prior_b = 6.0;
-        if ((st = pl_gp_fit(t->gp, &gb, n > 100 ? 1 : t->o.n_restarts, 100, &t->rng))) goto done;
+        /* past 100 points the warm start from the previous fit is enough and keeps ask() fast */
+        if ((st = pl_gp_fit(t->gp, &gb, n > 100 ? 0 : t->o.n_restarts, 100, &t->rng))) goto done;
         t->fitted = 1;
     }
     if (with_pending && t->npend) {

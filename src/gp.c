@@ -384,7 +384,7 @@ enum pl_status pl_gp_fit(struct pl_gp *gp, const struct pl_gp_fit_opts *b, int n
         if (f < bestf) { bestf = f; memcpy(best, th, sizeof best); }
     }
     if (!isfinite(bestf)) return factor(gp);   /* keep the old hyperparameters */
-    lbfgs_box(neg_lml, &ctx, best, lo, hi, np, max_iter);   /* polish with fresh curvature memory */
+    if (n_restarts > 0) lbfgs_box(neg_lml, &ctx, best, lo, hi, np, max_iter);   /* polish with fresh curvature memory */
     for (int k = 0; k < d; k++) gp->ls[k] = exp(best[k]);
     gp->sf2 = exp(best[d]); gp->sn2 = exp(best[d + 1]);
     return factor(gp);

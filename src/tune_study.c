@@ -60,7 +60,8 @@ const struct pl_tune_testfn *pl_tune_testfn(const char *name)
     return NULL;
 }
 
-enum pl_status pl_tune_study_run(const char *fn, int random, uint64_t seed, int budget, double *regret)
+enum pl_status pl_tune_study_run(const char *fn, int random, uint64_t seed, int budget, double *regret,
+                                 double *trace)
 {
     const struct pl_tune_testfn *tf = pl_tune_testfn(fn);
     if (!tf) return pl_fail(PL_ERR_ARG, "tune: unknown test function '%s'", fn);
@@ -72,6 +73,7 @@ enum pl_status pl_tune_study_run(const char *fn, int random, uint64_t seed, int 
         for (int e = 0; e < budget; e++) {
             for (int k = 0; k < tf->d; k++) x[k] = tf->lo[k] + (tf->hi[k] - tf->lo[k]) * pl_rng_uniform(&r);
             best = fmin(best, tf->f(x));
+            if (trace) trace[e] = best - tf->fmin;
         }
         *regret = best - tf->fmin;
         return PL_OK;
@@ -89,6 +91,7 @@ enum pl_status pl_tune_study_run(const char *fn, int random, uint64_t seed, int 
         if (!(st = pl_tune_ask(t, 1, x))) {
             double y = tf->f(x);
             best = fmin(best, y);
+            if (trace) trace[e] = best - tf->fmin;
             st = pl_tune_tell(t, x, y);
         }
     }

@@ -168,7 +168,9 @@ struct pl_tune_testfn {
 const struct pl_tune_testfn *pl_tune_testfn(const char *name);   /* NULL if unknown */
 /* One run: minimise fn with `budget` evaluations by Bayesian optimisation (random = 0, with the
  * default options and this seed) or by uniform random search (random = 1); *regret = best
- * value found − fmin. */
-enum pl_status pl_tune_study_run(const char *fn, int random, uint64_t seed, int budget, double *regret);
+ * value found − fmin; trace (may be NULL) receives the best-so-far regret after each of the
+ * `budget` evaluations. */
+enum pl_status pl_tune_study_run(const char *fn, int random, uint64_t seed, int budget, double *regret,
+                                 double *trace);
 
 #endif

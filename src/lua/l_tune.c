@@ -354,7 +354,7 @@ static int l_tune_study_run(lua_State *L)
     lua_Integer seed = luaL_checkinteger(L, 3), budget = luaL_checkinteger(L, 4);
     luaL_argcheck(L, budget >= 1 && budget <= 10000, 4, "budget must be 1..10000");
     double r;
-    if (pl_tune_study_run(name, random, (uint64_t)seed, (int)budget, &r)) return pl_lua_error(L);
+    if (pl_tune_study_run(name, random, (uint64_t)seed, (int)budget, &r, NULL)) return pl_lua_error(L);
     lua_pushnumber(L, r);
     return 1;
 }

@@ -360,8 +360,8 @@ static void test_efficiency_study(void **state)
     for (int f = 0; f < 3; f++) {
         double rb[S], rr[S];
         for (int s = 0; s < S; s++) {
-            assert_int_equal(pl_tune_study_run(fns[f], 0, s + 1, 30, &rb[s]), PL_OK);
-            assert_int_equal(pl_tune_study_run(fns[f], 1, s + 1, 30, &rr[s]), PL_OK);
+            assert_int_equal(pl_tune_study_run(fns[f], 0, s + 1, 30, &rb[s], NULL), PL_OK);
+            assert_int_equal(pl_tune_study_run(fns[f], 1, s + 1, 30, &rr[s], NULL), PL_OK);
             assert_true(rb[s] >= -1e-9 && rr[s] >= -1e-9);
         }
         qsort(rb, S, sizeof(double), cmpd);
