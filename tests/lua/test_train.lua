@@ -144,6 +144,18 @@ return {
     T.raises(function() train.export(m, dir .. "/x", { format = "onnx" }) end, 'format must be "gguf" or "safetensors"')
   end,
 
+  finetune_recipe_smoke = function()
+    local rc, out = T.sh(string.format("cd '%s' && OMP_NUM_THREADS=1 '%s' recipes/finetune.lua --smoke", T.root, T.host))
+    T.eq(rc, 0, out)
+    local v0, v1 = out:match("validation loss ([%d.]+) → ([%d.]+)")
+    T.ok(v0 and tonumber(v1) < tonumber(v0), out)
+    local dir = T.root .. "/build/tmp/finetune_smoke"
+    T.ok(T.exists(dir .. "/adapter/adapter_model.safetensors"), "adapter written")
+    T.ok(T.exists(dir .. "/merged.gguf"), "merged GGUF written")
+    T.ok(T.exists(dir .. "/merged-hf/model.safetensors"), "merged safetensors written")
+    T.ok(T.exists(dir .. "/metrics.jsonl"), "metrics written")
+  end,
+
   sigkill_then_resume_is_bit_identical = function()
     local recipe = write_recipe()
     local a, b = T.tmp .. "/train_resume_a", T.tmp .. "/train_resume_b"
