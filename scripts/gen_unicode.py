@@ -5,7 +5,10 @@ tokenizers' pre-tokenizer scanners read (owner: tokenizer).
 Source of truth: Python's unicodedata (its Unicode version is recorded in the output).
 The table is a sorted list of ranges [start, next start) that share one category flag,
 with the flag values llama.cpp uses (number, letter, separator, mark, punctuation, symbol,
-control, undefined). White_Space (PropList.txt) is a short fixed list kept in unicode.c.
+control, undefined). White_Space (PropList.txt) is a short fixed list kept in unicode.c. Two more tables serve the
+WordPiece (BERT) normaliser, built as llama.cpp's gen-unicode-data.py builds them: lowercase
+(first code point of str.lower()) and "NFD first" (first code point of the NFD decomposition,
+which drops combining accents from precomposed letters).
 
 Regenerate:  python3 scripts/gen_unicode.py > src/unicode_data.c
 """
@@ -41,7 +44,31 @@ def main():
         row = ranges[i:i + 6]
         out.write("    " + " ".join("{0x%05X, 0x%02X}," % r for r in row) + "\n")
     out.write("};\n")
-    out.write("const int pl_ucat_nranges = %d;\n" % len(ranges))
+    out.write("const int pl_ucat_nranges = %d;\n\n" % len(ranges))
+    lower = []
+    nfd = []
+    for cp in range(0x110000):
+        ch = chr(cp)
+        lo = ord(ch.lower()[0])
+        if lo != cp:
+            lower.append((cp, lo))
+        n = ord(unicodedata.normalize('NFD', ch)[0])
+        if n != cp:
+            nfd.append((cp, n))
+    out.write("const uint32_t pl_ulower_pairs[][2] = {\n")
+    for i in range(0, len(lower), 6):
+        out.write("    " + " ".join("{0x%05X, 0x%05X}," % r for r in lower[i:i + 6]) + "\n")
+    out.write("};\nconst int pl_ulower_npairs = %d;\n\n" % len(lower))
+    runs = []                          # (first, last, nfd) with a common target
+    for cp, n in nfd:
+        if runs and runs[-1][1] == cp - 1 and runs[-1][2] == n:
+            runs[-1] = (runs[-1][0], cp, n)
+        else:
+            runs.append((cp, cp, n))
+    out.write("const uint32_t pl_unfd_ranges[][3] = {\n")
+    for i in range(0, len(runs), 4):
+        out.write("    " + " ".join("{0x%05X, 0x%05X, 0x%05X}," % r for r in runs[i:i + 4]) + "\n")
+    out.write("};\nconst int pl_unfd_nranges = %d;\n" % len(runs))
 
 if __name__ == '__main__':
     main()

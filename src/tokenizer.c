@@ -213,7 +213,8 @@ enum pl_status pl_tokenizer_new(struct pl_tokenizer **out, const struct pl_token
     }
     t->add_bos = sp->add_bos >= 0 ? sp->add_bos : (t->kind != PL_TOK_BPE);
     t->add_eos = sp->add_eos >= 0 ? sp->add_eos : 0;
-    t->add_space_prefix = sp->add_space_prefix >= 0 ? sp->add_space_prefix : (t->kind != PL_TOK_BPE);
+    t->add_space_prefix = sp->add_space_prefix >= 0 ? sp->add_space_prefix
+                                                     : (t->kind == PL_TOK_SPM || t->kind == PL_TOK_LLAMA2C);
     t->prefix_first_only = sp->prefix_first_only;
     if (t->bos < 0) t->add_bos = 0;
     if (t->eos < 0) t->add_eos = 0;
@@ -607,6 +608,70 @@ done:
     return st;
 }
 
+/* ------------------------------------------------------------------ WordPiece */
+
+static int wpm_is_cjk(uint32_t c)
+{
+    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+           (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
+           (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||  /* sic, as HF */
+           (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+/* llama.cpp llm_tokenizer_wpm: words from the normalised text, then per word the longest
+ * vocabulary match of "▁"+word at each position; a word with an unmatched position becomes
+ * [UNK] as a whole. */
+static enum pl_status wpm_encode(const struct pl_tokenizer *t, const char *s, size_t n, struct ivec *out)
+{
+    /* normalised words: '\0'-separated in buf, word starts recorded in ws */
+    char *buf = pl_alloc(n * 4 + 8, PL_MEM_WORKSPACE);
+    size_t *ws = pl_alloc((n + 2) * sizeof *ws, PL_MEM_WORKSPACE);
+    if (!buf || !ws) { pl_free(buf); pl_free(ws); return pl_fail(PL_ERR_NOMEM, "tokenizer: out of memory"); }
+    size_t bl = 0, nw = 0, cur = 0;          /* cur: start of the word being built */
+#define END_WORD() do { if (bl > cur) { ws[nw++] = cur; buf[bl++] = 0; cur = bl; } } while (0)
+    for (size_t pos = 0; pos < n;) {
+        uint32_t c = pl_uni_nfd_first(pl_utf8_decode(s, n, &pos));
+        unsigned f = pl_ucat(c);
+        if (f & PL_UCAT_SPACE) { END_WORD(); continue; }
+        if (c == 0 || c == 0xFFFD || (f & PL_UCAT_CONTROL)) continue;
+        char u[4];
+        int k = pl_utf8_encode(pl_uni_tolower(c), u);
+        if ((f & PL_UCAT_PUNCT) || (c < 0x7F && (f & PL_UCAT_SYMBOL)) || wpm_is_cjk(c)) {
+            END_WORD();
+            memcpy(buf + bl, u, (size_t)k); bl += (size_t)k;
+            END_WORD();
+        } else {
+            memcpy(buf + bl, u, (size_t)k); bl += (size_t)k;
+        }
+    }
+    END_WORD();
+#undef END_WORD
+    size_t maxlen = 0;
+    for (int32_t i = 0; i < t->n_vocab; i++) if (t->len[i] > maxlen) maxlen = t->len[i];
+    char *w1 = pl_alloc(n * 4 + 8, PL_MEM_WORKSPACE);
+    if (!w1) { pl_free(buf); pl_free(ws); return pl_fail(PL_ERR_NOMEM, "tokenizer: out of memory"); }
+    for (size_t k = 0; k < nw; k++) {
+        const char *w = buf + ws[k];
+        size_t wl = strlen(w);
+        memcpy(w1, "\xe2\x96\x81", 3);
+        memcpy(w1 + 3, w, wl);
+        size_t m = wl + 3, before = out->n;
+        for (size_t i = 0; i < m; i++) {
+            int found = 0;
+            size_t jmax = i + maxlen + 1 < m ? i + maxlen + 1 : m;
+            for (size_t j = jmax; j > i; j--) {
+                int32_t id = pl_strmap_get(&t->tok2id, w1 + i, j - i);
+                if (id >= 0) { ivec_push(out, id); found = 1; i = j - 1; break; }
+            }
+            if (!found) { out->n = before; break; }
+        }
+        if (out->n == before) ivec_push(out, t->unk >= 0 ? t->unk : 0);
+    }
+    pl_free(w1); pl_free(buf); pl_free(ws);
+    if (out->oom) return pl_fail(PL_ERR_NOMEM, "tokenizer: out of memory");
+    return PL_OK;
+}
+
 /* ------------------------------------------------------------------ encode */
 
 struct frag { size_t off, len; int32_t tok; };   /* tok >= 0: a special token */
@@ -721,6 +786,9 @@ enum pl_status pl_tokenizer_encode(const struct pl_tokenizer *t, const char *tex
         case PL_TOK_LLAMA2C:
             st = l2c_encode(t, s, g->len, i == 0 && t->add_space_prefix, &out);
             break;
+        case PL_TOK_WPM:
+            st = wpm_encode(t, s, g->len, &out);
+            break;
         }
         prev_special = 0;
     }
@@ -795,7 +863,8 @@ enum pl_status pl_tokenizer_decode(const struct pl_tokenizer *t, const int32_t *
     }
     char *out = pl_alloc(cap + 1, PL_MEM_WORKSPACE);
     if (!out) return pl_fail(PL_ERR_NOMEM, "tokenizer: out of memory decoding %zu tokens", n);
-    int strip = t->kind != PL_TOK_BPE && t->add_space_prefix && !(flags & PL_TOK_DECODE_KEEP_PREFIX);
+    int strip = t->kind != PL_TOK_BPE && (t->add_space_prefix || t->kind == PL_TOK_WPM) &&
+                !(flags & PL_TOK_DECODE_KEEP_PREFIX);
     int special = !!(flags & PL_TOK_DECODE_SPECIAL);
     for (size_t i = 0; i < n; i++) {
         int m = pl_tokenizer_token_bytes(t, ids[i], special, out + k, cap - k);

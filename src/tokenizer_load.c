@@ -67,8 +67,13 @@ enum pl_status pl_tokenizer_load_gguf(struct pl_tokenizer **out, const char *pat
         sp.bos = 1; sp.eos = 2; sp.unk = 0;           /* llama.cpp's defaults for SPM */
     } else if (strcmp(model, "gpt2") == 0) {
         sp.kind = PL_TOK_BPE;
+    } else if (strcmp(model, "bert") == 0) {
+        sp.kind = PL_TOK_WPM;
+        sp.unk = 100;                                  /* llama.cpp's defaults for WPM */
+        sp.bos = gguf_id(g, "tokenizer.ggml.cls_token_id", 101);
+        sp.eos = gguf_id(g, "tokenizer.ggml.seperator_token_id", 102);
     } else {
-        st = pl_fail(PL_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported (llama, gpt2 are)", path, model);
+        st = pl_fail(PL_ERR_UNSUPPORTED, "%s: tokenizer model '%s' is not supported (llama, gpt2, bert are)", path, model);
         goto done;
     }
     uint64_t n = 0;

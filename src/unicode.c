@@ -74,3 +74,26 @@ int pl_utf8_encode(uint32_t cp, char *out)
     o[2] = 0x80 | ((cp >> 6) & 0x3F); o[3] = 0x80 | (cp & 0x3F);
     return 4;
 }
+
+uint32_t pl_uni_tolower(uint32_t cp)
+{
+    int lo = 0, hi = pl_ulower_npairs - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (pl_ulower_pairs[mid][0] == cp) return pl_ulower_pairs[mid][1];
+        if (pl_ulower_pairs[mid][0] < cp) lo = mid + 1; else hi = mid - 1;
+    }
+    return cp;
+}
+
+uint32_t pl_uni_nfd_first(uint32_t cp)
+{
+    int lo = 0, hi = pl_unfd_nranges - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (cp < pl_unfd_ranges[mid][0]) hi = mid - 1;
+        else if (cp > pl_unfd_ranges[mid][1]) lo = mid + 1;
+        else return pl_unfd_ranges[mid][2];
+    }
+    return cp;
+}

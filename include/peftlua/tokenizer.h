@@ -10,6 +10,10 @@
  *   PL_TOK_LLAMA2C  llama2.c's tokenizer.bin with run.c's encode(): a separate dummy " " token,
  *                   per-character lookup with byte fallback (id = byte + 3), then best-score
  *                   pair merges over the whole sequence.
+ *   PL_TOK_WPM      WordPiece (BERT): llama.cpp's llm_tokenizer_wpm — accents dropped (first
+ *                   code point of NFD), lowercase, split at white space / punctuation / CJK,
+ *                   greedy longest match of "▁"+word, [UNK] for a word that does not tokenize.
+ *                   BOS/EOS are [CLS]/[SEP].
  * Special tokens (control / user-defined) are matched in text when asked (PL_TOK_PARSE_SPECIAL);
  * user-defined tokens are always matched, as llama.cpp does.
  *
@@ -32,7 +36,7 @@
 #include <stdint.h>
 #include "peftlua/status.h"
 
-enum pl_tok_kind { PL_TOK_SPM = 0, PL_TOK_BPE, PL_TOK_LLAMA2C };
+enum pl_tok_kind { PL_TOK_SPM = 0, PL_TOK_BPE, PL_TOK_LLAMA2C, PL_TOK_WPM };
 
 /* Token types, numbered as GGUF's tokenizer.ggml.token_type. */
 enum pl_tok_type {

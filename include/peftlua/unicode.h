@@ -27,6 +27,16 @@ struct pl_ucat_range { uint32_t start; uint16_t flags; };
 extern const struct pl_ucat_range pl_ucat_ranges[];
 extern const int pl_ucat_nranges;
 
+extern const uint32_t pl_ulower_pairs[][2];   /* {cp, lowercase}, sorted */
+extern const int pl_ulower_npairs;
+extern const uint32_t pl_unfd_ranges[][3];    /* {first, last, NFD's first code point}, sorted */
+extern const int pl_unfd_nranges;
+
+/* Simple lowercase (first code point of Python's str.lower()); cp itself if none. */
+uint32_t pl_uni_tolower(uint32_t cp);
+/* First code point of cp's NFD decomposition (a precomposed letter without its accents). */
+uint32_t pl_uni_nfd_first(uint32_t cp);
+
 /* Category flags of a code point (0 for cp > 0x10FFFF), with PL_UCAT_SPACE or'ed in. */
 unsigned pl_ucat(uint32_t cp);
 int pl_uni_is_space(uint32_t cp);

@@ -8,7 +8,7 @@
  *   tok:decode(ids [, {special=, keep_prefix=}]) -- string
  *   tok:piece(id)   -- vocabulary string as stored ("▁the", "Ġthe"); tok:bytes(id) -- its text
  *   tok:find(s)     -- id of an exact vocabulary string or nil;  tok:type(id) -- "normal", ...
- *   tok:vocab_size(), tok:kind() ("spm"|"bpe"|"llama2c"), tok:pre(), tok.bos, tok.eos, tok.eot
+ *   tok:vocab_size(), tok:kind() ("spm"|"bpe"|"llama2c"|"wpm"), tok:pre(), tok.bos, tok.eos, tok.eot
  *   tok:chat(messages [, {add_generation_prompt=, template=}]) -> text, spans
  *       messages = { {role=, content=}, ... }; template = a family name ("chatml", "llama2",
  *       "llama3", "mistral", "zephyr") or a function(messages, opts) -> text [, spans] that
@@ -162,7 +162,7 @@ static int l_tok_vocab_size(lua_State *L) { lua_pushinteger(L, pl_tokenizer_n_vo
 static int l_tok_pre(lua_State *L) { lua_pushstring(L, pl_tokenizer_pre_name(l_tok_check(L, 1))); return 1; }
 static int l_tok_kind(lua_State *L)
 {
-    static const char *const k[] = { "spm", "bpe", "llama2c" };
+    static const char *const k[] = { "spm", "bpe", "llama2c", "wpm" };
     lua_pushstring(L, k[pl_tokenizer_kind(l_tok_check(L, 1))]);
     return 1;
 }
@@ -254,7 +254,7 @@ static int l_tok_tostring(lua_State *L)
 {
     struct l_tok *u = luaL_checkudata(L, 1, TOK_MT);
     if (!u->t) { lua_pushliteral(L, "peft.Tokenizer (closed)"); return 1; }
-    static const char *const k[] = { "spm", "bpe", "llama2c" };
+    static const char *const k[] = { "spm", "bpe", "llama2c", "wpm" };
     lua_pushfstring(L, "peft.Tokenizer (%s%s%s, %d tokens)", k[pl_tokenizer_kind(u->t)],
                     *pl_tokenizer_pre_name(u->t) ? " " : "", pl_tokenizer_pre_name(u->t),
                     (int)pl_tokenizer_n_vocab(u->t));

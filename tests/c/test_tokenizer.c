@@ -46,6 +46,9 @@ static char *slurp(const char *path, size_t *n)
 
 static int file_exists(const char *p) { FILE *f = fopen(p, "rb"); if (f) fclose(f); return f != NULL; }
 
+/* WordPiece lowercases and drops accents: no round trip there */
+static int no_round_trip(const char *name) { return strcmp(name, "bert-bge") == 0; }
+
 struct vocab_result { const char *name; int passed, total, rt_passed, rt_total; };
 
 /* Run one vocabulary's cases; returns into r. Encoding: no BOS/EOS, no special parsing
@@ -96,10 +99,12 @@ static void run_vocab(const char *name, struct vocab_result *r)
         r->total++;
         char *txt; size_t tl;
         assert_int_equal(pl_tokenizer_decode(t, ids, n, 0, &txt, &tl), PL_OK);
-        int rt = tl == len && memcmp(txt, p, len) == 0;
-        if (!rt) fprintf(stderr, "%s case %d: round trip gives '%s'\n", name, r->total - 1, txt);
-        r->rt_passed += rt;
-        r->rt_total++;
+        if (!no_round_trip(name)) {
+            int rt = tl == len && memcmp(txt, p, len) == 0;
+            if (!rt) fprintf(stderr, "%s case %d: round trip gives '%s'\n", name, r->total - 1, txt);
+            r->rt_passed += rt;
+            r->rt_total++;
+        }
         pl_free(txt);
         pl_free(ids);
         p = e + sl;
@@ -111,8 +116,9 @@ static void run_vocab(const char *name, struct vocab_result *r)
 
 static const char *const VOCABS[] = {
     "llama-spm", "phi-3", "gpt-2", "starcoder", "refact", "falcon", "deepseek-coder",
-    "deepseek-llm", "mpt",
+    "deepseek-llm", "mpt", "bert-bge",
 };
+
 
 static void test_llamacpp_vectors(void **state)
 {
@@ -126,8 +132,9 @@ static void test_llamacpp_vectors(void **state)
     }
     printf("| vocabulary | cases passed / total | round trip |\n|---|---|---|\n");
     for (size_t i = 0; i < nv; i++)
-        printf("| %s | %d / %d | %d / %d |\n", res[i].name, res[i].passed, res[i].total,
-               res[i].rt_passed, res[i].rt_total);
+        if (res[i].rt_total) printf("| %s | %d / %d | %d / %d |\n", res[i].name, res[i].passed, res[i].total,
+                                    res[i].rt_passed, res[i].rt_total);
+        else printf("| %s | %d / %d | n/a (lowercases, drops accents) |\n", res[i].name, res[i].passed, res[i].total);
     for (size_t i = 0; i < nv; i++) assert_int_equal(res[i].total, 46);
     assert_true(all);
 }
