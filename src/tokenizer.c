@@ -212,7 +212,7 @@ enum pl_status pl_tokenizer_new(struct pl_tokenizer **out, const struct pl_token
         }
     }
     t->add_bos = sp->add_bos >= 0 ? sp->add_bos : (t->kind != PL_TOK_BPE);
-    t->add_eos = sp->add_eos >= 0 ? sp->add_eos : 0;
+    t->add_eos = sp->add_eos >= 0 ? sp->add_eos : (t->kind == PL_TOK_WPM);   /* BERT: [SEP] */
     t->add_space_prefix = sp->add_space_prefix >= 0 ? sp->add_space_prefix
                                                      : (t->kind == PL_TOK_SPM || t->kind == PL_TOK_LLAMA2C);
     t->prefix_first_only = sp->prefix_first_only;
@@ -906,4 +906,5 @@ enum pl_tok_type pl_tokenizer_type(const struct pl_tokenizer *t, int32_t id)
 }
 const char *pl_tokenizer_pre_name(const struct pl_tokenizer *t) { return t->pre_name ? t->pre_name : ""; }
 int pl_tokenizer_add_bos(const struct pl_tokenizer *t) { return t->add_bos; }
+int pl_tokenizer_add_eos(const struct pl_tokenizer *t) { return t->add_eos; }
 const char *pl_tokenizer_chat_template(const struct pl_tokenizer *t) { return t->chat_template; }

@@ -127,7 +127,8 @@ int32_t pl_tokenizer_eot(const struct pl_tokenizer *t);     /* end of turn (<|im
 enum pl_tok_kind pl_tokenizer_kind(const struct pl_tokenizer *t);
 enum pl_tok_type pl_tokenizer_type(const struct pl_tokenizer *t, int32_t id);
 const char *pl_tokenizer_pre_name(const struct pl_tokenizer *t);   /* "gpt-2", "smollm", "" for SPM */
-int pl_tokenizer_add_bos(const struct pl_tokenizer *t);
+int pl_tokenizer_add_bos(const struct pl_tokenizer *t);   /* what PL_TOK_DEFAULT_SPECIAL adds */
+int pl_tokenizer_add_eos(const struct pl_tokenizer *t);
 const char *pl_tokenizer_chat_template(const struct pl_tokenizer *t);  /* NULL if none */
 
 /* Name <-> enum of pre-tokenizers; pl_tok_pre_from_name returns -1 for names it does not

@@ -67,7 +67,7 @@ static int l_tok_encode(lua_State *L)
     pl_lua_check_options(L, 3, opts, "encode");
     unsigned fl = 0;
     if (pl_lua_opt_bool(L, 3, "bos", pl_tokenizer_add_bos(t))) fl |= PL_TOK_ADD_BOS;
-    if (pl_lua_opt_bool(L, 3, "eos", 0)) fl |= PL_TOK_ADD_EOS;
+    if (pl_lua_opt_bool(L, 3, "eos", pl_tokenizer_add_eos(t))) fl |= PL_TOK_ADD_EOS;
     if (pl_lua_opt_bool(L, 3, "special", 0)) fl |= PL_TOK_PARSE_SPECIAL;
     int32_t *ids; size_t n;
     if (pl_tokenizer_encode(t, s, len, fl, &ids, &n) != PL_OK) return pl_lua_error(L);

@@ -92,6 +92,15 @@ return {
     T.eq(t:decode(ids, { special = true }), "<|im_start|>user")
   end,
 
+  wordpiece = function()
+    local t = assert(tk.load(VEC .. "ggml-vocab-bert-bge.gguf"))
+    T.eq(t:kind(), "wpm")
+    -- ggml-vocab-bert-bge.gguf.out: "Hello world" -> 7592 2088; BOS/EOS are [CLS]/[SEP]
+    same(t:encode("Hello world"), { 101, 7592, 2088, 102 }, "bert")
+    same(t:encode("Hello world", { bos = false, eos = false }), { 7592, 2088 }, "bert plain")
+    T.eq(t:decode({ 7592, 2088 }), "hello world")
+  end,
+
   detect = function()
     T.eq(tk.detect("{{ '<|start_header_id|>' }}"), "llama3")
     T.eq(tk.detect("{{ messages }}"), nil)
