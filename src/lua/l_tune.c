@@ -136,7 +136,7 @@ static void check_values(lua_State *L, int idx, const struct pl_tune *t, double 
     }
 }
 
-struct tramp { lua_State *L; int np; int failed; };
+struct tramp { lua_State *L; const struct pl_tune *t; int failed; };
 
 /* The constraint callback: calls the Lua function (uservalue 1 of the optimizer, pushed at
  * the stack top by l_tune_ask) under pcall, so a Lua error never unwinds through the engine. */
@@ -146,8 +146,7 @@ static int l_tune_feasible(const double *v, void *ud)
     lua_State *L = tr->L;
     if (!lua_checkstack(L, 3)) { pl_fail(PL_ERR_NOMEM, "tune: Lua stack overflow in the constraint"); return -1; }
     lua_pushvalue(L, -1);
-    lua_createtable(L, tr->np, 0);
-    for (int i = 0; i < tr->np; i++) { lua_pushnumber(L, v[i]); lua_rawseti(L, -2, i + 1); }
+    push_values(L, tr->t, v);
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
         tr->failed = 1;
         lua_setfield(L, LUA_REGISTRYINDEX, "peft.tune.error");
@@ -168,7 +167,7 @@ static int l_tune_ask(lua_State *L)
     int np = pl_tune_nparams(u->t);
     double *v = lua_newuserdatauv(L, sizeof(double) * np * (size_t)q, 0);
     int vidx = lua_gettop(L);
-    struct tramp tr = { L, np, 0 };
+    struct tramp tr = { L, u->t, 0 };
     if (lua_getiuservalue(L, 1, 1) == LUA_TFUNCTION) pl_tune_set_feasible(u->t, l_tune_feasible, &tr);
     enum pl_status st = pl_tune_ask(u->t, (int)q, v);
     pl_tune_set_feasible(u->t, NULL, NULL);
