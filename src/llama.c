@@ -185,7 +185,7 @@ static void pl_gemv(float *y, const float *x, const void *W, enum pl_dtype t, co
     const size_t bb = t == PL_F16 ? 64 : (size_t)pl_dtype_info(t)->block_bytes;
     const size_t rb = (size_t)(K / 32) * bb;
     const uint8_t *w8 = W;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
     for (int64_t n = 0; n < N; n++) {
         __m256 acc[PL_GEMV_MAX_ROWS];
         for (int64_t m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();

@@ -43,7 +43,7 @@ return {
     T.eq(#last:shape(), 2)
     T.near(last:get(2, 7), z:get(1, 3, 7), 1e-5, "last row of a batch equals the full forward")
     T.raises(function() m:forward({ { 1, 2 }, { 1 } }) end, "row 2 has 1 ids")
-    T.raises(function() m:forward({ 1, 99999 }) end, "out of range")
+    T.raises(function() m:forward({ 1, 99999 }) end, "outside the vocabulary")
     T.raises(function() m:forward({ 1 }, { bogus = 1 }) end, "unknown option 'bogus'")
   end,
 
@@ -67,9 +67,9 @@ return {
 
   seeded_sampling_repeats = function()
     local m <close> = stories()
-    local a = m:generate("Once", { seed = 7, temperature = 0.9, top_k = 40, max_tokens = 30 })
-    local b = m:generate("Once", { seed = 7, temperature = 0.9, top_k = 40, max_tokens = 30 })
-    local c = m:generate("Once", { seed = 8, temperature = 0.9, top_k = 40, max_tokens = 30 })
+    local a = m:generate("Once", { seed = 7, temperature = 1.5, top_k = 40, max_tokens = 40 })
+    local b = m:generate("Once", { seed = 7, temperature = 1.5, top_k = 40, max_tokens = 40 })
+    local c = m:generate("Once", { seed = 8, temperature = 1.5, top_k = 40, max_tokens = 40 })
     T.eq(a, b)
     T.ok(a ~= c, "a different seed gives a different story")
   end,
@@ -97,8 +97,8 @@ return {
     T.eq(c.params, 134515008)
     T.eq(c.chat_template, "chatml")
     T.eq(c.dtypes.q4_1, 210)
-    local ppl, mean, count = m:perplexity(T.shared .. "/data/wikisql/valid.jsonl", { format = "jsonl" })
-    print(string.format("SmolLM2-135M perplexity on wikisql valid.jsonl: %.3f (mean CE %.4f over %d tokens)",
+    local ppl, mean, count = m:perplexity(T.shared .. "/data/wikisql/valid.jsonl", { format = "jsonl", limit = 20 })
+    print(string.format("SmolLM2-135M perplexity on the first 20 records of wikisql valid.jsonl: %.3f (mean CE %.4f over %d tokens)",
       ppl, mean, count))
     T.ok(ppl > 1.5 and ppl < 30, "plausible perplexity " .. ppl)
   end,
