@@ -611,6 +611,72 @@ static void test_chat_smollm2(void **state)
     pl_tokenizer_free(t);
 }
 
+/* Random byte strings (fixed LCG seed): encoding never fails and SPM / llama2.c round-trip any
+ * bytes (byte fallback; SPM: valid UTF-8) except U+2581 "▁" itself, which SentencePiece vocabularies use for the
+ * space and so decode as " "; BPE round-trips any valid UTF-8. Run under ASan by `make asan`. */
+static uint32_t lcg(uint32_t *s) { *s = *s * 1664525u + 1013904223u; return *s >> 8; }
+
+static void random_round_trips(const char *path, int any_bytes)
+{
+    struct pl_tokenizer *t;
+    assert_int_equal(pl_tokenizer_load(&t, path), PL_OK);
+    uint32_t seed = 12345;
+    static const char *const frag[] = { " ", "  ", "\n", "\t", "'s", "'LL", "3", "42", "é", "ü", "中文", "🦙",
+                                        "<s>", "<|im_start|>", "[CLS]", "abc", "Hello", ".", "!!" };
+    for (int it = 0; it < 300; it++) {
+        char buf[256];
+        size_t n = 0, want = lcg(&seed) % 60;
+        while (n < want) {
+            if (any_bytes && lcg(&seed) % 4 == 0) { buf[n++] = (char)(lcg(&seed) & 0xFF); continue; }
+            const char *f = frag[lcg(&seed) % (sizeof frag / sizeof frag[0])];
+            size_t l = strlen(f);
+            if (n + l >= sizeof buf) break;
+            memcpy(buf + n, f, l); n += l;
+        }
+        int32_t *ids; size_t ni;
+        assert_int_equal(pl_tokenizer_encode(t, buf, n, (it & 1) ? PL_TOK_PARSE_SPECIAL : 0, &ids, &ni), PL_OK);
+        char *d; size_t dl;
+        unsigned df = (it & 1) ? PL_TOK_DECODE_SPECIAL : 0;
+        assert_int_equal(pl_tokenizer_decode(t, ids, ni, df, &d, &dl), PL_OK);
+        if (!(it & 1) || pl_tokenizer_kind(t) == PL_TOK_BPE) {
+            if (dl != n || memcmp(d, buf, n) != 0) {
+                fprintf(stderr, "%s: round trip failed for case %d:\n in :", path, it);
+                for (size_t q = 0; q < n; q++) fprintf(stderr, " %02x", (unsigned char)buf[q]);
+                fprintf(stderr, "\n out:");
+                for (size_t q = 0; q < dl; q++) fprintf(stderr, " %02x", (unsigned char)d[q]);
+                fprintf(stderr, "\n ids:");
+                for (size_t q = 0; q < ni; q++) fprintf(stderr, " %d", ids[q]);
+                fprintf(stderr, "\n");
+            }
+            assert_int_equal(dl, n);
+            assert_memory_equal(d, buf, n);
+        }
+        pl_free(d); pl_free(ids);
+    }
+    pl_tokenizer_free(t);
+}
+
+static void test_random_round_trips(void **state)
+{
+    (void)state;
+    /* llama.cpp's SPM cuts symbols by the lead byte's announced length, so an invalid lead byte
+     * can swallow part of a following "▁" and those bytes come back raw: valid UTF-8 only */
+    random_round_trips(VEC_DIR "ggml-vocab-llama-spm.gguf", 0);
+    random_round_trips("../shared/tokenizers/llama2/tokenizer.bin", 1);
+    random_round_trips(VEC_DIR "ggml-vocab-gpt-2.gguf", 0);
+    random_round_trips(VEC_DIR "ggml-vocab-deepseek-llm.gguf", 0);
+    random_round_trips(VEC_DIR "ggml-vocab-falcon.gguf", 0);
+    /* BERT: only that it never fails */
+    struct pl_tokenizer *t;
+    assert_int_equal(pl_tokenizer_load(&t, VEC_DIR "ggml-vocab-bert-bge.gguf"), PL_OK);
+    const char junk[] = "\xff\xfe\x00 abc \xe4\xb8 [SEP]\x80";
+    int32_t *ids; size_t ni;
+    assert_int_equal(pl_tokenizer_encode(t, junk, sizeof junk - 1, PL_TOK_PARSE_SPECIAL, &ids, &ni), PL_OK);
+    assert_true(ni >= 2);
+    pl_free(ids);
+    pl_tokenizer_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -623,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_hf_json),
         cmocka_unit_test(test_spm_details),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_random_round_trips),
         cmocka_unit_test(test_chat_goldens),
         cmocka_unit_test(test_chat_smollm2),
     };
