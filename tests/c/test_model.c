@@ -18,6 +18,7 @@
 
 #include "peftlua/alloc.h"
 #include "peftlua/model.h"
+#include "peftlua/safetensors.h"
 #include "peftlua/tokenizer.h"
 
 #define STORIES_BIN "../shared/models/stories260K/stories260K.bin"
@@ -37,6 +38,8 @@ static struct pl_model *load_or_die(const char *path, const char *tok)
     assert_int_equal(st, PL_OK);
     return m;
 }
+
+static void expect_fail(const char *path, const char *tok, const char *needle);
 
 /* ---- golden files (layout in tests/ref/llama_ref.py) ---- */
 struct golden {
@@ -276,6 +279,71 @@ static void test_stories_cross_entropy(void **state)
     pl_model_free(m);
 }
 
+/* An HF-layout checkpoint made from stories260K: safetensors with HF names, Q/K rows put back
+ * in HF's half-split RoPE order (undoing the GGUF converter's permutation), config.json. The
+ * loader must pick the half RoPE layout and reproduce the same logits. */
+static struct pl_tensor *unpermute_rows(const struct pl_tensor *w, int n_head)
+{
+    int64_t rows = w->shape[0], cols = w->shape[1], hd = rows / n_head, half = hd / 2;
+    struct pl_tensor *o = pl_tensor_new(PL_F32, 2, w->shape, PL_MEM_WEIGHTS);
+    const float *src = pl_tensor_data(w);
+    float *dst = pl_tensor_data(o);
+    for (int64_t h = 0; h < n_head; h++)
+        for (int64_t i = 0; i < half; i++)
+            for (int j = 0; j < 2; j++)
+                memcpy(dst + (h * hd + j * half + i) * cols, src + (h * hd + 2 * i + j) * cols,
+                       (size_t)cols * sizeof(float));
+    return o;
+}
+
+static void test_safetensors_hf_layout(void **state)
+{
+    (void)state;
+    assert_int_equal(system("mkdir -p " TMPDIR "/hf"), 0);
+    struct pl_model *m = load_or_die(STORIES_GGUF, NULL);
+    struct pl_safetensors_writer *w = pl_safetensors_writer_new();
+    assert_non_null(w);
+    int np = pl_model_n_params(m);
+    for (int i = 0; i < np; i++) {
+        char name[128];
+        struct pl_tensor *t = *pl_model_param(m, i, name, sizeof name);
+        struct pl_tensor *u = NULL;
+        if (strstr(name, "q_proj")) u = unpermute_rows(t, m->cfg.n_heads);
+        else if (strstr(name, "k_proj")) u = unpermute_rows(t, m->cfg.n_kv_heads);
+        assert_int_equal(pl_safetensors_add_tensor(w, name, u ? u : t), PL_OK);
+        pl_tensor_release(u);
+    }
+    assert_int_equal(pl_safetensors_writer_write(w, TMPDIR "/hf/model.safetensors"), PL_OK);
+    pl_safetensors_writer_free(w);
+    FILE *f = fopen(TMPDIR "/hf/config.json", "w");
+    fprintf(f, "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 172,"
+               " \"num_hidden_layers\": 5, \"num_attention_heads\": 8, \"num_key_value_heads\": 4,"
+               " \"vocab_size\": 512, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0,"
+               " \"max_position_embeddings\": 512, \"tie_word_embeddings\": false}\n");
+    fclose(f);
+    pl_model_free(m);
+    const char *paths[2] = { TMPDIR "/hf", TMPDIR "/hf/model.safetensors" };
+    for (int k = 0; k < 2; k++) {
+        struct pl_model *h = NULL;
+        assert_int_equal(pl_model_load(&h, paths[k], &(struct pl_model_load_opts){ .no_tokenizer = 1 }),
+                         PL_OK);
+        assert_int_equal(h->format, PL_FORMAT_SAFETENSORS);
+        assert_int_equal(h->cfg.rope_layout, PL_ROPE_LAYOUT_HALF);
+        assert_int_equal(h->cfg.tied_output, 0);
+        double d = golden_check(h, "tests/ref/golden/stories260K_logits.bin", 0);
+        printf("stories260K as HF safetensors: max |logit - reference| = %.3g\n", d);
+        assert_true(d <= 1e-4);
+        pl_model_free(h);
+    }
+    /* without a tokenizer.json the default load fails naming what is missing */
+    expect_fail(TMPDIR "/hf", NULL, "tokenizer.json");
+    /* an unknown model_type */
+    f = fopen(TMPDIR "/hf/config.json", "w");
+    fprintf(f, "{\"model_type\": \"gpt2\", \"hidden_size\": 64}\n");
+    fclose(f);
+    expect_fail(TMPDIR "/hf", NULL, "gpt2");
+}
+
 /* ---- SmolLM2-135M ---- */
 
 static void test_smollm2_golden_logits(void **state)
@@ -488,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_kv_cache_matches_full),
         cmocka_unit_test(test_stories_greedy_generation),
         cmocka_unit_test(test_stories_cross_entropy),
+        cmocka_unit_test(test_safetensors_hf_layout),
         cmocka_unit_test(test_smollm2_golden_logits),
         cmocka_unit_test(test_rng_and_sampler),
         cmocka_unit_test(test_generate_seeded_and_stop),
