@@ -2,8 +2,8 @@
  *
  * Owner: report (issue 6). The renderer (src/chart.c) is the only file that includes gd.h;
  * the arithmetic that does not draw — tick choice and labels, ranges, histogram bins, the
- * Pareto front, smoothing, column min/max downsampling — lives in src/chart_axis.c and is
- * usable (and tested) without libgd.
+ * Pareto front, smoothing, column min/max downsampling — lives in src/chart_axis.c, and image
+ * comparison in src/chart_raster.c; both are usable (and tested) without libgd.
  *
  * Worked example:
  *
