@@ -694,20 +694,31 @@ static void frags_insert(struct frags *f, size_t at, struct frag x)
 static const char *find_bytes(const char *h, size_t hn, const char *nd, size_t nn)
 {
     if (nn == 0 || nn > hn) return NULL;
-    for (size_t i = 0; i + nn <= hn; i++)
-        if (h[i] == nd[0] && memcmp(h + i, nd, nn) == 0) return h + i;
-    return NULL;
+    return memmem(h, hn, nd, nn);
 }
 
 static void partition(const struct pl_tokenizer *t, const char *s, size_t n, int parse_special, struct frags *f)
 {
     struct frag all = { 0, n, -1 };
     frags_insert(f, 0, all);
+    /* byte pairs present in the text: most special tokens (deepseek has thousands) can then be
+     * skipped without scanning */
+    uint8_t *pairs = pl_calloc(65536 / 8, 1, PL_MEM_WORKSPACE);
+    if (!pairs) { f->oom = 1; return; }
+    for (size_t i = 0; i + 1 < n; i++) {
+        unsigned pr = (unsigned char)s[i] << 8 | (unsigned char)s[i + 1];
+        pairs[pr >> 3] |= (uint8_t)(1u << (pr & 7));
+    }
     for (int32_t k = 0; k < t->n_special && !f->oom; k++) {
         int32_t id = t->special[k];
         if (!parse_special && t->type[id] != PL_TOKT_USER_DEFINED) continue;
         const char *tx = t->text[id];
         size_t tl = t->len[id];
+        if (tl > n) continue;
+        if (tl >= 2) {
+            unsigned pr = (unsigned char)tx[0] << 8 | (unsigned char)tx[1];
+            if (!(pairs[pr >> 3] & (1u << (pr & 7)))) continue;
+        }
         for (size_t i = 0; i < f->n && !f->oom; i++) {
             if (f->v[i].tok >= 0) continue;
             size_t off = f->v[i].off, len = f->v[i].len;
@@ -731,6 +742,7 @@ static void partition(const struct pl_tokenizer *t, const char *s, size_t n, int
             }
         }
     }
+    pl_free(pairs);
 }
 
 enum pl_status pl_tokenizer_encode(const struct pl_tokenizer *t, const char *text, size_t len,
