@@ -198,6 +198,11 @@ enum pl_status pl_tune_new(struct pl_tune **out, const struct pl_tune_param *par
             if (strcmp(params[i].name, params[j].name) == 0)
                 return pl_fail(PL_ERR_ARG, "tune: parameter '%s' defined twice", params[i].name);
     }
+    long dims = 0;
+    for (int i = 0; i < np; i++) dims += params[i].type == PL_TUNE_CAT ? params[i].n_choices : 1;
+    if (dims > PL_TUNE_MAX_DIMS)
+        return pl_fail(PL_ERR_ARG, "tune: the space encodes to %ld dimensions (at most %d); use fewer parameters or choices",
+                       dims, PL_TUNE_MAX_DIMS);
     struct pl_tune_opts o = opts ? *opts : pl_tune_defaults();
     if (o.acq != PL_TUNE_EI && o.acq != PL_TUNE_UCB) return pl_fail(PL_ERR_ARG, "tune: unknown acquisition %d", (int)o.acq);
     if (o.n_init < 0) return pl_fail(PL_ERR_ARG, "tune: n_init %d must be >= 0", o.n_init);

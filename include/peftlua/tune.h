@@ -111,6 +111,9 @@ struct pl_tune_opts pl_tune_defaults(void);
 
 struct pl_tune;   /* opaque */
 
+/* Encoded dimensions (one per real/int, one per categorical choice) a space may have. */
+#define PL_TUNE_MAX_DIMS 1024
+
 enum pl_status pl_tune_new(struct pl_tune **out, const struct pl_tune_param *params, int np,
                            const struct pl_tune_opts *opts);
 void pl_tune_free(struct pl_tune *t);

@@ -192,6 +192,8 @@ end
 
 function Bayes:count() return self._c:count() end
 function Bayes:pending() return self._c:pending() end
+-- forget asked-but-not-told points (they otherwise stay in the model at their predicted mean)
+function Bayes:clear_pending() self._c:clear_pending() end
 
 -- every trial in order: {params =, value = (nil if failed), failed =, metrics = {...}}
 function Bayes:history()

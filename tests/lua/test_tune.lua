@@ -65,6 +65,10 @@ return {
       end
       T.ok(batch[1].x ~= batch[2].x and batch[2].x ~= batch[3].x, "batch points differ")
     end
+    opt:ask(2)
+    T.eq(opt:pending(), 2)
+    opt:clear_pending()
+    T.eq(opt:pending(), 0)
     T.ok(calls > 12, "constraint consulted")
     local _, v = opt:best()
     T.ok(v < 0.36, "constrained optimum 0.32 approached, got " .. v)
