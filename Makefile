@@ -44,7 +44,7 @@ LIB         := $(BUILD)/libpeftlua.a
 HOST        := $(BUILD)/peftlua
 MODEL       := models/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: all test check asan bench demo install clean deps model ctest luatest
+.PHONY: all test check asan bench demo install clean deps model ctest luatest installcheck
 all: $(HOST) $(LIB)
 
 $(BUILD)/gen/pl_modules.h: Makefile $(wildcard src/lua/l_*.c)
@@ -87,7 +87,15 @@ ctest: $(CTEST_BIN)
 luatest: $(HOST)
 	@PEFT_HOST=$(abspath $(HOST)) $(HOST) tests/lua/run.lua
 check: all
-	@$(MAKE) --no-print-directory ctest && $(MAKE) --no-print-directory luatest
+	@$(MAKE) --no-print-directory ctest && $(MAKE) --no-print-directory luatest && $(MAKE) --no-print-directory installcheck
+
+# Install into a scratch prefix, then use it as a user would: the binary from another
+# directory, and examples/embed.c compiled against the installed library through pkg-config.
+installcheck: all
+	@rm -rf $(BUILD)/inst && $(MAKE) --no-print-directory -s install PREFIX=$(abspath $(BUILD)/inst) >/dev/null
+	@cd / && $(abspath $(BUILD)/inst)/bin/peftlua -e 'assert(PEFTLUA_LUA_DIR:find("/inst/share/peftlua/lua", 1, true), PEFTLUA_LUA_DIR); assert(peft.tensor and peft.memory)'
+	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/embed.c 	  $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig pkg-config --cflags --libs peftlua) $(EXTRA_LDFLAGS) -o $(BUILD)/embed
+	@$(BUILD)/embed | grep -q 'c\[0\]\[0\] = 64 ' && test -f $(BUILD)/inst/share/man/man1/peftlua.1 && echo "installcheck: ok"
 test: deps
 	@$(MAKE) --no-print-directory model
 	@$(MAKE) --no-print-directory check

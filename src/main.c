@@ -119,7 +119,8 @@ static void pl_find_luadir(void)
         *slash = 0;
         char cand[PATH_MAX + 64];
         snprintf(cand, sizeof cand, "%s/../share/peftlua/lua", exe);
-        if (pl_isdir(cand)) { snprintf(pl_luadir, sizeof pl_luadir, "%s", cand); return; }
+        char real[PATH_MAX];
+        if (pl_isdir(cand) && realpath(cand, real)) { snprintf(pl_luadir, sizeof pl_luadir, "%s", real); return; }
     }
     if (pl_isdir(PL_LUA_DIR)) { snprintf(pl_luadir, sizeof pl_luadir, "%s", PL_LUA_DIR); return; }
     snprintf(pl_luadir, sizeof pl_luadir, "%s/lua", PL_SHARE_DIR);
