@@ -30,7 +30,19 @@
 
 #define TOK_MT "peft.Tokenizer"
 
+/* Layout relied on by other bindings (peft.data reads the first field): keep t first. */
 struct l_tok { struct pl_tokenizer *t; };
+
+/* For other binding files: the tokenizer of a peft.Tokenizer at idx, NULL if idx is not one;
+ * raises if it is closed. (Declaration to be added to pl_lua.h.) */
+struct pl_tokenizer *pl_lua_test_tokenizer(lua_State *L, int idx);
+struct pl_tokenizer *pl_lua_test_tokenizer(lua_State *L, int idx)
+{
+    struct l_tok *u = luaL_testudata(L, idx, "peft.Tokenizer");
+    if (!u) return NULL;
+    if (!u->t) luaL_error(L, "peft.Tokenizer: used after close");
+    return u->t;
+}
 
 static struct pl_tokenizer *l_tok_check(lua_State *L, int idx)
 {
