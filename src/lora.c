@@ -80,6 +80,9 @@ static enum pl_status lora_alloc(struct pl_lora **out, const struct pl_model_con
     if (!a) return pl_fail(PL_ERR_NOMEM, "lora: out of memory");
     a->cfg = *cfg;
     a->n_model_layers = mc->n_layers;
+    a->qk_interleaved = mc->rope_layout == PL_ROPE_LAYOUT_INTERLEAVED;
+    a->n_heads = mc->n_heads;
+    a->n_kv_heads = mc->n_kv_heads;
     a->scale = cfg->use_rslora ? cfg->alpha / sqrtf((float)cfg->r) : cfg->alpha / (float)cfg->r;
     a->enabled = 1;
     a->index = pl_alloc((size_t)mc->n_layers * PL_PROJ_COUNT * sizeof(int32_t), PL_MEM_ADAPTERS);
@@ -326,6 +329,41 @@ enum pl_status pl_lora_merge(struct pl_lora *a, struct pl_model *m)
 
 /* ---------------------------------------------------------------- PEFT files */
 
+/* Rows of B [heads*hd, r] between the model's interleaved order and HF's half order:
+ * to_hf: row 2i of a head → i, row 2i+1 → hd/2 + i; else the inverse. */
+static void permute_rows(float *B, int64_t rows, int64_t r, int64_t heads, int to_hf, float *tmp)
+{
+    int64_t hd = rows / heads;
+    if (heads <= 0 || hd % 2 != 0) return;
+    memcpy(tmp, B, (size_t)(rows * r) * sizeof(float));
+    for (int64_t h = 0; h < heads; h++)
+        for (int64_t k = 0; k < hd; k++) {
+            int64_t hf = k % 2 == 0 ? k / 2 : hd / 2 + k / 2;
+            int64_t from = h * hd + (to_hf ? k : hf), to = h * hd + (to_hf ? hf : k);
+            memcpy(B + (size_t)(to * r), tmp + (size_t)(from * r), (size_t)r * sizeof(float));
+        }
+}
+
+/* Re-order q_proj/k_proj lora_B rows of the flat vector v (laid out as a->params). */
+static enum pl_status permute_qk(const struct pl_lora *a, float *v, int to_hf)
+{
+    if (!a->qk_interleaved) return PL_OK;
+    int64_t most = 0;
+    for (int i = 0; i < a->n; i++)
+        if (a->ad[i].proj <= PL_PROJ_K && a->ad[i].out > most) most = a->ad[i].out;
+    if (!most) return PL_OK;
+    float *tmp = pl_alloc((size_t)(most * a->cfg.r) * sizeof(float), PL_MEM_WORKSPACE);
+    if (!tmp) return pl_fail(PL_ERR_NOMEM, "lora: out of memory");
+    for (int i = 0; i < a->n; i++) {
+        const struct pl_lora_adapter *d = &a->ad[i];
+        if (d->proj > PL_PROJ_K) continue;
+        float *B = v + (d->B - a->params);
+        permute_rows(B, d->out, a->cfg.r, d->proj == PL_PROJ_Q ? a->n_heads : a->n_kv_heads, to_hf, tmp);
+    }
+    pl_free(tmp);
+    return PL_OK;
+}
+
 static void peft_name(char *buf, size_t n, int layer, enum pl_proj p, char which)
 {
     snprintf(buf, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer,
@@ -370,12 +408,18 @@ enum pl_status pl_lora_save(const struct pl_lora *a, const char *dir, const char
     memcpy(hdr + 8, js, jl);
     memset(hdr + 8 + jl, ' ', padded - jl);
     pl_free(js);
-    /* The data is params in adapter order, A then B: exactly the flat vector. */
-    const void *parts[2] = { hdr, a->params };
+    /* The data is params in adapter order, A then B: the flat vector, with q/k lora_B rows in
+     * HF's order. */
+    float *data = pl_alloc((size_t)a->n_params * sizeof(float), PL_MEM_WORKSPACE);
+    if (!data) { pl_free(hdr); return pl_fail(PL_ERR_NOMEM, "lora save: out of memory"); }
+    memcpy(data, a->params, (size_t)a->n_params * sizeof(float));
+    enum pl_status st = permute_qk(a, data, 1);
+    const void *parts[2] = { hdr, data };
     size_t sizes[2] = { 8 + padded, (size_t)a->n_params * sizeof(float) };
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    enum pl_status st = pl_file_write_atomic(path, parts, sizes, 2);
+    if (st == PL_OK) st = pl_file_write_atomic(path, parts, sizes, 2);
     pl_free(hdr);
+    pl_free(data);
     if (st != PL_OK) return st;
 
     struct pl_json *c = pl_json_new_object();
@@ -618,6 +662,7 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
     pl_free(buf);
     if (st == PL_OK && seen != 2 * (int64_t)a->n)
         st = pl_fail(PL_ERR_FORMAT, "%s: %lld LoRA tensors, the config needs %d", path, (long long)seen, 2 * a->n);
+    if (st == PL_OK) st = permute_qk(a, a->params, 0);
     if (st != PL_OK) { pl_lora_free(a); return st; }
     *out = a;
     return PL_OK;

@@ -18,6 +18,11 @@
  * Dropout never stores a mask: the keep/drop decision for element i of the input of
  * (layer, proj) at step s is a hash of (seed, s, layer, proj, i), recomputed by the backward.
  *
+ * Models loaded from GGUF keep llama.cpp's permuted Q/K rows (interleaved RoPE pairs); HF and
+ * PEFT use the rotate-half order. The adapters train in the model's own order and lora_B of
+ * q_proj/k_proj is permuted to HF's order in the file (and back on load), so a saved adapter
+ * applies to the HF checkpoint of the same model.
+ *
  * Files (HF PEFT): a directory with
  *   adapter_model.safetensors  base_model.model.model.layers.<l>.self_attn.q_proj.lora_A.weight
  *                              [r, in] and ...lora_B.weight [out, r] (mlp.* for gate/up/down), F32
@@ -85,6 +90,9 @@ struct pl_lora {
     uint64_t dropout_seed;
     uint64_t dropout_step;  /* advanced by the trainer each micro-batch */
     struct pl_model *attached;
+    /* The model's Q/K rows are in GGUF's interleaved RoPE order (llama.cpp permuted them);
+     * PEFT files hold HF's order, so lora_B of q_proj/k_proj is re-ordered on save/load. */
+    int32_t qk_interleaved, n_heads, n_kv_heads;
 };
 
 /* New adapters for a model of configuration mc. Fails (PL_ERR_ARG) on r < 1, a dropout outside
