@@ -22,25 +22,21 @@ print(string.format("shape      %d layers, dim %d, ffn %d, heads %d (kv %d), voc
   c.layers, c.dim, c.hidden_dim, c.heads, c.kv_heads, c.vocab_size, c.context_length))
 print(string.format("chat       %s", c.chat_template))
 
--- A prompt in the model's chat format when it has one, else plain text.
+-- Chat through the model's own template when it has one (m:chat), else continue a story.
 local question = "What is the capital of France? Answer in one sentence."
-local prompt
-if c.chat_template == "chatml" then
-  prompt = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
-    .. "<|im_start|>user\n" .. question .. "<|im_end|>\n<|im_start|>assistant\n"
-elseif peft.chat and peft.chat.render and c.chat_template ~= "none" then
-  prompt = peft.chat.render(m, { { role = "user", content = question } }, { add_generation_prompt = true })
-else
-  prompt, question = "Once upon a time", "Once upon a time"
-end
-
-print("\n> " .. question)
-io.write("< ")
-local _, n = m:generate(prompt, {
+local gen = {
   max_tokens = smoke and 24 or 96, temperature = 0.7, top_p = 0.9, seed = 42,
-  stop = { "<|im_end|>" },
   on_token = function(piece) io.write(piece); io.flush() end,
-})
+}
+local n
+if c.chat_template ~= "none" then
+  print("\n> " .. question)
+  io.write("< ")
+  _, n = m:chat({ { role = "user", content = question } }, gen)
+else
+  io.write("\nOnce upon a time")
+  _, n = m:generate("Once upon a time", gen)
+end
 print(string.format("\n(%d tokens)", n))
 
 local fmt = text:match("%.jsonl$") and "jsonl" or "text"

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "peftlua/alloc.h"
+#include "peftlua/chat.h"
 #include "peftlua/gguf.h"
 #include "peftlua/json.h"
 #include "peftlua/model.h"
@@ -63,6 +64,7 @@ void pl_model_free(struct pl_model *m)
     pl_free(m->path);
     pl_free(m->name);
     pl_free(m->chat_template);
+    pl_free(m->tokenizer_path);
     pl_free(m);
 }
 
@@ -429,6 +431,7 @@ static enum pl_status pl_model_load_gguf(struct pl_model *m, const char *path,
             goto fail;
         }
         if ((st = pl_tokenizer_load_gguf(&m->tok, path))) goto fail;
+        m->tokenizer_path = pl_model_strdup(path);
     }
     m->format = PL_FORMAT_GGUF;
     pl_gguf_close(g);   /* the tensors keep the mapping alive */
@@ -532,6 +535,7 @@ static enum pl_status pl_model_load_safetensors(struct pl_model *m, const char *
             goto done;
         }
         if ((st = pl_tokenizer_load_hf(&m->tok, tokpath))) goto done;
+        m->tokenizer_path = pl_model_strdup(tokpath);
     }
     if (m->tok && pl_tokenizer_chat_template(m->tok))
         m->chat_template = pl_model_strdup(pl_tokenizer_chat_template(m->tok));
@@ -594,8 +598,12 @@ enum pl_status pl_model_load(struct pl_model **out, const char *path,
         char tp[4200];
         st = pl_model_find_llama2c_tokenizer(path, m->cfg.vocab_size, tp, sizeof tp);
         if (st == PL_OK) st = pl_tokenizer_load_llama2c(&m->tok, tp);
+        if (st == PL_OK) m->tokenizer_path = pl_model_strdup(tp);
     }
-    if (st == PL_OK && o->tokenizer && !o->no_tokenizer) st = pl_tokenizer_load(&m->tok, o->tokenizer);
+    if (st == PL_OK && o->tokenizer && !o->no_tokenizer) {
+        st = pl_tokenizer_load(&m->tok, o->tokenizer);
+        if (st == PL_OK) m->tokenizer_path = pl_model_strdup(o->tokenizer);
+    }
     if (st == PL_OK && m->tok && pl_tokenizer_n_vocab(m->tok) > m->cfg.vocab_size)
         st = pl_fail(PL_ERR_FORMAT, "%s: the tokenizer has %d tokens, the model only %d", path,
                      pl_tokenizer_n_vocab(m->tok), m->cfg.vocab_size);
@@ -615,17 +623,6 @@ enum pl_status pl_model_load(struct pl_model **out, const char *path,
 }
 
 /* ---- model card ---- */
-
-static const char *pl_chat_family_of(const char *t)
-{
-    if (!t) return "none";
-    if (strstr(t, "<|im_start|>")) return "chatml";
-    if (strstr(t, "<|start_header_id|>")) return "llama3";
-    if (strstr(t, "<|user|>")) return "zephyr";
-    if (strstr(t, "<<SYS>>")) return "llama2";
-    if (strstr(t, "[INST]")) return "mistral";
-    return "custom";
-}
 
 void pl_model_card(const struct pl_model *m, struct pl_model_card *card)
 {
@@ -653,5 +650,7 @@ void pl_model_card(const struct pl_model *m, struct pl_model_card *card)
     card->rope_base = m->cfg.rope_base;
     card->norm_eps = m->cfg.norm_eps;
     card->tied_output = m->cfg.tied_output;
-    card->chat_family = pl_chat_family_of(m->chat_template);
+    card->chat_family = pl_chat_family_name(m->chat_template ? pl_chat_detect(m->chat_template)
+                                                             : PL_CHAT_NONE);
+    card->tokenizer_path = m->tokenizer_path;
 }

@@ -90,6 +90,7 @@ struct pl_model {
     char *path;                                /* the file or directory loaded */
     char *name;                                /* general.name or the file's base name */
     char *chat_template;                       /* the model's own template string, or NULL */
+    char *tokenizer_path;                      /* where the tokenizer was loaded from, or NULL */
     void *file;                                /* format-specific owner of mapped data */
     void (*file_close)(void *file);
     pl_linear_hook_fn linear_hook;             /* NULL: plain projections */
@@ -128,7 +129,8 @@ struct pl_model_card {
     int32_t context_length, vocab_size, n_layers, dim, hidden_dim, n_heads, n_kv_heads;
     float   rope_base, norm_eps;
     int32_t tied_output;
-    const char *chat_family;     /* "chatml", "llama2", ... or "none" */
+    const char *chat_family;     /* "chatml", "llama2", "llama3", "mistral", "zephyr" or "none" */
+    const char *tokenizer_path;  /* NULL if none */
 };
 void pl_model_card(const struct pl_model *m, struct pl_model_card *card);
 

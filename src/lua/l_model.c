@@ -17,6 +17,8 @@
  *   m:generate(prompt [, {max_tokens, temperature, top_k, top_p, repetition_penalty, seed, stop,
  *                         greedy, ignore_eos, on_token, special}]) → text, n_tokens
  *   m:encode(text [, {bos = bool, special = bool}]) → ids;  m:decode(ids) → text
+ *   m:tokenizer()                  → a peft.Tokenizer loaded from the model's tokenizer file
+ *   m:chat(messages [, generate options]) → reply (lua/peft/model.lua: the model's chat template)
  *   m:close()                      (also __gc / __close)
  */
 #include <math.h>
@@ -114,6 +116,7 @@ static int l_model_card(lua_State *L)
     SETB("tied_output", c.tied_output);
     SETS("chat_template", c.chat_family);
     SETB("tokenizer", m->tok != NULL);
+    if (c.tokenizer_path) SETS("tokenizer_path", c.tokenizer_path);
     return 1;
 }
 
@@ -504,7 +507,24 @@ static int l_model_decode(lua_State *L)
     return 1;
 }
 
+/* m:tokenizer() → a peft.Tokenizer loaded from the same file the model's tokenizer came from. */
+static int l_model_tokenizer(lua_State *L)
+{
+    struct pl_model *m = l_model_check(L, 1);
+    if (!m->tok || !m->tokenizer_path) return luaL_error(L, "%s: the model has no tokenizer", m->path);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "peft.tokenizer");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "load");
+    lua_pushstring(L, m->tokenizer_path);
+    lua_call(L, 1, 2);
+    if (lua_isnil(L, -2)) return luaL_error(L, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return 1;
+}
+
 static const luaL_Reg l_model_methods[] = {
+    { "tokenizer", l_model_tokenizer },
     { "card", l_model_card },
     { "config", l_model_config },
     { "params", l_model_params },
@@ -527,6 +547,8 @@ int luaopen_peft_model(lua_State *L)
 {
     luaL_newmetatable(L, PL_MODEL_MT);
     luaL_newlib(L, l_model_methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "peft.Model.methods");
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_model_close);
     lua_setfield(L, -2, "__gc");
@@ -536,5 +558,7 @@ int luaopen_peft_model(lua_State *L)
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
     luaL_newlib(L, l_model_funcs);
+    lua_getfield(L, LUA_REGISTRYINDEX, "peft.Model.methods");
+    lua_setfield(L, -2, "Model");   /* the method table, for lua/peft/model.lua to extend */
     return 1;
 }

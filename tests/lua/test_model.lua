@@ -101,6 +101,10 @@ return {
     print(string.format("SmolLM2-135M perplexity on the first 20 records of wikisql valid.jsonl: %.3f (mean CE %.4f over %d tokens)",
       ppl, mean, count))
     T.ok(ppl > 1.5 and ppl < 30, "plausible perplexity " .. ppl)
+    local reply = m:chat({ { role = "user", content = "What is the capital of France?" } },
+      { greedy = true, max_tokens = 24 })
+    T.ok(reply:find("Paris"), "the chat reply names Paris: " .. reply)
+    T.ok(not reply:find("<|im_", 1, true), "no template markers in the reply")
   end,
 
   bad_input_exits_cleanly = function()
