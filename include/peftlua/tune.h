@@ -104,6 +104,9 @@ struct pl_tune_opts {
     double kappa;             /* UCB: μ − κσ is minimised */
     int n_candidates;         /* random candidates per acquisition maximisation */
     int n_restarts;           /* GP fit: random restarts beyond the warm start */
+    int failure_model;        /* failed trials always enter the GP at the worst value seen (a
+                                 penalty); 1 also fits a second GP to success (+1) / failure (−1)
+                                 labels and maximises acq + log P(success), P = Φ(μ_c/σ_c) */
     pl_tune_feasible_fn feasible;
     void *feasible_ud;
 };
@@ -127,7 +130,8 @@ void pl_tune_set_feasible(struct pl_tune *t, pl_tune_feasible_fn fn, void *ud);
  * repeated asks spread out. */
 enum pl_status pl_tune_ask(struct pl_tune *t, int q, double *out);
 /* Record an observation. A non-finite y (NaN, ±inf) marks a failed trial: it is modelled as a
- * penalty (the worst finite value seen) so the search moves away from it. Removes a matching
+ * penalty (the worst finite value seen) or by the failure model (opts.failure_model) so the
+ * search moves away from it. Removes a matching
  * pending point. Values are checked against the space (range, integrality, choice index). */
 enum pl_status pl_tune_tell(struct pl_tune *t, const double *v, double y);
 /* tell() with named metrics kept with the trial (e.g. "time", "memory"; any finite or

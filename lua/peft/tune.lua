@@ -21,7 +21,8 @@
 -- A space is a table of name = entry (searched in sorted name order) or a list of entries
 -- with name = .... Options: seed, n_init (initial Latin-hypercube points; default
 -- max(5, 2·dims)), acq ("ei" | "ucb"), kernel ("matern52" | "rbf"), xi, kappa, candidates,
--- restarts, constraint.
+-- restarts, constraint, failures ("penalty": failed trials count as the worst value seen;
+-- "model": also a GP on success/failure weights proposals by the probability of success).
 local C = ...
 local M = C
 
@@ -146,7 +147,7 @@ function Bayes:_encode(params, level)
 end
 
 local BAYES_KEYS = { space = true, seed = true, n_init = true, acq = true, kernel = true, xi = true, kappa = true,
-                     candidates = true, restarts = true, constraint = true }
+                     candidates = true, restarts = true, constraint = true, failures = true }
 
 function M.bayes(opts)
   if type(opts) ~= "table" then error("tune.bayes: expects an options table", 2) end
@@ -164,7 +165,7 @@ function M.bayes(opts)
   end
   self._c = C._optimizer(spec, { seed = opts.seed, n_init = opts.n_init, acq = opts.acq, kernel = opts.kernel,
                                  xi = opts.xi, kappa = opts.kappa, candidates = opts.candidates,
-                                 restarts = opts.restarts, feasible = feasible })
+                                 restarts = opts.restarts, failures = opts.failures, feasible = feasible })
   return self
 end
 

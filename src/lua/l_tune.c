@@ -5,7 +5,8 @@
  *   tune._optimizer(spec, opts) -> peft.TuneOptimizer
  *       spec: array of {name=, type="real"|"int"|"cat", lo=, hi=, log=, pow2=, choices={labels}}
  *       opts: {seed=, n_init=, acq="ei"|"ucb", kernel="matern52"|"rbf", xi=, kappa=,
- *              candidates=, restarts=, feasible=function(values) -> boolean}
+ *              candidates=, restarts=, failures="penalty"|"model",
+ *              feasible=function(values) -> boolean}
  *   o:ask([q]) -> {values...} (q = nil) or a list of q of them; categoricals as 0-based indices
  *   o:tell(values, y [, metrics])   y nil/NaN/inf = failed trial; metrics {name = number}
  *   o:best() -> values, y | nil      o:count()      o:obs(i) -> values, y|nil, metrics
@@ -34,7 +35,7 @@ static struct l_tune *l_tune_check(lua_State *L, int idx)
 }
 
 static const char *const SPEC_KEYS[] = { "name", "type", "lo", "hi", "log", "pow2", "choices", NULL };
-static const char *const OPT_KEYS[] = { "seed", "n_init", "acq", "kernel", "xi", "kappa", "candidates", "restarts", "feasible", NULL };
+static const char *const OPT_KEYS[] = { "seed", "n_init", "acq", "kernel", "xi", "kappa", "candidates", "restarts", "failures", "feasible", NULL };
 
 /* Strings read below stay anchored in the spec table (argument 1) for the whole call; the
  * engine copies names and labels, so nothing outlives it. */
@@ -102,6 +103,10 @@ static int l_tune_new(lua_State *L)
     o.kappa = pl_lua_opt_num(L, 2, "kappa", o.kappa);
     o.n_candidates = (int)pl_lua_opt_int(L, 2, "candidates", o.n_candidates);
     o.n_restarts = (int)pl_lua_opt_int(L, 2, "restarts", o.n_restarts);
+    const char *fm = pl_lua_opt_str(L, 2, "failures", "penalty");
+    if (strcmp(fm, "penalty") == 0) o.failure_model = 0;
+    else if (strcmp(fm, "model") == 0) o.failure_model = 1;
+    else return luaL_error(L, "tune: failures must be 'penalty' or 'model', not '%s'", fm);
     if (!lua_isnoneornil(L, 2)) {
         lua_getfield(L, 2, "feasible");
         if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) return luaL_error(L, "tune: feasible must be a function");

@@ -205,22 +205,32 @@ static struct pl_tune *box2(uint64_t seed, int n_init)
 static void test_failures(void **state)
 {
     (void)state;
-    /* trials with x > 0.6 fail (as out-of-memory would); the minimum of the rest is at x = 0.6 */
-    struct pl_tune *t = box2(5, 0);
+    /* trials with x > 0.6 fail (as out-of-memory would); the minimum of the rest is at x = 0.6.
+     * Both ways of handling failures: the penalty and the failure model. */
     double v[2], y;
-    int failed_after_init = 0;
-    for (int e = 0; e < 30; e++) {
-        assert_int_equal(pl_tune_ask(t, 1, v), PL_OK);
-        double f = v[0] > 0.6 ? (e % 2 ? NAN : INFINITY) : -v[0] + (v[1] - 0.5) * (v[1] - 0.5);
-        if (e >= 10 && !isfinite(f)) failed_after_init++;
-        assert_int_equal(pl_tune_tell(t, v, f), PL_OK);
+    struct pl_tune *t;
+    for (int mode = 0; mode < 2; mode++) {
+        struct pl_tune_param ps[2] = { { .name = "x", .type = PL_TUNE_REAL, .lo = 0, .hi = 1 },
+                                       { .name = "y", .type = PL_TUNE_REAL, .lo = 0, .hi = 1 } };
+        struct pl_tune_opts o = pl_tune_defaults();
+        o.seed = 5;
+        o.failure_model = mode;
+        assert_int_equal(pl_tune_new(&t, ps, 2, &o), PL_OK);
+        int failed_after_init = 0;
+        for (int e = 0; e < 30; e++) {
+            assert_int_equal(pl_tune_ask(t, 1, v), PL_OK);
+            double f = v[0] > 0.6 ? (e % 2 ? NAN : INFINITY) : -v[0] + (v[1] - 0.5) * (v[1] - 0.5);
+            if (e >= 5 && !isfinite(f)) failed_after_init++;
+            assert_int_equal(pl_tune_tell(t, v, f), PL_OK);
+        }
+        assert_int_equal(pl_tune_best(t, v, &y), PL_OK);
+        assert_int_equal(pl_tune_obs(t, 0, NULL, NULL), PL_OK);
+        printf("  failures by %s: best %.4f at (%.3f, %.3f); %d of 25 model-based trials failed\n",
+               mode ? "failure model" : "penalty", y, v[0], v[1], failed_after_init);
+        assert_true(y < -0.55);
+        assert_true(failed_after_init <= 12);
+        pl_tune_free(t);
     }
-    assert_int_equal(pl_tune_best(t, v, &y), PL_OK);
-    assert_int_equal(pl_tune_obs(t, 0, NULL, NULL), PL_OK);
-    printf("  with failures: best %.4f at (%.3f, %.3f); %d of 20 model-based trials failed\n", y, v[0], v[1], failed_after_init);
-    assert_true(y < -0.55);
-    assert_true(failed_after_init <= 10);
-    pl_tune_free(t);
     /* every trial failing: proposals continue, best() says there is none */
     t = box2(6, 3);
     for (int e = 0; e < 6; e++) {

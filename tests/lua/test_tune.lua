@@ -83,18 +83,22 @@ return {
   end,
 
   failures_and_robustness = function()
-    local opt = tune.bayes { space = { x = { "real", 0, 1 }, fixed = { "real", 2, 2 }, one = { "cat", { "only" } } }, seed = 4, n_init = 3 }
-    for i = 1, 14 do
-      local p = opt:ask()
-      T.eq(p.fixed, 2); T.eq(p.one, "only")
-      local v = p.x > 0.7 and (i % 3 == 0 and 0 / 0 or (i % 3 == 1 and math.huge or nil)) or (p.x - 0.65) ^ 2
-      opt:tell(p, v)
+    for _, mode in ipairs { "penalty", "model" } do
+      local opt = tune.bayes { space = { x = { "real", 0, 1 }, fixed = { "real", 2, 2 }, one = { "cat", { "only" } } }, seed = 4, n_init = 3,
+                               failures = mode }
+      for i = 1, 14 do
+        local p = opt:ask()
+        T.eq(p.fixed, 2); T.eq(p.one, "only")
+        local v = p.x > 0.7 and (i % 3 == 0 and 0 / 0 or (i % 3 == 1 and math.huge or nil)) or (p.x - 0.65) ^ 2
+        opt:tell(p, v)
+      end
+      local best, v = opt:best()
+      T.ok(best.x <= 0.7 and v < 0.01, "best avoids the failing region")
+      local nfail = 0
+      for _, h in ipairs(opt:history()) do if h.failed then nfail = nfail + 1; T.eq(h.value, nil) end end
+      T.ok(nfail >= 1, "failures recorded")
     end
-    local best, v = opt:best()
-    T.ok(best.x <= 0.7 and v < 0.01, "best avoids the failing region")
-    local nfail = 0
-    for _, h in ipairs(opt:history()) do if h.failed then nfail = nfail + 1; T.eq(h.value, nil) end end
-    T.ok(nfail >= 1, "failures recorded")
+    T.raises(function() tune.bayes { space = { x = { "real", 0, 1 } }, failures = "ignore" } end, "'penalty' or 'model'")
     -- duplicates, a constant objective, a single point
     local o2 = tune.bayes { space = { x = { "real", 0, 1 } }, n_init = 1 }
     for _ = 1, 4 do o2:tell({ x = 0.25 }, 3) end
