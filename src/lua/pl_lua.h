@@ -20,6 +20,13 @@ void pl_lua_push_tensor(lua_State *L, struct pl_tensor *t);
 struct pl_tensor *pl_lua_check_tensor(lua_State *L, int idx);
 struct pl_tensor *pl_lua_test_tensor(lua_State *L, int idx);   /* NULL if not a tensor */
 
+/* Objects other modules take as arguments (peft.data takes a tokenizer or a model). Each is
+ * implemented by the binding that owns the type; NULL when the value is not one (raises if the
+ * object is closed). */
+struct pl_tokenizer;
+struct pl_model;
+struct pl_tokenizer *pl_lua_test_tokenizer(lua_State *L, int idx);   /* l_tokenizer.c */
+
 /* Raise the engine's last error as a Lua error (never as a format string). */
 int pl_lua_error(lua_State *L);
 
