@@ -8,6 +8,7 @@
  * order, so results are bit-identical for any OMP_NUM_THREADS.
  */
 #include "peftlua/kernels.h"
+#include "peftlua/alloc.h"
 #include "peftlua/quant.h"
 #include "kernels_internal.h"
 
@@ -112,30 +113,27 @@ void pl_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *rstd,
 
 /* ------------------------------------------------------------------------ RoPE */
 
-/* Rotate one token's H heads by +angle (sign = 1) or -angle (sign = -1), writing or adding. */
-static void rope_token(float *out, const float *x, int32_t p, int64_t H, int64_t HD,
-                       double theta, enum pl_rope_mode mode, float sign, int accumulate)
+/* cos/sin of pos * theta^(-2i/HD), in f64 then rounded: every path below uses this one
+ * function, so a table and a direct computation give the same bits. */
+static inline void rope_cs(float *c, float *s, int32_t p, int64_t i, int64_t HD, double theta)
+{
+    double a = (double)p * pow(theta, -2.0 * (double)i / (double)HD);
+    *c = (float)cos(a);
+    *s = (float)sin(a);
+}
+
+/* Rotate pairs i0 .. i0+ni-1 of one token's H heads by +angle (sign = 1) or -angle (sign = -1),
+ * writing or adding; cs holds (cos, sin) of those pairs. */
+static void rope_token(float *out, const float *x, const float *cs, int64_t H, int64_t HD,
+                       int64_t i0, int64_t ni, enum pl_rope_mode mode, float sign, int accumulate)
 {
     int64_t half = HD / 2;
-    float cs_buf[2 * 256];
-    int cached = half <= 256;
-    if (cached)
-        for (int64_t i = 0; i < half; i++) {
-            double a = (double)p * pow(theta, -2.0 * (double)i / (double)HD);
-            cs_buf[2 * i] = (float)cos(a);
-            cs_buf[2 * i + 1] = (float)sin(a);
-        }
     for (int64_t h = 0; h < H; h++) {
         const float *xh = x + h * HD;
         float *oh = out + h * HD;
-        for (int64_t i = 0; i < half; i++) {
-            float c, s;
-            if (cached) { c = cs_buf[2 * i]; s = cs_buf[2 * i + 1]; }
-            else {
-                double a = (double)p * pow(theta, -2.0 * (double)i / (double)HD);
-                c = (float)cos(a); s = (float)sin(a);
-            }
-            s *= sign;
+        for (int64_t k = 0; k < ni; k++) {
+            int64_t i = i0 + k;
+            float c = cs[2 * k], s = sign * cs[2 * k + 1];
             int64_t ia = mode == PL_ROPE_NEOX ? i : 2 * i;
             int64_t ib = mode == PL_ROPE_NEOX ? i + half : 2 * i + 1;
             float a0 = xh[ia], b0 = xh[ib];
@@ -146,21 +144,56 @@ static void rope_token(float *out, const float *x, int32_t p, int64_t H, int64_t
     }
 }
 
+/* Positions repeat across a batch (and trig dominates the cost), so when the positions span
+ * no more values than there are tokens, the (cos, sin) table of that span is built once;
+ * otherwise, or if the table cannot be allocated, each token computes its own row. */
+static void rope_apply(float *out, const float *x, const int32_t *pos, int64_t N, int64_t H,
+                       int64_t HD, float theta, enum pl_rope_mode mode, float sign, int accumulate)
+{
+    int64_t half = HD / 2;
+    if (N <= 0 || half <= 0) return;
+    int32_t pmin = pos[0], pmax = pos[0];
+    for (int64_t n = 1; n < N; n++) {
+        pmin = pos[n] < pmin ? pos[n] : pmin;
+        pmax = pos[n] > pmax ? pos[n] : pmax;
+    }
+    int64_t span = (int64_t)pmax - pmin + 1;
+    float *tab = span <= N ? pl_alloc((size_t)span * (size_t)half * 2 * sizeof(float), PL_MEM_WORKSPACE)
+                           : NULL;
+    if (tab) {
+        #pragma omp parallel for schedule(static) if(PL_K_PAR(span * half * 8))
+        for (int64_t r = 0; r < span; r++)
+            for (int64_t i = 0; i < half; i++)
+                rope_cs(&tab[(r * half + i) * 2], &tab[(r * half + i) * 2 + 1], (int32_t)(pmin + r), i, HD, theta);
+        #pragma omp parallel for schedule(static) if(PL_K_PAR(N * H * HD))
+        for (int64_t n = 0; n < N; n++)
+            rope_token(out + n * H * HD, x + n * H * HD, tab + (pos[n] - pmin) * half * 2, H, HD,
+                       0, half, mode, sign, accumulate);
+        pl_free(tab);
+        return;
+    }
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(N * half * 8))
+    for (int64_t n = 0; n < N; n++) {
+        float cs[2 * 64];              /* pairs in slices of 64 keep the stack small */
+        for (int64_t i0 = 0; i0 < half; i0 += 64) {
+            int64_t ni = half - i0 < 64 ? half - i0 : 64;
+            for (int64_t k = 0; k < ni; k++) rope_cs(&cs[2 * k], &cs[2 * k + 1], pos[n], i0 + k, HD, theta);
+            rope_token(out + n * H * HD, x + n * H * HD, cs, H, HD, i0, ni, mode, sign, accumulate);
+        }
+    }
+}
+
 void pl_rope_fwd(float *out, const float *x, const int32_t *pos, int64_t N, int64_t H,
                  int64_t HD, float theta, enum pl_rope_mode mode)
 {
-    #pragma omp parallel for schedule(static) if(PL_K_PAR(N * H * HD))
-    for (int64_t n = 0; n < N; n++)
-        rope_token(out + n * H * HD, x + n * H * HD, pos[n], H, HD, theta, mode, 1.0f, 0);
+    rope_apply(out, x, pos, N, H, HD, theta, mode, 1.0f, 0);
 }
 
 void pl_rope_bwd(float *dx, const float *dout, const int32_t *pos, int64_t N, int64_t H,
                  int64_t HD, float theta, enum pl_rope_mode mode)
 {
     /* The rotation is orthogonal: its transpose is the rotation by -angle. */
-    #pragma omp parallel for schedule(static) if(PL_K_PAR(N * H * HD))
-    for (int64_t n = 0; n < N; n++)
-        rope_token(dx + n * H * HD, dout + n * H * HD, pos[n], H, HD, theta, mode, -1.0f, 1);
+    rope_apply(dx, dout, pos, N, H, HD, theta, mode, -1.0f, 1);
 }
 
 /* ------------------------------------------------------------------------ SwiGLU */

@@ -226,6 +226,28 @@ static void test_rope_fd(void **state)
     }
 }
 
+/* The kernel builds a (cos, sin) table when positions repeat (a batch) and computes per token
+ * otherwise; both must give the same bits, for both modes and a head dim over 128. */
+static void test_rope_table_vs_direct(void **state)
+{
+    (void)state;
+    const int64_t H = 2, HD = 160, T = 5, B = 3, N = B * T, row = H * HD;
+    int32_t pos[15], pair[2];
+    for (int64_t n = 0; n < N; n++) pos[n] = (int32_t)(7 + n % T);       /* span 5 <= 15 */
+    float *x = rnd(N * row, 1), *yt = zeros(N * row), *y2 = zeros(2 * row), *x2 = zeros(2 * row);
+    for (int mode = 0; mode < 2; mode++) {
+        pl_rope_fwd(yt, x, pos, N, H, HD, 500000.0f, (enum pl_rope_mode)mode);
+        for (int64_t n = 0; n < N; n++) {
+            pair[0] = pos[n]; pair[1] = pos[n] + 1000;                   /* span 1001 > 2 */
+            memcpy(x2, x + n * row, (size_t)row * sizeof(float));
+            memcpy(x2 + row, x + n * row, (size_t)row * sizeof(float));
+            pl_rope_fwd(y2, x2, pair, 2, H, HD, 500000.0f, (enum pl_rope_mode)mode);
+            assert_memory_equal(y2, yt + n * row, (size_t)row * sizeof(float));
+        }
+    }
+    free(x); free(yt); free(y2); free(x2);
+}
+
 static void test_rope_golden(void **state)
 {
     (void)state;
@@ -810,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_rmsnorm_golden),
         cmocka_unit_test(test_rope_fd),
         cmocka_unit_test(test_rope_golden),
+        cmocka_unit_test(test_rope_table_vs_direct),
         cmocka_unit_test(test_attention_fd),
         cmocka_unit_test(test_attention_golden),
         cmocka_unit_test(test_attention_blocks),
