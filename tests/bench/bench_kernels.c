@@ -125,6 +125,35 @@ int main(void)
            (long long)B, (long long)T, (long long)NH, (long long)NKV, (long long)HD,
            ta * 1e3, af / ta * 1e-9, tab * 1e3, 2 * af / tab * 1e-9);
 
+    /* the element-wise and row-wise kernels of one SmolLM2-135M step at 1024 tokens */
+    {
+        const int64_t R = M, C = 576, F = 1536, V = 49152;
+        float *a = rnd((size_t)(R * F), 2, &seed), *b2 = rnd((size_t)(R * F), 1, &seed);
+        float *c = malloc((size_t)(R * F) * sizeof(float)), *d = calloc((size_t)(R * F), sizeof(float));
+        float *e = calloc((size_t)(R * F), sizeof(float)), *rs = malloc((size_t)R * sizeof(float));
+        float *w = rnd((size_t)C, 1, &seed), *dw = calloc((size_t)C, sizeof(float));
+        float *lg = rnd((size_t)(R * V), 4, &seed), *ls = malloc((size_t)R * sizeof(float));
+        float *lse = malloc((size_t)R * sizeof(float));
+        int32_t *pos = malloc((size_t)R * sizeof(int32_t)), *tg = malloc((size_t)R * sizeof(int32_t));
+        for (int64_t i = 0; i < R; i++) { pos[i] = (int32_t)(i % 256); tg[i] = (int32_t)((i * 131) % V); }
+        double mean, t1, t2, t3, t4, t5, t6, t7, t8;
+        BEST(t1, 5, pl_rmsnorm_fwd(c, rs, a, w, R, C, 1e-5f));
+        BEST(t2, 5, pl_rmsnorm_bwd(d, dw, b2, rs, a, w, R, C));
+        BEST(t3, 5, pl_rope_fwd(c, a, pos, R, 9, 64, 10000.0f, PL_ROPE_NORMAL));
+        BEST(t4, 5, pl_rope_bwd(d, b2, pos, R, 9, 64, 10000.0f, PL_ROPE_NORMAL));
+        BEST(t5, 5, pl_swiglu_fwd(c, a, b2, R * F));
+        BEST(t6, 5, pl_swiglu_bwd(d, e, b2, a, b2, R * F));
+        BEST(t7, 3, pl_crossentropy_fwd(ls, lse, &mean, NULL, lg, tg, R, V));
+        BEST(t8, 3, pl_crossentropy_bwd(lg, lse, lg, tg, 1.0f / (float)R, R, V));
+        printf("  rmsnorm %lldx%lld fwd %.3f bwd %.3f ms | rope %lldx9x64 fwd %.3f bwd %.3f ms | swiglu %lldx%lld fwd %.3f bwd %.3f ms\n",
+               (long long)R, (long long)C, t1 * 1e3, t2 * 1e3, (long long)R, t3 * 1e3, t4 * 1e3,
+               (long long)R, (long long)F, t5 * 1e3, t6 * 1e3);
+        printf("  cross-entropy %lldx%lld fwd %.2f ms bwd (in place) %.2f ms\n",
+               (long long)R, (long long)V, t7 * 1e3, t8 * 1e3);
+        free(a); free(b2); free(c); free(d); free(e); free(rs); free(w); free(dw); free(lg);
+        free(ls); free(lse); free(pos); free(tg);
+    }
+
     free(x); free(W); free(dy); free(y); free(dx);
     free(q); free(k); free(v); free(o); free(p); free(dq); free(dk); free(dv);
     return 0;
