@@ -85,7 +85,7 @@ static void test_bad_space_and_values(void **state)
     assert_non_null(strstr(pl_last_error(), "twice"));
     assert_int_equal(pl_tune_new(&t, bad, 0, NULL), PL_ERR_ARG);
     static const char *many[PL_TUNE_MAX_DIMS + 1];
-    static char labels[PL_TUNE_MAX_DIMS + 1][8];
+    static char labels[PL_TUNE_MAX_DIMS + 1][16];
     for (int c = 0; c <= PL_TUNE_MAX_DIMS; c++) { snprintf(labels[c], sizeof labels[c], "c%d", c); many[c] = labels[c]; }
     bad[0] = (struct pl_tune_param){ .name = "huge", .type = PL_TUNE_CAT, .n_choices = PL_TUNE_MAX_DIMS + 1, .choices = many };
     assert_int_equal(pl_tune_new(&t, bad, 1, NULL), PL_ERR_ARG);
