@@ -6,7 +6,7 @@
  * projected L-BFGS inside box bounds in log space, from several starts.
  *
  * Storage: X row-major n x d; kernel matrices column-major n x n (symmetric); L lower.
- * Also here: the seeded random generator (xoshiro256**) and the Latin hypercube.
+ * Also here: the Latin hypercube (the generator itself is rng.c).
  */
 #include <float.h>
 #include <math.h>

@@ -1,5 +1,6 @@
 /* tune.h — Bayesian optimisation: a Gaussian process (gp.c) and an ask/tell optimiser over
- * mixed search spaces (bayes.c, tune_space.c, tune_io.c). Owner: tune.
+ * mixed search spaces (bayes.c; history JSON in tune_io.c; test functions and the efficiency
+ * study in tune_study.c; LAPACK through linalg.h). Owner: tune.
  *
  * Example (minimise f over a learning rate and a LoRA rank):
  *
@@ -36,7 +37,7 @@
 #include "peftlua/rng.h"
 #include "peftlua/status.h"
 
-/* ---- random numbers: xoshiro256** seeded by splitmix64; deterministic per seed ---- */
+/* ---- random numbers come from rng.h (deterministic per seed) ---- */
 /* Latin hypercube: n points in [0,1)^d, row-major out[n*d]. */
 void     pl_rng_lhs(struct pl_rng *r, int n, int d, double *out);
 
@@ -60,8 +61,10 @@ enum pl_status pl_gp_set_data(struct pl_gp *gp, const double *X, const double *y
 /* Set hyperparameters (ls[d], sf2, sn2; sf2 and sn2 in the standardised scale) and factor K. */
 enum pl_status pl_gp_set_hyper(struct pl_gp *gp, const double *ls, double sf2, double sn2);
 void pl_gp_get_hyper(const struct pl_gp *gp, double *ls, double *sf2, double *sn2);
-/* Fit the hyperparameters (b NULL: defaults): starts from the current ones, then n_restarts random starts
- * (log-uniform in the bounds) drawn from rng; keeps the best. Leaves K factored at the best. */
+/* Fit the hyperparameters (b NULL: defaults): L-BFGS from the current ones, then from
+ * n_restarts random starts (log-uniform in the bounds or their central 70%) drawn from rng;
+ * the best is polished by one more L-BFGS run when n_restarts > 0. Leaves K factored at the
+ * best; keeps the old hyperparameters if no start gives a finite LML. */
 enum pl_status pl_gp_fit(struct pl_gp *gp, const struct pl_gp_fit_opts *b, int n_restarts, int max_iter,
                          struct pl_rng *rng);
 /* Log marginal likelihood of the standardised y at the current hyperparameters. */
