@@ -120,7 +120,7 @@ void pl_llama_ctx_free(struct pl_llama_ctx *c)
  *   y[m, n] = sum_k W[n, k] x[m, k] (+ bias[n]),  W[n, k] = d * q + m (q4_1), d * (q - 8)
  *   (q4_0), d * q (q8_0), as ggml defines the blocks.
  * Output rows n are split statically over OpenMP threads; each y element is reduced by one
- * thread in a fixed order, so results do not depend on the thread count. AVX2+FMA only;
+ * thread in a fixed order, so results do not depend on the thread count. AVX-512 or AVX2+FMA;
  * other machines use pl_linear_fwd. */
 #define PL_GEMV_MAX_ROWS 4
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -179,6 +179,30 @@ static int pl_gemv_ok(enum pl_dtype t, int64_t M, int64_t K)
            (t == PL_Q4_0 || t == PL_Q4_1 || t == PL_Q8_0 || t == PL_F16);
 }
 
+#if defined(__AVX512F__)
+/* AVX-512: one 32-element block is two registers of sixteen weights. */
+static inline void pl_gemv_decode16(enum pl_dtype t, const uint8_t *b, __m512 w[2])
+{
+    if (t == PL_Q8_0) {
+        __m512 d = _mm512_set1_ps(pl_h2f(b));
+        w[0] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)))));
+        w[1] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)))));
+    } else if (t == PL_F16) {
+        w[0] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b));
+        w[1] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + 32)));
+    } else {
+        int q41 = t == PL_Q4_1;
+        __m512 d = _mm512_set1_ps(pl_h2f(b));
+        __m512 mn = q41 ? _mm512_set1_ps(pl_h2f(b + 2)) : _mm512_set1_ps(-8.0f * pl_h2f(b));
+        __m128i q = _mm_loadu_si128((const __m128i *)(b + (q41 ? 4 : 2)));
+        __m128i mask = _mm_set1_epi8(0x0f);
+        __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+        w[0] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), mn);
+        w[1] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)), mn);
+    }
+}
+#endif
+
 static void pl_gemv(float *y, const float *x, const void *W, enum pl_dtype t, const float *bias,
                     int64_t M, int64_t K, int64_t N)
 {
@@ -187,9 +211,24 @@ static void pl_gemv(float *y, const float *x, const void *W, enum pl_dtype t, co
     const uint8_t *w8 = W;
     #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
     for (int64_t n = 0; n < N; n++) {
+        const uint8_t *row = w8 + (size_t)n * rb;
+#if defined(__AVX512F__)
+        __m512 acc[PL_GEMV_MAX_ROWS];
+        for (int64_t m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < K; k += 32) {
+            __m512 w[2];
+            pl_gemv_decode16(t, row + (size_t)(k / 32) * bb, w);
+            for (int64_t m = 0; m < M; m++) {
+                const float *xm = x + m * K + k;
+                acc[m] = _mm512_fmadd_ps(w[1], _mm512_loadu_ps(xm + 16),
+                                         _mm512_fmadd_ps(w[0], _mm512_loadu_ps(xm), acc[m]));
+            }
+        }
+        for (int64_t m = 0; m < M; m++)
+            y[m * N + n] = _mm512_reduce_add_ps(acc[m]) + (bias ? bias[n] : 0.0f);
+#else
         __m256 acc[PL_GEMV_MAX_ROWS];
         for (int64_t m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
-        const uint8_t *row = w8 + (size_t)n * rb;
         for (int64_t k = 0; k < K; k += 32) {
             __m256 w[4];
             pl_gemv_decode(t, row + (size_t)(k / 32) * bb, w);
@@ -202,6 +241,7 @@ static void pl_gemv(float *y, const float *x, const void *W, enum pl_dtype t, co
             }
         }
         for (int64_t m = 0; m < M; m++) y[m * N + n] = pl_hsum(acc[m]) + (bias ? bias[n] : 0.0f);
+#endif
     }
 }
 #endif
