@@ -13,8 +13,6 @@ tests/c/test_train.c reads the goldens.
 Regenerate (needs torch, numpy, gguf):
     python3 tests/ref/train/train_ref.py ../shared/models/stories260K/stories260K.gguf \
         tests/ref/train/golden/stories260K_grads.bin
-    python3 tests/ref/train/train_ref.py models/SmolLM2-135M-Instruct.Q4_1.gguf \
-        tests/ref/train/golden/smollm2_grads.bin --small
 
 Layout (little endian):
     char[8] "PLTRGRD1"; int32 version 1, B, T, r; float32 alpha; int32 n_adapters
@@ -25,7 +23,12 @@ Layout (little endian):
         int32 name_len; char name[]; int64 numel; float64 grad_norm; int32 k;
         int32 idx[k]; float32 grad[k]
 --small stores only layer 0's q_proj and down_proj adapters and k=32 samples (keeps
-SmolLM2's file small).
+SmolLM2's file small). --ids FILE takes the two rows of 17 token ids from FILE (one row per
+line, comma-separated: ids are the first 16, targets the last 16) instead of random ids; the
+SmolLM2 golden uses tests/ref/train/golden/smollm2_ids.txt (WikiSQL text encoded by peftlua's
+tokenizer), which keeps the loss in a natural range and the float32 gradients well conditioned.
+    python3 tests/ref/train/train_ref.py models/SmolLM2-135M-Instruct.Q4_1.gguf \
+        tests/ref/train/golden/smollm2_grads.bin --small --ids tests/ref/train/golden/smollm2_ids.txt
 """
 import struct
 import sys
@@ -138,8 +141,14 @@ def loss_of(logits, targets):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    small = "--small" in sys.argv
+    argv = sys.argv[1:]
+    ids_file = None
+    if "--ids" in argv:
+        k = argv.index("--ids")
+        ids_file = argv[k + 1]
+        del argv[k:k + 2]
+    args = [a for a in argv if not a.startswith("--")]
+    small = "--small" in argv
     if len(args) != 2:
         raise SystemExit(__doc__)
     meta, W = load(args[0])
@@ -148,6 +157,9 @@ def main():
     L = meta["llama.block_count"]
     rng = np.random.RandomState(20261122)
     seq = rng.randint(3, V, size=(B, T + 1))
+    if ids_file:
+        seq = np.array([[int(x) for x in line.split(",")] for line in open(ids_file).read().split()])
+        assert seq.shape == (B, T + 1), seq.shape
     ids = torch.tensor(seq[:, :T])
     tg = seq[:, 1:].copy()
     tg[0, :3] = -1          # ignored prompt-like positions
