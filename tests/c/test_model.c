@@ -194,6 +194,66 @@ static void test_kv_cache_matches_full(void **state)
     pl_model_free(m);
 }
 
+/* Loss with an ignore mask equals the mean of log-sum-exp minus the target logit over the
+ * kept rows; the adapter hook sees every projection and can change or abort the forward;
+ * an interrupt request stops the forward between layers and leaves the context usable. */
+static int hook_calls;
+static enum pl_status hook_add(void *ctx, int layer, enum pl_proj p, float *y, const float *x,
+                               int64_t n)
+{
+    (void)x;
+    hook_calls++;
+    if (ctx) return pl_fail(PL_ERR_STATE, "hook refused layer %d", layer);
+    if (layer == 0 && p == PL_PROJ_V)
+        for (int64_t i = 0; i < n * 32; i++) y[i] += 0.5f;
+    return PL_OK;
+}
+
+static void test_loss_mask_hook_interrupt(void **state)
+{
+    (void)state;
+    struct pl_model *m = load_or_die(STORIES_GGUF, NULL);
+    int32_t ids[2][8] = { { 1, 403, 395, 419, 414, 429, 269, 268 }, { 1, 300, 17, 99, 45, 7, 400, 12 } };
+    struct pl_llama_ctx *c = pl_llama_ctx_new(m, 2, 8, 0);
+    assert_int_equal(pl_llama_forward(c, &ids[0][0], 8, 0, 0), PL_OK);
+    int32_t tg[16];
+    double want = 0;
+    int kept = 0;
+    for (int r = 0; r < 16; r++) {
+        tg[r] = (r % 3 == 0) ? -1 : ids[r / 8][(r + 1) % 8];
+        if (tg[r] < 0) continue;
+        const float *z = c->logits + (size_t)r * 512;
+        double mx = z[0], se = 0;
+        for (int j = 1; j < 512; j++) if (z[j] > mx) mx = z[j];
+        for (int j = 0; j < 512; j++) se += exp(z[j] - mx);
+        want += mx + log(se) - z[tg[r]];
+        kept++;
+    }
+    int64_t cnt = 0;
+    double got = pl_llama_loss(c, tg, 8, &cnt);
+    assert_int_equal(cnt, kept);
+    assert_true(fabs(got - want / kept) < 1e-5);
+    float before = c->logits[5];
+
+    m->linear_hook = hook_add;
+    m->linear_hook_ctx = NULL;
+    hook_calls = 0;
+    assert_int_equal(pl_llama_forward(c, &ids[0][0], 8, 0, 0), PL_OK);
+    assert_int_equal(hook_calls, 5 * PL_PROJ_COUNT);
+    assert_true(fabs(c->logits[5] - before) > 1e-4);
+    m->linear_hook_ctx = (void *)1;
+    assert_int_equal(pl_llama_forward(c, &ids[0][0], 8, 0, 0), PL_ERR_STATE);
+    assert_non_null(strstr(pl_last_error(), "hook refused layer 0"));
+    m->linear_hook = NULL;
+
+    pl_interrupt_request();
+    assert_int_equal(pl_llama_forward(c, &ids[0][0], 8, 0, 0), PL_ERR_INTERRUPTED);
+    assert_int_equal(pl_llama_forward(c, &ids[0][0], 8, 0, 0), PL_OK);
+    assert_true(fabs(c->logits[5] - before) < 1e-6);
+    pl_llama_ctx_free(c);
+    pl_model_free(m);
+}
+
 static char *read_file(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
@@ -554,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_stories_bin_equals_gguf),
         cmocka_unit_test(test_stories_golden_logits),
         cmocka_unit_test(test_kv_cache_matches_full),
+        cmocka_unit_test(test_loss_mask_hook_interrupt),
         cmocka_unit_test(test_stories_greedy_generation),
         cmocka_unit_test(test_stories_cross_entropy),
         cmocka_unit_test(test_safetensors_hf_layout),
