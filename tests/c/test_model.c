@@ -600,6 +600,25 @@ static void test_bad_input(void **state)
         free(d);
     }
     expect_fail(TMPDIR "/arch.gguf", NULL, "mamba");
+    {
+        /* tensor info of output_norm.weight: name, u32 n_dims (1), u64 ne[0], u32 ggml type */
+        size_t sz;
+        char *d = read_file(STORIES_GGUF, &sz);
+        const char *key = "output_norm.weight";
+        int patched = 0;
+        for (size_t i = 0; i + 64 < sz && !patched; i++)
+            if (memcmp(d + i, key, strlen(key)) == 0 && d[i + strlen(key)] == 1) {
+                uint32_t bad = 77;
+                memcpy(d + i + strlen(key) + 4 + 8, &bad, 4);
+                patched = 1;
+            }
+        assert_true(patched);
+        FILE *f = fopen(TMPDIR "/type.gguf", "wb");
+        assert_int_equal(fwrite(d, 1, sz, f), sz);
+        fclose(f);
+        free(d);
+        expect_fail(TMPDIR "/type.gguf", NULL, "output_norm.weight");
+    }
     /* a .bin alone in a directory has no tokenizer */
     write_prefix(STORIES_BIN, TMPDIR "/alone.bin", 0, NULL, NULL);
     expect_fail(TMPDIR "/alone.bin", NULL, "tokenizer");

@@ -107,6 +107,15 @@ return {
     T.ok(not reply:find("<|im_", 1, true), "no template markers in the reply")
   end,
 
+  quickstart_recipe_smoke = function()
+    local rc, out = T.sh(string.format("cd %q && PEFT_SMOKE=1 %q recipes/quickstart.lua %q %q", T.root, T.host,
+      S .. "stories260K.bin", T.shared .. "/data/text/tinystories_sample.txt"))
+    T.eq(rc, 0, out)
+    T.ok(out:find("params     0.3 M", 1, true), out)
+    T.ok(out:find("Once upon a time", 1, true), out)
+    T.ok(out:find("perplexity on text/tinystories_sample.txt: 3.54", 1, true), out)
+  end,
+
   bad_input_exits_cleanly = function()
     local tmp = T.tmp .. "/model_bad"
     os.execute("mkdir -p '" .. tmp .. "'")
