@@ -2,8 +2,9 @@
  * the adapter backward, merging, and PEFT-layout save/load.
  *
  * Owner: train. The math lives in include/peftlua/lora.h; the matrix products are the
- * kernels' pl_lora_fwd / pl_lora_bwd (kernels.h). Files are written through
- * pl_file_write_atomic (train.h): temporary file, fsync, rename.
+ * kernels' pl_lora_fwd / pl_lora_bwd (kernels.h). The safetensors file is read and written by
+ * formats' safetensors.h; adapter_config.json through pl_file_write_atomic (train.h):
+ * temporary file, fsync, rename.
  */
 #include <errno.h>
 #include <math.h>
@@ -16,6 +17,8 @@
 #include "peftlua/json.h"
 #include "peftlua/kernels.h"
 #include "peftlua/lora.h"
+#include "peftlua/quant.h"
+#include "peftlua/safetensors.h"
 #include "peftlua/train.h"
 
 struct pl_lora_cfg pl_lora_defaults(void)
@@ -375,51 +378,32 @@ enum pl_status pl_lora_save(const struct pl_lora *a, const char *dir, const char
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return pl_fail(PL_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
     char path[4096], name[256];
-    /* safetensors: u64 header length, JSON header (padded with spaces to 8 bytes), data. */
-    struct pl_json *h = pl_json_new_object();
-    if (!h) return pl_fail(PL_ERR_NOMEM, "lora save: out of memory");
-    struct pl_json *meta = pl_json_add_object(h, "__metadata__");
-    pl_json_add_str(meta, "format", "pt");
-    size_t off = 0;
-    for (int i = 0; i < a->n; i++) {
+    /* The tensors are views of a copy of the flat vector (A then B per adapter) with q/k
+     * lora_B rows in HF's order; formats' writer lays them out and writes atomically. */
+    struct pl_storage *data = pl_storage_new((size_t)a->n_params * sizeof(float), PL_MEM_WORKSPACE);
+    if (!data) return pl_fail(PL_ERR_NOMEM, "lora save: out of memory");
+    memcpy(data->data, a->params, (size_t)a->n_params * sizeof(float));
+    enum pl_status st = permute_qk(a, data->data, 1);
+    struct pl_safetensors_writer *w = st == PL_OK ? pl_safetensors_writer_new() : NULL;
+    if (st == PL_OK && !w) st = PL_ERR_NOMEM;
+    if (st == PL_OK) st = pl_safetensors_set_meta(w, "format", "pt");
+    for (int i = 0; i < a->n && st == PL_OK; i++) {
         const struct pl_lora_adapter *d = &a->ad[i];
-        for (int w = 0; w < 2; w++) {
-            peft_name(name, sizeof name, d->layer, d->proj, w ? 'B' : 'A');
-            struct pl_json *t = pl_json_add_object(h, name);
-            pl_json_add_str(t, "dtype", "F32");
-            struct pl_json *sh = pl_json_add_array(t, "shape");
-            pl_json_add_num(sh, NULL, w ? (double)d->out : (double)a->cfg.r);
-            pl_json_add_num(sh, NULL, w ? (double)a->cfg.r : (double)d->in);
-            size_t nb = (size_t)a->cfg.r * (w ? d->out : d->in) * sizeof(float);
-            struct pl_json *of = pl_json_add_array(t, "data_offsets");
-            pl_json_add_num(of, NULL, (double)off);
-            pl_json_add_num(of, NULL, (double)(off + nb));
-            off += nb;
+        for (int k = 0; k < 2 && st == PL_OK; k++) {
+            const float *src = k ? d->B : d->A;
+            int64_t shape[2] = { k ? d->out : a->cfg.r, k ? a->cfg.r : d->in };
+            struct pl_tensor *t = pl_tensor_over(data, (size_t)(src - a->params) * sizeof(float),
+                                                 PL_F32, 2, shape);
+            if (!t) { st = PL_ERR_NOMEM; break; }
+            peft_name(name, sizeof name, d->layer, d->proj, k ? 'B' : 'A');
+            st = pl_safetensors_add_tensor(w, name, t);
+            pl_tensor_release(t);
         }
     }
-    char *js = pl_json_print(h, 0);
-    pl_json_free(h);
-    if (!js) return pl_fail(PL_ERR_NOMEM, "lora save: out of memory");
-    size_t jl = strlen(js), padded = (jl + 7) & ~(size_t)7;
-    char *hdr = pl_alloc(8 + padded, PL_MEM_WORKSPACE);
-    if (!hdr) { pl_free(js); return pl_fail(PL_ERR_NOMEM, "lora save: out of memory"); }
-    uint64_t hl = padded;
-    for (int i = 0; i < 8; i++) hdr[i] = (char)((hl >> (8 * i)) & 0xff);
-    memcpy(hdr + 8, js, jl);
-    memset(hdr + 8 + jl, ' ', padded - jl);
-    pl_free(js);
-    /* The data is params in adapter order, A then B: the flat vector, with q/k lora_B rows in
-     * HF's order. */
-    float *data = pl_alloc((size_t)a->n_params * sizeof(float), PL_MEM_WORKSPACE);
-    if (!data) { pl_free(hdr); return pl_fail(PL_ERR_NOMEM, "lora save: out of memory"); }
-    memcpy(data, a->params, (size_t)a->n_params * sizeof(float));
-    enum pl_status st = permute_qk(a, data, 1);
-    const void *parts[2] = { hdr, data };
-    size_t sizes[2] = { 8 + padded, (size_t)a->n_params * sizeof(float) };
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    if (st == PL_OK) st = pl_file_write_atomic(path, parts, sizes, 2);
-    pl_free(hdr);
-    pl_free(data);
+    if (st == PL_OK) st = pl_safetensors_writer_write(w, path);
+    pl_safetensors_writer_free(w);
+    pl_storage_release(data);
     if (st != PL_OK) return st;
 
     struct pl_json *c = pl_json_new_object();
@@ -462,24 +446,6 @@ enum pl_status pl_lora_save(const struct pl_lora *a, const char *dir, const char
     st = pl_file_write_atomic(path, cp, csz, 2);
     pl_free(cs);
     return st;
-}
-
-static enum pl_status read_all(const char *path, char **buf, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return pl_fail(PL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return pl_fail(PL_ERR_IO, "%s: cannot seek", path); }
-    long sz = ftell(f);
-    rewind(f);
-    if (sz < 0) { fclose(f); return pl_fail(PL_ERR_IO, "%s: cannot size", path); }
-    *buf = pl_alloc((size_t)sz + 1, PL_MEM_WORKSPACE);
-    if (!*buf) { fclose(f); return pl_fail(PL_ERR_NOMEM, "%s: out of memory (%ld bytes)", path, sz); }
-    size_t got = fread(*buf, 1, (size_t)sz, f);
-    fclose(f);
-    if (got != (size_t)sz) { pl_free(*buf); return pl_fail(PL_ERR_IO, "%s: short read", path); }
-    (*buf)[sz] = '\0';
-    *len = (size_t)sz;
-    return PL_OK;
 }
 
 /* Parse "base_model.model.model.layers.<l>.<block>.<proj>.lora_<A|B>.weight" (PEFT also
@@ -582,24 +548,12 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
     a->dropout_seed = 0x9e3779b97f4a7c15ull;
 
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    char *buf = NULL;
-    size_t len = 0;
-    if ((st = read_all(path, &buf, &len)) != PL_OK) { pl_lora_free(a); return st; }
-    uint64_t hl = 0;
-    if (len >= 8) for (int i = 0; i < 8; i++) hl |= (uint64_t)(unsigned char)buf[i] << (8 * i);
-    if (len < 8 || hl > len - 8) {
-        pl_free(buf);
-        pl_lora_free(a);
-        return pl_fail(PL_ERR_FORMAT, "%s: truncated safetensors header", path);
-    }
-    struct pl_json *h = pl_json_parse(buf + 8, (size_t)hl, path);
-    if (!h) { pl_free(buf); pl_lora_free(a); return PL_ERR_FORMAT; }
-    const char *data = buf + 8 + hl;
-    size_t data_len = len - 8 - (size_t)hl;
-    int64_t seen = 0;
-    for (struct pl_json *t = pl_json_first(h); t; t = pl_json_next(t)) {
-        const char *name = pl_json_key(t);
-        if (strcmp(name, "__metadata__") == 0) continue;
+    struct pl_safetensors *sf;
+    if ((st = pl_safetensors_open(path, &sf)) != PL_OK) { pl_lora_free(a); return st; }
+    int64_t nt = pl_safetensors_count(sf), seen = 0;
+    for (int64_t k = 0; k < nt && st == PL_OK; k++) {
+        const struct pl_safetensors_info *ti = pl_safetensors_info(sf, k);
+        const char *name = ti->name;
         int layer, proj;
         char which;
         if (!parse_peft_name(name, &layer, &proj, &which)) {
@@ -611,55 +565,21 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
             st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not among the configured targets/layers", path, name);
             break;
         }
-        const char *dt = pl_json_get_str(t, "dtype");
-        int is16 = dt && (strcmp(dt, "F16") == 0 || strcmp(dt, "BF16") == 0);
-        if (!dt || (!is16 && strcmp(dt, "F32") != 0)) {
-            st = pl_fail(PL_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16, BF16 supported)", path, name, dt ? dt : "missing");
+        if (ti->dtype != PL_F32 && ti->dtype != PL_F16 && ti->dtype != PL_BF16) {
+            st = pl_fail(PL_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16, BF16 supported)", path,
+                         name, pl_dtype_info(ti->dtype)->name);
             break;
         }
-        struct pl_json *sh = pl_json_get(t, "shape"), *of = pl_json_get(t, "data_offsets");
         int64_t want0 = which == 'A' ? cfg.r : d->out, want1 = which == 'A' ? d->in : cfg.r;
-        if (pl_json_len(sh) != 2 || (int64_t)pl_json_num(pl_json_at(sh, 0), -1) != want0 ||
-            (int64_t)pl_json_num(pl_json_at(sh, 1), -1) != want1) {
-            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s should have shape [%lld, %lld] for this model", path, name,
-                         (long long)want0, (long long)want1);
+        if (ti->ndim != 2 || ti->shape[0] != want0 || ti->shape[1] != want1) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s should have shape [%lld, %lld] for this model", path,
+                         name, (long long)want0, (long long)want1);
             break;
         }
-        double b0 = pl_json_num(pl_json_at(of, 0), -1), b1 = pl_json_num(pl_json_at(of, 1), -1);
-        size_t esz = is16 ? 2 : 4, nel = (size_t)(want0 * want1);
-        if (pl_json_len(of) != 2 || b0 < 0 || b1 < b0 || b1 > (double)data_len ||
-            (size_t)(b1 - b0) != nel * esz) {
-            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s has bad data_offsets", path, name);
-            break;
-        }
-        float *dst = which == 'A' ? d->A : d->B;
-        const unsigned char *src = (const unsigned char *)data + (size_t)b0;
-        if (!is16) {
-            memcpy(dst, src, nel * 4);
-        } else {
-            for (size_t k = 0; k < nel; k++) {
-                uint16_t v = (uint16_t)(src[2 * k] | (src[2 * k + 1] << 8));
-                uint32_t bits;
-                if (dt[0] == 'B') {
-                    bits = (uint32_t)v << 16;
-                    memcpy(&dst[k], &bits, 4);
-                } else {
-                    /* IEEE half → float */
-                    uint32_t s = (uint32_t)(v >> 15) << 31, e = (v >> 10) & 0x1f, m = v & 0x3ff;
-                    float f;
-                    if (e == 0) f = ldexpf((float)m, -24);
-                    else if (e == 31) f = m ? NAN : INFINITY;
-                    else f = ldexpf((float)(m | 0x400), (int)e - 25);
-                    memcpy(&bits, &f, 4);
-                    bits |= s;
-                    memcpy(&dst[k], &bits, 4);
-                }
-            }
-        }
+        st = pl_dequant_row(ti->dtype, ti->data, which == 'A' ? d->A : d->B, want0 * want1);
         seen++;
     }
-    pl_json_free(h);
-    pl_free(buf);
+    pl_safetensors_close(sf);
     if (st == PL_OK && seen != 2 * (int64_t)a->n)
         st = pl_fail(PL_ERR_FORMAT, "%s: %lld LoRA tensors, the config needs %d", path, (long long)seen, 2 * a->n);
     if (st == PL_OK) st = permute_qk(a, a->params, 0);
