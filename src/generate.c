@@ -115,6 +115,18 @@ static const char *pl_find_stop(const char *text, size_t from, const char *const
     return best;
 }
 
+/* Length of the longest suffix of text[0..len) that is a proper prefix of a stop string. */
+static size_t pl_stop_prefix_tail(const char *text, size_t len, const char *const *stop)
+{
+    size_t best = 0;
+    for (int i = 0; stop && stop[i]; i++) {
+        size_t sl = strlen(stop[i]);
+        for (size_t k = sl > 1 ? sl - 1 : 0; k > best; k--)
+            if (k <= len && memcmp(text + len - k, stop[i], k) == 0) { best = k; break; }
+    }
+    return best;
+}
+
 enum pl_status pl_generate(struct pl_model *m, const int32_t *prompt, int n_prompt,
                            const struct pl_generate_opts *o, char **out_text,
                            int32_t **out_ids, int *n_out)
@@ -144,6 +156,9 @@ enum pl_status pl_generate(struct pl_model *m, const int32_t *prompt, int n_prom
     memcpy(ids, prompt, (size_t)n_prompt * sizeof(int32_t));
     struct pl_sampler smp = o->sampler;
     int n = n_prompt, ngen = 0;
+    size_t emitted = 0, max_stop = 0;   /* bytes of text streamed; longest stop string */
+    for (int i = 0; o->stop && o->stop[i]; i++)
+        if (strlen(o->stop[i]) > max_stop) max_stop = strlen(o->stop[i]);
     st = pl_llama_forward(c, ids, n_prompt, 0, 1);
     while (st == PL_OK && ngen < max_new) {
         int32_t id = pl_sampler_sample(&smp, c->logits, V, ids, n, work);
@@ -170,16 +185,34 @@ enum pl_status pl_generate(struct pl_model *m, const int32_t *prompt, int n_prom
             if (!t2) { st = pl_fail(PL_ERR_NOMEM, "generate: out of memory"); break; }
             text = t2;
         }
-        size_t from = len > 64 ? len - 64 : 0;
+        size_t from = len > max_stop ? len - max_stop : 0;
         memcpy(text + len, pc, (size_t)pl);
         len += (size_t)pl;
         text[len] = 0;
         const char *hit = o->stop ? pl_find_stop(text, from, o->stop) : NULL;
-        if (hit) { len = (size_t)(hit - text); text[len] = 0; break; }
-        if (o->on_token && o->on_token(o->ud, id, pc)) break;
+        if (hit) {
+            len = (size_t)(hit - text);
+            text[len] = 0;
+            if (o->on_token && len > emitted) o->on_token(o->ud, -1, text + emitted);
+            emitted = len;
+            break;
+        }
+        if (o->on_token) {
+            /* Stream what can no longer become part of a stop string: hold back the longest
+             * tail of the text that is a proper prefix of one. */
+            size_t hold = pl_stop_prefix_tail(text, len, o->stop);
+            size_t upto = len - hold > emitted ? len - hold : emitted;
+            char keep = text[upto];
+            text[upto] = 0;
+            int stop = o->on_token(o->ud, id, text + emitted);
+            text[upto] = keep;
+            emitted = upto;
+            if (stop) break;
+        }
         if (n >= T) break;
         st = pl_llama_forward(c, ids + n - 1, 1, n - 1, 1);
     }
+    if (st == PL_OK && o->on_token && len > emitted) o->on_token(o->ud, -1, text + emitted);
     if (st == PL_OK) {
         if (out_ids) {
             *out_ids = pl_alloc((size_t)(ngen ? ngen : 1) * sizeof(int32_t), PL_MEM_DATA);

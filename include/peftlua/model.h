@@ -203,7 +203,9 @@ void pl_sampler_init(struct pl_sampler *s, uint64_t seed);
 int32_t pl_sampler_sample(struct pl_sampler *s, float *logits, int32_t vocab,
                           const int32_t *prev, int64_t n_prev, float *work);
 
-/* Called with each new token and its text; return non-zero to stop. */
+/* Streaming: called once per new token with the text that became final (possibly "": text
+ * that might begin a stop string is held back), and once more with id -1 for held-back text
+ * released at the end. Stop strings never reach the callback. Return non-zero to stop. */
 typedef int (*pl_token_cb)(void *ud, int32_t id, const char *piece);
 
 struct pl_generate_opts {

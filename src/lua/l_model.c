@@ -16,6 +16,8 @@
  *                                    jsonl: each line's field its own sequence (limit: first n lines)
  *   m:generate(prompt [, {max_tokens, temperature, top_k, top_p, repetition_penalty, seed, stop,
  *                         greedy, ignore_eos, on_token, special}]) → text, n_tokens
+ *                                    on_token(text, id): streamed text (stop strings withheld);
+ *                                    return true to stop
  *   m:encode(text [, {bos = bool, special = bool}]) → ids;  m:decode(ids) → text
  *   m:tokenizer()                  → a peft.Tokenizer loaded from the model's tokenizer file
  *   m:chat(messages [, generate options]) → reply (lua/peft/model.lua: the model's chat template)

@@ -58,8 +58,11 @@ return {
       on_token = function(piece) pieces[#pieces + 1] = piece end })
     T.eq(#pieces, 10)
     T.eq(table.concat(pieces), t2)
-    local t3 = m:generate("", { greedy = true, max_tokens = 60, stop = { "girl" } })
+    local streamed = {}
+    local t3 = m:generate("", { greedy = true, max_tokens = 60, stop = { "girl", "once more" },
+      on_token = function(piece) streamed[#streamed + 1] = piece end })
     T.eq(t3, "Once upon a time, there was a little ")
+    T.eq(table.concat(streamed), t3, "the stop string is never streamed")
     T.raises(function() m:generate("", { max_tokens = 0 }) end, "max_tokens")
     T.raises(function() m:generate("", { top_p = 2 }) end, "top_p")
     T.raises(function() m:generate("", { on_token = function() error("boom") end }) end, "boom")
