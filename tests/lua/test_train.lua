@@ -156,6 +156,31 @@ return {
     T.ok(T.exists(dir .. "/metrics.jsonl"), "metrics written")
   end,
 
+  epochs_and_early_stopping = function()
+    -- 12 tiny examples, batch 4, accumulation 2: 3 batches an epoch, 2 steps an epoch
+    local dir = T.tmp .. "/train_epochs"
+    os.execute("rm -rf '" .. dir .. "' && mkdir -p '" .. dir .. "'")
+    local f = assert(io.open(dir .. "/train.jsonl", "w"))
+    for i = 1, 12 do f:write(string.format('{"text": "Once upon a time there was a cat number %d."}\n', i)) end
+    f:close()
+    local r = train.run { model = MODEL, dataset = dir .. "/train.jsonl", output = dir .. "/out", epochs = 3,
+      batch_size = 4, grad_accum = 2, max_seq_len = 32, progress = false, quiet = true }
+    T.eq(r.total, 6, "3 epochs of 2 steps")
+    T.eq(r.steps, 6)
+    r.trainer:close()
+    -- early stopping: a learning rate that only makes things worse stops after 2 bad evaluations
+    local evals = 0
+    r = train.run { model = MODEL, dataset = dir .. "/train.jsonl", valid = dir .. "/train.jsonl",
+      output = dir .. "/out2", max_iters = 50, batch_size = 4, max_seq_len = 32, learning_rate = 0.5,
+      schedule = "constant", max_grad_norm = 0, eval_every = 1, early_stopping = 2, progress = false, quiet = true,
+      on_eval = function() evals = evals + 1 end }
+    T.eq(r.stopped, "early_stopping")
+    T.ok(r.steps < 50, "stopped early at step " .. r.steps)
+    T.ok(T.exists(dir .. "/out2/best/adapter_model.safetensors"), "the best adapter is kept")
+    T.ok(r.best_val_loss <= r.val_loss)
+    r.trainer:close()
+  end,
+
   sigkill_then_resume_is_bit_identical = function()
     local recipe = write_recipe()
     local a, b = T.tmp .. "/train_resume_a", T.tmp .. "/train_resume_b"
