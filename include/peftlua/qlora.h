@@ -1,0 +1,52 @@
+/* qlora.h — frozen bases for QLoRA: a loaded model's projection weights re-stored as NF4
+ * (QLoRA's NormalFloat4, 64-element blocks with an f32 absmax), Q8_0, bf16 or f16, and
+ * Llama-shaped models with random quantised weights made directly in memory.
+ *
+ * Owner: memory (src/qlora.c).
+ *
+ * Only the seven projections (q k v o gate up down) are re-stored; the token embedding, the
+ * output head and the norms keep their dtype, as in the QLoRA paper (embeddings and norms are
+ * not quantised). Conversion goes row by row through one f32 row buffer: no whole f32 copy of
+ * the base is ever made. A projection whose input size is not a whole number of the target's
+ * blocks (stories260K's down_proj, 172 columns) stays as it is and is counted in `kept`.
+ * When the loaded weights are views of one heap allocation (llama2.c .bin), every tensor not
+ * converted is copied to its own storage, so the old allocation is freed.
+ *
+ * The matmuls then dequantise cache-sized panels inside the kernel for the forward and the
+ * input-gradient backward (kernels.h pl_linear_fwd / pl_linear_bwd), split across threads.
+ *
+ * Worked example:
+ *     pl_model_load(&m, "SmolLM2-135M-Instruct.Q4_1.gguf", NULL);
+ *     struct pl_qlora_stats qs;
+ *     pl_qlora_quantize(m, PL_NF4, 0, &qs);    // every projection now NF4 (heap, PL_MEM_WEIGHTS)
+ *     ... pl_trainer_new(&t, m, &cfg) with LoRA as usual ...
+ */
+#ifndef PEFTLUA_QLORA_H
+#define PEFTLUA_QLORA_H
+
+#include <stdint.h>
+#include "peftlua/model.h"
+#include "peftlua/status.h"
+#include "peftlua/tensor.h"
+
+struct pl_qlora_stats {
+    int32_t converted;       /* projections re-stored */
+    int32_t kept;            /* projections left as they were (block size does not divide) */
+    int64_t bytes_before;    /* bytes of the projections before */
+    int64_t bytes_after;     /* and after */
+};
+
+/* Re-store m's projection weights as dtype (PL_NF4, PL_Q8_0, PL_BF16 or PL_F16). targets: bits
+ * (1u << enum pl_proj), 0 for all seven. Fails with PL_ERR_ARG on another dtype or when the
+ * model has adapters attached (its hook would see different weights mid-run). */
+enum pl_status pl_qlora_quantize(struct pl_model *m, enum pl_dtype dtype, uint32_t targets,
+                                 struct pl_qlora_stats *stats);
+
+/* A model of configuration cfg whose projections are random `dtype` blocks (nf4 or q8_0)
+ * written directly (codes uniform, scales ~ 0.02/code range, like a trained model's), the
+ * embedding and output head random `embd_dtype` (f32, f16 or bf16) values of scale 0.02, norms
+ * one. No f32 copy of any projection is made. No tokenizer. Deterministic in seed. */
+enum pl_status pl_qlora_random_model(struct pl_model **out, const struct pl_model_config *cfg,
+                                     enum pl_dtype dtype, enum pl_dtype embd_dtype, uint64_t seed);
+
+#endif

@@ -1,0 +1,247 @@
+/* qlora.c — QLoRA frozen bases: projections re-stored as NF4 / Q8_0 / bf16 / f16 row by row,
+ * and Llama-shaped models with random quantised weights generated in place.
+ *
+ * Owner: memory. Contract: include/peftlua/qlora.h. Block layouts are quant.c's:
+ *   NF4   64 elements, 36 bytes: f32 absmax | 32 bytes of code pairs (low nibble = even element)
+ *         x = absmax · NF4[q]  (bitsandbytes' 16 NormalFloat values)
+ *   Q8_0  32 elements, 34 bytes: f16 d | 32 int8 q,  x = d · q
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "peftlua/alloc.h"
+#include "peftlua/qlora.h"
+#include "peftlua/quant.h"
+#include "peftlua/rng.h"
+
+/* A copy of t in its own heap storage (same dtype), or NULL with the error set. */
+static struct pl_tensor *own_copy(const struct pl_tensor *t)
+{
+    return pl_tensor_convert(t, t->dtype, PL_MEM_WEIGHTS);
+}
+
+/* t is a view into a larger heap allocation (the llama2.c loader's one storage). */
+static int is_shared_view(const struct pl_tensor *t)
+{
+    return t && !t->storage->release && t->storage->nbytes > pl_tensor_nbytes(t);
+}
+
+static enum pl_status restore(struct pl_tensor **slot, struct pl_tensor *nt)
+{
+    if (!nt) return PL_ERR_NOMEM;
+    pl_tensor_release(*slot);
+    *slot = nt;
+    return PL_OK;
+}
+
+enum pl_status pl_qlora_quantize(struct pl_model *m, enum pl_dtype dtype, uint32_t targets,
+                                 struct pl_qlora_stats *stats)
+{
+    struct pl_qlora_stats z;
+    if (!stats) stats = &z;
+    memset(stats, 0, sizeof *stats);
+    if (dtype != PL_NF4 && dtype != PL_Q8_0 && dtype != PL_BF16 && dtype != PL_F16)
+        return pl_fail(PL_ERR_ARG, "qlora: %s: the frozen base can be nf4, q8_0, bf16 or f16, not %s",
+                       m->path ? m->path : "model", pl_dtype_info(dtype)->name);
+    if (m->linear_hook)
+        return pl_fail(PL_ERR_STATE, "qlora: %s: quantise the base before attaching adapters",
+                       m->path ? m->path : "model");
+    if (!targets) targets = (1u << PL_PROJ_COUNT) - 1;
+    const int64_t blk = pl_dtype_info(dtype)->block;
+    const struct pl_model_config *c = &m->cfg;
+    int64_t wide = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+    int64_t hd = (int64_t)c->n_heads * c->head_dim;
+    if (hd > wide) wide = hd;
+    float *row = pl_alloc((size_t)wide * sizeof(float), PL_MEM_WORKSPACE);
+    if (!row) return pl_fail(PL_ERR_NOMEM, "qlora: out of memory for a row of %lld floats", (long long)wide);
+    enum pl_status st = PL_OK;
+    for (int l = 0; l < c->n_layers && st == PL_OK; l++) {
+        struct pl_layer *ly = &m->layers[l];
+        for (int p = 0; p < PL_PROJ_COUNT && st == PL_OK; p++) {
+            struct pl_tensor *w = ly->w[p];
+            int64_t out = w->shape[0], in = w->shape[1];
+            if (!(targets & (1u << p)) || w->dtype == dtype || in % blk != 0 || in > wide) {
+                if (w->dtype != dtype) stats->kept++;
+                if (is_shared_view(w)) st = restore(&ly->w[p], own_copy(w));
+                continue;
+            }
+            struct pl_tensor *q = pl_tensor_new(dtype, 2, w->shape, PL_MEM_WEIGHTS);
+            if (!q) { st = PL_ERR_NOMEM; break; }
+            size_t rb_in = pl_dtype_row_bytes(w->dtype, in), rb_out = pl_dtype_row_bytes(dtype, in);
+            const uint8_t *src = pl_tensor_data(w);
+            uint8_t *dst = pl_tensor_data(q);
+            for (int64_t r = 0; r < out && st == PL_OK; r++) {
+                if ((st = pl_dequant_row(w->dtype, src + (size_t)r * rb_in, row, in)) == PL_OK)
+                    st = pl_quant_row(dtype, row, dst + (size_t)r * rb_out, in);
+            }
+            if (st != PL_OK) {
+                pl_tensor_release(q);
+                st = pl_fail(st, "qlora: layer %d %s: %s", l, pl_proj_names[p], pl_last_error());
+                break;
+            }
+            stats->bytes_before += (int64_t)pl_tensor_nbytes(w);
+            stats->bytes_after += (int64_t)pl_tensor_nbytes(q);
+            stats->converted++;
+            pl_tensor_release(w);
+            ly->w[p] = q;
+        }
+        if (st != PL_OK) break;
+        /* norms and biases off a shared allocation */
+        if (is_shared_view(ly->attn_norm)) st = restore(&ly->attn_norm, own_copy(ly->attn_norm));
+        if (st == PL_OK && is_shared_view(ly->ffn_norm)) st = restore(&ly->ffn_norm, own_copy(ly->ffn_norm));
+        for (int p = 0; p < PL_PROJ_COUNT && st == PL_OK; p++)
+            if (is_shared_view(ly->b[p])) st = restore(&ly->b[p], own_copy(ly->b[p]));
+    }
+    if (st == PL_OK && is_shared_view(m->out_norm)) st = restore(&m->out_norm, own_copy(m->out_norm));
+    if (st == PL_OK && is_shared_view(m->tok_embd)) {
+        int tied = m->output == m->tok_embd;
+        struct pl_tensor *e = own_copy(m->tok_embd);
+        if (!e) st = PL_ERR_NOMEM;
+        else {
+            if (tied) { pl_tensor_release(m->output); m->output = pl_tensor_retain(e); }
+            pl_tensor_release(m->tok_embd);
+            m->tok_embd = e;
+        }
+    }
+    if (st == PL_OK && m->output != m->tok_embd && is_shared_view(m->output))
+        st = restore(&m->output, own_copy(m->output));
+    pl_free(row);
+    if (st == PL_ERR_NOMEM && pl_last_error()[0] == 0)
+        pl_fail(st, "qlora: out of memory re-storing the base");
+    return st;
+}
+
+/* ---------------------------------------------------------------- random models */
+
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* Fill rows [0, rows) of a quantised tensor with random blocks; each row from its own
+ * stream so the result does not depend on the thread count. */
+static void fill_random_blocks(struct pl_tensor *t, uint64_t seed)
+{
+    const enum pl_dtype dt = t->dtype;
+    const int64_t rows = t->shape[0], in = t->shape[1];
+    const size_t rb = pl_dtype_row_bytes(dt, in);
+    const int64_t bb = pl_dtype_info(dt)->block_bytes, nb = (int64_t)rb / bb;
+    uint8_t *d = pl_tensor_data(t);
+    /* weights of std ~0.02: NF4 codes span [-1, 1] → absmax ≈ 0.02·2.5; Q8_0 d = absmax/127 */
+    #pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        uint64_t s = mix64(seed ^ mix64((uint64_t)r));
+        uint8_t *p = d + (size_t)r * rb;
+        for (int64_t b = 0; b < nb; b++, p += bb) {
+            s = mix64(s);
+            float amax = 0.04f + 0.02f * (float)((s >> 40) & 0xFFFF) / 65536.0f;
+            int64_t k = 0;
+            if (dt == PL_NF4) { memcpy(p, &amax, 4); k = 4; }
+            else { uint16_t h = pl_f32_to_f16(amax / 127.0f); memcpy(p, &h, 2); k = 2; }
+            for (; k < bb; k += 8) {
+                s = mix64(s);
+                size_t n = (size_t)(bb - k) < 8 ? (size_t)(bb - k) : 8;
+                memcpy(p + k, &s, n);
+            }
+        }
+    }
+}
+
+static void fill_random_float(struct pl_tensor *t, uint64_t seed, float scale)
+{
+    const int64_t rows = t->shape[0], in = t->ndim > 1 ? t->shape[1] : 1;
+    const enum pl_dtype dt = t->dtype;
+    uint8_t *d = pl_tensor_data(t);
+    const size_t es = dt == PL_F32 ? 4 : 2;
+    #pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        uint64_t s = mix64(seed ^ mix64((uint64_t)r + 0x5151));
+        for (int64_t i = 0; i < in; i++) {
+            s = mix64(s);
+            float v = scale * (float)(((double)(s >> 11) * 0x1.0p-53) * 2.0 - 1.0);
+            uint8_t *p = d + ((size_t)r * (size_t)in + (size_t)i) * es;
+            if (dt == PL_F32) memcpy(p, &v, 4);
+            else {
+                uint16_t h = dt == PL_BF16 ? pl_f32_to_bf16(v) : pl_f32_to_f16(v);
+                memcpy(p, &h, 2);
+            }
+        }
+    }
+}
+
+static struct pl_tensor *ones(int64_t n)
+{
+    struct pl_tensor *t = pl_tensor_new(PL_F32, 1, &n, PL_MEM_WEIGHTS);
+    if (t) { float *f = pl_tensor_data(t); for (int64_t i = 0; i < n; i++) f[i] = 1.0f; }
+    return t;
+}
+
+enum pl_status pl_qlora_random_model(struct pl_model **out, const struct pl_model_config *cfg,
+                                     enum pl_dtype dtype, enum pl_dtype embd_dtype, uint64_t seed)
+{
+    *out = NULL;
+    if (dtype != PL_NF4 && dtype != PL_Q8_0)
+        return pl_fail(PL_ERR_ARG, "qlora: random model weights can be nf4 or q8_0, not %s",
+                       pl_dtype_info(dtype)->name);
+    if (embd_dtype != PL_F32 && embd_dtype != PL_F16 && embd_dtype != PL_BF16)
+        return pl_fail(PL_ERR_ARG, "qlora: random model embeddings can be f32, f16 or bf16, not %s",
+                       pl_dtype_info(embd_dtype)->name);
+    const int64_t blk = pl_dtype_info(dtype)->block;
+    const int64_t D = cfg->dim, F = cfg->hidden_dim, Hd = (int64_t)cfg->n_heads * cfg->head_dim;
+    const int64_t KV = (int64_t)cfg->n_kv_heads * cfg->head_dim, V = cfg->vocab_size;
+    if (D <= 0 || F <= 0 || cfg->n_layers <= 0 || cfg->n_heads <= 0 || cfg->n_kv_heads <= 0 ||
+        cfg->head_dim <= 0 || V <= 0 || cfg->n_heads % cfg->n_kv_heads != 0)
+        return pl_fail(PL_ERR_ARG, "qlora: random model: invalid shape (dim %d, hidden %d, layers %d, heads %d/%d)",
+                       cfg->dim, cfg->hidden_dim, cfg->n_layers, cfg->n_heads, cfg->n_kv_heads);
+    if (D % blk || F % blk || Hd % blk)
+        return pl_fail(PL_ERR_ARG, "qlora: random model: dim %lld, hidden %lld and heads x head_dim %lld must be multiples of %s's block of %lld",
+                       (long long)D, (long long)F, (long long)Hd, pl_dtype_info(dtype)->name, (long long)blk);
+    struct pl_model *m = pl_calloc(1, sizeof *m, PL_MEM_DATA);
+    if (!m) return pl_fail(PL_ERR_NOMEM, "qlora: out of memory");
+    m->cfg = *cfg;
+    m->cfg.tied_output = 0;
+    m->cfg.qkv_bias = 0;
+    if (m->cfg.n_rot <= 0) m->cfg.n_rot = cfg->head_dim;
+    if (m->cfg.seq_len <= 0) m->cfg.seq_len = 4096;
+    if (m->cfg.rope_base <= 0) m->cfg.rope_base = 10000.0f;
+    if (m->cfg.norm_eps <= 0) m->cfg.norm_eps = 1e-5f;
+    m->format = PL_FORMAT_GGUF;
+    char name[64];
+    snprintf(name, sizeof name, "random-%s-%dx%d", pl_dtype_info(dtype)->name, cfg->n_layers, cfg->dim);
+    m->name = pl_strdup(name, PL_MEM_DATA);
+    m->path = pl_strdup(name, PL_MEM_DATA);
+    m->layers = pl_calloc((size_t)cfg->n_layers, sizeof *m->layers, PL_MEM_DATA);
+    if (!m->name || !m->path || !m->layers) goto nomem;
+    int64_t es[2] = { V, D };
+    if (!(m->tok_embd = pl_tensor_new(embd_dtype, 2, es, PL_MEM_WEIGHTS))) goto nomem;
+    fill_random_float(m->tok_embd, seed ^ 0xE11Bull, 0.02f * 1.7320508f);
+    if (!(m->output = pl_tensor_new(embd_dtype, 2, es, PL_MEM_WEIGHTS))) goto nomem;
+    fill_random_float(m->output, seed ^ 0x0A7ull, 0.02f * 1.7320508f);
+    if (!(m->out_norm = ones(D))) goto nomem;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        struct pl_layer *ly = &m->layers[l];
+        if (!(ly->attn_norm = ones(D)) || !(ly->ffn_norm = ones(D))) goto nomem;
+        for (int p = 0; p < PL_PROJ_COUNT; p++) {
+            int64_t sh[2];
+            switch (p) {
+            case PL_PROJ_Q: sh[0] = Hd; sh[1] = D; break;
+            case PL_PROJ_K: case PL_PROJ_V: sh[0] = KV; sh[1] = D; break;
+            case PL_PROJ_O: sh[0] = D; sh[1] = Hd; break;
+            case PL_PROJ_GATE: case PL_PROJ_UP: sh[0] = F; sh[1] = D; break;
+            default: sh[0] = D; sh[1] = F; break;
+            }
+            if (!(ly->w[p] = pl_tensor_new(dtype, 2, sh, PL_MEM_WEIGHTS))) goto nomem;
+            fill_random_blocks(ly->w[p], mix64(seed + (uint64_t)l * 16 + (uint64_t)p));
+        }
+    }
+    *out = m;
+    return PL_OK;
+nomem:
+    pl_model_free(m);
+    return pl_fail(PL_ERR_NOMEM, "qlora: out of memory for a random %d-layer %s model",
+                   cfg->n_layers, pl_dtype_info(dtype)->name);
+}
