@@ -19,7 +19,14 @@ peft.train.run {
   warmup = 2, schedule = "cosine", save_every = 3, eval_every = 6, eval_batches = 2, seed = 11,
   progress = false, quiet = true,
   on_step = function(info)
-    if sig ~= "" and info.step == at then os.execute("kill -" .. sig .. " " .. self_pid()) end
+    if sig == "WAIT" and info.step == at then
+      -- tell the parent we are here, then spin until its SIGINT interrupts us (bounded)
+      local f = assert(io.open(out .. "/ready", "w")); f:close()
+      local deadline = os.time() + 120
+      while os.time() < deadline do for _ = 1, 100000 do end end
+    elseif sig ~= "" and sig ~= "WAIT" and info.step == at then
+      os.execute("kill -" .. sig .. " " .. self_pid())
+    end
   end,
 }
 print("finished")
@@ -197,6 +204,27 @@ return {
     rc, out = run_recipe(recipe, b, "", 0, true)
     T.eq(rc, 0, out)
     same_trajectory(trajectory(a), trajectory(b))
+  end,
+
+  sigint_checkpoints_then_resume_is_bit_identical = function()
+    -- Ctrl-C as the host sees it: SIGINT from outside while the run is inside a step callback
+    local recipe = write_recipe()
+    local a, d = T.tmp .. "/train_resume_a", T.tmp .. "/train_resume_d"
+    os.execute("rm -rf '" .. d .. "' && mkdir -p '" .. d .. "'")
+    if not T.exists(a .. "/metrics.jsonl") then
+      os.execute("rm -rf '" .. a .. "'")
+      T.eq((run_recipe(recipe, a, "", 0, false)), 0)
+    end
+    local rc, out = T.sh(string.format(
+      "OMP_NUM_THREADS=1 '%s' '%s' '%s' WAIT 4 0 > '%s/log' 2>&1 & pid=$!; " ..
+      "while [ ! -f '%s/ready' ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done; " ..
+      "kill -INT $pid; wait $pid; echo \"child=$?\"; cat '%s/log'", T.host, recipe, d, d, d, d))
+    T.eq(rc, 0, out)
+    T.ok(out:find("child=1"), out)
+    T.ok(out:find("interrupted at step 4; checkpoint saved"), out)
+    rc, out = run_recipe(recipe, d, "", 0, true)
+    T.eq(rc, 0, out)
+    same_trajectory(trajectory(a), trajectory(d))
   end,
 
   sigterm_checkpoints_then_resume_is_bit_identical = function()
