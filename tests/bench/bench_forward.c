@@ -46,6 +46,13 @@ int main(int argc, char **argv)
     char line[512];
     pl_hw_summary(&hw, omp_get_max_threads(), line, sizeof line);
     printf("bench_forward: %s\n", line);
+    double load[3] = { 0, 0, 0 };
+    FILE *la = fopen("/proc/loadavg", "r");
+    if (la) { if (fscanf(la, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1; fclose(la); }
+    const char *wp = getenv("OMP_WAIT_POLICY"), *ct = getenv("OPENBLAS_CORETYPE");
+    printf("env: OMP_WAIT_POLICY=%s OPENBLAS_CORETYPE=%s; load average %.2f (other processes "
+           "share these cores: figures are lower bounds)\n", wp ? wp : "(unset)", ct ? ct : "(unset)",
+           load[0]);
 
     struct pl_model *m;
     struct pl_model_load_opts o = { .no_tokenizer = 1 };
@@ -77,6 +84,14 @@ int main(int argc, char **argv)
     qsort(t, (size_t)reps, sizeof t[0], cmp_d);
     printf("forward  B=%d T=%d: %.1f ms/pass, %.0f tokens/s (median of %d; logits included)\n", B, T,
            t[reps / 2] * 1e3, B * T / t[reps / 2], reps);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        if (pl_llama_forward(c, ids, T, 0, 1) != PL_OK) { printf("%s\n", pl_last_error()); return 0; }
+        t[r] = now() - t0;
+    }
+    qsort(t, (size_t)reps, sizeof t[0], cmp_d);
+    printf("forward  B=%d T=%d without the %d-way vocabulary projection: %.1f ms/pass, %.0f tokens/s\n",
+           B, T, m->cfg.vocab_size, t[reps / 2] * 1e3, B * T / t[reps / 2]);
     pl_llama_ctx_free(c);
 
     /* ---- generation (greedy, KV cache, batch 1) ---- */

@@ -40,6 +40,7 @@ static struct pl_model *load_or_die(const char *path, const char *tok)
 }
 
 static void expect_fail(const char *path, const char *tok, const char *needle);
+static char *read_file(const char *path, size_t *n);
 
 /* ---- golden files (layout in tests/ref/llama_ref.py) ---- */
 struct golden {
@@ -146,6 +147,34 @@ static void test_stories_bin_equals_gguf(void **state)
     assert_int_equal(pl_model_param_count(a), 260032);
     pl_model_free(a);
     pl_model_free(b);
+}
+
+/* llama2.c's negative vocab_size: an unshared classifier follows the weights. Written here as
+ * a copy of the embedding, so the logits must still match the reference. */
+static void test_llama2c_unshared_classifier(void **state)
+{
+    (void)state;
+    size_t sz;
+    char *d = read_file(STORIES_BIN, &sz);
+    int32_t h[7];
+    memcpy(h, d, sizeof h);
+    assert_int_equal(h[5], 512);
+    h[5] = -512;
+    assert_int_equal(system("mkdir -p " TMPDIR), 0);
+    FILE *f = fopen(TMPDIR "/unshared.bin", "wb");
+    assert_int_equal(fwrite(h, 4, 7, f), 7);
+    assert_int_equal(fwrite(d + 28, 1, sz - 28, f), sz - 28);
+    assert_int_equal(fwrite(d + 28, 4, 512 * 64, f), 512 * 64);   /* wcls = token embedding */
+    fclose(f);
+    free(d);
+    struct pl_model *m = load_or_die(TMPDIR "/unshared.bin", STORIES_TOK);
+    assert_int_equal(m->cfg.tied_output, 0);
+    assert_int_equal(m->cfg.vocab_size, 512);
+    assert_ptr_not_equal(m->output, m->tok_embd);
+    assert_non_null(pl_model_find_param(m, "lm_head.weight"));
+    double dd = golden_check(m, "tests/ref/golden/stories260K_logits.bin", 0);
+    assert_true(dd <= 1e-4);
+    pl_model_free(m);
 }
 
 static void test_stories_golden_logits(void **state)
@@ -632,6 +661,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stories_bin_equals_gguf),
         cmocka_unit_test(test_stories_golden_logits),
+        cmocka_unit_test(test_llama2c_unshared_classifier),
         cmocka_unit_test(test_kv_cache_matches_full),
         cmocka_unit_test(test_loss_mask_hook_interrupt),
         cmocka_unit_test(test_stories_greedy_generation),
