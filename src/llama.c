@@ -213,19 +213,36 @@ static void pl_gemv(float *y, const float *x, const void *W, enum pl_dtype t, co
     for (int64_t n = 0; n < N; n++) {
         const uint8_t *row = w8 + (size_t)n * rb;
 #if defined(__AVX512F__)
-        __m512 acc[PL_GEMV_MAX_ROWS];
-        for (int64_t m = 0; m < M; m++) acc[m] = _mm512_setzero_ps();
-        for (int64_t k = 0; k < K; k += 32) {
+        /* Four independent accumulator chains per row (two blocks x two halves) so the FMA
+         * latency does not serialise the loop. */
+        __m512 acc[PL_GEMV_MAX_ROWS][4];
+        for (int64_t m = 0; m < M; m++)
+            for (int j = 0; j < 4; j++) acc[m][j] = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 64 <= K; k += 64) {
+            __m512 w[4];
+            pl_gemv_decode16(t, row + (size_t)(k / 32) * bb, w);
+            pl_gemv_decode16(t, row + (size_t)(k / 32 + 1) * bb, w + 2);
+            for (int64_t m = 0; m < M; m++) {
+                const float *xm = x + m * K + k;
+                for (int j = 0; j < 4; j++)
+                    acc[m][j] = _mm512_fmadd_ps(w[j], _mm512_loadu_ps(xm + 16 * j), acc[m][j]);
+            }
+        }
+        if (k < K) {
             __m512 w[2];
             pl_gemv_decode16(t, row + (size_t)(k / 32) * bb, w);
             for (int64_t m = 0; m < M; m++) {
                 const float *xm = x + m * K + k;
-                acc[m] = _mm512_fmadd_ps(w[1], _mm512_loadu_ps(xm + 16),
-                                         _mm512_fmadd_ps(w[0], _mm512_loadu_ps(xm), acc[m]));
+                acc[m][0] = _mm512_fmadd_ps(w[0], _mm512_loadu_ps(xm), acc[m][0]);
+                acc[m][1] = _mm512_fmadd_ps(w[1], _mm512_loadu_ps(xm + 16), acc[m][1]);
             }
         }
-        for (int64_t m = 0; m < M; m++)
-            y[m * N + n] = _mm512_reduce_add_ps(acc[m]) + (bias ? bias[n] : 0.0f);
+        for (int64_t m = 0; m < M; m++) {
+            __m512 a = _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]),
+                                     _mm512_add_ps(acc[m][2], acc[m][3]));
+            y[m * N + n] = _mm512_reduce_add_ps(a) + (bias ? bias[n] : 0.0f);
+        }
 #else
         __m256 acc[PL_GEMV_MAX_ROWS];
         for (int64_t m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
