@@ -35,6 +35,7 @@ struct pl_memmodel_cfg pl_memmodel_defaults(void)
     memset(&c, 0, sizeof c);
     c.method = PL_MEMM_LORA;
     c.base_dtype = PL_F32;
+    c.quant_dtype = PL_NF4;
     c.embd_dtype = PL_F32;
     c.loaded_heap_bytes = -1;
     c.loaded_mapped_bytes = -1;
@@ -184,11 +185,10 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
         return pl_fail(PL_ERR_ARG, "memory model: checkpoint every %d layers", c->ckpt_every);
     if (c->method != PL_MEMM_FULL && (c->lora_r < 1 || !(c->lora_targets & 0x7fu)))
         return pl_fail(PL_ERR_ARG, "memory model: LoRA needs a rank >= 1 and at least one target");
-    if (c->method == PL_MEMM_FULL && c->base_dtype == PL_NF4)
-        return pl_fail(PL_ERR_ARG, "memory model: full fine-tuning over an nf4 base is not a method");
-    if (c->method == PL_MEMM_QLORA && !pl_dtype_is_quant(c->base_dtype))
-        return pl_fail(PL_ERR_ARG, "memory model: qlora needs a quantised base dtype (nf4, q8_0, ...), not %s",
-                       pl_dtype_info(c->base_dtype)->name);
+    if (c->method == PL_MEMM_QLORA && c->quant_dtype != PL_NF4 && c->quant_dtype != PL_Q8_0 &&
+        c->quant_dtype != c->base_dtype)
+        return pl_fail(PL_ERR_ARG, "memory model: qlora re-stores the base as nf4 or q8_0, not %s",
+                       pl_dtype_info(c->quant_dtype)->name);
     int nth = c->threads;
 #ifdef _OPENMP
     if (nth <= 0) nth = omp_get_max_threads();
@@ -204,7 +204,11 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     /* ---- weights as held for the step ---- */
     enum pl_dtype pd = c->base_dtype;   /* projections */
     enum pl_dtype ed = c->embd_dtype;
-    int convert = c->method == PL_MEMM_QLORA;
+    int convert = 0;
+    if (c->method == PL_MEMM_QLORA && c->quant_dtype != c->base_dtype) {
+        pd = c->quant_dtype;
+        convert = 1;
+    }
     if (!full && c->precision != PL_MEMM_FP32 && pd == PL_F32) {
         pd = c->precision == PL_MEMM_BF16 ? PL_BF16 : PL_F16;
         convert = 1;
@@ -325,7 +329,9 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     e->setup_total = w_setup + ws_setup + (full ? grads : 0);
     e->step_total = w_step + adapters + grads + optim + act + ws_persist + tw;
     e->peak_total = imax(e->setup_total, e->step_total);
-    e->resident = e->peak_total + mapped;
+    /* A mapped base re-stored on load is read once; its pages are file-backed and reclaimable,
+     * so only a base used in place counts toward what stays resident. */
+    e->resident = e->peak_total + (convert ? 0 : mapped);
     e->transient_workspace = tw;
     e->trained_params = trained;
     return PL_OK;
@@ -380,7 +386,10 @@ enum pl_status pl_memmodel_autosize(struct pl_memmodel_cfg *c, int64_t budget, i
     if (t.method == PL_MEMM_FULL || t.method == PL_MEMM_LORA) {
         struct pl_memmodel_cfg q = t;
         q.method = PL_MEMM_QLORA;
-        q.base_dtype = PL_NF4;
+        q.base_dtype = q.quant_dtype = PL_NF4;     /* an nf4 base as held, however it came */
+        q.base_mapped = 0;
+        q.loaded_heap_bytes = q.loaded_mapped_bytes = -1;
+        q.loaded_heap_shared = 0;
         q.ckpt_every = q.ckpt_every ? q.ckpt_every : 1;
         struct pl_mem_estimate qe;
         if (pl_memmodel_estimate(&q, &qe) == PL_OK) {

@@ -30,7 +30,7 @@
  * Worked example:
  *     struct pl_memmodel_cfg c = pl_memmodel_defaults();
  *     pl_memmodel_cfg_from_model(&c, model);            // shape and weight bytes as loaded
- *     c.method = PL_MEMM_QLORA; c.base_dtype = PL_NF4; c.batch = 1; c.seq_len = 512;
+ *     c.method = PL_MEMM_QLORA; c.quant_dtype = PL_NF4; c.batch = 1; c.seq_len = 512;
  *     c.ckpt_every = 1;
  *     struct pl_mem_estimate e;
  *     pl_memmodel_estimate(&c, &e);                      // e.peak_total, e.peak[PL_MEM_...]
@@ -51,10 +51,12 @@ struct pl_memmodel_cfg {
     struct pl_model_config shape;  /* dim, hidden_dim, layers, heads, kv heads, head_dim, vocab,
                                       tied_output, qkv_bias are read */
     enum pl_memm_method method;
-    /* Frozen projection weights (q..down) as held in memory: f32/f16/bf16/nf4/q8_0/q4_0/...
-     * For QLoRA this is the quantised type (nf4 or q8_0). Embeddings/output: embd_dtype. */
+    /* Projection weights (q..down) as loaded: f32/f16/bf16/q8_0/q4_0/q4_1/q4_k/... */
     enum pl_dtype base_dtype;
-    enum pl_dtype embd_dtype;
+    /* QLoRA: the type the projections are re-stored in on load (nf4 or q8_0; when equal to
+     * base_dtype the loaded blocks are used as they are). */
+    enum pl_dtype quant_dtype;
+    enum pl_dtype embd_dtype;      /* token embedding and output head as loaded */
     int32_t base_mapped;           /* 1: weights used in place from a file mapping */
     /* Bytes as loaded, when known (pl_memmodel_cfg_from_model): override the shape formula. */
     int64_t loaded_heap_bytes;     /* heap (PL_MEM_WEIGHTS) bytes of the loaded weights, -1: derive */
@@ -75,7 +77,7 @@ struct pl_mem_estimate {
     int64_t peak[PL_MEM_NCAT];     /* predicted peak bytes per category (MAPPED: file bytes) */
     int64_t setup_total, step_total;
     int64_t peak_total;            /* tracked heap peak (all categories except mapped/data) */
-    int64_t resident;              /* peak_total + mapped: what RSS will approach */
+    int64_t resident;              /* peak_total + mapped bytes used in place: what RSS approaches */
     int64_t transient_workspace;   /* largest single-kernel workspace included in step_total */
     int64_t trained_params;        /* scalars in the trained vector */
 };

@@ -1,0 +1,278 @@
+/* test_memmodel.c — the memory model against the counting allocator's measured peaks.
+ *
+ * Owner: memory. For each configuration (method × base × batch × sequence × targets ×
+ * precision × optimizer) the model is loaded, peaks are reset, the base is re-stored if the
+ * method asks for it (QLoRA, bf16), a trainer is made and one optimizer step is taken; the
+ * peak bytes per category (pl_mem_peak) and in total are compared with
+ * pl_memmodel_estimate() made from the loaded model's shape before any of it ran. Every
+ * category holding at least 2% of the total and the total itself must agree within 10%.
+ * Also: auto-sizing picks a smaller batch with accumulation under a tight budget and
+ * refuses with the bytes needed; a 7B full fine-tune is refused with what it would need.
+ * SmolLM2 cases run when models/SmolLM2-135M-Instruct.Q4_1.gguf is present (make model).
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "peftlua/alloc.h"
+#include "peftlua/memmodel.h"
+#include "peftlua/model.h"
+#include "peftlua/qlora.h"
+#include "peftlua/rng.h"
+#include "peftlua/train.h"
+
+#define STORIES_BIN "../shared/models/stories260K/stories260K.bin"
+#define STORIES_GGUF "../shared/models/stories260K/stories260K.gguf"
+#define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+#define QV ((1u << PL_PROJ_Q) | (1u << PL_PROJ_V))
+#define ALL7 0x7Fu
+
+struct mcase {
+    const char *name, *path;
+    int method;                /* PL_MEMM_* */
+    enum pl_dtype quant;       /* QLoRA target */
+    int precision;
+    int B, T, r;
+    uint32_t targets;
+    float dropout;
+    int sgd;
+};
+
+static const struct mcase cases[] = {
+    { "stories-bin lora qv 4x64",        STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0 },
+    { "stories-bin lora all r16 drop 2x128", STORIES_BIN, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP32, 2, 128, 16, ALL7, 0.1f, 0 },
+    { "stories-bin full adamw 4x64",     STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0 },
+    { "stories-bin full sgd 1x256",      STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 1, 256, 8, QV, 0, 1 },
+    { "stories-bin qlora nf4 all 4x64",  STORIES_BIN,  PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0 },
+    { "stories-bin qlora q8_0 qv 2x128", STORIES_BIN,  PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0 },
+    { "stories-bin lora bf16 qv 4x64",   STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0 },
+    { "stories-gguf lora qv 8x32",       STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 8, 32, 8, QV, 0, 0 },
+    { "stories-gguf full adamw 2x64",    STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 64, 8, QV, 0, 0 },
+    { "stories-gguf qlora nf4 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0 },
+    { "smollm2 lora qv 2x64",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 64, 8, QV, 0, 0 },
+    { "smollm2 qlora nf4 qv 1x128",      SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 128, 8, QV, 0, 0 },
+    { "smollm2 qlora q8_0 all 2x64",     SMOL,         PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0 },
+    { "smollm2 lora all r16 drop 1x256", SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 256, 16, ALL7, 0.05f, 0 },
+};
+
+static const enum pl_mem_cat cats[] = { PL_MEM_WEIGHTS, PL_MEM_ADAPTERS, PL_MEM_GRADS,
+                                        PL_MEM_OPTIM, PL_MEM_ACTIVATIONS, PL_MEM_WORKSPACE };
+
+/* Returns 1 if run, 0 if skipped (model absent); *worst gets the largest relative error. */
+static int run_case(const struct mcase *k, double *worst)
+{
+    if (access(k->path, R_OK) != 0) {
+        printf("  %-36s skipped (%s absent)\n", k->name, k->path);
+        return 0;
+    }
+    struct pl_model *m = NULL;
+    struct pl_model_load_opts lo = { 0 };
+    lo.no_tokenizer = 1;
+    assert_int_equal(pl_model_load(&m, k->path, &lo), PL_OK);
+
+    struct pl_memmodel_cfg mc = pl_memmodel_defaults();
+    pl_memmodel_cfg_from_model(&mc, m);
+    mc.method = k->method;
+    mc.quant_dtype = k->quant;
+    mc.precision = k->precision;
+    mc.batch = k->B;
+    mc.seq_len = k->T;
+    mc.lora_r = k->r;
+    mc.lora_targets = k->targets;
+    mc.lora_dropout = k->dropout;
+    mc.optim_sgd = k->sgd;
+    struct pl_mem_estimate e;
+    assert_int_equal(pl_memmodel_estimate(&mc, &e), PL_OK);
+
+    pl_mem_reset_peak();
+    int64_t data0 = pl_mem_current(PL_MEM_DATA);
+    if (k->method == PL_MEMM_QLORA)
+        assert_int_equal(pl_qlora_quantize(m, k->quant, 0, NULL), PL_OK);
+    else if (k->method == PL_MEMM_LORA && k->precision == PL_MEMM_BF16)
+        assert_int_equal(pl_qlora_quantize(m, PL_BF16, 0, NULL), PL_OK);
+
+    struct pl_train_cfg tc = pl_train_defaults();
+    tc.method = k->method == PL_MEMM_FULL ? PL_TRAIN_FULL : PL_TRAIN_LORA;
+    tc.optim = k->sgd ? PL_OPTIM_SGD : PL_OPTIM_ADAMW;
+    tc.batch_size = k->B;
+    tc.seq_len = k->T;
+    tc.lora.r = k->r;
+    tc.lora.alpha = 2.0f * (float)k->r;
+    tc.lora.targets = k->targets;
+    tc.lora.dropout = k->dropout;
+    struct pl_trainer *t = NULL;
+    assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
+    int V = m->cfg.vocab_size;
+    int32_t *ids = pl_alloc((size_t)k->B * k->T * sizeof(int32_t), PL_MEM_DATA);
+    int32_t *tg = pl_alloc((size_t)k->B * k->T * sizeof(int32_t), PL_MEM_DATA);
+    assert_non_null(ids);
+    assert_non_null(tg);
+    struct pl_rng r;
+    pl_rng_seed(&r, 7);
+    for (int i = 0; i < k->B * k->T; i++) {
+        ids[i] = (int32_t)(pl_rng_next(&r) % (uint64_t)V);
+        tg[i] = (int32_t)(pl_rng_next(&r) % (uint64_t)V);
+    }
+    double loss;
+    int64_t cnt;
+    int stepped = 0;
+    assert_int_equal(pl_trainer_micro(t, ids, tg, k->B, k->T, &loss, &cnt, &stepped), PL_OK);
+    assert_true(stepped);
+    assert_true(isfinite(loss));
+
+    int64_t meas_total = pl_mem_peak_total() - data0 -
+                         (int64_t)(2 * (size_t)k->B * k->T * sizeof(int32_t));
+    double rel_total = fabs((double)e.peak_total - (double)meas_total) / (double)meas_total;
+    printf("  %-36s predicted %9.2f MiB measured %9.2f MiB (%+.2f%%)", k->name,
+           e.peak_total / 1048576.0, meas_total / 1048576.0,
+           100.0 * ((double)e.peak_total - (double)meas_total) / (double)meas_total);
+    double w = rel_total;
+    for (size_t i = 0; i < sizeof cats / sizeof cats[0]; i++) {
+        int64_t pred = e.peak[cats[i]], meas = pl_mem_peak(cats[i]);
+        int64_t big = pred > meas ? pred : meas;
+        if (big < meas_total / 50) continue;
+        double rel = fabs((double)pred - (double)meas) / (double)big;
+        if (rel > w) w = rel;
+        if (rel > 0.10)
+            printf("\n    %s: predicted %lld measured %lld", pl_mem_cat_name(cats[i]),
+                   (long long)pred, (long long)meas);
+    }
+    printf("  worst category %.2f%%\n", 100.0 * w);
+    *worst = w;
+    pl_free(ids);
+    pl_free(tg);
+    pl_trainer_free(t);
+    pl_model_free(m);
+    return 1;
+}
+
+static void test_predictions_within_10pct(void **state)
+{
+    (void)state;
+    int run = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double w = 0;
+        if (run_case(&cases[i], &w)) {
+            run++;
+            assert_true(w <= 0.10);
+        }
+    }
+    assert_true(run >= 10);
+}
+
+/* A budget below what batch 8 needs: a smaller batch with accumulation keeping 8. */
+static void test_autosize_picks_smaller_batch(void **state)
+{
+    (void)state;
+    struct pl_memmodel_cfg c = pl_memmodel_defaults();
+    c.shape = pl_memmodel_llama2_7b();
+    c.shape.n_layers = 4;
+    c.shape.dim = 512;
+    c.shape.hidden_dim = 1376;
+    c.shape.n_heads = c.shape.n_kv_heads = 8;
+    c.shape.head_dim = 64;
+    c.base_dtype = c.embd_dtype = PL_F32;
+    c.batch = 8;
+    c.seq_len = 256;
+    struct pl_mem_estimate e8, e;
+    assert_int_equal(pl_memmodel_estimate(&c, &e8), PL_OK);
+    struct pl_memmodel_cfg a = c;
+    int64_t budget = e8.resident * 6 / 10;
+    assert_int_equal(pl_memmodel_autosize(&a, budget, 8, 256, 0, 0, 32, &e), PL_OK);
+    assert_true(a.batch < 8);
+    assert_int_equal(a.seq_len, 256);
+    assert_true(a.batch * a.grad_accum >= 8);
+    assert_true(e.resident <= budget);
+    /* the next batch up would not have fit */
+    struct pl_memmodel_cfg up = a;
+    up.batch = a.batch * 2;
+    struct pl_mem_estimate eu;
+    assert_int_equal(pl_memmodel_estimate(&up, &eu), PL_OK);
+    assert_true(eu.resident > budget);
+    /* a budget below batch 1 x the shortest sequence: refused, naming the bytes */
+    a = c;
+    assert_int_equal(pl_memmodel_autosize(&a, 1 << 20, 8, 256, 0, 0, 32, &e), PL_ERR_NOMEM);
+    assert_non_null(strstr(pl_last_error(), "needs"));
+    assert_non_null(strstr(pl_last_error(), "budget"));
+}
+
+/* Llama-2-7B: full fine-tuning refused in 24 GiB with the bytes it needs; QLoRA nf4 with
+ * checkpointing at 1 x 512 predicted under 8 GiB. */
+static void test_7b_full_refused_qlora_fits(void **state)
+{
+    (void)state;
+    struct pl_memmodel_cfg c = pl_memmodel_defaults();
+    c.shape = pl_memmodel_llama2_7b();
+    c.base_dtype = c.embd_dtype = PL_F32;
+    c.method = PL_MEMM_FULL;
+    c.batch = 1;
+    c.seq_len = 512;
+    c.ckpt_every = 1;
+    struct pl_mem_estimate e;
+    int64_t budget = (int64_t)24 << 30;
+    assert_int_equal(pl_memmodel_autosize(&c, budget, 1, 512, 1, 1, 512, &e), PL_ERR_NOMEM);
+    printf("  %s\n", pl_last_error());
+    assert_non_null(strstr(pl_last_error(), "full training"));
+    assert_non_null(strstr(pl_last_error(), "QLoRA"));
+    /* f32 master + gradients + two AdamW moments: 16 bytes per parameter, over 100 GB */
+    assert_true(e.resident > (int64_t)100e9);
+
+    struct pl_memmodel_cfg q = pl_memmodel_defaults();
+    q.shape = pl_memmodel_llama2_7b();
+    q.method = PL_MEMM_QLORA;
+    q.base_dtype = PL_NF4;     /* generated in memory as nf4 */
+    q.quant_dtype = PL_NF4;
+    q.embd_dtype = PL_BF16;
+    q.base_mapped = 0;
+    q.batch = 1;
+    q.seq_len = 512;
+    q.ckpt_every = 1;
+    assert_int_equal(pl_memmodel_estimate(&q, &e), PL_OK);
+    printf("  7B qlora nf4 1x512 checkpointed: %.2f GiB (weights %.2f GiB, activations %.2f GiB)\n",
+           e.resident / 1073741824.0, e.peak[PL_MEM_WEIGHTS] / 1073741824.0,
+           e.peak[PL_MEM_ACTIVATIONS] / 1073741824.0);
+    assert_true(e.resident < ((int64_t)8 << 30));
+    /* NF4 projections: 6.48e9 weights at 4.5 bits */
+    assert_true(e.peak[PL_MEM_WEIGHTS] > (int64_t)3.6e9 && e.peak[PL_MEM_WEIGHTS] < (int64_t)4.3e9);
+    /* checkpointing cuts activations */
+    q.ckpt_every = 0;
+    struct pl_mem_estimate e0;
+    assert_int_equal(pl_memmodel_estimate(&q, &e0), PL_OK);
+    assert_true(e0.peak[PL_MEM_ACTIVATIONS] > 3 * e.peak[PL_MEM_ACTIVATIONS]);
+}
+
+static void test_bad_config(void **state)
+{
+    (void)state;
+    struct pl_memmodel_cfg c = pl_memmodel_defaults();
+    struct pl_mem_estimate e;
+    assert_int_equal(pl_memmodel_estimate(&c, &e), PL_ERR_ARG);   /* no shape */
+    c.shape = pl_memmodel_llama2_7b();
+    c.batch = 0;
+    assert_int_equal(pl_memmodel_estimate(&c, &e), PL_ERR_ARG);
+    assert_non_null(strstr(pl_last_error(), "batch"));
+    c.batch = 1;
+    c.method = PL_MEMM_QLORA;
+    c.quant_dtype = PL_Q4_K;
+    assert_int_equal(pl_memmodel_estimate(&c, &e), PL_ERR_ARG);
+    assert_int_equal(pl_memm_method_from_name("qlora"), PL_MEMM_QLORA);
+    assert_int_equal(pl_memm_method_from_name("prefix"), -1);
+    assert_int_equal(pl_memm_precision_from_name("bf16"), PL_MEMM_BF16);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_predictions_within_10pct),
+        cmocka_unit_test(test_autosize_picks_smaller_batch),
+        cmocka_unit_test(test_7b_full_refused_qlora_fits),
+        cmocka_unit_test(test_bad_config),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
