@@ -244,20 +244,23 @@ static void pl_gemv(float *y, const float *x, const void *W, enum pl_dtype t, co
             y[m * N + n] = _mm512_reduce_add_ps(a) + (bias ? bias[n] : 0.0f);
         }
 #else
-        __m256 acc[PL_GEMV_MAX_ROWS];
-        for (int64_t m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
+        __m256 acc[PL_GEMV_MAX_ROWS][4];
+        for (int64_t m = 0; m < M; m++)
+            for (int j = 0; j < 4; j++) acc[m][j] = _mm256_setzero_ps();
         for (int64_t k = 0; k < K; k += 32) {
             __m256 w[4];
             pl_gemv_decode(t, row + (size_t)(k / 32) * bb, w);
             for (int64_t m = 0; m < M; m++) {
                 const float *xm = x + m * K + k;
-                __m256 a = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(xm), acc[m]);
-                a = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xm + 8), a);
-                a = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xm + 16), a);
-                acc[m] = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xm + 24), a);
+                for (int j = 0; j < 4; j++)
+                    acc[m][j] = _mm256_fmadd_ps(w[j], _mm256_loadu_ps(xm + 8 * j), acc[m][j]);
             }
         }
-        for (int64_t m = 0; m < M; m++) y[m * N + n] = pl_hsum(acc[m]) + (bias ? bias[n] : 0.0f);
+        for (int64_t m = 0; m < M; m++) {
+            __m256 a = _mm256_add_ps(_mm256_add_ps(acc[m][0], acc[m][1]),
+                                     _mm256_add_ps(acc[m][2], acc[m][3]));
+            y[m * N + n] = pl_hsum(a) + (bias ? bias[n] : 0.0f);
+        }
 #endif
     }
 }
