@@ -1,0 +1,257 @@
+/* test_qlora.c — QLoRA frozen bases.
+ *
+ * Owner: memory.
+ *  - Adapter gradients over an NF4 / Q8_0 base (dequantised in panels inside the kernels)
+ *    equal LoRA's gradients over an f32 model holding exactly the dequantised weights
+ *    (relative L2 error <= 1e-4), stories260K and (when present) SmolLM2-135M.
+ *  - Conversion: bytes after match the block format, norms/embeddings untouched, a kept
+ *    projection (172 columns) stays f32, the loss stays near the f32 model's.
+ *  - Random NF4 / Q8_0 models built in memory run a forward with finite logits and hold
+ *    exactly the bytes of their blocks.
+ *  - Errors: an unsupported dtype and quantising under attached adapters are refused.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "peftlua/alloc.h"
+#include "peftlua/lora.h"
+#include "peftlua/memmodel.h"
+#include "peftlua/model.h"
+#include "peftlua/qlora.h"
+#include "peftlua/quant.h"
+#include "peftlua/rng.h"
+#include "peftlua/train.h"
+
+#define STORIES "../shared/models/stories260K/stories260K.gguf"
+#define STORIES_BIN "../shared/models/stories260K/stories260K.bin"
+#define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static struct pl_model *load(const char *path)
+{
+    struct pl_model *m = NULL;
+    struct pl_model_load_opts o = { 0 };
+    o.no_tokenizer = 1;
+    assert_int_equal(pl_model_load(&m, path, &o), PL_OK);
+    return m;
+}
+
+/* Make ref's projections f32 copies of q's (dequantised) weights. */
+static void dequantised_twin(struct pl_model *ref, const struct pl_model *q)
+{
+    for (int l = 0; l < q->cfg.n_layers; l++)
+        for (int p = 0; p < PL_PROJ_COUNT; p++) {
+            const struct pl_tensor *w = q->layers[l].w[p];
+            struct pl_tensor *f = pl_tensor_convert(w, PL_F32, PL_MEM_WEIGHTS);
+            assert_non_null(f);
+            pl_tensor_release(ref->layers[l].w[p]);
+            ref->layers[l].w[p] = f;
+        }
+}
+
+static void batch(int32_t *ids, int32_t *tg, int n, int V, uint64_t seed)
+{
+    struct pl_rng r;
+    pl_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        ids[i] = (int32_t)(pl_rng_next(&r) % (uint64_t)V);
+        tg[i] = i % 7 == 3 ? -1 : (int32_t)(pl_rng_next(&r) % (uint64_t)V);
+    }
+}
+
+/* LoRA gradients over q (quantised) and ref (f32, same values) with identical non-zero
+ * adapters; returns ||g_q - g_ref|| / ||g_ref||. */
+static double grad_rel_err(struct pl_model *q, struct pl_model *ref, int B, int T)
+{
+    struct pl_train_cfg tc = pl_train_defaults();
+    tc.batch_size = B;
+    tc.seq_len = T;
+    tc.lora.targets = 0x7F;
+    tc.lora.r = 4;
+    tc.lora.alpha = 8;
+    struct pl_trainer *tq = NULL, *tr = NULL;
+    assert_int_equal(pl_trainer_new(&tq, q, &tc), PL_OK);
+    assert_int_equal(pl_trainer_new(&tr, ref, &tc), PL_OK);
+    assert_int_equal(tq->n_params, tr->n_params);
+    struct pl_rng r;
+    pl_rng_seed(&r, 99);
+    for (int64_t i = 0; i < tq->n_params; i++) {   /* B non-zero so that dA is not zero */
+        float v = (float)(pl_rng_uniform(&r) - 0.5) * 0.2f;
+        tq->params[i] = tr->params[i] = v;
+    }
+    int n = B * T, V = q->cfg.vocab_size;
+    int32_t *ids = pl_alloc((size_t)n * sizeof(int32_t), PL_MEM_DATA);
+    int32_t *tg = pl_alloc((size_t)n * sizeof(int32_t), PL_MEM_DATA);
+    batch(ids, tg, n, V, 5);
+    double lq, lr;
+    assert_int_equal(pl_trainer_grad(tq, ids, tg, B, T, &lq), PL_OK);
+    assert_int_equal(pl_trainer_grad(tr, ids, tg, B, T, &lr), PL_OK);
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < tq->n_params; i++) {
+        double d = (double)tq->grads[i] - (double)tr->grads[i];
+        num += d * d;
+        den += (double)tr->grads[i] * tr->grads[i];
+    }
+    assert_true(den > 0);
+    assert_true(fabs(lq - lr) <= 1e-5 * fabs(lr));
+    pl_free(ids);
+    pl_free(tg);
+    pl_trainer_free(tq);
+    pl_trainer_free(tr);
+    return sqrt(num / den);
+}
+
+static void check_grads(const char *path, enum pl_dtype dt, int B, int T)
+{
+    struct pl_model *q = load(path), *ref = load(path);
+    struct pl_qlora_stats st;
+    assert_int_equal(pl_qlora_quantize(q, dt, 0, &st), PL_OK);
+    assert_true(st.converted > 0);
+    dequantised_twin(ref, q);
+    double e = grad_rel_err(q, ref, B, T);
+    printf("  %s %s: %d projections converted, %d kept; adapter gradient rel. error %.2e\n",
+           path, pl_dtype_info(dt)->name, st.converted, st.kept, e);
+    assert_true(e <= 1e-4);
+    pl_model_free(q);
+    pl_model_free(ref);
+}
+
+static void test_grads_equal_dequantised_lora(void **state)
+{
+    (void)state;
+    check_grads(STORIES, PL_NF4, 2, 32);
+    check_grads(STORIES, PL_Q8_0, 2, 32);
+    if (access(SMOL, R_OK) != 0) {
+        printf("  %s absent (make model): SmolLM2 cases skipped\n", SMOL);
+        return;
+    }
+    check_grads(SMOL, PL_NF4, 1, 24);
+    check_grads(SMOL, PL_Q8_0, 1, 24);
+}
+
+static void test_conversion(void **state)
+{
+    (void)state;
+    struct pl_model *m = load(STORIES_BIN), *f = load(STORIES_BIN);
+    int64_t heap_before = pl_mem_current(PL_MEM_WEIGHTS);
+    struct pl_qlora_stats st;
+    assert_int_equal(pl_qlora_quantize(m, PL_NF4, 0, &st), PL_OK);
+    /* stories260K: q k v o gate up (64 columns) converted, down (172 columns) kept */
+    assert_int_equal(st.converted, 6 * m->cfg.n_layers);
+    assert_int_equal(st.kept, m->cfg.n_layers);
+    assert_int_equal(m->layers[0].w[PL_PROJ_Q]->dtype, PL_NF4);
+    assert_int_equal(m->layers[0].w[PL_PROJ_DOWN]->dtype, PL_F32);
+    assert_int_equal(m->tok_embd->dtype, PL_F32);
+    assert_int_equal(m->layers[0].attn_norm->dtype, PL_F32);
+    assert_int_equal(st.bytes_after * 4 * 64, st.bytes_before * 36);   /* 36 bytes per 64 f32 */
+    /* the shared llama2.c storage was released: only this model's copies remain for m */
+    assert_true(pl_mem_current(PL_MEM_WEIGHTS) < heap_before);
+    /* norms and embeddings carry the same values; loss close to the f32 model's */
+    assert_true(fabs(pl_tensor_max_abs_diff(m->tok_embd, f->tok_embd)) == 0.0);
+    struct pl_llama_ctx *cq = pl_llama_ctx_new(m, 1, 64, 0), *cf = pl_llama_ctx_new(f, 1, 64, 0);
+    int32_t ids[64], tg[64];
+    batch(ids, tg, 64, m->cfg.vocab_size, 3);
+    for (int i = 0; i < 63; i++) tg[i] = ids[i + 1];
+    tg[63] = -1;
+    assert_int_equal(pl_llama_forward(cq, ids, 64, 0, 0), PL_OK);
+    assert_int_equal(pl_llama_forward(cf, ids, 64, 0, 0), PL_OK);
+    double lq = pl_llama_loss(cq, tg, 64, NULL), lf = pl_llama_loss(cf, tg, 64, NULL);
+    printf("  stories260K loss f32 %.4f, nf4 %.4f\n", lf, lq);
+    assert_true(fabs(lq - lf) < 0.1 * lf);
+    assert_true(lq != lf);
+    pl_llama_ctx_free(cq);
+    pl_llama_ctx_free(cf);
+    pl_model_free(f);
+    pl_model_free(m);
+}
+
+static void test_random_models(void **state)
+{
+    (void)state;
+    struct pl_model_config c = pl_memmodel_llama2_7b();
+    c.n_layers = 2;
+    c.dim = 256;
+    c.hidden_dim = 704;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.head_dim = 64;
+    c.vocab_size = 1000;
+    enum pl_dtype dts[2] = { PL_NF4, PL_Q8_0 };
+    for (int k = 0; k < 2; k++) {
+        int64_t w0 = pl_mem_current(PL_MEM_WEIGHTS);
+        struct pl_model *m = NULL;
+        assert_int_equal(pl_qlora_random_model(&m, &c, dts[k], PL_BF16, 1), PL_OK);
+        int64_t proj = 0;
+        for (int p = 0; p < PL_PROJ_COUNT; p++) {
+            int64_t in, out;
+            pl_lora_proj_shape(&m->cfg, (enum pl_proj)p, &in, &out);
+            proj += pl_memmodel_weight_bytes(dts[k], out, in);
+        }
+        int64_t expect = c.n_layers * proj + 2 * (int64_t)c.vocab_size * c.dim * 2 +
+                         (2 * c.n_layers + 1) * (int64_t)c.dim * 4;
+        assert_int_equal(pl_mem_current(PL_MEM_WEIGHTS) - w0, expect);
+        struct pl_llama_ctx *x = pl_llama_ctx_new(m, 2, 16, 0);
+        int32_t ids[32];
+        for (int i = 0; i < 32; i++) ids[i] = (i * 37) % c.vocab_size;
+        assert_int_equal(pl_llama_forward(x, ids, 16, 0, 0), PL_OK);
+        double s = 0;
+        for (int64_t i = 0; i < 32LL * c.vocab_size; i++) {
+            assert_true(isfinite(x->logits[i]));
+            s += fabs(x->logits[i]);
+        }
+        assert_true(s > 0);
+        pl_llama_ctx_free(x);
+        /* the same seed gives the same blocks */
+        struct pl_model *m2 = NULL;
+        assert_int_equal(pl_qlora_random_model(&m2, &c, dts[k], PL_BF16, 1), PL_OK);
+        assert_memory_equal(pl_tensor_data(m->layers[1].w[PL_PROJ_UP]),
+                            pl_tensor_data(m2->layers[1].w[PL_PROJ_UP]),
+                            pl_tensor_nbytes(m->layers[1].w[PL_PROJ_UP]));
+        pl_model_free(m2);
+        pl_model_free(m);
+    }
+    c.dim = 100;   /* not a whole number of blocks */
+    struct pl_model *m = NULL;
+    assert_int_equal(pl_qlora_random_model(&m, &c, PL_NF4, PL_BF16, 1), PL_ERR_ARG);
+    assert_null(m);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    struct pl_model *m = load(STORIES);
+    assert_int_equal(pl_qlora_quantize(m, PL_Q4_K, 0, NULL), PL_ERR_ARG);
+    assert_non_null(strstr(pl_last_error(), "q4_k"));
+    struct pl_lora_cfg lc = pl_lora_defaults();
+    struct pl_lora *a = NULL;
+    assert_int_equal(pl_lora_new(&a, &m->cfg, &lc, 1), PL_OK);
+    pl_lora_attach(a, m);
+    assert_int_equal(pl_qlora_quantize(m, PL_NF4, 0, NULL), PL_ERR_STATE);
+    pl_lora_free(a);
+    /* under a budget the conversion fails cleanly and the model stays usable */
+    pl_mem_fail_after(3);
+    enum pl_status st = pl_qlora_quantize(m, PL_NF4, 0, NULL);
+    pl_mem_fail_after(0);
+    assert_int_equal(st, PL_ERR_NOMEM);
+    struct pl_llama_ctx *x = pl_llama_ctx_new(m, 1, 8, 0);
+    int32_t ids[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+    assert_int_equal(pl_llama_forward(x, ids, 8, 0, 0), PL_OK);
+    pl_llama_ctx_free(x);
+    pl_model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grads_equal_dequantised_lora),
+        cmocka_unit_test(test_conversion),
+        cmocka_unit_test(test_random_models),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
