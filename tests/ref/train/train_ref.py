@@ -84,8 +84,8 @@ def rmsnorm(x, w, eps):
 def rope(x, base, n_rot):
     # x: [B, T, H, hd]; rotate (x[2i], x[2i+1]) by pos * base^(-2i/n_rot)
     Tn = x.shape[1]
-    pos = torch.arange(Tn, dtype=torch.float64)[:, None]
-    i = torch.arange(n_rot // 2, dtype=torch.float64)[None, :]
+    pos = torch.arange(Tn, dtype=x.dtype)[:, None]
+    i = torch.arange(n_rot // 2, dtype=x.dtype)[None, :]
     ang = pos * base ** (-2.0 * i / n_rot)
     c, s = torch.cos(ang)[None, :, None, :], torch.sin(ang)[None, :, None, :]
     x0, x1 = x[..., 0:n_rot:2], x[..., 1:n_rot:2]
@@ -106,7 +106,7 @@ def forward(meta, P, ids, lora):
     out_w = P.get("lm_head.weight", P["model.embed_tokens.weight"])
     Bn, Tn = ids.shape
     x = P["model.embed_tokens.weight"][ids]
-    mask = torch.triu(torch.full((Tn, Tn), float("-inf")), 1)
+    mask = torch.triu(torch.full((Tn, Tn), float("-inf"), dtype=x.dtype), 1)
 
     def lin(l, p, h):
         blk = "self_attn" if p in PROJ[:4] else "mlp"
