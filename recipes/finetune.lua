@@ -81,7 +81,7 @@ local function prompt_of(msgs)
   end
   return table.concat(parts) .. "<|im_start|>assistant\n"
 end
-local eval_n = math.min(#cases, opt.eval_n or (opt.smoke and 2 or 60))
+local eval_n = math.min(#cases, opt.eval_n or (opt.smoke and 2 or 40))
 
 local function answers(label)
   if not chatml or eval_n == 0 then return nil end
@@ -111,14 +111,14 @@ local evals = {}
 local r = peft.train.run {
   model = m, dataset = train_path, valid = valid_path, output = out,
   method = opt.method or "lora",
-  max_iters = opt.iters or (opt.smoke and 12 or 150),
+  max_iters = opt.iters or (opt.smoke and 12 or 100),
   batch_size = 4, grad_accum = 1,
   learning_rate = (opt.method == "full") and 5e-5 or (opt.smoke and 3e-3 or 5e-4),
   lora_rank = 8, lora_alpha = 16, lora_dropout = 0.05,
   targets = { "q_proj", "k_proj", "v_proj", "o_proj" },
   warmup = opt.smoke and 2 or 10, schedule = "cosine", max_grad_norm = 1.0,
   max_seq_len = opt.smoke and 64 or 384,
-  eval_every = opt.smoke and 6 or 50, eval_batches = opt.smoke and 3 or nil,
+  eval_every = opt.smoke and 6 or 50, eval_batches = opt.smoke and 3 or 16,
   save_every = opt.smoke and 6 or 50, seed = 42,
   on_eval = function(i) evals[#evals + 1] = i end,
 }
