@@ -283,6 +283,38 @@ static void test_loss_mask_hook_interrupt(void **state)
     pl_model_free(m);
 }
 
+/* Strided scoring: every target is scored exactly once; one window equals a plain forward;
+ * shorter windows lose context, so their loss is not lower. */
+static void test_score_stream_windows(void **state)
+{
+    (void)state;
+    struct pl_model *m = load_or_die(STORIES_BIN, STORIES_TOK);
+    const char *text = "Once upon a time, there was a little girl named Lily. She loved to play "
+                       "outside in the park. One day, she saw a big, red ball.";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    assert_int_equal(pl_tokenizer_encode(m->tok, text, strlen(text), PL_TOK_ADD_BOS, &ids, &n), PL_OK);
+    assert_true(n > 30);
+    struct pl_llama_ctx *c = pl_llama_ctx_new(m, 1, (int)n - 1, 0);
+    assert_int_equal(pl_llama_forward(c, ids, (int)n - 1, 0, 0), PL_OK);
+    int64_t cnt;
+    double plain = pl_llama_loss(c, ids + 1, (int)n - 1, &cnt);
+    pl_llama_ctx_free(c);
+    double s1, s2, s3;
+    int64_t c1, c2, c3;
+    assert_int_equal(pl_llama_score_stream(m, ids, (int64_t)n, 512, 512, &s1, &c1), PL_OK);
+    assert_int_equal(pl_llama_score_stream(m, ids, (int64_t)n, 16, 8, &s2, &c2), PL_OK);
+    assert_int_equal(pl_llama_score_stream(m, ids, (int64_t)n, 8, 8, &s3, &c3), PL_OK);
+    assert_int_equal(c1, (int64_t)n - 1);
+    assert_int_equal(c2, (int64_t)n - 1);
+    assert_int_equal(c3, (int64_t)n - 1);
+    assert_true(fabs(s1 / c1 - plain) < 1e-6);
+    assert_true(s3 / c3 > s2 / c2 - 1e-3 && s2 / c2 > s1 / c1 - 1e-3);
+    assert_int_equal(pl_llama_score_stream(m, ids, (int64_t)n, 16, 17, &s2, &c2), PL_ERR_ARG);
+    pl_free(ids);
+    pl_model_free(m);
+}
+
 static char *read_file(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
@@ -664,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_llama2c_unshared_classifier),
         cmocka_unit_test(test_kv_cache_matches_full),
         cmocka_unit_test(test_loss_mask_hook_interrupt),
+        cmocka_unit_test(test_score_stream_windows),
         cmocka_unit_test(test_stories_greedy_generation),
         cmocka_unit_test(test_stories_cross_entropy),
         cmocka_unit_test(test_safetensors_hf_layout),
