@@ -1,0 +1,240 @@
+/* l_memmodel.c — peft.memmodel: the memory model (include/peftlua/memmodel.h) from Lua.
+ *
+ * Owner: memory. lua/peft/memory.lua re-exports these as peft.memory.estimate and
+ * peft.memory.autosize. Both take one options table:
+ *   model         a peft.Model (shape, dtypes and loaded bytes read from it), or
+ *   preset        "llama2-7b", or the shape keys dim, hidden_dim, layers, heads, kv_heads,
+ *                 head_dim (default dim/heads), vocab_size, tied_output
+ *   method        "lora" | "qlora" | "full"           base   loaded projection dtype ("f32", "q4_1", ...)
+ *   quant         "nf4" | "q8_0" (QLoRA target)       embd   embedding/output dtype
+ *   mapped        the base is used in place from a file mapping
+ *   batch_size, seq_len, grad_accum, checkpointing (false | true | k layers),
+ *   precision     "fp32" | "bf16" | "fp16"
+ *   lora_rank, targets (list of PEFT names), lora_layers (count), lora_dropout,
+ *   optimizer     "adamw" | "sgd",  threads
+ * autosize adds budget (bytes; default the hardware report's budget), effective_batch (the
+ * batch to keep through accumulation, default batch_size or 8), max_seq_len / min_seq_len;
+ * a batch_size or seq_len given is kept as is, one left nil is sized.
+ * Results: a table of bytes per category (weights, adapters, gradients, optimizer,
+ * activations, workspace, mapped) plus total, resident, setup, step, transient_workspace,
+ * trained_params, and the batch_size / grad_accum / seq_len it is for.
+ * quantize(model, dtype [, targets]) re-stores the model's projections (QLoRA base).
+ */
+#include <lua.h>
+#include <lauxlib.h>
+#include <string.h>
+
+#include "peftlua/hw.h"
+#include "peftlua/lora.h"
+#include "peftlua/memmodel.h"
+#include "peftlua/model.h"
+#include "peftlua/qlora.h"
+#include "pl_lua.h"
+
+/* peft.Model userdata (src/lua/l_model.c): { struct pl_model *m } under "peft.Model". */
+struct l_memmodel_model { struct pl_model *m; };
+
+static const char *const opt_keys[] = {
+    "model", "preset", "dim", "hidden_dim", "layers", "heads", "kv_heads", "head_dim",
+    "vocab_size", "tied_output", "method", "base", "quant", "embd", "mapped", "batch_size",
+    "seq_len", "grad_accum", "checkpointing", "precision", "lora_rank", "targets",
+    "lora_layers", "lora_dropout", "optimizer", "threads", "budget", "effective_batch",
+    "max_seq_len", "min_seq_len", NULL
+};
+
+static enum pl_dtype opt_dtype(lua_State *L, const char *key, enum pl_dtype dflt)
+{
+    const char *s = pl_lua_opt_str(L, 1, key, NULL);
+    if (!s) return dflt;
+    int d = pl_dtype_from_name(s);
+    if (d < 0) luaL_error(L, "peft.memory: %s: unknown dtype '%s'", key, s);
+    return (enum pl_dtype)d;
+}
+
+/* Options table at 1 → configuration. */
+static void read_cfg(lua_State *L, struct pl_memmodel_cfg *c)
+{
+    *c = pl_memmodel_defaults();
+    lua_getfield(L, 1, "model");
+    if (!lua_isnil(L, -1)) {
+        struct l_memmodel_model *u = luaL_testudata(L, -1, "peft.Model");
+        if (!u) luaL_error(L, "peft.memory: model must be a peft.Model");
+        if (!u->m) luaL_error(L, "peft.memory: the model is closed");
+        pl_memmodel_cfg_from_model(c, u->m);
+    }
+    lua_pop(L, 1);
+    const char *preset = pl_lua_opt_str(L, 1, "preset", NULL);
+    if (preset) {
+        if (strcmp(preset, "llama2-7b")) luaL_error(L, "peft.memory: unknown preset '%s' (llama2-7b)", preset);
+        c->shape = pl_memmodel_llama2_7b();
+    }
+    struct pl_model_config *s = &c->shape;
+    s->dim = (int32_t)pl_lua_opt_int(L, 1, "dim", s->dim);
+    s->hidden_dim = (int32_t)pl_lua_opt_int(L, 1, "hidden_dim", s->hidden_dim);
+    s->n_layers = (int32_t)pl_lua_opt_int(L, 1, "layers", s->n_layers);
+    s->n_heads = (int32_t)pl_lua_opt_int(L, 1, "heads", s->n_heads);
+    s->n_kv_heads = (int32_t)pl_lua_opt_int(L, 1, "kv_heads", s->n_kv_heads ? s->n_kv_heads : s->n_heads);
+    s->head_dim = (int32_t)pl_lua_opt_int(L, 1, "head_dim",
+                                          s->head_dim ? s->head_dim : (s->n_heads ? s->dim / s->n_heads : 0));
+    s->vocab_size = (int32_t)pl_lua_opt_int(L, 1, "vocab_size", s->vocab_size);
+    s->tied_output = pl_lua_opt_bool(L, 1, "tied_output", s->tied_output);
+    const char *meth = pl_lua_opt_str(L, 1, "method", "lora");
+    int mt = pl_memm_method_from_name(meth);
+    if (mt < 0) luaL_error(L, "peft.memory: method '%s' (lora, qlora or full)", meth);
+    c->method = (enum pl_memm_method)mt;
+    c->base_dtype = opt_dtype(L, "base", c->base_dtype);
+    c->quant_dtype = opt_dtype(L, "quant", c->quant_dtype);
+    c->embd_dtype = opt_dtype(L, "embd", c->embd_dtype);
+    c->base_mapped = pl_lua_opt_bool(L, 1, "mapped", c->base_mapped);
+    c->batch = (int32_t)pl_lua_opt_int(L, 1, "batch_size", c->batch);
+    c->seq_len = (int32_t)pl_lua_opt_int(L, 1, "seq_len", c->seq_len);
+    c->grad_accum = (int32_t)pl_lua_opt_int(L, 1, "grad_accum", c->grad_accum);
+    lua_getfield(L, 1, "checkpointing");
+    if (lua_isboolean(L, -1)) c->ckpt_every = lua_toboolean(L, -1);
+    else if (lua_isinteger(L, -1)) c->ckpt_every = (int32_t)lua_tointeger(L, -1);
+    else if (!lua_isnil(L, -1)) luaL_error(L, "peft.memory: checkpointing must be a boolean or a layer count");
+    lua_pop(L, 1);
+    const char *prec = pl_lua_opt_str(L, 1, "precision", "fp32");
+    int pr = pl_memm_precision_from_name(prec);
+    if (pr < 0) luaL_error(L, "peft.memory: precision '%s' (fp32, bf16 or fp16)", prec);
+    c->precision = (enum pl_memm_precision)pr;
+    c->lora_r = (int32_t)pl_lua_opt_int(L, 1, "lora_rank", c->lora_r);
+    c->lora_n_layers = (int32_t)pl_lua_opt_int(L, 1, "lora_layers", 0);
+    c->lora_dropout = (float)pl_lua_opt_num(L, 1, "lora_dropout", 0);
+    lua_getfield(L, 1, "targets");
+    if (lua_istable(L, -1)) {
+        c->lora_targets = 0;
+        lua_Integer n = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, -1, i);
+            const char *t = lua_tostring(L, -1);
+            int p = t ? pl_lora_target_from_name(t) : -1;
+            if (p < 0) luaL_error(L, "peft.memory: unknown target module '%s'", t ? t : "?");
+            c->lora_targets |= 1u << p;
+            lua_pop(L, 1);
+        }
+    } else if (!lua_isnil(L, -1)) luaL_error(L, "peft.memory: targets must be a list of module names");
+    lua_pop(L, 1);
+    const char *opt = pl_lua_opt_str(L, 1, "optimizer", "adamw");
+    if (strcmp(opt, "adamw") && strcmp(opt, "sgd")) luaL_error(L, "peft.memory: optimizer '%s' (adamw or sgd)", opt);
+    c->optim_sgd = !strcmp(opt, "sgd");
+    c->threads = (int32_t)pl_lua_opt_int(L, 1, "threads", 0);
+}
+
+static void push_estimate(lua_State *L, const struct pl_memmodel_cfg *c, const struct pl_mem_estimate *e)
+{
+    lua_createtable(L, 0, 16);
+    for (int k = 0; k < PL_MEM_NCAT; k++) {
+        if (k == PL_MEM_DATA) continue;
+        lua_pushinteger(L, e->peak[k]);
+        lua_setfield(L, -2, pl_mem_cat_name((enum pl_mem_cat)k));
+    }
+#define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
+    SETI("total", e->peak_total);
+    SETI("resident", e->resident);
+    SETI("setup", e->setup_total);
+    SETI("step", e->step_total);
+    SETI("transient_workspace", e->transient_workspace);
+    SETI("trained_params", e->trained_params);
+    SETI("batch_size", c->batch);
+    SETI("grad_accum", c->grad_accum);
+    SETI("seq_len", c->seq_len);
+    SETI("checkpointing", c->ckpt_every);
+#undef SETI
+}
+
+static int l_memmodel_estimate(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    pl_lua_check_options(L, 1, opt_keys, "peft.memory.estimate");
+    struct pl_memmodel_cfg c;
+    read_cfg(L, &c);
+    struct pl_mem_estimate e;
+    if (pl_memmodel_estimate(&c, &e) != PL_OK) return pl_lua_error(L);
+    push_estimate(L, &c, &e);
+    return 1;
+}
+
+/* Returns the sized estimate, or nil, message, estimate-at-the-smallest-size. */
+static int l_memmodel_autosize(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    pl_lua_check_options(L, 1, opt_keys, "peft.memory.autosize");
+    struct pl_memmodel_cfg c;
+    read_cfg(L, &c);
+    lua_getfield(L, 1, "batch_size");
+    int fix_batch = !lua_isnil(L, -1);
+    lua_getfield(L, 1, "seq_len");
+    int fix_seq = !lua_isnil(L, -1);
+    lua_pop(L, 2);
+    int want_batch = (int)pl_lua_opt_int(L, 1, "effective_batch", fix_batch ? c.batch : 8);
+    int want_seq = (int)pl_lua_opt_int(L, 1, "max_seq_len", fix_seq ? c.seq_len : 512);
+    int min_seq = (int)pl_lua_opt_int(L, 1, "min_seq_len", 0);
+    if (fix_batch) want_batch = c.batch;
+    if (fix_seq) want_seq = c.seq_len;
+    lua_Integer budget = pl_lua_opt_int(L, 1, "budget", 0);
+    if (budget <= 0) {
+        struct pl_hw hw;
+        if (pl_hw_query(&hw) != PL_OK) return pl_lua_error(L);
+        budget = pl_hw_default_budget(&hw);
+    }
+    struct pl_mem_estimate e;
+    enum pl_status st = pl_memmodel_autosize(&c, (int64_t)budget, want_batch, want_seq, fix_batch,
+                                             fix_seq, min_seq, &e);
+    if (st == PL_ERR_NOMEM) {
+        lua_pushnil(L);
+        lua_pushstring(L, pl_last_error());
+        push_estimate(L, &c, &e);
+        return 3;
+    }
+    if (st != PL_OK) return pl_lua_error(L);
+    push_estimate(L, &c, &e);
+    lua_pushinteger(L, budget);
+    lua_setfield(L, -2, "budget");
+    return 1;
+}
+
+/* quantize(model, "nf4" | "q8_0" | "bf16" | "f16" [, {targets}]) → {converted=, kept=,
+ * bytes_before=, bytes_after=}: the QLoRA base (src/qlora.c), before a trainer is made. */
+static int l_memmodel_quantize(lua_State *L)
+{
+    struct l_memmodel_model *u = luaL_checkudata(L, 1, "peft.Model");
+    if (!u->m) return luaL_error(L, "peft.memory.quantize: the model is closed");
+    const char *dn = luaL_checkstring(L, 2);
+    int d = pl_dtype_from_name(dn);
+    if (d < 0) return luaL_error(L, "peft.memory.quantize: unknown dtype '%s'", dn);
+    uint32_t targets = 0;
+    if (lua_istable(L, 3)) {
+        lua_Integer n = luaL_len(L, 3);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, 3, i);
+            const char *t = lua_tostring(L, -1);
+            int p = t ? pl_lora_target_from_name(t) : -1;
+            if (p < 0) return luaL_error(L, "peft.memory.quantize: unknown target module '%s'", t ? t : "?");
+            targets |= 1u << p;
+            lua_pop(L, 1);
+        }
+    } else if (!lua_isnoneornil(L, 3)) {
+        return luaL_error(L, "peft.memory.quantize: targets must be a list of module names");
+    }
+    struct pl_qlora_stats st;
+    if (pl_qlora_quantize(u->m, (enum pl_dtype)d, targets, &st) != PL_OK) return pl_lua_error(L);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, st.converted); lua_setfield(L, -2, "converted");
+    lua_pushinteger(L, st.kept); lua_setfield(L, -2, "kept");
+    lua_pushinteger(L, st.bytes_before); lua_setfield(L, -2, "bytes_before");
+    lua_pushinteger(L, st.bytes_after); lua_setfield(L, -2, "bytes_after");
+    return 1;
+}
+
+int luaopen_peft_memmodel(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        { "estimate", l_memmodel_estimate },
+        { "autosize", l_memmodel_autosize },
+        { "quantize", l_memmodel_quantize },
+        { NULL, NULL }
+    };
+    luaL_newlib(L, fns);
+    return 1;
+}
