@@ -19,6 +19,7 @@
 #include "peftlua/alloc.h"
 #include "peftlua/model.h"
 #include "peftlua/safetensors.h"
+#include "peftlua/gguf.h"
 #include "peftlua/tokenizer.h"
 
 #define STORIES_BIN "../shared/models/stories260K/stories260K.bin"
@@ -465,6 +466,95 @@ static void test_safetensors_hf_layout(void **state)
     expect_fail(TMPDIR "/hf", NULL, "gpt2");
 }
 
+/* A qwen2-architecture GGUF made from stories260K: Q/K rows in the half-split order qwen2
+ * GGUFs use (NEOX RoPE), zero q/k/v biases; the logits must equal the reference. A non-zero
+ * q bias must change them (the bias is applied). */
+static void write_qwen2(const char *path, float qbias)
+{
+    struct pl_model *m = load_or_die(STORIES_GGUF, NULL);
+    struct pl_gguf_writer *w = pl_gguf_writer_new();
+    assert_non_null(w);
+    assert_int_equal(pl_gguf_set_str(w, "general.architecture", "qwen2"), PL_OK);
+    pl_gguf_set_u32(w, "qwen2.block_count", 5);
+    pl_gguf_set_u32(w, "qwen2.embedding_length", 64);
+    pl_gguf_set_u32(w, "qwen2.feed_forward_length", 172);
+    pl_gguf_set_u32(w, "qwen2.attention.head_count", 8);
+    pl_gguf_set_u32(w, "qwen2.attention.head_count_kv", 4);
+    pl_gguf_set_u32(w, "qwen2.context_length", 512);
+    pl_gguf_set_f32(w, "qwen2.rope.freq_base", 10000.0f);
+    pl_gguf_set_f32(w, "qwen2.attention.layer_norm_rms_epsilon", 1e-5f);
+    static const char *const gn[PL_PROJ_COUNT] = { "attn_q", "attn_k", "attn_v", "attn_output",
+                                                   "ffn_gate", "ffn_up", "ffn_down" };
+    char name[96];
+    pl_gguf_add_tensor(w, "token_embd.weight", m->tok_embd);
+    pl_gguf_add_tensor(w, "output_norm.weight", m->out_norm);
+    pl_gguf_add_tensor(w, "output.weight", m->output);
+    for (int l = 0; l < 5; l++) {
+        struct pl_layer *ly = &m->layers[l];
+        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
+        pl_gguf_add_tensor(w, name, ly->attn_norm);
+        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
+        pl_gguf_add_tensor(w, name, ly->ffn_norm);
+        for (int p = 0; p < PL_PROJ_COUNT; p++) {
+            struct pl_tensor *t = ly->w[p], *u = NULL;
+            if (p == PL_PROJ_Q) t = u = unpermute_rows(ly->w[p], 8);
+            if (p == PL_PROJ_K) t = u = unpermute_rows(ly->w[p], 4);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, gn[p]);
+            assert_int_equal(pl_gguf_add_tensor(w, name, t), PL_OK);
+            pl_tensor_release(u);
+            if (p <= PL_PROJ_V) {
+                int64_t n = t->shape[0];
+                struct pl_tensor *b = pl_tensor_new(PL_F32, 1, &n, PL_MEM_WEIGHTS);
+                if (p == PL_PROJ_Q) pl_tensor_fill(b, qbias);
+                snprintf(name, sizeof name, "blk.%d.%s.bias", l, gn[p]);
+                assert_int_equal(pl_gguf_add_tensor(w, name, b), PL_OK);
+                pl_tensor_release(b);
+            }
+        }
+    }
+    assert_int_equal(pl_gguf_writer_write(w, path), PL_OK);
+    pl_gguf_writer_free(w);
+    pl_model_free(m);
+}
+
+static void test_qwen2_gguf(void **state)
+{
+    (void)state;
+    assert_int_equal(system("mkdir -p " TMPDIR), 0);
+    write_qwen2(TMPDIR "/qwen2.gguf", 0.0f);
+    struct pl_model *m = NULL;
+    struct pl_model_load_opts o = { .no_tokenizer = 1 };
+    assert_int_equal(pl_model_load(&m, TMPDIR "/qwen2.gguf", &o), PL_OK);
+    assert_int_equal(m->cfg.arch, PL_ARCH_QWEN2);
+    assert_int_equal(m->cfg.rope_layout, PL_ROPE_LAYOUT_HALF);
+    assert_int_equal(pl_model_n_params(m), 1 + 5 * 12 + 2);
+    assert_non_null(pl_model_find_param(m, "model.layers.4.self_attn.v_proj.bias"));
+    double d = golden_check(m, "tests/ref/golden/stories260K_logits.bin", 0);
+    printf("stories260K as qwen2 GGUF: max |logit - reference| = %.3g\n", d);
+    assert_true(d <= 1e-4);
+    struct pl_model_card card;
+    pl_model_card(m, &card);
+    assert_string_equal(card.arch, "qwen2");
+    pl_model_free(m);
+    /* a non-zero q bias is applied: the logits move */
+    write_qwen2(TMPDIR "/qwen2b.gguf", 0.5f);
+    assert_int_equal(pl_model_load(&m, TMPDIR "/qwen2b.gguf", &o), PL_OK);
+    int32_t ids[4] = { 1, 403, 395, 419 };
+    struct pl_llama_ctx *c = pl_llama_ctx_new(m, 1, 4, 0);
+    assert_int_equal(pl_llama_forward(c, ids, 4, 0, 0), PL_OK);
+    struct pl_model *m0 = NULL;
+    assert_int_equal(pl_model_load(&m0, TMPDIR "/qwen2.gguf", &o), PL_OK);
+    struct pl_llama_ctx *c0 = pl_llama_ctx_new(m0, 1, 4, 0);
+    assert_int_equal(pl_llama_forward(c0, ids, 4, 0, 0), PL_OK);
+    double diff = 0;
+    for (int i = 512; i < 4 * 512; i++) diff = fmax(diff, fabs(c->logits[i] - c0->logits[i]));
+    assert_true(diff > 1e-3);
+    pl_llama_ctx_free(c);
+    pl_llama_ctx_free(c0);
+    pl_model_free(m);
+    pl_model_free(m0);
+}
+
 /* ---- SmolLM2-135M ---- */
 
 static void test_smollm2_golden_logits(void **state)
@@ -700,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_stories_greedy_generation),
         cmocka_unit_test(test_stories_cross_entropy),
         cmocka_unit_test(test_safetensors_hf_layout),
+        cmocka_unit_test(test_qwen2_gguf),
         cmocka_unit_test(test_smollm2_golden_logits),
         cmocka_unit_test(test_rng_and_sampler),
         cmocka_unit_test(test_generate_seeded_and_stop),
