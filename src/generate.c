@@ -40,6 +40,31 @@ static int pl_cand_cmp(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* Partition c[0..n) so that its first k entries are the k first in pl_cand_cmp order
+ * (quickselect, O(n) expected; the pivot is the median of three, so no randomness). */
+static void pl_cand_select(struct pl_cand *c, int32_t n, int32_t k)
+{
+    int32_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        struct pl_cand t;
+        /* order lo, mid, hi, then use mid as the pivot */
+        if (pl_cand_cmp(&c[mid], &c[lo]) < 0) { t = c[mid]; c[mid] = c[lo]; c[lo] = t; }
+        if (pl_cand_cmp(&c[hi], &c[lo]) < 0) { t = c[hi]; c[hi] = c[lo]; c[lo] = t; }
+        if (pl_cand_cmp(&c[hi], &c[mid]) < 0) { t = c[hi]; c[hi] = c[mid]; c[mid] = t; }
+        struct pl_cand piv = c[mid];
+        int32_t i = lo, j = hi;
+        while (i <= j) {
+            while (pl_cand_cmp(&c[i], &piv) < 0) i++;
+            while (pl_cand_cmp(&c[j], &piv) > 0) j--;
+            if (i <= j) { t = c[i]; c[i] = c[j]; c[j] = t; i++; j--; }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
 int32_t pl_sampler_sample(struct pl_sampler *s, float *z, int32_t V, const int32_t *prev,
                           int64_t n_prev, float *work)
 {
@@ -70,8 +95,9 @@ int32_t pl_sampler_sample(struct pl_sampler *s, float *z, int32_t V, const int32
     int32_t n = V;
     /* Only the top-k (or, for top-p alone, the tokens above a negligible mass) need sorting. */
     if (s->top_k > 0 && s->top_k < V) {
-        qsort(c, (size_t)n, sizeof *c, pl_cand_cmp);
+        pl_cand_select(c, n, s->top_k);
         n = s->top_k;
+        qsort(c, (size_t)n, sizeof *c, pl_cand_cmp);
     } else if (s->top_p > 0 && s->top_p < 1) {
         double cut = (1.0 - s->top_p) / (V - 1) * sum;
         int32_t k = 0;
@@ -209,7 +235,7 @@ enum pl_status pl_generate(struct pl_model *m, const int32_t *prompt, int n_prom
             emitted = upto;
             if (stop) break;
         }
-        if (n >= T) break;
+        if (n >= T || ngen >= max_new) break;
         st = pl_llama_forward(c, ids + n - 1, 1, n - 1, 1);
     }
     if (st == PL_OK && o->on_token && len > emitted) o->on_token(o->ud, -1, text + emitted);

@@ -644,6 +644,25 @@ static void test_rng_and_sampler(void **state)
         memcpy(z, base, sizeof z);
         assert_int_equal(pl_sampler_sample(&s, z, 8, NULL, 0, work), 5);
     }
+    /* top_k selection over a larger vocabulary: only the k largest are ever drawn */
+    {
+        enum { NV = 5000 };
+        static float big[NV], zz[NV], wk[2 * NV];
+        for (int i = 0; i < NV; i++) big[i] = (float)((i * 7919) % NV) / 500.0f;  /* a permutation */
+        pl_sampler_init(&s, 11);
+        s.top_k = 5;
+        s.top_p = 1.0f;
+        s.temperature = 5.0f;
+        int seen[5] = { 0 };
+        for (int it = 0; it < 500; it++) {
+            memcpy(zz, big, sizeof zz);
+            int32_t id = pl_sampler_sample(&s, zz, NV, NULL, 0, wk);
+            int rank = NV - 1 - (id * 7919) % NV;   /* 0 = largest logit */
+            assert_true(rank >= 0 && rank < 5);
+            seen[rank]++;
+        }
+        for (int r = 0; r < 5; r++) assert_true(seen[r] > 50);
+    }
     /* same seed, same draws */
     struct pl_sampler a, b;
     pl_sampler_init(&a, 99);
