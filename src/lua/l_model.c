@@ -382,6 +382,7 @@ static int l_model_on_token(void *ud, int32_t id, const char *piece)
 {
     struct l_gen_cb *cb = ud;
     lua_State *L = cb->L;
+    if (cb->err) return 1;   /* an earlier call raised: its error stays on top of the stack */
     lua_pushvalue(L, cb->fn);
     lua_pushstring(L, piece);
     lua_pushinteger(L, id);
