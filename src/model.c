@@ -60,7 +60,6 @@ void pl_model_free(struct pl_model *m)
     pl_tensor_release(m->output);   /* a second reference to tok_embd when tied */
     pl_free(m->layers);
     if (m->tok) pl_tokenizer_free(m->tok);
-    if (m->file && m->file_close) m->file_close(m->file);
     pl_free(m->path);
     pl_free(m->name);
     pl_free(m->chat_template);

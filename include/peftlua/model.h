@@ -83,7 +83,8 @@ struct pl_model {
     struct pl_model_config cfg;
     struct pl_tensor *tok_embd;                /* [vocab, dim] */
     struct pl_tensor *out_norm;                /* [dim] */
-    struct pl_tensor *output;                  /* [vocab, dim]; the same tensor as tok_embd when tied */
+    struct pl_tensor *output;                  /* [vocab, dim]; when tied, a second reference to
+                                                  tok_embd: replace both slots together */
     struct pl_layer  *layers;                  /* [n_layers] */
     struct pl_tokenizer *tok;                  /* NULL if none was found */
     enum pl_model_format format;
@@ -91,8 +92,6 @@ struct pl_model {
     char *name;                                /* general.name or the file's base name */
     char *chat_template;                       /* the model's own template string, or NULL */
     char *tokenizer_path;                      /* where the tokenizer was loaded from, or NULL */
-    void *file;                                /* format-specific owner of mapped data */
-    void (*file_close)(void *file);
     pl_linear_hook_fn linear_hook;             /* NULL: plain projections */
     void *linear_hook_ctx;
 };
@@ -112,7 +111,8 @@ void pl_model_free(struct pl_model *m);   /* NULL is fine */
 
 /* Parameters by HF name ("model.embed_tokens.weight", "model.layers.3.mlp.up_proj.weight",
  * "model.norm.weight", "lm_head.weight" unless tied). Index 0..pl_model_n_params()-1. The
- * returned slot may be overwritten with another tensor of the same shape (release the old). */
+ * returned slot may be overwritten with another tensor of the same shape (release the old).
+ * Mapped weights (GGUF, safetensors) keep their file mapping alive through their storage. */
 int pl_model_n_params(const struct pl_model *m);
 struct pl_tensor **pl_model_param(struct pl_model *m, int i, char *name, size_t name_size);
 struct pl_tensor **pl_model_find_param(struct pl_model *m, const char *name);
