@@ -21,6 +21,7 @@
 #include <omp.h>
 #endif
 
+#include "peftlua/ckpt.h"
 #include "peftlua/lora.h"
 #include "peftlua/memmodel.h"
 #include "peftlua/train.h"
@@ -284,23 +285,26 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     }
     optim += (c->optim_sgd ? 1 : 2) * trained * 4;
 
-    /* ---- activations: pl_llama_ctx_new (PL_LLAMA_SAVE) + plan_bwd + logits ---- */
-    int64_t S = c->ckpt_every > 0 ? imin(c->ckpt_every, L) : L;
+    /* ---- activations: pl_llama_ctx_new (PL_LLAMA_SAVE) + plan_bwd + logits; with
+     * checkpointing the trainer is made at 1 x 1 and src/ckpt.c plans B x T ---- */
     int64_t wide = imax(imax(D, F), Hd);
-    int64_t ctx_floats = (L + 1) * BT * D            /* resid */
-                       + S * BT * D + S * BT          /* xn_att, rstd_att */
-                       + S * BT * Hd                  /* q */
-                       + 2 * L * BT * KV              /* kc, vc */
-                       + S * B * s->n_heads * T * T   /* att */
-                       + S * BT * Hd                  /* att_out */
-                       + 2 * S * BT * D + S * BT      /* resid2, xn_ffn, rstd_ffn */
-                       + 3 * S * BT * F               /* gate, up, act */
-                       + BT * D + BT                  /* xfinal, rstd_final */
-                       + BT * wide;                   /* scratch */
-    act += (int64_t)sizeof(struct pl_llama_ctx) + ctx_floats * 4 + BT * 4 /* pos */
-         + BT * V * 4;                                /* logits */
-    int64_t bwd_floats = BT * (3 * D + 3 * Hd + 3 * KV + wide + 3 * F) + 2 * BT;
-    act += bwd_floats * 4 + 2 * BT * 4;               /* bwd_mem, ids, targets */
+    int ck = c->ckpt_every > 0 && !full;
+    int64_t PB = ck ? 1 : B, PT = ck ? 1 : T, PBT = PB * PT;
+    int64_t ctx_floats = (L + 1) * PBT * D           /* resid */
+                       + L * PBT * D + L * PBT        /* xn_att, rstd_att */
+                       + L * PBT * Hd                 /* q */
+                       + 2 * L * PBT * KV             /* kc, vc */
+                       + L * PB * s->n_heads * PT * PT /* att */
+                       + L * PBT * Hd                 /* att_out */
+                       + 2 * L * PBT * D + L * PBT    /* resid2, xn_ffn, rstd_ffn */
+                       + 3 * L * PBT * F              /* gate, up, act */
+                       + PBT * D + PBT                /* xfinal, rstd_final */
+                       + PBT * wide;                  /* scratch */
+    act += (int64_t)sizeof(struct pl_llama_ctx) + ctx_floats * 4 + PBT * 4;   /* + pos */
+    int64_t bwd_floats = PBT * (3 * D + 3 * Hd + 3 * KV + wide + 3 * F) + 2 * PBT;
+    act += bwd_floats * 4 + 2 * PBT * 4;              /* bwd_mem, ids, targets */
+    if (ck) act += (int64_t)sizeof(struct pl_ckpt) + pl_ckpt_plan_floats(s, (int)B, (int)T, c->ckpt_every) * 4;
+    else act += BT * V * 4;                           /* logits of the trainer's context */
 
     /* ---- the largest one-kernel workspace in a step ---- */
     int64_t tw = 0;

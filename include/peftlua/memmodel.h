@@ -18,10 +18,9 @@
  * Bytes from file mappings (GGUF/safetensors tensors used in place) are reported apart, as
  * "mapped": they count toward resident memory once touched but are not heap allocations.
  *
- * Gradient checkpointing (ckpt_every = k >= 1) is modelled as the plan a checkpointed trainer
- * needs: the residual stream entering every layer (L+1 copies) and the KV cache for all layers
- * are kept; the other per-layer activations are held for a segment of k layers only and
- * recomputed from the segment's input during backward.
+ * Gradient checkpointing (ckpt_every = k >= 1, LoRA/QLoRA) is the plan of src/ckpt.c: the
+ * residual stream at segment boundaries, one segment's activations (k layers, K/V included),
+ * the head and backward buffers for B x T; the trainer beside it is made at 1 x 1.
  *
  * Precision: "fp32" keeps frozen weights as loaded; "bf16"/"fp16" store frozen f32 weights
  * as bf16/f16 (quantised bases are unchanged); trained parameters, gradients and optimizer

@@ -1,0 +1,370 @@
+/* ckpt.c — gradient checkpointing for LoRA / QLoRA: segment inputs kept, each segment's
+ * activations recomputed from its input during backward.
+ *
+ * Owner: memory. Contract: include/peftlua/ckpt.h. The layer forward below is the block of
+ * src/llama.c (pl_llama_forward) and the layer backward the block of src/train_bwd.c, with
+ * per-layer buffers indexed by segment slot instead of by layer:
+ *   forward   h = x + Wo·attn(rope(Wq·n1), rope(Wk·n1), Wv·n1),  n1 = RMSNorm(x)
+ *             x' = h + Wd·(silu(Wg·n2) ⊙ Wu·n2),                   n2 = RMSNorm(h)
+ *             (each W·v plus the LoRA term through the model's linear hook)
+ *   backward  the same chain in reverse (see train_bwd.c's header for each δ).
+ * Only the adapters are trained: no weight gradient is formed for the frozen base, whose
+ * input-gradient products dequantise panels inside pl_linear_bwd (NF4, Q8_0, ...).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "peftlua/alloc.h"
+#include "peftlua/ckpt.h"
+#include "peftlua/kernels.h"
+#include "peftlua/lora.h"
+
+static int64_t mx(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static int clamp_every(int every, int L) { return every < 1 || every > L ? L : every; }
+
+int64_t pl_ckpt_plan_floats(const struct pl_model_config *c, int B, int T, int every)
+{
+    const int64_t L = c->n_layers, k = clamp_every(every, c->n_layers);
+    const int64_t nseg = (L + k - 1) / k, BT = (int64_t)B * T, D = c->dim, F = c->hidden_dim;
+    const int64_t Hd = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t wide = mx(mx(D, F), Hd), V = c->vocab_size;
+    int64_t slot = BT * D * 3 + BT * 2 + BT * Hd * 2 + BT * KV * 2 + (int64_t)B * c->n_heads * T * T
+                 + BT * F * 3;
+    return (nseg + 1) * BT * D + (k - 1) * BT * D + k * slot
+         + BT * D + BT + BT * V + 2 * BT + BT * wide               /* head, loss, scratch */
+         + BT * (3 * D + 3 * Hd + 3 * KV + wide + 3 * F)          /* backward */
+         + 3 * BT;                                                 /* pos, ids, targets */
+}
+
+enum pl_status pl_ckpt_new(struct pl_ckpt **out, struct pl_trainer *t, int B, int T, int every)
+{
+    *out = NULL;
+    if (!t || !t->lora)
+        return pl_fail(PL_ERR_ARG, "checkpointing: needs a LoRA trainer (full fine-tuning is not checkpointed)");
+    const struct pl_model_config *c = &t->model->cfg;
+    if (B < 1 || T < 1)
+        return pl_fail(PL_ERR_ARG, "checkpointing: batch %d x sequence %d must be positive", B, T);
+    if (c->seq_len > 0 && T > c->seq_len)
+        return pl_fail(PL_ERR_ARG, "checkpointing: sequence %d exceeds the model's context length %d",
+                       T, c->seq_len);
+    enum pl_status st = pl_lora_plan(t->lora, (int64_t)B * T);
+    if (st != PL_OK) return st;
+    struct pl_ckpt *ck = pl_calloc(1, sizeof *ck, PL_MEM_ACTIVATIONS);
+    if (!ck) return pl_fail(PL_ERR_NOMEM, "checkpointing: out of memory");
+    const int64_t L = c->n_layers, k = clamp_every(every, c->n_layers);
+    ck->t = t; ck->B = B; ck->T = T; ck->every = (int32_t)k;
+    ck->n_seg = (int32_t)((L + k - 1) / k);
+    const int64_t BT = (int64_t)B * T, D = c->dim, F = c->hidden_dim, V = c->vocab_size;
+    const int64_t Hd = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t wide = mx(mx(D, F), Hd);
+    ck->mem_floats = (size_t)pl_ckpt_plan_floats(c, B, T, every);
+    ck->mem = pl_alloc(ck->mem_floats * sizeof(float), PL_MEM_ACTIVATIONS);
+    if (!ck->mem) {
+        pl_free(ck);
+        return pl_fail(PL_ERR_NOMEM, "checkpointing: out of memory planning %.1f MiB of activations for %d x %d",
+                       (double)pl_ckpt_plan_floats(c, B, T, every) * 4 / 1048576.0, B, T);
+    }
+    float *p = ck->mem;
+#define CARVE(f, n) do { ck->f = p; p += (size_t)(n); } while (0)
+    CARVE(ckpt, (ck->n_seg + 1) * BT * D);
+    CARVE(s_in, (k - 1) * BT * D);
+    CARVE(xn_att, k * BT * D);
+    CARVE(rstd_att, k * BT);
+    CARVE(q, k * BT * Hd);
+    CARVE(kc, k * BT * KV);
+    CARVE(vc, k * BT * KV);
+    CARVE(att, k * B * (int64_t)c->n_heads * T * T);
+    CARVE(att_out, k * BT * Hd);
+    CARVE(resid2, k * BT * D);
+    CARVE(xn_ffn, k * BT * D);
+    CARVE(rstd_ffn, k * BT);
+    CARVE(gate, k * BT * F);
+    CARVE(up, k * BT * F);
+    CARVE(act, k * BT * F);
+    CARVE(xfinal, BT * D);
+    CARVE(rstd_final, BT);
+    CARVE(logits, BT * V);
+    CARVE(ce_losses, BT);
+    CARVE(ce_lse, BT);
+    CARVE(scratch, BT * wide);
+    CARVE(d_resid, BT * D);
+    CARVE(d_resid2, BT * D);
+    CARVE(d_xn, BT * D);
+    CARVE(d_q, BT * Hd);
+    CARVE(d_qr, BT * Hd);
+    CARVE(d_ao, BT * Hd);
+    CARVE(d_k, BT * KV);
+    CARVE(d_kr, BT * KV);
+    CARVE(d_v, BT * KV);
+    CARVE(d_wide, BT * wide);
+    CARVE(d_act, BT * F);
+    CARVE(d_gate, BT * F);
+    CARVE(d_up, BT * F);
+#undef CARVE
+    ck->pos = (int32_t *)p; p += BT;
+    ck->ids = (int32_t *)p; p += BT;
+    ck->targets = (int32_t *)p; p += BT;
+    *out = ck;
+    return PL_OK;
+}
+
+void pl_ckpt_free(struct pl_ckpt *ck)
+{
+    if (!ck) return;
+    pl_free(ck->mem);
+    pl_free(ck);
+}
+
+/* Buffers of one layer as it sits in segment slot j. */
+struct slot {
+    const float *xin;
+    float *xout, *xn, *rs, *q, *kc, *vc, *att, *ao, *x2, *xf, *rf, *g, *u, *a;
+};
+
+static struct slot slot_of(struct pl_ckpt *ck, int64_t l)
+{
+    const struct pl_model_config *c = &ck->t->model->cfg;
+    const int64_t BT = (int64_t)ck->B * ck->T, D = c->dim, F = c->hidden_dim;
+    const int64_t Hd = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t seg = l / ck->every, j = l % ck->every, L = c->n_layers;
+    const int last = (j == ck->every - 1) || (l == L - 1);
+    struct slot s;
+    s.xin = j == 0 ? ck->ckpt + (size_t)seg * BT * D : ck->s_in + (size_t)(j - 1) * BT * D;
+    s.xout = last ? ck->ckpt + (size_t)(seg + 1) * BT * D : ck->s_in + (size_t)j * BT * D;
+    s.xn = ck->xn_att + (size_t)j * BT * D;
+    s.rs = ck->rstd_att + (size_t)j * BT;
+    s.q = ck->q + (size_t)j * BT * Hd;
+    s.kc = ck->kc + (size_t)j * BT * KV;
+    s.vc = ck->vc + (size_t)j * BT * KV;
+    s.att = ck->att + (size_t)j * ck->B * c->n_heads * ck->T * ck->T;
+    s.ao = ck->att_out + (size_t)j * BT * Hd;
+    s.x2 = ck->resid2 + (size_t)j * BT * D;
+    s.xf = ck->xn_ffn + (size_t)j * BT * D;
+    s.rf = ck->rstd_ffn + (size_t)j * BT;
+    s.g = ck->gate + (size_t)j * BT * F;
+    s.u = ck->up + (size_t)j * BT * F;
+    s.a = ck->act + (size_t)j * BT * F;
+    return s;
+}
+
+static const float *fdata(const struct pl_tensor *t) { return (const float *)pl_tensor_data(t); }
+
+/* y = x Wᵀ (+ b), then the adapter hook — as llama.c's projection for more than a few rows. */
+static enum pl_status proj(struct pl_model *m, int l, enum pl_proj p, float *y, const float *x,
+                           int64_t R)
+{
+    const struct pl_tensor *w = m->layers[l].w[p], *b = m->layers[l].b[p];
+    enum pl_status st = pl_linear_fwd(y, x, pl_tensor_data(w), w->dtype, b ? fdata(b) : NULL, R,
+                                      w->shape[1], w->shape[0]);
+    if (st != PL_OK) return st;
+    return m->linear_hook ? m->linear_hook(m->linear_hook_ctx, l, p, y, x, R) : PL_OK;
+}
+
+static enum pl_status layer_fwd(struct pl_ckpt *ck, int l)
+{
+    struct pl_model *m = ck->t->model;
+    const struct pl_model_config *c = &m->cfg;
+    const int64_t B = ck->B, T = ck->T, n = ck->cur_n, R = B * n, D = c->dim, F = c->hidden_dim;
+    const int64_t H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim, KV = Hkv * hd;
+    const enum pl_rope_mode rm = c->rope_layout == PL_ROPE_LAYOUT_HALF ? PL_ROPE_NEOX : PL_ROPE_NORMAL;
+    const struct pl_layer *ly = &m->layers[l];
+    struct slot s = slot_of(ck, l);
+    float *tmp = ck->scratch;
+    enum pl_status st;
+    pl_rmsnorm_fwd(s.xn, s.rs, s.xin, fdata(ly->attn_norm), R, D, c->norm_eps);
+    if ((st = proj(m, l, PL_PROJ_Q, s.q, s.xn, R)) != PL_OK) return st;
+    pl_rope_fwd(s.q, s.q, ck->pos, R, H, hd, c->rope_base, rm);
+    if ((st = proj(m, l, PL_PROJ_K, tmp, s.xn, R)) != PL_OK) return st;
+    pl_rope_fwd(tmp, tmp, ck->pos, R, Hkv, hd, c->rope_base, rm);
+    for (int64_t b = 0; b < B; b++)
+        memcpy(s.kc + (size_t)b * T * KV, tmp + (size_t)b * n * KV, (size_t)n * KV * sizeof(float));
+    if ((st = proj(m, l, PL_PROJ_V, tmp, s.xn, R)) != PL_OK) return st;
+    for (int64_t b = 0; b < B; b++)
+        memcpy(s.vc + (size_t)b * T * KV, tmp + (size_t)b * n * KV, (size_t)n * KV * sizeof(float));
+    pl_attention_fwd(s.ao, s.att, s.q, s.kc, s.vc, B, n, 0, T, H, Hkv, hd);
+    if ((st = proj(m, l, PL_PROJ_O, tmp, s.ao, R)) != PL_OK) return st;
+    pl_residual_fwd(s.x2, s.xin, tmp, R * D);
+    pl_rmsnorm_fwd(s.xf, s.rf, s.x2, fdata(ly->ffn_norm), R, D, c->norm_eps);
+    if ((st = proj(m, l, PL_PROJ_GATE, s.g, s.xf, R)) != PL_OK) return st;
+    if ((st = proj(m, l, PL_PROJ_UP, s.u, s.xf, R)) != PL_OK) return st;
+    pl_swiglu_fwd(s.a, s.g, s.u, R * F);
+    if ((st = proj(m, l, PL_PROJ_DOWN, tmp, s.a, R)) != PL_OK) return st;
+    pl_residual_fwd(s.xout, s.x2, tmp, R * D);
+    return PL_OK;
+}
+
+/* dx += dy·W (frozen base, panels dequantised in the kernel) + the adapter's backward. */
+static enum pl_status proj_bwd(struct pl_ckpt *ck, int l, enum pl_proj p, float *dx,
+                               const float *dy, const float *x, int64_t R)
+{
+    const struct pl_tensor *w = ck->t->model->layers[l].w[p];
+    enum pl_status st = pl_linear_bwd(dx, NULL, NULL, dy, x, pl_tensor_data(w), w->dtype, R,
+                                      w->shape[1], w->shape[0]);
+    if (st != PL_OK) return st;
+    return pl_lora_backward(ck->t->lora, l, p, dx, dy, x, R);
+}
+
+static enum pl_status layer_bwd(struct pl_ckpt *ck, int l)
+{
+    struct pl_model *m = ck->t->model;
+    const struct pl_model_config *c = &m->cfg;
+    const int64_t B = ck->B, T = ck->T, BT = B * T, n = ck->cur_n, R = B * n, D = c->dim;
+    const int64_t F = c->hidden_dim, H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim;
+    const int64_t Hd = H * hd, KV = Hkv * hd;
+    const enum pl_rope_mode rm = c->rope_layout == PL_ROPE_LAYOUT_HALF ? PL_ROPE_NEOX : PL_ROPE_NORMAL;
+    const struct pl_layer *ly = &m->layers[l];
+    struct slot s = slot_of(ck, l);
+    enum pl_status st;
+    /* MLP half: δ = d_resid */
+    memset(ck->d_act, 0, (size_t)R * F * sizeof(float));
+    if ((st = proj_bwd(ck, l, PL_PROJ_DOWN, ck->d_act, ck->d_resid, s.a, R)) != PL_OK) return st;
+    memset(ck->d_gate, 0, (size_t)R * F * sizeof(float));
+    memset(ck->d_up, 0, (size_t)R * F * sizeof(float));
+    pl_swiglu_bwd(ck->d_gate, ck->d_up, ck->d_act, s.g, s.u, R * F);
+    memset(ck->d_xn, 0, (size_t)R * D * sizeof(float));
+    if ((st = proj_bwd(ck, l, PL_PROJ_GATE, ck->d_xn, ck->d_gate, s.xf, R)) != PL_OK) return st;
+    if ((st = proj_bwd(ck, l, PL_PROJ_UP, ck->d_xn, ck->d_up, s.xf, R)) != PL_OK) return st;
+    memcpy(ck->d_resid2, ck->d_resid, (size_t)R * D * sizeof(float));
+    pl_rmsnorm_bwd(ck->d_resid2, NULL, ck->d_xn, s.rf, s.x2, fdata(ly->ffn_norm), R, D);
+    /* attention half: δ = d_resid2 */
+    memset(ck->d_ao, 0, (size_t)R * Hd * sizeof(float));
+    if ((st = proj_bwd(ck, l, PL_PROJ_O, ck->d_ao, ck->d_resid2, s.ao, R)) != PL_OK) return st;
+    memset(ck->d_qr, 0, (size_t)R * Hd * sizeof(float));
+    memset(ck->d_kr, 0, (size_t)BT * KV * sizeof(float));
+    memset(ck->d_k, 0, (size_t)BT * KV * sizeof(float));
+    if ((st = pl_attention_bwd(ck->d_qr, ck->d_kr, ck->d_k, ck->d_ao, s.att, s.q, s.kc, s.vc, B, n,
+                               0, T, H, Hkv, hd)) != PL_OK)
+        return st;
+    /* dk, dv in the cache layout [B][T][KV] → rows [B·n][KV] (dv was written to d_k) */
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(ck->d_v + (size_t)b * n * KV, ck->d_k + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
+        if (n < T && b > 0)
+            memmove(ck->d_kr + (size_t)b * n * KV, ck->d_kr + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
+    }
+    memset(ck->d_q, 0, (size_t)R * Hd * sizeof(float));
+    memset(ck->d_k, 0, (size_t)R * KV * sizeof(float));
+    pl_rope_bwd(ck->d_q, ck->d_qr, ck->pos, R, H, hd, c->rope_base, rm);
+    pl_rope_bwd(ck->d_k, ck->d_kr, ck->pos, R, Hkv, hd, c->rope_base, rm);
+    memset(ck->d_xn, 0, (size_t)R * D * sizeof(float));
+    if ((st = proj_bwd(ck, l, PL_PROJ_Q, ck->d_xn, ck->d_q, s.xn, R)) != PL_OK) return st;
+    if ((st = proj_bwd(ck, l, PL_PROJ_K, ck->d_xn, ck->d_k, s.xn, R)) != PL_OK) return st;
+    if ((st = proj_bwd(ck, l, PL_PROJ_V, ck->d_xn, ck->d_v, s.xn, R)) != PL_OK) return st;
+    memcpy(ck->d_resid, ck->d_resid2, (size_t)R * D * sizeof(float));
+    pl_rmsnorm_bwd(ck->d_resid, NULL, ck->d_xn, s.rs, s.xin, fdata(ly->attn_norm), R, D);
+    return PL_OK;
+}
+
+static enum pl_status segment_fwd(struct pl_ckpt *ck, int seg)
+{
+    const int L = ck->t->model->cfg.n_layers;
+    enum pl_status st;
+    for (int l = seg * ck->every; l < L && l < (seg + 1) * ck->every; l++) {
+        if ((st = pl_interrupt_check()) != PL_OK) return st;
+        if ((st = layer_fwd(ck, l)) != PL_OK) return st;
+    }
+    return PL_OK;
+}
+
+static enum pl_status fwd_bwd(struct pl_ckpt *ck, double mul, double *loss, int64_t *count)
+{
+    struct pl_trainer *t = ck->t;
+    struct pl_model *m = t->model;
+    const struct pl_model_config *c = &m->cfg;
+    const int64_t n = ck->cur_n, R = (int64_t)ck->B * n, D = c->dim, V = c->vocab_size;
+    const int L = c->n_layers;
+    enum pl_status st;
+    const struct pl_tensor *E = m->tok_embd, *Wo = m->output;
+    if ((st = pl_embedding_fwd(ck->ckpt, ck->ids, pl_tensor_data(E), E->dtype, R, V, D)) != PL_OK)
+        return st;
+    for (int s = 0; s < ck->n_seg; s++)
+        if ((st = segment_fwd(ck, s)) != PL_OK) return st;
+    const float *xL = ck->ckpt + (size_t)ck->n_seg * ck->B * ck->T * D;
+    pl_rmsnorm_fwd(ck->xfinal, ck->rstd_final, xL, fdata(m->out_norm), R, D, c->norm_eps);
+    if ((st = pl_linear_fwd(ck->logits, ck->xfinal, pl_tensor_data(Wo), Wo->dtype, NULL, R, D, V)) != PL_OK)
+        return st;
+    double mean = 0;
+    int64_t cnt = 0;
+    if ((st = pl_crossentropy_fwd(ck->ce_losses, ck->ce_lse, &mean, &cnt, ck->logits, ck->targets,
+                                  R, V)) != PL_OK)
+        return st;
+    *loss = cnt ? mean : NAN;
+    *count = cnt;
+    if (cnt == 0) return PL_OK;
+    pl_crossentropy_bwd(ck->logits, ck->ce_lse, ck->logits, ck->targets, (float)(mul / (double)cnt), R, V);
+    /* output head and final norm */
+    float *dxf = ck->d_wide;
+    memset(dxf, 0, (size_t)R * D * sizeof(float));
+    if ((st = pl_linear_bwd(dxf, NULL, NULL, ck->logits, ck->xfinal, pl_tensor_data(Wo), Wo->dtype,
+                            R, D, V)) != PL_OK)
+        return st;
+    memset(ck->d_resid, 0, (size_t)R * D * sizeof(float));
+    pl_rmsnorm_bwd(ck->d_resid, NULL, dxf, ck->rstd_final, xL, fdata(m->out_norm), R, D);
+    for (int s = ck->n_seg - 1; s >= 0; s--) {
+        if (s != ck->n_seg - 1 && (st = segment_fwd(ck, s)) != PL_OK) return st;   /* recompute */
+        int l0 = s * ck->every, l1 = (s + 1) * ck->every < L ? (s + 1) * ck->every : L;
+        for (int l = l1 - 1; l >= l0; l--) {
+            if ((st = pl_interrupt_check()) != PL_OK) return st;
+            if ((st = layer_bwd(ck, l)) != PL_OK) return st;
+        }
+    }
+    return PL_OK;
+}
+
+/* [B, n] into the planned [ck->B, n] with padding rows ignored (as the trainer stages). */
+static enum pl_status stage(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets, int B, int n)
+{
+    if (B < 1 || B > ck->B || n < 1 || n > ck->T)
+        return pl_fail(PL_ERR_ARG, "checkpointing: batch %d x %d does not fit the planned %d x %d", B, n,
+                       ck->B, ck->T);
+    const struct pl_model_config *c = &ck->t->model->cfg;
+    int32_t pad = c->eos_id >= 0 ? c->eos_id : 0;
+    for (int b = 0; b < ck->B; b++)
+        for (int i = 0; i < n; i++) {
+            size_t k = (size_t)b * n + i;
+            ck->ids[k] = b < B ? ids[k] : pad;
+            ck->targets[k] = b < B ? targets[k] : -1;
+            ck->pos[k] = i;
+        }
+    ck->cur_n = n;
+    return PL_OK;
+}
+
+enum pl_status pl_ckpt_grad(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
+                            int B, int n, double mul, double *loss, int64_t *count)
+{
+    enum pl_status st = stage(ck, ids, targets, B, n);
+    if (st != PL_OK) return st;
+    struct pl_lora *a = ck->t->lora;
+    a->training = 1;
+    double l = NAN;
+    int64_t c = 0;
+    st = fwd_bwd(ck, mul, &l, &c);
+    a->training = 0;
+    a->dropout_step++;
+    if (loss) *loss = l;
+    if (count) *count = c;
+    return st;
+}
+
+enum pl_status pl_ckpt_micro(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
+                             int B, int n, double *loss, int64_t *count, int *stepped)
+{
+    struct pl_trainer *t = ck->t;
+    *stepped = 0;
+    double l = NAN;
+    int64_t c = 0;
+    enum pl_status st = pl_ckpt_grad(ck, ids, targets, B, n, 1.0 / t->cfg.grad_accum, &l, &c);
+    if (st != PL_OK) return st;
+    if (loss) *loss = l;
+    if (count) *count = c;
+    if (c > 0) {
+        t->accum_loss += l * (double)c;
+        t->accum_tokens += c;
+    }
+    if (++t->micro >= t->cfg.grad_accum) {
+        if ((st = pl_trainer_step(t)) != PL_OK) return st;
+        *stepped = 1;
+    }
+    return PL_OK;
+}

@@ -1,0 +1,253 @@
+/* test_ckpt.c — gradient checkpointing gives the gradients of the uncheckpointed backward.
+ *
+ * Owner: memory. A LoRA trainer's own gradient (pl_trainer_grad: every activation saved) is
+ * the reference; pl_ckpt_grad with segments of 1, 2 and all layers must match it within 1e-6
+ * relative (L2), for full and short (padded) batches, on stories260K and, when present,
+ * SmolLM2-135M over an NF4 base. Training steps through pl_ckpt_micro equal
+ * pl_trainer_micro's losses. Activation bytes fall as the memory model says.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "peftlua/alloc.h"
+#include "peftlua/ckpt.h"
+#include "peftlua/memmodel.h"
+#include "peftlua/qlora.h"
+#include "peftlua/rng.h"
+#include "peftlua/train.h"
+
+#define STORIES "../shared/models/stories260K/stories260K.gguf"
+#define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static struct pl_model *load(const char *path)
+{
+    struct pl_model *m = NULL;
+    struct pl_model_load_opts o = { 0 };
+    o.no_tokenizer = 1;
+    assert_int_equal(pl_model_load(&m, path, &o), PL_OK);
+    return m;
+}
+
+static void fill(int32_t *ids, int32_t *tg, int n, int V, uint64_t seed)
+{
+    struct pl_rng r;
+    pl_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        ids[i] = (int32_t)(pl_rng_next(&r) % (uint64_t)V);
+        tg[i] = i % 5 == 2 ? -1 : (int32_t)(pl_rng_next(&r) % (uint64_t)V);
+    }
+}
+
+static double rel_l2(const float *a, const float *b, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    assert_true(den > 0);
+    return sqrt(num / den);
+}
+
+static void check_model(struct pl_model *m, int B, int T, float dropout, int n_shapes)
+{
+    struct pl_train_cfg tc = pl_train_defaults();
+    tc.batch_size = B;
+    tc.seq_len = T;
+    tc.lora.targets = 0x7F;
+    tc.lora.r = 4;
+    tc.lora.alpha = 8;
+    tc.lora.dropout = dropout;
+    struct pl_trainer *t = NULL;
+    assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
+    struct pl_rng r;
+    pl_rng_seed(&r, 11);
+    for (int64_t i = 0; i < t->n_params; i++) t->params[i] = (float)(pl_rng_uniform(&r) - 0.5) * 0.2f;
+    int V = m->cfg.vocab_size;
+    int32_t *ids = pl_alloc((size_t)B * T * sizeof(int32_t), PL_MEM_DATA);
+    int32_t *tg = pl_alloc((size_t)B * T * sizeof(int32_t), PL_MEM_DATA);
+    float *ref = pl_alloc((size_t)t->n_params * sizeof(float), PL_MEM_DATA);
+    int shapes[2][2] = { { B, T }, { B > 1 ? B - 1 : 1, T - 5 } };   /* full, then short rows */
+    for (int sh = 0; sh < n_shapes; sh++) {
+        int b = shapes[sh][0], n = shapes[sh][1];
+        fill(ids, tg, b * n, V, 21 + (uint64_t)sh);
+        double lref, l;
+        uint64_t ds = t->lora->dropout_step;
+        assert_int_equal(pl_trainer_grad(t, ids, tg, b, n, &lref), PL_OK);
+        memcpy(ref, t->grads, (size_t)t->n_params * sizeof(float));
+        int everies[3] = { 1, 2, m->cfg.n_layers };
+        for (int e = 0; e < 3; e++) {
+            struct pl_ckpt *ck = NULL;
+            assert_int_equal(pl_ckpt_new(&ck, t, B, T, everies[e]), PL_OK);
+            memset(t->grads, 0, (size_t)t->n_params * sizeof(float));
+            t->lora->dropout_step = ds;   /* the same masks as the reference step */
+            int64_t cnt;
+            assert_int_equal(pl_ckpt_grad(ck, ids, tg, b, n, 1.0, &l, &cnt), PL_OK);
+            double err = rel_l2(t->grads, ref, t->n_params);
+            printf("  %s %dx%d every %d%s: loss %.6f vs %.6f, gradient rel. error %.2e\n", m->name,
+                   b, n, everies[e], dropout > 0 ? " dropout" : "", l, lref, err);
+            assert_true(fabs(l - lref) <= 1e-6 * fabs(lref));
+            assert_true(err <= 1e-6);
+            pl_ckpt_free(ck);
+        }
+    }
+    pl_free(ids);
+    pl_free(tg);
+    pl_free(ref);
+    pl_trainer_free(t);
+}
+
+static void test_grads_equal_uncheckpointed(void **state)
+{
+    (void)state;
+    struct pl_model *m = load(STORIES);
+    check_model(m, 2, 32, 0.0f, 2);
+    check_model(m, 2, 32, 0.1f, 1);
+    pl_model_free(m);
+    if (access(SMOL, R_OK) != 0) {
+        printf("  %s absent: SmolLM2 case skipped\n", SMOL);
+        return;
+    }
+    m = load(SMOL);
+    assert_int_equal(pl_qlora_quantize(m, PL_NF4, 0, NULL), PL_OK);
+    check_model(m, 1, 24, 0.0f, 1);
+    pl_model_free(m);
+}
+
+/* Steps through pl_ckpt_micro give the losses of pl_trainer_micro. */
+static void test_training_matches(void **state)
+{
+    (void)state;
+    struct pl_model *m1 = load(STORIES), *m2 = load(STORIES);
+    struct pl_train_cfg tc = pl_train_defaults();
+    tc.batch_size = 2;
+    tc.seq_len = 32;
+    tc.grad_accum = 2;
+    tc.lr = 1e-2;
+    tc.lora.targets = 0x7F;
+    struct pl_trainer *a = NULL, *b = NULL;
+    assert_int_equal(pl_trainer_new(&a, m1, &tc), PL_OK);
+    struct pl_train_cfg tiny = tc;
+    tiny.batch_size = 1;
+    tiny.seq_len = 1;
+    assert_int_equal(pl_trainer_new(&b, m2, &tiny), PL_OK);
+    struct pl_ckpt *ck = NULL;
+    assert_int_equal(pl_ckpt_new(&ck, b, 2, 32, 2), PL_OK);
+    int32_t ids[64], tg[64];
+    for (int it = 0; it < 8; it++) {
+        fill(ids, tg, 64, m1->cfg.vocab_size, 100 + (uint64_t)(it % 2));
+        double la, lb;
+        int64_t ca, cb;
+        int sa, sb;
+        assert_int_equal(pl_trainer_micro(a, ids, tg, 2, 32, &la, &ca, &sa), PL_OK);
+        assert_int_equal(pl_ckpt_micro(ck, ids, tg, 2, 32, &lb, &cb, &sb), PL_OK);
+        assert_int_equal(ca, cb);
+        assert_int_equal(sa, sb);
+        assert_true(fabs(la - lb) <= 1e-5 * fabs(la));
+    }
+    assert_int_equal(a->step, 4);
+    assert_int_equal(b->step, 4);
+    assert_true(a->last_loss == b->last_loss);
+    pl_ckpt_free(ck);
+    pl_trainer_free(a);
+    pl_trainer_free(b);
+    pl_model_free(m1);
+    pl_model_free(m2);
+}
+
+/* Activations: measured peak with checkpointing equals the memory model, and is smaller than
+ * without by the factor the model predicts. */
+static void test_activation_savings(void **state)
+{
+    (void)state;
+    struct pl_model *m = load(STORIES);
+    struct pl_memmodel_cfg mc = pl_memmodel_defaults();
+    pl_memmodel_cfg_from_model(&mc, m);
+    mc.batch = 4;
+    mc.seq_len = 128;
+    mc.lora_targets = 0x7F;
+    struct pl_mem_estimate none, every1;
+    assert_int_equal(pl_memmodel_estimate(&mc, &none), PL_OK);
+    mc.ckpt_every = 1;
+    assert_int_equal(pl_memmodel_estimate(&mc, &every1), PL_OK);
+    int64_t meas[2];
+    for (int k = 0; k < 2; k++) {
+        pl_mem_reset_peak();
+        struct pl_train_cfg tc = pl_train_defaults();
+        tc.batch_size = k ? 1 : 4;
+        tc.seq_len = k ? 1 : 128;
+        tc.lora.targets = 0x7F;
+        struct pl_trainer *t = NULL;
+        assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
+        struct pl_ckpt *ck = NULL;
+        if (k) assert_int_equal(pl_ckpt_new(&ck, t, 4, 128, 1), PL_OK);
+        int32_t *ids = pl_alloc(512 * sizeof(int32_t), PL_MEM_DATA), *tg = pl_alloc(512 * sizeof(int32_t), PL_MEM_DATA);
+        fill(ids, tg, 512, m->cfg.vocab_size, 3);
+        double l;
+        int64_t c;
+        int s;
+        if (k) assert_int_equal(pl_ckpt_micro(ck, ids, tg, 4, 128, &l, &c, &s), PL_OK);
+        else assert_int_equal(pl_trainer_micro(t, ids, tg, 4, 128, &l, &c, &s), PL_OK);
+        meas[k] = pl_mem_peak(PL_MEM_ACTIVATIONS);
+        pl_free(ids);
+        pl_free(tg);
+        pl_ckpt_free(ck);
+        pl_trainer_free(t);
+    }
+    double pr = (double)none.peak[PL_MEM_ACTIVATIONS] / (double)every1.peak[PL_MEM_ACTIVATIONS];
+    double mr = (double)meas[0] / (double)meas[1];
+    printf("  activations none %.2f MiB (model %.2f), every layer %.2f MiB (model %.2f): cut %.2fx (model %.2fx)\n",
+           meas[0] / 1048576.0, none.peak[PL_MEM_ACTIVATIONS] / 1048576.0, meas[1] / 1048576.0,
+           every1.peak[PL_MEM_ACTIVATIONS] / 1048576.0, mr, pr);
+    assert_true(fabs(mr - pr) <= 0.05 * pr);
+    assert_true(mr > 2.0);
+    assert_true(fabs((double)meas[1] - (double)every1.peak[PL_MEM_ACTIVATIONS]) <= 0.05 * (double)meas[1]);
+    pl_model_free(m);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    struct pl_model *m = load(STORIES);
+    struct pl_train_cfg tc = pl_train_defaults();
+    tc.method = PL_TRAIN_FULL;
+    tc.batch_size = 1;
+    tc.seq_len = 4;
+    struct pl_trainer *t = NULL;
+    assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
+    struct pl_ckpt *ck = NULL;
+    assert_int_equal(pl_ckpt_new(&ck, t, 1, 4, 1), PL_ERR_ARG);
+    assert_non_null(strstr(pl_last_error(), "LoRA"));
+    pl_trainer_free(t);
+    pl_model_free(m);
+    m = load(STORIES);
+    tc.method = PL_TRAIN_LORA;
+    assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
+    assert_int_equal(pl_ckpt_new(&ck, t, 1, 100000, 1), PL_ERR_ARG);
+    assert_int_equal(pl_ckpt_new(&ck, t, 1, 8, 1), PL_OK);
+    int32_t ids[16] = { 0 }, tg[16] = { 0 };
+    double l;
+    int64_t c;
+    assert_int_equal(pl_ckpt_grad(ck, ids, tg, 2, 8, 1.0, &l, &c), PL_ERR_ARG);   /* batch 2 > 1 */
+    pl_ckpt_free(ck);
+    pl_trainer_free(t);
+    pl_model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grads_equal_uncheckpointed),
+        cmocka_unit_test(test_training_matches),
+        cmocka_unit_test(test_activation_savings),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
