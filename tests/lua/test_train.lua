@@ -56,6 +56,19 @@ local function trajectory(dir)
   return t
 end
 
+-- the uninterrupted reference run, made once per test run (never reused from an older binary)
+local reference_dir
+local function reference(recipe)
+  if not reference_dir then
+    reference_dir = T.tmp .. "/train_resume_a"
+    os.execute("rm -rf '" .. reference_dir .. "'")
+    local rc, out = run_recipe(recipe, reference_dir, "", 0, false)
+    T.eq(rc, 0, out)
+    T.ok(out:find("finished"), out)
+  end
+  return reference_dir
+end
+
 local function same_trajectory(a, b)
   T.eq(#b, #a, "metrics lines")
   for i = 1, #a do T.eq(b[i], a[i], "metrics line " .. i) end
@@ -190,12 +203,9 @@ return {
 
   sigkill_then_resume_is_bit_identical = function()
     local recipe = write_recipe()
-    local a, b = T.tmp .. "/train_resume_a", T.tmp .. "/train_resume_b"
-    os.execute("rm -rf '" .. a .. "' '" .. b .. "'")
-    local rc, out = run_recipe(recipe, a, "", 0, false)
-    T.eq(rc, 0, out)
-    T.ok(out:find("finished"), out)
-    rc, out = run_recipe(recipe, b, "KILL", 8, false)
+    local a, b = reference(recipe), T.tmp .. "/train_resume_b"
+    os.execute("rm -rf '" .. b .. "'")
+    local rc, out = run_recipe(recipe, b, "KILL", 8, false)
     T.ok(rc ~= 0, "the run was killed")
     T.ok(not out:find("finished"), out)
     -- killed after step 8: the last checkpoint is step 6
@@ -209,12 +219,8 @@ return {
   sigint_checkpoints_then_resume_is_bit_identical = function()
     -- Ctrl-C as the host sees it: SIGINT from outside while the run is inside a step callback
     local recipe = write_recipe()
-    local a, d = T.tmp .. "/train_resume_a", T.tmp .. "/train_resume_d"
+    local a, d = reference(recipe), T.tmp .. "/train_resume_d"
     os.execute("rm -rf '" .. d .. "' && mkdir -p '" .. d .. "'")
-    if not T.exists(a .. "/metrics.jsonl") then
-      os.execute("rm -rf '" .. a .. "'")
-      T.eq((run_recipe(recipe, a, "", 0, false)), 0)
-    end
     local rc, out = T.sh(string.format(
       "OMP_NUM_THREADS=1 '%s' '%s' '%s' WAIT 4 0 > '%s/log' 2>&1 & pid=$!; " ..
       "while [ ! -f '%s/ready' ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done; " ..
@@ -229,12 +235,8 @@ return {
 
   sigterm_checkpoints_then_resume_is_bit_identical = function()
     local recipe = write_recipe()
-    local a, c = T.tmp .. "/train_resume_a", T.tmp .. "/train_resume_c"
+    local a, c = reference(recipe), T.tmp .. "/train_resume_c"
     os.execute("rm -rf '" .. c .. "'")
-    if not T.exists(a .. "/metrics.jsonl") then
-      os.execute("rm -rf '" .. a .. "'")
-      T.eq((run_recipe(recipe, a, "", 0, false)), 0)
-    end
     local rc, out = run_recipe(recipe, c, "TERM", 5, false)
     T.ok(rc ~= 0, "stopped by SIGTERM")
     T.ok(out:find("interrupted at step 5; checkpoint saved"), out)
