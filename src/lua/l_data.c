@@ -216,16 +216,10 @@ static void l_tok_setup(lua_State *L, struct l_tok *t, int idx, int chat_idx)
         lua_getfield(L, idx, "add_bos");
         t->dt.add_bos = lua_toboolean(L, -1);
         lua_pop(L, 1);
-    } else if (luaL_testudata(L, idx, "peft.Tokenizer")) {
-        /* Interim lookup until pl_lua.h offers an accessor: l_tokenizer.c's userdata is
-         * { struct pl_tokenizer *t } (its struct l_tok). */
-        ptok = *(struct pl_tokenizer **)lua_touserdata(L, idx);
-        if (!ptok) luaL_error(L, "peft.data: the tokenizer is closed");
-    } else if (luaL_testudata(L, idx, "peft.Model")) {
-        /* Interim lookup until pl_lua.h offers an accessor: l_model.c's userdata is
-         * { struct pl_model *m } (see its struct l_model). */
-        struct pl_model *m = *(struct pl_model **)lua_touserdata(L, idx);
-        if (!m) luaL_error(L, "peft.data: the model is closed");
+    } else if ((ptok = pl_lua_test_tokenizer(L, idx)) != NULL) {
+        /* a peft.Tokenizer */
+    } else if (pl_lua_test_model(L, idx)) {
+        struct pl_model *m = pl_lua_test_model(L, idx);
         if (!m->tok) luaL_error(L, "peft.data: %s has no tokenizer", m->path);
         ptok = m->tok;
     } else if (lua_type(L, idx) == LUA_TSTRING) {

@@ -41,6 +41,15 @@
 
 struct l_model { struct pl_model *m; };
 
+/* For other bindings (pl_lua.h): the model at idx, NULL if the value is not a peft.Model. */
+struct pl_model *pl_lua_test_model(lua_State *L, int idx)
+{
+    struct l_model *u = luaL_testudata(L, idx, PL_MODEL_MT);
+    if (!u) return NULL;
+    if (!u->m) luaL_error(L, "peft.Model: the model is closed");
+    return u->m;
+}
+
 static struct pl_model *l_model_check(lua_State *L, int idx)
 {
     struct l_model *u = luaL_checkudata(L, idx, PL_MODEL_MT);

@@ -26,6 +26,7 @@ struct pl_tensor *pl_lua_test_tensor(lua_State *L, int idx);   /* NULL if not a 
 struct pl_tokenizer;
 struct pl_model;
 struct pl_tokenizer *pl_lua_test_tokenizer(lua_State *L, int idx);   /* l_tokenizer.c */
+struct pl_model *pl_lua_test_model(lua_State *L, int idx);           /* l_model.c */
 
 /* Raise the engine's last error as a Lua error (never as a format string). */
 int pl_lua_error(lua_State *L);
