@@ -719,7 +719,7 @@ static void test_thread_independence(void **state)
 static void test_sgemm(void **state)
 {
     (void)state;
-    const int64_t shapes[4][3] = {{200, 300, 50}, {300, 8, 600}, {1, 700, 300}, {5, 7, 3}};
+    const int64_t shapes[4][3] = {{600, 700, 50}, {300, 8, 600}, {1, 700, 300}, {5, 7, 3}};
     for (int si = 0; si < 4; si++)
         for (int ta = 0; ta < 2; ta++)
             for (int tb = 0; tb < 2; tb++) {
@@ -761,7 +761,7 @@ static void test_sgemm(void **state)
 static void test_linear_lora_threads(void **state)
 {
     (void)state;
-    const int64_t M = 200, K = 96, N = 200, r = 8;
+    const int64_t M = 300, K = 96, N = 600, r = 8;
     float *x = rnd(M * K, 1), *W = rnd(N * K, 0.3f), *b = rnd(N, 1), *dy = rnd(M * N, 1);
     float *A = rnd(r * K, 0.3f), *Bm = rnd(N * r, 0.3f);
     float *out[2][8];
