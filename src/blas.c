@@ -55,8 +55,10 @@ void pl_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
     pthread_once(&blas_once, blas_init);
 #ifdef _OPENMP
     /* Split by shape alone (also with one thread), so the pieces, and the rounding, are the same
-     * whatever the thread count. */
-    if (!omp_in_parallel() && (double)M * N * K >= SPLIT_MIN_MACS) {
+     * whatever the thread count: BLAS rounds an element differently depending on the shape of
+     * the call it is in. Inside any parallel region — active or not, hence omp_get_level() and
+     * not omp_in_parallel(), which is false in a team of one — it is one plain call. */
+    if (omp_get_level() == 0 && (double)M * N * K >= SPLIT_MIN_MACS) {
         /* Pieces: tiles of TILE_M rows x TILE_N columns of C. Each piece packs its own rows of
          * op(A) and columns of op(B); at 256 x 512 one thread runs the tiles as fast as one
          * whole call (measured, 1 thread: 114-118 vs 112-122 GFLOP/s on SmolLM2 shapes; 128 x

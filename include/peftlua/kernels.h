@@ -56,14 +56,14 @@ void pl_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *rstd,
 
 /* ---------------------------------------------------------------- linear ------------------
  * y[M,N] = x[M,K] · W[N,K]ᵀ (+ bias[N])     W: [N,K] (PyTorch Linear layout) of any dtype.
- * f32 W: one pl_sgemm. Other dtypes: W is dequantised in panels of rows (about 256 KiB of
- * f32 each) into per-thread workspace, never as a whole f32 copy; panels are shared among
- * OpenMP threads, each panel's product is one single-threaded sgemm writing disjoint
- * columns of y. y must not overlap x. Fails if wtype is not convertible or K is not a
- * multiple of its block size. */
+ * f32 W: one pl_sgemm. Other dtypes: W is dequantised in panels of rows (at most 256 rows and
+ * 4 MiB of f32) into per-thread workspace, never as a whole f32 copy; (panel x row block)
+ * pieces are shared among OpenMP threads, each one single-threaded sgemm writing a disjoint
+ * block of y. y must not overlap x. Fails if wtype is not convertible or K is not a multiple
+ * of its block size. */
 enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dtype wtype,
                              const float *bias, int64_t M, int64_t K, int64_t N);
-/* dx[M,K] += dy[M,N] · W[N,K]      (any dtype; panels over N, threads over K-column chunks)
+/* dx[M,K] += dy[M,N] · W[N,K]      (any dtype; panels over N, threads over blocks of dx)
  * dW[N,K] += dy[M,N]ᵀ · x[M,K]     (only with an f32 W; pass NULL otherwise)
  * dbias[N] += sum_m dy[m,:]
  * Any of dx, dW, dbias may be NULL; none may overlap dy or x. */

@@ -610,9 +610,9 @@ static double max_abs(const float *a, int64_t n)
     return m;
 }
 
-static void quant_linear_case(enum pl_dtype t)
+static void quant_linear_case(enum pl_dtype t, int64_t M)
 {
-    const int64_t M = 7, K = 512, N = 1000;
+    const int64_t K = 512, N = 2000;
     const char *name = pl_dtype_info(t)->name;
     float *W = rnd(N * K, 0.2f), *x = rnd(M * K, 1), *b = rnd(N, 1), *dy = rnd(M * N, 1);
     size_t rb = pl_dtype_row_bytes(t, K);
@@ -645,8 +645,8 @@ static void quant_linear_case(enum pl_dtype t)
     ey /= max_abs(yf, M * N);
     ex /= max_abs(dxf, M * K);
     if (!(ey <= 1e-5 && ex <= 1e-5))
-        fail_msg("%s: quantised linear vs dequantised f32: fwd rel %.3g, dx rel %.3g (limit 1e-5)",
-                 name, ey, ex);
+        fail_msg("%s M=%lld: quantised linear vs dequantised f32: fwd rel %.3g, dx rel %.3g (limit 1e-5)",
+                 name, (long long)M, ey, ex);
 
     set_threads(1);
     assert_int_equal(pl_linear_fwd(y1, x, Wq, t, b, M, K, N), PL_OK);
@@ -654,7 +654,7 @@ static void quant_linear_case(enum pl_dtype t)
     set_threads(2);
     if (memcmp(y1, yq, (size_t)(M * N) * sizeof(float)) != 0 ||
         memcmp(dx1, dxq, (size_t)(M * K) * sizeof(float)) != 0)
-        fail_msg("%s: quantised linear differs between 1 and 2 threads", name);
+        fail_msg("%s M=%lld: quantised linear differs between 1 and 2 threads", name, (long long)M);
     /* the quantised weight cannot take a weight gradient */
     float dWdummy[1];
     assert_int_equal(pl_linear_bwd(NULL, dWdummy, NULL, dy, x, Wq, t, M, K, N), PL_ERR_ARG);
@@ -666,7 +666,10 @@ static void test_linear_quant(void **state)
 {
     (void)state;
     enum pl_dtype types[] = {PL_Q8_0, PL_Q4_1, PL_Q4_K, PL_NF4, PL_F16, PL_BF16};
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) quant_linear_case(types[i]);
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        quant_linear_case(types[i], 7);      /* decode-sized: many narrow panels */
+        quant_linear_case(types[i], 600);    /* training-sized: 256-row panels x 2 row blocks */
+    }
 }
 
 /* ------------------------------------------------------------------ thread independence */
