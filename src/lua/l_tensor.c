@@ -185,6 +185,7 @@ static void l_tensor_fill_from(lua_State *L, int idx, const int64_t *shape, int 
 static int l_tensor_from(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2); /* the options slot stays at 2 whatever is pushed later */
     static const char *const opts[] = { "shape", "dtype", NULL };
     pl_lua_check_options(L, 2, opts, "tensor.from");
     int64_t shape[PL_MAX_DIMS], given[PL_MAX_DIMS];
