@@ -7,7 +7,8 @@
  *   src/train.c    pl_trainer_new, setup_full, plan_bwd, pl_train_ensure_optim
  *   src/lora.c     pl_lora_new, pl_lora_plan (gradients, saved x·Aᵀ, dropout workspace)
  *   src/kernels_linear.c  dequantisation panels (forward: threads × P × K, backward:
- *                  threads × P × KC), LoRA backward g [M, r]
+ *                  threads × P × KC, shapes as of its PANEL_MAX/MB/CHUNK_COLS/PANEL_BWD),
+ *                  LoRA backward g [M, r]
  *   src/kernels_attn.c    attention backward blocks (threads × 64 × T)
  *   src/kernels.c  RoPE (cos, sin) table (T × head_dim)
  *   src/qlora.c    quantisation on load (projections re-stored, others cloned off a shared
@@ -26,8 +27,11 @@
 #include "peftlua/memmodel.h"
 #include "peftlua/train.h"
 
-#define MM_PANEL_FLOATS (64 * 1024)   /* kernels_linear.c PANEL_FLOATS */
-#define MM_CHUNK_COLS 128             /* kernels_linear.c CHUNK_COLS */
+#define MM_PANEL_MAX 256              /* kernels_linear.c PANEL_MAX */
+#define MM_PANEL_BYTES_MAX (4 << 20)  /* kernels_linear.c PANEL_BYTES_MAX */
+#define MM_MB 512                     /* kernels_linear.c MB */
+#define MM_CHUNK_COLS 256             /* kernels_linear.c CHUNK_COLS */
+#define MM_PANEL_BWD 512              /* kernels_linear.c PANEL_BWD */
 #define MM_ATT_QB 64                  /* kernels_attn.c QB */
 
 struct pl_memmodel_cfg pl_memmodel_defaults(void)
@@ -131,31 +135,30 @@ void pl_memmodel_cfg_from_model(struct pl_memmodel_cfg *c, const struct pl_model
 static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* kernels_linear.c pl_linear_fwd workspace for W [N, K] of dtype t, M rows. */
-static int64_t ws_linear_fwd(enum pl_dtype t, int64_t K, int64_t N, int nth)
+/* kernels_linear.c pl_linear_fwd workspace for W [N, K] of dtype t over M rows: nth panels of
+ * P rows (P <= 256 and <= 4 MiB of f32; narrow panels for M <= 64), threads capped by the
+ * (panel x 512-row block) pieces. */
+static int64_t ws_linear_fwd(enum pl_dtype t, int64_t M, int64_t K, int64_t N, int nth)
 {
     if (t == PL_F32) return 0;
-    int64_t P = MM_PANEL_FLOATS / (K > 0 ? K : 1);
-    P = P < 8 ? 8 : (P / 8) * 8;
+    int64_t P = MM_PANEL_BYTES_MAX / 4 / (K > 0 ? K : 1);
+    P = imin(P, MM_PANEL_MAX);
+    if (M <= 64) P = imin(P, (N + 15) / 16);
+    P = P < 16 ? 16 : (P / 16) * 16;
     P = imin(P, N);
-    int64_t npanel = (N + P - 1) / P;
-    int64_t th = imin(nth, npanel);
-    return th * P * K * 4;
+    int64_t nitem = ((N + P - 1) / P) * ((M + MM_MB - 1) / MM_MB);
+    return imin(nth, nitem) * P * K * 4;
 }
 
-/* kernels_linear.c pl_linear_bwd input-gradient workspace. */
-static int64_t ws_linear_bwd(enum pl_dtype t, int64_t K, int64_t N, int nth)
+/* kernels_linear.c pl_linear_bwd input-gradient workspace: nth panels of min(512, N) rows x
+ * KC columns (256 rounded up to whole blocks). */
+static int64_t ws_linear_bwd(enum pl_dtype t, int64_t M, int64_t K, int64_t N, int nth)
 {
     if (t == PL_F32) return 0;
     int64_t blk = pl_dtype_info(t)->block;
-    int64_t KC = ((MM_CHUNK_COLS + blk - 1) / blk) * blk;
-    KC = imin(KC, K);
-    int64_t nchunk = (K + KC - 1) / KC;
-    int64_t P = MM_PANEL_FLOATS / KC;
-    P = P < 8 ? 8 : (P / 8) * 8;
-    P = imin(P, N);
-    int64_t th = imin(nth, nchunk);
-    return th * P * KC * 4;
+    int64_t KC = imin(((MM_CHUNK_COLS + blk - 1) / blk) * blk, K);
+    int64_t nitem = ((K + KC - 1) / KC) * ((M + MM_MB - 1) / MM_MB);
+    return imin(nth, nitem) * imin(MM_PANEL_BWD, N) * KC * 4;
 }
 
 static void proj_shape(const struct pl_model_config *s, int p, int64_t *in, int64_t *out)
@@ -254,7 +257,7 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
         w_step = conv_bytes + kept_heap + rest_heap;
         w_setup = shared ? loaded_heap + conv_bytes + kept_bytes + rest_heap
                          : imax(loaded_heap, w_step) + conv_largest;
-        ws_setup = imax(imax(D, F), Hd) * 4;   /* one dequantised row */
+        ws_setup = nth * imax(imax(D, F), Hd) * 4;   /* one dequantised row per thread */
     }
 
     /* ---- trained parameters ---- */
@@ -312,12 +315,12 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
         int64_t in, out;
         proj_shape(s, p, &in, &out);
         enum pl_dtype kd = full ? PL_F32 : (convert && in % pblk == 0) ? pd : c->base_dtype;
-        tw = imax(tw, ws_linear_fwd(kd, in, out, nth));
-        tw = imax(tw, ws_linear_bwd(kd, in, out, nth));
+        tw = imax(tw, ws_linear_fwd(kd, BT, in, out, nth));
+        tw = imax(tw, ws_linear_bwd(kd, BT, in, out, nth));
     }
     enum pl_dtype od = full ? PL_F32 : ed;
-    tw = imax(tw, ws_linear_fwd(od, D, V, nth));
-    tw = imax(tw, ws_linear_bwd(od, D, V, nth));
+    tw = imax(tw, ws_linear_fwd(od, BT, D, V, nth));
+    tw = imax(tw, ws_linear_bwd(od, BT, D, V, nth));
     tw = imax(tw, imin(nth, B * s->n_kv_heads) * MM_ATT_QB * T * 4);   /* attention backward */
     tw = imax(tw, T * (s->head_dim / 2) * 2 * 4);                      /* RoPE table */
     if (!full) tw = imax(tw, BT * c->lora_r * 4);                      /* LoRA backward g */

@@ -1,7 +1,7 @@
 /* test_memmodel.c — the memory model against the counting allocator's measured peaks.
  *
  * Owner: memory. For each configuration (method × base × batch × sequence × targets ×
- * precision × optimizer) the model is loaded, peaks are reset, the base is re-stored if the
+ * precision × optimizer × checkpointing) the model is loaded, peaks are reset, the base is re-stored if the
  * method asks for it (QLoRA, bf16), a trainer is made and one optimizer step is taken; the
  * peak bytes per category (pl_mem_peak) and in total are compared with
  * pl_memmodel_estimate() made from the loaded model's shape before any of it ran. Every
@@ -16,10 +16,12 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "peftlua/alloc.h"
+#include "peftlua/ckpt.h"
 #include "peftlua/memmodel.h"
 #include "peftlua/model.h"
 #include "peftlua/qlora.h"
@@ -42,23 +44,27 @@ struct mcase {
     uint32_t targets;
     float dropout;
     int sgd;
+    int ckpt;                  /* checkpoint every k layers (src/ckpt.c), 0: none */
 };
 
 static const struct mcase cases[] = {
-    { "stories-bin lora qv 4x64",        STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0 },
-    { "stories-bin lora all r16 drop 2x128", STORIES_BIN, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP32, 2, 128, 16, ALL7, 0.1f, 0 },
-    { "stories-bin full adamw 4x64",     STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0 },
-    { "stories-bin full sgd 1x256",      STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 1, 256, 8, QV, 0, 1 },
-    { "stories-bin qlora nf4 all 4x64",  STORIES_BIN,  PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0 },
-    { "stories-bin qlora q8_0 qv 2x128", STORIES_BIN,  PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0 },
-    { "stories-bin lora bf16 qv 4x64",   STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0 },
-    { "stories-gguf lora qv 8x32",       STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 8, 32, 8, QV, 0, 0 },
-    { "stories-gguf full adamw 2x64",    STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 64, 8, QV, 0, 0 },
-    { "stories-gguf qlora nf4 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0 },
-    { "smollm2 lora qv 2x64",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 64, 8, QV, 0, 0 },
-    { "smollm2 qlora nf4 qv 1x128",      SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 128, 8, QV, 0, 0 },
-    { "smollm2 qlora q8_0 all 2x64",     SMOL,         PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0 },
-    { "smollm2 lora all r16 drop 1x256", SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 256, 16, ALL7, 0.05f, 0 },
+    { "stories-bin lora qv 4x64",        STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0 },
+    { "stories-bin lora all r16 drop 2x128", STORIES_BIN, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP32, 2, 128, 16, ALL7, 0.1f, 0, 0 },
+    { "stories-bin full adamw 4x64",     STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0 },
+    { "stories-bin full sgd 1x256",      STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 1, 256, 8, QV, 0, 1, 0 },
+    { "stories-bin qlora nf4 all 4x64",  STORIES_BIN,  PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0 },
+    { "stories-bin qlora q8_0 qv 2x128", STORIES_BIN,  PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0, 0 },
+    { "stories-bin lora bf16 qv 4x64",   STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0 },
+    { "stories-gguf lora qv 8x32",       STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 8, 32, 8, QV, 0, 0, 0 },
+    { "stories-gguf full adamw 2x64",    STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 64, 8, QV, 0, 0, 0 },
+    { "stories-gguf qlora nf4 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0 },
+    { "smollm2 lora qv 2x32",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 32, 8, QV, 0, 0, 0 },
+    { "smollm2 qlora nf4 qv 1x64",       SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0 },
+    { "smollm2 qlora q8_0 all 1x48",     SMOL,         PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 1, 48, 8, ALL7, 0, 0, 0 },
+    { "smollm2 lora all r16 drop 1x64",  SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 16, ALL7, 0.05f, 0, 0 },
+    { "stories-bin qlora nf4 ckpt1 4x128", STORIES_BIN, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 4, 128, 8, ALL7, 0, 0, 1 },
+    { "stories-gguf lora ckpt2 2x256",   STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 0, 2 },
+    { "smollm2 qlora nf4 ckpt1 1x96",    SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 96, 8, QV, 0, 0, 1 },
 };
 
 static const enum pl_mem_cat cats[] = { PL_MEM_WEIGHTS, PL_MEM_ADAPTERS, PL_MEM_GRADS,
@@ -71,6 +77,7 @@ static int run_case(const struct mcase *k, double *worst)
         printf("  %-36s skipped (%s absent)\n", k->name, k->path);
         return 0;
     }
+    clock_t t0 = clock();
     struct pl_model *m = NULL;
     struct pl_model_load_opts lo = { 0 };
     lo.no_tokenizer = 1;
@@ -87,6 +94,7 @@ static int run_case(const struct mcase *k, double *worst)
     mc.lora_targets = k->targets;
     mc.lora_dropout = k->dropout;
     mc.optim_sgd = k->sgd;
+    mc.ckpt_every = k->ckpt;
     struct pl_mem_estimate e;
     assert_int_equal(pl_memmodel_estimate(&mc, &e), PL_OK);
 
@@ -100,14 +108,16 @@ static int run_case(const struct mcase *k, double *worst)
     struct pl_train_cfg tc = pl_train_defaults();
     tc.method = k->method == PL_MEMM_FULL ? PL_TRAIN_FULL : PL_TRAIN_LORA;
     tc.optim = k->sgd ? PL_OPTIM_SGD : PL_OPTIM_ADAMW;
-    tc.batch_size = k->B;
-    tc.seq_len = k->T;
+    tc.batch_size = k->ckpt ? 1 : k->B;   /* checkpointing: src/ckpt.c plans B x T */
+    tc.seq_len = k->ckpt ? 1 : k->T;
     tc.lora.r = k->r;
     tc.lora.alpha = 2.0f * (float)k->r;
     tc.lora.targets = k->targets;
     tc.lora.dropout = k->dropout;
     struct pl_trainer *t = NULL;
     assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
+    struct pl_ckpt *ck = NULL;
+    if (k->ckpt) assert_int_equal(pl_ckpt_new(&ck, t, k->B, k->T, k->ckpt), PL_OK);
     int V = m->cfg.vocab_size;
     int32_t *ids = pl_alloc((size_t)k->B * k->T * sizeof(int32_t), PL_MEM_DATA);
     int32_t *tg = pl_alloc((size_t)k->B * k->T * sizeof(int32_t), PL_MEM_DATA);
@@ -122,7 +132,8 @@ static int run_case(const struct mcase *k, double *worst)
     double loss;
     int64_t cnt;
     int stepped = 0;
-    assert_int_equal(pl_trainer_micro(t, ids, tg, k->B, k->T, &loss, &cnt, &stepped), PL_OK);
+    if (ck) assert_int_equal(pl_ckpt_micro(ck, ids, tg, k->B, k->T, &loss, &cnt, &stepped), PL_OK);
+    else assert_int_equal(pl_trainer_micro(t, ids, tg, k->B, k->T, &loss, &cnt, &stepped), PL_OK);
     assert_true(stepped);
     assert_true(isfinite(loss));
 
@@ -143,10 +154,11 @@ static int run_case(const struct mcase *k, double *worst)
             printf("\n    %s: predicted %lld measured %lld", pl_mem_cat_name(cats[i]),
                    (long long)pred, (long long)meas);
     }
-    printf("  worst category %.2f%%\n", 100.0 * w);
+    printf("  worst category %.2f%% (%.1f s)\n", 100.0 * w, (double)(clock() - t0) / CLOCKS_PER_SEC);
     *worst = w;
     pl_free(ids);
     pl_free(tg);
+    pl_ckpt_free(ck);
     pl_trainer_free(t);
     pl_model_free(m);
     return 1;
