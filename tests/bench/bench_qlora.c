@@ -1,0 +1,228 @@
+/* bench_qlora.c — QLoRA speed and memory. Owner: memory.
+ *
+ *   build/bench/bench_qlora [smol [B] [T] [steps]]      (default: smol 4 256 2)
+ *   build/bench/bench_qlora 7b [T] [steps] [every]      (default: 7b 512 1 1)
+ *
+ * smol: SmolLM2-135M (models/SmolLM2-135M-Instruct.Q4_1.gguf), LoRA r8 on q_proj+v_proj at
+ *   B x T, the seven projections held as f32, bf16, NF4 and Q8_0 (embedding/output head as
+ *   loaded): tokens/s (median step), each as a fraction of f32, peak tracked bytes, and the
+ *   dequantisation share of the step: the time to dequantise every projection once (split
+ *   over the threads as the kernels do) times the passes a step makes over them (forward,
+ *   backward input gradient; one per 512-row block), over the step time.
+ * 7b: a Llama-2-7B-shaped model (32 x 4096, hidden 11008, 32 heads, vocab 32000) with random
+ *   NF4 projections and bf16 embeddings made in memory, LoRA r8 on q_proj+v_proj, batch 1 x T
+ *   with gradient checkpointing every `every` layers (src/ckpt.c): step time, peak RSS, the
+ *   memory model's prediction; and full fine-tuning of the same shape refused up front.
+ * Prints the machine line (CPU, threads, SIMD, OpenBLAS core). Never fails on time.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "peftlua/alloc.h"
+#include "peftlua/ckpt.h"
+#include "peftlua/hw.h"
+#include "peftlua/memmodel.h"
+#include "peftlua/model.h"
+#include "peftlua/qlora.h"
+#include "peftlua/quant.h"
+#include "peftlua/rng.h"
+#include "peftlua/train.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void batch(int32_t *ids, int32_t *tg, int n, int V, uint64_t seed)
+{
+    struct pl_rng r;
+    pl_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        ids[i] = (int32_t)(pl_rng_next(&r) % (uint64_t)V);
+        tg[i] = (int32_t)(pl_rng_next(&r) % (uint64_t)V);
+    }
+}
+
+/* Seconds to dequantise every projection of m once, rows split over the threads. */
+static double dequant_all(const struct pl_model *m)
+{
+    int64_t wide = m->cfg.dim > m->cfg.hidden_dim ? m->cfg.dim : m->cfg.hidden_dim;
+    int nth = omp_get_max_threads();
+    float *buf = malloc((size_t)nth * (size_t)wide * sizeof(float));
+    double t0 = now();
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int p = 0; p < PL_PROJ_COUNT; p++) {
+            const struct pl_tensor *w = m->layers[l].w[p];
+            int64_t out = w->shape[0], in = w->shape[1];
+            size_t rb = pl_dtype_row_bytes(w->dtype, in);
+            const uint8_t *d = pl_tensor_data(w);
+            #pragma omp parallel for schedule(static)
+            for (int64_t r = 0; r < out; r++)
+                pl_dequant_row(w->dtype, d + (size_t)r * rb, buf + (size_t)omp_get_thread_num() * wide, in);
+        }
+    double t = now() - t0;
+    free(buf);
+    return t;
+}
+
+static int bench_smol(int B, int T, int steps)
+{
+    const char *path = getenv("PEFT_MODEL");
+    if (!path) path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        printf("bench_qlora: %s absent (make model); skipped\n", path);
+        return 0;
+    }
+    printf("SmolLM2-135M LoRA r8 q_proj+v_proj, batch %d x %d, %d timed steps (median) after one warm-up\n",
+           B, T, steps);
+    printf("%-6s %10s %10s %9s %12s %10s\n", "base", "ms/step", "tokens/s", "vs f32", "peak MiB", "dequant %");
+    enum pl_dtype kinds[4] = { PL_F32, PL_BF16, PL_NF4, PL_Q8_0 };
+    double f32_tps = 0;
+    for (int k = 0; k < 4; k++) {
+        struct pl_model *m = NULL;
+        struct pl_model_load_opts lo = { 0 };
+        lo.no_tokenizer = 1;
+        if (pl_model_load(&m, path, &lo) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
+        /* projections to the base kind (f32: dequantised copies of the file's q4_1) */
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int p = 0; p < PL_PROJ_COUNT; p++) {
+                struct pl_tensor *w = m->layers[l].w[p];
+                struct pl_tensor *f = pl_tensor_convert(w, PL_F32, PL_MEM_WEIGHTS);
+                pl_tensor_release(w);
+                m->layers[l].w[p] = f;
+            }
+        if (kinds[k] != PL_F32 && pl_qlora_quantize(m, kinds[k], 0, NULL) != PL_OK) {
+            printf("%s\n", pl_last_error());
+            return 1;
+        }
+        pl_mem_reset_peak();
+        struct pl_train_cfg tc = pl_train_defaults();
+        tc.batch_size = B;
+        tc.seq_len = T;
+        struct pl_trainer *t = NULL;
+        if (pl_trainer_new(&t, m, &tc) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
+        int n = B * T;
+        int32_t *ids = malloc((size_t)n * sizeof(int32_t)), *tg = malloc((size_t)n * sizeof(int32_t));
+        double times[64];
+        if (steps > 63) steps = 63;
+        for (int s = 0; s <= steps; s++) {
+            batch(ids, tg, n, m->cfg.vocab_size, (uint64_t)s);
+            double l, t0 = now();
+            int64_t c;
+            int st;
+            if (pl_trainer_micro(t, ids, tg, B, T, &l, &c, &st) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
+            if (s) times[s - 1] = now() - t0;
+        }
+        qsort(times, (size_t)steps, sizeof times[0], cmp_d);
+        double step = times[steps / 2], tps = n / step;
+        if (k == 0) f32_tps = tps;
+        /* passes over the weights per step: forward + backward dx, each per 512-row block */
+        int passes = 2 * ((n + 511) / 512);
+        double dq = kinds[k] == PL_F32 ? 0 : dequant_all(m) * passes;
+        printf("%-6s %10.1f %10.1f %8.1f%% %12.1f %9.1f%%\n", pl_dtype_info(kinds[k])->name, step * 1e3,
+               tps, 100 * tps / f32_tps, pl_mem_peak_total() / 1048576.0, 100 * dq / step);
+        free(ids);
+        free(tg);
+        pl_trainer_free(t);
+        pl_model_free(m);
+    }
+    return 0;
+}
+
+static int bench_7b(int T, int steps, int every)
+{
+    struct pl_model_config c = pl_memmodel_llama2_7b();
+    struct pl_memmodel_cfg mc = pl_memmodel_defaults();
+    mc.shape = c;
+    struct pl_hw hw;
+    pl_hw_query(&hw);
+    int64_t budget = pl_hw_default_budget(&hw);
+    /* full fine-tuning of the shape (f32 weights), refused before anything is allocated */
+    mc.method = PL_MEMM_FULL;
+    mc.base_dtype = mc.embd_dtype = PL_F32;
+    mc.batch = 1;
+    mc.seq_len = T;
+    struct pl_mem_estimate e;
+    if (pl_memmodel_autosize(&mc, budget, 1, T, 1, 1, T, &e) != PL_OK)
+        printf("full fine-tuning refused up front: %s\n", pl_last_error());
+    else
+        printf("full fine-tuning would fit in %.2f GiB\n", e.resident / 1073741824.0);
+
+    mc = pl_memmodel_defaults();
+    mc.shape = c;
+    mc.method = PL_MEMM_QLORA;
+    mc.base_dtype = mc.quant_dtype = PL_NF4;
+    mc.embd_dtype = PL_BF16;
+    mc.batch = 1;
+    mc.seq_len = T;
+    mc.ckpt_every = every;
+    pl_memmodel_estimate(&mc, &e);
+    printf("7B NF4 QLoRA r8 q_proj+v_proj, batch 1 x %d, checkpoint every %d layer(s)\n", T, every);
+    printf("  memory model: peak %.2f GiB (weights %.2f, activations %.2f, workspace %.3f GiB)\n",
+           e.peak_total / 1073741824.0, e.peak[PL_MEM_WEIGHTS] / 1073741824.0,
+           e.peak[PL_MEM_ACTIVATIONS] / 1073741824.0, e.peak[PL_MEM_WORKSPACE] / 1073741824.0);
+    double t0 = now();
+    struct pl_model *m = NULL;
+    if (pl_qlora_random_model(&m, &c, PL_NF4, PL_BF16, 7) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
+    printf("  random NF4 model made in %.1f s: %.2f GiB of weights, RSS %.2f GiB\n", now() - t0,
+           pl_mem_current(PL_MEM_WEIGHTS) / 1073741824.0, pl_mem_rss() / 1073741824.0);
+    struct pl_train_cfg tc = pl_train_defaults();
+    tc.batch_size = 1;
+    tc.seq_len = 1;   /* the trainer's own full-activation plan stays tiny; src/ckpt.c plans 1 x T */
+    struct pl_trainer *t = NULL;
+    struct pl_ckpt *ck = NULL;
+    if (pl_trainer_new(&t, m, &tc) != PL_OK || pl_ckpt_new(&ck, t, 1, T, every) != PL_OK) {
+        printf("%s\n", pl_last_error());
+        return 1;
+    }
+    int32_t *ids = malloc((size_t)T * sizeof(int32_t)), *tg = malloc((size_t)T * sizeof(int32_t));
+    for (int s = 0; s < steps; s++) {
+        batch(ids, tg, T, c.vocab_size, (uint64_t)s);
+        double l, t1 = now();
+        int64_t cnt;
+        int st;
+        if (pl_ckpt_micro(ck, ids, tg, 1, T, &l, &cnt, &st) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
+        double dt = now() - t1;
+        printf("  step %d: loss %.4f, %.1f s (%.1f tokens/s), grad norm %.3g\n", s + 1, l, dt, T / dt,
+               t->last_grad_norm);
+        fflush(stdout);
+    }
+    printf("  peak tracked %.2f GiB (model %.2f GiB), peak RSS %.2f GiB\n",
+           pl_mem_peak_total() / 1073741824.0, e.peak_total / 1073741824.0,
+           pl_mem_rss_peak() / 1073741824.0);
+    free(ids);
+    free(tg);
+    pl_ckpt_free(ck);
+    pl_trainer_free(t);
+    pl_model_free(m);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct pl_hw hw;
+    pl_hw_query(&hw);
+    char line[512];
+    pl_hw_summary(&hw, omp_get_max_threads(), line, sizeof line);
+    printf("bench_qlora: %s\n", line);
+    const char *mode = argc > 1 ? argv[1] : "smol";
+    if (!strcmp(mode, "7b"))
+        return bench_7b(argc > 2 ? atoi(argv[2]) : 512, argc > 3 ? atoi(argv[3]) : 1,
+                        argc > 4 ? atoi(argv[4]) : 1);
+    return bench_smol(argc > 2 ? atoi(argv[2]) : 4, argc > 3 ? atoi(argv[3]) : 256,
+                      argc > 4 ? atoi(argv[4]) : 2);
+}
