@@ -15,17 +15,14 @@
  * pl_gguf_close() for as long as any tensor uses it.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "peftlua/gguf.h"
 #include "peftlua/alloc.h"
+#include "peftlua/fileio.h"
 #include "peftlua/quant.h"
 
 #define GGUF_MAGIC "GGUF"
@@ -106,7 +103,7 @@ struct kv { struct pl_gguf_str key; struct pl_gguf_value val; };
 struct pl_gguf {
     int32_t refcount;
     char *path;
-    uint8_t *map;
+    const uint8_t *map;   /* pl_file_map */
     uint64_t size;
     uint32_t version, alignment;
     uint64_t data_off;
@@ -235,10 +232,7 @@ static enum pl_status parse_value(struct parser *P, enum pl_gguf_type type, stru
 
 static void gguf_destroy(struct pl_gguf *g)
 {
-    if (g->map) {
-        munmap(g->map, (size_t)g->size);
-        pl_mem_track(PL_MEM_MAPPED, -(int64_t)g->size);
-    }
+    pl_file_unmap(g->map, g->size);
     arena_free(g->arena);
     pl_free(g->kv);
     pl_free(g->ti);
@@ -393,43 +387,22 @@ enum pl_status pl_gguf_open(const char *path, struct pl_gguf **out)
 {
     *out = NULL;
     if (!path) return pl_fail(PL_ERR_ARG, "pl_gguf_open: no path");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pl_fail(PL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return pl_fail(PL_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return pl_fail(PL_ERR_IO, "%s: not a regular file", path);
-    }
+    const uint8_t *map;
+    uint64_t size;
+    enum pl_status st = pl_file_map(path, &map, &size);
+    if (st) return st;
+    if (size == 0) return pl_fail(PL_ERR_FORMAT, "%s: empty file (not a GGUF file)", path);
     struct pl_gguf *g = pl_calloc(1, sizeof *g, PL_MEM_DATA);
     if (!g || !(g->path = pl_strdup(path, PL_MEM_DATA))) {
         pl_free(g);
-        close(fd);
+        pl_file_unmap(map, size);
         return pl_fail(PL_ERR_NOMEM, "%s: out of memory", path);
     }
     g->refcount = 1;
-    g->size = (uint64_t)sb.st_size;
-    if (g->size == 0) {
-        close(fd);
-        gguf_destroy(g);
-        return pl_fail(PL_ERR_FORMAT, "%s: empty file (not a GGUF file)", path);
-    }
-    void *m = mmap(NULL, (size_t)g->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
-    if (m == MAP_FAILED) {
-        g->size = 0;
-        gguf_destroy(g);
-        return pl_fail(PL_ERR_IO, "%s: cannot map: %s", path, strerror(e));
-    }
-    g->map = m;
-    pl_mem_track(PL_MEM_MAPPED, (int64_t)g->size);
+    g->map = map;
+    g->size = size;
     struct parser P = { g, 0 };
-    enum pl_status st = parse(&P);
+    st = parse(&P);
     if (st) {
         gguf_destroy(g);
         return st;
@@ -746,20 +719,8 @@ struct pl_tensor *pl_gguf_tensor_at(struct pl_gguf *g, int64_t i)
         return NULL;
     }
     const struct pl_gguf_tensor_info *t = &g->ti[i];
-    pl_gguf_retain(g);
-    struct pl_storage *s = pl_storage_wrap((void *)t->data, (size_t)t->nbytes, PL_MEM_MAPPED, mapping_release, g);
-    if (!s) {
-        pl_gguf_close(g);
-        return NULL;
-    }
-    struct pl_tensor *x = pl_tensor_over(s, 0, t->dtype, t->ndim, t->shape);
-    pl_storage_release(s);   /* the tensor holds its own reference (or, on failure, none) */
-    if (!x) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", pl_last_error());
-        pl_fail(PL_ERR_FORMAT, "%s: tensor '%s': %s", g->path, t->name, why);
-    }
-    return x;
+    return pl_file_tensor(t->data, t->nbytes, t->dtype, t->ndim, t->shape, mapping_release, pl_gguf_retain(g),
+                          g->path, t->name);
 }
 
 struct pl_tensor *pl_gguf_tensor(struct pl_gguf *g, const char *name)
@@ -1107,27 +1068,10 @@ static void put_value(struct out *o, const struct pl_gguf_value *v, int with_typ
 enum pl_status pl_gguf_writer_write(struct pl_gguf_writer *w, const char *path)
 {
     if (!path || !*path) return pl_fail(PL_ERR_ARG, "gguf writer: no output path");
-    const size_t plen = strlen(path);
-    char *tmp = pl_alloc(plen + 16, PL_MEM_WORKSPACE);
-    if (!tmp) return pl_fail(PL_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        pl_free(tmp);
-        return pl_fail(PL_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(e));
-    }
-    mode_t um = umask(0);
-    umask(um);
-    (void)fchmod(fd, 0666 & ~um);
-    struct out o = { fdopen(fd, "wb"), 0, 0 };
-    if (!o.f) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        pl_free(tmp);
-        return pl_fail(PL_ERR_IO, "%s: %s", path, strerror(e));
-    }
+    struct pl_file_out fo;
+    enum pl_status st = pl_file_replace_begin(&fo, path);
+    if (st) return st;
+    struct out o = { fo.f, 0, 0 };
     const uint64_t a = w->alignment;
     put_bytes(&o, GGUF_MAGIC, 4);
     put_u32(&o, 3);
@@ -1154,16 +1098,5 @@ enum pl_status pl_gguf_writer_write(struct pl_gguf_writer *w, const char *path)
         put_bytes(&o, pl_tensor_data(t), pl_tensor_nbytes(t));
         put_pad(&o, a);
     }
-    int e = o.err;
-    if (!e && fflush(o.f) != 0) e = errno;
-    if (!e && fsync(fileno(o.f)) != 0) e = errno;
-    if (fclose(o.f) != 0 && !e) e = errno;
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) {
-        unlink(tmp);
-        pl_free(tmp);
-        return pl_fail(PL_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    pl_free(tmp);
-    return PL_OK;
+    return pl_file_replace_end(&fo, o.err);
 }

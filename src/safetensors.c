@@ -13,23 +13,22 @@
  * the mappings live while any tensor does.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "peftlua/safetensors.h"
 #include "peftlua/alloc.h"
+#include "peftlua/fileio.h"
 #include "peftlua/json.h"
 
 #define MAX_HEADER (100u << 20)   /* the format's limit on the JSON header */
 
 struct st_file {
     char *path;
-    uint8_t *map;
+    const uint8_t *map;   /* pl_file_map */
     uint64_t size;
     uint64_t data_off;
 };
@@ -79,10 +78,7 @@ static const char *st_dtype_name(enum pl_dtype t)
 static void st_destroy(struct pl_safetensors *st)
 {
     for (int i = 0; i < st->nfiles; i++) {
-        if (st->files[i].map) {
-            munmap(st->files[i].map, (size_t)st->files[i].size);
-            pl_mem_track(PL_MEM_MAPPED, -(int64_t)st->files[i].size);
-        }
+        pl_file_unmap(st->files[i].map, st->files[i].size);
         pl_free(st->files[i].path);
     }
     for (int64_t i = 0; i < st->n; i++) pl_free((void *)st->ti[i].name);
@@ -145,20 +141,8 @@ struct pl_tensor *pl_safetensors_tensor_at(struct pl_safetensors *st, int64_t i)
         return NULL;
     }
     const struct pl_safetensors_info *t = &st->ti[i];
-    pl_safetensors_retain(st);
-    struct pl_storage *s = pl_storage_wrap((void *)t->data, (size_t)t->nbytes, PL_MEM_MAPPED, mapping_release, st);
-    if (!s) {
-        pl_safetensors_close(st);
-        return NULL;
-    }
-    struct pl_tensor *x = pl_tensor_over(s, 0, t->dtype, t->ndim, t->shape);
-    pl_storage_release(s);
-    if (!x) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", pl_last_error());
-        pl_fail(PL_ERR_FORMAT, "%s: tensor '%s': %s", t->file, t->name, why);
-    }
-    return x;
+    return pl_file_tensor(t->data, t->nbytes, t->dtype, t->ndim, t->shape, mapping_release,
+                          pl_safetensors_retain(st), t->file, t->name);
 }
 
 struct pl_tensor *pl_safetensors_tensor(struct pl_safetensors *st, const char *name)
@@ -302,25 +286,11 @@ static enum pl_status open_file(struct pl_safetensors *st, const char *fpath)
     if (!(f->path = pl_strdup(fpath, PL_MEM_DATA))) return pl_fail(PL_ERR_NOMEM, "%s: out of memory", fpath);
     st->nfiles++;
 
-    int fd = open(fpath, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pl_fail(PL_ERR_IO, "%s: cannot open: %s", fpath, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return pl_fail(PL_ERR_IO, "%s: not a readable regular file", fpath);
-    }
-    if (sb.st_size < 8) {
-        close(fd);
+    enum pl_status s = pl_file_map(fpath, &f->map, &f->size);
+    if (s) return s;
+    if (f->size < 8)
         return pl_fail(PL_ERR_FORMAT, "%s: truncated: %lld bytes is too small for a safetensors file",
-                       fpath, (long long)sb.st_size);
-    }
-    void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    const int e = errno;
-    close(fd);
-    if (m == MAP_FAILED) return pl_fail(PL_ERR_IO, "%s: cannot map: %s", fpath, strerror(e));
-    f->map = m;
-    f->size = (uint64_t)sb.st_size;
-    pl_mem_track(PL_MEM_MAPPED, (int64_t)f->size);
+                       fpath, (long long)f->size);
 
     uint64_t hlen;
     memcpy(&hlen, f->map, 8);
@@ -337,7 +307,6 @@ static enum pl_status open_file(struct pl_safetensors *st, const char *fpath)
 
     struct pl_json *root = pl_json_parse((const char *)f->map + 8, (size_t)hlen, fpath);
     if (!root) return PL_ERR_FORMAT;   /* message names the file and line */
-    enum pl_status s = PL_OK;
     if (pl_json_type(root) != PL_JSON_OBJECT) {
         pl_json_free(root);
         return pl_fail(PL_ERR_FORMAT, "%s: header is not a JSON object", fpath);
@@ -590,24 +559,15 @@ enum pl_status pl_safetensors_writer_write(struct pl_safetensors_writer *w, cons
     const size_t hl = strlen(hdr);
     const uint64_t padded = (hl + 7) & ~(uint64_t)7;
 
-    const size_t plen = strlen(path);
-    char *tmp = pl_alloc(plen + 16, PL_MEM_WORKSPACE);
-    if (!tmp) { pl_free(hdr); return pl_fail(PL_ERR_NOMEM, "%s: out of memory", path); }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        const int e = errno;
-        pl_free(tmp);
+    struct pl_file_out fo;
+    enum pl_status st = pl_file_replace_begin(&fo, path);
+    if (st) {
         pl_free(hdr);
-        return pl_fail(PL_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(e));
+        return st;
     }
-    mode_t um = umask(0);
-    umask(um);
-    (void)fchmod(fd, 0666 & ~um);
-    FILE *f = fdopen(fd, "wb");
-    int e = f ? 0 : errno;
-    if (!f) close(fd);
-    if (!e && fwrite(&padded, 8, 1, f) != 1) e = errno ? errno : EIO;
+    FILE *f = fo.f;
+    int e = 0;
+    if (fwrite(&padded, 8, 1, f) != 1) e = errno ? errno : EIO;
     if (!e && fwrite(hdr, 1, hl, f) != hl) e = errno ? errno : EIO;
     for (uint64_t i = hl; !e && i < padded; i++)
         if (fputc(' ', f) == EOF) e = errno ? errno : EIO;
@@ -615,15 +575,6 @@ enum pl_status pl_safetensors_writer_write(struct pl_safetensors_writer *w, cons
         const size_t nb = pl_tensor_nbytes(w->ts[i].t);
         if (nb && fwrite(pl_tensor_data(w->ts[i].t), 1, nb, f) != nb) e = errno ? errno : EIO;
     }
-    if (f) {
-        if (!e && fflush(f) != 0) e = errno;
-        if (!e && fsync(fileno(f)) != 0) e = errno;
-        if (fclose(f) != 0 && !e) e = errno;
-    }
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) unlink(tmp);
-    pl_free(tmp);
     pl_free(hdr);
-    if (e) return pl_fail(PL_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    return PL_OK;
+    return pl_file_replace_end(&fo, e);
 }
