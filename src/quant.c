@@ -643,52 +643,66 @@ static float make_qkx2_quants(int n, int nmax, const float *restrict x, const fl
     return scale;
 }
 
+/* Q4_K and Q5_K alike: each of the 8 sub-blocks of 32 is fitted by make_qkx2_quants (levels
+ * 0..nmax, weights rms(x) + |x|); the 8 scales and 8 mins become 6-bit numbers relative to
+ * the fp16 super-scales d = max scale / 63 and dmin = max min / 63, packed into y[4..16) as
+ * scale_min_k4 reads them, d and dmin at y[0..4); then x is requantised with the packed
+ * (rounded) scales into the levels L[0..256). */
+static void qk_scales_mins(const float *restrict x, uint8_t *restrict y, uint8_t *restrict L, int nmax,
+                           float rmin, int nstep)
+{
+    uint8_t Laux[32];
+    float w[32], mins[8], scales[8];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(x[32 * j + l]);
+        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
+                                     rmin, 0.1f, nstep, 0);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    uint8_t *sc = y + 4;
+    memset(sc, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        const uint8_t ls = (uint8_t)MINI(63, nearest_int(inv_scale * scales[j]));
+        const uint8_t lm = (uint8_t)MINI(63, nearest_int(inv_min * mins[j]));
+        if (j < 4) {
+            sc[j] = ls;
+            sc[j + 4] = lm;
+        } else {
+            sc[j + 4] = (uint8_t)((ls & 0x0F) | ((lm & 0x0F) << 4));
+            sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            sc[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    wr_h(y, max_scale / 63.0f);
+    wr_h(y + 2, max_min / 63.0f);
+    const float d_all = rd_h(y), dmin_all = rd_h(y + 2);
+    for (int j = 0; j < 8; j++) {
+        uint8_t s, m;
+        scale_min_k4(j, sc, &s, &m);
+        const float d = d_all * s;
+        if (!d) continue;
+        const float dm = dmin_all * m;
+        for (int i = 0; i < 32; i++) {
+            const int l = nearest_int((x[32 * j + i] + dm) / d);
+            L[32 * j + i] = (uint8_t)MAXI(0, MINI(nmax, l));
+        }
+    }
+}
+
+/* Q4_K: 4-bit levels (nmax 15, trial scales from -1 in 21 steps); sub-blocks 2j and 2j+1
+ * share the low and high nibbles of 32 bytes. */
 static void q_q4_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
 {
-    uint8_t L[QK_K], Laux[32];
-    float w[32], mins[8], scales[8];
+    uint8_t L[QK_K];
     for (int64_t b = 0; b < nb; b++, x += QK_K, y += 144) {
-        float max_scale = 0, max_min = 0;
-        for (int j = 0; j < 8; j++) {
-            float sum_x2 = 0;
-            for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
-            const float av_x = sqrtf(sum_x2 / 32);
-            for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(x[32 * j + l]);
-            scales[j] = make_qkx2_quants(32, 15, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
-                                         -1.0f, 0.1f, 20, 0);
-            if (scales[j] > max_scale) max_scale = scales[j];
-            if (mins[j] > max_min) max_min = mins[j];
-        }
-        const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
-        const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
-        uint8_t *sc = y + 4;
-        memset(sc, 0, 12);
-        for (int j = 0; j < 8; j++) {
-            const uint8_t ls = (uint8_t)MINI(63, nearest_int(inv_scale * scales[j]));
-            const uint8_t lm = (uint8_t)MINI(63, nearest_int(inv_min * mins[j]));
-            if (j < 4) {
-                sc[j] = ls;
-                sc[j + 4] = lm;
-            } else {
-                sc[j + 4] = (uint8_t)((ls & 0x0F) | ((lm & 0x0F) << 4));
-                sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
-                sc[j] |= (uint8_t)((lm >> 4) << 6);
-            }
-        }
-        wr_h(y, max_scale / 63.0f);
-        wr_h(y + 2, max_min / 63.0f);
-        const float d_all = rd_h(y), dmin_all = rd_h(y + 2);
-        for (int j = 0; j < 8; j++) {
-            uint8_t s, m;
-            scale_min_k4(j, sc, &s, &m);
-            const float d = d_all * s;
-            if (!d) continue;
-            const float dm = dmin_all * m;
-            for (int i = 0; i < 32; i++) {
-                const int l = nearest_int((x[32 * j + i] + dm) / d);
-                L[32 * j + i] = (uint8_t)MAXI(0, MINI(15, l));
-            }
-        }
+        qk_scales_mins(x, y, L, 15, -1.0f, 20);
         uint8_t *q = y + 16;
         for (int j = 0; j < QK_K; j += 64, q += 32)
             for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
@@ -699,50 +713,9 @@ static void q_q4_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
  * of sub-block pair (2j, 2j+1) go to bits 2j and 2j+1 of qh[0..31]. */
 static void q_q5_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
 {
-    uint8_t L[QK_K], Laux[32];
-    float w[32], mins[8], scales[8];
+    uint8_t L[QK_K];
     for (int64_t b = 0; b < nb; b++, x += QK_K, y += 176) {
-        float max_scale = 0, max_min = 0;
-        for (int j = 0; j < 8; j++) {
-            float sum_x2 = 0;
-            for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
-            const float av_x = sqrtf(sum_x2 / 32);
-            for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(x[32 * j + l]);
-            scales[j] = make_qkx2_quants(32, 31, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
-                                         -0.5f, 0.1f, 15, 0);
-            if (scales[j] > max_scale) max_scale = scales[j];
-            if (mins[j] > max_min) max_min = mins[j];
-        }
-        const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
-        const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
-        uint8_t *sc = y + 4;
-        memset(sc, 0, 12);
-        for (int j = 0; j < 8; j++) {
-            const uint8_t ls = (uint8_t)MINI(63, nearest_int(inv_scale * scales[j]));
-            const uint8_t lm = (uint8_t)MINI(63, nearest_int(inv_min * mins[j]));
-            if (j < 4) {
-                sc[j] = ls;
-                sc[j + 4] = lm;
-            } else {
-                sc[j + 4] = (uint8_t)((ls & 0x0F) | ((lm & 0x0F) << 4));
-                sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
-                sc[j] |= (uint8_t)((lm >> 4) << 6);
-            }
-        }
-        wr_h(y, max_scale / 63.0f);
-        wr_h(y + 2, max_min / 63.0f);
-        const float d_all = rd_h(y), dmin_all = rd_h(y + 2);
-        for (int j = 0; j < 8; j++) {
-            uint8_t s, m;
-            scale_min_k4(j, sc, &s, &m);
-            const float d = d_all * s;
-            if (!d) continue;
-            const float dm = dmin_all * m;
-            for (int i = 0; i < 32; i++) {
-                const int l = nearest_int((x[32 * j + i] + dm) / d);
-                L[32 * j + i] = (uint8_t)MAXI(0, MINI(31, l));
-            }
-        }
+        qk_scales_mins(x, y, L, 31, -0.5f, 15);
         uint8_t *qh = y + 16, *ql = y + 48;
         memset(qh, 0, 32);
         uint8_t m1 = 1, m2 = 2;
