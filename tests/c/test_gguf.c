@@ -7,17 +7,9 @@
  * Owner: formats. Run from the repository root. The SmolLM2 test skips (with a note) when
  * models/SmolLM2-135M-Instruct.Q4_1.gguf has not been fetched (`make model`).
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
-#include <sys/stat.h>
-#include <cmocka.h>
+#include "pl_test.h"
 #include "peftlua/gguf.h"
 #include "peftlua/quant.h"
 #include "peftlua/tensor.h"
@@ -27,54 +19,18 @@
 #define STORIES_BIN "../shared/models/stories260K/stories260K.bin"
 #define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-static char tmpdir[64];
-
 static int setup(void **state)
 {
     (void)state;
-    strcpy(tmpdir, "/tmp/pl_gguf_XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
+    pl_test_tmpdir_make("gguf");
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    assert_int_equal(system(cmd), 0);
+    pl_test_tmpdir_remove();
     return 0;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static uint8_t *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)sz + 1);
-    assert_int_equal(fread(b, 1, (size_t)sz, f), (size_t)sz);
-    fclose(f);
-    *n = (size_t)sz;
-    return b;
-}
-
-static void spit(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, n, f), n);
-    fclose(f);
 }
 
 /* ------------------------------------------------------------------ real files */
@@ -153,7 +109,7 @@ static void test_stories260k(void **state)
     assert_int_equal(info->nbytes, 512 * 64 * 4);
     assert_int_equal(info->offset % 32, 0);
     size_t nbin;
-    uint8_t *bin = slurp(STORIES_BIN, &nbin);
+    uint8_t *bin = pl_test_read(STORIES_BIN, &nbin);
     assert_memory_equal((const uint8_t *)info->data, bin + 28, 512 * 64 * 4);
 
     struct pl_tensor *t = pl_gguf_tensor(g, "token_embd.weight");
@@ -307,20 +263,20 @@ static void test_roundtrip_stories(void **state)
     assert_int_equal(pl_gguf_add_tensor(w, "token_embd.weight", dup), PL_ERR_ARG);
     assert_non_null(strstr(pl_last_error(), "duplicate tensor name"));
     pl_tensor_release(dup);
-    const char *out = tmp_path("stories_copy.gguf");
+    const char *out = pl_test_tmp("stories_copy.gguf");
     assert_int_equal(pl_gguf_writer_write(w, out), PL_OK);
     pl_gguf_writer_free(w);
     assert_int_equal(pl_gguf_open(out, &h), PL_OK);
     assert_same_file(g, h);
     /* same layout as the original: the files are byte-identical */
     size_t n1, n2;
-    uint8_t *b1 = slurp(STORIES, &n1), *b2 = slurp(out, &n2);
+    uint8_t *b1 = pl_test_read(STORIES, &n1), *b2 = pl_test_read(out, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(b1, b2, n1);
     /* GGUF v2 has the same layout for these types: the same bytes with version 2 read alike */
     b2[4] = 2;
-    const char *v2 = tmp_path("stories_v2.gguf");
-    spit(v2, b2, n2);
+    const char *v2 = pl_test_tmp("stories_v2.gguf");
+    pl_test_write(v2, b2, n2);
     struct pl_gguf *g2;
     assert_int_equal(pl_gguf_open(v2, &g2), PL_OK);
     assert_int_equal(pl_gguf_version(g2), 2);
@@ -394,7 +350,7 @@ static void test_writer_all_types(void **state)
     struct pl_tensor *nf = make_tensor(PL_NF4, 1, s1 + 1, 8);
     assert_int_equal(pl_gguf_add_tensor(w, "nf4", nf), PL_ERR_UNSUPPORTED);
     pl_tensor_release(nf);
-    const char *out = tmp_path("types.gguf");
+    const char *out = pl_test_tmp("types.gguf");
     assert_int_equal(pl_gguf_writer_write(w, out), PL_OK);
     pl_gguf_writer_free(w);
 
@@ -454,7 +410,7 @@ static void test_writer_all_types(void **state)
         assert_int_equal(pl_gguf_add_tensor(w2, pl_gguf_tensor_info(g, i)->name, t), PL_OK);
         pl_tensor_release(t);
     }
-    const char *out2 = tmp_path("types2.gguf");
+    const char *out2 = pl_test_tmp("types2.gguf");
     assert_int_equal(pl_gguf_writer_write(w2, out2), PL_OK);
     pl_gguf_writer_free(w2);
     struct pl_gguf *h;
@@ -464,7 +420,7 @@ static void test_writer_all_types(void **state)
     pl_gguf_close(g);
     /* no temporary files left behind */
     char cmd[160];
-    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp", tmpdir);
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp", pl_test_dir);
     assert_int_not_equal(system(cmd), 0);
     /* writing into a missing directory fails cleanly */
     w = pl_gguf_writer_new();
@@ -517,8 +473,8 @@ static const struct spec good = { 3, 1, 1, 2, 32, 4, 0, 0, 512, 0 };
 
 static void expect_fail(const struct buf *b, const char *name, enum pl_status want, const char *needle)
 {
-    const char *path = tmp_path(name);
-    spit(path, b->p, b->n);
+    const char *path = pl_test_tmp(name);
+    pl_test_write(path, b->p, b->n);
     struct pl_gguf *g = (struct pl_gguf *)0x1;
     enum pl_status st = pl_gguf_open(path, &g);
     if (st != want || !strstr(pl_last_error(), name) || (needle && !strstr(pl_last_error(), needle)))
@@ -536,8 +492,8 @@ static void test_bad_input(void **state)
     struct spec s = good;
     build(&b, &s);
     {   /* the baseline is valid */
-        const char *path = tmp_path("good.gguf");
-        spit(path, b.p, b.n);
+        const char *path = pl_test_tmp("good.gguf");
+        pl_test_write(path, b.p, b.n);
         struct pl_gguf *g;
         assert_int_equal(pl_gguf_open(path, &g), PL_OK);
         assert_int_equal(pl_gguf_tensor_info(g, 0)->nbytes, 512);
@@ -621,9 +577,9 @@ static void test_bad_input(void **state)
     free(b.p);
 
     struct pl_gguf *g;
-    assert_int_equal(pl_gguf_open(tmp_path("missing.gguf"), &g), PL_ERR_IO);
+    assert_int_equal(pl_gguf_open(pl_test_tmp("missing.gguf"), &g), PL_ERR_IO);
     assert_non_null(strstr(pl_last_error(), "missing.gguf"));
-    assert_int_equal(pl_gguf_open(tmpdir, &g), PL_ERR_IO);
+    assert_int_equal(pl_gguf_open(pl_test_dir, &g), PL_ERR_IO);
 }
 
 /* Every truncation of the real file's header region, and random byte corruption, fails
@@ -632,15 +588,15 @@ static void test_truncations_and_corruption(void **state)
 {
     (void)state;
     size_t n;
-    uint8_t *full = slurp(STORIES, &n);
+    uint8_t *full = pl_test_read(STORIES, &n);
     struct pl_gguf *g;
     assert_int_equal(pl_gguf_open(STORIES, &g), PL_OK);
     const size_t hdr = (size_t)pl_gguf_data_offset(g);
     pl_gguf_close(g);
-    const char *path = tmp_path("cut.gguf");
+    const char *path = pl_test_tmp("cut.gguf");
     int fails = 0;
     for (size_t cut = 0; cut < hdr + 64; cut += (cut < 256 ? 1 : 37)) {
-        spit(path, full, cut);
+        pl_test_write(path, full, cut);
         enum pl_status st = pl_gguf_open(path, &g);
         assert_int_equal(st, PL_ERR_FORMAT);
         assert_non_null(strstr(pl_last_error(), "cut.gguf"));
@@ -649,7 +605,7 @@ static void test_truncations_and_corruption(void **state)
     assert_true(fails > 300);
     uint64_t r = 12345;
     int opened = 0;
-    const char *cpath = tmp_path("corrupt.gguf");
+    const char *cpath = pl_test_tmp("corrupt.gguf");
     uint8_t *c = malloc(n);
     for (int it = 0; it < 60; it++) {
         memcpy(c, full, n);
@@ -657,7 +613,7 @@ static void test_truncations_and_corruption(void **state)
             r = r * 6364136223846793005ull + 1442695040888963407ull;
             c[(r >> 33) % hdr] ^= (uint8_t)(1u << ((r >> 20) & 7));
         }
-        spit(cpath, c, n);
+        pl_test_write(cpath, c, n);
         if (pl_gguf_open(cpath, &g) == PL_OK) {
             opened++;
             for (int64_t i = 0; i < pl_gguf_tensor_count(g); i++) {

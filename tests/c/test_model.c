@@ -6,15 +6,7 @@
  * models/SmolLM2-135M-Instruct.Q4_1.gguf is absent (`make model`).
  */
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <cmocka.h>
+#include "pl_test.h"
 
 #include "peftlua/alloc.h"
 #include "peftlua/model.h"
@@ -28,8 +20,6 @@
 #define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 #define TMPDIR "build/tmp/test_model"
 
-static int exists(const char *p) { struct stat st; return stat(p, &st) == 0; }
-
 static struct pl_model *load_or_die(const char *path, const char *tok)
 {
     struct pl_model *m = NULL;
@@ -41,7 +31,6 @@ static struct pl_model *load_or_die(const char *path, const char *tok)
 }
 
 static void expect_fail(const char *path, const char *tok, const char *needle);
-static char *read_file(const char *path, size_t *n);
 
 /* ---- golden files (layout in tests/ref/llama_ref.py) ---- */
 struct golden {
@@ -156,7 +145,7 @@ static void test_llama2c_unshared_classifier(void **state)
 {
     (void)state;
     size_t sz;
-    char *d = read_file(STORIES_BIN, &sz);
+    char *d = pl_test_read(STORIES_BIN, &sz);
     int32_t h[7];
     memcpy(h, d, sizeof h);
     assert_int_equal(h[5], 512);
@@ -316,21 +305,6 @@ static void test_score_stream_windows(void **state)
     pl_model_free(m);
 }
 
-static char *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)sz + 1);
-    assert_int_equal(fread(s, 1, (size_t)sz, f), (size_t)sz);
-    s[sz] = 0;
-    fclose(f);
-    if (n) *n = (size_t)sz;
-    return s;
-}
-
 static void test_stories_greedy_generation(void **state)
 {
     (void)state;
@@ -366,7 +340,7 @@ static void test_stories_cross_entropy(void **state)
 {
     (void)state;
     struct pl_model *m = load_or_die(STORIES_BIN, STORIES_TOK);
-    char *text = read_file("../shared/data/text/tinystories_sample.txt", NULL);
+    char *text = pl_test_read("../shared/data/text/tinystories_sample.txt", NULL);
     double sum = 0;
     int64_t count = 0;
     int stories = 0;
@@ -560,7 +534,7 @@ static void test_qwen2_gguf(void **state)
 static void test_smollm2_golden_logits(void **state)
 {
     (void)state;
-    if (!exists(SMOL)) {
+    if (!pl_test_exists(SMOL)) {
         printf("SKIP smollm2: %s absent (make model)\n", SMOL);
         skip();
     }
@@ -710,7 +684,7 @@ static void write_prefix(const char *src, const char *dst, size_t n, const char 
                          const char *patch_to)
 {
     size_t sz;
-    char *d = read_file(src, &sz);
+    char *d = pl_test_read(src, &sz);
     if (n == 0 || n > sz) n = sz;
     if (patch_from) {
         for (size_t i = 0; i + strlen(patch_from) <= n; i++)
@@ -719,10 +693,7 @@ static void write_prefix(const char *src, const char *dst, size_t n, const char 
                 break;
             }
     }
-    FILE *f = fopen(dst, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(d, 1, n, f), n);
-    fclose(f);
+    pl_test_write(dst, d, n);
     free(d);
 }
 
@@ -755,7 +726,7 @@ static void test_bad_input(void **state)
     {
         /* the architecture value is the string "llama" right after general.architecture */
         size_t sz;
-        char *d = read_file(STORIES_GGUF, &sz);
+        char *d = pl_test_read(STORIES_GGUF, &sz);
         const char *key = "general.architecture";
         for (size_t i = 0; i + 40 < sz; i++)
             if (memcmp(d + i, key, strlen(key)) == 0) {
@@ -764,16 +735,14 @@ static void test_bad_input(void **state)
                 memcpy(v, "mamba", 5);
                 break;
             }
-        FILE *f = fopen(TMPDIR "/arch.gguf", "wb");
-        assert_int_equal(fwrite(d, 1, sz, f), sz);
-        fclose(f);
+        pl_test_write(TMPDIR "/arch.gguf", d, sz);
         free(d);
     }
     expect_fail(TMPDIR "/arch.gguf", NULL, "mamba");
     {
         /* tensor info of output_norm.weight: name, u32 n_dims (1), u64 ne[0], u32 ggml type */
         size_t sz;
-        char *d = read_file(STORIES_GGUF, &sz);
+        char *d = pl_test_read(STORIES_GGUF, &sz);
         const char *key = "output_norm.weight";
         int patched = 0;
         for (size_t i = 0; i + 64 < sz && !patched; i++)
@@ -783,9 +752,7 @@ static void test_bad_input(void **state)
                 patched = 1;
             }
         assert_true(patched);
-        FILE *f = fopen(TMPDIR "/type.gguf", "wb");
-        assert_int_equal(fwrite(d, 1, sz, f), sz);
-        fclose(f);
+        pl_test_write(TMPDIR "/type.gguf", d, sz);
         free(d);
         expect_fail(TMPDIR "/type.gguf", NULL, "output_norm.weight");
     }

@@ -7,46 +7,24 @@
  *
  * Owner: formats. Run from the repository root.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <cmocka.h>
+#include "pl_test.h"
 #include "peftlua/safetensors.h"
 #include "peftlua/quant.h"
 #include "peftlua/tensor.h"
 #include "peftlua/alloc.h"
 
-static char tmpdir[64];
-
 static int setup(void **state)
 {
     (void)state;
-    strcpy(tmpdir, "/tmp/pl_st_XXXXXX");
-    assert_non_null(mkdtemp(tmpdir));
+    pl_test_tmpdir_make("st");
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    assert_int_equal(system(cmd), 0);
+    pl_test_tmpdir_remove();
     return 0;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
 }
 
 /* A file: u64 header length, the header text (padded to pad bytes if larger), data bytes. */
@@ -75,7 +53,7 @@ static void test_handwritten(void **state)
     data[12] = 0xff; data[13] = 7; data[14] = 0x80;
     const uint16_t bf = 0xc0a0;   /* -5.0 */
     memcpy(data + 15, &bf, 2);
-    const char *path = tmp_path("hand.safetensors");
+    const char *path = pl_test_tmp("hand.safetensors");
     write_st(path, hdr, data, sizeof data, 0);
 
     int64_t mapped0 = pl_mem_current(PL_MEM_MAPPED);
@@ -176,7 +154,7 @@ static void test_roundtrip(void **state)
     assert_int_equal(pl_safetensors_add_tensor(w, "q", q), PL_ERR_UNSUPPORTED);
     assert_non_null(strstr(pl_last_error(), "q8_0"));
     pl_tensor_release(q);
-    const char *path = tmp_path("rt.safetensors");
+    const char *path = pl_test_tmp("rt.safetensors");
     assert_int_equal(pl_safetensors_writer_write(w, path), PL_OK);
     pl_safetensors_writer_free(w);
 
@@ -215,7 +193,7 @@ static void test_sharded(void **state)
 {
     (void)state;
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/sharded", tmpdir);
+    snprintf(dir, sizeof dir, "%s/sharded", pl_test_dir);
     assert_int_equal(mkdir(dir, 0755), 0);
     const int64_t s[] = { 2, 2 };
     struct pl_tensor *t1 = filled(PL_F32, 2, s, 1.0f), *t2 = filled(PL_F16, 2, s, 2.0f), *t3 = filled(PL_F32, 2, s, 3.0f);
@@ -273,7 +251,7 @@ static void test_sharded(void **state)
     assert_non_null(strstr(pl_last_error(), "model.safetensors.index.json:2"));
     /* a directory with a single model.safetensors */
     char d2[300], p3[400];
-    snprintf(d2, sizeof d2, "%s/single", tmpdir);
+    snprintf(d2, sizeof d2, "%s/single", pl_test_dir);
     assert_int_equal(mkdir(d2, 0755), 0);
     snprintf(p3, sizeof p3, "%s/model.safetensors", d2);
     w = pl_safetensors_writer_new();
@@ -283,7 +261,7 @@ static void test_sharded(void **state)
     assert_int_equal(pl_safetensors_open(d2, &st), PL_OK);
     assert_int_equal(pl_safetensors_count(st), 1);
     pl_safetensors_close(st);
-    assert_int_equal(pl_safetensors_open(tmpdir, &st), PL_ERR_IO);
+    assert_int_equal(pl_safetensors_open(pl_test_dir, &st), PL_ERR_IO);
     assert_non_null(strstr(pl_last_error(), "no model.safetensors"));
     pl_tensor_release(t1);
     pl_tensor_release(t2);
@@ -294,7 +272,7 @@ static void expect(const char *name, const char *hdr, size_t ndata, uint64_t cla
                    const char *needle)
 {
     static const uint8_t zeros[64];
-    const char *path = tmp_path(name);
+    const char *path = pl_test_tmp(name);
     write_st(path, hdr, zeros, ndata, claim);
     struct pl_safetensors *st = (struct pl_safetensors *)0x1;
     enum pl_status s = pl_safetensors_open(path, &st);
@@ -316,7 +294,7 @@ static void expect(const char *name, const char *hdr, size_t ndata, uint64_t cla
 static void test_bad_input(void **state)
 {
     (void)state;
-    const char *path = tmp_path("short.safetensors");
+    const char *path = pl_test_tmp("short.safetensors");
     FILE *f = fopen(path, "wb");
     fwrite("abc", 1, 3, f);
     fclose(f);
@@ -352,7 +330,7 @@ static void test_bad_input(void **state)
     expect("nodtype.safetensors", "{\"t\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0, PL_ERR_FORMAT, "missing \"dtype\"");
     expect("meta.safetensors", "{\"__metadata__\":{\"k\":1}}", 0, 0, PL_ERR_FORMAT, "__metadata__ 'k' is not a string");
     expect("entry.safetensors", "{\"t\":[1]}", 0, 0, PL_ERR_FORMAT, "entry is not an object");
-    assert_int_equal(pl_safetensors_open(tmp_path("absent.safetensors"), &st), PL_ERR_IO);
+    assert_int_equal(pl_safetensors_open(pl_test_tmp("absent.safetensors"), &st), PL_ERR_IO);
     assert_non_null(strstr(pl_last_error(), "absent.safetensors"));
 }
 

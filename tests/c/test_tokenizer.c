@@ -10,14 +10,7 @@
  *  - chat templates: five families vs jinja2 renderings of their real templates
  *    (tests/ref/chat/gen_chat_ref.py), assistant spans, recognition, forcing.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <cmocka.h>
+#include "pl_test.h"
 
 #include "peftlua/alloc.h"
 #include "peftlua/chat.h"
@@ -29,22 +22,6 @@
 #define VEC_DIR "../shared/tokenizer-tests/llamacpp/"
 #define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    rewind(f);
-    char *b = malloc((size_t)sz + 1);
-    if (fread(b, 1, (size_t)sz, f) != (size_t)sz) { free(b); fclose(f); return NULL; }
-    fclose(f);
-    b[sz] = 0;
-    *n = (size_t)sz;
-    return b;
-}
-
-static int file_exists(const char *p) { FILE *f = fopen(p, "rb"); if (f) fclose(f); return f != NULL; }
 
 /* WordPiece lowercases and drops accents: no round trip there */
 static int no_round_trip(const char *name) { return strcmp(name, "bert-bge") == 0; }
@@ -66,7 +43,7 @@ static void run_vocab(const char *name, struct vocab_result *r)
     if (st) fprintf(stderr, "%s\n", pl_last_error());
     assert_int_equal(st, PL_OK);
     size_t ni, no;
-    char *in = slurp(inp, &ni), *out = slurp(outp, &no);
+    char *in = pl_test_read(inp, &ni), *out = pl_test_read(outp, &no);
     assert_non_null(in); assert_non_null(out);
     const char *sep = "\n__ggml_vocab_test__\n";
     size_t sl = strlen(sep);
@@ -219,7 +196,7 @@ static void test_stories_gguf_matches_bin(void **state)
     pl_free(x); pl_free(y);
     /* and on a whole text file (run.c's merge order reproduced with a heap) */
     size_t fl;
-    char *story = slurp("../shared/data/text/tinystories_sample.txt", &fl);
+    char *story = pl_test_read("../shared/data/text/tinystories_sample.txt", &fl);
     assert_non_null(story);
     assert_int_equal(pl_tokenizer_encode(a, story, fl, PL_TOK_ADD_BOS, &x, &nx), PL_OK);
     assert_int_equal(pl_tokenizer_encode(b, story, fl, PL_TOK_ADD_BOS, &y, &ny), PL_OK);
@@ -237,7 +214,7 @@ static void test_stories_gguf_matches_bin(void **state)
 static void test_smollm2(void **state)
 {
     (void)state;
-    if (!file_exists(SMOL)) { fprintf(stderr, "skip: %s missing (make model)\n", SMOL); skip(); }
+    if (!pl_test_exists(SMOL)) { fprintf(stderr, "skip: %s missing (make model)\n", SMOL); skip(); }
     struct pl_tokenizer *t;
     assert_int_equal(pl_tokenizer_load(&t, SMOL), PL_OK);
     assert_int_equal(pl_tokenizer_kind(t), PL_TOK_BPE);
@@ -311,7 +288,7 @@ static void check_pre_style(const char *pre, const char *golden)
 static void test_llama3_qwen2_pre(void **state)
 {
     (void)state;
-    if (!file_exists(SMOL)) { fprintf(stderr, "skip: %s missing (make model)\n", SMOL); skip(); }
+    if (!pl_test_exists(SMOL)) { fprintf(stderr, "skip: %s missing (make model)\n", SMOL); skip(); }
     check_pre_style("llama3", "tests/ref/tokenizer/llama3_style.json");
     check_pre_style("qwen2", "tests/ref/tokenizer/qwen2_style.json");
 }
@@ -404,7 +381,7 @@ static void test_bad_input(void **state)
 
     /* a truncated tokenizer.bin: the first 1000 bytes of tok512.bin */
     size_t n;
-    char *full = slurp("../shared/models/stories260K/tok512.bin", &n);
+    char *full = pl_test_read("../shared/models/stories260K/tok512.bin", &n);
     assert_non_null(full);
     const char *tmp = "build/test_tokenizer_trunc.bin";
     FILE *f = fopen(tmp, "wb");
@@ -428,7 +405,7 @@ static void test_bad_input(void **state)
     /* a truncated vocabulary GGUF, and a file that is none of the formats */
     {
         size_t gl;
-        char *gb = slurp(VEC_DIR "ggml-vocab-gpt-2.gguf", &gl);
+        char *gb = pl_test_read(VEC_DIR "ggml-vocab-gpt-2.gguf", &gl);
         assert_non_null(gb);
         const char *tg = "build/test_tokenizer_trunc.gguf";
         FILE *tf = fopen(tg, "wb");
@@ -587,7 +564,7 @@ static void test_chat_goldens(void **state)
 static void test_chat_smollm2(void **state)
 {
     (void)state;
-    if (!file_exists(SMOL)) { fprintf(stderr, "skip: %s missing (make model)\n", SMOL); skip(); }
+    if (!pl_test_exists(SMOL)) { fprintf(stderr, "skip: %s missing (make model)\n", SMOL); skip(); }
     struct pl_tokenizer *t;
     assert_int_equal(pl_tokenizer_load(&t, SMOL), PL_OK);
     struct pl_chat_msg m[2] = { { "user", "What is the capital of France?" },

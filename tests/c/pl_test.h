@@ -1,0 +1,82 @@
+/* pl_test.h — small helpers shared by the C tests (tests/c/test_*.c), which had each written
+ * their own: a temporary directory per test binary, paths inside it, reading a whole file and
+ * writing bytes to one. Failures are cmocka assertions, so a missing input fails the test.
+ *
+ * Header-only (static inline) because every test_*.c is its own binary and the Makefile links
+ * no shared test object. Include it in place of cmocka.h: it brings cmocka's prerequisites.
+ * Owner: the C tests in common.
+ */
+#ifndef PL_TEST_H
+#define PL_TEST_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+/* The binary's temporary directory, made by pl_test_tmpdir_make (cmocka group setup). */
+static char pl_test_dir[64];
+
+/* mkdtemp "/tmp/pl_<tag>_XXXXXX". */
+static inline void pl_test_tmpdir_make(const char *tag)
+{
+    snprintf(pl_test_dir, sizeof pl_test_dir, "/tmp/pl_%s_XXXXXX", tag);
+    assert_non_null(mkdtemp(pl_test_dir));
+}
+
+/* rm -rf the directory and everything in it. */
+static inline void pl_test_tmpdir_remove(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", pl_test_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* "<dir>/<name>"; the last four results stay valid. */
+static inline const char *pl_test_tmp(const char *name)
+{
+    static char buf[4][256];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", pl_test_dir, name);
+    return buf[k];
+}
+
+static inline int pl_test_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* The whole file, malloc'ed with a NUL after the last byte; *n (may be NULL) its size. */
+static inline void *pl_test_read(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)sz + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)sz, f), (size_t)sz);
+    b[sz] = 0;
+    fclose(f);
+    if (n) *n = (size_t)sz;
+    return b;
+}
+
+/* Create or truncate path and write n bytes. */
+static inline void pl_test_write(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, n, f), n);
+    fclose(f);
+}
+
+#endif
