@@ -276,27 +276,21 @@ static int l_tune_clear_pending(lua_State *L)
     return 0;
 }
 
-static int l_tune_save(lua_State *L)
+/* t:save(path) / t:load(path): true; nil, message when the file cannot be read or written
+ * (as io.open); anything else raises. */
+static int save_or_load(lua_State *L, int save)
 {
     struct l_tune *u = l_tune_check(L, 1);
     const char *path = luaL_checkstring(L, 2);
-    enum pl_status st = pl_tune_save(u->t, path);
+    enum pl_status st = save ? pl_tune_save(u->t, path) : pl_tune_load(u->t, path);
     if (st == PL_ERR_IO) { lua_pushnil(L); lua_pushstring(L, pl_last_error()); return 2; }
     if (st) return pl_lua_error(L);
     lua_pushboolean(L, 1);
     return 1;
 }
 
-static int l_tune_load(lua_State *L)
-{
-    struct l_tune *u = l_tune_check(L, 1);
-    const char *path = luaL_checkstring(L, 2);
-    enum pl_status st = pl_tune_load(u->t, path);
-    if (st == PL_ERR_IO) { lua_pushnil(L); lua_pushstring(L, pl_last_error()); return 2; }
-    if (st) return pl_lua_error(L);
-    lua_pushboolean(L, 1);
-    return 1;
-}
+static int l_tune_save(lua_State *L) { return save_or_load(L, 1); }
+static int l_tune_load(lua_State *L) { return save_or_load(L, 0); }
 
 static int l_tune_release(lua_State *L)
 {
