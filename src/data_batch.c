@@ -1,9 +1,9 @@
-/* data_batch.c — the data order: our own RNG, shuffling, length-bucketed or packed batches,
+/* data_batch.c — the data order: seeded draws, shuffling, length-bucketed or packed batches,
  * and an iterator whose position can be saved and restored exactly.
  *
- * Owner: data. The RNG is xoshiro256** (Blackman & Vigna, 2018) seeded through splitmix64,
- * with bounded draws by rejection, so an order depends only on the seed — never on the
- * platform's rand() or on floating point.
+ * Owner: data. The RNG is rng.h's xoshiro256** (Blackman & Vigna, 2018) seeded through
+ * splitmix64, with bounded draws by rejection, so an order depends only on the seed — never
+ * on the platform's rand() or on floating point.
  *
  * One epoch's plan, drawn when the epoch starts:
  *   1. order = 0..n-1, Fisher–Yates shuffled when shuffle is on;
@@ -20,37 +20,27 @@
 #include <string.h>
 #include "peftlua/alloc.h"
 #include "peftlua/data.h"
+#include "peftlua/rng.h"
 
 /* ---------------------------------------------------------------- RNG */
 
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
+/* peftlua's one generator (rng.h) over the same four words: copied in and out so that
+ * struct pl_data_rng stays its own type in data.h. */
 void pl_data_rng_seed(struct pl_data_rng *r, uint64_t seed)
 {
-    uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    struct pl_rng g;
+    _Static_assert(sizeof g.s == sizeof r->s, "pl_data_rng and pl_rng hold the same state");
+    pl_rng_seed(&g, seed);
+    memcpy(r->s, g.s, sizeof r->s);
 }
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 uint64_t pl_data_rng_next(struct pl_data_rng *r)
 {
-    uint64_t *s = r->s;
-    uint64_t out = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
+    struct pl_rng g;
+    memcpy(g.s, r->s, sizeof g.s);
+    const uint64_t x = pl_rng_next(&g);
+    memcpy(r->s, g.s, sizeof r->s);
+    return x;
 }
 
 uint64_t pl_data_rng_below(struct pl_data_rng *r, uint64_t n)
