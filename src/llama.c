@@ -47,26 +47,29 @@ struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flag
     int64_t wide = D > F ? D : F;
     if (Hd > wide) wide = Hd;
     int64_t resid_copies = (flags & PL_LLAMA_SAVE) ? L + 1 : 2;
+    /* every planned buffer once: summed for the one allocation, then carved from it in order */
+    const struct { float **at; int64_t n; } plan[] = {
+        { &c->resid, resid_copies * BT * D },
+        { &c->xn_att, S * BT * D },
+        { &c->rstd_att, S * BT },
+        { &c->q, S * BT * Hd },
+        { &c->kc, (int64_t)L * BT * KV },
+        { &c->vc, (int64_t)L * BT * KV },
+        { &c->att, S * (int64_t)B * cf->n_heads * T * T },
+        { &c->att_out, S * BT * Hd },
+        { &c->resid2, S * BT * D },
+        { &c->xn_ffn, S * BT * D },
+        { &c->rstd_ffn, S * BT },
+        { &c->gate, S * BT * F },
+        { &c->up, S * BT * F },
+        { &c->act, S * BT * F },
+        { &c->xfinal, BT * D },
+        { &c->rstd_final, BT },
+        { &c->scratch, BT * wide },
+    };
+    const size_t nplan = sizeof plan / sizeof plan[0];
     size_t need = 0;
-#define PLAN(field, n) do { need += pl_sz(n); } while (0)
-    PLAN(resid, resid_copies * BT * D);
-    PLAN(xn_att, S * BT * D);
-    PLAN(rstd_att, S * BT);
-    PLAN(q, S * BT * Hd);
-    PLAN(kc, (int64_t)L * BT * KV);
-    PLAN(vc, (int64_t)L * BT * KV);
-    PLAN(att, S * (int64_t)B * cf->n_heads * T * T);
-    PLAN(att_out, S * BT * Hd);
-    PLAN(resid2, S * BT * D);
-    PLAN(xn_ffn, S * BT * D);
-    PLAN(rstd_ffn, S * BT);
-    PLAN(gate, S * BT * F);
-    PLAN(up, S * BT * F);
-    PLAN(act, S * BT * F);
-    PLAN(xfinal, BT * D);
-    PLAN(rstd_final, BT);
-    PLAN(scratch, BT * wide);
-#undef PLAN
+    for (size_t i = 0; i < nplan; i++) need += pl_sz(plan[i].n);
     c->mem_floats = need;
     c->mem = pl_alloc(need * sizeof(float), PL_MEM_ACTIVATIONS);
     if (!c->mem) {
@@ -76,25 +79,10 @@ struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flag
         return NULL;
     }
     float *p = c->mem;
-#define CARVE(field, n) do { c->field = p; p += pl_sz(n); } while (0)
-    CARVE(resid, resid_copies * BT * D);
-    CARVE(xn_att, S * BT * D);
-    CARVE(rstd_att, S * BT);
-    CARVE(q, S * BT * Hd);
-    CARVE(kc, (int64_t)L * BT * KV);
-    CARVE(vc, (int64_t)L * BT * KV);
-    CARVE(att, S * (int64_t)B * cf->n_heads * T * T);
-    CARVE(att_out, S * BT * Hd);
-    CARVE(resid2, S * BT * D);
-    CARVE(xn_ffn, S * BT * D);
-    CARVE(rstd_ffn, S * BT);
-    CARVE(gate, S * BT * F);
-    CARVE(up, S * BT * F);
-    CARVE(act, S * BT * F);
-    CARVE(xfinal, BT * D);
-    CARVE(rstd_final, BT);
-    CARVE(scratch, BT * wide);
-#undef CARVE
+    for (size_t i = 0; i < nplan; i++) {
+        *plan[i].at = p;
+        p += pl_sz(plan[i].n);
+    }
     c->pos = pl_alloc((size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
     if (!c->pos) {
         pl_llama_ctx_free(c);
