@@ -489,6 +489,25 @@ static inline int nearest_int(float f) { return (int)lrintf(f); }
 #define MAXI(a, b) ((a) > (b) ? (a) : (b))
 #define GROUP_MAX_EPS 1e-15f
 
+/* The element of largest magnitude with its sign (the first on ties); *amax = its |x|. */
+static inline float signed_absmax(const float *restrict x, int n, float *amax)
+{
+    float a = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++)
+        if (fabsf(x[j]) > a) { a = fabsf(x[j]); max = x[j]; }
+    *amax = a;
+    return max;
+}
+
+/* Q2_K/Q3_K: four 2-bit levels per byte, L[j+l], L[j+l+32], L[j+l+64], L[j+l+96] from the low
+ * bits up, for each 128-element half of the super-block. */
+static inline void pack_2bit(uint8_t *restrict q, const uint8_t *restrict L)
+{
+    for (int j = 0; j < QK_K; j += 128)
+        for (int l = 0; l < 32; l++)
+            q[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
 /* Q8_0: d = amax/127, q = round(x/d). */
 static void q_q8_0(const float *restrict x, uint8_t *restrict y, int64_t nb)
 {
@@ -771,9 +790,7 @@ static void q_q2_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
                 L[16 * j + i] = (uint8_t)MAXI(0, MINI(3, l));
             }
         }
-        for (int j = 0; j < QK_K; j += 128)
-            for (int l = 0; l < 32; l++)
-                q[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        pack_2bit(q, L);
     }
 }
 
@@ -782,11 +799,8 @@ static void q_q2_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
  * (a level changes only if it raises sum(w x l)^2 / sum(w l^2)). Levels returned + nmax. */
 static float make_q3_quants(int n, int nmax, const float *restrict x, int8_t *restrict L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) { amax = ax; max = x[i]; }
-    }
+    float amax;
+    const float max = signed_absmax(x, n, &amax);
     if (amax < GROUP_MAX_EPS) {
         for (int i = 0; i < n; i++) L[i] = 0;
         return 0.0f;
@@ -873,9 +887,7 @@ static void q_q3_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
                 hmask[j % 32] |= (uint8_t)(1u << (j / 32));
                 L[j] -= 4;
             }
-        for (int j = 0; j < QK_K; j += 128)
-            for (int l = 0; l < 32; l++)
-                q[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        pack_2bit(q, (const uint8_t *)L);
     }
 }
 
@@ -883,11 +895,8 @@ static void q_q3_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
  * searching 19 inverse scales around -nmax/max. */
 static float make_qx_quants(int n, int nmax, const float *restrict x, int8_t *restrict L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) { amax = ax; max = x[i]; }
-    }
+    float amax;
+    const float max = signed_absmax(x, n, &amax);
     if (amax < GROUP_MAX_EPS) {
         for (int i = 0; i < n; i++) L[i] = 0;
         return 0.0f;
@@ -974,9 +983,8 @@ static void q_q6_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
 static void q_q8_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
 {
     for (int64_t b = 0; b < nb; b++, x += QK_K, y += 292) {
-        float max = 0, amax = 0;
-        for (int j = 0; j < QK_K; j++)
-            if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
+        float amax;
+        const float max = signed_absmax(x, QK_K, &amax);
         if (!amax) { memset(y, 0, 292); continue; }
         const float iscale = -127.0f / max;
         int8_t *q = (int8_t *)(y + 4);
