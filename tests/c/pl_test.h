@@ -9,6 +9,7 @@
 #ifndef PL_TEST_H
 #define PL_TEST_H
 
+#include <errno.h>   /* program_invocation_short_name (_GNU_SOURCE) */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -19,22 +20,26 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
-/* The binary's temporary directory, made by pl_test_tmpdir_make (cmocka group setup). */
-static char pl_test_dir[64];
+/* The binary's temporary directory "/tmp/pl_<binary name>_XXXXXX": pass pl_test_tmpdir_setup
+ * and pl_test_tmpdir_teardown to cmocka_run_group_tests. */
+static char pl_test_dir[96];
 
-/* mkdtemp "/tmp/pl_<tag>_XXXXXX". */
-static inline void pl_test_tmpdir_make(const char *tag)
+static inline int pl_test_tmpdir_setup(void **state)
 {
-    snprintf(pl_test_dir, sizeof pl_test_dir, "/tmp/pl_%s_XXXXXX", tag);
+    (void)state;
+    snprintf(pl_test_dir, sizeof pl_test_dir, "/tmp/pl_%.40s_XXXXXX", program_invocation_short_name);
     assert_non_null(mkdtemp(pl_test_dir));
+    return 0;
 }
 
 /* rm -rf the directory and everything in it. */
-static inline void pl_test_tmpdir_remove(void)
+static inline int pl_test_tmpdir_teardown(void **state)
 {
-    char cmd[128];
+    (void)state;
+    char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", pl_test_dir);
     assert_int_equal(system(cmd), 0);
+    return 0;
 }
 
 /* "<dir>/<name>"; the last four results stay valid. */

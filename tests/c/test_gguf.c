@@ -19,20 +19,6 @@
 #define STORIES_BIN "../shared/models/stories260K/stories260K.bin"
 #define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-static int setup(void **state)
-{
-    (void)state;
-    pl_test_tmpdir_make("gguf");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    pl_test_tmpdir_remove();
-    return 0;
-}
-
 /* ------------------------------------------------------------------ real files */
 
 static void test_stories260k(void **state)
@@ -641,5 +627,5 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_truncations_and_corruption),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, pl_test_tmpdir_setup, pl_test_tmpdir_teardown);
 }

@@ -13,20 +13,6 @@
 #include "peftlua/tensor.h"
 #include "peftlua/alloc.h"
 
-static int setup(void **state)
-{
-    (void)state;
-    pl_test_tmpdir_make("st");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    pl_test_tmpdir_remove();
-    return 0;
-}
-
 /* A file: u64 header length, the header text (padded to pad bytes if larger), data bytes. */
 static void write_st(const char *path, const char *header, const void *data, size_t n, uint64_t claim)
 {
@@ -343,5 +329,5 @@ int main(void)
         cmocka_unit_test(test_sharded),
         cmocka_unit_test(test_bad_input),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, pl_test_tmpdir_setup, pl_test_tmpdir_teardown);
 }
