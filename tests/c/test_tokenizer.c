@@ -383,20 +383,14 @@ static void test_bad_input(void **state)
     size_t n;
     char *full = pl_test_read("../shared/models/stories260K/tok512.bin", &n);
     assert_non_null(full);
-    const char *tmp = "build/test_tokenizer_trunc.bin";
-    FILE *f = fopen(tmp, "wb");
-    if (!f) { tmp = "/tmp/test_tokenizer_trunc.bin"; f = fopen(tmp, "wb"); }
-    assert_non_null(f);
-    fwrite(full, 1, 1000, f);
-    fclose(f);
+    const char *tmp = pl_test_tmp("trunc.bin");
+    pl_test_write(tmp, full, 1000);
     assert_int_equal(pl_tokenizer_load(&t, tmp), PL_ERR_FORMAT);
     assert_non_null(strstr(pl_last_error(), tmp));
     assert_non_null(strstr(pl_last_error(), "truncated"));
     /* a bogus length field */
-    f = fopen(tmp, "wb");
     int32_t hdr[3] = { 27, 0, 1000 };
-    fwrite(hdr, 4, 3, f);
-    fclose(f);
+    pl_test_write(tmp, hdr, sizeof hdr);
     assert_int_equal(pl_tokenizer_load(&t, tmp), PL_ERR_FORMAT);
     assert_non_null(strstr(pl_last_error(), "length 1000"));
     remove(tmp);
@@ -407,19 +401,14 @@ static void test_bad_input(void **state)
         size_t gl;
         char *gb = pl_test_read(VEC_DIR "ggml-vocab-gpt-2.gguf", &gl);
         assert_non_null(gb);
-        const char *tg = "build/test_tokenizer_trunc.gguf";
-        FILE *tf = fopen(tg, "wb");
-        if (!tf) { tg = "/tmp/test_tokenizer_trunc.gguf"; tf = fopen(tg, "wb"); }
-        assert_non_null(tf);
-        fwrite(gb, 1, gl / 2, tf);
-        fclose(tf);
+        const char *tg = pl_test_tmp("trunc.gguf");
+        pl_test_write(tg, gb, gl / 2);
         enum pl_status st = pl_tokenizer_load(&t, tg);
         assert_true(st == PL_ERR_FORMAT || st == PL_ERR_IO);
         assert_null(t);
         assert_non_null(strstr(pl_last_error(), tg));
-        tf = fopen(tg, "wb");
-        fputs("hello, I am not a tokenizer\n", tf);
-        fclose(tf);
+        const char *junk = "hello, I am not a tokenizer\n";
+        pl_test_write(tg, junk, strlen(junk));
         assert_int_equal(pl_tokenizer_load(&t, tg), PL_ERR_FORMAT);
         assert_non_null(strstr(pl_last_error(), tg));
         remove(tg);
@@ -427,11 +416,11 @@ static void test_bad_input(void **state)
     }
 
     /* a GGUF without tokenizer metadata */
-    const char *g = "build/test_tokenizer_notok.gguf";
+    const char *g = pl_test_tmp("notok.gguf");
     struct pl_gguf_writer *w = pl_gguf_writer_new();
     assert_non_null(w);
     assert_int_equal(pl_gguf_set_str(w, "general.architecture", "llama"), PL_OK);
-    if (pl_gguf_writer_write(w, g) != PL_OK) { g = "/tmp/test_tokenizer_notok.gguf"; assert_int_equal(pl_gguf_writer_write(w, g), PL_OK); }
+    assert_int_equal(pl_gguf_writer_write(w, g), PL_OK);
     pl_gguf_writer_free(w);
     assert_int_equal(pl_tokenizer_load(&t, g), PL_ERR_FORMAT);
     assert_non_null(strstr(pl_last_error(), "no tokenizer"));
@@ -670,5 +659,5 @@ int main(void)
         cmocka_unit_test(test_chat_goldens),
         cmocka_unit_test(test_chat_smollm2),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, pl_test_tmpdir_setup, pl_test_tmpdir_teardown);
 }
