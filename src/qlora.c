@@ -11,6 +11,11 @@
 #include <string.h>
 
 #include "peftlua/alloc.h"
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_thread_num(void) { return 0; }
+#endif
 #include "peftlua/qlora.h"
 #include "peftlua/quant.h"
 #include "peftlua/rng.h"
@@ -41,8 +46,8 @@ enum pl_status pl_qlora_quantize(struct pl_model *m, enum pl_dtype dtype, uint32
     struct pl_qlora_stats z;
     if (!stats) stats = &z;
     memset(stats, 0, sizeof *stats);
-    if (dtype != PL_NF4 && dtype != PL_Q8_0 && dtype != PL_BF16 && dtype != PL_F16)
-        return pl_fail(PL_ERR_ARG, "qlora: %s: the frozen base can be nf4, q8_0, bf16 or f16, not %s",
+    if (dtype != PL_NF4 && dtype != PL_Q8_0 && dtype != PL_BF16 && dtype != PL_F16 && dtype != PL_F32)
+        return pl_fail(PL_ERR_ARG, "qlora: %s: the frozen base can be nf4, q8_0, bf16, f16 or f32, not %s",
                        m->path ? m->path : "model", pl_dtype_info(dtype)->name);
     if (m->linear_hook)
         return pl_fail(PL_ERR_STATE, "qlora: %s: quantise the base before attaching adapters",
@@ -53,8 +58,12 @@ enum pl_status pl_qlora_quantize(struct pl_model *m, enum pl_dtype dtype, uint32
     int64_t wide = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
     int64_t hd = (int64_t)c->n_heads * c->head_dim;
     if (hd > wide) wide = hd;
-    float *row = pl_alloc((size_t)wide * sizeof(float), PL_MEM_WORKSPACE);
-    if (!row) return pl_fail(PL_ERR_NOMEM, "qlora: out of memory for a row of %lld floats", (long long)wide);
+    int nth = 1;
+#ifdef _OPENMP
+    nth = omp_get_max_threads();
+#endif
+    float *rows = pl_alloc((size_t)nth * (size_t)wide * sizeof(float), PL_MEM_WORKSPACE);
+    if (!rows) return pl_fail(PL_ERR_NOMEM, "qlora: out of memory for %d rows of %lld floats", nth, (long long)wide);
     enum pl_status st = PL_OK;
     for (int l = 0; l < c->n_layers && st == PL_OK; l++) {
         struct pl_layer *ly = &m->layers[l];
@@ -71,9 +80,15 @@ enum pl_status pl_qlora_quantize(struct pl_model *m, enum pl_dtype dtype, uint32
             size_t rb_in = pl_dtype_row_bytes(w->dtype, in), rb_out = pl_dtype_row_bytes(dtype, in);
             const uint8_t *src = pl_tensor_data(w);
             uint8_t *dst = pl_tensor_data(q);
-            for (int64_t r = 0; r < out && st == PL_OK; r++) {
-                if ((st = pl_dequant_row(w->dtype, src + (size_t)r * rb_in, row, in)) == PL_OK)
-                    st = pl_quant_row(dtype, row, dst + (size_t)r * rb_out, in);
+            /* the formats are checked on row 0 first; then rows are independent */
+            if ((st = pl_dequant_row(w->dtype, src, rows, in)) == PL_OK)
+                st = pl_quant_row(dtype, rows, dst, in);
+            #pragma omp parallel for schedule(static) num_threads(nth) if(out * in > 65536)
+            for (int64_t r = 1; r < out; r++) {
+                float *row = rows + (size_t)omp_get_thread_num() * (size_t)wide;
+                if (st != PL_OK) continue;
+                pl_dequant_row(w->dtype, src + (size_t)r * rb_in, row, in);
+                pl_quant_row(dtype, row, dst + (size_t)r * rb_out, in);
             }
             if (st != PL_OK) {
                 pl_tensor_release(q);
@@ -106,7 +121,7 @@ enum pl_status pl_qlora_quantize(struct pl_model *m, enum pl_dtype dtype, uint32
     }
     if (st == PL_OK && m->output != m->tok_embd && is_shared_view(m->output))
         st = restore(&m->output, own_copy(m->output));
-    pl_free(row);
+    pl_free(rows);
     if (st == PL_ERR_NOMEM && pl_last_error()[0] == 0)
         pl_fail(st, "qlora: out of memory re-storing the base");
     return st;

@@ -36,7 +36,8 @@ struct pl_qlora_stats {
     int64_t bytes_after;     /* and after */
 };
 
-/* Re-store m's projection weights as dtype (PL_NF4, PL_Q8_0, PL_BF16 or PL_F16). targets: bits
+/* Re-store m's projection weights as dtype (PL_NF4, PL_Q8_0, PL_BF16, PL_F16, or PL_F32 for an
+ * f32 base dequantised from a quantised file). targets: bits
  * (1u << enum pl_proj), 0 for all seven. Fails with PL_ERR_ARG on another dtype or when the
  * model has adapters attached (its hook would see different weights mid-run). */
 enum pl_status pl_qlora_quantize(struct pl_model *m, enum pl_dtype dtype, uint32_t targets,
