@@ -1,6 +1,6 @@
 /* pl_test.h — small helpers shared by the C tests (tests/c/test_*.c), which had each written
- * their own: a temporary directory per test binary, paths inside it, reading a whole file and
- * writing bytes to one. Failures are cmocka assertions, so a missing input fails the test.
+ * their own: a temporary directory per test binary, paths inside it, reading a whole file,
+ * writing bytes to one, and the engine-memory leak check around a run. Failures are cmocka assertions, so a missing input fails the test.
  *
  * Header-only (static inline) because every test_*.c is its own binary and the Makefile links
  * no shared test object. Include it in place of cmocka.h: it brings cmocka's prerequisites.
@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <cmocka.h>
+#include "peftlua/alloc.h"
 
 /* The binary's temporary directory "/tmp/pl_<binary name>_XXXXXX": pass pl_test_tmpdir_setup
  * and pl_test_tmpdir_teardown to cmocka_run_group_tests. */
@@ -82,6 +83,16 @@ static inline void pl_test_write(const char *path, const void *p, size_t n)
     assert_non_null(f);
     assert_int_equal(fwrite(p, 1, n, f), n);
     fclose(f);
+}
+
+/* rc of cmocka_run_group_tests, or 1 (with a note) when the counting allocator's live bytes
+ * differ from before, taken just ahead of the run: some test leaked engine memory. */
+static inline int pl_test_leak_check(int rc, int64_t before)
+{
+    const int64_t now = pl_mem_current_total();
+    if (now == before) return rc;
+    printf("leak: %lld bytes\n", (long long)(now - before));
+    return 1;
 }
 
 #endif

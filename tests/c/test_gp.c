@@ -2,16 +2,9 @@
  * edge cases (owner: tune). Goldens: tests/ref/gp/fixture_*.txt from tests/ref/gp/make_goldens.py.
  * Run from the repository root.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
 #include <glob.h>
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "pl_test.h"
 #include "peftlua/alloc.h"
 #include "peftlua/linalg.h"
 #include "peftlua/tune.h"
@@ -290,8 +283,6 @@ int main(void)
         cmocka_unit_test(test_sklearn_fit),
         cmocka_unit_test(test_gp_edge_cases),
     };
-    int64_t before = pl_mem_current_total();
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    if (pl_mem_current_total() != before) { printf("leak: %lld bytes\n", (long long)(pl_mem_current_total() - before)); rc = 1; }
-    return rc;
+    const int64_t before = pl_mem_current_total();
+    return pl_test_leak_check(cmocka_run_group_tests(tests, NULL, NULL), before);
 }

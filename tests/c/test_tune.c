@@ -1,21 +1,24 @@
 /* test_tune.c — the ask/tell optimiser: search spaces, constraints, batches, failures,
  * robustness cases, history JSON and the efficiency study (owner: tune).
- * Run from the repository root; writes scratch files under build/tmp.
+ * Run from the repository root; scratch files go to a temporary directory (pl_test.h).
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdint.h>
-#include <cmocka.h>
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
+#include "pl_test.h"
 #include "peftlua/alloc.h"
 #include "peftlua/tune.h"
 
 static const char *METHODS[3] = { "lora", "dora", "ia3" };
+
+/* A tuner over ps with the default options but seed and n_init. */
+static struct pl_tune *seeded(const struct pl_tune_param *ps, int np, uint64_t seed, int n_init)
+{
+    struct pl_tune_opts o = pl_tune_defaults();
+    o.seed = seed;
+    o.n_init = n_init;
+    struct pl_tune *t;
+    assert_int_equal(pl_tune_new(&t, ps, np, &o), PL_OK);
+    return t;
+}
 
 /* lr: log real, rank: pow2 int, layers: int, method: categorical */
 static struct pl_tune *mixed(uint64_t seed, int n_init)
@@ -26,12 +29,7 @@ static struct pl_tune *mixed(uint64_t seed, int n_init)
         { .name = "layers", .type = PL_TUNE_INT, .lo = 1, .hi = 12 },
         { .name = "method", .type = PL_TUNE_CAT, .n_choices = 3, .choices = METHODS },
     };
-    struct pl_tune_opts o = pl_tune_defaults();
-    o.seed = seed;
-    o.n_init = n_init;
-    struct pl_tune *t;
-    assert_int_equal(pl_tune_new(&t, ps, 4, &o), PL_OK);
-    return t;
+    return seeded(ps, 4, seed, n_init);
 }
 
 /* a smooth objective over the mixed space: best near lr 1e-3, rank 16, layers 8, "dora" */
@@ -194,12 +192,7 @@ static struct pl_tune *box2(uint64_t seed, int n_init)
 {
     struct pl_tune_param ps[2] = { { .name = "x", .type = PL_TUNE_REAL, .lo = 0, .hi = 1 },
                                    { .name = "y", .type = PL_TUNE_REAL, .lo = 0, .hi = 1 } };
-    struct pl_tune_opts o = pl_tune_defaults();
-    o.seed = seed;
-    o.n_init = n_init;
-    struct pl_tune *t;
-    assert_int_equal(pl_tune_new(&t, ps, 2, &o), PL_OK);
-    return t;
+    return seeded(ps, 2, seed, n_init);
 }
 
 static void test_failures(void **state)
@@ -305,9 +298,7 @@ static void test_robustness(void **state)
 static void test_history_json(void **state)
 {
     (void)state;
-    mkdir("build", 0755);
-    mkdir("build/tmp", 0755);
-    const char *path = "build/tmp/test_tune_history.json";
+    const char *path = pl_test_tmp("test_tune_history.json");
     struct pl_tune *t = mixed(9, 0);
     double v[4], w[4], y, z;
     for (int e = 0; e < 8; e++) {
@@ -337,23 +328,21 @@ static void test_history_json(void **state)
     assert_int_equal(pl_tune_count(u), 0);
     pl_tune_free(u);
     /* malformed files: named, with the reason */
-    FILE *f = fopen(path, "w");
-    fputs("{\"format\": \"peftlua-tune-history\", \"version\": 1, \"space\": [", f);
-    fclose(f);
+    const char *cut = "{\"format\": \"peftlua-tune-history\", \"version\": 1, \"space\": [";
+    pl_test_write(path, cut, strlen(cut));
     u = mixed(1, 0);
     assert_int_equal(pl_tune_load(u, path), PL_ERR_FORMAT);
     assert_non_null(strstr(pl_last_error(), "test_tune_history.json"));
-    f = fopen(path, "w");
-    fputs("{\"format\": \"peftlua-tune-history\", \"version\": 1, \"space\": [{\"name\":\"lr\",\"type\":\"real\",\"lo\":1e-05,\"hi\":0.01,\"log\":true},"
+    const char *bad = "{\"format\": \"peftlua-tune-history\", \"version\": 1, \"space\": [{\"name\":\"lr\",\"type\":\"real\",\"lo\":1e-05,\"hi\":0.01,\"log\":true},"
           "{\"name\":\"rank\",\"type\":\"int\",\"lo\":4,\"hi\":64,\"log\":false,\"pow2\":true},{\"name\":\"layers\",\"type\":\"int\",\"lo\":1,\"hi\":12,\"log\":false,\"pow2\":false},"
           "{\"name\":\"method\",\"type\":\"cat\",\"choices\":[\"lora\",\"dora\",\"ia3\"]}], \"trials\": ["
           "{\"params\":{\"lr\":0.001,\"rank\":8,\"layers\":2,\"method\":\"lora\"},\"value\":1},"
-          "{\"params\":{\"lr\":0.001,\"rank\":8,\"layers\":2,\"method\":\"prefix\"},\"value\":1}]}", f);
-    fclose(f);
+          "{\"params\":{\"lr\":0.001,\"rank\":8,\"layers\":2,\"method\":\"prefix\"},\"value\":1}]}";
+    pl_test_write(path, bad, strlen(bad));
     assert_int_equal(pl_tune_load(u, path), PL_ERR_FORMAT);
     assert_non_null(strstr(pl_last_error(), "trial 2: 'method' = 'prefix'"));
     assert_int_equal(pl_tune_count(u), 0);
-    assert_int_equal(pl_tune_load(u, "build/tmp/no_such_history.json"), PL_ERR_IO);
+    assert_int_equal(pl_tune_load(u, pl_test_tmp("no_such_history.json")), PL_ERR_IO);
     pl_tune_free(u);
     pl_tune_free(t);
     remove(path);
@@ -434,8 +423,6 @@ int main(void)
         cmocka_unit_test(test_acquisition_options),
         cmocka_unit_test(test_efficiency_study),
     };
-    int64_t before = pl_mem_current_total();
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    if (pl_mem_current_total() != before) { printf("leak: %lld bytes\n", (long long)(pl_mem_current_total() - before)); rc = 1; }
-    return rc;
+    const int64_t before = pl_mem_current_total();
+    return pl_test_leak_check(cmocka_run_group_tests(tests, pl_test_tmpdir_setup, pl_test_tmpdir_teardown), before);
 }
