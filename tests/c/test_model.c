@@ -18,7 +18,6 @@
 #define STORIES_TOK "../shared/models/stories260K/tok512.bin"
 #define STORIES_GGUF "../shared/models/stories260K/stories260K.gguf"
 #define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
-#define TMPDIR "build/tmp/test_model"
 
 static struct pl_model *load_or_die(const char *path, const char *tok)
 {
@@ -150,14 +149,13 @@ static void test_llama2c_unshared_classifier(void **state)
     memcpy(h, d, sizeof h);
     assert_int_equal(h[5], 512);
     h[5] = -512;
-    assert_int_equal(system("mkdir -p " TMPDIR), 0);
-    FILE *f = fopen(TMPDIR "/unshared.bin", "wb");
+    FILE *f = fopen(pl_test_tmp("unshared.bin"), "wb");
     assert_int_equal(fwrite(h, 4, 7, f), 7);
     assert_int_equal(fwrite(d + 28, 1, sz - 28, f), sz - 28);
     assert_int_equal(fwrite(d + 28, 4, 512 * 64, f), 512 * 64);   /* wcls = token embedding */
     fclose(f);
     free(d);
-    struct pl_model *m = load_or_die(TMPDIR "/unshared.bin", STORIES_TOK);
+    struct pl_model *m = load_or_die(pl_test_tmp("unshared.bin"), STORIES_TOK);
     assert_int_equal(m->cfg.tied_output, 0);
     assert_int_equal(m->cfg.vocab_size, 512);
     assert_ptr_not_equal(m->output, m->tok_embd);
@@ -395,7 +393,7 @@ static struct pl_tensor *unpermute_rows(const struct pl_tensor *w, int n_head)
 static void test_safetensors_hf_layout(void **state)
 {
     (void)state;
-    assert_int_equal(system("mkdir -p " TMPDIR "/hf"), 0);
+    assert_int_equal(mkdir(pl_test_tmp("hf"), 0755), 0);
     struct pl_model *m = load_or_die(STORIES_GGUF, NULL);
     struct pl_safetensors_writer *w = pl_safetensors_writer_new();
     assert_non_null(w);
@@ -409,16 +407,16 @@ static void test_safetensors_hf_layout(void **state)
         assert_int_equal(pl_safetensors_add_tensor(w, name, u ? u : t), PL_OK);
         pl_tensor_release(u);
     }
-    assert_int_equal(pl_safetensors_writer_write(w, TMPDIR "/hf/model.safetensors"), PL_OK);
+    assert_int_equal(pl_safetensors_writer_write(w, pl_test_tmp("hf/model.safetensors")), PL_OK);
     pl_safetensors_writer_free(w);
-    FILE *f = fopen(TMPDIR "/hf/config.json", "w");
+    FILE *f = fopen(pl_test_tmp("hf/config.json"), "w");
     fprintf(f, "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 172,"
                " \"num_hidden_layers\": 5, \"num_attention_heads\": 8, \"num_key_value_heads\": 4,"
                " \"vocab_size\": 512, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0,"
                " \"max_position_embeddings\": 512, \"tie_word_embeddings\": false}\n");
     fclose(f);
     pl_model_free(m);
-    const char *paths[2] = { TMPDIR "/hf", TMPDIR "/hf/model.safetensors" };
+    const char *paths[2] = { pl_test_tmp("hf"), pl_test_tmp("hf/model.safetensors") };
     for (int k = 0; k < 2; k++) {
         struct pl_model *h = NULL;
         assert_int_equal(pl_model_load(&h, paths[k], &(struct pl_model_load_opts){ .no_tokenizer = 1 }),
@@ -432,12 +430,12 @@ static void test_safetensors_hf_layout(void **state)
         pl_model_free(h);
     }
     /* without a tokenizer.json the default load fails naming what is missing */
-    expect_fail(TMPDIR "/hf", NULL, "tokenizer.json");
+    expect_fail(pl_test_tmp("hf"), NULL, "tokenizer.json");
     /* an unknown model_type */
-    f = fopen(TMPDIR "/hf/config.json", "w");
+    f = fopen(pl_test_tmp("hf/config.json"), "w");
     fprintf(f, "{\"model_type\": \"gpt2\", \"hidden_size\": 64}\n");
     fclose(f);
-    expect_fail(TMPDIR "/hf", NULL, "gpt2");
+    expect_fail(pl_test_tmp("hf"), NULL, "gpt2");
 }
 
 /* A qwen2-architecture GGUF made from stories260K: Q/K rows in the half-split order qwen2
@@ -494,11 +492,10 @@ static void write_qwen2(const char *path, float qbias)
 static void test_qwen2_gguf(void **state)
 {
     (void)state;
-    assert_int_equal(system("mkdir -p " TMPDIR), 0);
-    write_qwen2(TMPDIR "/qwen2.gguf", 0.0f);
+    write_qwen2(pl_test_tmp("qwen2.gguf"), 0.0f);
     struct pl_model *m = NULL;
     struct pl_model_load_opts o = { .no_tokenizer = 1 };
-    assert_int_equal(pl_model_load(&m, TMPDIR "/qwen2.gguf", &o), PL_OK);
+    assert_int_equal(pl_model_load(&m, pl_test_tmp("qwen2.gguf"), &o), PL_OK);
     assert_int_equal(m->cfg.arch, PL_ARCH_QWEN2);
     assert_int_equal(m->cfg.rope_layout, PL_ROPE_LAYOUT_HALF);
     assert_int_equal(pl_model_n_params(m), 1 + 5 * 12 + 2);
@@ -511,13 +508,13 @@ static void test_qwen2_gguf(void **state)
     assert_string_equal(card.arch, "qwen2");
     pl_model_free(m);
     /* a non-zero q bias is applied: the logits move */
-    write_qwen2(TMPDIR "/qwen2b.gguf", 0.5f);
-    assert_int_equal(pl_model_load(&m, TMPDIR "/qwen2b.gguf", &o), PL_OK);
+    write_qwen2(pl_test_tmp("qwen2b.gguf"), 0.5f);
+    assert_int_equal(pl_model_load(&m, pl_test_tmp("qwen2b.gguf"), &o), PL_OK);
     int32_t ids[4] = { 1, 403, 395, 419 };
     struct pl_llama_ctx *c = pl_llama_ctx_new(m, 1, 4, 0);
     assert_int_equal(pl_llama_forward(c, ids, 4, 0, 0), PL_OK);
     struct pl_model *m0 = NULL;
-    assert_int_equal(pl_model_load(&m0, TMPDIR "/qwen2.gguf", &o), PL_OK);
+    assert_int_equal(pl_model_load(&m0, pl_test_tmp("qwen2.gguf"), &o), PL_OK);
     struct pl_llama_ctx *c0 = pl_llama_ctx_new(m0, 1, 4, 0);
     assert_int_equal(pl_llama_forward(c0, ids, 4, 0, 0), PL_OK);
     double diff = 0;
@@ -714,15 +711,14 @@ static void expect_fail(const char *path, const char *tok, const char *needle)
 static void test_bad_input(void **state)
 {
     (void)state;
-    assert_int_equal(system("mkdir -p " TMPDIR), 0);
-    write_prefix(STORIES_BIN, TMPDIR "/trunc.bin", 5000, NULL, NULL);
-    expect_fail(TMPDIR "/trunc.bin", STORIES_TOK, "truncated");
-    write_prefix(STORIES_BIN, TMPDIR "/hdr.bin", 20, NULL, NULL);
-    expect_fail(TMPDIR "/hdr.bin", STORIES_TOK, "truncated");
-    write_prefix(STORIES_GGUF, TMPDIR "/trunc.gguf", 100000, NULL, NULL);
-    expect_fail(TMPDIR "/trunc.gguf", NULL, "");
-    write_prefix(STORIES_GGUF, TMPDIR "/magic.gguf", 0, "GGUF", "GGUX");
-    expect_fail(TMPDIR "/magic.gguf", NULL, "magic");
+    write_prefix(STORIES_BIN, pl_test_tmp("trunc.bin"), 5000, NULL, NULL);
+    expect_fail(pl_test_tmp("trunc.bin"), STORIES_TOK, "truncated");
+    write_prefix(STORIES_BIN, pl_test_tmp("hdr.bin"), 20, NULL, NULL);
+    expect_fail(pl_test_tmp("hdr.bin"), STORIES_TOK, "truncated");
+    write_prefix(STORIES_GGUF, pl_test_tmp("trunc.gguf"), 100000, NULL, NULL);
+    expect_fail(pl_test_tmp("trunc.gguf"), NULL, "");
+    write_prefix(STORIES_GGUF, pl_test_tmp("magic.gguf"), 0, "GGUF", "GGUX");
+    expect_fail(pl_test_tmp("magic.gguf"), NULL, "magic");
     {
         /* the architecture value is the string "llama" right after general.architecture */
         size_t sz;
@@ -735,10 +731,10 @@ static void test_bad_input(void **state)
                 memcpy(v, "mamba", 5);
                 break;
             }
-        pl_test_write(TMPDIR "/arch.gguf", d, sz);
+        pl_test_write(pl_test_tmp("arch.gguf"), d, sz);
         free(d);
     }
-    expect_fail(TMPDIR "/arch.gguf", NULL, "mamba");
+    expect_fail(pl_test_tmp("arch.gguf"), NULL, "mamba");
     {
         /* tensor info of output_norm.weight: name, u32 n_dims (1), u64 ne[0], u32 ggml type */
         size_t sz;
@@ -752,16 +748,16 @@ static void test_bad_input(void **state)
                 patched = 1;
             }
         assert_true(patched);
-        pl_test_write(TMPDIR "/type.gguf", d, sz);
+        pl_test_write(pl_test_tmp("type.gguf"), d, sz);
         free(d);
-        expect_fail(TMPDIR "/type.gguf", NULL, "output_norm.weight");
+        expect_fail(pl_test_tmp("type.gguf"), NULL, "output_norm.weight");
     }
     /* a .bin alone in a directory has no tokenizer */
-    write_prefix(STORIES_BIN, TMPDIR "/alone.bin", 0, NULL, NULL);
-    expect_fail(TMPDIR "/alone.bin", NULL, "tokenizer");
-    expect_fail(TMPDIR "/does-not-exist.gguf", NULL, "does-not-exist");
-    write_prefix(STORIES_TOK, TMPDIR "/notamodel.xyz", 0, NULL, NULL);
-    expect_fail(TMPDIR "/notamodel.xyz", NULL, "");
+    write_prefix(STORIES_BIN, pl_test_tmp("alone.bin"), 0, NULL, NULL);
+    expect_fail(pl_test_tmp("alone.bin"), NULL, "tokenizer");
+    expect_fail(pl_test_tmp("does-not-exist.gguf"), NULL, "does-not-exist");
+    write_prefix(STORIES_TOK, pl_test_tmp("notamodel.xyz"), 0, NULL, NULL);
+    expect_fail(pl_test_tmp("notamodel.xyz"), NULL, "");
 }
 
 int main(void)
@@ -782,5 +778,5 @@ int main(void)
         cmocka_unit_test(test_generate_seeded_and_stop),
         cmocka_unit_test(test_bad_input),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, pl_test_tmpdir_setup, pl_test_tmpdir_teardown);
 }
