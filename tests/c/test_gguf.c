@@ -211,6 +211,18 @@ static int values_equal(const struct pl_gguf_value *a, const struct pl_gguf_valu
     }
 }
 
+/* Every metadata key and tensor of g into w, in g's order. */
+static void copy_all(struct pl_gguf_writer *w, struct pl_gguf *g)
+{
+    assert_int_equal(pl_gguf_copy_kv(w, g), PL_OK);
+    for (int64_t i = 0; i < pl_gguf_tensor_count(g); i++) {
+        struct pl_tensor *t = pl_gguf_tensor_at(g, i);
+        assert_non_null(t);
+        assert_int_equal(pl_gguf_add_tensor(w, pl_gguf_tensor_info(g, i)->name, t), PL_OK);
+        pl_tensor_release(t);
+    }
+}
+
 static void assert_same_file(const struct pl_gguf *a, const struct pl_gguf *b)
 {
     assert_int_equal(pl_gguf_kv_count(a), pl_gguf_kv_count(b));
@@ -238,13 +250,7 @@ static void test_roundtrip_stories(void **state)
     assert_int_equal(pl_gguf_open(STORIES, &g), PL_OK);
     struct pl_gguf_writer *w = pl_gguf_writer_new();
     assert_non_null(w);
-    assert_int_equal(pl_gguf_copy_kv(w, g), PL_OK);
-    for (int64_t i = 0; i < pl_gguf_tensor_count(g); i++) {
-        struct pl_tensor *t = pl_gguf_tensor_at(g, i);
-        assert_non_null(t);
-        assert_int_equal(pl_gguf_add_tensor(w, pl_gguf_tensor_info(g, i)->name, t), PL_OK);
-        pl_tensor_release(t);
-    }
+    copy_all(w, g);
     struct pl_tensor *dup = pl_gguf_tensor_at(g, 0);
     assert_int_equal(pl_gguf_add_tensor(w, "token_embd.weight", dup), PL_ERR_ARG);
     assert_non_null(strstr(pl_last_error(), "duplicate tensor name"));
@@ -390,12 +396,7 @@ static void test_writer_all_types(void **state)
     }
     /* rewrite through copy_kv: identical metadata */
     struct pl_gguf_writer *w2 = pl_gguf_writer_new();
-    assert_int_equal(pl_gguf_copy_kv(w2, g), PL_OK);
-    for (int64_t i = 0; i < pl_gguf_tensor_count(g); i++) {
-        struct pl_tensor *t = pl_gguf_tensor_at(g, i);
-        assert_int_equal(pl_gguf_add_tensor(w2, pl_gguf_tensor_info(g, i)->name, t), PL_OK);
-        pl_tensor_release(t);
-    }
+    copy_all(w2, g);
     const char *out2 = pl_test_tmp("types2.gguf");
     assert_int_equal(pl_gguf_writer_write(w2, out2), PL_OK);
     pl_gguf_writer_free(w2);
