@@ -72,6 +72,15 @@ static enum pl_gp_kernel kernel_of(const struct fixture *fx)
     return strcmp(fx->kernel, "rbf") == 0 ? PL_GP_RBF : PL_GP_MATERN52;
 }
 
+/* A GP with the fixture's kernel and training data (hyperparameters not yet set). */
+static struct pl_gp *gp_of(const struct fixture *fx)
+{
+    struct pl_gp *gp;
+    assert_int_equal(pl_gp_new(&gp, fx->d, kernel_of(fx)), PL_OK);
+    assert_int_equal(pl_gp_set_data(gp, fx->X, fx->y, fx->n), PL_OK);
+    return gp;
+}
+
 static glob_t fixtures(void)
 {
     glob_t g;
@@ -88,9 +97,7 @@ static void test_sklearn_fixed(void **state)
     for (size_t k = 0; k < g.gl_pathc; k++) {
         struct fixture fx;
         load_fixture(g.gl_pathv[k], &fx);
-        struct pl_gp *gp;
-        assert_int_equal(pl_gp_new(&gp, fx.d, kernel_of(&fx)), PL_OK);
-        assert_int_equal(pl_gp_set_data(gp, fx.X, fx.y, fx.n), PL_OK);
+        struct pl_gp *gp = gp_of(&fx);
         assert_int_equal(pl_gp_set_hyper(gp, fx.ls, fx.sf2, fx.sn2), PL_OK);
         double mean[fx.m], var[fx.m], dm = 0, dv = 0;
         assert_int_equal(pl_gp_predict(gp, fx.Xs, fx.m, mean, var, 0), PL_OK);
@@ -117,11 +124,9 @@ static void test_sklearn_fit(void **state)
     for (size_t k = 0; k < g.gl_pathc; k++) {
         struct fixture fx;
         load_fixture(g.gl_pathv[k], &fx);
-        struct pl_gp *gp;
+        struct pl_gp *gp = gp_of(&fx);
         struct pl_rng rng;
         pl_rng_seed(&rng, 7);
-        assert_int_equal(pl_gp_new(&gp, fx.d, kernel_of(&fx)), PL_OK);
-        assert_int_equal(pl_gp_set_data(gp, fx.X, fx.y, fx.n), PL_OK);
         assert_int_equal(pl_gp_fit(gp, NULL, 20, 200, &rng), PL_OK);
         double lml = pl_gp_lml(gp), sf2, sn2, ls[16];
         pl_gp_get_hyper(gp, ls, &sf2, &sn2);
