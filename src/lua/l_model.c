@@ -52,9 +52,8 @@ struct pl_model *pl_lua_test_model(lua_State *L, int idx)
 
 static struct pl_model *l_model_check(lua_State *L, int idx)
 {
-    struct l_model *u = luaL_checkudata(L, idx, PL_MODEL_MT);
-    if (!u->m) luaL_error(L, "peft.Model: the model is closed");
-    return u->m;
+    luaL_checkudata(L, idx, PL_MODEL_MT);   /* raises naming the expected type */
+    return pl_lua_test_model(L, idx);       /* raises if closed */
 }
 
 static struct pl_tokenizer *l_model_tok(lua_State *L, struct pl_model *m)

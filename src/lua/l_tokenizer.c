@@ -38,7 +38,7 @@ struct l_tok { struct pl_tokenizer *t; };
 struct pl_tokenizer *pl_lua_test_tokenizer(lua_State *L, int idx);
 struct pl_tokenizer *pl_lua_test_tokenizer(lua_State *L, int idx)
 {
-    struct l_tok *u = luaL_testudata(L, idx, "peft.Tokenizer");
+    struct l_tok *u = luaL_testudata(L, idx, TOK_MT);
     if (!u) return NULL;
     if (!u->t) luaL_error(L, "peft.Tokenizer: used after close");
     return u->t;
@@ -46,9 +46,8 @@ struct pl_tokenizer *pl_lua_test_tokenizer(lua_State *L, int idx)
 
 static struct pl_tokenizer *l_tok_check(lua_State *L, int idx)
 {
-    struct l_tok *u = luaL_checkudata(L, idx, TOK_MT);
-    if (!u->t) luaL_error(L, "peft.Tokenizer: used after close");
-    return u->t;
+    luaL_checkudata(L, idx, TOK_MT);          /* raises naming the expected type */
+    return pl_lua_test_tokenizer(L, idx);     /* raises if closed */
 }
 
 static int l_tok_release(lua_State *L)
