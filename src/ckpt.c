@@ -12,6 +12,7 @@
  * input-gradient products dequantise panels inside pl_linear_bwd (NF4, Q8_0, ...).
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "peftlua/alloc.h"
@@ -367,4 +368,65 @@ enum pl_status pl_ckpt_micro(struct pl_ckpt *ck, const int32_t *ids, const int32
         *stepped = 1;
     }
     return PL_OK;
+}
+
+enum pl_status pl_ckpt_step_shrinking(struct pl_ckpt **ckp, const int32_t *ids,
+                                      const int32_t *targets, int rows, int n, double *loss,
+                                      char *log, size_t log_size)
+{
+    struct pl_ckpt *ck = *ckp;
+    struct pl_trainer *t = ck->t;
+    const int T = ck->T, every = ck->every;
+    size_t used = log && log_size ? strlen(log) : 0;
+    if (rows < 1 || n < 1 || n > T)
+        return pl_fail(PL_ERR_ARG, "checkpointing: a step of %d rows x %d tokens (planned up to %d tokens)",
+                       rows, n, T);
+    for (;;) {
+        const int mb = ck->B, nmicro = (rows + mb - 1) / mb;
+        double lsum = 0;
+        int64_t csum = 0;
+        enum pl_status st = PL_OK;
+        for (int i = 0; i < nmicro && st == PL_OK; i++) {
+            int b = rows - i * mb < mb ? rows - i * mb : mb;
+            double l;
+            int64_t c = 0;
+            st = pl_ckpt_grad(ck, ids + (size_t)i * mb * n, targets + (size_t)i * mb * n, b, n,
+                              1.0 / nmicro, &l, &c);
+            if (st == PL_OK && c > 0) { lsum += l * (double)c; csum += c; }
+        }
+        if (st == PL_OK) {
+            t->accum_loss = lsum;
+            t->accum_tokens = csum;
+            t->micro = 0;
+            st = pl_trainer_step(t);
+            if (st == PL_OK) {
+                if (loss) *loss = csum ? lsum / (double)csum : NAN;
+                return PL_OK;
+            }
+        }
+        if (st != PL_ERR_NOMEM) return st;
+        char why[256];
+        snprintf(why, sizeof why, "%s", pl_last_error());
+        pl_trainer_rewind(t);
+        if (mb == 1)
+            return pl_fail(PL_ERR_NOMEM, "checkpointing: even one row of %d tokens does not fit (%s)", n, why);
+        /* re-plan smaller; a plan that itself cannot be allocated shrinks again */
+        int nb = mb;
+        pl_ckpt_free(ck);
+        *ckp = ck = NULL;
+        do {
+            nb /= 2;
+            st = pl_ckpt_new(&ck, t, nb, T, every);
+        } while (st == PL_ERR_NOMEM && nb > 1);
+        if (st != PL_OK)
+            return pl_fail(st, "checkpointing: cannot re-plan one row of %d tokens after an allocation failure (%s)",
+                           T, why);
+        *ckp = ck;
+        if (log && used + 1 < log_size) {
+            int w = snprintf(log + used, log_size - used,
+                             "allocation failed (%s): micro-batch %d -> %d rows, %d -> %d micro-batches per step, step retried\n",
+                             why, mb, nb, nmicro, (rows + nb - 1) / nb);
+            if (w > 0) used += (size_t)w < log_size - used ? (size_t)w : log_size - used - 1;
+        }
+    }
 }

@@ -405,7 +405,7 @@ enum pl_status pl_memmodel_autosize(struct pl_memmodel_cfg *c, int64_t budget, i
                                   mib(qe.resident, b1, sizeof b1));
         }
     }
-    if (!t.ckpt_every && h < sizeof hint) {
+    if (!t.ckpt_every && t.method != PL_MEMM_FULL && h < sizeof hint) {
         struct pl_memmodel_cfg k = t;
         k.ckpt_every = 1;
         struct pl_mem_estimate ke;

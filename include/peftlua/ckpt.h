@@ -67,4 +67,16 @@ enum pl_status pl_ckpt_grad(struct pl_ckpt *ck, const int32_t *ids, const int32_
 enum pl_status pl_ckpt_micro(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
                              int B, int n, double *loss, int64_t *count, int *stepped);
 
+/* One optimizer step over rows x n tokens (ids, targets [rows, n]) in micro-batches of
+ * (*ck)->B rows, each weighted 1/(micro-batches) as gradient accumulation does. If any
+ * allocation fails during the step (PL_ERR_NOMEM: a budget, a real failure, or
+ * pl_mem_fail_after), the partial step is rewound (gradients zeroed, dropout position back),
+ * *ck is re-planned with half the rows per micro-batch (so the effective batch is kept) and
+ * the whole step is retried; each change is appended to log as one line. The optimizer state
+ * and any checkpoint on disk are untouched by a failed attempt. Fails only when a single row
+ * does not fit, with the message naming it. *loss: token-weighted mean over the step. */
+enum pl_status pl_ckpt_step_shrinking(struct pl_ckpt **ck, const int32_t *ids,
+                                      const int32_t *targets, int rows, int n, double *loss,
+                                      char *log, size_t log_size);
+
 #endif

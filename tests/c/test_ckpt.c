@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -241,6 +242,143 @@ static void test_errors(void **state)
     pl_model_free(m);
 }
 
+/* An allocation failure injected part-way through a step: the step is rewound, the plan
+ * shrinks to half the rows, the step is retried and gives exactly the parameters of a run
+ * planned at that size from the start; a checkpoint saved before still loads. */
+struct pair { struct pl_model *m; struct pl_trainer *t; struct pl_ckpt *ck; };
+
+static void pair_new(struct pair *p, int B)
+{
+    p->m = load(STORIES);
+    struct pl_train_cfg tc = pl_train_defaults();
+    tc.batch_size = 1;
+    tc.seq_len = 1;
+    tc.lr = 1e-2;
+    tc.lora.targets = 0x7F;
+    assert_int_equal(pl_trainer_new(&p->t, p->m, &tc), PL_OK);
+    assert_int_equal(pl_ckpt_new(&p->ck, p->t, B, 32, 1), PL_OK);
+}
+
+static void pair_free(struct pair *p)
+{
+    pl_ckpt_free(p->ck);
+    pl_trainer_free(p->t);
+    pl_model_free(p->m);
+}
+
+/* An allocation failure injected part-way through a step: the step is rewound, the plan
+ * shrinks to half the rows, the step is retried and gives exactly the parameters of a run
+ * planned at that size from the start; a checkpoint saved before still loads. */
+static void test_shrink_and_retry(void **state)
+{
+    (void)state;
+    int32_t ids[128], tg[128], ids2[128], tg2[128];
+    fill(ids, tg, 128, 512, 77);
+    fill(ids2, tg2, 128, 512, 78);
+    char log[512];
+    double la, lb;
+    /* find an allocation inside the step whose failure reaches the caller (RoPE tables fall
+     * back silently), counting from the second step's start */
+    int k = 0;
+    for (int cand = 2; cand < 400 && !k; cand += 7) {
+        struct pair p;
+        pair_new(&p, 4);
+        log[0] = 0;
+        assert_int_equal(pl_ckpt_step_shrinking(&p.ck, ids, tg, 4, 32, &la, log, sizeof log), PL_OK);
+        pl_mem_fail_after(cand);
+        enum pl_status st = pl_ckpt_step_shrinking(&p.ck, ids2, tg2, 4, 32, &la, log, sizeof log);
+        pl_mem_fail_after(0);
+        assert_int_equal(st, PL_OK);
+        if (log[0]) k = cand;
+        pair_free(&p);
+    }
+    assert_true(k > 0);
+    struct pair a, b;
+    pair_new(&a, 4);
+    pair_new(&b, 4);
+    log[0] = 0;
+    assert_int_equal(pl_ckpt_step_shrinking(&a.ck, ids, tg, 4, 32, &la, log, sizeof log), PL_OK);
+    assert_int_equal(pl_ckpt_step_shrinking(&b.ck, ids, tg, 4, 32, &lb, NULL, 0), PL_OK);
+    assert_int_equal(log[0], 0);
+    char dir[] = "/tmp/pl_ckpt_shrinkXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(pl_trainer_save(a.t, dir, "x", 1), PL_OK);
+    pl_mem_fail_after(k);
+    enum pl_status st = pl_ckpt_step_shrinking(&a.ck, ids2, tg2, 4, 32, &la, log, sizeof log);
+    pl_mem_fail_after(0);
+    assert_int_equal(st, PL_OK);
+    printf("  allocation %d of the step failed: %s", k, log);
+    assert_non_null(strstr(log, "micro-batch 4 -> 2 rows"));
+    assert_int_equal(a.ck->B, 2);
+    assert_int_equal(a.t->step, 2);
+    /* b: re-planned at 2 rows by hand, no failure */
+    pl_ckpt_free(b.ck);
+    assert_int_equal(pl_ckpt_new(&b.ck, b.t, 2, 32, 1), PL_OK);
+    assert_int_equal(pl_ckpt_step_shrinking(&b.ck, ids2, tg2, 4, 32, &lb, NULL, 0), PL_OK);
+    assert_true(la == lb);
+    assert_memory_equal(a.t->params, b.t->params, (size_t)a.t->n_params * sizeof(float));
+    assert_memory_equal(a.t->opt_v, b.t->opt_v, (size_t)a.t->n_params * sizeof(float));
+    /* the checkpoint written before the failure is intact */
+    struct pair c;
+    pair_new(&c, 1);
+    assert_int_equal(pl_trainer_load(c.t, dir, NULL, NULL), PL_OK);
+    assert_int_equal(c.t->step, 1);
+    pair_free(&c);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    pair_free(&a);
+    pair_free(&b);
+}
+
+/* A budget below what batch 8 needs: the memory model picks a smaller micro-batch with
+ * accumulation, and training under that budget completes. */
+static void test_budget_autosize_trains(void **state)
+{
+    (void)state;
+    struct pl_model *m = load(STORIES);
+    struct pl_memmodel_cfg mc = pl_memmodel_defaults();
+    pl_memmodel_cfg_from_model(&mc, m);
+    mc.lora_targets = 0x7F;
+    mc.seq_len = 256;
+    mc.ckpt_every = 1;
+    mc.batch = 8;
+    struct pl_mem_estimate e8, e;
+    assert_int_equal(pl_memmodel_estimate(&mc, &e8), PL_OK);
+    int64_t base = pl_mem_current_total() - pl_mem_current(PL_MEM_WEIGHTS);   /* data etc. */
+    int64_t budget = e8.resident * 6 / 10;
+    assert_int_equal(pl_memmodel_autosize(&mc, budget, 8, 256, 0, 1, 256, &e), PL_OK);
+    printf("  budget %.2f MiB (batch 8 needs %.2f): micro-batch %d x %d accumulation\n",
+           budget / 1048576.0, e8.resident / 1048576.0, mc.batch, mc.grad_accum);
+    assert_true(mc.batch < 8 && mc.batch * mc.grad_accum == 8);
+    pl_mem_set_budget(budget + base);
+    struct pl_train_cfg tc = pl_train_defaults();
+    tc.batch_size = 1;
+    tc.seq_len = 1;
+    tc.lora.targets = 0x7F;
+    struct pl_trainer *t = NULL;
+    assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
+    struct pl_ckpt *ck = NULL;
+    assert_int_equal(pl_ckpt_new(&ck, t, mc.batch, 256, 1), PL_OK);
+    int32_t *ids = pl_alloc(8 * 256 * sizeof(int32_t), PL_MEM_DATA), *tg = pl_alloc(8 * 256 * sizeof(int32_t), PL_MEM_DATA);
+    fill(ids, tg, 8 * 256, m->cfg.vocab_size, 5);
+    double l;
+    char log[256] = "";
+    for (int s = 0; s < 2; s++)
+        assert_int_equal(pl_ckpt_step_shrinking(&ck, ids, tg, 8, 256, &l, log, sizeof log), PL_OK);
+    assert_int_equal(t->step, 2);
+    assert_true(pl_mem_peak_total() <= budget + base);
+    /* batch 8 in one micro-batch is beyond the budget */
+    struct pl_ckpt *big = NULL;
+    assert_int_equal(pl_ckpt_new(&big, t, 8, 256, 1), PL_ERR_NOMEM);
+    pl_mem_set_budget(0);
+    pl_free(ids);
+    pl_free(tg);
+    pl_ckpt_free(ck);
+    pl_trainer_free(t);
+    pl_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +386,8 @@ int main(void)
         cmocka_unit_test(test_training_matches),
         cmocka_unit_test(test_activation_savings),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_shrink_and_retry),
+        cmocka_unit_test(test_budget_autosize_trains),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
