@@ -5,7 +5,10 @@
 --     model = "models/SmolLM2-135M-Instruct.Q4_1.gguf" | a peft.Model,
 --     dataset = "train.jsonl", valid = "valid.jsonl" (or valid_fraction = 0.1),
 --     output = "runs/x",                       -- checkpoint/, adapter/, metrics.jsonl
---     method = "lora" | "full", max_iters = 200 | epochs = 2,
+--     method = "lora" | "qlora" | "full", max_iters = 200 | epochs = 2,
+--     quant = "nf4" | "q8_0"                   -- qlora: the frozen base re-stored on load
+--                                              -- (peft.memory.quantize; a peft.Model given is
+--                                              -- modified in place)
 --     batch_size = 4, grad_accum = 1, learning_rate = 2e-4, lora_rank = 8, lora_alpha = 16,
 --     lora_dropout = 0.05, targets = {"q_proj", "v_proj"}, warmup = 10, schedule = "cosine",
 --     max_grad_norm = 1.0, eval_every = 50, save_every = 50, seed = 42, resume = true,
@@ -19,7 +22,7 @@ local M = ...
 
 local KEYS = {
   model = "model path or peft.Model", dataset = "training data path", output = "output directory",
-  method = '"lora" | "full"', max_iters = "optimizer steps", epochs = "passes over the data",
+  method = '"lora" | "qlora" | "full"', quant = '"nf4" | "q8_0" (qlora base)', max_iters = "optimizer steps", epochs = "passes over the data",
   batch_size = "rows per micro-batch", grad_accum = "micro-batches per step",
   learning_rate = "peak learning rate", lora_rank = "LoRA rank", lora_alpha = "LoRA alpha",
   lora_dropout = "LoRA dropout", targets = "LoRA target modules", warmup = "warmup steps",
@@ -113,6 +116,15 @@ function M.run(cfg)
   local function say(...) if not quiet then print(string.format(...)) end end
   local model = cfg.model
   if type(model) == "string" then model = peft.model.load(model) end
+  local method = cfg.method or "lora"
+  if method == "qlora" then
+    local q = peft.memory.quantize(model, cfg.quant or "nf4")
+    say("qlora: %d projections re-stored as %s (%.1f -> %.1f MiB), %d kept", q.converted,
+        cfg.quant or "nf4", q.bytes_before / 2^20, q.bytes_after / 2^20, q.kept)
+    method = "lora"
+  elseif cfg.quant ~= nil then
+    fail('quant is for method = "qlora"')
+  end
   local mc = model:config()
   local max_seq = cfg.max_seq_len or math.min(512, mc.context_length or mc.seq_len or 512)
   local seed = cfg.seed or 42
@@ -127,7 +139,7 @@ function M.run(cfg)
   local steps_per_epoch = math.max(1, (per_epoch + ga - 1) // ga)
   local total = cfg.max_iters or math.max(1, math.ceil((cfg.epochs or 1) * steps_per_epoch))
   local tr = M.trainer(model, {
-    method = cfg.method or "lora", optimizer = cfg.optimizer, batch_size = bs, seq_len = max_seq,
+    method = method, optimizer = cfg.optimizer, batch_size = bs, seq_len = max_seq,
     grad_accum = ga, learning_rate = cfg.learning_rate or (cfg.method == "full" and 2e-5 or 2e-4),
     weight_decay = cfg.weight_decay, schedule = cfg.schedule, warmup = cfg.warmup,
     total_steps = total, min_lr_ratio = cfg.min_lr_ratio, max_grad_norm = cfg.max_grad_norm,
