@@ -84,6 +84,21 @@ return {
     T.ok(a.resident <= opts.budget)
   end,
 
+  train_run_qlora = function()
+    local m <close> = peft.model.load(MODEL)
+    local r = peft.train.run { model = m, method = "qlora", quant = "q8_0",
+      dataset = T.shared .. "/data/wikisql/train.jsonl", valid = T.shared .. "/data/wikisql/valid.jsonl",
+      output = T.tmp .. "/memory_qlora_run", max_iters = 2, batch_size = 2, max_seq_len = 64,
+      eval_every = 0, save_every = 0, eval_batches = 2, quiet = true, progress = false }
+    T.eq(r.steps, 2)
+    T.ok(r.loss == r.loss, "a finite loss")
+    T.eq(m:card().dtypes.q8_0, 6 * 5, "the base was re-stored as q8_0")
+    r.trainer:close()
+    T.raises(function()
+      peft.train.run { model = MODEL, dataset = "x", output = "y", quant = "nf4" }
+    end, 'quant is for method = "qlora"')
+  end,
+
   bad_options = function()
     T.raises(function() mem.estimate { preset = "llama2-7b", batchsize = 2 } end, "unknown option 'batchsize'")
     T.raises(function() mem.estimate { preset = "llama2-7b", method = "prefix" } end, "method 'prefix'")
