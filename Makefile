@@ -92,12 +92,18 @@ check: all
 	@$(MAKE) --no-print-directory ctest && $(MAKE) --no-print-directory luatest && $(MAKE) --no-print-directory installcheck
 
 # Install into a scratch prefix, then use it as a user would: the binary from another
-# directory, and examples/embed.c compiled against the installed library through pkg-config.
+# directory, and examples/embed.c and examples/generate.c (the worked example of peftlua.h)
+# compiled against the installed library through pkg-config.
 installcheck: all
 	@rm -rf $(BUILD)/inst && $(MAKE) --no-print-directory -s install PREFIX=$(abspath $(BUILD)/inst) >/dev/null
 	@cd / && $(abspath $(BUILD)/inst)/bin/peftlua -e 'assert(PEFTLUA_LUA_DIR:find("/inst/share/peftlua/lua", 1, true), PEFTLUA_LUA_DIR); assert(peft.tensor and peft.memory)'
-	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/embed.c 	  $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig pkg-config --cflags --libs peftlua) $(EXTRA_LDFLAGS) -o $(BUILD)/embed
-	@$(BUILD)/embed | grep -q 'c\[0\]\[0\] = 64 ' && test -f $(BUILD)/inst/share/man/man1/peftlua.1 && echo "installcheck: ok"
+	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/embed.c \
+	  $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig pkg-config --cflags --libs peftlua) $(EXTRA_LDFLAGS) -o $(BUILD)/embed
+	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/generate.c \
+	  $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig pkg-config --cflags --libs peftlua) $(EXTRA_LDFLAGS) -o $(BUILD)/generate
+	@$(BUILD)/embed | grep -q 'c\[0\]\[0\] = 64 ' && test -f $(BUILD)/inst/share/man/man1/peftlua.1
+	@$(BUILD)/generate ../shared/models/stories260K/stories260K.gguf 'Once upon a time' | grep -q '^Once upon a time, there was a little girl named Lily' \
+	  && echo "installcheck: ok"
 test: deps
 	@$(MAKE) --no-print-directory model
 	@$(MAKE) --no-print-directory check
