@@ -807,34 +807,23 @@ int luaopen_peft_data(lua_State *L)
         { "batches", l_dataset_batches }, { "path", l_dataset_path }, { "format", l_dataset_format },
         { "close", l_dataset_close }, { NULL, NULL }
     };
-    luaL_newmetatable(L, DATASET_MT);
-    luaL_newlib(L, ds_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_dataset_close); lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_dataset_close); lua_setfield(L, -2, "__close");
+    pl_lua_new_class(L, DATASET_MT, ds_methods, l_dataset_close, l_dataset_tostring);
     lua_pushcfunction(L, l_dataset_count); lua_setfield(L, -2, "__len");
-    lua_pushcfunction(L, l_dataset_tostring); lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
 
     static const luaL_Reg it_methods[] = {
         { "next", l_batches_next }, { "state", l_batches_state }, { "restore", l_batches_restore },
         { "batches_per_epoch", l_batches_per_epoch }, { "close", l_batches_close }, { NULL, NULL }
     };
-    luaL_newmetatable(L, BATCHES_MT);
-    luaL_newlib(L, it_methods);
-    lua_setfield(L, -2, "__index");
+    pl_lua_new_class(L, BATCHES_MT, it_methods, l_batches_close, NULL);
     lua_pushcfunction(L, l_batches_call); lua_setfield(L, -2, "__call");
-    lua_pushcfunction(L, l_batches_close); lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_batches_close); lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
 
     static const luaL_Reg rng_methods[] = {
         { "next", l_rng_next }, { "random", l_rng_random }, { "shuffle", l_rng_shuffle },
         { "state", l_rng_state }, { "set_state", l_rng_set_state }, { NULL, NULL }
     };
-    luaL_newmetatable(L, RNG_MT);
-    luaL_newlib(L, rng_methods);
-    lua_setfield(L, -2, "__index");
+    pl_lua_new_class(L, RNG_MT, rng_methods, NULL, NULL);
     lua_pop(L, 1);
 
     static const luaL_Reg fns[] = {

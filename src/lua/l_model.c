@@ -556,17 +556,9 @@ static const luaL_Reg l_model_funcs[] = {
 
 int luaopen_peft_model(lua_State *L)
 {
-    luaL_newmetatable(L, PL_MODEL_MT);
-    luaL_newlib(L, l_model_methods);
-    lua_pushvalue(L, -1);
+    pl_lua_new_class(L, PL_MODEL_MT, l_model_methods, l_model_close, l_model_tostring);
+    lua_getfield(L, -1, "__index");
     lua_setfield(L, LUA_REGISTRYINDEX, "peft.Model.methods");
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_model_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_model_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_model_tostring);
-    lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
     luaL_newlib(L, l_model_funcs);
     lua_getfield(L, LUA_REGISTRYINDEX, "peft.Model.methods");

@@ -540,23 +540,9 @@ int luaopen_peft_report(lua_State *L)
         { "palette", l_report_palette }, { "escape", l_report_escape }, { "base64", l_report_base64 },
         { "base64_decode", l_report_base64_decode }, { NULL, NULL }
     };
-    luaL_newmetatable(L, IMAGE_MT);
-    luaL_newlib(L, image_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_image_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_image_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_image_tostring);
-    lua_setfield(L, -2, "__tostring");
+    pl_lua_new_class(L, IMAGE_MT, image_methods, l_image_gc, l_image_tostring);
     lua_pop(L, 1);
-    luaL_newmetatable(L, RASTER_MT);
-    luaL_newlib(L, raster_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_raster_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_raster_gc);
-    lua_setfield(L, -2, "__close");
+    pl_lua_new_class(L, RASTER_MT, raster_methods, l_raster_gc, NULL);
     lua_pop(L, 1);
     luaL_newlib(L, fns);
     return 1;

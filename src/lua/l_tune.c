@@ -369,15 +369,7 @@ static const luaL_Reg l_tune_funcs[] = {
 
 int luaopen_peft_tune(lua_State *L)
 {
-    luaL_newmetatable(L, TUNE_MT);
-    luaL_newlib(L, l_tune_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_tune_release);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_tune_release);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_tune_tostring);
-    lua_setfield(L, -2, "__tostring");
+    pl_lua_new_class(L, TUNE_MT, l_tune_methods, l_tune_release, l_tune_tostring);
     lua_pop(L, 1);
     luaL_newlib(L, l_tune_funcs);
     return 1;

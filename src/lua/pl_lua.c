@@ -7,6 +7,25 @@ int pl_lua_error(lua_State *L)
     return luaL_error(L, "%s", pl_last_error());
 }
 
+void pl_lua_new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
+                      lua_CFunction release, lua_CFunction tostring)
+{
+    luaL_newmetatable(L, mt);
+    lua_newtable(L);
+    if (methods) luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    if (release) {
+        lua_pushcfunction(L, release);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, release);
+        lua_setfield(L, -2, "__close");
+    }
+    if (tostring) {
+        lua_pushcfunction(L, tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+}
+
 void pl_lua_check_options(lua_State *L, int idx, const char *const allowed[], const char *what)
 {
     if (lua_isnoneornil(L, idx)) return;

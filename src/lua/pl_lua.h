@@ -28,6 +28,12 @@ struct pl_model;
 struct pl_tokenizer *pl_lua_test_tokenizer(lua_State *L, int idx);   /* l_tokenizer.c */
 struct pl_model *pl_lua_test_model(lua_State *L, int idx);           /* l_model.c */
 
+/* Register a userdata class: metatable `mt` with __index = a table of `methods`, __gc and
+ * __close = `release` (one function for both, so `<close>` and the GC agree), __tostring if
+ * given. Leaves the metatable on the stack for extra metamethods; the caller pops it. */
+void pl_lua_new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
+                      lua_CFunction release, lua_CFunction tostring);
+
 /* Raise the engine's last error as a Lua error (never as a format string). */
 int pl_lua_error(lua_State *L);
 
