@@ -23,7 +23,7 @@ for _, base in ipairs { "f32", "nf4", "q8_0" } do
     output = out .. "/" .. base, method = "lora", max_iters = iters, batch_size = batch,
     learning_rate = 2e-4, lora_rank = 8, lora_alpha = 16, lora_dropout = 0,
     targets = { "q_proj", "v_proj" }, warmup = 10, schedule = "cosine", seed = 42,
-    eval_every = iters, save_every = 0, quiet = true, progress = false, save_adapter = false,
+    eval_every = math.min(iters, 100), save_every = 0, quiet = true, progress = false, save_adapter = false,
   }
   results[base] = r.val_loss
   print(string.format("%-5s base: %d projections re-stored (%.1f -> %.1f MiB); %d steps, train loss %.4f, validation loss %.4f (%ds)",
