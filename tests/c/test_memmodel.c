@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,26 +46,27 @@ struct mcase {
     float dropout;
     int sgd;
     int ckpt;                  /* checkpoint every k layers (src/ckpt.c), 0: none */
+    int slow;
 };
 
 static const struct mcase cases[] = {
-    { "stories-bin lora qv 4x64",        STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0 },
-    { "stories-bin lora all r16 drop 2x128", STORIES_BIN, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP32, 2, 128, 16, ALL7, 0.1f, 0, 0 },
-    { "stories-bin full adamw 4x64",     STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0 },
-    { "stories-bin full sgd 1x256",      STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 1, 256, 8, QV, 0, 1, 0 },
-    { "stories-bin qlora nf4 all 4x64",  STORIES_BIN,  PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0 },
-    { "stories-bin qlora q8_0 qv 2x128", STORIES_BIN,  PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0, 0 },
-    { "stories-bin lora bf16 qv 4x64",   STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0 },
-    { "stories-gguf lora qv 8x32",       STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 8, 32, 8, QV, 0, 0, 0 },
-    { "stories-gguf full adamw 2x64",    STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 64, 8, QV, 0, 0, 0 },
-    { "stories-gguf qlora nf4 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0 },
-    { "smollm2 lora qv 2x32",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 32, 8, QV, 0, 0, 0 },
-    { "smollm2 qlora nf4 qv 1x64",       SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0 },
-    { "smollm2 qlora q8_0 all 1x48",     SMOL,         PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 1, 48, 8, ALL7, 0, 0, 0 },
-    { "smollm2 lora all r16 drop 1x64",  SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 16, ALL7, 0.05f, 0, 0 },
-    { "stories-bin qlora nf4 ckpt1 4x128", STORIES_BIN, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 4, 128, 8, ALL7, 0, 0, 1 },
-    { "stories-gguf lora ckpt2 2x256",   STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 0, 2 },
-    { "smollm2 qlora nf4 ckpt1 1x96",    SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 96, 8, QV, 0, 0, 1 },
+    { "stories-bin lora qv 4x64",        STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0, 0 },
+    { "stories-bin lora all r16 drop 2x128", STORIES_BIN, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP32, 2, 128, 16, ALL7, 0.1f, 0, 0, 0 },
+    { "stories-bin full adamw 4x64",     STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0, 0 },
+    { "stories-bin full sgd 1x256",      STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 1, 256, 8, QV, 0, 1, 0, 0 },
+    { "stories-bin qlora nf4 all 4x64",  STORIES_BIN,  PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0 },
+    { "stories-bin qlora q8_0 qv 2x128", STORIES_BIN,  PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0, 0, 0 },
+    { "stories-bin lora bf16 qv 4x64",   STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0 },
+    { "stories-gguf lora qv 8x32",       STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 8, 32, 8, QV, 0, 0, 0, 0 },
+    { "stories-gguf full adamw 2x64",    STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 64, 8, QV, 0, 0, 0, 0 },
+    { "stories-gguf qlora nf4 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0, 0 },
+    { "smollm2 lora qv 2x32",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 32, 8, QV, 0, 0, 0, 0 },
+    { "smollm2 qlora nf4 qv 1x64",       SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1 },
+    { "smollm2 qlora q8_0 all 1x48",     SMOL,         PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 1, 48, 8, ALL7, 0, 0, 0, 1 },
+    { "smollm2 lora all r16 drop 1x64",  SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 16, ALL7, 0.05f, 0, 0, 1 },
+    { "stories-bin qlora nf4 ckpt1 4x128", STORIES_BIN, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 4, 128, 8, ALL7, 0, 0, 1, 0 },
+    { "stories-gguf lora ckpt2 2x256",   STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 0, 2, 0 },
+    { "smollm2 qlora nf4 ckpt1 1x96",    SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 96, 8, QV, 0, 0, 1, 0 },
 };
 
 static const enum pl_mem_cat cats[] = { PL_MEM_WEIGHTS, PL_MEM_ADAPTERS, PL_MEM_GRADS,
@@ -73,6 +75,12 @@ static const enum pl_mem_cat cats[] = { PL_MEM_WEIGHTS, PL_MEM_ADAPTERS, PL_MEM_
 /* Returns 1 if run, 0 if skipped (model absent); *worst gets the largest relative error. */
 static int run_case(const struct mcase *k, double *worst)
 {
+    /* The SmolLM2 rows but two take seconds each on 2 cores; the docs table runs them all
+     * (PEFT_MEMMODEL_ALL=1). */
+    if (k->slow && !getenv("PEFT_MEMMODEL_ALL")) {
+        printf("  %-36s not run (PEFT_MEMMODEL_ALL=1 runs it)\n", k->name);
+        return 0;
+    }
     if (access(k->path, R_OK) != 0) {
         printf("  %-36s skipped (%s absent)\n", k->name, k->path);
         return 0;
@@ -175,7 +183,7 @@ static void test_predictions_within_10pct(void **state)
             assert_true(w <= 0.10);
         }
     }
-    assert_true(run >= 10);
+    assert_true(run >= 12);
 }
 
 /* A budget below what batch 8 needs: a smaller batch with accumulation keeping 8. */
