@@ -120,6 +120,7 @@ bench: all $(BENCH_BIN)
 demo: deps
 	@$(MAKE) --no-print-directory all model
 	$(HOST) recipes/quickstart.lua
+	$(HOST) recipes/finetune.lua
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/peftlua \

@@ -36,16 +36,14 @@
 #include "pl_lua.h"
 
 #define TRAINER_MT "peft.Trainer"
-#define MODEL_MT "peft.Model"
 
 struct l_trainer { struct pl_trainer *t; };
 
-/* peft.Model's userdata (src/lua/l_model.c) begins with its struct pl_model pointer. */
 static struct pl_model *check_model(lua_State *L, int idx)
 {
-    struct pl_model **u = luaL_checkudata(L, idx, MODEL_MT);
-    if (!*u) luaL_error(L, "peft.train: the model is closed");
-    return *u;
+    struct pl_model *m = pl_lua_test_model(L, idx);
+    if (!m) luaL_typeerror(L, idx, "peft.Model");
+    return m;
 }
 
 static struct pl_trainer *check_trainer(lua_State *L, int idx)
@@ -460,15 +458,7 @@ int luaopen_peft_train(lua_State *L)
         { "clear_interrupt", l_train_clear_interrupt }, { "catch_sigterm", l_train_catch_sigterm },
         { "now", l_train_now }, { "export", l_train_export }, { NULL, NULL }
     };
-    luaL_newmetatable(L, TRAINER_MT);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_trainer_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_trainer_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_trainer_tostring);
-    lua_setfield(L, -2, "__tostring");
+    pl_lua_new_class(L, TRAINER_MT, methods, l_trainer_close, l_trainer_tostring);
     lua_pop(L, 1);
     luaL_newlib(L, funcs);
     return 1;
