@@ -31,8 +31,6 @@
 #include "peftlua/qlora.h"
 #include "pl_lua.h"
 
-/* peft.Model userdata (src/lua/l_model.c): { struct pl_model *m } under "peft.Model". */
-struct l_memmodel_model { struct pl_model *m; };
 
 static const char *const opt_keys[] = {
     "model", "preset", "dim", "hidden_dim", "layers", "heads", "kv_heads", "head_dim",
@@ -57,10 +55,9 @@ static void read_cfg(lua_State *L, struct pl_memmodel_cfg *c)
     *c = pl_memmodel_defaults();
     lua_getfield(L, 1, "model");
     if (!lua_isnil(L, -1)) {
-        struct l_memmodel_model *u = luaL_testudata(L, -1, "peft.Model");
-        if (!u) luaL_error(L, "peft.memory: model must be a peft.Model");
-        if (!u->m) luaL_error(L, "peft.memory: the model is closed");
-        pl_memmodel_cfg_from_model(c, u->m);
+        struct pl_model *m = pl_lua_test_model(L, -1);
+        if (!m) luaL_error(L, "peft.memory: model must be a peft.Model");
+        pl_memmodel_cfg_from_model(c, m);
     }
     lua_pop(L, 1);
     const char *preset = pl_lua_opt_str(L, 1, "preset", NULL);
@@ -198,8 +195,8 @@ static int l_memmodel_autosize(lua_State *L)
  * bytes_before=, bytes_after=}: the QLoRA base (src/qlora.c), before a trainer is made. */
 static int l_memmodel_quantize(lua_State *L)
 {
-    struct l_memmodel_model *u = luaL_checkudata(L, 1, "peft.Model");
-    if (!u->m) return luaL_error(L, "peft.memory.quantize: the model is closed");
+    struct pl_model *model = pl_lua_test_model(L, 1);
+    if (!model) return luaL_typeerror(L, 1, "peft.Model");
     const char *dn = luaL_checkstring(L, 2);
     int d = pl_dtype_from_name(dn);
     if (d < 0) return luaL_error(L, "peft.memory.quantize: unknown dtype '%s'", dn);
@@ -218,7 +215,7 @@ static int l_memmodel_quantize(lua_State *L)
         return luaL_error(L, "peft.memory.quantize: targets must be a list of module names");
     }
     struct pl_qlora_stats st;
-    if (pl_qlora_quantize(u->m, (enum pl_dtype)d, targets, &st) != PL_OK) return pl_lua_error(L);
+    if (pl_qlora_quantize(model, (enum pl_dtype)d, targets, &st) != PL_OK) return pl_lua_error(L);
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, st.converted); lua_setfield(L, -2, "converted");
     lua_pushinteger(L, st.kept); lua_setfield(L, -2, "kept");
