@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "peftlua/alloc.h"
+#include "peftlua/ckpt.h"
 #include "peftlua/kernels.h"
 #include "peftlua/train.h"
 #include "train_internal.h"
@@ -158,9 +159,31 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
     } else {
         if ((st = setup_full(t)) != PL_OK) goto fail;
     }
-    t->ctx = pl_llama_ctx_new(m, cfg->batch_size, cfg->seq_len, PL_LLAMA_SAVE);
-    if (!t->ctx) { st = PL_ERR_NOMEM; goto fail; }
-    if ((st = plan_bwd(t)) != PL_OK) goto fail;
+    if (cfg->ckpt_every > 0) {
+        /* Checkpointed: src/ckpt.c owns the training activations; the context here only
+         * serves evaluation (nothing saved), plus the staged batch and the eval loss state. */
+        if (cfg->method != PL_TRAIN_LORA) {
+            st = pl_fail(PL_ERR_UNSUPPORTED, "train: gradient checkpointing is implemented for LoRA/QLoRA, not full fine-tuning");
+            goto fail;
+        }
+        const size_t BT = (size_t)cfg->batch_size * cfg->seq_len;
+        t->ctx = pl_llama_ctx_new(m, cfg->batch_size, cfg->seq_len, 0);
+        t->ids = pl_alloc(BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
+        t->targets = pl_alloc(BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
+        t->bwd_mem = pl_alloc(2 * BT * sizeof(float), PL_MEM_ACTIVATIONS);
+        if (!t->ctx || !t->ids || !t->targets || !t->bwd_mem) {
+            st = pl_fail(PL_ERR_NOMEM, "train: out of memory planning a checkpointed %d x %d step",
+                         cfg->batch_size, cfg->seq_len);
+            goto fail;
+        }
+        t->ce_losses = t->bwd_mem;
+        t->ce_lse = t->bwd_mem + BT;
+        if ((st = pl_ckpt_new(&t->ckpt, t, cfg->batch_size, cfg->seq_len, cfg->ckpt_every)) != PL_OK) goto fail;
+    } else {
+        t->ctx = pl_llama_ctx_new(m, cfg->batch_size, cfg->seq_len, PL_LLAMA_SAVE);
+        if (!t->ctx) { st = PL_ERR_NOMEM; goto fail; }
+        if ((st = plan_bwd(t)) != PL_OK) goto fail;
+    }
     *out = t;
     return PL_OK;
 fail:
@@ -171,6 +194,7 @@ fail:
 void pl_trainer_free(struct pl_trainer *t)
 {
     if (!t) return;
+    pl_ckpt_free(t->ckpt);
     pl_lora_free(t->lora);
     if (t->cfg.method == PL_TRAIN_FULL) pl_free(t->grads);
     pl_free(t->full);
@@ -214,6 +238,7 @@ static enum pl_status fwd_bwd(struct pl_trainer *t, double mul, double *loss, in
 {
     const int PB = t->cfg.batch_size, n = t->cur_n;
     const int64_t BT = (int64_t)PB * n, V = t->model->cfg.vocab_size;
+    if (t->ckpt) return pl_ckpt_grad(t->ckpt, t->ids, t->targets, PB, n, mul, loss, count);
     if (t->lora) t->lora->training = 1;
     enum pl_status st = pl_llama_forward(t->ctx, t->ids, n, 0, 0);
     t->ctx->n_past = 0;

@@ -59,6 +59,8 @@ struct pl_train_cfg {
     double max_grad_norm;      /* <= 0: no clipping */
     uint64_t seed;
     struct pl_lora_cfg lora;   /* method == PL_TRAIN_LORA */
+    int32_t ckpt_every;        /* LoRA: gradient checkpointing, keep every k-th layer input and
+                                  recompute the rest in backward (src/ckpt.c); 0: off */
 };
 /* AdamW, lr 2e-4, wd 0, cosine, warmup 0, clip 1.0, batch 4 x 256, accumulation 1, LoRA
  * defaults from pl_lora_defaults(). */
@@ -68,6 +70,7 @@ struct pl_trainer {
     struct pl_train_cfg cfg;
     struct pl_model *model;          /* borrowed; modified (hook, or f32 master weights) */
     struct pl_lora *lora;            /* LoRA: owned */
+    struct pl_ckpt *ckpt;            /* checkpointed forward/backward when cfg.ckpt_every > 0 */
     struct pl_llama_ctx *ctx;        /* planned B x T with saved activations */
     float *params, *grads;           /* the trained flat vector and its gradient */
     int64_t n_params;

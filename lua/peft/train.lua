@@ -36,7 +36,7 @@ local KEYS = {
   early_stopping = "evaluations without improvement before stopping", format = "data format",
   train_on_prompt = "loss on prompts too", skip_bad = "skip bad records", packing = "pack rows",
   progress = "live progress line", quiet = "no printing", save_adapter = "write output/adapter",
-  momentum = "SGD momentum",
+  momentum = "SGD momentum", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
 }
 
 local function fail(msg) error("peft.train.run: " .. msg, 3) end
@@ -145,7 +145,7 @@ function M.run(cfg)
     total_steps = total, min_lr_ratio = cfg.min_lr_ratio, max_grad_norm = cfg.max_grad_norm,
     seed = seed, lora_rank = cfg.lora_rank, lora_alpha = cfg.lora_alpha,
     lora_dropout = cfg.lora_dropout, targets = cfg.targets, layers = cfg.layers, rslora = cfg.rslora,
-    momentum = cfg.momentum,
+    momentum = cfg.momentum, checkpointing = cfg.checkpointing,
   })
   local out = cfg.output
   os.execute("mkdir -p " .. sh_quote(out))

@@ -57,7 +57,7 @@ static const char *const trainer_opts[] = {
     "method", "optimizer", "batch_size", "seq_len", "grad_accum", "learning_rate", "weight_decay",
     "beta1", "beta2", "eps", "momentum", "nesterov", "schedule", "warmup", "total_steps",
     "min_lr_ratio", "max_grad_norm", "seed", "lora_rank", "lora_alpha", "lora_dropout", "rslora",
-    "targets", "layers", NULL };
+    "targets", "layers", "checkpointing", NULL };
 
 static int l_train_trainer(lua_State *L)
 {
@@ -105,6 +105,14 @@ static int l_train_trainer(lua_State *L)
     c.lora.alpha = (float)pl_lua_opt_num(L, 2, "lora_alpha", 2.0 * (double)r);
     c.lora.dropout = (float)pl_lua_opt_num(L, 2, "lora_dropout", 0.0);
     c.lora.use_rslora = pl_lua_opt_bool(L, 2, "rslora", 0);
+    /* checkpointing = false | true (every layer) | k (every k layers) */
+    if (lua_getfield(L, 2, "checkpointing") == LUA_TBOOLEAN) c.ckpt_every = lua_toboolean(L, -1) ? 1 : 0;
+    else if (!lua_isnil(L, -1)) {
+        lua_Integer k = luaL_checkinteger(L, -1);
+        if (k < 0) return luaL_error(L, "peft.train.trainer: checkpointing must be false, true or a layer count >= 1");
+        c.ckpt_every = (int32_t)k;
+    }
+    lua_pop(L, 1);
     lua_getfield(L, 2, "targets");
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) == LUA_TSTRING) {

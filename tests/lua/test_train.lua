@@ -109,6 +109,31 @@ return {
     T.raises(function() tr:micro(ids, { { 1, 2 } }) end, "targets are")
   end,
 
+  checkpointing_gives_the_same_trajectory = function()
+    -- checkpoint every layer / every 2 layers vs none: identical losses and evaluation, less memory
+    local ids = { { 1, 30, 40, 50, 30, 40, 50, 30, 7, 9 }, { 1, 11, 12, 13, 14, 15, 16, 17, 18, 19 } }
+    local tg = { { 30, 40, 50, 30, 40, 50, 30, 40, -1, -1 }, { 11, 12, 13, 14, 15, 16, 17, 18, 19, 20 } }
+    local function run(k)
+      local m <close> = peft.model.load(MODEL)
+      collectgarbage(); peft.memory.reset_peak()
+      local base = peft.memory.current("activations")
+      local tr <close> = train.trainer(m, { batch_size = 2, seq_len = 10, learning_rate = 1e-2,
+        lora_rank = 4, lora_dropout = 0.1, targets = "all", schedule = "constant", checkpointing = k })
+      local losses = {}
+      for i = 1, 6 do losses[i] = tr:micro(ids, tg) end
+      local s, c = tr:eval(ids, tg)
+      return losses, s / c, peft.memory.peak("activations") - base
+    end
+    local l0, e0, m0 = run(false)
+    for _, k in ipairs { true, 2 } do
+      local l1, e1, m1 = run(k)
+      for i = 1, #l0 do T.eq(l1[i], l0[i], "checkpointing=" .. tostring(k) .. " step " .. i) end
+      T.eq(e1, e0, "evaluation after training")
+      T.ok(m1 < m0, string.format("activation peak %d with checkpointing vs %d without", m1, m0))
+    end
+    local m <close> = peft.model.load(MODEL)
+    T.raises(function() train.trainer(m, { method = "full", checkpointing = true }) end, "not full fine%-tuning")
+  end,
   run_learns_and_writes_outputs = function()
     local out = T.tmp .. "/train_run_learns"
     os.execute("rm -rf '" .. out .. "'")
