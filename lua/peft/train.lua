@@ -36,7 +36,7 @@ local KEYS = {
   early_stopping = "evaluations without improvement before stopping", format = "data format",
   train_on_prompt = "loss on prompts too", skip_bad = "skip bad records", packing = "pack rows",
   progress = "live progress line", quiet = "no printing", save_adapter = "write output/adapter",
-  momentum = "SGD momentum", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
+  momentum = "SGD momentum", memory_budget = "bytes (default: the hardware report's budget)", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
 }
 
 local function fail(msg) error("peft.train.run: " .. msg, 3) end
@@ -127,12 +127,30 @@ function M.run(cfg)
   end
   local mc = model:config()
   local max_seq = cfg.max_seq_len or math.min(512, mc.context_length or mc.seq_len or 512)
+  local bs, ga = cfg.batch_size or 4, cfg.grad_accum or 1
+  -- Memory: size what was left nil (batch through accumulation, then sequence length) to the
+  -- budget, and refuse up front, with what it needs and what would fit, a run that cannot fit.
+  do
+    local fit, why = peft.memory.autosize {
+      model = model, method = method, batch_size = cfg.batch_size, seq_len = cfg.max_seq_len,
+      effective_batch = bs * ga, max_seq_len = max_seq, budget = cfg.memory_budget,
+      checkpointing = cfg.checkpointing, lora_rank = cfg.lora_rank,
+      targets = type(cfg.targets) == "table" and cfg.targets or nil, lora_dropout = cfg.lora_dropout,
+      optimizer = cfg.optimizer,
+    }
+    if not fit then fail(why) end
+    if fit.batch_size ~= bs or fit.seq_len ~= max_seq or (not cfg.batch_size and fit.grad_accum ~= ga) then
+      say("memory: batch %d x %d tokens, accumulation %d fits the %.1f MiB budget (predicted peak %.1f MiB)",
+          fit.batch_size, fit.seq_len, fit.grad_accum, fit.budget / 2^20, fit.total / 2^20)
+    end
+    if not cfg.batch_size then bs, ga = fit.batch_size, fit.grad_accum end
+    max_seq = fit.seq_len
+  end
   local seed = cfg.seed or 42
   local train_ds, valid_ds = peft.data.load(cfg.dataset, {
     tokenizer = model, max_seq_len = max_seq, valid = cfg.valid, valid_fraction = cfg.valid_fraction,
     seed = seed, format = cfg.format, train_on_prompt = cfg.train_on_prompt, skip_bad = cfg.skip_bad,
   })
-  local bs, ga = cfg.batch_size or 4, cfg.grad_accum or 1
   local it = train_ds:batches { batch_size = bs, shuffle = true, seed = seed, epochs = 0,
                                 packing = cfg.packing, seq_len = cfg.packing and max_seq or nil }
   local per_epoch = it:batches_per_epoch()

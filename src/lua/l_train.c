@@ -305,6 +305,10 @@ static int l_trainer_stats(lua_State *L)
     SETN("loss", t->last_loss);
     SETI("tokens", t->tokens_seen);
     SETI("params", t->n_params);
+    SETI("batch_size", t->cfg.batch_size);
+    SETI("seq_len", t->cfg.seq_len);
+    SETI("grad_accum", t->cfg.grad_accum);
+    SETI("checkpointing", t->cfg.ckpt_every);
     lua_pushstring(L, t->cfg.method == PL_TRAIN_LORA ? "lora" : "full");
     lua_setfield(L, -2, "method");
     SETN("next_lr", pl_lr_at(t->cfg.schedule, t->cfg.lr, t->step, t->cfg.warmup, t->cfg.total_steps,

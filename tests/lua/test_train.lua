@@ -201,6 +201,26 @@ return {
     T.ok(T.exists(dir .. "/metrics.jsonl"), "metrics written")
   end,
 
+  memory_budget_sizes_the_batch_or_refuses = function()
+    local m <close> = peft.model.load(MODEL)
+    local opts = { model = m, method = "lora", seq_len = 48, lora_rank = 4, targets = { "q_proj", "v_proj" } }
+    local function need(b) opts.batch_size = b; return peft.memory.estimate(opts).total end
+    local budget = (need(2) + need(4)) // 2            -- batch 4 does not fit, batch 2 does
+    local dir = T.tmp .. "/train_budget"
+    os.execute("rm -rf '" .. dir .. "'")
+    local r = train.run { model = m, dataset = DATA .. "train.jsonl", output = dir, max_iters = 2,
+      grad_accum = 1, max_seq_len = 48, lora_rank = 4, targets = { "q_proj", "v_proj" },
+      memory_budget = budget, progress = false, quiet = true, save_adapter = false }
+    local st = r.trainer:stats()
+    T.eq(r.steps, 2, "completes")
+    T.ok(st.batch_size == 2 and st.grad_accum == 2, string.format("batch %s x accumulation %s", st.batch_size, st.grad_accum))
+    r.trainer:close()
+    local err = T.raises(function()
+      train.run { model = m, dataset = DATA .. "train.jsonl", output = dir .. "2", max_iters = 1,
+        batch_size = 4, max_seq_len = 48, memory_budget = need(1) // 2, quiet = true }
+    end, "needs")
+    T.ok(err:find("budget", 1, true), err)
+  end,
   epochs_and_early_stopping = function()
     -- 12 tiny examples, batch 4, accumulation 2: 3 batches an epoch, 2 steps an epoch
     local dir = T.tmp .. "/train_epochs"
