@@ -34,7 +34,7 @@ int64_t pl_ckpt_plan_floats(const struct pl_model_config *c, int B, int T, int e
                  + BT * F * 3;
     return (nseg + 1) * BT * D + (k - 1) * BT * D + k * slot
          + BT * D + BT + BT * V + 2 * BT + BT * wide               /* head, loss, scratch */
-         + BT * (3 * D + 3 * Hd + 3 * KV + wide + 3 * F)          /* backward */
+         + pl_act_grads_floats(c, BT)                               /* backward */
          + 3 * BT;                                                 /* pos, ids, targets */
 }
 
@@ -89,20 +89,8 @@ enum pl_status pl_ckpt_new(struct pl_ckpt **out, struct pl_trainer *t, int B, in
     CARVE(ce_losses, BT);
     CARVE(ce_lse, BT);
     CARVE(scratch, BT * wide);
-    CARVE(d_resid, BT * D);
-    CARVE(d_resid2, BT * D);
-    CARVE(d_xn, BT * D);
-    CARVE(d_q, BT * Hd);
-    CARVE(d_qr, BT * Hd);
-    CARVE(d_ao, BT * Hd);
-    CARVE(d_k, BT * KV);
-    CARVE(d_kr, BT * KV);
-    CARVE(d_v, BT * KV);
-    CARVE(d_wide, BT * wide);
-    CARVE(d_act, BT * F);
-    CARVE(d_gate, BT * F);
-    CARVE(d_up, BT * F);
 #undef CARVE
+    p = pl_act_grads_carve(&ck->g, p, c, BT);
     ck->pos = (int32_t *)p; p += BT;
     ck->ids = (int32_t *)p; p += BT;
     ck->targets = (int32_t *)p; p += BT;
@@ -218,41 +206,41 @@ static enum pl_status layer_bwd(struct pl_ckpt *ck, int l)
     struct slot s = slot_of(ck, l);
     enum pl_status st;
     /* MLP half: δ = d_resid */
-    memset(ck->d_act, 0, (size_t)R * F * sizeof(float));
-    if ((st = proj_bwd(ck, l, PL_PROJ_DOWN, ck->d_act, ck->d_resid, s.a, R)) != PL_OK) return st;
-    memset(ck->d_gate, 0, (size_t)R * F * sizeof(float));
-    memset(ck->d_up, 0, (size_t)R * F * sizeof(float));
-    pl_swiglu_bwd(ck->d_gate, ck->d_up, ck->d_act, s.g, s.u, R * F);
-    memset(ck->d_xn, 0, (size_t)R * D * sizeof(float));
-    if ((st = proj_bwd(ck, l, PL_PROJ_GATE, ck->d_xn, ck->d_gate, s.xf, R)) != PL_OK) return st;
-    if ((st = proj_bwd(ck, l, PL_PROJ_UP, ck->d_xn, ck->d_up, s.xf, R)) != PL_OK) return st;
-    memcpy(ck->d_resid2, ck->d_resid, (size_t)R * D * sizeof(float));
-    pl_rmsnorm_bwd(ck->d_resid2, NULL, ck->d_xn, s.rf, s.x2, fdata(ly->ffn_norm), R, D);
+    memset(ck->g.d_act, 0, (size_t)R * F * sizeof(float));
+    if ((st = proj_bwd(ck, l, PL_PROJ_DOWN, ck->g.d_act, ck->g.d_resid, s.a, R)) != PL_OK) return st;
+    memset(ck->g.d_gate, 0, (size_t)R * F * sizeof(float));
+    memset(ck->g.d_up, 0, (size_t)R * F * sizeof(float));
+    pl_swiglu_bwd(ck->g.d_gate, ck->g.d_up, ck->g.d_act, s.g, s.u, R * F);
+    memset(ck->g.d_xn, 0, (size_t)R * D * sizeof(float));
+    if ((st = proj_bwd(ck, l, PL_PROJ_GATE, ck->g.d_xn, ck->g.d_gate, s.xf, R)) != PL_OK) return st;
+    if ((st = proj_bwd(ck, l, PL_PROJ_UP, ck->g.d_xn, ck->g.d_up, s.xf, R)) != PL_OK) return st;
+    memcpy(ck->g.d_resid2, ck->g.d_resid, (size_t)R * D * sizeof(float));
+    pl_rmsnorm_bwd(ck->g.d_resid2, NULL, ck->g.d_xn, s.rf, s.x2, fdata(ly->ffn_norm), R, D);
     /* attention half: δ = d_resid2 */
-    memset(ck->d_ao, 0, (size_t)R * Hd * sizeof(float));
-    if ((st = proj_bwd(ck, l, PL_PROJ_O, ck->d_ao, ck->d_resid2, s.ao, R)) != PL_OK) return st;
-    memset(ck->d_qr, 0, (size_t)R * Hd * sizeof(float));
-    memset(ck->d_kr, 0, (size_t)BT * KV * sizeof(float));
-    memset(ck->d_k, 0, (size_t)BT * KV * sizeof(float));
-    if ((st = pl_attention_bwd(ck->d_qr, ck->d_kr, ck->d_k, ck->d_ao, s.att, s.q, s.kc, s.vc, B, n,
+    memset(ck->g.d_ao, 0, (size_t)R * Hd * sizeof(float));
+    if ((st = proj_bwd(ck, l, PL_PROJ_O, ck->g.d_ao, ck->g.d_resid2, s.ao, R)) != PL_OK) return st;
+    memset(ck->g.d_qr, 0, (size_t)R * Hd * sizeof(float));
+    memset(ck->g.d_kr, 0, (size_t)BT * KV * sizeof(float));
+    memset(ck->g.d_k, 0, (size_t)BT * KV * sizeof(float));
+    if ((st = pl_attention_bwd(ck->g.d_qr, ck->g.d_kr, ck->g.d_k, ck->g.d_ao, s.att, s.q, s.kc, s.vc, B, n,
                                0, T, H, Hkv, hd)) != PL_OK)
         return st;
     /* dk, dv in the cache layout [B][T][KV] → rows [B·n][KV] (dv was written to d_k) */
     for (int64_t b = 0; b < B; b++) {
-        memcpy(ck->d_v + (size_t)b * n * KV, ck->d_k + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
+        memcpy(ck->g.d_v + (size_t)b * n * KV, ck->g.d_k + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
         if (n < T && b > 0)
-            memmove(ck->d_kr + (size_t)b * n * KV, ck->d_kr + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
+            memmove(ck->g.d_kr + (size_t)b * n * KV, ck->g.d_kr + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
     }
-    memset(ck->d_q, 0, (size_t)R * Hd * sizeof(float));
-    memset(ck->d_k, 0, (size_t)R * KV * sizeof(float));
-    pl_rope_bwd(ck->d_q, ck->d_qr, ck->pos, R, H, hd, c->rope_base, rm);
-    pl_rope_bwd(ck->d_k, ck->d_kr, ck->pos, R, Hkv, hd, c->rope_base, rm);
-    memset(ck->d_xn, 0, (size_t)R * D * sizeof(float));
-    if ((st = proj_bwd(ck, l, PL_PROJ_Q, ck->d_xn, ck->d_q, s.xn, R)) != PL_OK) return st;
-    if ((st = proj_bwd(ck, l, PL_PROJ_K, ck->d_xn, ck->d_k, s.xn, R)) != PL_OK) return st;
-    if ((st = proj_bwd(ck, l, PL_PROJ_V, ck->d_xn, ck->d_v, s.xn, R)) != PL_OK) return st;
-    memcpy(ck->d_resid, ck->d_resid2, (size_t)R * D * sizeof(float));
-    pl_rmsnorm_bwd(ck->d_resid, NULL, ck->d_xn, s.rs, s.xin, fdata(ly->attn_norm), R, D);
+    memset(ck->g.d_q, 0, (size_t)R * Hd * sizeof(float));
+    memset(ck->g.d_k, 0, (size_t)R * KV * sizeof(float));
+    pl_rope_bwd(ck->g.d_q, ck->g.d_qr, ck->pos, R, H, hd, c->rope_base, rm);
+    pl_rope_bwd(ck->g.d_k, ck->g.d_kr, ck->pos, R, Hkv, hd, c->rope_base, rm);
+    memset(ck->g.d_xn, 0, (size_t)R * D * sizeof(float));
+    if ((st = proj_bwd(ck, l, PL_PROJ_Q, ck->g.d_xn, ck->g.d_q, s.xn, R)) != PL_OK) return st;
+    if ((st = proj_bwd(ck, l, PL_PROJ_K, ck->g.d_xn, ck->g.d_k, s.xn, R)) != PL_OK) return st;
+    if ((st = proj_bwd(ck, l, PL_PROJ_V, ck->g.d_xn, ck->g.d_v, s.xn, R)) != PL_OK) return st;
+    memcpy(ck->g.d_resid, ck->g.d_resid2, (size_t)R * D * sizeof(float));
+    pl_rmsnorm_bwd(ck->g.d_resid, NULL, ck->g.d_xn, s.rs, s.xin, fdata(ly->attn_norm), R, D);
     return PL_OK;
 }
 
@@ -294,13 +282,13 @@ static enum pl_status fwd_bwd(struct pl_ckpt *ck, double mul, double *loss, int6
     if (cnt == 0) return PL_OK;
     pl_crossentropy_bwd(ck->logits, ck->ce_lse, ck->logits, ck->targets, (float)(mul / (double)cnt), R, V);
     /* output head and final norm */
-    float *dxf = ck->d_wide;
+    float *dxf = ck->g.d_wide;
     memset(dxf, 0, (size_t)R * D * sizeof(float));
     if ((st = pl_linear_bwd(dxf, NULL, NULL, ck->logits, ck->xfinal, pl_tensor_data(Wo), Wo->dtype,
                             R, D, V)) != PL_OK)
         return st;
-    memset(ck->d_resid, 0, (size_t)R * D * sizeof(float));
-    pl_rmsnorm_bwd(ck->d_resid, NULL, dxf, ck->rstd_final, xL, fdata(m->out_norm), R, D);
+    memset(ck->g.d_resid, 0, (size_t)R * D * sizeof(float));
+    pl_rmsnorm_bwd(ck->g.d_resid, NULL, dxf, ck->rstd_final, xL, fdata(m->out_norm), R, D);
     for (int s = ck->n_seg - 1; s >= 0; s--) {
         if (s != ck->n_seg - 1 && (st = segment_fwd(ck, s)) != PL_OK) return st;   /* recompute */
         int l0 = s * ck->every, l1 = (s + 1) * ck->every < L ? (s + 1) * ck->every : L;

@@ -95,37 +95,20 @@ float *pl_train_grad_of(struct pl_trainer *t, const struct pl_tensor *w)
     return NULL;
 }
 
-static enum pl_status plan_bwd(struct pl_trainer *t)
+/* The staged batch (ids, targets), the cross-entropy state and, unless src/ckpt.c plans its
+ * own (grads = 0), the activation gradients of the backward: one block each. */
+static enum pl_status plan_bwd(struct pl_trainer *t, int grads)
 {
     const struct pl_model_config *c = &t->model->cfg;
     int64_t BT = (int64_t)t->cfg.batch_size * t->cfg.seq_len;
-    int64_t D = c->dim, F = c->hidden_dim, Hd = (int64_t)c->n_heads * c->head_dim;
-    int64_t KV = (int64_t)c->n_kv_heads * c->head_dim;
-    int64_t wide = D > F ? D : F;
-    if (Hd > wide) wide = Hd;
-    size_t n = (size_t)BT * (3 * D + 3 * Hd + 3 * KV + wide + 3 * F) + 2 * (size_t)BT;
+    size_t n = (grads ? (size_t)pl_act_grads_floats(c, BT) : 0) + 2 * (size_t)BT;
     t->bwd_mem = pl_alloc(n * sizeof(float), PL_MEM_ACTIVATIONS);
     t->ids = pl_alloc((size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
     t->targets = pl_alloc((size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
     if (!t->bwd_mem || !t->ids || !t->targets)
         return pl_fail(PL_ERR_NOMEM, "train: out of memory for %.1f MiB of backward buffers",
                        (double)n * 4 / 1048576.0);
-    float *p = t->bwd_mem;
-#define CARVE(f, k) do { t->f = p; p += (size_t)(k); } while (0)
-    CARVE(d_resid, BT * D);
-    CARVE(d_resid2, BT * D);
-    CARVE(d_xn, BT * D);
-    CARVE(d_q, BT * Hd);
-    CARVE(d_qr, BT * Hd);
-    CARVE(d_ao, BT * Hd);
-    CARVE(d_k, BT * KV);
-    CARVE(d_kr, BT * KV);
-    CARVE(d_v, BT * KV);
-    CARVE(d_wide, BT * wide);
-    CARVE(d_act, BT * F);
-    CARVE(d_gate, BT * F);
-    CARVE(d_up, BT * F);
-#undef CARVE
+    float *p = grads ? pl_act_grads_carve(&t->g, t->bwd_mem, c, BT) : t->bwd_mem;
     t->ce_losses = p;
     t->ce_lse = p + BT;
     return PL_OK;
@@ -166,23 +149,14 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
             st = pl_fail(PL_ERR_UNSUPPORTED, "train: gradient checkpointing is implemented for LoRA/QLoRA, not full fine-tuning");
             goto fail;
         }
-        const size_t BT = (size_t)cfg->batch_size * cfg->seq_len;
         t->ctx = pl_llama_ctx_new(m, cfg->batch_size, cfg->seq_len, 0);
-        t->ids = pl_alloc(BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
-        t->targets = pl_alloc(BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
-        t->bwd_mem = pl_alloc(2 * BT * sizeof(float), PL_MEM_ACTIVATIONS);
-        if (!t->ctx || !t->ids || !t->targets || !t->bwd_mem) {
-            st = pl_fail(PL_ERR_NOMEM, "train: out of memory planning a checkpointed %d x %d step",
-                         cfg->batch_size, cfg->seq_len);
-            goto fail;
-        }
-        t->ce_losses = t->bwd_mem;
-        t->ce_lse = t->bwd_mem + BT;
+        if (!t->ctx) { st = PL_ERR_NOMEM; goto fail; }
+        if ((st = plan_bwd(t, 0)) != PL_OK) goto fail;
         if ((st = pl_ckpt_new(&t->ckpt, t, cfg->batch_size, cfg->seq_len, cfg->ckpt_every)) != PL_OK) goto fail;
     } else {
         t->ctx = pl_llama_ctx_new(m, cfg->batch_size, cfg->seq_len, PL_LLAMA_SAVE);
         if (!t->ctx) { st = PL_ERR_NOMEM; goto fail; }
-        if ((st = plan_bwd(t)) != PL_OK) goto fail;
+        if ((st = plan_bwd(t, 1)) != PL_OK) goto fail;
     }
     *out = t;
     return PL_OK;

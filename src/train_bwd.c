@@ -21,6 +21,42 @@
 #include "peftlua/kernels.h"
 #include "train_internal.h"
 
+/* The backward's widest row: max(dim, hidden, heads·head_dim) (d_wide holds any of them). */
+static int64_t act_wide(const struct pl_model_config *c)
+{
+    int64_t w = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+    int64_t hd = (int64_t)c->n_heads * c->head_dim;
+    return hd > w ? hd : w;
+}
+
+int64_t pl_act_grads_floats(const struct pl_model_config *c, int64_t BT)
+{
+    return BT * (3 * (int64_t)c->dim + 3 * (int64_t)c->n_heads * c->head_dim
+                 + 3 * (int64_t)c->n_kv_heads * c->head_dim + act_wide(c) + 3 * (int64_t)c->hidden_dim);
+}
+
+float *pl_act_grads_carve(struct pl_act_grads *g, float *p, const struct pl_model_config *c, int64_t BT)
+{
+    const int64_t D = c->dim, F = c->hidden_dim, Hd = (int64_t)c->n_heads * c->head_dim;
+    const int64_t KV = (int64_t)c->n_kv_heads * c->head_dim, wide = act_wide(c);
+#define CARVE(f, k) do { g->f = p; p += (size_t)(k); } while (0)
+    CARVE(d_resid, BT * D);
+    CARVE(d_resid2, BT * D);
+    CARVE(d_xn, BT * D);
+    CARVE(d_q, BT * Hd);
+    CARVE(d_qr, BT * Hd);
+    CARVE(d_ao, BT * Hd);
+    CARVE(d_k, BT * KV);
+    CARVE(d_kr, BT * KV);
+    CARVE(d_v, BT * KV);
+    CARVE(d_wide, BT * wide);
+    CARVE(d_act, BT * F);
+    CARVE(d_gate, BT * F);
+    CARVE(d_up, BT * F);
+#undef CARVE
+    return p;
+}
+
 static const float *fdata(const struct pl_tensor *t) { return (const float *)pl_tensor_data(t); }
 
 /* dx += dy·W (+ adapter), dW += dyᵀ·x when W is trained (full), dbias likewise. */
@@ -51,15 +87,15 @@ enum pl_status pl_train_backward(struct pl_trainer *t)
     enum pl_status st;
 
     /* output head: logits = xfinal · Woutᵀ;  xfinal = RMSNorm(x_L) */
-    float *dxf = t->d_wide;
+    float *dxf = t->g.d_wide;
     memset(dxf, 0, (size_t)R * D * sizeof(float));
     const struct pl_tensor *Wout = m->output;
     if ((st = pl_linear_bwd(dxf, pl_train_grad_of(t, Wout), NULL, c->logits, c->xfinal,
                             pl_tensor_data(Wout), Wout->dtype, R, D, V)) != PL_OK)
         return st;
     const float *xL = c->resid + (size_t)L * BT * D;
-    memset(t->d_resid, 0, (size_t)R * D * sizeof(float));
-    pl_rmsnorm_bwd(t->d_resid, pl_train_grad_of(t, m->out_norm), dxf, c->rstd_final, xL,
+    memset(t->g.d_resid, 0, (size_t)R * D * sizeof(float));
+    pl_rmsnorm_bwd(t->g.d_resid, pl_train_grad_of(t, m->out_norm), dxf, c->rstd_final, xL,
                    fdata(m->out_norm), R, D);
 
     for (int64_t l = L - 1; l >= 0; l--) {
@@ -81,47 +117,47 @@ enum pl_status pl_train_backward(struct pl_trainer *t)
         const float *a = c->act + (size_t)l * BT * F;
 
         /* MLP half: δ = d_resid */
-        memset(t->d_act, 0, (size_t)R * F * sizeof(float));
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_DOWN, t->d_act, t->d_resid, a, R)) != PL_OK) return st;
-        memset(t->d_gate, 0, (size_t)R * F * sizeof(float));
-        memset(t->d_up, 0, (size_t)R * F * sizeof(float));
-        pl_swiglu_bwd(t->d_gate, t->d_up, t->d_act, g, u, R * F);
-        memset(t->d_xn, 0, (size_t)R * D * sizeof(float));
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_GATE, t->d_xn, t->d_gate, xf, R)) != PL_OK) return st;
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_UP, t->d_xn, t->d_up, xf, R)) != PL_OK) return st;
-        memcpy(t->d_resid2, t->d_resid, (size_t)R * D * sizeof(float));
-        pl_rmsnorm_bwd(t->d_resid2, pl_train_grad_of(t, ly->ffn_norm), t->d_xn, rf, x2,
+        memset(t->g.d_act, 0, (size_t)R * F * sizeof(float));
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_DOWN, t->g.d_act, t->g.d_resid, a, R)) != PL_OK) return st;
+        memset(t->g.d_gate, 0, (size_t)R * F * sizeof(float));
+        memset(t->g.d_up, 0, (size_t)R * F * sizeof(float));
+        pl_swiglu_bwd(t->g.d_gate, t->g.d_up, t->g.d_act, g, u, R * F);
+        memset(t->g.d_xn, 0, (size_t)R * D * sizeof(float));
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_GATE, t->g.d_xn, t->g.d_gate, xf, R)) != PL_OK) return st;
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_UP, t->g.d_xn, t->g.d_up, xf, R)) != PL_OK) return st;
+        memcpy(t->g.d_resid2, t->g.d_resid, (size_t)R * D * sizeof(float));
+        pl_rmsnorm_bwd(t->g.d_resid2, pl_train_grad_of(t, ly->ffn_norm), t->g.d_xn, rf, x2,
                        fdata(ly->ffn_norm), R, D);
 
         /* attention half: δ = d_resid2 */
-        memset(t->d_ao, 0, (size_t)R * Hd * sizeof(float));
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_O, t->d_ao, t->d_resid2, ao, R)) != PL_OK) return st;
-        memset(t->d_qr, 0, (size_t)R * Hd * sizeof(float));
-        memset(t->d_kr, 0, (size_t)BT * KV * sizeof(float));
-        memset(t->d_k, 0, (size_t)BT * KV * sizeof(float));
+        memset(t->g.d_ao, 0, (size_t)R * Hd * sizeof(float));
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_O, t->g.d_ao, t->g.d_resid2, ao, R)) != PL_OK) return st;
+        memset(t->g.d_qr, 0, (size_t)R * Hd * sizeof(float));
+        memset(t->g.d_kr, 0, (size_t)BT * KV * sizeof(float));
+        memset(t->g.d_k, 0, (size_t)BT * KV * sizeof(float));
         /* dk, dv come back in the cache layout [B][T][KV]; d_k receives dv first */
-        if ((st = pl_attention_bwd(t->d_qr, t->d_kr, t->d_k, t->d_ao, att, q, kc, vc, B, n, 0, T,
+        if ((st = pl_attention_bwd(t->g.d_qr, t->g.d_kr, t->g.d_k, t->g.d_ao, att, q, kc, vc, B, n, 0, T,
                                    H, Hkv, hd)) != PL_OK)
             return st;
         /* to rows [B·n][KV]: dv into d_v, dk (rotated) compacted in place in d_kr */
         for (int64_t b = 0; b < B; b++) {
-            memcpy(t->d_v + (size_t)b * n * KV, t->d_k + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
+            memcpy(t->g.d_v + (size_t)b * n * KV, t->g.d_k + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
             if (n < T && b > 0)
-                memmove(t->d_kr + (size_t)b * n * KV, t->d_kr + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
+                memmove(t->g.d_kr + (size_t)b * n * KV, t->g.d_kr + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
         }
-        memset(t->d_q, 0, (size_t)R * Hd * sizeof(float));
-        memset(t->d_k, 0, (size_t)R * KV * sizeof(float));
-        pl_rope_bwd(t->d_q, t->d_qr, c->pos, R, H, hd, cf->rope_base, rmode);
-        pl_rope_bwd(t->d_k, t->d_kr, c->pos, R, Hkv, hd, cf->rope_base, rmode);
-        memset(t->d_xn, 0, (size_t)R * D * sizeof(float));
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_Q, t->d_xn, t->d_q, xn, R)) != PL_OK) return st;
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_K, t->d_xn, t->d_k, xn, R)) != PL_OK) return st;
-        if ((st = proj_bwd(t, (int)l, PL_PROJ_V, t->d_xn, t->d_v, xn, R)) != PL_OK) return st;
-        memcpy(t->d_resid, t->d_resid2, (size_t)R * D * sizeof(float));
-        pl_rmsnorm_bwd(t->d_resid, pl_train_grad_of(t, ly->attn_norm), t->d_xn, rs, xin,
+        memset(t->g.d_q, 0, (size_t)R * Hd * sizeof(float));
+        memset(t->g.d_k, 0, (size_t)R * KV * sizeof(float));
+        pl_rope_bwd(t->g.d_q, t->g.d_qr, c->pos, R, H, hd, cf->rope_base, rmode);
+        pl_rope_bwd(t->g.d_k, t->g.d_kr, c->pos, R, Hkv, hd, cf->rope_base, rmode);
+        memset(t->g.d_xn, 0, (size_t)R * D * sizeof(float));
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_Q, t->g.d_xn, t->g.d_q, xn, R)) != PL_OK) return st;
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_K, t->g.d_xn, t->g.d_k, xn, R)) != PL_OK) return st;
+        if ((st = proj_bwd(t, (int)l, PL_PROJ_V, t->g.d_xn, t->g.d_v, xn, R)) != PL_OK) return st;
+        memcpy(t->g.d_resid, t->g.d_resid2, (size_t)R * D * sizeof(float));
+        pl_rmsnorm_bwd(t->g.d_resid, pl_train_grad_of(t, ly->attn_norm), t->g.d_xn, rs, xin,
                        fdata(ly->attn_norm), R, D);
     }
     float *dE = pl_train_grad_of(t, m->tok_embd);
-    if (dE) pl_embedding_bwd(dE, t->d_resid, t->ids, R, V, D);
+    if (dE) pl_embedding_bwd(dE, t->g.d_resid, t->ids, R, V, D);
     return PL_OK;
 }

@@ -43,8 +43,7 @@ struct pl_ckpt {
     float *s_in, *xn_att, *rstd_att, *q, *kc, *vc, *att, *att_out, *resid2, *xn_ffn, *rstd_ffn,
           *gate, *up, *act;
     float *xfinal, *rstd_final, *logits, *ce_losses, *ce_lse, *scratch;
-    float *d_resid, *d_resid2, *d_xn, *d_q, *d_qr, *d_ao, *d_k, *d_kr, *d_v, *d_wide, *d_act,
-          *d_gate, *d_up;
+    struct pl_act_grads g;
     int32_t *pos, *ids, *targets;
 };
 

@@ -66,6 +66,17 @@ struct pl_train_cfg {
  * defaults from pl_lora_defaults(). */
 struct pl_train_cfg pl_train_defaults(void);
 
+/* Gradients of one layer's activations during a backward pass, carved from one planned block
+ * (shared by the trainer's backward and the checkpointed one in src/ckpt.c). */
+struct pl_act_grads {
+    float *d_resid, *d_resid2, *d_xn, *d_q, *d_qr, *d_ao, *d_k, *d_kr, *d_v, *d_wide, *d_act,
+          *d_gate, *d_up;
+};
+/* Floats the block needs for BT rows of model configuration c. */
+int64_t pl_act_grads_floats(const struct pl_model_config *c, int64_t BT);
+/* Point g's buffers into p (pl_act_grads_floats(c, BT) floats); returns p past them. */
+float *pl_act_grads_carve(struct pl_act_grads *g, float *p, const struct pl_model_config *c, int64_t BT);
+
 struct pl_trainer {
     struct pl_train_cfg cfg;
     struct pl_model *model;          /* borrowed; modified (hook, or f32 master weights) */
@@ -85,8 +96,7 @@ struct pl_trainer {
     double last_loss, last_grad_norm, last_lr;
     /* backward scratch (one planned allocation, PL_MEM_ACTIVATIONS) */
     float *bwd_mem;
-    float *d_resid, *d_resid2, *d_xn, *d_q, *d_k, *d_v, *d_qr, *d_kr, *d_ao, *d_wide, *d_act,
-          *d_gate, *d_up;
+    struct pl_act_grads g;
     float *ce_losses, *ce_lse;       /* [B*T] cross-entropy saved state */
     int32_t *targets;                /* [B*n] padded copy of the current micro-batch */
     int32_t cur_n;                   /* its row length n (<= seq_len) */
