@@ -343,7 +343,7 @@ enum pl_status pl_ckpt_micro(struct pl_ckpt *ck, const int32_t *ids, const int32
     *stepped = 0;
     double l = NAN;
     int64_t c = 0;
-    enum pl_status st = pl_ckpt_grad(ck, ids, targets, B, n, 1.0 / t->cfg.grad_accum, &l, &c);
+    enum pl_status st = pl_ckpt_grad(ck, ids, targets, B, n, t->loss_scale / t->cfg.grad_accum, &l, &c);
     if (st != PL_OK) return st;
     if (loss) *loss = l;
     if (count) *count = c;
@@ -379,7 +379,7 @@ enum pl_status pl_ckpt_step_shrinking(struct pl_ckpt **ckp, const int32_t *ids,
             double l;
             int64_t c = 0;
             st = pl_ckpt_grad(ck, ids + (size_t)i * mb * n, targets + (size_t)i * mb * n, b, n,
-                              1.0 / nmicro, &l, &c);
+                              t->loss_scale / nmicro, &l, &c);
             if (st == PL_OK && c > 0) { lsum += l * (double)c; csum += c; }
         }
         if (st == PL_OK) {

@@ -14,6 +14,9 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__F16C__) && defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 /* Column chunk for kernels that reduce over rows into a per-column gradient (dW of embedding,
  * dw of RMSNorm): each chunk belongs to one thread, rows are visited in order. */
@@ -289,5 +292,67 @@ void pl_crossentropy_bwd(float *dlogits, const float *lse, const float *logits,
         #pragma omp simd
         for (int64_t v = 0; v < V; v++) d[v] = scale * pl_k_expf(l[v] - z);
         d[t] -= scale;
+    }
+}
+
+/* ------------------------------------------------------------------------ 16-bit activations */
+
+/* Elements per parallel piece of the conversions (a piece boundary never changes a result:
+ * every element is converted on its own). */
+#define PL_K_CVT_CHUNK 8192
+
+static inline uint16_t act_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    /* NaN: keep it a (quiet) NaN, since adding the rounding bias could carry it into inf */
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline float act_bf16_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+void pl_act16_store(uint16_t *dst, const float *src, int64_t n, enum pl_dtype t)
+{
+    const int64_t nch = (n + PL_K_CVT_CHUNK - 1) / PL_K_CVT_CHUNK;
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(n))
+    for (int64_t ch = 0; ch < nch; ch++) {
+        int64_t i = ch * PL_K_CVT_CHUNK, e = i + PL_K_CVT_CHUNK < n ? i + PL_K_CVT_CHUNK : n;
+        if (t == PL_F16) {
+#if defined(__F16C__) && defined(__AVX__)
+            for (; i + 8 <= e; i += 8)
+                _mm_storeu_si128((__m128i *)(dst + i),
+                                 _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+            for (; i < e; i++) dst[i] = pl_f32_to_f16(src[i]);
+        } else {
+            #pragma omp simd
+            for (int64_t j = i; j < e; j++) dst[j] = act_bf16(src[j]);
+        }
+    }
+}
+
+void pl_act16_load(float *dst, const uint16_t *src, int64_t n, enum pl_dtype t)
+{
+    const int64_t nch = (n + PL_K_CVT_CHUNK - 1) / PL_K_CVT_CHUNK;
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(n))
+    for (int64_t ch = 0; ch < nch; ch++) {
+        int64_t i = ch * PL_K_CVT_CHUNK, e = i + PL_K_CVT_CHUNK < n ? i + PL_K_CVT_CHUNK : n;
+        if (t == PL_F16) {
+#if defined(__F16C__) && defined(__AVX__)
+            for (; i + 8 <= e; i += 8)
+                _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+#endif
+            for (; i < e; i++) dst[i] = pl_f16_to_f32(src[i]);
+        } else {
+            #pragma omp simd
+            for (int64_t j = i; j < e; j++) dst[j] = act_bf16_f32(src[j]);
+        }
     }
 }

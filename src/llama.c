@@ -36,30 +36,42 @@ struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flag
                 cf->seq_len);
         return NULL;
     }
+    if ((flags & PL_LLAMA_SAVE_BF16) && (flags & PL_LLAMA_SAVE_F16)) {
+        pl_fail(PL_ERR_ARG, "llama: a context saves activations as bf16 or as f16, not both");
+        return NULL;
+    }
     struct pl_llama_ctx *c = pl_calloc(1, sizeof *c, PL_MEM_ACTIVATIONS);
     if (!c) { pl_fail(PL_ERR_NOMEM, "llama: out of memory for a context"); return NULL; }
+    const int save = (flags & (PL_LLAMA_SAVE | PL_LLAMA_SAVE_BF16 | PL_LLAMA_SAVE_F16)) != 0;
+    c->act_dtype = (flags & PL_LLAMA_SAVE_BF16) ? PL_BF16 : (flags & PL_LLAMA_SAVE_F16) ? PL_F16 : PL_F32;
+    const int h16 = c->act_dtype != PL_F32;
+    if (save) flags |= PL_LLAMA_SAVE;
     c->m = m; c->B = B; c->T = T; c->flags = flags;
     int L = cf->n_layers;
-    int S = (flags & PL_LLAMA_SAVE) ? L : 1;
+    int S = save && !h16 ? L : 1;     /* f32 copies of the buffers 16-bit mode rounds */
+    int S2 = save ? L : 1;            /* resid2 and the rstd's: f32 whenever saved */
+    int SK = h16 ? 1 : L;             /* KV cache */
+    int SH = h16 ? L : 0;             /* 16-bit copies */
     c->n_saved = S;
     int64_t BT = (int64_t)B * T, D = cf->dim, Hd = (int64_t)cf->n_heads * cf->head_dim;
     int64_t KV = (int64_t)cf->n_kv_heads * cf->head_dim, F = cf->hidden_dim;
     int64_t wide = D > F ? D : F;
     if (Hd > wide) wide = Hd;
-    int64_t resid_copies = (flags & PL_LLAMA_SAVE) ? L + 1 : 2;
+    int64_t resid_copies = save ? L + 1 : 2;
+    int64_t att1 = (int64_t)B * cf->n_heads * T * T;
     /* every planned buffer once: summed for the one allocation, then carved from it in order */
     const struct { float **at; int64_t n; } plan[] = {
         { &c->resid, resid_copies * BT * D },
         { &c->xn_att, S * BT * D },
-        { &c->rstd_att, S * BT },
+        { &c->rstd_att, S2 * BT },
         { &c->q, S * BT * Hd },
-        { &c->kc, (int64_t)L * BT * KV },
-        { &c->vc, (int64_t)L * BT * KV },
-        { &c->att, S * (int64_t)B * cf->n_heads * T * T },
+        { &c->kc, SK * BT * KV },
+        { &c->vc, SK * BT * KV },
+        { &c->att, S * att1 },
         { &c->att_out, S * BT * Hd },
-        { &c->resid2, S * BT * D },
+        { &c->resid2, S2 * BT * D },
         { &c->xn_ffn, S * BT * D },
-        { &c->rstd_ffn, S * BT },
+        { &c->rstd_ffn, S2 * BT },
         { &c->gate, S * BT * F },
         { &c->up, S * BT * F },
         { &c->act, S * BT * F },
@@ -67,21 +79,40 @@ struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flag
         { &c->rstd_final, BT },
         { &c->scratch, BT * wide },
     };
-    const size_t nplan = sizeof plan / sizeof plan[0];
-    size_t need = 0;
+    const struct { uint16_t **at; int64_t n; } plan16[] = {
+        { &c->h_xn_att, SH * BT * D },
+        { &c->h_q, SH * BT * Hd },
+        { &c->h_kc, SH * BT * KV },
+        { &c->h_vc, SH * BT * KV },
+        { &c->h_att, SH * att1 },
+        { &c->h_att_out, SH * BT * Hd },
+        { &c->h_xn_ffn, SH * BT * D },
+        { &c->h_gate, SH * BT * F },
+        { &c->h_up, SH * BT * F },
+        { &c->h_act, SH * BT * F },
+    };
+    const size_t nplan = sizeof plan / sizeof plan[0], nplan16 = sizeof plan16 / sizeof plan16[0];
+    size_t need = 0, need16 = 0;
     for (size_t i = 0; i < nplan; i++) need += pl_sz(plan[i].n);
+    for (size_t i = 0; i < nplan16; i++) need16 += pl_sz(plan16[i].n);
     c->mem_floats = need;
-    c->mem = pl_alloc(need * sizeof(float), PL_MEM_ACTIVATIONS);
+    c->mem_halves = need16;
+    c->mem = pl_alloc(need * sizeof(float) + need16 * sizeof(uint16_t), PL_MEM_ACTIVATIONS);
     if (!c->mem) {
         pl_free(c);
         pl_fail(PL_ERR_NOMEM, "llama: out of memory planning %.1f MiB of activations for %d x %d",
-                (double)need * 4 / 1048576.0, B, T);
+                ((double)need * 4 + (double)need16 * 2) / 1048576.0, B, T);
         return NULL;
     }
     float *p = c->mem;
     for (size_t i = 0; i < nplan; i++) {
         *plan[i].at = p;
         p += pl_sz(plan[i].n);
+    }
+    uint16_t *h = (uint16_t *)p;
+    for (size_t i = 0; i < nplan16; i++) {
+        *plan16[i].at = h16 ? h : NULL;
+        h += pl_sz(plan16[i].n);
     }
     c->pos = pl_alloc((size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
     if (!c->pos) {
@@ -282,6 +313,83 @@ static enum pl_status pl_llama_linear(struct pl_llama_ctx *c, int layer, enum pl
     return PL_OK;
 }
 
+/* Layer l's f32 buffers in context c: slot l where that buffer is saved per layer in f32,
+ * else the one-layer slot (the residual stream alternates between two copies when nothing is
+ * saved). */
+static void layer_slots(const struct pl_llama_ctx *c, int l, struct pl_llama_acts *a)
+{
+    const struct pl_model_config *cf = &c->m->cfg;
+    const int64_t BT = (int64_t)c->B * c->T, D = cf->dim, F = cf->hidden_dim;
+    const int64_t Hd = (int64_t)cf->n_heads * cf->head_dim, KV = (int64_t)cf->n_kv_heads * cf->head_dim;
+    const int save = (c->flags & PL_LLAMA_SAVE) != 0;
+    const size_t s = c->n_saved > 1 ? (size_t)l : 0;                 /* rounded in 16-bit mode */
+    const size_t s2 = save ? (size_t)l : 0;                          /* always f32 */
+    const size_t sk = c->act_dtype == PL_F32 ? (size_t)l : 0;        /* KV cache */
+    a->xin = c->resid + (size_t)(save ? l : (l & 1)) * BT * D;
+    a->xout = c->resid + (size_t)(save ? l + 1 : ((l + 1) & 1)) * BT * D;
+    a->xn = c->xn_att + s * BT * D;
+    a->rs = c->rstd_att + s2 * BT;
+    a->q = c->q + s * BT * Hd;
+    a->kc = c->kc + sk * BT * KV;
+    a->vc = c->vc + sk * BT * KV;
+    a->att = c->att + s * c->B * cf->n_heads * c->T * c->T;
+    a->ao = c->att_out + s * BT * Hd;
+    a->x2 = c->resid2 + s2 * BT * D;
+    a->xf = c->xn_ffn + s * BT * D;
+    a->rf = c->rstd_ffn + s2 * BT;
+    a->g = c->gate + s * BT * F;
+    a->u = c->up + s * BT * F;
+    a->a = c->act + s * BT * F;
+}
+
+/* 16-bit mode: round layer l's activations of an n-token forward from the one-layer f32
+ * buffers into its 16-bit copies (store), or widen them back (load). Only the rows the
+ * forward wrote are converted: B·n rows, K/V positions 0..n-1 of each sequence, and the
+ * [B][heads][n][n] probabilities the attention kernel packs at the start of its buffer. */
+static void layer_copy16(struct pl_llama_ctx *c, int l, int n, const struct pl_llama_acts *a,
+                         int store)
+{
+    const struct pl_model_config *cf = &c->m->cfg;
+    const int64_t B = c->B, T = c->T, BT = B * T, R = B * n, D = cf->dim, F = cf->hidden_dim;
+    const int64_t Hd = (int64_t)cf->n_heads * cf->head_dim, KV = (int64_t)cf->n_kv_heads * cf->head_dim;
+    const enum pl_dtype t = (enum pl_dtype)c->act_dtype;
+    const struct { uint16_t *h; float *f; int64_t n; } part[] = {
+        { c->h_xn_att + (size_t)l * BT * D, a->xn, R * D },
+        { c->h_q + (size_t)l * BT * Hd, a->q, R * Hd },
+        { c->h_att + (size_t)l * B * cf->n_heads * T * T, a->att, B * cf->n_heads * (int64_t)n * n },
+        { c->h_att_out + (size_t)l * BT * Hd, a->ao, R * Hd },
+        { c->h_xn_ffn + (size_t)l * BT * D, a->xf, R * D },
+        { c->h_gate + (size_t)l * BT * F, a->g, R * F },
+        { c->h_up + (size_t)l * BT * F, a->u, R * F },
+        { c->h_act + (size_t)l * BT * F, a->a, R * F },
+    };
+    for (size_t i = 0; i < sizeof part / sizeof part[0]; i++) {
+        if (store) pl_act16_store(part[i].h, part[i].f, part[i].n, t);
+        else pl_act16_load(part[i].f, part[i].h, part[i].n, t);
+    }
+    for (int64_t b = 0; b < B; b++) {
+        size_t o = (size_t)(l * BT + b * T) * KV;
+        if (store) {
+            pl_act16_store(c->h_kc + o, a->kc + (size_t)b * T * KV, (int64_t)n * KV, t);
+            pl_act16_store(c->h_vc + o, a->vc + (size_t)b * T * KV, (int64_t)n * KV, t);
+        } else {
+            pl_act16_load(a->kc + (size_t)b * T * KV, c->h_kc + o, (int64_t)n * KV, t);
+            pl_act16_load(a->vc + (size_t)b * T * KV, c->h_vc + o, (int64_t)n * KV, t);
+        }
+    }
+}
+
+enum pl_status pl_llama_saved_layer(struct pl_llama_ctx *c, int l, struct pl_llama_acts *a)
+{
+    if (!(c->flags & PL_LLAMA_SAVE))
+        return pl_fail(PL_ERR_STATE, "llama: the context was made without PL_LLAMA_SAVE; no layer activations are kept");
+    if (l < 0 || l >= c->m->cfg.n_layers || c->n_fwd < 1)
+        return pl_fail(PL_ERR_ARG, "llama: no saved activations of layer %d", l);
+    layer_slots(c, l, a);
+    if (c->act_dtype != PL_F32) layer_copy16(c, l, c->n_fwd, a, 0);
+    return PL_OK;
+}
+
 enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int n, int pos,
                                 int logits_last_only)
 {
@@ -289,7 +397,7 @@ enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int 
     const struct pl_model_config *cf = &m->cfg;
     const int B = c->B, T = c->T, L = cf->n_layers, H = cf->n_heads, Hkv = cf->n_kv_heads;
     const int hd = cf->head_dim, D = cf->dim, F = cf->hidden_dim, V = cf->vocab_size;
-    const int64_t Hd = (int64_t)H * hd, KV = (int64_t)Hkv * hd, BT = (int64_t)B * T;
+    const int64_t KV = (int64_t)Hkv * hd, BT = (int64_t)B * T;
     const int64_t rows = (int64_t)B * n;
     const int save = (c->flags & PL_LLAMA_SAVE) != 0;
     const enum pl_rope_mode rmode =
@@ -302,8 +410,12 @@ enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int 
     if (pos > c->n_past)
         return pl_fail(PL_ERR_ARG, "llama: position %d skips past the %d cached positions", pos,
                        c->n_past);
+    if (pos > 0 && c->act_dtype != PL_F32)
+        return pl_fail(PL_ERR_ARG, "llama: a context saving 16-bit activations runs training steps from position 0, not %d",
+                       pos);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < n; t++) c->pos[(int64_t)b * n + t] = pos + t;
+    c->n_fwd = 0;
 
     const struct pl_tensor *E = m->tok_embd;
     float *x = c->resid;
@@ -313,22 +425,12 @@ enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int 
     for (int l = 0; l < L; l++) {
         if ((st = pl_interrupt_check()) != PL_OK) return st;
         const struct pl_layer *ly = &m->layers[l];
-        int s = save ? l : 0;
-        float *xin = c->resid + (size_t)(save ? l : (l & 1)) * BT * D;
-        float *xout = c->resid + (size_t)(save ? l + 1 : ((l + 1) & 1)) * BT * D;
-        float *xn = c->xn_att + (size_t)s * BT * D;
-        float *rs = c->rstd_att + (size_t)s * BT;
-        float *q = c->q + (size_t)s * BT * Hd;
-        float *kc = c->kc + (size_t)l * BT * KV;
-        float *vc = c->vc + (size_t)l * BT * KV;
-        float *att = c->att + (size_t)s * B * H * T * T;
-        float *ao = c->att_out + (size_t)s * BT * Hd;
-        float *x2 = c->resid2 + (size_t)s * BT * D;
-        float *xf = c->xn_ffn + (size_t)s * BT * D;
-        float *rf = c->rstd_ffn + (size_t)s * BT;
-        float *g = c->gate + (size_t)s * BT * F;
-        float *u = c->up + (size_t)s * BT * F;
-        float *a = c->act + (size_t)s * BT * F;
+        struct pl_llama_acts A;
+        layer_slots(c, l, &A);
+        const float *xin = A.xin;
+        float *xout = A.xout, *xn = A.xn, *rs = A.rs, *q = A.q, *kc = A.kc, *vc = A.vc;
+        float *att = A.att, *ao = A.ao, *x2 = A.x2, *xf = A.xf, *rf = A.rf, *g = A.g, *u = A.u;
+        float *a = A.a;
         float *tmp = c->scratch;
 
         pl_rmsnorm_fwd(xn, rs, xin, (const float *)pl_tensor_data(ly->attn_norm), rows, D,
@@ -356,9 +458,11 @@ enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int 
         pl_swiglu_fwd(a, g, u, rows * F);
         if ((st = pl_llama_linear(c, l, PL_PROJ_DOWN, tmp, a, rows)) != PL_OK) return st;
         pl_residual_fwd(xout, x2, tmp, rows * D);
+        if (c->act_dtype != PL_F32) layer_copy16(c, l, n, &A, 1);
     }
     if ((st = pl_interrupt_check()) != PL_OK) return st;
     c->n_past = pos + n;
+    c->n_fwd = n;
 
     const float *xL = c->resid + (size_t)(save ? L : (L & 1)) * BT * D;
     int64_t out_rows = rows;

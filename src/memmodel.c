@@ -293,16 +293,25 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     int64_t wide = imax(imax(D, F), Hd);
     int ck = c->ckpt_every > 0 && !full;
     int64_t PB = ck ? 1 : B, PT = ck ? 1 : T, PBT = PB * PT;
+    /* mixed precision (src/llama.c, PL_LLAMA_SAVE_BF16/F16): the rounded buffers have one f32
+     * layer plus n_layers 16-bit copies, the KV cache one f32 layer; the residual stream
+     * (resid, resid2) and the rstd's stay f32 per layer. (Checkpointing: this is the 1 x 1
+     * trainer's context; src/ckpt.c's segment activations are f32.) */
+    int h16 = c->precision != PL_MEMM_FP32;
+    int64_t S = h16 ? 1 : L, SK = h16 ? 1 : L, SH = h16 ? L : 0;
+    int64_t att1 = PB * s->n_heads * PT * PT;
     int64_t ctx_floats = (L + 1) * PBT * D           /* resid */
-                       + L * PBT * D + L * PBT        /* xn_att, rstd_att */
-                       + L * PBT * Hd                 /* q */
-                       + 2 * L * PBT * KV             /* kc, vc */
-                       + L * PB * s->n_heads * PT * PT /* att */
-                       + L * PBT * Hd                 /* att_out */
-                       + 2 * L * PBT * D + L * PBT    /* resid2, xn_ffn, rstd_ffn */
-                       + 3 * L * PBT * F              /* gate, up, act */
+                       + S * PBT * D + L * PBT        /* xn_att, rstd_att */
+                       + S * PBT * Hd                 /* q */
+                       + 2 * SK * PBT * KV            /* kc, vc */
+                       + S * att1                     /* att */
+                       + S * PBT * Hd                 /* att_out */
+                       + L * PBT * D + S * PBT * D + L * PBT   /* resid2, xn_ffn, rstd_ffn */
+                       + 3 * S * PBT * F              /* gate, up, act */
                        + PBT * D + PBT                /* xfinal, rstd_final */
                        + PBT * wide;                  /* scratch */
+    int64_t ctx_halves = SH * (2 * PBT * D + 2 * PBT * Hd + 2 * PBT * KV + att1 + 3 * PBT * F);
+    act += ctx_halves * 2;
     act += (int64_t)sizeof(struct pl_llama_ctx) + ctx_floats * 4 + PBT * 4;   /* + pos */
     int64_t bwd_floats = PBT * (3 * D + 3 * Hd + 3 * KV + wide + 3 * F) + 2 * PBT;
     act += bwd_floats * 4 + 2 * PBT * 4;              /* bwd_mem, ids, targets */

@@ -11,6 +11,7 @@
 #include "peftlua/alloc.h"
 #include "peftlua/ckpt.h"
 #include "peftlua/kernels.h"
+#include "peftlua/qlora.h"
 #include "peftlua/train.h"
 #include "train_internal.h"
 
@@ -34,7 +35,41 @@ struct pl_train_cfg pl_train_defaults(void)
     c.max_grad_norm = 1.0;
     c.seed = 42;
     c.lora = pl_lora_defaults();
+    c.precision = PL_PREC_FP32;
+    c.loss_scale = 65536.0;
+    c.growth_interval = 2000;
     return c;
+}
+
+int pl_precision_from_name(const char *name)
+{
+    if (!name) return -1;
+    if (strcmp(name, "fp32") == 0) return PL_PREC_FP32;
+    if (strcmp(name, "bf16") == 0) return PL_PREC_BF16;
+    if (strcmp(name, "fp16") == 0) return PL_PREC_FP16;
+    return -1;
+}
+
+const char *pl_precision_name(enum pl_precision p)
+{
+    return p == PL_PREC_BF16 ? "bf16" : p == PL_PREC_FP16 ? "fp16" : "fp32";
+}
+
+/* Mixed precision, LoRA: the frozen projections that are f32 in every layer are re-stored in
+ * the 16-bit type (src/qlora.c, row by row); quantised or 16-bit ones keep their type. */
+static enum pl_status store_frozen16(struct pl_model *m, enum pl_precision p)
+{
+    uint32_t targets = 0;
+    for (int q = 0; q < PL_PROJ_COUNT; q++) {
+        int all = 1;
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            if (m->layers[l].w[q]->dtype != PL_F32) all = 0;
+        if (all) targets |= 1u << q;
+    }
+    if (!targets) return PL_OK;
+    enum pl_status st = pl_qlora_quantize(m, p == PL_PREC_BF16 ? PL_BF16 : PL_F16, targets, NULL);
+    if (st != PL_OK) return pl_fail(st, "train: precision %s: %s", pl_precision_name(p), pl_last_error());
+    return PL_OK;
 }
 
 /* Full fine-tuning: one flat f32 vector holding every weight; the model's tensors become views
@@ -127,11 +162,25 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
         return pl_fail(PL_ERR_ARG, "train: learning_rate %g is not a non-negative number", cfg->lr);
     if (m->linear_hook)
         return pl_fail(PL_ERR_STATE, "train: the model already has adapters attached");
+    if ((int)cfg->precision < PL_PREC_FP32 || (int)cfg->precision > PL_PREC_FP16)
+        return pl_fail(PL_ERR_ARG, "train: unknown precision %d (fp32, bf16 or fp16)", (int)cfg->precision);
+    if (cfg->precision == PL_PREC_FP16) {
+        int e;
+        if (!(cfg->loss_scale >= 1.0) || !isfinite(cfg->loss_scale) || frexp(cfg->loss_scale, &e) != 0.5)
+            return pl_fail(PL_ERR_ARG, "train: loss_scale %g must be a power of two >= 1 (unscaling is then exact)",
+                           cfg->loss_scale);
+        if (cfg->growth_interval < 1)
+            return pl_fail(PL_ERR_ARG, "train: growth_interval %d must be at least 1", cfg->growth_interval);
+    }
+    enum pl_status st;
+    if (cfg->method == PL_TRAIN_LORA && cfg->precision != PL_PREC_FP32 &&
+        (st = store_frozen16(m, cfg->precision)) != PL_OK)
+        return st;
     struct pl_trainer *t = pl_calloc(1, sizeof *t, PL_MEM_OPTIM);
     if (!t) return pl_fail(PL_ERR_NOMEM, "train: out of memory");
     t->cfg = *cfg;
     t->model = m;
-    enum pl_status st;
+    t->loss_scale = cfg->precision == PL_PREC_FP16 ? cfg->loss_scale : 1.0;
     if (cfg->method == PL_TRAIN_LORA) {
         if ((st = pl_lora_new(&t->lora, &m->cfg, &cfg->lora, cfg->seed)) != PL_OK) goto fail;
         if ((st = pl_lora_plan(t->lora, (int64_t)cfg->batch_size * cfg->seq_len)) != PL_OK) goto fail;
@@ -154,7 +203,9 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
         if ((st = plan_bwd(t, 0)) != PL_OK) goto fail;
         if ((st = pl_ckpt_new(&t->ckpt, t, cfg->batch_size, cfg->seq_len, cfg->ckpt_every)) != PL_OK) goto fail;
     } else {
-        t->ctx = pl_llama_ctx_new(m, cfg->batch_size, cfg->seq_len, PL_LLAMA_SAVE);
+        int flags = PL_LLAMA_SAVE | (cfg->precision == PL_PREC_BF16 ? PL_LLAMA_SAVE_BF16
+                                     : cfg->precision == PL_PREC_FP16 ? PL_LLAMA_SAVE_F16 : 0);
+        t->ctx = pl_llama_ctx_new(m, cfg->batch_size, cfg->seq_len, flags);
         if (!t->ctx) { st = PL_ERR_NOMEM; goto fail; }
         if ((st = plan_bwd(t, 1)) != PL_OK) goto fail;
     }
@@ -207,7 +258,8 @@ static enum pl_status stage_batch(struct pl_trainer *t, const int32_t *ids, cons
     return PL_OK;
 }
 
-/* Forward + loss + backward of the staged batch; gradient scale = mul / count. */
+/* Forward + loss + backward of the staged batch; gradient scale = mul / count (mul carries the
+ * fp16 loss scale S). */
 static enum pl_status fwd_bwd(struct pl_trainer *t, double mul, double *loss, int64_t *count)
 {
     const int PB = t->cfg.batch_size, n = t->cur_n;
@@ -244,7 +296,7 @@ enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const 
     if (st != PL_OK) return st;
     double l = NAN;
     int64_t c = 0;
-    if ((st = fwd_bwd(t, 1.0 / t->cfg.grad_accum, &l, &c)) != PL_OK) return st;
+    if ((st = fwd_bwd(t, t->loss_scale / t->cfg.grad_accum, &l, &c)) != PL_OK) return st;
     if (loss) *loss = l;
     if (count) *count = c;
     if (c > 0) {
@@ -270,23 +322,47 @@ enum pl_status pl_train_ensure_optim(struct pl_trainer *t)
     return PL_OK;
 }
 
+/* Gradients × 1/S: exact (S is a power of two) unless a value falls below f32's normal range. */
+static void unscale(struct pl_trainer *t)
+{
+    if (t->loss_scale == 1.0) return;
+    const float inv = (float)(1.0 / t->loss_scale);
+    float *g = t->grads;
+    const int64_t n = t->n_params;
+    #pragma omp parallel for simd schedule(static) if (n >= (1 << 16))
+    for (int64_t i = 0; i < n; i++) g[i] *= inv;
+}
+
 enum pl_status pl_trainer_step(struct pl_trainer *t)
 {
     enum pl_status st = pl_train_ensure_optim(t);
     if (st != PL_OK) return st;
     float *g = t->grads;
     int64_t n = t->n_params;
+    unscale(t);
     double norm = pl_clip_grad_norm(&g, &n, 1, t->cfg.max_grad_norm);
-    double lr = pl_lr_at(t->cfg.schedule, t->cfg.lr, t->step, t->cfg.warmup, t->cfg.total_steps,
+    /* the schedule and AdamW's bias correction count applied updates */
+    const int64_t applied = t->step - t->skipped_steps;
+    double lr = pl_lr_at(t->cfg.schedule, t->cfg.lr, applied, t->cfg.warmup, t->cfg.total_steps,
                          t->cfg.min_lr_ratio);
+    const int fp16 = t->cfg.precision == PL_PREC_FP16;
     if (isfinite(norm)) {
         if (t->cfg.optim == PL_OPTIM_ADAMW) {
             struct pl_adamw_cfg c = { t->cfg.beta1, t->cfg.beta2, t->cfg.eps, t->cfg.weight_decay };
-            pl_adamw_step(t->params, t->grads, t->opt_m, t->opt_v, n, &c, lr, t->step + 1);
+            pl_adamw_step(t->params, t->grads, t->opt_m, t->opt_v, n, &c, lr, applied + 1);
         } else {
             struct pl_sgd_cfg c = { t->cfg.momentum, 0.0, t->cfg.weight_decay, t->cfg.nesterov };
-            pl_sgd_step(t->params, t->grads, t->opt_m, n, &c, lr, t->step == 0);
+            pl_sgd_step(t->params, t->grads, t->opt_m, n, &c, lr, applied == 0);
         }
+        if (fp16 && ++t->good_steps >= t->cfg.growth_interval) {
+            t->loss_scale *= 2.0;
+            t->good_steps = 0;
+        }
+    } else if (fp16) {
+        /* parameters and moments untouched; the scale backs off */
+        t->skipped_steps++;
+        t->good_steps = 0;
+        if (t->loss_scale > 1.0) t->loss_scale *= 0.5;
     }
     memset(t->grads, 0, (size_t)n * sizeof(float));
     t->last_grad_norm = norm;
@@ -317,7 +393,10 @@ enum pl_status pl_trainer_grad(struct pl_trainer *t, const int32_t *ids, const i
     enum pl_status st = stage_batch(t, ids, targets, B, n);
     if (st != PL_OK) return st;
     int64_t c = 0;
-    return fwd_bwd(t, 1.0, loss, &c);
+    /* scaled as a training step is, then unscaled: the gradients of the mean loss */
+    if ((st = fwd_bwd(t, t->loss_scale, loss, &c)) != PL_OK) return st;
+    unscale(t);
+    return PL_OK;
 }
 
 enum pl_status pl_trainer_eval(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,

@@ -1,7 +1,8 @@
 /* train_bwd.c — the whole-model backward pass of the Llama forward in src/llama.c.
  *
  * Owner: train. It walks the layers in reverse over the activations the forward saved
- * (pl_llama_ctx with PL_LLAMA_SAVE) and calls the kernels' backward functions (kernels.h),
+ * (pl_llama_ctx with PL_LLAMA_SAVE; with mixed precision they were saved in 16 bits and
+ * pl_llama_saved_layer widens one layer at a time into f32 buffers) and calls the kernels' backward functions (kernels.h),
  * which accumulate. For each layer it reads only that layer's saved buffers and its input
  * residual, so a checkpointing variant can recompute them from the layer input first.
  *
@@ -101,20 +102,12 @@ enum pl_status pl_train_backward(struct pl_trainer *t)
     for (int64_t l = L - 1; l >= 0; l--) {
         if ((st = pl_interrupt_check()) != PL_OK) return st;
         const struct pl_layer *ly = &m->layers[l];
-        const float *xin = c->resid + (size_t)l * BT * D;
-        const float *xn = c->xn_att + (size_t)l * BT * D;
-        const float *rs = c->rstd_att + (size_t)l * BT;
-        const float *q = c->q + (size_t)l * BT * Hd;
-        const float *kc = c->kc + (size_t)l * BT * KV;
-        const float *vc = c->vc + (size_t)l * BT * KV;
-        const float *att = c->att + (size_t)l * B * H * T * T;
-        const float *ao = c->att_out + (size_t)l * BT * Hd;
-        const float *x2 = c->resid2 + (size_t)l * BT * D;
-        const float *xf = c->xn_ffn + (size_t)l * BT * D;
-        const float *rf = c->rstd_ffn + (size_t)l * BT;
-        const float *g = c->gate + (size_t)l * BT * F;
-        const float *u = c->up + (size_t)l * BT * F;
-        const float *a = c->act + (size_t)l * BT * F;
+        /* f32 views of the layer's saved activations (widened first if they are 16-bit) */
+        struct pl_llama_acts A;
+        if ((st = pl_llama_saved_layer(c, (int)l, &A)) != PL_OK) return st;
+        const float *xin = A.xin, *xn = A.xn, *rs = A.rs, *q = A.q, *kc = A.kc, *vc = A.vc;
+        const float *att = A.att, *ao = A.ao, *x2 = A.x2, *xf = A.xf, *rf = A.rf, *g = A.g;
+        const float *u = A.u, *a = A.a;
 
         /* MLP half: δ = d_resid */
         memset(t->g.d_act, 0, (size_t)R * F * sizeof(float));

@@ -2,6 +2,8 @@
  *
  * Owner: train. A checkpoint is a directory:
  *   state-<step>.bin   "PLCKPT01", a fixed header (method, sizes, step, counters, dropout step),
+ *                      from version 2 the precision record (precision, fp16 loss scale, its
+ *                      growth counter, skipped steps; version 1 files are fp32 runs),
  *                      the trained vector, the optimizer state, the pending gradients when
  *                      saved mid-accumulation, a user blob (data position, metrics cursor), and
  *                      an FNV-1a 64 checksum of everything before it
@@ -80,6 +82,13 @@ struct ckpt_header {
     int32_t has_v, has_grads;
 };
 
+/* version 2: follows the header */
+struct ckpt_precision {
+    int32_t precision, growth_interval;
+    double loss_scale;
+    int64_t good_steps, skipped_steps;
+};
+
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *c = p;
@@ -96,7 +105,7 @@ enum pl_status pl_trainer_save(struct pl_trainer *t, const char *dir, const void
     struct ckpt_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, CKPT_MAGIC, 8);
-    h.version = 1;
+    h.version = 2;
     h.method = (int32_t)t->cfg.method;
     h.optim = (int32_t)t->cfg.optim;
     h.micro = t->micro;
@@ -112,11 +121,19 @@ enum pl_status pl_trainer_save(struct pl_trainer *t, const char *dir, const void
     h.last_lr = t->last_lr;
     h.has_v = t->opt_v != NULL;
     h.has_grads = t->micro > 0;
+    struct ckpt_precision pr;
+    memset(&pr, 0, sizeof pr);
+    pr.precision = (int32_t)t->cfg.precision;
+    pr.growth_interval = t->cfg.growth_interval;
+    pr.loss_scale = t->loss_scale;
+    pr.good_steps = t->good_steps;
+    pr.skipped_steps = t->skipped_steps;
     size_t vb = (size_t)t->n_params * sizeof(float);
-    const void *parts[7];
-    size_t sizes[7];
+    const void *parts[8];
+    size_t sizes[8];
     int np = 0;
     parts[np] = &h; sizes[np++] = sizeof h;
+    parts[np] = &pr; sizes[np++] = sizeof pr;
     parts[np] = t->params; sizes[np++] = vb;
     parts[np] = t->opt_m; sizes[np++] = vb;
     if (h.has_v) { parts[np] = t->opt_v; sizes[np++] = vb; }
@@ -139,6 +156,8 @@ enum pl_status pl_trainer_save(struct pl_trainer *t, const char *dir, const void
     pl_json_add_str(j, "state", name);
     pl_json_add_num(j, "step", (double)t->step);
     pl_json_add_str(j, "method", t->cfg.method == PL_TRAIN_LORA ? "lora" : "full");
+    pl_json_add_str(j, "precision", pl_precision_name(t->cfg.precision));
+    if (t->cfg.precision == PL_PREC_FP16) pl_json_add_num(j, "loss_scale", t->loss_scale);
     pl_json_add_num(j, "n_params", (double)t->n_params);
     pl_json_add_num(j, "tokens_seen", (double)t->tokens_seen);
     char *txt = pl_json_print(j, 1);
@@ -196,8 +215,23 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
     enum pl_status st = PL_OK;
     void *ub = NULL;
     float *grads_tmp = NULL;
-    if (fread(&h, sizeof h, 1, f) != 1 || memcmp(h.magic, CKPT_MAGIC, 8) != 0 || h.version != 1) {
+    struct ckpt_precision pr;
+    memset(&pr, 0, sizeof pr);
+    pr.loss_scale = 1.0;
+    if (fread(&h, sizeof h, 1, f) != 1 || memcmp(h.magic, CKPT_MAGIC, 8) != 0 ||
+        (h.version != 1 && h.version != 2) ||
+        (h.version == 2 && fread(&pr, sizeof pr, 1, f) != 1)) {
         st = pl_fail(PL_ERR_FORMAT, "%s: not a peftlua checkpoint (bad header)", path);
+        goto out;
+    }
+    if (pr.precision != (int32_t)t->cfg.precision) {
+        st = pl_fail(PL_ERR_ARG, "%s: checkpoint was trained with precision %s; this run is %s",
+                     path, pl_precision_name((enum pl_precision)pr.precision),
+                     pl_precision_name(t->cfg.precision));
+        goto out;
+    }
+    if (pr.precision == PL_PREC_FP16 && !(pr.loss_scale >= 1.0 && pr.loss_scale < 1e300)) {
+        st = pl_fail(PL_ERR_FORMAT, "%s: implausible loss scale %g", path, pr.loss_scale);
         goto out;
     }
     if (h.method != (int32_t)t->cfg.method || h.optim != (int32_t)t->cfg.optim ||
@@ -220,6 +254,7 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
     ub = pl_alloc((size_t)h.blob_size + 1, PL_MEM_DATA);
     if (!grads_tmp || !ub) { st = pl_fail(PL_ERR_NOMEM, "%s: out of memory", path); goto out; }
     uint64_t sum_file = 0, sum = fnv1a(0xcbf29ce484222325ull, &h, sizeof h);
+    if (h.version == 2) sum = fnv1a(sum, &pr, sizeof pr);
     if (fread(grads_tmp, 1, nvec * vb, f) != nvec * vb ||
         fread(ub, 1, (size_t)h.blob_size, f) != (size_t)h.blob_size ||
         fread(&sum_file, sizeof sum_file, 1, f) != 1) {
@@ -243,6 +278,9 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
     t->last_loss = h.last_loss;
     t->last_grad_norm = h.last_grad_norm;
     t->last_lr = h.last_lr;
+    if (t->cfg.precision == PL_PREC_FP16) t->loss_scale = pr.loss_scale;
+    t->good_steps = pr.good_steps;
+    t->skipped_steps = pr.skipped_steps;
     if (t->lora) t->lora->dropout_step = h.dropout_step;
     t->dropout_at_step = h.dropout_step - (uint64_t)h.micro;
     if (blob) { *blob = ub; ub = NULL; }

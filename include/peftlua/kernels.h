@@ -145,4 +145,19 @@ enum pl_status pl_crossentropy_fwd(float *losses, float *lse, double *mean, int6
 void pl_crossentropy_bwd(float *dlogits, const float *lse, const float *logits,
                          const int32_t *targets, float scale, int64_t N, int64_t V);
 
+/* ---------------------------------------------------------------- 16-bit activations -----
+ * Storage of saved activations in 16 bits (mixed precision): values are computed in f32 and
+ * rounded into a 16-bit slot, then widened back to f32 before the backward reads them.
+ *   PL_BF16: the top 16 bits of the f32 after round-to-nearest-even on the dropped 16:
+ *            h = (u + 0x7fff + ((u >> 16) & 1)) >> 16, u the f32 bits; NaN stays a quiet NaN.
+ *            Relative error <= 2^-9; the f32 exponent range is kept (no overflow).
+ *   PL_F16:  IEEE binary16, round-to-nearest-even (F16C's vcvtps2ph, or the same rounding in
+ *            scalar code): |x| >= 65520 becomes ±inf, |x| < 2^-14 is subnormal (absolute step
+ *            2^-24), below 2^-25 it is 0. Relative error <= 2^-11 in the normal range.
+ * Widening is exact (every 16-bit value is an f32). Elements are independent, so the result
+ * does not depend on the thread count. t is PL_BF16 or PL_F16 (any other value is treated as
+ * PL_BF16). */
+void pl_act16_store(uint16_t *dst, const float *src, int64_t n, enum pl_dtype t);
+void pl_act16_load(float *dst, const uint16_t *src, int64_t n, enum pl_dtype t);
+
 #endif

@@ -136,40 +136,72 @@ void pl_model_card(const struct pl_model *m, struct pl_model_card *card);
 
 /* ---- forward (src/llama.c) ---- */
 
-enum { PL_LLAMA_SAVE = 1 };   /* keep every layer's activations for a backward pass */
+/* Context flags. PL_LLAMA_SAVE keeps every layer's activations for a backward pass, in f32.
+ * PL_LLAMA_SAVE_BF16 / PL_LLAMA_SAVE_F16 (each implies PL_LLAMA_SAVE; mixed precision) keep
+ * them in 16 bits instead: each layer is computed in f32 in one-layer buffers, exactly as
+ * without saving, and its activations are then rounded (round-to-nearest-even, kernels.h
+ * pl_act16_store) into that layer's 16-bit copies. pl_llama_saved_layer() widens them back into
+ * the one-layer f32 buffers for the backward. What is rounded: the normed inputs of both
+ * halves (xn_att, xn_ffn), q, K, V, the attention probabilities and output, gate, up and their
+ * SwiGLU product. What stays f32: the residual stream (resid, resid2), the RMSNorm rstd's, the
+ * final norm, logits (and every gradient, which the trainer keeps). The forward's own results
+ * (logits, loss) are therefore identical to an f32-saving context's. Such a context serves
+ * training steps only: forwards start at position 0 (no KV cache is kept across calls). */
+enum { PL_LLAMA_SAVE = 1, PL_LLAMA_SAVE_BF16 = 2, PL_LLAMA_SAVE_F16 = 4 };
 
 /* Activations planned once for batch B and up to T positions (KV cache of T per sequence). */
 struct pl_llama_ctx {
     struct pl_model *m;
     int32_t B, T, flags;
     int32_t n_past;          /* positions already in the KV cache (generation) */
+    int32_t n_fwd;           /* tokens per sequence of the last forward */
     float *logits;           /* [B, n, vocab] after pl_llama_forward (rows for the n given) */
     int64_t n_logits;        /* rows in logits */
-    /* planned buffers (one allocation, PL_MEM_ACTIVATIONS); layer-indexed ones have
-     * n_saved = flags & PL_LLAMA_SAVE ? n_layers : 1 copies, the KV cache n_layers always. */
+    /* planned buffers (one allocation, PL_MEM_ACTIVATIONS). Layer-indexed ones have n_saved
+     * copies: n_layers when saving in f32, else 1 (one layer's buffers, reused); resid2 and the
+     * rstd's have n_layers copies whenever saving (they stay f32 in 16-bit mode too); the KV
+     * cache has n_layers copies except in 16-bit mode (one: training only). */
     float *mem;
-    size_t mem_floats;
+    size_t mem_floats;       /* f32 elements of mem */
     int32_t n_saved;
-    float *resid;     /* [n_saved + 1][B*T*dim] residual stream entering each layer */
+    float *resid;     /* [L + 1 when saving, else 2][B*T*dim] residual stream entering each layer */
     float *xn_att;    /* [n_saved][B*T*dim] RMSNorm(resid) before attention */
-    float *rstd_att;  /* [n_saved][B*T] */
+    float *rstd_att;  /* [L or 1][B*T] */
     float *q;         /* [n_saved][B*T*n_heads*head_dim] after RoPE */
-    float *kc, *vc;   /* [n_layers][B][T][n_kv_heads*head_dim] KV cache, after RoPE */
+    float *kc, *vc;   /* [L or 1][B][T][n_kv_heads*head_dim] KV cache, after RoPE */
     float *att;       /* [n_saved][B][n_heads][T][T] softmax probabilities */
     float *att_out;   /* [n_saved][B*T*n_heads*head_dim] */
-    float *resid2;    /* [n_saved][B*T*dim] after the attention residual */
+    float *resid2;    /* [L or 1][B*T*dim] after the attention residual */
     float *xn_ffn;    /* [n_saved][B*T*dim] */
-    float *rstd_ffn;  /* [n_saved][B*T] */
+    float *rstd_ffn;  /* [L or 1][B*T] */
     float *gate, *up; /* [n_saved][B*T*hidden] pre-activation */
     float *act;       /* [n_saved][B*T*hidden] silu(gate) * up */
     float *xfinal;    /* [B*T*dim] final RMSNorm output */
     float *rstd_final;/* [B*T] */
     float *scratch;   /* [B*T*max(dim, hidden, heads*head_dim)] projection outputs */
     int32_t *pos;     /* [B*T] positions of the rows being computed (RoPE) */
+    /* 16-bit mode (PL_LLAMA_SAVE_BF16/F16): act_dtype PL_BF16 or PL_F16, and per layer the
+     * 16-bit copies of the buffers above of the same name and layout ([n_layers][...]), in the
+     * same allocation after the f32 ones. act_dtype is PL_F32 otherwise (pointers NULL). */
+    int32_t act_dtype;
+    size_t mem_halves;       /* 16-bit elements of mem */
+    uint16_t *h_xn_att, *h_q, *h_kc, *h_vc, *h_att, *h_att_out, *h_xn_ffn, *h_gate, *h_up,
+             *h_act;
+};
+
+/* One layer's activations as f32 (slot pointers into a context's buffers). */
+struct pl_llama_acts {
+    const float *xin;        /* the layer's input (residual stream) */
+    float *xout;             /* its output */
+    float *xn, *rs, *q, *kc, *vc, *att, *ao, *x2, *xf, *rf, *g, *u, *a;
 };
 
 struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flags);
 void pl_llama_ctx_free(struct pl_llama_ctx *c);
+/* Layer l's activations from the last forward of a saving context, as f32, for its backward:
+ * the saved buffers themselves, or in 16-bit mode the one-layer f32 buffers refilled (widened)
+ * from layer l's copies (valid until the next call). Fails on a context that does not save. */
+enum pl_status pl_llama_saved_layer(struct pl_llama_ctx *c, int l, struct pl_llama_acts *a);
 /* Forward n tokens per sequence (ids [B, n]) at positions pos..pos+n-1 (pos + n <= T),
  * appending to the KV cache; logits for those rows into c->logits ([B, n, vocab]).
  * logits_last_only: compute logits for the last position only (row 0 of each sequence). */

@@ -23,6 +23,33 @@
  * Determinism: with the same seed, data order and thread count every step gives the same bits
  * (kernels reduce in fixed orders; dropout masks are hashes of (seed, step, layer, proj, i)).
  *
+ * Mixed precision (cfg.precision):
+ *   fp32  everything f32 (as loaded: a quantised or 16-bit base is used as it is).
+ *   bf16  frozen weights: LoRA's f32 projection weights are re-stored as bf16 when the trainer
+ *         is made (pl_qlora_quantize; quantised/f16 bases, embeddings, head and norms keep
+ *         their type; full fine-tuning has no frozen weights). Saved activations: the context
+ *         saves them as bf16 (PL_LLAMA_SAVE_BF16, model.h lists which ones): each layer is
+ *         computed in f32, rounded to nearest even into its 16-bit slot, widened back to f32
+ *         one layer at a time for the backward. f32: the residual stream, logits, every
+ *         gradient (weights and activations), LoRA adapters, full fine-tuning's master
+ *         weights, optimizer state; all sums accumulate in f32.
+ *   fp16  the same with IEEE f16 (10-bit mantissa, range 6e-5 .. 65504) as the 16-bit type,
+ *         plus dynamic loss scaling: the loss gradient is multiplied by S (loss_scale,
+ *         default 2^16) so every gradient is S times its value; the optimizer step first
+ *         unscales (× 1/S, exact for a power of two), then clips. If the unscaled norm is not
+ *         finite the step is skipped: parameters and optimizer state untouched, gradients
+ *         dropped, skipped_steps + 1, S halved (never below 1); after growth_interval
+ *         consecutive finite steps S doubles. The 16-bit quantities in fp16 mode are the
+ *         frozen f16 projection weights and the saved f16 activations only; gradients are
+ *         never stored in 16 bits here, so the scaler does not have the job it has on a GPU
+ *         (keeping f16 gradients from underflowing): S shifts f32 gradients by an exact power
+ *         of two and changes none of their bits unless they overflow f32. What it protects
+ *         is the update: a non-finite gradient — an activation beyond 65504 saved as inf, or
+ *         S · gradient overflowing f32 — skips the step instead of writing inf/NaN into the
+ *         parameters and moments, and S backs off. A step skipped still counts in `step`
+ *         (the run's step budget); the schedule and AdamW's bias correction count applied
+ *         updates (step − skipped_steps), as PyTorch's GradScaler + scheduler do.
+ *
  * Checkpoints (a directory): state-<step>.bin (header, trained vector, optimizer state, data
  * position, RNG/dropout step, user blob) and manifest.json naming it, each written to a
  * temporary file, fsync'ed and renamed, the manifest last; older state files are then removed.
@@ -40,6 +67,11 @@
 
 enum pl_train_method { PL_TRAIN_LORA = 0, PL_TRAIN_FULL };
 enum pl_optim_kind { PL_OPTIM_ADAMW = 0, PL_OPTIM_SGD };
+enum pl_precision { PL_PREC_FP32 = 0, PL_PREC_BF16, PL_PREC_FP16 };
+
+/* "fp32" | "bf16" | "fp16" → enum pl_precision, -1 if unknown; and back. */
+int pl_precision_from_name(const char *name);
+const char *pl_precision_name(enum pl_precision p);
 
 struct pl_train_cfg {
     enum pl_train_method method;
@@ -61,9 +93,12 @@ struct pl_train_cfg {
     struct pl_lora_cfg lora;   /* method == PL_TRAIN_LORA */
     int32_t ckpt_every;        /* LoRA: gradient checkpointing, keep every k-th layer input and
                                   recompute the rest in backward (src/ckpt.c); 0: off */
+    enum pl_precision precision;   /* see "Mixed precision" above */
+    double loss_scale;         /* fp16: initial S (a power of two; default 65536) */
+    int32_t growth_interval;   /* fp16: finite steps before S doubles (default 2000) */
 };
-/* AdamW, lr 2e-4, wd 0, cosine, warmup 0, clip 1.0, batch 4 x 256, accumulation 1, LoRA
- * defaults from pl_lora_defaults(). */
+/* AdamW, lr 2e-4, wd 0, cosine, warmup 0, clip 1.0, batch 4 x 256, accumulation 1, fp32
+ * (loss scale 65536 and growth interval 2000 for fp16), LoRA defaults from pl_lora_defaults(). */
 struct pl_train_cfg pl_train_defaults(void);
 
 /* Gradients of one layer's activations during a backward pass, carved from one planned block
@@ -94,6 +129,10 @@ struct pl_trainer {
     int64_t tokens_seen;             /* target tokens trained on */
     uint64_t dropout_at_step;        /* LoRA dropout position when the current step began */
     double last_loss, last_grad_norm, last_lr;
+    /* fp16 loss scaling (S = 1 and nothing skipped otherwise) */
+    double loss_scale;               /* S: the loss gradient is multiplied by it */
+    int64_t good_steps;              /* finite steps since S last changed */
+    int64_t skipped_steps;           /* steps skipped for a non-finite gradient */
     /* backward scratch (one planned allocation, PL_MEM_ACTIVATIONS) */
     float *bwd_mem;
     struct pl_act_grads g;

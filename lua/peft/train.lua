@@ -12,6 +12,10 @@
 --     batch_size = 4, grad_accum = 1, learning_rate = 2e-4, lora_rank = 8, lora_alpha = 16,
 --     lora_dropout = 0.05, targets = {"q_proj", "v_proj"}, warmup = 10, schedule = "cosine",
 --     max_grad_norm = 1.0, eval_every = 50, save_every = 50, seed = 42, resume = true,
+--     precision = "fp32" | "bf16" | "fp16"     -- 16-bit frozen weights and saved activations
+--                                              -- (train.h "Mixed precision"); fp16 adds
+--     loss_scale = 65536, growth_interval = 2000 -- dynamic loss scaling (metrics: loss_scale,
+--                                              -- skipped_steps)
 --     on_step = function(info) end, on_eval = function(info) end,
 --   }
 -- Unknown keys are rejected by name. The same seed and thread count give the same bits;
@@ -36,7 +40,9 @@ local KEYS = {
   early_stopping = "evaluations without improvement before stopping", format = "data format",
   train_on_prompt = "loss on prompts too", skip_bad = "skip bad records", packing = "pack rows",
   progress = "live progress line", quiet = "no printing", save_adapter = "write output/adapter",
-  momentum = "SGD momentum", memory_budget = "bytes (default: the hardware report's budget)", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
+  momentum = "SGD momentum", precision = '"fp32" | "bf16" | "fp16"',
+  loss_scale = "fp16: initial loss scale (a power of two)", growth_interval = "fp16: finite steps before the scale doubles",
+  memory_budget = "bytes (default: the hardware report's budget)", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
 }
 
 local function fail(msg) error("peft.train.run: " .. msg, 3) end
@@ -59,6 +65,12 @@ local function check_config(cfg)
   for _, k in ipairs { "eval_every", "save_every", "batch_size", "grad_accum", "warmup", "eval_batches" } do
     local v = cfg[k]
     if v ~= nil and (math.type(v) ~= "integer" or v < 0) then fail(k .. " must be a non-negative integer") end
+  end
+  if cfg.precision ~= nil and cfg.precision ~= "fp32" and cfg.precision ~= "bf16" and cfg.precision ~= "fp16" then
+    fail(string.format('unknown precision "%s" (use "fp32", "bf16" or "fp16")', tostring(cfg.precision)))
+  end
+  if (cfg.loss_scale ~= nil or cfg.growth_interval ~= nil) and cfg.precision ~= "fp16" then
+    fail('loss_scale and growth_interval are for precision = "fp16"')
   end
   for _, k in ipairs { "on_step", "on_eval" } do
     if cfg[k] ~= nil and type(cfg[k]) ~= "function" then fail(k .. " must be a function") end
@@ -136,7 +148,7 @@ function M.run(cfg)
       effective_batch = bs * ga, max_seq_len = max_seq, budget = cfg.memory_budget,
       checkpointing = cfg.checkpointing, lora_rank = cfg.lora_rank,
       targets = type(cfg.targets) == "table" and cfg.targets or nil, lora_dropout = cfg.lora_dropout,
-      optimizer = cfg.optimizer,
+      optimizer = cfg.optimizer, precision = cfg.precision,
     }
     if not fit then fail(why) end
     if fit.batch_size ~= bs or fit.seq_len ~= max_seq or (not cfg.batch_size and fit.grad_accum ~= ga) then
@@ -163,7 +175,8 @@ function M.run(cfg)
     total_steps = total, min_lr_ratio = cfg.min_lr_ratio, max_grad_norm = cfg.max_grad_norm,
     seed = seed, lora_rank = cfg.lora_rank, lora_alpha = cfg.lora_alpha,
     lora_dropout = cfg.lora_dropout, targets = cfg.targets, layers = cfg.layers, rslora = cfg.rslora,
-    momentum = cfg.momentum, checkpointing = cfg.checkpointing,
+    momentum = cfg.momentum, checkpointing = cfg.checkpointing, precision = cfg.precision,
+    loss_scale = cfg.loss_scale, growth_interval = cfg.growth_interval,
   })
   local out = cfg.output
   os.execute("mkdir -p " .. sh_quote(out))
@@ -237,11 +250,14 @@ function M.run(cfg)
       local done = s.step - step0
       local eta = done > 0 and el / done * (total - s.step) or nil
       local mem = peft.memory.stats()
+      local scaler = s.precision == "fp16"
+        and string.format(',"loss_scale":%s,"skipped_steps":%d', num(s.loss_scale), s.skipped_steps) or ""
       metrics:write(string.format(
-        '{"step":%d,"loss":%s,"lr":%s,"grad_norm":%s,"tokens":%d,"tokens_per_s":%s,"elapsed_s":%s,"rss":%d}\n',
-        s.step, num(s.loss), num(s.lr), num(s.grad_norm), s.tokens, num(tps), num(el), mem.rss))
+        '{"step":%d,"loss":%s,"lr":%s,"grad_norm":%s,"tokens":%d,"tokens_per_s":%s,"elapsed_s":%s,"rss":%d%s}\n',
+        s.step, num(s.loss), num(s.lr), num(s.grad_norm), s.tokens, num(tps), num(el), mem.rss, scaler))
       local info = { step = s.step, total = total, loss = s.loss, lr = s.lr, grad_norm = s.grad_norm,
-                     tokens_per_s = tps, elapsed = el, eta = eta, val_loss = val }
+                     tokens_per_s = tps, elapsed = el, eta = eta, val_loss = val,
+                     loss_scale = s.loss_scale, skipped_steps = s.skipped_steps }
       if cfg.eval_every and cfg.eval_every > 0 and (s.step % cfg.eval_every == 0 or s.step == total) then
         val = evaluate()
         info.val_loss = val
@@ -292,7 +308,8 @@ function M.run(cfg)
   if cfg.save_adapter ~= false and s.method == "lora" then tr:save_adapter(out .. "/adapter") end
   local result = { steps = s.step, total = total, loss = s.loss, val_loss = val, best_val_loss = best < math.huge and best or nil,
                    tokens = s.tokens, elapsed = M.now() - t0, stopped = stop_reason, output = out,
-                   method = s.method, params = s.params, metrics = metrics_path }
+                   method = s.method, params = s.params, metrics = metrics_path,
+                   precision = s.precision, loss_scale = s.loss_scale, skipped_steps = s.skipped_steps }
   result.trainer = tr   -- still open: merge, save_adapter, eval; closed by the caller or the GC
   say("trained %d steps (%s, %d parameters) in %.1f s; loss %.4f%s", s.step, s.method, s.params,
     result.elapsed, s.loss, val and string.format(", validation %.4f", val) or "")

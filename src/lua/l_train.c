@@ -6,14 +6,16 @@
  *        batch_size, seq_len, grad_accum, learning_rate, weight_decay, beta1, beta2, eps,
  *        momentum, nesterov, schedule = "constant"|"linear"|"cosine", warmup, total_steps,
  *        min_lr_ratio, max_grad_norm, seed, lora_rank, lora_alpha, lora_dropout, rslora,
- *        targets = {"q_proj", ...}, layers = {0, 1, ...}})
+ *        targets = {"q_proj", ...}, layers = {0, 1, ...}, checkpointing = false|true|k,
+ *        precision = "fp32"|"bf16"|"fp16", loss_scale = 65536, growth_interval = 2000})
  *   tr:micro(ids, targets)   → loss, count, stepped   (ids/targets: [B, T] i32 peft.Tensor or
  *                                                       lists of lists; -1 targets ignored)
  *   tr:eval(ids, targets)    → loss sum, count       (no gradients, no dropout)
  *   tr:grad(ids, targets)    → loss                  (gradients of this batch only)
  *   tr:step()                                        (optimizer step over what accumulated)
  *   tr:rewind()              drop a partly accumulated step (after an interruption)
- *   tr:stats()               → {step, micro, lr, grad_norm, loss, tokens, params, method}
+ *   tr:stats()               → {step, micro, lr, grad_norm, loss, tokens, params, method,
+ *                               precision, loss_scale, skipped_steps, ...}
  *   tr:grad_of(name)         → list of numbers (the gradient of a named trained tensor)
  *   tr:save(dir [, blob]) / tr:load(dir) → blob | nil     (checkpoints, atomic)
  *   tr:save_adapter(dir [, base_name])    (PEFT layout)   tr:merge()   tr:adapters(on)
@@ -57,7 +59,7 @@ static const char *const trainer_opts[] = {
     "method", "optimizer", "batch_size", "seq_len", "grad_accum", "learning_rate", "weight_decay",
     "beta1", "beta2", "eps", "momentum", "nesterov", "schedule", "warmup", "total_steps",
     "min_lr_ratio", "max_grad_norm", "seed", "lora_rank", "lora_alpha", "lora_dropout", "rslora",
-    "targets", "layers", "checkpointing", NULL };
+    "targets", "layers", "checkpointing", "precision", "loss_scale", "growth_interval", NULL };
 
 static int l_train_trainer(lua_State *L)
 {
@@ -113,6 +115,22 @@ static int l_train_trainer(lua_State *L)
         c.ckpt_every = (int32_t)k;
     }
     lua_pop(L, 1);
+    const char *prec = pl_lua_opt_str(L, 2, "precision", "fp32");
+    int pr = pl_precision_from_name(prec);
+    if (pr < 0)
+        return luaL_error(L, "peft.train.trainer: unknown precision \"%s\" (use \"fp32\", \"bf16\" or \"fp16\")", prec);
+    c.precision = (enum pl_precision)pr;
+    if (pr != PL_PREC_FP16) {
+        lua_getfield(L, 2, "loss_scale");
+        lua_getfield(L, 2, "growth_interval");
+        if (!lua_isnil(L, -1) || !lua_isnil(L, -2))
+            return luaL_error(L, "peft.train.trainer: loss_scale and growth_interval are for precision = \"fp16\"");
+        lua_pop(L, 2);
+    }
+    c.loss_scale = pl_lua_opt_num(L, 2, "loss_scale", c.loss_scale);
+    lua_Integer gi = pl_lua_opt_int(L, 2, "growth_interval", c.growth_interval);
+    if (gi < 1 || gi > INT32_MAX) return luaL_error(L, "peft.train.trainer: growth_interval must be a positive integer");
+    c.growth_interval = (int32_t)gi;
     lua_getfield(L, 2, "targets");
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) == LUA_TSTRING) {
@@ -297,7 +315,7 @@ static int l_trainer_rewind(lua_State *L)
 static int l_trainer_stats(lua_State *L)
 {
     struct pl_trainer *t = check_trainer(L, 1);
-    lua_createtable(L, 0, 9);
+    lua_createtable(L, 0, 20);
     SETI("step", t->step);
     SETI("micro", t->micro);
     SETN("lr", t->last_lr);
@@ -311,7 +329,11 @@ static int l_trainer_stats(lua_State *L)
     SETI("checkpointing", t->cfg.ckpt_every);
     lua_pushstring(L, t->cfg.method == PL_TRAIN_LORA ? "lora" : "full");
     lua_setfield(L, -2, "method");
-    SETN("next_lr", pl_lr_at(t->cfg.schedule, t->cfg.lr, t->step, t->cfg.warmup, t->cfg.total_steps,
+    lua_pushstring(L, pl_precision_name(t->cfg.precision));
+    lua_setfield(L, -2, "precision");
+    SETN("loss_scale", t->loss_scale);
+    SETI("skipped_steps", t->skipped_steps);
+    SETN("next_lr", pl_lr_at(t->cfg.schedule, t->cfg.lr, t->step - t->skipped_steps, t->cfg.warmup, t->cfg.total_steps,
                              t->cfg.min_lr_ratio));
     return 1;
 }

@@ -2,7 +2,7 @@
  *
  * Owner: memory. For each configuration (method × base × batch × sequence × targets ×
  * precision × optimizer × checkpointing) the model is loaded, peaks are reset, the base is re-stored if the
- * method asks for it (QLoRA, bf16), a trainer is made and one optimizer step is taken; the
+ * method asks for it (QLoRA), a trainer is made (bf16/fp16: with that precision) and one optimizer step is taken; the
  * peak bytes per category (pl_mem_peak) and in total are compared with
  * pl_memmodel_estimate() made from the loaded model's shape before any of it ran. Every
  * category holding at least 2% of the total and the total itself must agree within 10%.
@@ -67,6 +67,10 @@ static const struct mcase cases[] = {
     { "stories-bin qlora nf4 ckpt1 4x128", STORIES_BIN, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 4, 128, 8, ALL7, 0, 0, 1, 0 },
     { "stories-gguf lora ckpt2 2x256",   STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 0, 2, 0 },
     { "smollm2 qlora nf4 ckpt1 1x96",    SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 96, 8, QV, 0, 0, 1, 0 },
+    { "stories-bin lora fp16 all 2x128", STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP16, 2, 128, 8, ALL7, 0, 0, 0, 0 },
+    { "stories-bin full bf16 adamw 4x64", STORIES_BIN, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0 },
+    { "stories-gguf lora fp16 ckpt2 2x256", STORIES_GGUF, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP16, 2, 256, 8, QV, 0, 0, 2, 0 },
+    { "smollm2 lora bf16 qv 2x128",      SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 2, 128, 8, QV, 0, 0, 0, 0 },
 };
 
 static const enum pl_mem_cat cats[] = { PL_MEM_WEIGHTS, PL_MEM_ADAPTERS, PL_MEM_GRADS,
@@ -110,11 +114,12 @@ static int run_case(const struct mcase *k, double *worst)
     int64_t data0 = pl_mem_current(PL_MEM_DATA);
     if (k->method == PL_MEMM_QLORA)
         assert_int_equal(pl_qlora_quantize(m, k->quant, 0, NULL), PL_OK);
-    else if (k->method == PL_MEMM_LORA && k->precision == PL_MEMM_BF16)
-        assert_int_equal(pl_qlora_quantize(m, PL_BF16, 0, NULL), PL_OK);
 
     struct pl_train_cfg tc = pl_train_defaults();
     tc.method = k->method == PL_MEMM_FULL ? PL_TRAIN_FULL : PL_TRAIN_LORA;
+    /* bf16/fp16: the trainer re-stores f32 projections and saves 16-bit activations */
+    tc.precision = k->precision == PL_MEMM_BF16 ? PL_PREC_BF16
+                 : k->precision == PL_MEMM_FP16 ? PL_PREC_FP16 : PL_PREC_FP32;
     tc.optim = k->sgd ? PL_OPTIM_SGD : PL_OPTIM_ADAMW;
     tc.batch_size = k->ckpt ? 1 : k->B;   /* checkpointing: src/ckpt.c plans B x T */
     tc.seq_len = k->ckpt ? 1 : k->T;
