@@ -1,13 +1,27 @@
-/* alloc.c — the counting allocator (see alloc.h).
+/* alloc.c — the counting allocator and the profiler's timeline (see alloc.h).
+ * Owner: memory (profiler: memprof). The JSON export of the profiler is src/memprof.c.
  *
  * Each block carries a 64-byte header (requested size, category, magic) in front of the
  * pointer handed out, which keeps the payload 64-byte aligned. Counters are C11 atomics so
- * kernels may allocate from worker threads.
+ * kernels may allocate from worker threads (OpenMP); the allocation path takes no lock.
+ *
+ * Peaks come in three layers so that the timeline costs the allocation path nothing:
+ *   pl_pk    the peak of the current window (since the last mark or reset) — the only one the
+ *            allocation path updates, exactly as before the timeline existed;
+ *   pl_hist  the highest earlier window since the last pl_mem_reset_peak;
+ *   pl_win   what a pl_mem_reset_peak inside the window took away from pl_pk, so that the
+ *            window's peak in the next mark still covers it.
+ * pl_mem_peak() = max(pl_hist, pl_pk). A mark exchanges pl_pk for the current bytes (the next
+ * window starts there). An allocation on another thread while a mark runs is counted in one
+ * of the two windows, possibly with its peak attributed to the later one.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #if defined(__APPLE__)
 #include <mach/mach.h>
 #include <sys/resource.h>
@@ -29,6 +43,8 @@ static _Atomic int64_t pl_cur[PL_MEM_NCAT];
 static _Atomic int64_t pl_pk[PL_MEM_NCAT];
 static _Atomic int64_t pl_total;
 static _Atomic int64_t pl_total_peak;
+static _Atomic int64_t pl_hist[PL_MEM_NCAT], pl_total_hist;   /* see the top of the file */
+static _Atomic int64_t pl_win[PL_MEM_NCAT], pl_total_win;
 static _Atomic int64_t pl_budget;
 static _Atomic int64_t pl_fail_countdown;
 
@@ -133,14 +149,37 @@ char *pl_strdup(const char *s, enum pl_mem_cat cat)
 }
 
 int64_t pl_mem_current(enum pl_mem_cat cat) { return (unsigned)cat < PL_MEM_NCAT ? atomic_load(&pl_cur[cat]) : 0; }
-int64_t pl_mem_peak(enum pl_mem_cat cat) { return (unsigned)cat < PL_MEM_NCAT ? atomic_load(&pl_pk[cat]) : 0; }
+static int64_t pl_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+int64_t pl_mem_peak(enum pl_mem_cat cat)
+{
+    if ((unsigned)cat >= PL_MEM_NCAT) return 0;
+    return pl_max64(atomic_load(&pl_hist[cat]), atomic_load(&pl_pk[cat]));
+}
 int64_t pl_mem_current_total(void) { return atomic_load(&pl_total); }
-int64_t pl_mem_peak_total(void) { return atomic_load(&pl_total_peak); }
+int64_t pl_mem_peak_total(void) { return pl_max64(atomic_load(&pl_total_hist), atomic_load(&pl_total_peak)); }
+
+/* Restart one counter's window at `cur`; returns the window's peak. keep_hist: fold it into
+ * the long-term peak (a mark), else the long-term peak restarts at cur (a reset) and the
+ * window's peak so far is remembered for the next mark. */
+static int64_t pl_window_restart(_Atomic int64_t *pk, _Atomic int64_t *hist, _Atomic int64_t *win,
+                                 int64_t cur, int keep_hist)
+{
+    int64_t old = atomic_exchange(pk, cur);
+    if (keep_hist) {
+        pl_peak_up(hist, old);
+        return pl_max64(pl_max64(old, atomic_exchange(win, 0)), cur);
+    }
+    pl_peak_up(win, old);
+    atomic_store(hist, cur);
+    return old;
+}
 
 void pl_mem_reset_peak(void)
 {
-    for (int i = 0; i < PL_MEM_NCAT; i++) atomic_store(&pl_pk[i], atomic_load(&pl_cur[i]));
-    atomic_store(&pl_total_peak, atomic_load(&pl_total));
+    for (int i = 0; i < PL_MEM_NCAT; i++)
+        pl_window_restart(&pl_pk[i], &pl_hist[i], &pl_win[i], atomic_load(&pl_cur[i]), 0);
+    pl_window_restart(&pl_total_peak, &pl_total_hist, &pl_total_win, atomic_load(&pl_total), 0);
 }
 
 const char *pl_mem_cat_name(enum pl_mem_cat cat) { return (unsigned)cat < PL_MEM_NCAT ? pl_cat_names[cat] : "?"; }
@@ -169,17 +208,171 @@ int64_t pl_mem_rss(void)
     long pages = 0, rss = 0;
     int ok = fscanf(f, "%ld %ld", &pages, &rss) == 2;
     fclose(f);
-    return ok ? (int64_t)rss * 4096 : -1;
+    long page = sysconf(_SC_PAGESIZE);
+    return ok ? (int64_t)rss * (page > 0 ? page : 4096) : -1;
 #endif
 }
 
+/* The kernel's high-water mark can trail the current RSS by a few pages (its counters are
+ * synced lazily), so the peak reported is never below the current value. */
 int64_t pl_mem_rss_peak(void)
 {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
 #if defined(__APPLE__)
-    return (int64_t)ru.ru_maxrss;          /* bytes on macOS */
+    int64_t pk = (int64_t)ru.ru_maxrss;          /* bytes on macOS */
 #else
-    return (int64_t)ru.ru_maxrss * 1024;   /* KiB on Linux */
+    int64_t pk = (int64_t)ru.ru_maxrss * 1024;   /* KiB on Linux */
 #endif
+    return pl_max64(pk, pl_mem_rss());
+}
+
+/* ---- the timeline ---- */
+
+static pthread_mutex_t pl_tl_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pl_mem_snap *pl_tl;        /* pl_tl_cap entries, allocated on the first mark */
+static size_t pl_tl_cap = PL_MEM_TIMELINE_CAP, pl_tl_len;
+static int64_t pl_tl_stride = 1, pl_tl_marks;
+static double pl_tl_t0;
+
+static double pl_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* a := a followed by b (b is later): peaks the larger, the rest b's */
+static void pl_snap_merge(struct pl_mem_snap *a, const struct pl_mem_snap *b)
+{
+    int64_t first = a->first;
+    int64_t pk[PL_MEM_NCAT], pkt = pl_max64(a->peak_total, b->peak_total);
+    int64_t rpk = pl_max64(a->rss_peak, b->rss_peak);
+    for (int c = 0; c < PL_MEM_NCAT; c++) pk[c] = pl_max64(a->peak[c], b->peak[c]);
+    *a = *b;
+    a->first = first;
+    memcpy(a->peak, pk, sizeof pk);
+    a->peak_total = pkt;
+    a->rss_peak = rpk;
+}
+
+static int64_t pl_snap_marks(const struct pl_mem_snap *s) { return s->last - s->first + 1; }
+
+enum pl_status pl_mem_mark(const char *label, struct pl_mem_snap *out)
+{
+    pthread_mutex_lock(&pl_tl_lock);
+    if (!pl_tl) {
+        pl_tl = pl_alloc(pl_tl_cap * sizeof *pl_tl, PL_MEM_DATA);
+        if (!pl_tl) {
+            pthread_mutex_unlock(&pl_tl_lock);
+            return pl_fail(PL_ERR_NOMEM, "memory timeline: cannot allocate %zu entries", pl_tl_cap);
+        }
+    }
+    struct pl_mem_snap s;
+    memset(&s, 0, sizeof s);
+    double now = pl_now();
+    if (pl_tl_marks == 0) pl_tl_t0 = now;
+    s.t = now - pl_tl_t0;
+    s.first = s.last = ++pl_tl_marks;
+    snprintf(s.label, sizeof s.label, "%s", label ? label : "");
+    for (int c = 0; c < PL_MEM_NCAT; c++) {
+        s.current[c] = atomic_load(&pl_cur[c]);
+        s.peak[c] = pl_window_restart(&pl_pk[c], &pl_hist[c], &pl_win[c], s.current[c], 1);
+    }
+    s.current_total = atomic_load(&pl_total);
+    s.peak_total = pl_window_restart(&pl_total_peak, &pl_total_hist, &pl_total_win, s.current_total, 1);
+    s.rss = pl_mem_rss();
+    s.rss_peak = pl_mem_rss_peak();
+    if (out) *out = s;
+
+    if (pl_tl_len > 0 && pl_snap_marks(&pl_tl[pl_tl_len - 1]) < pl_tl_stride) {
+        pl_snap_merge(&pl_tl[pl_tl_len - 1], &s);
+    } else {
+        if (pl_tl_len == pl_tl_cap) {
+            /* Every entry covers `stride` marks here (one is appended only when the last is
+             * full), so after merging pairs every entry covers 2 * stride. */
+            for (size_t i = 0; i < pl_tl_cap / 2; i++) {
+                pl_tl[i] = pl_tl[2 * i];
+                pl_snap_merge(&pl_tl[i], &pl_tl[2 * i + 1]);
+            }
+            pl_tl_len = pl_tl_cap / 2;
+            pl_tl_stride *= 2;
+        }
+        pl_tl[pl_tl_len++] = s;
+    }
+    pthread_mutex_unlock(&pl_tl_lock);
+    return PL_OK;
+}
+
+size_t pl_mem_timeline_len(void)
+{
+    pthread_mutex_lock(&pl_tl_lock);
+    size_t n = pl_tl_len;
+    pthread_mutex_unlock(&pl_tl_lock);
+    return n;
+}
+
+enum pl_status pl_mem_timeline_get(size_t i, struct pl_mem_snap *out)
+{
+    pthread_mutex_lock(&pl_tl_lock);
+    size_t n = pl_tl_len;
+    if (i < n) *out = pl_tl[i];
+    pthread_mutex_unlock(&pl_tl_lock);
+    if (i >= n) return pl_fail(PL_ERR_ARG, "memory timeline: entry %zu of %zu", i, n);
+    return PL_OK;
+}
+
+static void pl_tl_clear_locked(void)
+{
+    pl_tl_len = 0;
+    pl_tl_stride = 1;
+    pl_tl_marks = 0;
+    /* the next mark's window starts now */
+    for (int c = 0; c < PL_MEM_NCAT; c++)
+        pl_window_restart(&pl_pk[c], &pl_hist[c], &pl_win[c], atomic_load(&pl_cur[c]), 1);
+    pl_window_restart(&pl_total_peak, &pl_total_hist, &pl_total_win, atomic_load(&pl_total), 1);
+}
+
+void pl_mem_timeline_clear(void)
+{
+    pthread_mutex_lock(&pl_tl_lock);
+    pl_tl_clear_locked();
+    pthread_mutex_unlock(&pl_tl_lock);
+}
+
+enum pl_status pl_mem_timeline_set_cap(size_t cap)
+{
+    if (cap < 2 || cap % 2 != 0 || cap > ((size_t)1 << 24))
+        return pl_fail(PL_ERR_ARG, "memory timeline: cap %zu must be an even number in 2..16777216", cap);
+    pthread_mutex_lock(&pl_tl_lock);
+    pl_free(pl_tl);   /* reallocated, at the new size, by the next mark */
+    pl_tl = NULL;
+    pl_tl_cap = cap;
+    pl_tl_clear_locked();
+    pthread_mutex_unlock(&pl_tl_lock);
+    return PL_OK;
+}
+
+size_t pl_mem_timeline_cap(void)
+{
+    pthread_mutex_lock(&pl_tl_lock);
+    size_t c = pl_tl_cap;
+    pthread_mutex_unlock(&pl_tl_lock);
+    return c;
+}
+
+int64_t pl_mem_timeline_stride(void)
+{
+    pthread_mutex_lock(&pl_tl_lock);
+    int64_t s = pl_tl_stride;
+    pthread_mutex_unlock(&pl_tl_lock);
+    return s;
+}
+
+int64_t pl_mem_timeline_marks(void)
+{
+    pthread_mutex_lock(&pl_tl_lock);
+    int64_t m = pl_tl_marks;
+    pthread_mutex_unlock(&pl_tl_lock);
+    return m;
 }

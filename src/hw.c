@@ -1,4 +1,5 @@
-/* hw.c — hardware report (see hw.h). Platform code is guarded so macOS and Linux both build. */
+/* hw.c — hardware report (see hw.h). Platform code is guarded so macOS and Linux both build.
+ * Owner: memprof (defaults: thread count, memory budget). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,28 +141,62 @@ enum pl_status pl_hw_query(struct pl_hw *hw)
     return PL_OK;
 }
 
-int pl_hw_default_threads(const struct pl_hw *hw)
+/* a positive leading integer of an environment variable, else 0 ("4,2" -> 4, as OpenMP) */
+static int pl_env_threads(const char *name)
 {
-    const char *e = getenv("PEFT_THREADS");
-    if (e && atoi(e) > 0) return atoi(e);
+    const char *e = getenv(name);
+    if (!e) return 0;
+    char *end;
+    long v = strtol(e, &end, 10);
+    return end != e && v > 0 && v <= 4096 ? (int)v : 0;
+}
+
+int pl_hw_default_threads_src(const struct pl_hw *hw, const char **source)
+{
+    static const char *const vars[] = { "PEFT_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS" };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        int n = pl_env_threads(vars[i]);
+        if (n > 0) {
+            if (source) *source = vars[i];
+            return n;
+        }
+    }
+    if (source) *source = "physical cores";
     return hw->physical_cores > 0 ? hw->physical_cores : 1;
 }
 
-int64_t pl_hw_default_budget(const struct pl_hw *hw)
+int pl_hw_default_threads(const struct pl_hw *hw) { return pl_hw_default_threads_src(hw, NULL); }
+
+int64_t pl_hw_default_budget(const struct pl_hw *hw) { return pl_hw_default_budget_src(hw, NULL); }
+
+int64_t pl_hw_default_budget_src(const struct pl_hw *hw, const char **source)
 {
     const char *e = getenv("PEFT_MEMORY_BUDGET");
+    int bad = 0;
     if (e && *e) {
         char *end;
         double v = strtod(e, &end);
         switch (*end) {
-        case 'k': case 'K': v *= 1024.0; break;
-        case 'm': case 'M': v *= 1024.0 * 1024; break;
-        case 'g': case 'G': v *= 1024.0 * 1024 * 1024; break;
+        case 'k': case 'K': v *= 1024.0; end++; break;
+        case 'm': case 'M': v *= 1024.0 * 1024; end++; break;
+        case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
+        case 't': case 'T': v *= 1024.0 * 1024 * 1024 * 1024; end++; break;
         default: break;
         }
-        if (v > 0) return (int64_t)v;
+        if (*end == 'i' || *end == 'I') end++;   /* "2GiB" */
+        if (*end == 'b' || *end == 'B') end++;
+        if (*end == 0 && v >= 1 && v < 9.0e18) {
+            if (source) *source = "PEFT_MEMORY_BUDGET";
+            return (int64_t)v;
+        }
+        bad = 1;
     }
     int64_t avail = hw->ram_available > 0 ? hw->ram_available : hw->ram_total;
+    if (source) {
+        if (bad) *source = hw->ram_available > 0 ? "85% of available RAM (PEFT_MEMORY_BUDGET is not a size)"
+                                                 : "85% of total RAM (PEFT_MEMORY_BUDGET is not a size)";
+        else *source = hw->ram_available > 0 ? "85% of available RAM" : "85% of total RAM";
+    }
     return avail > 0 ? avail / 100 * 85 : 0;
 }
 

@@ -9,6 +9,8 @@
  * Lua and asks engine loops to unwind (pl_interrupt_request); a second Ctrl-C while no chunk is
  * running exits. The Lua files are found next to the binary (../share/peftlua/lua when
  * installed) or in the source tree the binary was built from, so no LUA_PATH is needed.
+ * Before anything runs, the thread count is set from the hardware report (pl_set_threads;
+ * owner of that part: memprof).
  */
 #include <errno.h>
 #include <limits.h>
@@ -26,6 +28,8 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include "peftlua/blas.h"
+#include "peftlua/hw.h"
 #include "peftlua/status.h"
 
 #define PL_MODULE(n) int luaopen_peft_##n(lua_State *L);
@@ -347,9 +351,20 @@ static void pl_set_wait_policy(char **argv)
     /* exec failed: carry on with the runtime's default policy */
 }
 
+/* The engine's thread count (one OpenMP team runs every kernel, BLAS pieces included; see
+ * blas.h) comes from the hardware report: PEFT_THREADS, OMP_NUM_THREADS or
+ * OPENBLAS_NUM_THREADS when set, else the physical cores — OpenMP alone would take every
+ * logical CPU, hyper-threads included. peft.hw.threads(n) changes it later. */
+static void pl_set_threads(void)
+{
+    struct pl_hw hw;
+    if (pl_hw_query(&hw) == PL_OK) pl_blas_set_threads(pl_hw_default_threads(&hw));
+}
+
 int main(int argc, char **argv)
 {
     pl_set_wait_policy(argv);
+    pl_set_threads();
     if (argv[0] && argv[0][0]) {
         const char *b = strrchr(argv[0], '/');
         pl_progname = b ? b + 1 : argv[0];

@@ -7,12 +7,25 @@
  *
  * A budget (pl_mem_set_budget) makes allocations beyond it fail with NULL, as a real
  * allocation failure would; pl_mem_fail_after() injects a failure for tests.
+ *
+ * The profiler's timeline: pl_mem_mark("step 12") appends a snapshot — per-category current
+ * bytes, the per-category and total peak since the previous mark (so a step's transient
+ * workspace shows even though it is freed by the time of the mark), process RSS — to a
+ * bounded in-memory timeline. The allocation path pays nothing for it: it keeps one peak per
+ * counter as before, and a mark folds that "window" peak into the long-term one and restarts
+ * it. The timeline holds at most `cap` entries (default PL_MEM_TIMELINE_CAP); when full, each
+ * pair of neighbouring entries is merged into one (peaks: the larger; current, RSS, time and
+ * label: the later) and every entry from then on covers twice as many marks (the stride), so a
+ * 100k-step run keeps an even overview of the whole run in fixed memory, peaks never lost.
+ * Marks are meant to be taken between steps from one thread; they take a mutex among
+ * themselves and the readers, never on the allocation path.
  */
 #ifndef PEFTLUA_ALLOC_H
 #define PEFTLUA_ALLOC_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include "peftlua/status.h"
 
 enum pl_mem_cat {
     PL_MEM_WEIGHTS = 0,
@@ -53,5 +66,39 @@ void    pl_mem_fail_after(int64_t n);
 /* Process resident set size in bytes (current and peak), -1 where unknown. */
 int64_t pl_mem_rss(void);
 int64_t pl_mem_rss_peak(void);
+
+/* ---- timeline ---- */
+#define PL_MEM_TIMELINE_CAP 2048
+#define PL_MEM_LABEL_MAX 48
+
+struct pl_mem_snap {
+    double  t;                          /* seconds since the timeline's first mark */
+    int64_t first, last;                /* 1-based indices of the marks this entry covers */
+    char    label[PL_MEM_LABEL_MAX];    /* the last mark's label (truncated) */
+    int64_t current[PL_MEM_NCAT];       /* bytes at the last mark */
+    int64_t peak[PL_MEM_NCAT];          /* highest between the mark before `first` and `last` */
+    int64_t current_total, peak_total;  /* the same over all categories except mapped */
+    int64_t rss, rss_peak;              /* process RSS at the mark; its peak since the start */
+};
+
+/* Take a snapshot (label may be NULL: ""); *out (if not NULL) receives this mark's own entry,
+ * before any merging. Peaks of the next window start at the current bytes. Allocates the
+ * timeline (PL_MEM_DATA) on the first mark; if that fails, the mark is dropped and PL_ERR_NOMEM
+ * returned (the allocator itself keeps working). */
+enum pl_status pl_mem_mark(const char *label, struct pl_mem_snap *out);
+size_t  pl_mem_timeline_len(void);
+/* Copy entry i (0 = oldest) into *out; PL_ERR_ARG if i >= len. */
+enum pl_status pl_mem_timeline_get(size_t i, struct pl_mem_snap *out);
+void    pl_mem_timeline_clear(void);              /* entries dropped, stride 1, clock restarts */
+/* Cap (an even number >= 2); clears the timeline. PL_ERR_ARG otherwise. */
+enum pl_status pl_mem_timeline_set_cap(size_t cap);
+size_t  pl_mem_timeline_cap(void);
+int64_t pl_mem_timeline_stride(void);             /* marks per entry now (1, 2, 4, ...) */
+int64_t pl_mem_timeline_marks(void);              /* marks taken since the last clear */
+
+/* The profiler as one JSON document (src/memprof.c): categories, current and peak bytes by
+ * category and total, budget, rss, rss_peak, and the timeline. Caller frees with pl_free();
+ * NULL (message set) when out of memory. */
+char *pl_mem_json(int pretty);
 
 #endif

@@ -25,11 +25,18 @@ struct pl_hw {
 };
 
 enum pl_status pl_hw_query(struct pl_hw *hw);
-/* Threads peftlua uses by default: PEFT_THREADS if set, else the physical cores. */
+/* Threads peftlua uses by default: the first of PEFT_THREADS, OMP_NUM_THREADS (its first
+ * number), OPENBLAS_NUM_THREADS that is set to a positive number, else the physical cores.
+ * The host (src/main.c) applies it at start-up (pl_blas_set_threads: the OpenMP team that
+ * runs every kernel, BLAS pieces included). source (may be NULL) receives where it came from:
+ * the variable's name or "physical cores". */
 int pl_hw_default_threads(const struct pl_hw *hw);
+int pl_hw_default_threads_src(const struct pl_hw *hw, const char **source);
 /* Default memory budget for training: PEFT_MEMORY_BUDGET (bytes, or with K/M/G suffix) if set,
- * else 85% of available RAM. */
+ * else 85% of available RAM (of total RAM when the available figure is unknown). source (may
+ * be NULL): "PEFT_MEMORY_BUDGET" or "85% of available RAM". */
 int64_t pl_hw_default_budget(const struct pl_hw *hw);
+int64_t pl_hw_default_budget_src(const struct pl_hw *hw, const char **source);
 /* One line: "AMD EPYC ... | 2 threads | avx512 | OpenBLAS Haswell" for benchmark headers. */
 void pl_hw_summary(const struct pl_hw *hw, int threads, char *buf, int n);
 

@@ -6,6 +6,13 @@
 --   peft.memory.quantize(model, "nf4"|"q8_0"|"bf16"|"f16" [, targets])  the QLoRA base
 --   peft.memory.format(bytes)  "1.25 GiB" / "312.0 MiB"
 --   peft.memory.report(est)    a few lines naming each category
+-- and, for the profiler (owner: memprof; the timeline itself is src/alloc.c):
+--   peft.memory.summary()      the live numbers: each category's current and peak bytes, the
+--                              tracked total next to the process's resident memory (RSS)
+--   peft.memory.save_json(path [, pretty])  peft.memory.json() written to path; true | nil, msg
+--   peft.memory.metrics_fields(entry)  a mark's entry as JSON members for a metrics line:
+--                              "mem_peak":<tracked peak of the step>,"mem_peak_by":{<category>:
+--                              bytes, ... (the non-zero ones but mapped)},"rss_peak":<bytes>
 -- The options are documented in src/lua/l_memmodel.c (module peft.memmodel).
 local M = ...
 local mm = require "peft.memmodel"
@@ -34,6 +41,50 @@ function M.report(est)
   lines[#lines + 1] = string.format("  %-12s %12s", "peak", M.format(est.total))
   lines[#lines + 1] = string.format("  %-12s %12s", "resident", M.format(est.resident))
   return table.concat(lines, "\n")
+end
+
+function M.summary()
+  local s = M.stats()
+  local lines = { string.format("  %-12s %12s %12s", "", "current", "peak") }
+  for _, k in ipairs(M.categories()) do
+    local c = s[k]
+    if c.current > 0 or c.peak > 0 then
+      lines[#lines + 1] = string.format("  %-12s %12s %12s", k, M.format(c.current), M.format(c.peak))
+    end
+  end
+  lines[#lines + 1] = string.format("  %-12s %12s %12s", "tracked", M.format(s.total.current), M.format(s.total.peak))
+  local function rss(v) return v >= 0 and M.format(v) or "unknown" end
+  lines[#lines + 1] = string.format("  %-12s %12s %12s", "RSS", rss(s.rss), rss(s.rss_peak))
+  local b = M.budget()
+  if b > 0 then lines[#lines + 1] = string.format("  %-12s %12s", "budget", M.format(b)) end
+  local cap, stride, marks = M.timeline_cap()
+  if marks > 0 then
+    lines[#lines + 1] = string.format("  timeline     %d marks in %d entries (%d per entry, cap %d)",
+                                      marks, #M.timeline(), stride, cap)
+  end
+  return table.concat(lines, "\n")
+end
+
+function M.metrics_fields(e)
+  assert(type(e) == "table" and type(e.peak) == "table", "peft.memory.metrics_fields: takes a mark's entry")
+  local by = {}
+  for _, k in ipairs(M.categories()) do
+    local v = e.peak[k]
+    if k ~= "mapped" and v and v > 0 then by[#by + 1] = string.format('"%s":%d', k, v) end
+  end
+  return string.format('"mem_peak":%d,"mem_peak_by":{%s},"rss_peak":%d', e.peak.total, table.concat(by, ","), e.rss_peak)
+end
+
+function M.save_json(path, pretty)
+  assert(type(path) == "string", "peft.memory.save_json: path must be a string")
+  local doc = M.json(pretty)
+  local f, err = io.open(path, "w")
+  if not f then return nil, err end
+  local ok, werr = f:write(doc, "\n")
+  local cok, cerr = f:close()
+  if not ok then return nil, werr end
+  if not cok then return nil, cerr end
+  return true
 end
 
 return M

@@ -14,6 +14,12 @@
 --   rep:save("report.html")          -- true | nil, message
 --   local s = rep:render()           -- the page as a string
 --
+--   local img = peft.report.memory_chart(timeline | "output/memory.json" | decoded document,
+--                                        { top = 3, title =, width =, height =, x = "mark" | "t" })
+--     the profiler's timeline (peft.memory.timeline()) as a line chart in MiB: per-step peak of
+--     the tracked bytes, the tracked bytes at each mark, the process RSS, and the `top`
+--     categories with the largest peaks (owner: memprof)
+--
 -- The page is one file: charts are inlined as PNG data URIs, the style sheet is inline, there
 -- is no JavaScript, and a Content-Security-Policy forbids any external fetch or script. Every
 -- user-provided string (titles, text, table cells, keys, captions) goes through escape().
@@ -208,6 +214,61 @@ function Report:save(path)
   if not ok then return nil, werr end
   if not cok then return nil, cerr end
   return true
+end
+
+local MEM_CHART_OPTS = { top = true, title = true, width = true, height = true, x = true, xlabel = true }
+
+function M.memory_chart(src, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("report.memory_chart: options must be a table", 2) end
+  for k in pairs(opts) do
+    if not MEM_CHART_OPTS[k] then error("report.memory_chart: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  local tl = src
+  if type(src) == "string" then
+    local doc, err = peft.memory.read_json(src)
+    if not doc then error("report.memory_chart: " .. err, 2) end
+    tl = doc.timeline
+  elseif type(src) == "table" and src.timeline then
+    tl = src.timeline
+  end
+  if type(tl) ~= "table" or #tl == 0 then
+    error("report.memory_chart: expected a non-empty timeline (peft.memory.timeline(), memory.json or its path)", 2)
+  end
+  local xkey = opts.x or "mark"
+  if xkey ~= "mark" and xkey ~= "t" then error("report.memory_chart: x must be \"mark\" or \"t\"", 2) end
+  local MiB = 2^20
+  local x, peak, cur, rss = {}, {}, {}, {}
+  local catmax = {}
+  for i, e in ipairs(tl) do
+    if type(e) ~= "table" or type(e.peak) ~= "table" or type(e.current) ~= "table" then
+      error(string.format("report.memory_chart: timeline entry %d is not a profiler entry", i), 2)
+    end
+    x[i] = xkey == "t" and (e.t or 0) or (e.last or i)
+    peak[i] = (e.peak.total or 0) / MiB
+    cur[i] = (e.current.total or 0) / MiB
+    rss[i] = (e.rss and e.rss >= 0) and e.rss / MiB or 0
+    for k, v in pairs(e.peak) do
+      if k ~= "total" and k ~= "mapped" then catmax[k] = math.max(catmax[k] or 0, v) end
+    end
+  end
+  local cats = {}
+  for k, v in pairs(catmax) do if v > 0 then cats[#cats + 1] = k end end
+  table.sort(cats, function(a, b) if catmax[a] ~= catmax[b] then return catmax[a] > catmax[b] end return a < b end)
+  local series = {
+    { name = "tracked peak", x = x, y = peak, smooth = false },
+    { name = "tracked at mark", x = x, y = cur, smooth = false, dashed = true },
+    { name = "RSS", x = x, y = rss, smooth = false },
+  }
+  for i = 1, math.min(opts.top or 3, #cats) do
+    local y = {}
+    for j, e in ipairs(tl) do y[j] = (e.peak[cats[i]] or 0) / MiB end
+    series[#series + 1] = { name = cats[i] .. " peak", x = x, y = y, smooth = false, dashed = true }
+  end
+  return M.line {
+    title = opts.title or "Memory per step", xlabel = opts.xlabel or (xkey == "t" and "seconds" or "step"),
+    ylabel = "MiB", width = opts.width or 640, height = opts.height or 400, series = series,
+  }
 end
 
 function M.html(spec)

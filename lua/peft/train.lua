@@ -18,6 +18,9 @@
 --                                              -- skipped_steps)
 --     on_step = function(info) end, on_eval = function(info) end,
 --   }
+-- Memory: each optimizer step is a peft.memory.mark("step N") (the timeline is cleared when the
+-- loop starts); its metrics line carries the step's tracked peak ("mem_peak", "mem_peak_by")
+-- and output/memory.json (peft.memory.json()) is written at the end (result.memory).
 -- Unknown keys are rejected by name. The same seed and thread count give the same bits;
 -- `resume = true` continues from output/checkpoint exactly (the loss trajectory of an
 -- interrupted-and-resumed run equals the uninterrupted one). Ctrl-C or SIGTERM writes a
@@ -226,6 +229,7 @@ function M.run(cfg)
     end
   end
 
+  peft.memory.clear_timeline()
   M.catch_sigterm(true)
   local ok, err = pcall(function()
     while tr:stats().step < total do
@@ -252,9 +256,11 @@ function M.run(cfg)
       local mem = peft.memory.stats()
       local scaler = s.precision == "fp16"
         and string.format(',"loss_scale":%s,"skipped_steps":%d', num(s.loss_scale), s.skipped_steps) or ""
+      local memstep = peft.memory.mark("step " .. s.step)
       metrics:write(string.format(
-        '{"step":%d,"loss":%s,"lr":%s,"grad_norm":%s,"tokens":%d,"tokens_per_s":%s,"elapsed_s":%s,"rss":%d%s}\n',
-        s.step, num(s.loss), num(s.lr), num(s.grad_norm), s.tokens, num(tps), num(el), mem.rss, scaler))
+        '{"step":%d,"loss":%s,"lr":%s,"grad_norm":%s,"tokens":%d,"tokens_per_s":%s,"elapsed_s":%s,"rss":%d%s,%s}\n',
+        s.step, num(s.loss), num(s.lr), num(s.grad_norm), s.tokens, num(tps), num(el), mem.rss, scaler,
+        peft.memory.metrics_fields(memstep)))
       local info = { step = s.step, total = total, loss = s.loss, lr = s.lr, grad_norm = s.grad_norm,
                      tokens_per_s = tps, elapsed = el, eta = eta, val_loss = val,
                      loss_scale = s.loss_scale, skipped_steps = s.skipped_steps }
@@ -304,12 +310,14 @@ function M.run(cfg)
   end
   save()
   metrics:close()
+  assert(peft.memory.save_json(out .. "/memory.json"))
   local s = tr:stats()
   if cfg.save_adapter ~= false and s.method == "lora" then tr:save_adapter(out .. "/adapter") end
   local result = { steps = s.step, total = total, loss = s.loss, val_loss = val, best_val_loss = best < math.huge and best or nil,
                    tokens = s.tokens, elapsed = M.now() - t0, stopped = stop_reason, output = out,
                    method = s.method, params = s.params, metrics = metrics_path,
                    precision = s.precision, loss_scale = s.loss_scale, skipped_steps = s.skipped_steps }
+  result.memory = out .. "/memory.json"
   result.trainer = tr   -- still open: merge, save_adapter, eval; closed by the caller or the GC
   say("trained %d steps (%s, %d parameters) in %.1f s; loss %.4f%s", s.step, s.method, s.params,
     result.elapsed, s.loss, val and string.format(", validation %.4f", val) or "")

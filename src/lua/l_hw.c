@@ -2,9 +2,15 @@
  *
  *   peft.hw.info()      → { cpu=, arch=, os=, simd=, simd_flags=, cores=, physical_cores=,
  *                           apple_silicon=, ram_total=, ram_available=, blas_core=, blas_threads=,
- *                           threads= (peftlua's default), memory_budget= (default budget) }
+ *                           threads= (peftlua's default), threads_source= ("PEFT_THREADS",
+ *                           "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS" or "physical cores"),
+ *                           threads_in_use= (the engine's thread count now),
+ *                           memory_budget= (default budget), budget_source= }
  *   peft.hw.summary()   → one line for benchmark headers
- *   peft.hw.threads([n]) get/set BLAS threads
+ *   peft.hw.threads([n]) get/set the engine's thread count (the OpenMP team, BLAS included)
+ *   peft.hw.report()    → a few lines: machine, and the defaults with where they came from
+ *                         (lua/peft/hw.lua)
+ * Owner: memprof (defaults).
  */
 #include "pl_lua.h"
 #include "peftlua/blas.h"
@@ -19,7 +25,7 @@ static int l_hw_info(lua_State *L)
 {
     struct pl_hw hw;
     l_hw_query(L, &hw);
-    lua_createtable(L, 0, 16);
+    lua_createtable(L, 0, 20);
     lua_pushstring(L, hw.cpu_model); lua_setfield(L, -2, "cpu");
     lua_pushstring(L, hw.arch); lua_setfield(L, -2, "arch");
     lua_pushstring(L, hw.os); lua_setfield(L, -2, "os");
@@ -32,8 +38,12 @@ static int l_hw_info(lua_State *L)
     lua_pushinteger(L, hw.ram_available); lua_setfield(L, -2, "ram_available");
     lua_pushstring(L, hw.blas_core); lua_setfield(L, -2, "blas_core");
     lua_pushinteger(L, hw.blas_threads); lua_setfield(L, -2, "blas_threads");
-    lua_pushinteger(L, pl_hw_default_threads(&hw)); lua_setfield(L, -2, "threads");
-    lua_pushinteger(L, pl_hw_default_budget(&hw)); lua_setfield(L, -2, "memory_budget");
+    const char *tsrc, *bsrc;
+    lua_pushinteger(L, pl_hw_default_threads_src(&hw, &tsrc)); lua_setfield(L, -2, "threads");
+    lua_pushstring(L, tsrc); lua_setfield(L, -2, "threads_source");
+    lua_pushinteger(L, pl_blas_threads()); lua_setfield(L, -2, "threads_in_use");
+    lua_pushinteger(L, pl_hw_default_budget_src(&hw, &bsrc)); lua_setfield(L, -2, "memory_budget");
+    lua_pushstring(L, bsrc); lua_setfield(L, -2, "budget_source");
     return 1;
 }
 

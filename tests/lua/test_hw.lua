@@ -36,4 +36,38 @@ return {
     peft.hw.threads(before)
     T.raises(function() peft.hw.threads(0) end, "thread count")
   end,
+  -- With nothing set, the engine runs on the physical cores; each variable, in its order of
+  -- precedence, overrides that; report() shows the defaults and where they came from.
+  default_threads_from_the_report = function()
+    local clean = "env -u PEFT_THREADS -u OMP_NUM_THREADS -u OPENBLAS_NUM_THREADS "
+    local probe = " -e 'local h = peft.hw.info(); print(peft.hw.threads(), h.physical_cores, h.threads_source)'"
+    local rc, out = T.sh(clean .. T.host .. probe)
+    T.eq(rc, 0, out)
+    local n, phys, src = out:match("^(%d+)\t(%d+)\t([^\n]+)")
+    T.eq(n, phys, "threads = physical cores: " .. out)
+    T.eq(src, "physical cores")
+    for _, case in ipairs {
+      { "OPENBLAS_NUM_THREADS=1", "1", "OPENBLAS_NUM_THREADS" },
+      { "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=3", "1", "OMP_NUM_THREADS" },
+      { "PEFT_THREADS=3 OMP_NUM_THREADS=1", "3", "PEFT_THREADS" },
+      { "PEFT_THREADS=junk OMP_NUM_THREADS=1", "1", "OMP_NUM_THREADS" },
+    } do
+      rc, out = T.sh(clean .. case[1] .. " " .. T.host .. probe)
+      T.eq(rc, 0, out)
+      local got, _, s = out:match("^(%d+)\t(%d+)\t([^\n]+)")
+      T.eq(got, case[2], case[1])
+      T.eq(s, case[3], case[1])
+    end
+  end,
+  report_shows_defaults = function()
+    local h = peft.hw.info()
+    local r = peft.hw.report()
+    T.ok(r:find(string.format("threads  %d (%s); in use %d", h.threads, h.threads_source, peft.hw.threads()), 1, true), r)
+    T.ok(r:find(string.format("budget   %.1f GiB (%s)", h.memory_budget / 2^30, h.budget_source), 1, true), r)
+    local rc, out = T.sh("PEFT_MEMORY_BUDGET=1.5G " .. T.host .. " -e 'print(peft.hw.report())'")
+    T.eq(rc, 0, out)
+    T.ok(out:find("budget   1.5 GiB (PEFT_MEMORY_BUDGET)", 1, true), out)
+    rc, out = T.sh("PEFT_MEMORY_BUDGET=lots " .. T.host .. " -e 'print(peft.hw.info().budget_source)'")
+    T.ok(out:find("PEFT_MEMORY_BUDGET is not a size", 1, true), out)
+  end,
 }
