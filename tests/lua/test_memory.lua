@@ -207,13 +207,14 @@ return {
     T.eq(n, 3)
     -- the chart from the file: its size, and ink of the data series in the plot area
     local R = peft.report
-    local img = R.memory_chart(r.memory, { width = 480, height = 300 })
+    local img <close> = R.memory_chart(r.memory, { width = 480, height = 300 })
     local w, h = img:size()
     T.eq(w, 480); T.eq(h, 300)
     local L = img:layout()
     local pal = {}
     for i = 1, 6 do pal[i] = R.palette()[i] end
-    local ink = R.decode(img:png()):count_near(pal, 40, L.plot.x0 + 1, L.plot.y0 + 1, L.plot.x1 - 1, L.plot.y1 - 1)
+    local raster <close> = R.decode(img:png())
+    local ink = raster:count_near(pal, 40, L.plot.x0 + 1, L.plot.y0 + 1, L.plot.x1 - 1, L.plot.y1 - 1)
     T.ok(ink >= 100, "ink in the plot: " .. ink)
     local nleg = 0
     for _, b in ipairs(L.boxes) do if b.kind == "legend" then nleg = nleg + 1 end end
@@ -221,5 +222,7 @@ return {
     T.raises(function() R.memory_chart({}) end, "expected a non")
     T.raises(function() R.memory_chart(tl, { colour = 1 }) end, "unknown option 'colour'")
     T.raises(function() R.memory_chart(T.tmp .. "/absent.json") end, "cannot open")
+    r = nil
+    collectgarbage()   -- the model loaded by run: later tests measure live bytes
   end,
 }
