@@ -1,6 +1,7 @@
 -- recipes/finetune.lua — the quickstart fine-tune: LoRA on the default model with the synthetic
 -- tool-calling dataset; validation loss, sample answers and the tool-call exact-match metric
--- before and after; saves the adapter (PEFT layout) and the merged model.
+-- before and after; saves the adapter (PEFT layout) and the merged model, and charts the
+-- run's per-step memory (output/memory.png from output/memory.json).
 --
 --   peftlua recipes/finetune.lua [--smoke] [--model PATH] [--data TRAIN.jsonl --valid VALID.jsonl]
 --                                [--iters N] [--method lora|full] [--out DIR] [--eval-n N]
@@ -140,4 +141,9 @@ r.trainer:close()
 print(string.format("adapter  %s/adapter (adapter_model.safetensors + adapter_config.json)", out))
 print(string.format("merged   %s and %s/merged-hf (safetensors)", merged, out))
 print(string.format("metrics  %s", r.metrics))
+do -- the per-step memory profile (peft.train.run wrote it) as a chart
+  local img <close> = peft.report.memory_chart(r.memory, { title = "Memory per step (" .. card.name .. ")" })
+  assert(img:save(out .. "/memory.png"))
+  print(string.format("memory   %s, chart %s/memory.png\n%s", r.memory, out, peft.memory.summary()))
+end
 return { val_before = v0, val_after = v1, acc_before = before_acc, acc_after = after_acc, output = out }
