@@ -261,13 +261,7 @@ static int64_t pl_snap_marks(const struct pl_mem_snap *s) { return s->last - s->
 enum pl_status pl_mem_mark(const char *label, struct pl_mem_snap *out)
 {
     pthread_mutex_lock(&pl_tl_lock);
-    if (!pl_tl) {
-        pl_tl = pl_alloc(pl_tl_cap * sizeof *pl_tl, PL_MEM_DATA);
-        if (!pl_tl) {
-            pthread_mutex_unlock(&pl_tl_lock);
-            return pl_fail(PL_ERR_NOMEM, "memory timeline: cannot allocate %zu entries", pl_tl_cap);
-        }
-    }
+    if (!pl_tl) pl_tl = pl_alloc(pl_tl_cap * sizeof *pl_tl, PL_MEM_DATA);
     struct pl_mem_snap s;
     memset(&s, 0, sizeof s);
     double now = pl_now();
@@ -284,6 +278,12 @@ enum pl_status pl_mem_mark(const char *label, struct pl_mem_snap *out)
     s.rss = pl_mem_rss();
     s.rss_peak = pl_mem_rss_peak();
     if (out) *out = s;
+    if (!pl_tl) {   /* the snapshot is still returned and the window restarted */
+        pl_tl_marks--;
+        pthread_mutex_unlock(&pl_tl_lock);
+        return pl_fail(PL_ERR_NOMEM, "memory timeline: cannot allocate %zu entries (%zu bytes); mark '%s' not kept",
+                       pl_tl_cap, pl_tl_cap * sizeof *pl_tl, s.label);
+    }
 
     if (pl_tl_len > 0 && pl_snap_marks(&pl_tl[pl_tl_len - 1]) < pl_tl_stride) {
         pl_snap_merge(&pl_tl[pl_tl_len - 1], &s);

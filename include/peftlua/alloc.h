@@ -68,7 +68,7 @@ int64_t pl_mem_rss(void);
 int64_t pl_mem_rss_peak(void);
 
 /* ---- timeline ---- */
-#define PL_MEM_TIMELINE_CAP 2048
+#define PL_MEM_TIMELINE_CAP 1024
 #define PL_MEM_LABEL_MAX 48
 
 struct pl_mem_snap {
@@ -83,8 +83,9 @@ struct pl_mem_snap {
 
 /* Take a snapshot (label may be NULL: ""); *out (if not NULL) receives this mark's own entry,
  * before any merging. Peaks of the next window start at the current bytes. Allocates the
- * timeline (PL_MEM_DATA) on the first mark; if that fails, the mark is dropped and PL_ERR_NOMEM
- * returned (the allocator itself keeps working). */
+ * timeline (PL_MEM_DATA, cap * sizeof(struct pl_mem_snap)) on the first mark; if that fails
+ * (a tight budget), *out is still filled and the window restarted, but the entry is not kept
+ * and PL_ERR_NOMEM is returned; the next mark tries again. */
 enum pl_status pl_mem_mark(const char *label, struct pl_mem_snap *out);
 size_t  pl_mem_timeline_len(void);
 /* Copy entry i (0 = oldest) into *out; PL_ERR_ARG if i >= len. */

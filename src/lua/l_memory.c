@@ -10,7 +10,9 @@
  * The profiler's timeline (src/alloc.c; lua/peft/memory.lua adds save_json and summary):
  *   peft.memory.mark([label])         snapshot: current bytes by category, the peak since the
  *                                     previous mark by category and total, RSS and its peak;
- *                                     returns this mark's entry (as timeline() gives them)
+ *                                     returns this mark's entry (as timeline() gives them);
+ *                                     if the timeline cannot be allocated (a tight budget),
+ *                                     the entry and a message, without raising
  *   peft.memory.timeline()            { {t=, label=, first=, last=, current={<cat>=, total=},
  *                                       peak={<cat>=, total=}, rss=, rss_peak=}, ... } oldest first
  *   peft.memory.clear_timeline()
@@ -129,9 +131,11 @@ static int l_memory_mark(lua_State *L)
 {
     const char *label = luaL_optstring(L, 1, "");
     struct pl_mem_snap s;
-    if (pl_mem_mark(label, &s) != PL_OK) return pl_lua_error(L);
+    enum pl_status st = pl_mem_mark(label, &s);
     l_memory_push_snap(L, &s);
-    return 1;
+    if (st == PL_OK) return 1;
+    lua_pushstring(L, pl_last_error());   /* the timeline could not be allocated: profiling */
+    return 2;                             /* must not stop a run, so no error is raised */
 }
 
 static int l_memory_timeline(lua_State *L)
