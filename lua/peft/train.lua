@@ -20,7 +20,8 @@
 --   }
 -- Memory: each optimizer step is a peft.memory.mark("step N") (the timeline is cleared when the
 -- loop starts); its metrics line carries the step's tracked peak ("mem_peak", "mem_peak_by")
--- and output/memory.json (peft.memory.json()) is written at the end (result.memory).
+-- and output/memory.json (peft.memory.json()) is written at the end (result.memory), also
+-- when interrupted.
 -- Unknown keys are rejected by name. The same seed and thread count give the same bits;
 -- `resume = true` continues from output/checkpoint exactly (the loss trajectory of an
 -- interrupted-and-resumed run equals the uninterrupted one). Ctrl-C or SIGTERM writes a
@@ -298,6 +299,7 @@ function M.run(cfg)
     if msg:find("interrupt") then
       save()
       metrics:close()
+      peft.memory.save_json(out .. "/memory.json")   -- the steps taken so far
       M.clear_interrupt()
       local at = tr:stats().step
       tr:close()

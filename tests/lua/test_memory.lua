@@ -199,6 +199,23 @@ return {
     T.ok(s:find("1 marks in 1 entries", 1, true), s)
   end,
 
+  -- SIGTERM at step 2: the checkpoint and the memory profile of the two steps are written.
+  train_run_interrupted_writes_profile = function()
+    local out = T.tmp .. "/memprof_interrupted"
+    os.execute("rm -rf '" .. out .. "'")
+    local f = assert(io.open("/proc/self/stat")); local pid = f:read("n"); f:close()
+    local err = T.raises(function()
+      peft.train.run { model = MODEL, dataset = DATA .. "train.jsonl", output = out,
+        max_iters = 5, batch_size = 2, max_seq_len = 32, lora_rank = 4, progress = false, quiet = true,
+        save_adapter = false,
+        on_step = function(i) if i.step == 2 then os.execute("kill -TERM " .. pid) end end }
+    end, "interrupted at step 2")
+    local d = assert(mem.read_json(out .. "/memory.json"), err)
+    T.eq(#d.timeline, 2)
+    T.eq(d.timeline[2].label, "step 2")
+    collectgarbage()
+  end,
+
   train_run_marks_steps = function()
     local out = T.tmp .. "/memprof_run"
     os.execute("rm -rf '" .. out .. "'")
