@@ -1,15 +1,19 @@
-/* ckpt.c — gradient checkpointing for LoRA / QLoRA: segment inputs kept, each segment's
- * activations recomputed from its input during backward.
+/* ckpt.c — gradient checkpointing for LoRA / QLoRA and full fine-tuning: segment inputs
+ * kept, each segment's activations recomputed from its input during backward.
  *
- * Owner: memory. Contract: include/peftlua/ckpt.h. The layer forward below is the block of
+ * Owner: train (written by memory). Contract: include/peftlua/ckpt.h. The layer forward below is the block of
  * src/llama.c (pl_llama_forward) and the layer backward the block of src/train_bwd.c, with
  * per-layer buffers indexed by segment slot instead of by layer:
  *   forward   h = x + Wo·attn(rope(Wq·n1), rope(Wk·n1), Wv·n1),  n1 = RMSNorm(x)
  *             x' = h + Wd·(silu(Wg·n2) ⊙ Wu·n2),                   n2 = RMSNorm(h)
  *             (each W·v plus the LoRA term through the model's linear hook)
  *   backward  the same chain in reverse (see train_bwd.c's header for each δ).
- * Only the adapters are trained: no weight gradient is formed for the frozen base, whose
+ * LoRA: only the adapters are trained; no weight gradient is formed for the frozen base, whose
  * input-gradient products dequantise panels inside pl_linear_bwd (NF4, Q8_0, ...).
+ * Full fine-tuning: every weight is an f32 master copy and pl_train_grad_of() gives its
+ * gradient slot; each weight, norm, head and embedding gradient is accumulated by the same
+ * kernel call, in the same order, as in train_bwd.c, so the gradients are those of the
+ * uncheckpointed backward.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +23,7 @@
 #include "peftlua/ckpt.h"
 #include "peftlua/kernels.h"
 #include "peftlua/lora.h"
+#include "train_internal.h"
 
 static int64_t mx(int64_t a, int64_t b) { return a > b ? a : b; }
 
@@ -41,15 +46,15 @@ int64_t pl_ckpt_plan_floats(const struct pl_model_config *c, int B, int T, int e
 enum pl_status pl_ckpt_new(struct pl_ckpt **out, struct pl_trainer *t, int B, int T, int every)
 {
     *out = NULL;
-    if (!t || !t->lora)
-        return pl_fail(PL_ERR_ARG, "checkpointing: needs a LoRA trainer (full fine-tuning is not checkpointed)");
+    if (!t || (!t->lora && t->cfg.method != PL_TRAIN_FULL))
+        return pl_fail(PL_ERR_ARG, "checkpointing: needs a LoRA or full fine-tuning trainer");
     const struct pl_model_config *c = &t->model->cfg;
     if (B < 1 || T < 1)
         return pl_fail(PL_ERR_ARG, "checkpointing: batch %d x sequence %d must be positive", B, T);
     if (c->seq_len > 0 && T > c->seq_len)
         return pl_fail(PL_ERR_ARG, "checkpointing: sequence %d exceeds the model's context length %d",
                        T, c->seq_len);
-    enum pl_status st = pl_lora_plan(t->lora, (int64_t)B * T);
+    enum pl_status st = t->lora ? pl_lora_plan(t->lora, (int64_t)B * T) : PL_OK;
     if (st != PL_OK) return st;
     struct pl_ckpt *ck = pl_calloc(1, sizeof *ck, PL_MEM_ACTIVATIONS);
     if (!ck) return pl_fail(PL_ERR_NOMEM, "checkpointing: out of memory");
@@ -183,15 +188,20 @@ static enum pl_status layer_fwd(struct pl_ckpt *ck, int l)
     return PL_OK;
 }
 
-/* dx += dy·W (frozen base, panels dequantised in the kernel) + the adapter's backward. */
+/* dx += dy·W (LoRA: frozen base, panels dequantised in the kernel) + the adapter's backward;
+ * full fine-tuning: dW += dyᵀ·x and dbias likewise, into the trainer's gradient slots. */
 static enum pl_status proj_bwd(struct pl_ckpt *ck, int l, enum pl_proj p, float *dx,
                                const float *dy, const float *x, int64_t R)
 {
-    const struct pl_tensor *w = ck->t->model->layers[l].w[p];
-    enum pl_status st = pl_linear_bwd(dx, NULL, NULL, dy, x, pl_tensor_data(w), w->dtype, R,
+    struct pl_trainer *t = ck->t;
+    const struct pl_layer *ly = &t->model->layers[l];
+    const struct pl_tensor *w = ly->w[p];
+    float *dW = pl_train_grad_of(t, w);
+    float *db = ly->b[p] ? pl_train_grad_of(t, ly->b[p]) : NULL;
+    enum pl_status st = pl_linear_bwd(dx, dW, db, dy, x, pl_tensor_data(w), w->dtype, R,
                                       w->shape[1], w->shape[0]);
-    if (st != PL_OK) return st;
-    return pl_lora_backward(ck->t->lora, l, p, dx, dy, x, R);
+    if (st != PL_OK || !t->lora) return st;
+    return pl_lora_backward(t->lora, l, p, dx, dy, x, R);
 }
 
 static enum pl_status layer_bwd(struct pl_ckpt *ck, int l)
@@ -215,7 +225,8 @@ static enum pl_status layer_bwd(struct pl_ckpt *ck, int l)
     if ((st = proj_bwd(ck, l, PL_PROJ_GATE, ck->g.d_xn, ck->g.d_gate, s.xf, R)) != PL_OK) return st;
     if ((st = proj_bwd(ck, l, PL_PROJ_UP, ck->g.d_xn, ck->g.d_up, s.xf, R)) != PL_OK) return st;
     memcpy(ck->g.d_resid2, ck->g.d_resid, (size_t)R * D * sizeof(float));
-    pl_rmsnorm_bwd(ck->g.d_resid2, NULL, ck->g.d_xn, s.rf, s.x2, fdata(ly->ffn_norm), R, D);
+    pl_rmsnorm_bwd(ck->g.d_resid2, pl_train_grad_of(ck->t, ly->ffn_norm), ck->g.d_xn, s.rf, s.x2,
+                   fdata(ly->ffn_norm), R, D);
     /* attention half: δ = d_resid2 */
     memset(ck->g.d_ao, 0, (size_t)R * Hd * sizeof(float));
     if ((st = proj_bwd(ck, l, PL_PROJ_O, ck->g.d_ao, ck->g.d_resid2, s.ao, R)) != PL_OK) return st;
@@ -240,7 +251,8 @@ static enum pl_status layer_bwd(struct pl_ckpt *ck, int l)
     if ((st = proj_bwd(ck, l, PL_PROJ_K, ck->g.d_xn, ck->g.d_k, s.xn, R)) != PL_OK) return st;
     if ((st = proj_bwd(ck, l, PL_PROJ_V, ck->g.d_xn, ck->g.d_v, s.xn, R)) != PL_OK) return st;
     memcpy(ck->g.d_resid, ck->g.d_resid2, (size_t)R * D * sizeof(float));
-    pl_rmsnorm_bwd(ck->g.d_resid, NULL, ck->g.d_xn, s.rs, s.xin, fdata(ly->attn_norm), R, D);
+    pl_rmsnorm_bwd(ck->g.d_resid, pl_train_grad_of(ck->t, ly->attn_norm), ck->g.d_xn, s.rs, s.xin,
+                   fdata(ly->attn_norm), R, D);
     return PL_OK;
 }
 
@@ -255,7 +267,10 @@ static enum pl_status segment_fwd(struct pl_ckpt *ck, int seg)
     return PL_OK;
 }
 
-static enum pl_status fwd_bwd(struct pl_ckpt *ck, double mul, double *loss, int64_t *count)
+/* Forward of the staged batch; with grad, the checkpointed backward too, dlogits scaled by
+ * mul / denom per scored target (denom <= 0: this batch's own count). */
+static enum pl_status fwd_bwd(struct pl_ckpt *ck, double mul, int64_t denom, int grad,
+                              double *loss, int64_t *count)
 {
     struct pl_trainer *t = ck->t;
     struct pl_model *m = t->model;
@@ -279,16 +294,18 @@ static enum pl_status fwd_bwd(struct pl_ckpt *ck, double mul, double *loss, int6
         return st;
     *loss = cnt ? mean : NAN;
     *count = cnt;
-    if (cnt == 0) return PL_OK;
-    pl_crossentropy_bwd(ck->logits, ck->ce_lse, ck->logits, ck->targets, (float)(mul / (double)cnt), R, V);
-    /* output head and final norm */
+    if (cnt == 0 || !grad) return PL_OK;
+    pl_crossentropy_bwd(ck->logits, ck->ce_lse, ck->logits, ck->targets,
+                        (float)(mul / (double)(denom > 0 ? denom : cnt)), R, V);
+    /* output head and final norm (full fine-tuning: their gradients too, as train_bwd.c) */
     float *dxf = ck->g.d_wide;
     memset(dxf, 0, (size_t)R * D * sizeof(float));
-    if ((st = pl_linear_bwd(dxf, NULL, NULL, ck->logits, ck->xfinal, pl_tensor_data(Wo), Wo->dtype,
-                            R, D, V)) != PL_OK)
+    if ((st = pl_linear_bwd(dxf, pl_train_grad_of(t, Wo), NULL, ck->logits, ck->xfinal,
+                            pl_tensor_data(Wo), Wo->dtype, R, D, V)) != PL_OK)
         return st;
     memset(ck->g.d_resid, 0, (size_t)R * D * sizeof(float));
-    pl_rmsnorm_bwd(ck->g.d_resid, NULL, dxf, ck->rstd_final, xL, fdata(m->out_norm), R, D);
+    pl_rmsnorm_bwd(ck->g.d_resid, pl_train_grad_of(t, m->out_norm), dxf, ck->rstd_final, xL,
+                   fdata(m->out_norm), R, D);
     for (int s = ck->n_seg - 1; s >= 0; s--) {
         if (s != ck->n_seg - 1 && (st = segment_fwd(ck, s)) != PL_OK) return st;   /* recompute */
         int l0 = s * ck->every, l1 = (s + 1) * ck->every < L ? (s + 1) * ck->every : L;
@@ -297,6 +314,8 @@ static enum pl_status fwd_bwd(struct pl_ckpt *ck, double mul, double *loss, int6
             if ((st = layer_bwd(ck, l)) != PL_OK) return st;
         }
     }
+    float *dE = pl_train_grad_of(t, E);
+    if (dE) pl_embedding_bwd(dE, ck->g.d_resid, ck->ids, R, V, D);
     return PL_OK;
 }
 
@@ -319,20 +338,30 @@ static enum pl_status stage(struct pl_ckpt *ck, const int32_t *ids, const int32_
     return PL_OK;
 }
 
-enum pl_status pl_ckpt_grad(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
-                            int B, int n, double mul, double *loss, int64_t *count)
+enum pl_status pl_ckpt_run(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
+                           int B, int n, double mul, int64_t denom, int grad, double *loss,
+                           int64_t *count)
 {
     enum pl_status st = stage(ck, ids, targets, B, n);
     if (st != PL_OK) return st;
     struct pl_lora *a = ck->t->lora;
-    a->training = 1;
+    if (a) a->training = grad ? 1 : 0;
     double l = NAN;
     int64_t c = 0;
-    st = fwd_bwd(ck, mul, &l, &c);
-    a->training = 0;
-    a->dropout_step++;
+    st = fwd_bwd(ck, mul, denom, grad, &l, &c);
+    if (a) a->training = 0;
     if (loss) *loss = l;
     if (count) *count = c;
+    return st;
+}
+
+enum pl_status pl_ckpt_grad(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
+                            int B, int n, double mul, double *loss, int64_t *count)
+{
+    struct pl_lora *a = ck->t->lora;
+    if (a) a->dropout_row0 = 0;
+    enum pl_status st = pl_ckpt_run(ck, ids, targets, B, n, mul, 0, 1, loss, count);
+    if (a) a->dropout_step++;
     return st;
 }
 
@@ -356,65 +385,4 @@ enum pl_status pl_ckpt_micro(struct pl_ckpt *ck, const int32_t *ids, const int32
         *stepped = 1;
     }
     return PL_OK;
-}
-
-enum pl_status pl_ckpt_step_shrinking(struct pl_ckpt **ckp, const int32_t *ids,
-                                      const int32_t *targets, int rows, int n, double *loss,
-                                      char *log, size_t log_size)
-{
-    struct pl_ckpt *ck = *ckp;
-    struct pl_trainer *t = ck->t;
-    const int T = ck->T, every = ck->every;
-    size_t used = log && log_size ? strlen(log) : 0;
-    if (rows < 1 || n < 1 || n > T)
-        return pl_fail(PL_ERR_ARG, "checkpointing: a step of %d rows x %d tokens (planned up to %d tokens)",
-                       rows, n, T);
-    for (;;) {
-        const int mb = ck->B, nmicro = (rows + mb - 1) / mb;
-        double lsum = 0;
-        int64_t csum = 0;
-        enum pl_status st = PL_OK;
-        for (int i = 0; i < nmicro && st == PL_OK; i++) {
-            int b = rows - i * mb < mb ? rows - i * mb : mb;
-            double l;
-            int64_t c = 0;
-            st = pl_ckpt_grad(ck, ids + (size_t)i * mb * n, targets + (size_t)i * mb * n, b, n,
-                              t->loss_scale / nmicro, &l, &c);
-            if (st == PL_OK && c > 0) { lsum += l * (double)c; csum += c; }
-        }
-        if (st == PL_OK) {
-            t->accum_loss = lsum;
-            t->accum_tokens = csum;
-            t->micro = 0;
-            st = pl_trainer_step(t);
-            if (st == PL_OK) {
-                if (loss) *loss = csum ? lsum / (double)csum : NAN;
-                return PL_OK;
-            }
-        }
-        if (st != PL_ERR_NOMEM) return st;
-        char why[256];
-        snprintf(why, sizeof why, "%s", pl_last_error());
-        pl_trainer_rewind(t);
-        if (mb == 1)
-            return pl_fail(PL_ERR_NOMEM, "checkpointing: even one row of %d tokens does not fit (%s)", n, why);
-        /* re-plan smaller; a plan that itself cannot be allocated shrinks again */
-        int nb = mb;
-        pl_ckpt_free(ck);
-        *ckp = ck = NULL;
-        do {
-            nb /= 2;
-            st = pl_ckpt_new(&ck, t, nb, T, every);
-        } while (st == PL_ERR_NOMEM && nb > 1);
-        if (st != PL_OK)
-            return pl_fail(st, "checkpointing: cannot re-plan one row of %d tokens after an allocation failure (%s)",
-                           T, why);
-        *ckp = ck;
-        if (log && used + 1 < log_size) {
-            int w = snprintf(log + used, log_size - used,
-                             "allocation failed (%s): micro-batch %d -> %d rows, %d -> %d micro-batches per step, step retried\n",
-                             why, mb, nb, nmicro, (rows + nb - 1) / nb);
-            if (w > 0) used += (size_t)w < log_size - used ? (size_t)w : log_size - used - 1;
-        }
-    }
 }

@@ -172,10 +172,7 @@ enum pl_status pl_lora_plan(struct pl_lora *a, int64_t rows)
         }
     }
     if (rows <= a->rows_cap) return PL_OK;
-    pl_free(a->xa_mem);
-    pl_free(a->work);
-    a->work = NULL;
-    a->rows_cap = 0;
+    pl_lora_unplan(a);
     a->xa_mem = pl_alloc((size_t)rows * a->cfg.r * a->n * sizeof(float), PL_MEM_ACTIVATIONS);
     if (!a->xa_mem) return pl_fail(PL_ERR_NOMEM, "lora: out of memory for saved activations");
     if (a->cfg.dropout > 0) {
@@ -187,6 +184,17 @@ enum pl_status pl_lora_plan(struct pl_lora *a, int64_t rows)
     for (int i = 0; i < a->n; i++) a->ad[i].xa = a->xa_mem + (size_t)i * rows * a->cfg.r;
     a->rows_cap = rows;
     return PL_OK;
+}
+
+void pl_lora_unplan(struct pl_lora *a)
+{
+    if (!a) return;
+    pl_free(a->xa_mem);
+    pl_free(a->work);
+    a->xa_mem = NULL;
+    a->work = NULL;
+    a->rows_cap = 0;
+    for (int i = 0; i < a->n; i++) a->ad[i].xa = NULL;
 }
 
 void pl_lora_attach(struct pl_lora *a, struct pl_model *m)
@@ -228,12 +236,13 @@ static uint64_t drop_key(const struct pl_lora *a, int layer, enum pl_proj p)
 }
 
 static void apply_dropout(const struct pl_lora *a, int layer, enum pl_proj p, float *xd,
-                          const float *x, int64_t n)
+                          const float *x, int64_t n, int64_t in)
 {
     const float pr = a->cfg.dropout, inv_keep = 1.0f / (1.0f - pr);
     const uint64_t key = drop_key(a, layer, p);
+    const int64_t i0 = a->dropout_row0 * in;
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) xd[i] = x[i] * drop_factor(key, i, pr, inv_keep);
+    for (int64_t i = 0; i < n; i++) xd[i] = x[i] * drop_factor(key, i0 + i, pr, inv_keep);
 }
 
 enum pl_status pl_lora_hook(void *ctx, int layer, enum pl_proj p, float *y, const float *x,
@@ -250,7 +259,7 @@ enum pl_status pl_lora_hook(void *ctx, int layer, enum pl_proj p, float *y, cons
                            (long long)n, (long long)a->rows_cap);
         const float *xin = x;
         if (a->cfg.dropout > 0) {
-            apply_dropout(a, layer, p, a->work, x, n * d->in);
+            apply_dropout(a, layer, p, a->work, x, n * d->in, d->in);
             xin = a->work;
         }
         pl_lora_fwd(y, d->xa, xin, d->A, d->B, a->scale, n, d->in, d->out, r);
@@ -276,16 +285,16 @@ enum pl_status pl_lora_backward(struct pl_lora *a, int layer, enum pl_proj p, fl
         return pl_lora_bwd(dx, d->dA, d->dB, dy, d->xa, x, d->A, d->B, a->scale, n, in, d->out, r);
     /* dropout: dA sees the dropped input; dx gets the mask applied to (g·A). */
     float *xd = a->work, *dxd = a->work + (size_t)n * in;
-    apply_dropout(a, layer, p, xd, x, n * in);
+    apply_dropout(a, layer, p, xd, x, n * in, in);
     if (dx) memset(dxd, 0, (size_t)n * in * sizeof(float));
     enum pl_status st = pl_lora_bwd(dx ? dxd : NULL, d->dA, d->dB, dy, d->xa, xd, d->A, d->B,
                                     a->scale, n, in, d->out, r);
     if (st != PL_OK || !dx) return st;
     const float pr = a->cfg.dropout, inv_keep = 1.0f / (1.0f - pr);
     const uint64_t key = drop_key(a, layer, p);
-    const int64_t N = n * in;
+    const int64_t N = n * in, i0 = a->dropout_row0 * in;
 #pragma omp parallel for schedule(static) if (N > 65536)
-    for (int64_t i = 0; i < N; i++) dx[i] += dxd[i] * drop_factor(key, i, pr, inv_keep);
+    for (int64_t i = 0; i < N; i++) dx[i] += dxd[i] * drop_factor(key, i0 + i, pr, inv_keep);
     return PL_OK;
 }
 

@@ -1,5 +1,7 @@
-/* train.c — the trainer: set-up for LoRA or full fine-tuning, micro-batches with gradient
- * accumulation, the optimizer step, evaluation, and named access to gradients.
+/* train.c — the trainer: set-up for LoRA or full fine-tuning, the per-step plan (and its
+ * re-planning at fewer rows after an allocation failure), micro-batches run as chunks of the
+ * planned rows with gradient accumulation, the optimizer step, evaluation, and named access
+ * to gradients.
  *
  * Owner: train. The backward pass is assembled in src/train_bwd.c, checkpoints live in
  * src/train_ckpt.c; the contract is include/peftlua/train.h.
@@ -130,23 +132,97 @@ float *pl_train_grad_of(struct pl_trainer *t, const struct pl_tensor *w)
     return NULL;
 }
 
-/* The staged batch (ids, targets), the cross-entropy state and, unless src/ckpt.c plans its
- * own (grads = 0), the activation gradients of the backward: one block each. */
-static enum pl_status plan_bwd(struct pl_trainer *t, int grads)
+/* The staged chunk (ids, targets), the cross-entropy state and the activation gradients of
+ * the backward for `rows` rows: one block each (uncheckpointed trainer). */
+static enum pl_status plan_bwd(struct pl_trainer *t, int rows)
 {
     const struct pl_model_config *c = &t->model->cfg;
-    int64_t BT = (int64_t)t->cfg.batch_size * t->cfg.seq_len;
-    size_t n = (grads ? (size_t)pl_act_grads_floats(c, BT) : 0) + 2 * (size_t)BT;
+    int64_t BT = (int64_t)rows * t->cfg.seq_len;
+    size_t n = (size_t)pl_act_grads_floats(c, BT) + 2 * (size_t)BT;
     t->bwd_mem = pl_alloc(n * sizeof(float), PL_MEM_ACTIVATIONS);
     t->ids = pl_alloc((size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
     t->targets = pl_alloc((size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
     if (!t->bwd_mem || !t->ids || !t->targets)
         return pl_fail(PL_ERR_NOMEM, "train: out of memory for %.1f MiB of backward buffers",
                        (double)n * 4 / 1048576.0);
-    float *p = grads ? pl_act_grads_carve(&t->g, t->bwd_mem, c, BT) : t->bwd_mem;
+    float *p = pl_act_grads_carve(&t->g, t->bwd_mem, c, BT);
     t->ce_losses = p;
     t->ce_lse = p + BT;
     return PL_OK;
+}
+
+/* Free every per-step buffer: the checkpointed plan, or the context, backward buffers and
+ * LoRA's saved activations. Parameters, gradients and optimizer state stay. */
+static void unplan(struct pl_trainer *t)
+{
+    pl_ckpt_free(t->ckpt);
+    t->ckpt = NULL;
+    pl_llama_ctx_free(t->ctx);
+    t->ctx = NULL;
+    pl_free(t->bwd_mem);
+    pl_free(t->ids);
+    pl_free(t->targets);
+    t->bwd_mem = t->ce_losses = t->ce_lse = NULL;
+    t->ids = t->targets = NULL;
+    memset(&t->g, 0, sizeof t->g);
+    pl_lora_unplan(t->lora);
+    t->plan_rows = 0;
+}
+
+/* Plan rows x seq_len. Checkpointed: src/ckpt.c's plan only (it plans the adapters and also
+ * serves evaluation). Otherwise: LoRA's saved activations, the model's context with every
+ * layer's activations saved, and the backward buffers. */
+static enum pl_status plan(struct pl_trainer *t, int rows)
+{
+    const struct pl_model_config *c = &t->model->cfg;
+    const int T = t->cfg.seq_len;
+    if (c->seq_len > 0 && T > c->seq_len)
+        return pl_fail(PL_ERR_ARG, "train: seq_len %d exceeds the model's context length %d", T,
+                       c->seq_len);
+    enum pl_status st;
+    if (t->cfg.ckpt_every > 0) {
+        st = pl_ckpt_new(&t->ckpt, t, rows, T, t->cfg.ckpt_every);
+    } else {
+        if (t->lora && (st = pl_lora_plan(t->lora, (int64_t)rows * T)) != PL_OK) return st;
+        const enum pl_precision pr = t->cfg.precision;
+        int flags = PL_LLAMA_SAVE | (pr == PL_PREC_BF16 ? PL_LLAMA_SAVE_BF16
+                                     : pr == PL_PREC_FP16 ? PL_LLAMA_SAVE_F16 : 0);
+        t->ctx = pl_llama_ctx_new(t->model, rows, T, flags);
+        st = t->ctx ? plan_bwd(t, rows) : PL_ERR_NOMEM;
+    }
+    if (st == PL_OK) t->plan_rows = rows;
+    return st;
+}
+
+enum pl_status pl_trainer_replan(struct pl_trainer *t, int rows)
+{
+    if (rows < 1) return pl_fail(PL_ERR_ARG, "train: re-plan for %d rows", rows);
+    unplan(t);
+    enum pl_status st = plan(t, rows);
+    if (st != PL_OK) unplan(t);
+    return st;
+}
+
+enum pl_status pl_trainer_shrink(struct pl_trainer *t, int *new_rows)
+{
+    const int from = t->plan_rows;
+    if (from <= 1)
+        return pl_fail(PL_ERR_NOMEM, "train: already planned for %s row of %d tokens per forward; nothing smaller to re-plan",
+                       from == 1 ? "one" : "no", t->cfg.seq_len);
+    for (int rows = from / 2;; rows /= 2) {
+        enum pl_status st = pl_trainer_replan(t, rows);
+        if (st == PL_OK) {
+            if (new_rows) *new_rows = rows;
+            return PL_OK;
+        }
+        if (st != PL_ERR_NOMEM) return st;
+        if (rows == 1) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", pl_last_error());
+            return pl_fail(PL_ERR_NOMEM, "train: even one row of %d tokens per forward cannot be planned (%s)",
+                           t->cfg.seq_len, why);
+        }
+    }
 }
 
 enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
@@ -158,6 +234,9 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
                        cfg->batch_size, cfg->seq_len);
     if (cfg->grad_accum < 1)
         return pl_fail(PL_ERR_ARG, "train: grad_accum %d must be at least 1", cfg->grad_accum);
+    if (cfg->ckpt_every < 0)
+        return pl_fail(PL_ERR_ARG, "train: checkpointing every %d layers must be >= 0 (0: off)",
+                       cfg->ckpt_every);
     if (!(cfg->lr >= 0) || !isfinite(cfg->lr))
         return pl_fail(PL_ERR_ARG, "train: learning_rate %g is not a non-negative number", cfg->lr);
     if (m->linear_hook)
@@ -183,32 +262,14 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
     t->loss_scale = cfg->precision == PL_PREC_FP16 ? cfg->loss_scale : 1.0;
     if (cfg->method == PL_TRAIN_LORA) {
         if ((st = pl_lora_new(&t->lora, &m->cfg, &cfg->lora, cfg->seed)) != PL_OK) goto fail;
-        if ((st = pl_lora_plan(t->lora, (int64_t)cfg->batch_size * cfg->seq_len)) != PL_OK) goto fail;
         t->params = t->lora->params;
-        t->grads = t->lora->grads;
         t->n_params = t->lora->n_params;
         pl_lora_attach(t->lora, m);
     } else {
         if ((st = setup_full(t)) != PL_OK) goto fail;
     }
-    if (cfg->ckpt_every > 0) {
-        /* Checkpointed: src/ckpt.c owns the training activations; the context here only
-         * serves evaluation (nothing saved), plus the staged batch and the eval loss state. */
-        if (cfg->method != PL_TRAIN_LORA) {
-            st = pl_fail(PL_ERR_UNSUPPORTED, "train: gradient checkpointing is implemented for LoRA/QLoRA, not full fine-tuning");
-            goto fail;
-        }
-        t->ctx = pl_llama_ctx_new(m, cfg->batch_size, cfg->seq_len, 0);
-        if (!t->ctx) { st = PL_ERR_NOMEM; goto fail; }
-        if ((st = plan_bwd(t, 0)) != PL_OK) goto fail;
-        if ((st = pl_ckpt_new(&t->ckpt, t, cfg->batch_size, cfg->seq_len, cfg->ckpt_every)) != PL_OK) goto fail;
-    } else {
-        int flags = PL_LLAMA_SAVE | (cfg->precision == PL_PREC_BF16 ? PL_LLAMA_SAVE_BF16
-                                     : cfg->precision == PL_PREC_FP16 ? PL_LLAMA_SAVE_F16 : 0);
-        t->ctx = pl_llama_ctx_new(m, cfg->batch_size, cfg->seq_len, flags);
-        if (!t->ctx) { st = PL_ERR_NOMEM; goto fail; }
-        if ((st = plan_bwd(t, 1)) != PL_OK) goto fail;
-    }
+    if ((st = plan(t, cfg->batch_size)) != PL_OK) goto fail;
+    if (t->lora) t->grads = t->lora->grads;   /* made by the first pl_lora_plan */
     *out = t;
     return PL_OK;
 fail:
@@ -219,29 +280,22 @@ fail:
 void pl_trainer_free(struct pl_trainer *t)
 {
     if (!t) return;
-    pl_ckpt_free(t->ckpt);
+    unplan(t);
     pl_lora_free(t->lora);
     if (t->cfg.method == PL_TRAIN_FULL) pl_free(t->grads);
     pl_free(t->full);
     pl_free(t->opt_m);
     pl_free(t->opt_v);
-    pl_free(t->bwd_mem);
-    pl_free(t->ids);
-    pl_free(t->targets);
-    pl_llama_ctx_free(t->ctx);
     pl_free(t);
 }
 
-/* Copy a [B, n] batch into the planned layout as [batch_size, n]: missing rows are padding
+/* Copy a [B, n] chunk into the planned layout as [plan_rows, n]: missing rows are padding
  * with ignored targets. Rows are only as long as the batch (n <= seq_len), so short batches
  * cost what they hold; causal attention makes padding at a row's end harmless anyway. */
-static enum pl_status stage_batch(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
-                                  int B, int n)
+static void stage_batch(struct pl_trainer *t, const int32_t *ids, const int32_t *targets, int B,
+                        int n)
 {
-    const int PB = t->cfg.batch_size, PT = t->cfg.seq_len;
-    if (B < 1 || B > PB || n < 1 || n > PT)
-        return pl_fail(PL_ERR_ARG, "train: batch %d x %d does not fit the planned %d x %d", B, n,
-                       PB, PT);
+    const int PB = t->plan_rows;
     int32_t pad = t->model->cfg.eos_id >= 0 ? t->model->cfg.eos_id : 0;
     for (int b = 0; b < PB; b++)
         for (int i = 0; i < n; i++) {
@@ -255,17 +309,20 @@ static enum pl_status stage_batch(struct pl_trainer *t, const int32_t *ids, cons
             }
         }
     t->cur_n = n;
-    return PL_OK;
 }
 
-/* Forward + loss + backward of the staged batch; gradient scale = mul / count (mul carries the
- * fp16 loss scale S). */
-static enum pl_status fwd_bwd(struct pl_trainer *t, double mul, double *loss, int64_t *count)
+/* Forward (+ backward with grad) of one chunk of B <= plan_rows rows starting at row row0 of
+ * its micro-batch; dlogits scaled by mul / denom per scored target (mul carries the fp16
+ * loss scale S). */
+static enum pl_status run_chunk(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
+                                int B, int n, int64_t row0, double mul, int64_t denom, int grad,
+                                double *loss, int64_t *count)
 {
-    const int PB = t->cfg.batch_size, n = t->cur_n;
-    const int64_t BT = (int64_t)PB * n, V = t->model->cfg.vocab_size;
-    if (t->ckpt) return pl_ckpt_grad(t->ckpt, t->ids, t->targets, PB, n, mul, loss, count);
-    if (t->lora) t->lora->training = 1;
+    if (t->lora) t->lora->dropout_row0 = row0 * n;   /* token rows before this chunk */
+    if (t->ckpt) return pl_ckpt_run(t->ckpt, ids, targets, B, n, mul, denom, grad, loss, count);
+    stage_batch(t, ids, targets, B, n);
+    const int64_t BT = (int64_t)t->plan_rows * n, V = t->model->cfg.vocab_size;
+    if (t->lora) t->lora->training = grad ? 1 : 0;
     enum pl_status st = pl_llama_forward(t->ctx, t->ids, n, 0, 0);
     t->ctx->n_past = 0;
     if (st != PL_OK) goto out;
@@ -276,15 +333,65 @@ static enum pl_status fwd_bwd(struct pl_trainer *t, double mul, double *loss, in
         goto out;
     *loss = cnt ? mean : NAN;
     *count = cnt;
-    if (cnt == 0) goto out;   /* nothing to learn from: no gradient */
+    if (cnt == 0 || !grad) goto out;   /* nothing to learn from: no gradient */
     pl_crossentropy_bwd(t->ctx->logits, t->ce_lse, t->ctx->logits, t->targets,
-                        (float)(mul / (double)cnt), BT, V);
+                        (float)(mul / (double)denom), BT, V);
     st = pl_train_backward(t);
 out:
-    if (t->lora) {
-        t->lora->training = 0;
-        t->lora->dropout_step++;
+    if (t->lora) t->lora->training = 0;
+    return st;
+}
+
+/* A [B, n] micro-batch as chunks of plan_rows rows. Each chunk's dlogits are scaled by
+ * mul / (scored targets of the whole batch), so the chunks' gradients sum to the unsplit
+ * batch's. *mean: the batch's mean loss (NAN if nothing scored), *sum: mean · count. */
+static enum pl_status run_batch(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
+                                int B, int n, double mul, int grad, double *mean, double *sum,
+                                int64_t *count)
+{
+    if (t->plan_rows < 1)
+        return pl_fail(PL_ERR_STATE, "train: the trainer has no activation plan (a re-plan failed); re-plan it with fewer rows");
+    if (B < 1 || n < 1 || n > t->cfg.seq_len)
+        return pl_fail(PL_ERR_ARG, "train: batch %d x %d does not fit the planned sequence of %d tokens",
+                       B, n, t->cfg.seq_len);
+    const int64_t V = t->model->cfg.vocab_size, N = (int64_t)B * n;
+    int64_t total = 0;
+    for (int64_t i = 0; i < N; i++) {
+        if (targets[i] >= V)
+            return pl_fail(PL_ERR_ARG, "train: target %d at row %lld, position %lld is outside the vocabulary [0,%lld)",
+                           (int)targets[i], (long long)(i / n), (long long)(i % n), (long long)V);
+        total += targets[i] >= 0;
     }
+    const int P = t->plan_rows;
+    enum pl_status st = PL_OK;
+    double l = NAN, s = 0;
+    int64_t cnt = 0;
+    if (B <= P) {
+        /* one chunk: exactly the unsplit computation */
+        if (total > 0 || !grad) st = run_chunk(t, ids, targets, B, n, 0, mul, total, grad, &l, &cnt);
+        if (cnt == 0) l = NAN;
+        s = cnt ? l * (double)cnt : 0;
+    } else {
+        for (int r0 = 0; r0 < B && st == PL_OK; r0 += P) {
+            const int cb = B - r0 < P ? B - r0 : P;
+            const int32_t *tg = targets + (size_t)r0 * n;
+            int scored = 0;
+            for (int64_t i = 0; i < (int64_t)cb * n && !scored; i++) scored = tg[i] >= 0;
+            if (!scored) continue;   /* no loss, no gradient: skip the chunk */
+            double lc = NAN;
+            int64_t cc = 0;
+            st = run_chunk(t, ids + (size_t)r0 * n, tg, cb, n, r0, mul, total, grad, &lc, &cc);
+            if (st == PL_OK && cc > 0) {
+                s += lc * (double)cc;
+                cnt += cc;
+            }
+        }
+        l = cnt ? s / (double)cnt : NAN;
+    }
+    if (t->lora) t->lora->dropout_row0 = 0;
+    if (mean) *mean = l;
+    if (sum) *sum = s;
+    if (count) *count = cnt;
     return st;
 }
 
@@ -292,11 +399,11 @@ enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const 
                                 int B, int n, double *loss, int64_t *count, int *stepped)
 {
     *stepped = 0;
-    enum pl_status st = stage_batch(t, ids, targets, B, n);
-    if (st != PL_OK) return st;
     double l = NAN;
     int64_t c = 0;
-    if ((st = fwd_bwd(t, t->loss_scale / t->cfg.grad_accum, &l, &c)) != PL_OK) return st;
+    enum pl_status st = run_batch(t, ids, targets, B, n, t->loss_scale / t->cfg.grad_accum, 1, &l, NULL, &c);
+    if (t->lora && st != PL_ERR_ARG && st != PL_ERR_STATE) t->lora->dropout_step++;
+    if (st != PL_OK) return st;
     if (loss) *loss = l;
     if (count) *count = c;
     if (c > 0) {
@@ -390,11 +497,12 @@ enum pl_status pl_trainer_grad(struct pl_trainer *t, const int32_t *ids, const i
                                int B, int n, double *loss)
 {
     memset(t->grads, 0, (size_t)t->n_params * sizeof(float));
-    enum pl_status st = stage_batch(t, ids, targets, B, n);
-    if (st != PL_OK) return st;
-    int64_t c = 0;
+    double l = NAN;
     /* scaled as a training step is, then unscaled: the gradients of the mean loss */
-    if ((st = fwd_bwd(t, t->loss_scale, loss, &c)) != PL_OK) return st;
+    enum pl_status st = run_batch(t, ids, targets, B, n, t->loss_scale, 1, &l, NULL, NULL);
+    if (t->lora && st != PL_ERR_ARG && st != PL_ERR_STATE) t->lora->dropout_step++;
+    if (loss) *loss = l;
+    if (st != PL_OK) return st;
     unscale(t);
     return PL_OK;
 }
@@ -402,22 +510,51 @@ enum pl_status pl_trainer_grad(struct pl_trainer *t, const int32_t *ids, const i
 enum pl_status pl_trainer_eval(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
                                int B, int n, double *sum, int64_t *count)
 {
-    enum pl_status st = stage_batch(t, ids, targets, B, n);
-    if (st != PL_OK) return st;
-    const int PB = t->cfg.batch_size, cn = t->cur_n;
-    const int64_t BT = (int64_t)PB * cn, V = t->model->cfg.vocab_size;
-    if (t->lora) t->lora->training = 0;
-    st = pl_llama_forward(t->ctx, t->ids, cn, 0, 0);
-    t->ctx->n_past = 0;
-    if (st != PL_OK) return st;
-    double mean = 0;
-    int64_t cnt = 0;
-    if ((st = pl_crossentropy_fwd(t->ce_losses, t->ce_lse, &mean, &cnt, t->ctx->logits, t->targets,
-                                  BT, V)) != PL_OK)
-        return st;
-    *sum = mean * (double)cnt;
-    *count = cnt;
-    return PL_OK;
+    return run_batch(t, ids, targets, B, n, 1.0, 0, NULL, sum, count);
+}
+
+enum pl_status pl_trainer_step_shrinking(struct pl_trainer *t, const int32_t *ids,
+                                         const int32_t *targets, int rows, int n, double *loss,
+                                         char *log, size_t log_size)
+{
+    const int mb = t->cfg.batch_size, ga = t->cfg.grad_accum;
+    if (rows != mb * ga || n < 1 || n > t->cfg.seq_len)
+        return pl_fail(PL_ERR_ARG, "train: a step is %d x %d rows of up to %d tokens, not %d x %d",
+                       ga, mb, t->cfg.seq_len, rows, n);
+    size_t used = log && log_size ? strlen(log) : 0;
+    const int64_t step0 = t->step;
+    for (;;) {
+        enum pl_status st = PL_OK;
+        int stepped = 0;
+        for (int i = 0; i < ga && st == PL_OK; i++)
+            st = pl_trainer_micro(t, ids + (size_t)i * mb * n, targets + (size_t)i * mb * n, mb, n,
+                                  NULL, NULL, &stepped);
+        if (st == PL_OK) {
+            if (loss) *loss = t->last_loss;
+            return PL_OK;
+        }
+        if (st != PL_ERR_NOMEM) return st;
+        if (t->step != step0) return st;   /* failed after its own update: nothing to redo */
+        char why[256];
+        snprintf(why, sizeof why, "%s", pl_last_error());
+        pl_trainer_rewind(t);
+        const int from = t->plan_rows;
+        int to = 0;
+        if (from <= 1)
+            return pl_fail(PL_ERR_NOMEM, "train: allocation failed (%s) with one row of %d tokens per forward: nothing smaller to re-plan",
+                           why, t->cfg.seq_len);
+        if ((st = pl_trainer_shrink(t, &to)) != PL_OK) {
+            char why2[256];
+            snprintf(why2, sizeof why2, "%s", pl_last_error());
+            return pl_fail(st, "train: allocation failed (%s), then %s", why, why2);
+        }
+        if (log && used + 1 < log_size) {
+            int w = snprintf(log + used, log_size - used,
+                             "allocation failed (%s): micro-batch %d -> %d rows (x%d chunks), step %lld retried\n",
+                             why, from, to, (mb + to - 1) / to, (long long)step0 + 1);
+            if (w > 0) used += (size_t)w < log_size - used ? (size_t)w : log_size - used - 1;
+        }
+    }
 }
 
 static float *find_vec(struct pl_trainer *t, const char *name, int64_t *n, int want_grad)

@@ -1,7 +1,8 @@
-/* ckpt.h — gradient checkpointing for LoRA / QLoRA training: keep only the residual stream at
- * segment boundaries, recompute each segment's activations from its input during backward.
+/* ckpt.h — gradient checkpointing for LoRA / QLoRA and full fine-tuning: keep only the
+ * residual stream at segment boundaries, recompute each segment's activations from its input
+ * during backward.
  *
- * Owner: memory (src/ckpt.c).
+ * Owner: train (src/ckpt.c, first written by memory).
  *
  * Policy: every = k >= 1 layers per segment. The forward keeps the input of every segment
  * (ceil(L/k) + 1 residual copies of [B·T, dim]) and holds full activations for the k layers
@@ -15,14 +16,20 @@
  * same kernels, called in the same order), so gradients equal the trainer's without
  * checkpointing up to the order of a few f32 sums (tests/c/test_ckpt.c: <= 1e-6 relative).
  *
- * It drives a LoRA trainer (train.h) from outside: the adapters, their gradients and the
- * optimizer are the trainer's; only the activations are planned here. Make the trainer with
- * a small batch_size × seq_len (1 × 1) so that its own full-activation plan stays tiny, then:
+ * Full fine-tuning: the weight, norm, output-head and embedding gradients are accumulated
+ * into the trainer's slots (train_internal.h pl_train_grad_of) by the same kernel calls, in
+ * the same order, as the uncheckpointed backward.
+ *
+ * The usual way in is the trainer itself: pl_train_cfg.ckpt_every = k makes pl_trainer_new
+ * plan this instead of its saved activations (and its evaluation runs through it too). It
+ * can also drive a trainer from outside: the parameters, their gradients and the optimizer
+ * are the trainer's; only the activations are planned here. Make the trainer with a small
+ * batch_size × seq_len (1 × 1) so that its own full-activation plan stays tiny, then:
  *     struct pl_ckpt *ck;
  *     pl_ckpt_new(&ck, trainer, 1, 512, 1);             // batch 1 × 512, every layer
  *     pl_ckpt_micro(ck, ids, targets, 1, 512, &loss, &count, &stepped);
- * Dropout masks are hashes of the trainer's dropout position, so recomputation sees the
- * same masks as the forward.
+ * Dropout masks are hashes of the trainer's dropout position (and of the row offset
+ * t->lora->dropout_row0), so recomputation sees the same masks as the forward.
  */
 #ifndef PEFTLUA_CKPT_H
 #define PEFTLUA_CKPT_H
@@ -32,7 +39,7 @@
 #include "peftlua/train.h"
 
 struct pl_ckpt {
-    struct pl_trainer *t;          /* borrowed: LoRA trainer (adapters attached to t->model) */
+    struct pl_trainer *t;          /* borrowed: LoRA (adapters attached to t->model) or full */
     int32_t B, T, every, n_seg;
     int32_t cur_n;
     float *mem;                    /* one planned allocation, PL_MEM_ACTIVATIONS */
@@ -47,8 +54,8 @@ struct pl_ckpt {
     int32_t *pos, *ids, *targets;
 };
 
-/* Plan checkpointed activations for batch B × up to T tokens over trainer t (LoRA only; its
- * adapters are re-planned for B·T rows). every < 1 or > n_layers is clamped. */
+/* Plan checkpointed activations for batch B × up to T tokens over trainer t (LoRA: its
+ * adapters are planned for B·T rows). every < 1 or > n_layers is clamped. */
 enum pl_status pl_ckpt_new(struct pl_ckpt **out, struct pl_trainer *t, int B, int T, int every);
 void pl_ckpt_free(struct pl_ckpt *ck);
 
@@ -56,26 +63,25 @@ void pl_ckpt_free(struct pl_ckpt *ck);
 int64_t pl_ckpt_plan_floats(const struct pl_model_config *c, int B, int T, int every);
 
 /* Forward + checkpointed backward of one micro-batch (ids, targets [B, n], targets < 0
- * ignored; B <= planned B, n <= T): adapter gradients accumulate into t->grads scaled by
- * mul / (scored targets). *loss: mean cross-entropy (NAN if nothing is scored). */
+ * ignored; B <= planned B, n <= T): gradients (adapters, or every weight for full
+ * fine-tuning) accumulate into t->grads scaled by mul / (scored targets); the dropout
+ * position then advances. *loss: mean cross-entropy (NAN if nothing is scored). */
 enum pl_status pl_ckpt_grad(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
                             int B, int n, double mul, double *loss, int64_t *count);
+
+/* One chunk of a micro-batch, for the trainer (src/train.c): forward and, with grad, the
+ * checkpointed backward with dlogits scaled by mul / denom per scored target (denom: the
+ * whole micro-batch's scored targets; <= 0: this chunk's own). Dropout uses the trainer's
+ * current position and row offset (t->lora->dropout_row0) and advances neither; grad = 0 is
+ * evaluation (no dropout, nothing saved for a backward). *loss, *count: this chunk's mean
+ * and scored targets. */
+enum pl_status pl_ckpt_run(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
+                           int B, int n, double mul, int64_t denom, int grad, double *loss,
+                           int64_t *count);
 
 /* As pl_trainer_micro: accumulate toward grad_accum micro-batches, then the optimizer step
  * (*stepped = 1). */
 enum pl_status pl_ckpt_micro(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
                              int B, int n, double *loss, int64_t *count, int *stepped);
-
-/* One optimizer step over rows x n tokens (ids, targets [rows, n]) in micro-batches of
- * (*ck)->B rows, each weighted 1/(micro-batches) as gradient accumulation does. If any
- * allocation fails during the step (PL_ERR_NOMEM: a budget, a real failure, or
- * pl_mem_fail_after), the partial step is rewound (gradients zeroed, dropout position back),
- * *ck is re-planned with half the rows per micro-batch (so the effective batch is kept) and
- * the whole step is retried; each change is appended to log as one line. The optimizer state
- * and any checkpoint on disk are untouched by a failed attempt. Fails only when a single row
- * does not fit, with the message naming it. *loss: token-weighted mean over the step. */
-enum pl_status pl_ckpt_step_shrinking(struct pl_ckpt **ck, const int32_t *ids,
-                                      const int32_t *targets, int rows, int n, double *loss,
-                                      char *log, size_t log_size);
 
 #endif

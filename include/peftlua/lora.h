@@ -17,6 +17,9 @@
  *
  * Dropout never stores a mask: the keep/drop decision for element i of the input of
  * (layer, proj) at step s is a hash of (seed, s, layer, proj, i), recomputed by the backward.
+ * i counts elements from the first row of the micro-batch: a trainer running a micro-batch
+ * as chunks of rows sets dropout_row0 to the chunk's first row, so every row sees the mask
+ * it would have seen unsplit.
  *
  * Models loaded from GGUF keep llama.cpp's permuted Q/K rows (interleaved RoPE pairs); HF and
  * PEFT use the rotate-half order. The adapters train in the model's own order and lora_B of
@@ -89,6 +92,7 @@ struct pl_lora {
     float *work;            /* [rows_cap * max(in, out)] workspace for dropout */
     uint64_t dropout_seed;
     uint64_t dropout_step;  /* advanced by the trainer each micro-batch */
+    int64_t dropout_row0;   /* row of the micro-batch the current forward starts at (chunks) */
     struct pl_model *attached;
     /* The model's Q/K rows are in GGUF's interleaved RoPE order (llama.cpp permuted them);
      * PEFT files hold HF's order, so lora_B of q_proj/k_proj is re-ordered on save/load. */
@@ -106,6 +110,9 @@ struct pl_lora_adapter *pl_lora_get(struct pl_lora *a, int layer, enum pl_proj p
 
 /* Allocate gradients and the saved-activation buffers for up to `rows` rows per forward. */
 enum pl_status pl_lora_plan(struct pl_lora *a, int64_t rows);
+/* Free the saved-activation buffers and the dropout workspace (gradients stay), so that a
+ * following pl_lora_plan can plan fewer rows. */
+void pl_lora_unplan(struct pl_lora *a);
 
 /* Install/remove the adapters as m's linear hook. */
 void pl_lora_attach(struct pl_lora *a, struct pl_model *m);

@@ -20,8 +20,17 @@
  *         in pl_model_param() order, replacing the model's tensors (views of that vector);
  *         tied embeddings share one copy and receive both gradients.
  *
+ * Memory: the per-step buffers are planned for plan_rows rows of seq_len tokens (at first
+ * batch_size). pl_trainer_shrink re-plans at half the rows after an allocation failure; a
+ * micro-batch with more rows than planned then runs as consecutive chunks of plan_rows rows,
+ * each chunk's dlogits scaled by 1/(scored targets of the whole micro-batch), so the
+ * accumulated gradient is the unsplit micro-batch's (up to the order of f32 sums) and the data
+ * order and effective batch do not change. Checkpointing (ckpt_every = k, src/ckpt.c) keeps
+ * only every k-th layer's input and recomputes the rest in the backward, for LoRA and full.
+ *
  * Determinism: with the same seed, data order and thread count every step gives the same bits
- * (kernels reduce in fixed orders; dropout masks are hashes of (seed, step, layer, proj, i)).
+ * (kernels reduce in fixed orders; dropout masks are hashes of (seed, step, layer, proj, i),
+ * i counted from the micro-batch's first row, so chunks see the masks of the unsplit batch).
  *
  * Mixed precision (cfg.precision):
  *   fp32  everything f32 (as loaded: a quantised or 16-bit base is used as it is).
@@ -76,7 +85,7 @@ const char *pl_precision_name(enum pl_precision p);
 struct pl_train_cfg {
     enum pl_train_method method;
     enum pl_optim_kind optim;
-    int32_t batch_size;        /* rows per micro-batch (the context is planned for this) */
+    int32_t batch_size;        /* rows per micro-batch (the first plan is made for this) */
     int32_t seq_len;           /* longest row (tokens) of a micro-batch */
     int32_t grad_accum;        /* micro-batches per optimizer step (>= 1) */
     double lr;
@@ -91,8 +100,8 @@ struct pl_train_cfg {
     double max_grad_norm;      /* <= 0: no clipping */
     uint64_t seed;
     struct pl_lora_cfg lora;   /* method == PL_TRAIN_LORA */
-    int32_t ckpt_every;        /* LoRA: gradient checkpointing, keep every k-th layer input and
-                                  recompute the rest in backward (src/ckpt.c); 0: off */
+    int32_t ckpt_every;        /* gradient checkpointing (LoRA or full): keep every k-th layer
+                                  input and recompute the rest in backward (src/ckpt.c); 0: off */
     enum pl_precision precision;   /* see "Mixed precision" above */
     double loss_scale;         /* fp16: initial S (a power of two; default 65536) */
     int32_t growth_interval;   /* fp16: finite steps before S doubles (default 2000) */
@@ -116,8 +125,12 @@ struct pl_trainer {
     struct pl_train_cfg cfg;
     struct pl_model *model;          /* borrowed; modified (hook, or f32 master weights) */
     struct pl_lora *lora;            /* LoRA: owned */
-    struct pl_ckpt *ckpt;            /* checkpointed forward/backward when cfg.ckpt_every > 0 */
-    struct pl_llama_ctx *ctx;        /* planned B x T with saved activations */
+    struct pl_ckpt *ckpt;            /* checkpointed forward/backward when cfg.ckpt_every > 0
+                                        (then also evaluation; ctx and the backward buffers
+                                        below are not made) */
+    struct pl_llama_ctx *ctx;        /* planned plan_rows x seq_len with saved activations */
+    int32_t plan_rows;               /* rows per forward the buffers hold (<= batch_size after
+                                        a shrink; 0: unplanned after a failed re-plan) */
     float *params, *grads;           /* the trained flat vector and its gradient */
     int64_t n_params;
     float *opt_m, *opt_v;            /* AdamW moments / SGD momentum buffer (opt_m); allocated
@@ -137,7 +150,7 @@ struct pl_trainer {
     float *bwd_mem;
     struct pl_act_grads g;
     float *ce_losses, *ce_lse;       /* [B*T] cross-entropy saved state */
-    int32_t *targets;                /* [B*n] padded copy of the current micro-batch */
+    int32_t *targets;                /* [B*n] padded copy of the current chunk */
     int32_t cur_n;                   /* its row length n (<= seq_len) */
     int32_t *ids;                    /* [B*T] */
     /* full fine-tuning: the f32 master vector's per-parameter views */
@@ -153,10 +166,12 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
  * the trained f32 weights (they are owned by the model's tensors). */
 void pl_trainer_free(struct pl_trainer *t);
 
-/* Forward + backward of one micro-batch: ids and targets are [B, n] row-major (B <= batch_size,
- * n <= seq_len; short batches are padded with ignored rows). Gradients accumulate. *loss: mean
- * cross-entropy of this micro-batch over its *count targets (NAN if none). When the
- * micro-batch completes grad_accum, the optimizer step runs (*stepped = 1). */
+/* Forward + backward of one micro-batch: ids and targets are [B, n] row-major (n <= seq_len;
+ * B > plan_rows runs as chunks of plan_rows rows; a short last chunk is padded with ignored
+ * rows). Gradients accumulate, scaled 1/(grad_accum · scored targets of the micro-batch).
+ * *loss: mean cross-entropy of this micro-batch over its *count targets (NAN if none). When
+ * the micro-batch completes grad_accum, the optimizer step runs (*stepped = 1). Any failure
+ * (PL_ERR_NOMEM included) leaves a partial step: pl_trainer_rewind drops it. */
 enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
                                 int B, int n, double *loss, int64_t *count, int *stepped);
 /* Loss and gradients of one batch without touching the optimizer: gradients are zeroed first
@@ -171,6 +186,25 @@ enum pl_status pl_trainer_step(struct pl_trainer *t);
 /* Drop a partly accumulated step (after an interrupted micro-batch): gradients zeroed, the
  * micro-batch count and dropout position back to the last optimizer step. */
 void pl_trainer_rewind(struct pl_trainer *t);
+
+/* Re-plan the per-step buffers (activation context, backward buffers, LoRA's saved x·Aᵀ and
+ * dropout workspace, or the checkpointed plan) for `rows` rows of seq_len tokens, freeing the
+ * old plan first. Parameters, gradients and optimizer state are untouched. On failure the
+ * trainer is left unplanned (its steps fail with PL_ERR_STATE until a re-plan succeeds). */
+enum pl_status pl_trainer_replan(struct pl_trainer *t, int rows);
+/* After an allocation failure (and pl_trainer_rewind): re-plan at half the rows per forward
+ * (halving again while the plan itself cannot be allocated). *new_rows gets the rows planned.
+ * PL_ERR_NOMEM, saying so, when the trainer is already at one row or one row cannot be
+ * planned. The numbers a step computes do not change beyond f32 summation order. */
+enum pl_status pl_trainer_shrink(struct pl_trainer *t, int *new_rows);
+/* One optimizer step over rows = batch_size × grad_accum rows of n tokens (ids, targets
+ * [rows, n]), as grad_accum micro-batches of batch_size rows; an allocation failure rewinds
+ * the step, shrinks (pl_trainer_shrink) and retries it, appending one line per change to log
+ * ("allocation failed (<why>): micro-batch 4 -> 2 rows (x2 chunks), step 3 retried").
+ * Fails only when one row does not fit (or on any other error). *loss: the step's mean. */
+enum pl_status pl_trainer_step_shrinking(struct pl_trainer *t, const int32_t *ids,
+                                         const int32_t *targets, int rows, int n, double *loss,
+                                         char *log, size_t log_size);
 
 /* Gradient of the trained parameter named as PEFT/HF names it (LoRA: "...q_proj.lora_A.weight"
  * without the base_model.model. prefix, e.g. "model.layers.0.self_attn.q_proj.lora_A.weight";

@@ -6,6 +6,8 @@
  *   peft.memory.reset_peak()
  *   peft.memory.budget([bytes]) get/set the allocation budget (0 = none)
  *   peft.memory.categories()    list of category names
+ *   peft.memory.fail_after(n)   make the n-th next engine allocation fail (tests of recovery
+ *                               paths; 0 turns it off)
  *
  * The profiler's timeline (src/alloc.c; lua/peft/memory.lua adds save_json and summary):
  *   peft.memory.mark([label])         snapshot: current bytes by category, the peak since the
@@ -265,6 +267,14 @@ static int l_memory_read_json(lua_State *L)
     return l_memory_json_result(L, box);
 }
 
+static int l_memory_fail_after(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 0, 1, "n must be >= 0 (0 turns injection off)");
+    pl_mem_fail_after(n);
+    return 0;
+}
+
 int luaopen_peft_memory(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -281,6 +291,7 @@ int luaopen_peft_memory(lua_State *L)
         { "json", l_memory_json },
         { "decode_json", l_memory_decode_json },
         { "read_json", l_memory_read_json },
+        { "fail_after", l_memory_fail_after },
         { NULL, NULL }
     };
     luaL_newlib(L, fns);

@@ -9,13 +9,24 @@
  *        targets = {"q_proj", ...}, layers = {0, 1, ...}, checkpointing = false|true|k,
  *        precision = "fp32"|"bf16"|"fp16", loss_scale = 65536, growth_interval = 2000})
  *   tr:micro(ids, targets)   → loss, count, stepped   (ids/targets: [B, T] i32 peft.Tensor or
- *                                                       lists of lists; -1 targets ignored)
+ *                                                       lists of lists; -1 targets ignored;
+ *                                                       B > planned_rows runs as chunks)
+ *   tr:try_micro(ids, targets) → loss, count, stepped | nil, message, status
+ *                               (status: "nomem", "interrupted", "io", "format", "arg",
+ *                                "unsupported", "state" — an engine failure is returned, not
+ *                                raised, so the caller can tell an allocation failure apart)
  *   tr:eval(ids, targets)    → loss sum, count       (no gradients, no dropout)
+ *   tr:try_eval(ids, targets) → loss sum, count | nil, message, status
+ *   tr:shrink()              → rows: re-plan at half the rows per forward (after an allocation
+ *                               failure and tr:rewind()); raises when already at one row
+ *   tr:replan(rows)          re-plan for exactly `rows` rows per forward (resuming a run that
+ *                               had shrunk)
  *   tr:grad(ids, targets)    → loss                  (gradients of this batch only)
  *   tr:step()                                        (optimizer step over what accumulated)
  *   tr:rewind()              drop a partly accumulated step (after an interruption)
  *   tr:stats()               → {step, micro, lr, grad_norm, loss, tokens, params, method,
- *                               precision, loss_scale, skipped_steps, ...}
+ *                               precision, loss_scale, skipped_steps, batch_size,
+ *                               planned_rows, seq_len, grad_accum, checkpointing}
  *   tr:grad_of(name)         → list of numbers (the gradient of a named trained tensor)
  *   tr:save(dir [, blob]) / tr:load(dir) → blob | nil     (checkpoints, atomic)
  *   tr:save_adapter(dir [, base_name])    (PEFT layout)   tr:merge()   tr:adapters(on)
@@ -269,6 +280,79 @@ static int l_trainer_micro(lua_State *L)
     return 3;
 }
 
+static const char *status_name(enum pl_status st)
+{
+    switch (st) {
+    case PL_ERR_IO: return "io";
+    case PL_ERR_FORMAT: return "format";
+    case PL_ERR_NOMEM: return "nomem";
+    case PL_ERR_ARG: return "arg";
+    case PL_ERR_UNSUPPORTED: return "unsupported";
+    case PL_ERR_INTERRUPTED: return "interrupted";
+    case PL_ERR_STATE: return "state";
+    default: return "ok";
+    }
+}
+
+/* nil, message, status: an engine failure handed to the caller instead of raised */
+static int push_failure(lua_State *L, enum pl_status st)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, pl_last_error());
+    lua_pushstring(L, status_name(st));
+    return 3;
+}
+
+static int l_trainer_try_micro(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    int32_t *ids, *tg;
+    int B, T;
+    batch_args(L, &ids, &tg, &B, &T);
+    double loss = 0;
+    int64_t cnt = 0;
+    int stepped = 0;
+    enum pl_status st = pl_trainer_micro(t, ids, tg, B, T, &loss, &cnt, &stepped);
+    if (st != PL_OK) return push_failure(L, st);
+    lua_pushnumber(L, loss);
+    lua_pushinteger(L, cnt);
+    lua_pushboolean(L, stepped);
+    return 3;
+}
+
+static int l_trainer_try_eval(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    int32_t *ids, *tg;
+    int B, T;
+    batch_args(L, &ids, &tg, &B, &T);
+    double sum = 0;
+    int64_t cnt = 0;
+    enum pl_status st = pl_trainer_eval(t, ids, tg, B, T, &sum, &cnt);
+    if (st != PL_OK) return push_failure(L, st);
+    lua_pushnumber(L, sum);
+    lua_pushinteger(L, cnt);
+    return 2;
+}
+
+static int l_trainer_shrink(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    int rows = 0;
+    if (pl_trainer_shrink(t, &rows) != PL_OK) return pl_lua_error(L);
+    lua_pushinteger(L, rows);
+    return 1;
+}
+
+static int l_trainer_replan(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    lua_Integer rows = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, rows >= 1 && rows <= 1 << 16, 2, "rows must be in 1..65536");
+    if (pl_trainer_replan(t, (int)rows) != PL_OK) return pl_lua_error(L);
+    return 0;
+}
+
 static int l_trainer_eval(lua_State *L)
 {
     struct pl_trainer *t = check_trainer(L, 1);
@@ -324,6 +408,7 @@ static int l_trainer_stats(lua_State *L)
     SETI("tokens", t->tokens_seen);
     SETI("params", t->n_params);
     SETI("batch_size", t->cfg.batch_size);
+    SETI("planned_rows", t->plan_rows);
     SETI("seq_len", t->cfg.seq_len);
     SETI("grad_accum", t->cfg.grad_accum);
     SETI("checkpointing", t->cfg.ckpt_every);
@@ -484,7 +569,9 @@ int luaopen_peft_train(lua_State *L)
         { "step", l_trainer_step }, { "rewind", l_trainer_rewind }, { "stats", l_trainer_stats },
         { "grad_of", l_trainer_grad_of }, { "save", l_trainer_save }, { "load", l_trainer_load },
         { "save_adapter", l_trainer_save_adapter }, { "merge", l_trainer_merge },
-        { "adapters", l_trainer_adapters }, { "close", l_trainer_close }, { NULL, NULL }
+        { "adapters", l_trainer_adapters }, { "close", l_trainer_close },
+        { "try_micro", l_trainer_try_micro }, { "try_eval", l_trainer_try_eval },
+        { "shrink", l_trainer_shrink }, { "replan", l_trainer_replan }, { NULL, NULL }
     };
     static const luaL_Reg funcs[] = {
         { "trainer", l_train_trainer }, { "has_checkpoint", l_train_has_checkpoint },

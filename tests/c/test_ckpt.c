@@ -1,10 +1,13 @@
 /* test_ckpt.c — gradient checkpointing gives the gradients of the uncheckpointed backward.
  *
- * Owner: memory. A LoRA trainer's own gradient (pl_trainer_grad: every activation saved) is
- * the reference; pl_ckpt_grad with segments of 1, 2 and all layers must match it within 1e-6
- * relative (L2), for full and short (padded) batches, on stories260K and, when present,
- * SmolLM2-135M over an NF4 base. Training steps through pl_ckpt_micro equal
- * pl_trainer_micro's losses. Activation bytes fall as the memory model says.
+ * Owner: train (first written by memory). A LoRA trainer's own gradient (pl_trainer_grad:
+ * every activation saved) is the reference; pl_ckpt_grad with segments of 1, 2 and all
+ * layers must match it within 1e-6 relative (L2), for full and short (padded) batches, on
+ * stories260K and, when present, SmolLM2-135M over an NF4 base. Full fine-tuning through a
+ * checkpointed trainer gives the gradients of every weight of the uncheckpointed one.
+ * Training steps through pl_ckpt_micro equal pl_trainer_micro's losses. Activation bytes fall
+ * as the memory model says. Shrink-and-retry: an injected allocation failure re-plans the
+ * trainer at half the rows and the step gives the bits of a trainer planned that way.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -224,9 +227,14 @@ static void test_errors(void **state)
     struct pl_trainer *t = NULL;
     assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
     struct pl_ckpt *ck = NULL;
-    assert_int_equal(pl_ckpt_new(&ck, t, 1, 4, 1), PL_ERR_ARG);
-    assert_non_null(strstr(pl_last_error(), "LoRA"));
+    assert_int_equal(pl_ckpt_new(&ck, t, 1, 4, 1), PL_OK);   /* full fine-tuning is checkpointed too */
+    pl_ckpt_free(ck);
+    ck = NULL;
     pl_trainer_free(t);
+    tc.ckpt_every = -1;
+    assert_int_equal(pl_trainer_new(&t, m, &tc), PL_ERR_ARG);
+    assert_non_null(strstr(pl_last_error(), "checkpointing"));
+    tc.ckpt_every = 0;
     pl_model_free(m);
     m = load(STORIES);
     tc.method = PL_TRAIN_LORA;
@@ -242,33 +250,126 @@ static void test_errors(void **state)
     pl_model_free(m);
 }
 
-/* An allocation failure injected part-way through a step: the step is rewound, the plan
- * shrinks to half the rows, the step is retried and gives exactly the parameters of a run
- * planned at that size from the start; a checkpoint saved before still loads. */
-struct pair { struct pl_model *m; struct pl_trainer *t; struct pl_ckpt *ck; };
+/* Full fine-tuning through the checkpointed trainer: every weight's gradient (projections,
+ * norms, tied embedding/head) equals the uncheckpointed trainer's, for segments of 1, 2 and
+ * all layers, full and padded batches. */
+static void test_full_finetune_checkpointed(void **state)
+{
+    (void)state;
+    const int B = 2, T = 24;
+    int32_t ids[48], tg[48];
+    int everies[4] = { 0, 1, 2, 5 };
+    float *ref = NULL;
+    int64_t np = 0;
+    for (int sh = 0; sh < 2; sh++) {
+        int b = sh ? 1 : B, n = sh ? T - 7 : T;
+        fill(ids, tg, b * n, 512, 90 + (uint64_t)sh);
+        double lref = 0;
+        for (int e = 0; e < 4; e++) {
+            struct pl_model *m = load(STORIES);
+            struct pl_train_cfg tc = pl_train_defaults();
+            tc.method = PL_TRAIN_FULL;
+            tc.batch_size = B;
+            tc.seq_len = T;
+            tc.ckpt_every = everies[e];
+            struct pl_trainer *t = NULL;
+            assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
+            assert_true((t->ckpt != NULL) == (everies[e] > 0));
+            double l;
+            assert_int_equal(pl_trainer_grad(t, ids, tg, b, n, &l), PL_OK);
+            if (e == 0) {
+                np = t->n_params;
+                ref = pl_alloc((size_t)np * sizeof(float), PL_MEM_DATA);
+                memcpy(ref, t->grads, (size_t)np * sizeof(float));
+                lref = l;
+            } else {
+                assert_int_equal(t->n_params, np);
+                double err = rel_l2(t->grads, ref, np);
+                int same = memcmp(t->grads, ref, (size_t)np * sizeof(float)) == 0;
+                /* the worst single weight tensor too (norms and embedding included) */
+                double worst = 0;
+                for (int i = 0; i < t->n_full; i++) {
+                    double num = 0, den = 0;
+                    const float *g = t->full[i].g, *r = ref + (t->full[i].g - t->grads);
+                    for (int64_t k = 0; k < t->full[i].n; k++) {
+                        num += ((double)g[k] - r[k]) * ((double)g[k] - r[k]);
+                        den += (double)r[k] * r[k];
+                    }
+                    if (den > 0 && sqrt(num / den) > worst) worst = sqrt(num / den);
+                }
+                printf("  full %dx%d every %d: loss %.6f vs %.6f, gradient rel. error %.2e (worst tensor %.2e)%s\n",
+                       b, n, everies[e], l, lref, err, worst, same ? ", bit-identical" : "");
+                assert_true(l == lref);
+                assert_true(err <= 1e-6);
+                assert_true(worst <= 1e-6);
+            }
+            pl_trainer_free(t);
+            pl_model_free(m);
+        }
+        pl_free(ref);
+        ref = NULL;
+    }
+}
 
-static void pair_new(struct pair *p, int B)
+/* Full fine-tuning under checkpointing trains: losses of steps equal the uncheckpointed run. */
+static void test_full_finetune_checkpointed_steps(void **state)
+{
+    (void)state;
+    double losses[2][6];
+    for (int k = 0; k < 2; k++) {
+        struct pl_model *m = load(STORIES);
+        struct pl_train_cfg tc = pl_train_defaults();
+        tc.method = PL_TRAIN_FULL;
+        tc.batch_size = 2;
+        tc.seq_len = 32;
+        tc.lr = 1e-3;
+        tc.ckpt_every = k ? 2 : 0;
+        struct pl_trainer *t = NULL;
+        assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
+        int32_t ids[64], tg[64];
+        for (int it = 0; it < 6; it++) {
+            fill(ids, tg, 64, 512, 300 + (uint64_t)(it % 3));
+            int64_t c;
+            int s;
+            assert_int_equal(pl_trainer_micro(t, ids, tg, 2, 32, &losses[k][it], &c, &s), PL_OK);
+            assert_true(s);
+        }
+        pl_trainer_free(t);
+        pl_model_free(m);
+    }
+    for (int it = 0; it < 6; it++) {
+        printf("  step %d: loss %.7f (checkpointed %.7f)\n", it + 1, losses[0][it], losses[1][it]);
+        assert_true(fabs(losses[1][it] - losses[0][it]) <= 1e-6 * fabs(losses[0][it]));
+    }
+    assert_true(losses[0][5] < losses[0][0]);
+}
+
+/* A checkpointed LoRA trainer planned for B rows of 32 tokens. */
+struct pair { struct pl_model *m; struct pl_trainer *t; };
+
+static void pair_new(struct pair *p, int B, int accum)
 {
     p->m = load(STORIES);
     struct pl_train_cfg tc = pl_train_defaults();
-    tc.batch_size = 1;
-    tc.seq_len = 1;
+    tc.batch_size = B;
+    tc.seq_len = 32;
+    tc.grad_accum = accum;
     tc.lr = 1e-2;
     tc.lora.targets = 0x7F;
+    tc.lora.dropout = 0.1f;
+    tc.ckpt_every = 1;
     assert_int_equal(pl_trainer_new(&p->t, p->m, &tc), PL_OK);
-    assert_int_equal(pl_ckpt_new(&p->ck, p->t, B, 32, 1), PL_OK);
 }
 
 static void pair_free(struct pair *p)
 {
-    pl_ckpt_free(p->ck);
     pl_trainer_free(p->t);
     pl_model_free(p->m);
 }
 
 /* An allocation failure injected part-way through a step: the step is rewound, the plan
  * shrinks to half the rows, the step is retried and gives exactly the parameters of a run
- * planned at that size from the start; a checkpoint saved before still loads. */
+ * re-planned at that size by hand; a checkpoint saved before still loads. */
 static void test_shrink_and_retry(void **state)
 {
     (void)state;
@@ -282,11 +383,11 @@ static void test_shrink_and_retry(void **state)
     int k = 0;
     for (int cand = 2; cand < 400 && !k; cand += 7) {
         struct pair p;
-        pair_new(&p, 4);
+        pair_new(&p, 4, 1);
         log[0] = 0;
-        assert_int_equal(pl_ckpt_step_shrinking(&p.ck, ids, tg, 4, 32, &la, log, sizeof log), PL_OK);
+        assert_int_equal(pl_trainer_step_shrinking(p.t, ids, tg, 4, 32, &la, log, sizeof log), PL_OK);
         pl_mem_fail_after(cand);
-        enum pl_status st = pl_ckpt_step_shrinking(&p.ck, ids2, tg2, 4, 32, &la, log, sizeof log);
+        enum pl_status st = pl_trainer_step_shrinking(p.t, ids2, tg2, 4, 32, &la, log, sizeof log);
         pl_mem_fail_after(0);
         assert_int_equal(st, PL_OK);
         if (log[0]) k = cand;
@@ -294,36 +395,48 @@ static void test_shrink_and_retry(void **state)
     }
     assert_true(k > 0);
     struct pair a, b;
-    pair_new(&a, 4);
-    pair_new(&b, 4);
+    pair_new(&a, 4, 1);
+    pair_new(&b, 4, 1);
     log[0] = 0;
-    assert_int_equal(pl_ckpt_step_shrinking(&a.ck, ids, tg, 4, 32, &la, log, sizeof log), PL_OK);
-    assert_int_equal(pl_ckpt_step_shrinking(&b.ck, ids, tg, 4, 32, &lb, NULL, 0), PL_OK);
+    assert_int_equal(pl_trainer_step_shrinking(a.t, ids, tg, 4, 32, &la, log, sizeof log), PL_OK);
+    assert_int_equal(pl_trainer_step_shrinking(b.t, ids, tg, 4, 32, &lb, NULL, 0), PL_OK);
     assert_int_equal(log[0], 0);
     char dir[] = "/tmp/pl_ckpt_shrinkXXXXXX";
     assert_non_null(mkdtemp(dir));
     assert_int_equal(pl_trainer_save(a.t, dir, "x", 1), PL_OK);
     pl_mem_fail_after(k);
-    enum pl_status st = pl_ckpt_step_shrinking(&a.ck, ids2, tg2, 4, 32, &la, log, sizeof log);
+    enum pl_status st = pl_trainer_step_shrinking(a.t, ids2, tg2, 4, 32, &la, log, sizeof log);
     pl_mem_fail_after(0);
     assert_int_equal(st, PL_OK);
     printf("  allocation %d of the step failed: %s", k, log);
-    assert_non_null(strstr(log, "micro-batch 4 -> 2 rows"));
-    assert_int_equal(a.ck->B, 2);
+    assert_non_null(strstr(log, "micro-batch 4 -> 2 rows (x2 chunks), step 2 retried"));
+    assert_int_equal(a.t->plan_rows, 2);
+    assert_int_equal(a.t->cfg.batch_size, 4);
     assert_int_equal(a.t->step, 2);
     /* b: re-planned at 2 rows by hand, no failure */
-    pl_ckpt_free(b.ck);
-    assert_int_equal(pl_ckpt_new(&b.ck, b.t, 2, 32, 1), PL_OK);
-    assert_int_equal(pl_ckpt_step_shrinking(&b.ck, ids2, tg2, 4, 32, &lb, NULL, 0), PL_OK);
+    assert_int_equal(pl_trainer_replan(b.t, 2), PL_OK);
+    assert_int_equal(pl_trainer_step_shrinking(b.t, ids2, tg2, 4, 32, &lb, NULL, 0), PL_OK);
     assert_true(la == lb);
     assert_memory_equal(a.t->params, b.t->params, (size_t)a.t->n_params * sizeof(float));
     assert_memory_equal(a.t->opt_v, b.t->opt_v, (size_t)a.t->n_params * sizeof(float));
-    /* the checkpoint written before the failure is intact */
+    /* the checkpoint written before the failure is intact and resumes */
     struct pair c;
-    pair_new(&c, 1);
+    pair_new(&c, 4, 1);
     assert_int_equal(pl_trainer_load(c.t, dir, NULL, NULL), PL_OK);
     assert_int_equal(c.t->step, 1);
+    assert_int_equal(pl_trainer_step_shrinking(c.t, ids2, tg2, 4, 32, &lb, NULL, 0), PL_OK);
+    assert_true(fabs(lb - la) <= 1e-6 * fabs(la));
     pair_free(&c);
+    /* one row that does not fit: a clear refusal, not a crash */
+    struct pair d;
+    pair_new(&d, 1, 1);
+    pl_mem_set_budget(pl_mem_current_total() + 1024);
+    st = pl_trainer_step_shrinking(d.t, ids, tg, 1, 32, &la, NULL, 0);
+    pl_mem_set_budget(0);
+    printf("  %s\n", pl_last_error());
+    assert_int_equal(st, PL_ERR_NOMEM);
+    assert_non_null(strstr(pl_last_error(), "with one row of 32 tokens per forward"));
+    pair_free(&d);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
@@ -353,28 +466,26 @@ static void test_budget_autosize_trains(void **state)
     assert_true(mc.batch < 8 && mc.batch * mc.grad_accum == 8);
     pl_mem_set_budget(budget + base);
     struct pl_train_cfg tc = pl_train_defaults();
-    tc.batch_size = 1;
-    tc.seq_len = 1;
+    tc.batch_size = mc.batch;
+    tc.grad_accum = mc.grad_accum;
+    tc.seq_len = 256;
     tc.lora.targets = 0x7F;
+    tc.ckpt_every = 1;
     struct pl_trainer *t = NULL;
     assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
-    struct pl_ckpt *ck = NULL;
-    assert_int_equal(pl_ckpt_new(&ck, t, mc.batch, 256, 1), PL_OK);
     int32_t *ids = pl_alloc(8 * 256 * sizeof(int32_t), PL_MEM_DATA), *tg = pl_alloc(8 * 256 * sizeof(int32_t), PL_MEM_DATA);
     fill(ids, tg, 8 * 256, m->cfg.vocab_size, 5);
     double l;
     char log[256] = "";
     for (int s = 0; s < 2; s++)
-        assert_int_equal(pl_ckpt_step_shrinking(&ck, ids, tg, 8, 256, &l, log, sizeof log), PL_OK);
+        assert_int_equal(pl_trainer_step_shrinking(t, ids, tg, 8, 256, &l, log, sizeof log), PL_OK);
     assert_int_equal(t->step, 2);
     assert_true(pl_mem_peak_total() <= budget + base);
     /* batch 8 in one micro-batch is beyond the budget */
-    struct pl_ckpt *big = NULL;
-    assert_int_equal(pl_ckpt_new(&big, t, 8, 256, 1), PL_ERR_NOMEM);
+    assert_int_equal(pl_trainer_replan(t, 8), PL_ERR_NOMEM);
     pl_mem_set_budget(0);
     pl_free(ids);
     pl_free(tg);
-    pl_ckpt_free(ck);
     pl_trainer_free(t);
     pl_model_free(m);
 }
@@ -386,6 +497,8 @@ int main(void)
         cmocka_unit_test(test_training_matches),
         cmocka_unit_test(test_activation_savings),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_full_finetune_checkpointed),
+        cmocka_unit_test(test_full_finetune_checkpointed_steps),
         cmocka_unit_test(test_shrink_and_retry),
         cmocka_unit_test(test_budget_autosize_trains),
     };

@@ -1,6 +1,7 @@
 /* test_train.c — the trainer on stories260K: whole-model LoRA and full gradients against the
  * PyTorch autograd goldens, learning, gradient accumulation, determinism, checkpoint/resume
- * bit-identity, adapter save → load → merge.
+ * bit-identity, adapter save → load → merge, and micro-batches run as chunks of fewer planned
+ * rows (after a shrink) giving the unsplit micro-batch's gradients and losses.
  *
  * Owner: train. Goldens: tests/ref/train/golden/stories260K_grads.bin from
  * tests/ref/train/train_ref.py (see its header). Run from the repository root; the model is
@@ -413,6 +414,132 @@ static void test_grad_accum_equals_big_batch(void **state)
     pl_model_free(m);
 }
 
+/* A micro-batch run as chunks of fewer planned rows (pl_trainer_replan, as after a shrink)
+ * gives the unsplit micro-batch's loss and gradient: LoRA (all targets, dropout 0.1, so the
+ * chunks must see the unsplit masks) and full fine-tuning, with and without checkpointing,
+ * chunks of 1, 2 and 3 rows (3 + 1: uneven), rows with different scored counts and one row
+ * with nothing scored. A few optimizer steps then follow the unsplit run's losses. */
+static void check_chunks(int full, int ckpt)
+{
+    const int B = 4, T = 20;
+    int32_t ids[4 * 20], tg[4 * 20];
+    struct pl_model *m0 = load_model();
+    motif_batch(ids, tg, B, T, 31, m0->cfg.vocab_size);
+    pl_model_free(m0);
+    for (int i = 0; i < T; i++) tg[2 * T + i] = -1;          /* row 2: nothing scored */
+    for (int i = 0; i < 7; i++) tg[1 * T + i] = -1;          /* row 1: 13 of 20 scored */
+    struct pl_train_cfg c = base_cfg(B, T);
+    c.method = full ? PL_TRAIN_FULL : PL_TRAIN_LORA;
+    c.ckpt_every = ckpt;
+    c.lr = full ? 1e-3 : 1e-2;
+    c.lora.targets = (1u << PL_PROJ_COUNT) - 1;
+    c.lora.dropout = 0.1f;
+    c.lora.r = 4;
+    c.lora.alpha = 8;
+    struct pl_model *mr = load_model();
+    struct pl_trainer *ref;
+    assert_int_equal(pl_trainer_new(&ref, mr, &c), PL_OK);
+    if (!full)   /* non-zero B so every adapter has a gradient */
+        for (int64_t i = 0; i < ref->n_params; i++) ref->params[i] = 0.05f * (float)sin(0.37 * (double)i);
+    double lref;
+    assert_int_equal(pl_trainer_grad(ref, ids, tg, B, T, &lref), PL_OK);
+    float *gref = malloc((size_t)ref->n_params * sizeof(float));
+    memcpy(gref, ref->grads, (size_t)ref->n_params * sizeof(float));
+    double steps_ref[3];
+    for (int k = 0; k < 3; k++) {
+        int64_t cnt;
+        int st;
+        assert_int_equal(pl_trainer_micro(ref, ids, tg, B, T, &steps_ref[k], &cnt, &st), PL_OK);
+        assert_int_equal(cnt, 3 * T - 7);
+    }
+    const int rows[3] = { 1, 2, 3 };
+    for (int r = 0; r < 3; r++) {
+        struct pl_model *m = load_model();
+        struct pl_trainer *t;
+        assert_int_equal(pl_trainer_new(&t, m, &c), PL_OK);
+        if (!full)
+            for (int64_t i = 0; i < t->n_params; i++) t->params[i] = 0.05f * (float)sin(0.37 * (double)i);
+        assert_int_equal(pl_trainer_replan(t, rows[r]), PL_OK);
+        assert_int_equal(t->plan_rows, rows[r]);
+        double l;
+        assert_int_equal(pl_trainer_grad(t, ids, tg, B, T, &l), PL_OK);
+        double e = rel_err(t->grads, gref, t->n_params);
+        int same = memcmp(t->grads, gref, (size_t)t->n_params * sizeof(float)) == 0;
+        double steps[3], worst = 0;
+        for (int k = 0; k < 3; k++) {
+            int64_t cnt;
+            int st;
+            assert_int_equal(pl_trainer_micro(t, ids, tg, B, T, &steps[k], &cnt, &st), PL_OK);
+            assert_int_equal(cnt, 3 * T - 7);
+            double d = fabs(steps[k] - steps_ref[k]) / fabs(steps_ref[k]);
+            if (d > worst) worst = d;
+        }
+        printf("  %s%s, chunks of %d rows: loss %.9f vs %.9f, gradient rel. error %.2e%s; 3 steps: loss rel. diff <= %.1e\n",
+               full ? "full" : "lora dropout", ckpt ? " checkpointed" : "", rows[r], l, lref, e,
+               same ? " (bit-identical)" : "", worst);
+        assert_true(fabs(l - lref) <= 1e-6 * fabs(lref));
+        assert_true(e <= 1e-6);
+        assert_true(worst <= 1e-5);
+        if (!full) assert_int_equal(t->lora->dropout_step, ref->lora->dropout_step);
+        pl_trainer_free(t);
+        pl_model_free(m);
+    }
+    /* evaluation in chunks: the same sum and count */
+    double s1, s2;
+    int64_t c1, c2;
+    assert_int_equal(pl_trainer_eval(ref, ids, tg, B, T, &s1, &c1), PL_OK);
+    assert_int_equal(pl_trainer_replan(ref, 1), PL_OK);
+    assert_int_equal(pl_trainer_eval(ref, ids, tg, B, T, &s2, &c2), PL_OK);
+    assert_int_equal(c1, c2);
+    assert_true(fabs(s1 - s2) <= 1e-6 * fabs(s1));
+    free(gref);
+    pl_trainer_free(ref);
+    pl_model_free(mr);
+}
+
+static void test_chunks_equal_unsplit(void **state)
+{
+    (void)state;
+    check_chunks(0, 0);
+    check_chunks(0, 1);
+    check_chunks(1, 0);
+    check_chunks(1, 2);
+}
+
+/* Re-planning: a failed shrink at one row says so; an unplanned trainer refuses steps. */
+static void test_shrink_errors(void **state)
+{
+    (void)state;
+    struct pl_model *m = load_model();
+    struct pl_train_cfg c = base_cfg(2, 16);
+    struct pl_trainer *t;
+    assert_int_equal(pl_trainer_new(&t, m, &c), PL_OK);
+    int rows = 0;
+    assert_int_equal(pl_trainer_shrink(t, &rows), PL_OK);
+    assert_int_equal(rows, 1);
+    assert_int_equal(pl_trainer_shrink(t, &rows), PL_ERR_NOMEM);
+    assert_non_null(strstr(pl_last_error(), "one row of 16 tokens"));
+    assert_int_equal(pl_trainer_replan(t, 0), PL_ERR_ARG);
+    /* a plan that cannot be allocated leaves the trainer unplanned, refusing steps */
+    pl_mem_set_budget(pl_mem_current_total() + 4096);
+    assert_int_equal(pl_trainer_replan(t, 2), PL_ERR_NOMEM);
+    pl_mem_set_budget(0);
+    assert_int_equal(t->plan_rows, 0);
+    int32_t ids[16] = { 1 }, tg[16] = { 2 };
+    double l;
+    int64_t cnt;
+    int st;
+    assert_int_equal(pl_trainer_micro(t, ids, tg, 1, 16, &l, &cnt, &st), PL_ERR_STATE);
+    assert_non_null(strstr(pl_last_error(), "no activation plan"));
+    assert_int_equal(pl_trainer_replan(t, 2), PL_OK);
+    assert_int_equal(pl_trainer_micro(t, ids, tg, 1, 16, &l, &cnt, &st), PL_OK);
+    tg[3] = 1 << 30;
+    assert_int_equal(pl_trainer_micro(t, ids, tg, 1, 16, &l, &cnt, &st), PL_ERR_ARG);
+    assert_non_null(strstr(pl_last_error(), "outside the vocabulary"));
+    pl_trainer_free(t);
+    pl_model_free(m);
+}
+
 static void test_save_load_merge_logits(void **state)
 {
     (void)state;
@@ -519,6 +646,8 @@ int main(void)
         cmocka_unit_test(test_lora_learns_deterministically),
         cmocka_unit_test(test_resume_is_bit_identical),
         cmocka_unit_test(test_grad_accum_equals_big_batch),
+        cmocka_unit_test(test_chunks_equal_unsplit),
+        cmocka_unit_test(test_shrink_errors),
         cmocka_unit_test(test_save_load_merge_logits),
         cmocka_unit_test(test_full_finetune_learns),
         cmocka_unit_test(test_bad_config),
