@@ -4,7 +4,8 @@
  * Owner: memory. Every formula below mirrors an allocation the engine makes; the file and
  * function are named next to each so that a change there is easy to carry here:
  *   src/llama.c    pl_llama_ctx_new (planned activations, PL_LLAMA_SAVE), logits
- *   src/train.c    pl_trainer_new, setup_full, plan_bwd, pl_train_ensure_optim
+ *   src/train.c    pl_trainer_new, setup_full, plan_bwd, pl_train_ensure_optim; plan() makes
+ *                  only src/ckpt.c's plan when checkpointing (LoRA or full)
  *   src/lora.c     pl_lora_new, pl_lora_plan (gradients, saved x·Aᵀ, dropout workspace)
  *   src/kernels_linear.c  dequantisation panels (forward: threads × P × K, backward:
  *                  threads × P × KC, shapes as of its PANEL_MAX/MB/CHUNK_COLS/PANEL_BWD),
@@ -289,14 +290,14 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     optim += (c->optim_sgd ? 1 : 2) * trained * 4;
 
     /* ---- activations: pl_llama_ctx_new (PL_LLAMA_SAVE) + plan_bwd + logits; with
-     * checkpointing the trainer is made at 1 x 1 and src/ckpt.c plans B x T ---- */
+     * checkpointing (LoRA or full: src/train.c plan) only src/ckpt.c's B x T plan ---- */
     int64_t wide = imax(imax(D, F), Hd);
-    int ck = c->ckpt_every > 0 && !full;
-    int64_t PB = ck ? 1 : B, PT = ck ? 1 : T, PBT = PB * PT;
+    int ck = c->ckpt_every > 0;
+    int64_t PB = ck ? 0 : B, PT = ck ? 0 : T, PBT = PB * PT;
     /* mixed precision (src/llama.c, PL_LLAMA_SAVE_BF16/F16): the rounded buffers have one f32
      * layer plus n_layers 16-bit copies, the KV cache one f32 layer; the residual stream
-     * (resid, resid2) and the rstd's stay f32 per layer. (Checkpointing: this is the 1 x 1
-     * trainer's context; src/ckpt.c's segment activations are f32.) */
+     * (resid, resid2) and the rstd's stay f32 per layer. (Checkpointing: no such context is
+     * made; src/ckpt.c's segment activations are f32.) */
     int h16 = c->precision != PL_MEMM_FP32;
     int64_t S = h16 ? 1 : L, SK = h16 ? 1 : L, SH = h16 ? L : 0;
     int64_t att1 = PB * s->n_heads * PT * PT;
@@ -312,7 +313,7 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
                        + PBT * wide;                  /* scratch */
     int64_t ctx_halves = SH * (2 * PBT * D + 2 * PBT * Hd + 2 * PBT * KV + att1 + 3 * PBT * F);
     act += ctx_halves * 2;
-    act += (int64_t)sizeof(struct pl_llama_ctx) + ctx_floats * 4 + PBT * 4;   /* + pos */
+    if (!ck) act += (int64_t)sizeof(struct pl_llama_ctx) + ctx_floats * 4 + PBT * 4;   /* + pos */
     int64_t bwd_floats = PBT * (3 * D + 3 * Hd + 3 * KV + wide + 3 * F) + 2 * PBT;
     act += bwd_floats * 4 + 2 * PBT * 4;              /* bwd_mem, ids, targets */
     if (ck) act += (int64_t)sizeof(struct pl_ckpt) + pl_ckpt_plan_floats(s, (int)B, (int)T, c->ckpt_every) * 4;
@@ -414,7 +415,7 @@ enum pl_status pl_memmodel_autosize(struct pl_memmodel_cfg *c, int64_t budget, i
                                   mib(qe.resident, b1, sizeof b1));
         }
     }
-    if (!t.ckpt_every && t.method != PL_MEMM_FULL && h < sizeof hint) {
+    if (!t.ckpt_every && h < sizeof hint) {   /* LoRA, QLoRA and full are all checkpointed */
         struct pl_memmodel_cfg k = t;
         k.ckpt_every = 1;
         struct pl_mem_estimate ke;

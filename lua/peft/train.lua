@@ -26,6 +26,14 @@
 -- `resume = true` continues from output/checkpoint exactly (the loss trajectory of an
 -- interrupted-and-resumed run equals the uninterrupted one). Ctrl-C or SIGTERM writes a
 -- checkpoint, then the run stops with an error saying where it was saved.
+-- Memory: when a step fails to allocate (the engine's "nomem" status, not the message), the
+-- partial step is rewound (data position restored), the trainer re-plans at half the rows
+-- per forward — a micro-batch then runs as chunks, same data order, same effective batch,
+-- the same gradient up to f32 summation order — and the step is retried. One line is logged
+-- ("memory: allocation failed (...): micro-batch 4 -> 2 rows (x2 chunks), step 17 retried"),
+-- one {"event":"shrink"} line goes to metrics.jsonl, and result.shrinks lists each change.
+-- The checkpoint's data blob records the planned rows, so a resumed run re-plans the same way.
+-- Only one row per forward not fitting stops the run, with what it needs.
 local M = ...
 
 local KEYS = {
@@ -83,20 +91,31 @@ end
 
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
--- data position + run bookkeeping, as the checkpoint's user blob
-local function encode_blob(st, best, evals_since)
+-- data position + run bookkeeping (+ rows planned per forward), as the checkpoint's user blob
+local function encode_blob(st, best, evals_since, rows)
   local b = (best and best < math.huge) and string.format("%.17g", best) or "none"
-  return string.format("v1 %d %d %d %d %d %d %s %d", st.epoch, st.index, st.rng[1], st.rng[2],
-    st.rng[3], st.rng[4], b, evals_since or 0)
+  return string.format("v2 %d %d %d %d %d %d %s %d %d", st.epoch, st.index, st.rng[1], st.rng[2],
+    st.rng[3], st.rng[4], b, evals_since or 0, rows)
 end
 
+-- v1 blobs (before re-planning existed) have no rows: the trainer keeps its plan
 local function decode_blob(s)
-  local e, i, r1, r2, r3, r4, best, since = s:match(
-    "^v1 (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%S+) (%d+)$")
-  if not e then error("peft.train.run: checkpoint data position is unreadable", 0) end
+  local v, e, i, r1, r2, r3, r4, best, since, rest = s:match(
+    "^v([12]) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%S+) (%d+)(.*)$")
+  local rows = v == "2" and math.tointeger(tonumber(rest:match("^ (%d+)$"))) or nil
+  if not e or (v == "2" and not rows) then
+    error("peft.train.run: checkpoint data position is unreadable", 0)
+  end
   return { epoch = math.tointeger(e), index = math.tointeger(i),
            rng = { math.tointeger(r1), math.tointeger(r2), math.tointeger(r3), math.tointeger(r4) } },
-         tonumber(best) or math.huge, math.tointeger(since)
+         tonumber(best) or math.huge, math.tointeger(since), rows
+end
+
+local function json_str(s)
+  return '"' .. tostring(s):gsub('[%c"\\]', function(c)
+    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\" end
+    return string.format("\\u%04x", c:byte())
+  end) .. '"'
 end
 
 local function num(v)
@@ -188,10 +207,16 @@ function M.run(cfg)
   local metrics_path = out .. "/metrics.jsonl"
   local best, evals_since = math.huge, 0
   if cfg.resume and M.has_checkpoint(ckpt) then
-    local pos
-    pos, best, evals_since = decode_blob(tr:load(ckpt))
+    local pos, rows
+    pos, best, evals_since, rows = decode_blob(tr:load(ckpt))
     it:restore(pos)
     trim_metrics(metrics_path, tr:stats().step)
+    if rows and rows < tr:stats().planned_rows then
+      -- the run had shrunk before this checkpoint: re-plan the same way (same bits)
+      tr:replan(rows)
+      say("memory: resumed with %d rows per forward (micro-batch %d as %d chunks), as checkpointed",
+          rows, bs, (bs + rows - 1) // rows)
+    end
     say("resumed from %s at step %d", ckpt, tr:stats().step)
   elseif not cfg.resume then
     os.remove(metrics_path)
@@ -199,16 +224,47 @@ function M.run(cfg)
   local metrics = assert(io.open(metrics_path, "a"))
   metrics:setvbuf("line")
 
+  -- After an allocation failure (what: "step 17 retried"): re-plan at half the rows, log it,
+  -- record it; or stop, saying what one row would need, when nothing smaller is left.
+  local shrinks = {}
+  local function shrink_after(msg, step, what)
+    local from = tr:stats().planned_rows
+    local ok, to = pcall(tr.shrink, tr)
+    if not ok then
+      local need = ""
+      local okm, e = pcall(peft.memory.estimate, {
+        model = model, method = method, batch_size = 1, seq_len = max_seq, checkpointing = cfg.checkpointing,
+        lora_rank = cfg.lora_rank, targets = type(cfg.targets) == "table" and cfg.targets or nil,
+        lora_dropout = cfg.lora_dropout, optimizer = cfg.optimizer, precision = cfg.precision })
+      if okm then need = string.format(" (the memory model puts one row at %.1f MiB)", e.total / 2^20) end
+      error(string.format("peft.train.run: memory: allocation failed (%s) with one row of %d tokens per forward%s; " ..
+        "it needs more memory, a shorter max_seq_len%s%s", msg, max_seq, need,
+        cfg.checkpointing and "" or ", checkpointing = true", method == "full" and "" or ' or method = "qlora"'), 0)
+    end
+    local chunks = (bs + to - 1) // to
+    local line = string.format("memory: allocation failed (%s): micro-batch %d -> %d rows (x%d chunks), %s",
+      msg, from, to, chunks, what)
+    say("%s", line)
+    shrinks[#shrinks + 1] = { step = step, from = from, to = to, chunks = chunks, error = msg, log = line }
+    metrics:write(string.format('{"step":%d,"event":"shrink","from_rows":%d,"to_rows":%d,"chunks":%d,"error":%s}\n',
+      step, from, to, chunks, json_str(msg)))
+  end
+
   local function evaluate()
     if not valid_ds then return nil end
-    local vit <close> = valid_ds:batches { batch_size = bs, shuffle = false, epochs = 1 }
-    local sum, cnt, nb = 0, 0, 0
-    for b in vit do
-      local s, c = tr:eval(b.ids, b.targets)
-      sum, cnt, nb = sum + s, cnt + c, nb + 1
-      if cfg.eval_batches and cfg.eval_batches > 0 and nb >= cfg.eval_batches then break end
+    while true do
+      local vit <close> = valid_ds:batches { batch_size = bs, shuffle = false, epochs = 1 }
+      local sum, cnt, nb, failed, status = 0, 0, 0, nil, nil
+      for b in vit do
+        local s, c, st = tr:try_eval(b.ids, b.targets)
+        if s == nil then failed, status = c, st; break end
+        sum, cnt, nb = sum + s, cnt + c, nb + 1
+        if cfg.eval_batches and cfg.eval_batches > 0 and nb >= cfg.eval_batches then break end
+      end
+      if not failed then return cnt > 0 and sum / cnt or nil end
+      if status ~= "nomem" then error(failed, 0) end
+      shrink_after(failed, tr:stats().step, "evaluation retried")
     end
-    return cnt > 0 and sum / cnt or nil
   end
 
   local progress = cfg.progress
@@ -219,7 +275,7 @@ function M.run(cfg)
   local stop_reason
 
   local function save()
-    tr:save(ckpt, encode_blob(it:state(), best, evals_since))
+    tr:save(ckpt, encode_blob(it:state(), best, evals_since, tr:stats().planned_rows))
   end
 
   if step0 == 0 and cfg.eval_every and cfg.eval_every > 0 then
@@ -233,63 +289,72 @@ function M.run(cfg)
   peft.memory.clear_timeline()
   M.catch_sigterm(true)
   local ok, err = pcall(function()
-    while tr:stats().step < total do
-      local pos = it:state()
-      local ok2, e2 = pcall(function()
+    -- One optimizer step; false when it failed to allocate and was rewound to be retried.
+    local function attempt()
+      local pos, tokens0 = it:state(), tokens
+      local ok2, e2, status = pcall(function()
         repeat
           if M.interrupted() then error("interrupted (signal)", 0) end
           local b = it:next()
           tokens = tokens + b.batch * b.seq
-          local _, _, stepped = tr:micro(b.ids, b.targets)
+          local loss, msg, stepped = tr:try_micro(b.ids, b.targets)
+          if loss == nil then return msg, stepped end   -- engine failure: message, status
         until stepped
       end)
-      if not ok2 then
-        -- a partly accumulated step is dropped; the checkpoint resumes at its first micro-batch
-        tr:rewind()
-        it:restore(pos)
-        error(e2, 0)
-      end
-      local s = tr:stats()
-      local el = M.now() - t0
-      local tps = tokens / math.max(el, 1e-9)
-      local done = s.step - step0
-      local eta = done > 0 and el / done * (total - s.step) or nil
-      local mem = peft.memory.stats()
-      local scaler = s.precision == "fp16"
-        and string.format(',"loss_scale":%s,"skipped_steps":%d', num(s.loss_scale), s.skipped_steps) or ""
-      local memstep = peft.memory.mark("step " .. s.step)
-      metrics:write(string.format(
-        '{"step":%d,"loss":%s,"lr":%s,"grad_norm":%s,"tokens":%d,"tokens_per_s":%s,"elapsed_s":%s,"rss":%d%s,%s}\n',
-        s.step, num(s.loss), num(s.lr), num(s.grad_norm), s.tokens, num(tps), num(el), mem.rss, scaler,
-        peft.memory.metrics_fields(memstep)))
-      local info = { step = s.step, total = total, loss = s.loss, lr = s.lr, grad_norm = s.grad_norm,
-                     tokens_per_s = tps, elapsed = el, eta = eta, val_loss = val,
-                     loss_scale = s.loss_scale, skipped_steps = s.skipped_steps }
-      if cfg.eval_every and cfg.eval_every > 0 and (s.step % cfg.eval_every == 0 or s.step == total) then
-        val = evaluate()
-        info.val_loss = val
-        if val then
-          metrics:write(string.format('{"step":%d,"val_loss":%s}\n', s.step, num(val)))
-          if cfg.on_eval then cfg.on_eval { step = s.step, val_loss = val, loss = s.loss } end
-          if val < best then
-            best, evals_since = val, 0
-            if tr:stats().method == "lora" and cfg.early_stopping then tr:save_adapter(out .. "/best") end
-          else
-            evals_since = evals_since + 1
+      if ok2 and e2 == nil then return true end
+      -- a partly accumulated step is dropped; the checkpoint resumes at its first micro-batch
+      tr:rewind()
+      it:restore(pos)
+      tokens = tokens0
+      if not ok2 or status ~= "nomem" then error(e2, 0) end
+      local step = tr:stats().step + 1
+      shrink_after(e2, step, string.format("step %d retried", step))
+      return false
+    end
+    while tr:stats().step < total do
+      if attempt() then
+        local s = tr:stats()
+        local el = M.now() - t0
+        local tps = tokens / math.max(el, 1e-9)
+        local done = s.step - step0
+        local eta = done > 0 and el / done * (total - s.step) or nil
+        local mem = peft.memory.stats()
+        local scaler = s.precision == "fp16"
+          and string.format(',"loss_scale":%s,"skipped_steps":%d', num(s.loss_scale), s.skipped_steps) or ""
+        local memstep = peft.memory.mark("step " .. s.step)
+        metrics:write(string.format(
+          '{"step":%d,"loss":%s,"lr":%s,"grad_norm":%s,"tokens":%d,"tokens_per_s":%s,"elapsed_s":%s,"rss":%d%s,%s}\n',
+          s.step, num(s.loss), num(s.lr), num(s.grad_norm), s.tokens, num(tps), num(el), mem.rss, scaler,
+          peft.memory.metrics_fields(memstep)))
+        local info = { step = s.step, total = total, loss = s.loss, lr = s.lr, grad_norm = s.grad_norm,
+                       tokens_per_s = tps, elapsed = el, eta = eta, val_loss = val,
+                       loss_scale = s.loss_scale, skipped_steps = s.skipped_steps }
+        if cfg.eval_every and cfg.eval_every > 0 and (s.step % cfg.eval_every == 0 or s.step == total) then
+          val = evaluate()
+          info.val_loss = val
+          if val then
+            metrics:write(string.format('{"step":%d,"val_loss":%s}\n', s.step, num(val)))
+            if cfg.on_eval then cfg.on_eval { step = s.step, val_loss = val, loss = s.loss } end
+            if val < best then
+              best, evals_since = val, 0
+              if tr:stats().method == "lora" and cfg.early_stopping then tr:save_adapter(out .. "/best") end
+            else
+              evals_since = evals_since + 1
+            end
           end
         end
-      end
-      if progress then
-        local line = string.format("step %d/%d  loss %.4f  val %s  %.0f tok/s  ETA %s  mem %.0f MiB",
-          s.step, total, s.loss, val and string.format("%.4f", val) or "-", tps, fmt_time(eta),
-          mem.rss / 1048576)
-        if live then io.stderr:write("\r", line, "\27[K") elseif s.step % 10 == 0 or s.step == total then
-          io.stderr:write(line, "\n")
+        if progress then
+          local line = string.format("step %d/%d  loss %.4f  val %s  %.0f tok/s  ETA %s  mem %.0f MiB",
+            s.step, total, s.loss, val and string.format("%.4f", val) or "-", tps, fmt_time(eta),
+            mem.rss / 1048576)
+          if live then io.stderr:write("\r", line, "\27[K") elseif s.step % 10 == 0 or s.step == total then
+            io.stderr:write(line, "\n")
+          end
         end
+        if cfg.save_every and cfg.save_every > 0 and s.step % cfg.save_every == 0 then save() end
+        if cfg.on_step and cfg.on_step(info) == false then stop_reason = "on_step"; break end
+        if cfg.early_stopping and evals_since >= cfg.early_stopping then stop_reason = "early_stopping"; break end
       end
-      if cfg.save_every and cfg.save_every > 0 and s.step % cfg.save_every == 0 then save() end
-      if cfg.on_step and cfg.on_step(info) == false then stop_reason = "on_step"; break end
-      if cfg.early_stopping and evals_since >= cfg.early_stopping then stop_reason = "early_stopping"; break end
     end
   end)
   M.catch_sigterm(false)
@@ -318,7 +383,8 @@ function M.run(cfg)
   local result = { steps = s.step, total = total, loss = s.loss, val_loss = val, best_val_loss = best < math.huge and best or nil,
                    tokens = s.tokens, elapsed = M.now() - t0, stopped = stop_reason, output = out,
                    method = s.method, params = s.params, metrics = metrics_path,
-                   precision = s.precision, loss_scale = s.loss_scale, skipped_steps = s.skipped_steps }
+                   precision = s.precision, loss_scale = s.loss_scale, skipped_steps = s.skipped_steps,
+                   shrinks = shrinks, planned_rows = s.planned_rows, batch_size = bs, grad_accum = ga }
   result.memory = out .. "/memory.json"
   result.trainer = tr   -- still open: merge, save_adapter, eval; closed by the caller or the GC
   say("trained %d steps (%s, %d parameters) in %.1f s; loss %.4f%s", s.step, s.method, s.params,

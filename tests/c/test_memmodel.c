@@ -1,6 +1,6 @@
 /* test_memmodel.c — the memory model against the counting allocator's measured peaks.
  *
- * Owner: memory. For each configuration (method × base × batch × sequence × targets ×
+ * Owner: memory (the full fine-tuning + checkpointing rows: train). For each configuration (method × base × batch × sequence × targets ×
  * precision × optimizer × checkpointing) the model is loaded, peaks are reset, the base is re-stored if the
  * method asks for it (QLoRA), a trainer is made (bf16/fp16: with that precision) and one optimizer step is taken; the
  * peak bytes per category (pl_mem_peak) and in total are compared with
@@ -71,6 +71,8 @@ static const struct mcase cases[] = {
     { "stories-bin full bf16 adamw 4x64", STORIES_BIN, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0 },
     { "stories-gguf lora fp16 ckpt2 2x256", STORIES_GGUF, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP16, 2, 256, 8, QV, 0, 0, 2, 0 },
     { "smollm2 lora bf16 qv 2x128",      SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 2, 128, 8, QV, 0, 0, 0, 0 },
+    { "stories-bin full adamw ckpt1 4x128", STORIES_BIN, PL_MEMM_FULL, PL_NF4,  PL_MEMM_FP32, 4, 128, 8, QV, 0, 0, 1, 0 },
+    { "stories-gguf full sgd ckpt2 2x256", STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 1, 2, 0 },
 };
 
 static const enum pl_mem_cat cats[] = { PL_MEM_WEIGHTS, PL_MEM_ADAPTERS, PL_MEM_GRADS,
@@ -121,16 +123,15 @@ static int run_case(const struct mcase *k, double *worst)
     tc.precision = k->precision == PL_MEMM_BF16 ? PL_PREC_BF16
                  : k->precision == PL_MEMM_FP16 ? PL_PREC_FP16 : PL_PREC_FP32;
     tc.optim = k->sgd ? PL_OPTIM_SGD : PL_OPTIM_ADAMW;
-    tc.batch_size = k->ckpt ? 1 : k->B;   /* checkpointing: src/ckpt.c plans B x T */
-    tc.seq_len = k->ckpt ? 1 : k->T;
+    tc.batch_size = k->B;
+    tc.seq_len = k->T;
+    tc.ckpt_every = k->ckpt;   /* checkpointing: the trainer plans src/ckpt.c's B x T only */
     tc.lora.r = k->r;
     tc.lora.alpha = 2.0f * (float)k->r;
     tc.lora.targets = k->targets;
     tc.lora.dropout = k->dropout;
     struct pl_trainer *t = NULL;
     assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
-    struct pl_ckpt *ck = NULL;
-    if (k->ckpt) assert_int_equal(pl_ckpt_new(&ck, t, k->B, k->T, k->ckpt), PL_OK);
     int V = m->cfg.vocab_size;
     int32_t *ids = pl_alloc((size_t)k->B * k->T * sizeof(int32_t), PL_MEM_DATA);
     int32_t *tg = pl_alloc((size_t)k->B * k->T * sizeof(int32_t), PL_MEM_DATA);
@@ -145,8 +146,7 @@ static int run_case(const struct mcase *k, double *worst)
     double loss;
     int64_t cnt;
     int stepped = 0;
-    if (ck) assert_int_equal(pl_ckpt_micro(ck, ids, tg, k->B, k->T, &loss, &cnt, &stepped), PL_OK);
-    else assert_int_equal(pl_trainer_micro(t, ids, tg, k->B, k->T, &loss, &cnt, &stepped), PL_OK);
+    assert_int_equal(pl_trainer_micro(t, ids, tg, k->B, k->T, &loss, &cnt, &stepped), PL_OK);
     assert_true(stepped);
     assert_true(isfinite(loss));
 
@@ -171,7 +171,6 @@ static int run_case(const struct mcase *k, double *worst)
     *worst = w;
     pl_free(ids);
     pl_free(tg);
-    pl_ckpt_free(ck);
     pl_trainer_free(t);
     pl_model_free(m);
     return 1;

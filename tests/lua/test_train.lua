@@ -1,6 +1,8 @@
 -- tests/lua/test_train.lua — peft.train from Lua: config checking, a short run that learns,
 -- and runs killed with SIGKILL / stopped with SIGTERM part-way then resumed, whose loss
--- trajectories must equal the uninterrupted run's bit for bit. Owner: train.
+-- trajectories must equal the uninterrupted run's bit for bit; an allocation failure injected
+-- part-way through a run (shrink-and-retry), a memory budget below batch 8, full fine-tuning
+-- under gradient checkpointing. Owner: train.
 local T = require "testlib"
 local train = peft.train
 local MODEL = T.shared .. "/models/stories260K/stories260K.gguf"
@@ -131,8 +133,33 @@ return {
       T.eq(e1, e0, "evaluation after training")
       T.ok(m1 < m0, string.format("activation peak %d with checkpointing vs %d without", m1, m0))
     end
-    local m <close> = peft.model.load(MODEL)
-    T.raises(function() train.trainer(m, { method = "full", checkpointing = true }) end, "not full fine%-tuning")
+    -- full fine-tuning under checkpointing: the same losses as without, bit for bit
+    local function full(k)
+      local m <close> = peft.model.load(MODEL)
+      local tr <close> = train.trainer(m, { method = "full", batch_size = 2, seq_len = 10, learning_rate = 1e-3,
+        schedule = "constant", checkpointing = k })
+      T.eq(tr:stats().checkpointing, k and (k == true and 1 or k) or 0)
+      local losses = {}
+      for i = 1, 4 do losses[i] = tr:micro(ids, tg) end
+      return losses
+    end
+    local f0 = full(false)
+    for _, k in ipairs { true, 2 } do
+      local f1 = full(k)
+      for i = 1, #f0 do T.eq(f1[i], f0[i], "full, checkpointing=" .. tostring(k) .. " step " .. i) end
+    end
+    T.ok(f0[4] < f0[1], "full fine-tuning learns")
+  end,
+
+  full_finetuning_run_with_checkpointing = function()
+    local out = T.tmp .. "/train_full_ckpt"
+    os.execute("rm -rf '" .. out .. "'")
+    local r = train.run { model = MODEL, dataset = DATA .. "train.jsonl", output = out, method = "full",
+      checkpointing = 2, max_iters = 3, batch_size = 2, max_seq_len = 32, progress = false, quiet = true }
+    T.eq(r.steps, 3)
+    T.eq(r.method, "full")
+    T.eq(r.trainer:stats().checkpointing, 2)
+    r.trainer:close()
   end,
   run_learns_and_writes_outputs = function()
     local out = T.tmp .. "/train_run_learns"
@@ -290,5 +317,131 @@ return {
     rc, out = run_recipe(recipe, c, "", 0, true)
     T.eq(rc, 0, out)
     same_trajectory(trajectory(a), trajectory(c))
+  end,
+
+  shrink_and_retry_inside_run = function()
+    -- An allocation failure injected at step 4 (peft.memory.fail_after from on_step 3): the run
+    -- re-plans at half the rows, retries, completes, and its losses follow the uninterrupted
+    -- run's; checkpoints written before and after the failure resume.
+    local function losses(dir)
+      local t = {}
+      for line in io.lines(dir .. "/metrics.jsonl") do
+        local st, l = line:match('^{"step":(%d+),"loss":([^,]+),')
+        if st then t[tonumber(st)] = tonumber(l) end
+      end
+      return t
+    end
+    local function cfg(out, ck, extra)
+      local c = { model = MODEL, dataset = DATA .. "train.jsonl", valid = DATA .. "valid.jsonl", output = out,
+        max_iters = 6, batch_size = 4, max_seq_len = 48, learning_rate = 2e-3, lora_rank = 4, lora_alpha = 8,
+        lora_dropout = 0.1, targets = { "q_proj", "v_proj", "up_proj" }, save_every = 2, eval_every = 3,
+        eval_batches = 2, seed = 5, checkpointing = ck, progress = false, quiet = true, save_adapter = false }
+      for k, v in pairs(extra or {}) do c[k] = v end
+      return c
+    end
+    local function near(a, b, what)
+      T.ok(a and b and math.abs(a - b) <= 1e-5 * math.abs(b), string.format("%s: %s vs %s", what, a, b))
+    end
+    for _, ck in ipairs { false, true } do
+      local tag = "ck=" .. tostring(ck)
+      local ref_dir = T.tmp .. "/train_shrink_ref"
+      os.execute("rm -rf '" .. ref_dir .. "'")
+      local r0 = train.run(cfg(ref_dir, ck))
+      T.eq(#r0.shrinks, 0)
+      T.eq(r0.planned_rows, 4)
+      r0.trainer:close()
+      local ref = losses(ref_dir)
+      -- the k-th allocation after step 3 must be one whose failure reaches the trainer (RoPE
+      -- tables fall back silently, data batches come first): try a few
+      local dir, r = T.tmp .. "/train_shrink_a"
+      for k = 4, 80, 5 do
+        os.execute("rm -rf '" .. dir .. "'")
+        local ok, res = pcall(train.run, cfg(dir, ck, { on_step = function(i)
+          if i.step == 3 then
+            os.execute(string.format("cp -r '%s/checkpoint' '%s/ckpt_step2'", dir, dir))
+            peft.memory.fail_after(k)
+          elseif i.step == 5 then
+            os.execute(string.format("cp -r '%s/checkpoint' '%s/ckpt_step4'", dir, dir))
+          end
+        end }))
+        peft.memory.fail_after(0)
+        -- a failure in the data iterator's batch tensors is not the trainer's to recover
+        if not ok then T.ok(tostring(res):find("out of memory allocating a", 1, true), res) end
+        r = ok and res or nil
+        if r and #r.shrinks > 0 then break end
+        if r then r.trainer:close() end
+      end
+      T.ok(r, tag .. ": no candidate allocation reached the trainer")
+      T.eq(#r.shrinks, 1, tag .. ": one shrink")
+      local sh = r.shrinks[1]
+      T.eq(r.steps, 6, tag .. ": completes")
+      T.eq(sh.step, 4)
+      T.eq(sh.from, 4)
+      T.eq(sh.to, 2)
+      T.eq(r.planned_rows, 2)
+      T.eq(r.trainer:stats().batch_size, 4, "the data's micro-batch is unchanged")
+      T.ok(sh.log:match("^memory: allocation failed %(.+%): micro%-batch 4 %-> 2 rows %(x2 chunks%), step 4 retried$"), sh.log)
+      local mf = assert(io.open(dir .. "/metrics.jsonl")):read("a")
+      T.ok(mf:find('{"step":4,"event":"shrink","from_rows":4,"to_rows":2,"chunks":2,"error":"', 1, true), mf)
+      r.trainer:close()
+      local got = losses(dir)
+      for st = 1, 6 do near(got[st], ref[st], tag .. " step " .. st .. " loss") end
+      T.eq(got[3], ref[3], "before the failure: the same bits")
+      -- the checkpoint from step 2 (before the failure) loads and resumes
+      local b = T.tmp .. "/train_shrink_b"
+      os.execute(string.format("rm -rf '%s' && mkdir -p '%s' && cp -r '%s/ckpt_step2' '%s/checkpoint'", b, b, dir, b))
+      local rb = train.run(cfg(b, ck, { resume = true }))
+      T.eq(rb.steps, 6)
+      T.eq(rb.planned_rows, 4)
+      rb.trainer:close()
+      local gb = losses(b)
+      for st = 3, 6 do near(gb[st], ref[st], tag .. " resumed from step 2, step " .. st) end
+      -- the checkpoint from step 4 (after the shrink) resumes re-planned: the same bits
+      local c = T.tmp .. "/train_shrink_c"
+      os.execute(string.format("rm -rf '%s' && mkdir -p '%s' && cp -r '%s/ckpt_step4' '%s/checkpoint'", c, c, dir, c))
+      local rc = train.run(cfg(c, ck, { resume = true }))
+      T.eq(rc.planned_rows, 2, "re-planned as checkpointed")
+      rc.trainer:close()
+      local gc = losses(c)
+      for st = 5, 6 do T.eq(gc[st], got[st], tag .. " resumed from step 4, step " .. st) end
+    end
+  end,
+
+  shrink_refuses_when_one_row_does_not_fit = function()
+    local out = T.tmp .. "/train_shrink_one"
+    os.execute("rm -rf '" .. out .. "'")
+    local err = T.raises(function()
+      train.run { model = MODEL, dataset = DATA .. "train.jsonl", output = out, max_iters = 3,
+        batch_size = 1, max_seq_len = 32, lora_rank = 4, progress = false, quiet = true,
+        on_step = function() peft.memory.budget(peft.memory.current() + 1024) end }
+    end, "with one row of 32 tokens per forward")
+    peft.memory.budget(0)
+    T.ok(err:find("allocation failed", 1, true) and err:find("checkpointing = true", 1, true), err)
+  end,
+
+  budget_below_batch_8_accumulates = function()
+    -- effective batch 8 (batch_size nil, grad_accum 2 over the default 4): a budget that fits
+    -- batch 2 but not 4 trains at 2 x 4 accumulation and stays under the budget
+    local m <close> = peft.model.load(MODEL)
+    local opts = { model = m, method = "lora", seq_len = 64, lora_rank = 4, targets = { "q_proj", "v_proj" } }
+    local function need(b) opts.batch_size = b; return peft.memory.estimate(opts).total end
+    local budget = (need(2) + need(4)) // 2
+    T.ok(budget < need(8))
+    local dir = T.tmp .. "/train_budget8"
+    os.execute("rm -rf '" .. dir .. "'")
+    collectgarbage()
+    peft.memory.reset_peak()
+    local base = peft.memory.current()
+    local r = train.run { model = m, dataset = DATA .. "train.jsonl", output = dir, max_iters = 3,
+      grad_accum = 2, max_seq_len = 64, lora_rank = 4, targets = { "q_proj", "v_proj" },
+      memory_budget = budget, progress = false, quiet = true, save_adapter = false }
+    local st = r.trainer:stats()
+    T.eq(r.steps, 3, "completes")
+    T.eq(st.batch_size, 2)
+    T.eq(st.grad_accum, 4)
+    T.eq(st.batch_size * st.grad_accum, 8, "effective batch kept")
+    local peak = peft.memory.peak() - base
+    T.ok(peak <= budget, string.format("tracked peak %d above the model's weights <= budget %d", peak, budget))
+    r.trainer:close()
   end,
 }
