@@ -234,6 +234,9 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
                        cfg->batch_size, cfg->seq_len);
     if (cfg->grad_accum < 1)
         return pl_fail(PL_ERR_ARG, "train: grad_accum %d must be at least 1", cfg->grad_accum);
+    if (cfg->plan_rows < 0 || cfg->plan_rows > cfg->batch_size)
+        return pl_fail(PL_ERR_ARG, "train: plan_rows %d must be in 1..batch_size %d (0: batch_size)",
+                       cfg->plan_rows, cfg->batch_size);
     if (cfg->ckpt_every < 0)
         return pl_fail(PL_ERR_ARG, "train: checkpointing every %d layers must be >= 0 (0: off)",
                        cfg->ckpt_every);
@@ -268,7 +271,7 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
     } else {
         if ((st = setup_full(t)) != PL_OK) goto fail;
     }
-    if ((st = plan(t, cfg->batch_size)) != PL_OK) goto fail;
+    if ((st = plan(t, cfg->plan_rows > 0 ? cfg->plan_rows : cfg->batch_size)) != PL_OK) goto fail;
     if (t->lora) t->grads = t->lora->grads;   /* made by the first pl_lora_plan */
     *out = t;
     return PL_OK;

@@ -1,4 +1,5 @@
-/* train_internal.h — shared between src/train.c, src/train_bwd.c and src/train_ckpt.c only.
+/* train_internal.h — shared between src/train.c, src/train_bwd.c, src/train_ckpt.c and src/ckpt.c
+ * (which takes full fine-tuning's gradient slots from pl_train_grad_of) only.
  * Owner: train. */
 #ifndef PEFTLUA_TRAIN_INTERNAL_H
 #define PEFTLUA_TRAIN_INTERNAL_H

@@ -102,6 +102,7 @@ struct pl_train_cfg {
     struct pl_lora_cfg lora;   /* method == PL_TRAIN_LORA */
     int32_t ckpt_every;        /* gradient checkpointing (LoRA or full): keep every k-th layer
                                   input and recompute the rest in backward (src/ckpt.c); 0: off */
+    int32_t plan_rows;         /* rows per forward planned at first (1..batch_size; 0: batch_size) */
     enum pl_precision precision;   /* see "Mixed precision" above */
     double loss_scale;         /* fp16: initial S (a power of two; default 65536) */
     int32_t growth_interval;   /* fp16: finite steps before S doubles (default 2000) */
@@ -219,7 +220,10 @@ float *pl_trainer_find_param(struct pl_trainer *t, const char *name, int64_t *n)
 enum pl_status pl_trainer_save(struct pl_trainer *t, const char *dir, const void *blob,
                                size_t blob_size);
 /* Restore into a trainer made with the same configuration and model. *blob (pl_alloc'd,
- * PL_MEM_DATA, free with pl_free) and *blob_size receive the user blob (either may be NULL). */
+ * PL_MEM_DATA, free with pl_free) and *blob_size receive the user blob (either may be NULL).
+ * The rows planned per forward are not part of the checkpoint (they change only the order of
+ * f32 sums): a caller that had shrunk re-plans with pl_trainer_replan after loading to get the
+ * same bits (peft.train.run keeps them in its user blob). */
 enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blob,
                                size_t *blob_size);
 /* 1 if dir holds a readable manifest. */

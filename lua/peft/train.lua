@@ -32,6 +32,7 @@
 -- the same gradient up to f32 summation order — and the step is retried. One line is logged
 -- ("memory: allocation failed (...): micro-batch 4 -> 2 rows (x2 chunks), step 17 retried"),
 -- one {"event":"shrink"} line goes to metrics.jsonl, and result.shrinks lists each change.
+-- A trainer whose first plan does not fit is made again with half the rows the same way.
 -- The checkpoint's data blob records the planned rows, so a resumed run re-plans the same way.
 -- Only one row per forward not fitting stops the run, with what it needs.
 local M = ...
@@ -191,16 +192,35 @@ function M.run(cfg)
   local per_epoch = it:batches_per_epoch()
   local steps_per_epoch = math.max(1, (per_epoch + ga - 1) // ga)
   local total = cfg.max_iters or math.max(1, math.ceil((cfg.epochs or 1) * steps_per_epoch))
-  local tr = M.trainer(model, {
-    method = method, optimizer = cfg.optimizer, batch_size = bs, seq_len = max_seq,
-    grad_accum = ga, learning_rate = cfg.learning_rate or (cfg.method == "full" and 2e-5 or 2e-4),
-    weight_decay = cfg.weight_decay, schedule = cfg.schedule, warmup = cfg.warmup,
-    total_steps = total, min_lr_ratio = cfg.min_lr_ratio, max_grad_norm = cfg.max_grad_norm,
-    seed = seed, lora_rank = cfg.lora_rank, lora_alpha = cfg.lora_alpha,
-    lora_dropout = cfg.lora_dropout, targets = cfg.targets, layers = cfg.layers, rslora = cfg.rslora,
-    momentum = cfg.momentum, checkpointing = cfg.checkpointing, precision = cfg.precision,
-    loss_scale = cfg.loss_scale, growth_interval = cfg.growth_interval,
-  })
+  -- The trainer, planned for bs rows per forward; a plan that fails to allocate is made again
+  -- with half the rows (the micro-batch then runs as chunks), as a failed step would be.
+  local tr, created_shrinks, rows = nil, {}, bs
+  while true do
+    local t, msg, status = M.try_trainer(model, {
+      method = method, optimizer = cfg.optimizer, batch_size = bs, seq_len = max_seq,
+      grad_accum = ga, learning_rate = cfg.learning_rate or (cfg.method == "full" and 2e-5 or 2e-4),
+      weight_decay = cfg.weight_decay, schedule = cfg.schedule, warmup = cfg.warmup,
+      total_steps = total, min_lr_ratio = cfg.min_lr_ratio, max_grad_norm = cfg.max_grad_norm,
+      seed = seed, lora_rank = cfg.lora_rank, lora_alpha = cfg.lora_alpha,
+      lora_dropout = cfg.lora_dropout, targets = cfg.targets, layers = cfg.layers, rslora = cfg.rslora,
+      momentum = cfg.momentum, checkpointing = cfg.checkpointing, precision = cfg.precision,
+      loss_scale = cfg.loss_scale, growth_interval = cfg.growth_interval, planned_rows = rows,
+    })
+    if t then tr = t; break end
+    if status ~= "nomem" then error("peft.train.run: " .. msg, 0) end
+    if rows == 1 then
+      error(string.format("peft.train.run: memory: allocation failed (%s) planning one row of %d tokens per forward; " ..
+        "it needs more memory, a shorter max_seq_len%s%s", msg, max_seq,
+        cfg.checkpointing and "" or ", checkpointing = true", method == "full" and "" or ' or method = "qlora"'), 0)
+    end
+    local to = rows // 2
+    local line = string.format("memory: allocation failed (%s): micro-batch %d -> %d rows (x%d chunks), trainer planned again",
+      msg, rows, to, (bs + to - 1) // to)
+    say("%s", line)
+    created_shrinks[#created_shrinks + 1] = { step = 0, from = rows, to = to, chunks = (bs + to - 1) // to,
+                                              error = msg, log = line }
+    rows = to
+  end
   local out = cfg.output
   os.execute("mkdir -p " .. sh_quote(out))
   local ckpt = out .. "/checkpoint"
@@ -227,6 +247,12 @@ function M.run(cfg)
   -- After an allocation failure (what: "step 17 retried"): re-plan at half the rows, log it,
   -- record it; or stop, saying what one row would need, when nothing smaller is left.
   local shrinks = {}
+  local function record(sh)
+    shrinks[#shrinks + 1] = sh
+    metrics:write(string.format('{"step":%d,"event":"shrink","from_rows":%d,"to_rows":%d,"chunks":%d,"error":%s}\n',
+      sh.step, sh.from, sh.to, sh.chunks, json_str(sh.error)))
+  end
+  for _, sh in ipairs(created_shrinks) do record(sh) end
   local function shrink_after(msg, step, what)
     local from = tr:stats().planned_rows
     local ok, to = pcall(tr.shrink, tr)
@@ -245,9 +271,7 @@ function M.run(cfg)
     local line = string.format("memory: allocation failed (%s): micro-batch %d -> %d rows (x%d chunks), %s",
       msg, from, to, chunks, what)
     say("%s", line)
-    shrinks[#shrinks + 1] = { step = step, from = from, to = to, chunks = chunks, error = msg, log = line }
-    metrics:write(string.format('{"step":%d,"event":"shrink","from_rows":%d,"to_rows":%d,"chunks":%d,"error":%s}\n',
-      step, from, to, chunks, json_str(msg)))
+    record { step = step, from = from, to = to, chunks = chunks, error = msg, log = line }
   end
 
   local function evaluate()
@@ -304,11 +328,15 @@ function M.run(cfg)
       if ok2 and e2 == nil then return true end
       -- a partly accumulated step is dropped; the checkpoint resumes at its first micro-batch
       tr:rewind()
-      it:restore(pos)
       tokens = tokens0
-      if not ok2 or status ~= "nomem" then error(e2, 0) end
+      if not ok2 or status ~= "nomem" then
+        it:restore(pos)
+        error(e2, 0)
+      end
+      -- shrink first: the smaller plan frees memory that restoring the data position may need
       local step = tr:stats().step + 1
       shrink_after(e2, step, string.format("step %d retried", step))
+      it:restore(pos)
       return false
     end
     while tr:stats().step < total do

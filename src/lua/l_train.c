@@ -7,7 +7,10 @@
  *        momentum, nesterov, schedule = "constant"|"linear"|"cosine", warmup, total_steps,
  *        min_lr_ratio, max_grad_norm, seed, lora_rank, lora_alpha, lora_dropout, rslora,
  *        targets = {"q_proj", ...}, layers = {0, 1, ...}, checkpointing = false|true|k,
- *        precision = "fp32"|"bf16"|"fp16", loss_scale = 65536, growth_interval = 2000})
+ *        precision = "fp32"|"bf16"|"fp16", loss_scale = 65536, growth_interval = 2000,
+ *        planned_rows = batch_size   -- rows per forward to plan first (fewer: chunks)})
+ *   peft.train.try_trainer(model, {...}) → trainer | nil, message, status   (as trainer(), an
+ *                               engine failure returned: "nomem" when the plan does not fit)
  *   tr:micro(ids, targets)   → loss, count, stepped   (ids/targets: [B, T] i32 peft.Tensor or
  *                                                       lists of lists; -1 targets ignored;
  *                                                       B > planned_rows runs as chunks)
@@ -66,17 +69,43 @@ static struct pl_trainer *check_trainer(lua_State *L, int idx)
     return u->t;
 }
 
+static const char *status_name(enum pl_status st)
+{
+    switch (st) {
+    case PL_ERR_IO: return "io";
+    case PL_ERR_FORMAT: return "format";
+    case PL_ERR_NOMEM: return "nomem";
+    case PL_ERR_ARG: return "arg";
+    case PL_ERR_UNSUPPORTED: return "unsupported";
+    case PL_ERR_INTERRUPTED: return "interrupted";
+    case PL_ERR_STATE: return "state";
+    default: return "ok";
+    }
+}
+
+/* nil, message, status: an engine failure handed to the caller instead of raised */
+static int push_failure(lua_State *L, enum pl_status st)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, pl_last_error());
+    lua_pushstring(L, status_name(st));
+    return 3;
+}
+
 static const char *const trainer_opts[] = {
     "method", "optimizer", "batch_size", "seq_len", "grad_accum", "learning_rate", "weight_decay",
     "beta1", "beta2", "eps", "momentum", "nesterov", "schedule", "warmup", "total_steps",
     "min_lr_ratio", "max_grad_norm", "seed", "lora_rank", "lora_alpha", "lora_dropout", "rslora",
-    "targets", "layers", "checkpointing", "precision", "loss_scale", "growth_interval", NULL };
+    "targets", "layers", "checkpointing", "precision", "loss_scale", "growth_interval",
+    "planned_rows", NULL };
 
-static int l_train_trainer(lua_State *L)
+/* peft.train.trainer (raises) and peft.train.try_trainer (an engine failure is returned as
+ * nil, message, status, so that peft.train.run can re-plan with fewer rows on "nomem"). */
+static int new_trainer(lua_State *L, int try)
 {
     struct pl_model *m = check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    pl_lua_check_options(L, 2, trainer_opts, "peft.train.trainer");
+    pl_lua_check_options(L, 2, trainer_opts, try ? "peft.train.try_trainer" : "peft.train.trainer");
     struct pl_train_cfg c = pl_train_defaults();
     const char *method = pl_lua_opt_str(L, 2, "method", "lora");
     if (strcmp(method, "lora") == 0) c.method = PL_TRAIN_LORA;
@@ -95,6 +124,9 @@ static int l_train_trainer(lua_State *L)
     c.batch_size = (int32_t)bs;
     c.seq_len = (int32_t)sl;
     c.grad_accum = (int32_t)ga;
+    lua_Integer prows = pl_lua_opt_int(L, 2, "planned_rows", 0);
+    if (prows < 0 || prows > bs) return luaL_error(L, "peft.train.trainer: planned_rows must be in 1..batch_size (0 or nil: batch_size)");
+    c.plan_rows = (int32_t)prows;
     c.lr = pl_lua_opt_num(L, 2, "learning_rate", c.lr);
     c.weight_decay = pl_lua_opt_num(L, 2, "weight_decay", c.weight_decay);
     c.beta1 = pl_lua_opt_num(L, 2, "beta1", c.beta1);
@@ -192,9 +224,14 @@ static int l_train_trainer(lua_State *L)
     luaL_setmetatable(L, TRAINER_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);   /* the model outlives the trainer */
-    if (pl_trainer_new(&u->t, m, &c) != PL_OK) return pl_lua_error(L);
-    return 1;
+    enum pl_status st = pl_trainer_new(&u->t, m, &c);
+    if (st == PL_OK) return 1;
+    if (try) return push_failure(L, st);
+    return pl_lua_error(L);
 }
+
+static int l_train_trainer(lua_State *L) { return new_trainer(L, 0); }
+static int l_train_try_trainer(lua_State *L) { return new_trainer(L, 1); }
 
 static int l_trainer_close(lua_State *L)
 {
@@ -277,29 +314,6 @@ static int l_trainer_micro(lua_State *L)
     lua_pushnumber(L, loss);
     lua_pushinteger(L, cnt);
     lua_pushboolean(L, stepped);
-    return 3;
-}
-
-static const char *status_name(enum pl_status st)
-{
-    switch (st) {
-    case PL_ERR_IO: return "io";
-    case PL_ERR_FORMAT: return "format";
-    case PL_ERR_NOMEM: return "nomem";
-    case PL_ERR_ARG: return "arg";
-    case PL_ERR_UNSUPPORTED: return "unsupported";
-    case PL_ERR_INTERRUPTED: return "interrupted";
-    case PL_ERR_STATE: return "state";
-    default: return "ok";
-    }
-}
-
-/* nil, message, status: an engine failure handed to the caller instead of raised */
-static int push_failure(lua_State *L, enum pl_status st)
-{
-    lua_pushnil(L);
-    lua_pushstring(L, pl_last_error());
-    lua_pushstring(L, status_name(st));
     return 3;
 }
 
@@ -574,7 +588,8 @@ int luaopen_peft_train(lua_State *L)
         { "shrink", l_trainer_shrink }, { "replan", l_trainer_replan }, { NULL, NULL }
     };
     static const luaL_Reg funcs[] = {
-        { "trainer", l_train_trainer }, { "has_checkpoint", l_train_has_checkpoint },
+        { "trainer", l_train_trainer }, { "try_trainer", l_train_try_trainer },
+        { "has_checkpoint", l_train_has_checkpoint },
         { "isatty", l_train_isatty }, { "interrupted", l_train_interrupted },
         { "clear_interrupt", l_train_clear_interrupt }, { "catch_sigterm", l_train_catch_sigterm },
         { "now", l_train_now }, { "export", l_train_export }, { NULL, NULL }

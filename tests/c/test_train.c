@@ -513,7 +513,16 @@ static void test_shrink_errors(void **state)
     struct pl_model *m = load_model();
     struct pl_train_cfg c = base_cfg(2, 16);
     struct pl_trainer *t;
+    c.plan_rows = 3;   /* more than batch_size */
+    assert_int_equal(pl_trainer_new(&t, m, &c), PL_ERR_ARG);
+    assert_non_null(strstr(pl_last_error(), "plan_rows"));
+    c.plan_rows = 1;   /* planned smaller from the start */
     assert_int_equal(pl_trainer_new(&t, m, &c), PL_OK);
+    assert_int_equal(t->plan_rows, 1);
+    pl_trainer_free(t);
+    c.plan_rows = 0;
+    assert_int_equal(pl_trainer_new(&t, m, &c), PL_OK);
+    assert_int_equal(t->plan_rows, 2);
     int rows = 0;
     assert_int_equal(pl_trainer_shrink(t, &rows), PL_OK);
     assert_int_equal(rows, 1);

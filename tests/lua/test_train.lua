@@ -444,4 +444,49 @@ return {
     T.ok(peak <= budget, string.format("tracked peak %d above the model's weights <= budget %d", peak, budget))
     r.trainer:close()
   end,
+
+  real_budget_shrinks_and_completes = function()
+    -- No injection: the allocator's own budget (peft.memory.budget) below what batch 8 needs.
+    -- Between batch 4 and 8: the trainer's plan fails and is made at 4 rows; just under batch
+    -- 8: the plan fits, step 1's logits do not, and the step is retried at 4 rows. Both runs
+    -- finish with the unconstrained run's losses and stay under the budget.
+    local m <close> = peft.model.load(MODEL)
+    local opts = { model = m, method = "lora", seq_len = 64, lora_rank = 4, targets = { "q_proj", "v_proj" } }
+    local function need(b) opts.batch_size = b; return peft.memory.estimate(opts).total end
+    local function run(dir, budget)
+      os.execute("rm -rf '" .. dir .. "'")
+      collectgarbage()
+      peft.memory.reset_peak()
+      local base = peft.memory.current()
+      if budget then peft.memory.budget(base + budget) end
+      local ok, r = pcall(train.run, { model = m, dataset = DATA .. "train.jsonl", output = dir, max_iters = 4,
+        batch_size = 8, max_seq_len = 64, lora_rank = 4, targets = { "q_proj", "v_proj" }, memory_budget = 1 << 30,
+        progress = false, quiet = true, save_adapter = false })
+      peft.memory.budget(0)
+      T.ok(ok, r)
+      local peak = peft.memory.peak() - base
+      local ls = {}
+      for line in io.lines(dir .. "/metrics.jsonl") do
+        local st, l = line:match('^{"step":(%d+),"loss":([^,]+),')
+        if st then ls[tonumber(st)] = tonumber(l) end
+      end
+      r.trainer:close()
+      return r, ls, peak
+    end
+    local r0, l0 = run(T.tmp .. "/train_real0")
+    T.eq(#r0.shrinks, 0)
+    for _, case in ipairs {
+      { budget = (need(4) + need(8)) // 2, what = "trainer planned again" },
+      { budget = need(8) - (1 << 19), what = "step 1 retried" } } do
+      local r, l, peak = run(T.tmp .. "/train_real1", case.budget)
+      T.eq(r.steps, 4)
+      T.eq(#r.shrinks, 1, case.what)
+      T.eq(r.planned_rows, 4)
+      T.ok(r.shrinks[1].log:find("micro-batch 8 -> 4 rows (x2 chunks), " .. case.what, 1, true), r.shrinks[1].log)
+      T.ok(peak <= case.budget, string.format("peak %d <= budget %d", peak, case.budget))
+      for st = 1, 4 do
+        T.ok(math.abs(l[st] - l0[st]) <= 1e-5 * math.abs(l0[st]), string.format("%s: step %d loss %s vs %s", case.what, st, l[st], l0[st]))
+      end
+    end
+  end,
 }
