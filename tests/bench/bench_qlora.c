@@ -2,6 +2,7 @@
  *
  *   build/bench/bench_qlora [smol [B] [T] [steps]]      (default: smol 4 256 2)
  *   build/bench/bench_qlora 7b [T] [steps] [every]      (default: 7b 512 1 1)
+ *   build/bench/bench_qlora precision [B] [T] [steps] [q4_1|f32]   (default: 4 256 2 q4_1)
  *
  * smol: SmolLM2-135M (models/SmolLM2-135M-Instruct.Q4_1.gguf), LoRA r8 on q_proj+v_proj at
  *   B x T, the seven projections held as f32, bf16, NF4 and Q8_0 (embedding/output head as
@@ -13,6 +14,13 @@
  *   NF4 projections and bf16 embeddings made in memory, LoRA r8 on q_proj+v_proj, batch 1 x T
  *   with gradient checkpointing every `every` layers (src/ckpt.c): step time, peak RSS, the
  *   memory model's prediction; and full fine-tuning of the same shape refused up front.
+ * precision: SmolLM2-135M LoRA r8 q_proj+v_proj at B x T with precision fp32, bf16, fp16
+ *   (train.h "Mixed precision"): median step time, tokens/s, peak tracked bytes in total and of
+ *   activations (the counting allocator), the memory model's activation prediction, the planned
+ *   context's bytes (the saved activations with the residual stream and scratch), the last
+ *   loss, and fp16's loss scale / skipped steps. Base q4_1: the file as loaded (a quantised
+ *   base keeps its type, so only the saved activations change); f32: its projections
+ *   dequantised first (bf16/fp16 then re-store them in 16 bits too).
  * Prints the machine line (CPU, threads, SIMD, OpenBLAS core). Never fails on time.
  */
 #include <math.h>
@@ -212,6 +220,76 @@ static int bench_7b(int T, int steps, int every)
     return 0;
 }
 
+static int bench_precision(int B, int T, int steps, const char *base)
+{
+    const char *path = getenv("PEFT_MODEL");
+    if (!path) path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        printf("bench_qlora: %s absent (make model); skipped\n", path);
+        return 0;
+    }
+    int f32 = strcmp(base, "f32") == 0;
+    printf("SmolLM2-135M LoRA r8 q_proj+v_proj, %s base, batch %d x %d, %d timed steps (median) after one warm-up\n",
+           f32 ? "f32 (dequantised)" : "q4_1 (as loaded)", B, T, steps);
+    printf("%-9s %10s %9s %8s %11s %11s %11s %11s %9s %s\n", "precision", "ms/step", "tokens/s", "vs fp32",
+           "peak MiB", "act. MiB", "model act.", "saved MiB", "loss", "scaler");
+    double tps32 = 0;
+    for (int k = 0; k < 3; k++) {
+        struct pl_model *m = NULL;
+        struct pl_model_load_opts lo = { 0 };
+        lo.no_tokenizer = 1;
+        if (pl_model_load(&m, path, &lo) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
+        if (f32 && pl_qlora_quantize(m, PL_F32, 0, NULL) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
+        struct pl_train_cfg tc = pl_train_defaults();
+        tc.batch_size = B;
+        tc.seq_len = T;
+        tc.precision = (enum pl_precision)k;
+        struct pl_memmodel_cfg mc = pl_memmodel_defaults();
+        pl_memmodel_cfg_from_model(&mc, m);
+        mc.batch = B;
+        mc.seq_len = T;
+        mc.precision = (enum pl_memm_precision)k;
+        struct pl_mem_estimate e;
+        pl_memmodel_estimate(&mc, &e);
+        pl_mem_reset_peak();
+        struct pl_trainer *t = NULL;
+        if (pl_trainer_new(&t, m, &tc) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
+        int n = B * T;
+        int32_t *ids = malloc((size_t)n * sizeof(int32_t)), *tg = malloc((size_t)n * sizeof(int32_t));
+        double times[64], l = NAN;
+        if (steps > 63) steps = 63;
+        if (steps < 1) steps = 1;
+        for (int s = 0; s <= steps; s++) {
+            batch(ids, tg, n, m->cfg.vocab_size, (uint64_t)s);
+            double t0 = now();
+            int64_t c;
+            int st;
+            if (pl_trainer_micro(t, ids, tg, B, T, &l, &c, &st) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
+            if (s) times[s - 1] = now() - t0;
+        }
+        qsort(times, (size_t)steps, sizeof times[0], cmp_d);
+        double step = times[steps / 2], tps = n / step;
+        if (k == 0) tps32 = tps;
+        char sc[64] = "-";
+        if (k == PL_PREC_FP16)
+            snprintf(sc, sizeof sc, "S=%g, %lld skipped", t->loss_scale, (long long)t->skipped_steps);
+        /* the planned context: every layer's saved activations (f32 or 16-bit), the one f32
+         * working layer of 16-bit mode, the residual stream, final norm and scratch */
+        double ctx_mib = ((double)t->ctx->mem_floats * 4 + (double)t->ctx->mem_halves * 2) / 1048576.0;
+        printf("%-9s %10.1f %9.1f %7.1f%% %11.1f %11.1f %11.1f %11.1f %9.4f %s\n", pl_precision_name(tc.precision),
+               step * 1e3, tps, 100 * tps / tps32, pl_mem_peak_total() / 1048576.0,
+               pl_mem_peak(PL_MEM_ACTIVATIONS) / 1048576.0, e.peak[PL_MEM_ACTIVATIONS] / 1048576.0,
+               ctx_mib, l, sc);
+        fflush(stdout);
+        free(ids);
+        free(tg);
+        pl_trainer_free(t);
+        pl_model_free(m);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct pl_hw hw;
@@ -220,6 +298,9 @@ int main(int argc, char **argv)
     pl_hw_summary(&hw, omp_get_max_threads(), line, sizeof line);
     printf("bench_qlora: %s\n", line);
     const char *mode = argc > 1 ? argv[1] : "smol";
+    if (!strcmp(mode, "precision"))
+        return bench_precision(argc > 2 ? atoi(argv[2]) : 4, argc > 3 ? atoi(argv[3]) : 256,
+                               argc > 4 ? atoi(argv[4]) : 2, argc > 5 ? argv[5] : "q4_1");
     if (!strcmp(mode, "7b"))
         return bench_7b(argc > 2 ? atoi(argv[2]) : 512, argc > 3 ? atoi(argv[3]) : 1,
                         argc > 4 ? atoi(argv[4]) : 1);
