@@ -67,12 +67,12 @@ static const struct mcase cases[] = {
     { "stories-bin qlora nf4 ckpt1 4x128", STORIES_BIN, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 4, 128, 8, ALL7, 0, 0, 1, 0 },
     { "stories-gguf lora ckpt2 2x256",   STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 0, 2, 0 },
     { "smollm2 qlora nf4 ckpt1 1x96",    SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 96, 8, QV, 0, 0, 1, 0 },
+    { "stories-bin full adamw ckpt1 4x128", STORIES_BIN, PL_MEMM_FULL, PL_NF4,  PL_MEMM_FP32, 4, 128, 8, QV, 0, 0, 1, 0 },
+    { "stories-gguf full sgd ckpt2 2x256", STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 1, 2, 0 },
     { "stories-bin lora fp16 all 2x128", STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP16, 2, 128, 8, ALL7, 0, 0, 0, 0 },
     { "stories-bin full bf16 adamw 4x64", STORIES_BIN, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0 },
     { "stories-gguf lora fp16 ckpt2 2x256", STORIES_GGUF, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP16, 2, 256, 8, QV, 0, 0, 2, 0 },
-    { "smollm2 lora bf16 qv 2x128",      SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 2, 128, 8, QV, 0, 0, 0, 0 },
-    { "stories-bin full adamw ckpt1 4x128", STORIES_BIN, PL_MEMM_FULL, PL_NF4,  PL_MEMM_FP32, 4, 128, 8, QV, 0, 0, 1, 0 },
-    { "stories-gguf full sgd ckpt2 2x256", STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 1, 2, 0 },
+    { "smollm2 lora bf16 qv 1x128",      SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 1, 128, 8, QV, 0, 0, 0, 0 },
 };
 
 static const enum pl_mem_cat cats[] = { PL_MEM_WEIGHTS, PL_MEM_ADAPTERS, PL_MEM_GRADS,
