@@ -11,6 +11,8 @@
  *            (an item owns a block of dx: fixed K-column chunks, a whole number of blocks
  *             wide, times row blocks; it walks the panels of N in order, so no two threads
  *             write the same dx element and the summation order is fixed)
+ * NF4_DQ weights are one unit (their scale table follows all blocks): their rows are read
+ * through pl_dequant_part, which knows where the table is from N·K.
  * Inside those parallel regions each pl_sgemm is one single-threaded BLAS call (blas.h: one
  * thread pool). Because the panel and chunk boundaries do not depend on the thread count,
  * the result is bit-identical for any number of threads.
@@ -75,9 +77,10 @@ enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dt
         if (!ws) return pl_fail(PL_ERR_NOMEM, "linear: cannot allocate %d dequantisation panels of %lld x %lld",
                                 nth, (long long)P, (long long)K);
         /* Validate the format once outside the parallel region (errors cannot leave it). */
-        st = pl_dequant_row(wtype, W, ws, K);
+        st = pl_dequant_part(wtype, W, N * K, 0, ws, K);
         if (st != PL_OK) { pl_free(ws); return st; }
         const uint8_t *w8 = W;
+        const int dq = wtype == PL_NF4_DQ;
         /* Items panel-major: one thread's consecutive items usually share a panel, but each
          * item dequantises its own, so the result never depends on who ran what. */
         #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if(PL_K_PAR(M * N * K))
@@ -86,8 +89,10 @@ enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dt
             int64_t p = it / nmb, mb = it % nmb;
             int64_t n0 = p * P, np = min64(P, N - n0);
             int64_t m0 = mb * MB, nm = min64(MB, M - m0);
-            for (int64_t r = 0; r < np; r++)
-                pl_dequant_row(wtype, w8 + (size_t)(n0 + r) * rb, buf + r * K, K);
+            for (int64_t r = 0; r < np; r++) {
+                if (dq) pl_dequant_part(wtype, W, N * K, (n0 + r) * K, buf + r * K, K);
+                else pl_dequant_row(wtype, w8 + (size_t)(n0 + r) * rb, buf + r * K, K);
+            }
             pl_sgemm(0, 1, nm, np, K, 1.0f, x + m0 * K, K, buf, K, 0.0f, y + m0 * N + n0, N);
         }
         pl_free(ws);
@@ -140,9 +145,10 @@ enum pl_status pl_linear_bwd(float *dx, float *dW, float *dbias, const float *dy
     float *ws = pl_alloc((size_t)nth * (size_t)P * (size_t)KC * sizeof(float), PL_MEM_WORKSPACE);
     if (!ws) return pl_fail(PL_ERR_NOMEM, "linear backward: cannot allocate %d panels of %lld x %lld",
                             nth, (long long)P, (long long)KC);
-    st = pl_dequant_row(wtype, W, ws, KC);
+    st = pl_dequant_part(wtype, W, N * K, 0, ws, KC);
     if (st != PL_OK) { pl_free(ws); return st; }
     const uint8_t *w8 = W;
+    const int dq = wtype == PL_NF4_DQ;
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if(PL_K_PAR(M * N * K))
     for (int64_t it = 0; it < nitem; it++) {
         float *buf = ws + (size_t)pl_k_thread_id() * (size_t)P * (size_t)KC;
@@ -152,8 +158,10 @@ enum pl_status pl_linear_bwd(float *dx, float *dW, float *dbias, const float *dy
         size_t off = pl_dtype_row_bytes(wtype, k0);   /* k0 is a whole number of blocks */
         for (int64_t n0 = 0; n0 < N; n0 += P) {         /* panels in order: fixed sum order */
             int64_t np = min64(P, N - n0);
-            for (int64_t r = 0; r < np; r++)
-                pl_dequant_row(wtype, w8 + (size_t)(n0 + r) * rb + off, buf + r * kc, kc);
+            for (int64_t r = 0; r < np; r++) {
+                if (dq) pl_dequant_part(wtype, W, N * K, (n0 + r) * K + k0, buf + r * kc, kc);
+                else pl_dequant_row(wtype, w8 + (size_t)(n0 + r) * rb + off, buf + r * kc, kc);
+            }
             pl_sgemm(0, 0, nm, kc, np, 1.0f, dy + m0 * N + n0, N, buf, kc, 1.0f,
                      dx + m0 * K + k0, K);
         }

@@ -95,6 +95,8 @@ int pl_memm_precision_from_name(const char *s)
 
 int64_t pl_memmodel_weight_bytes(enum pl_dtype t, int64_t out, int64_t in)
 {
+    if (t == PL_NF4_DQ)   /* one unit per tensor: blocks, then its group table */
+        return (int64_t)pl_dtype_row_bytes(t, out * in);
     return out * (int64_t)pl_dtype_row_bytes(t, in);
 }
 
@@ -190,9 +192,9 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
         return pl_fail(PL_ERR_ARG, "memory model: checkpoint every %d layers", c->ckpt_every);
     if (c->method != PL_MEMM_FULL && (c->lora_r < 1 || !(c->lora_targets & 0x7fu)))
         return pl_fail(PL_ERR_ARG, "memory model: LoRA needs a rank >= 1 and at least one target");
-    if (c->method == PL_MEMM_QLORA && c->quant_dtype != PL_NF4 && c->quant_dtype != PL_Q8_0 &&
-        c->quant_dtype != c->base_dtype)
-        return pl_fail(PL_ERR_ARG, "memory model: qlora re-stores the base as nf4 or q8_0, not %s",
+    if (c->method == PL_MEMM_QLORA && c->quant_dtype != PL_NF4 && c->quant_dtype != PL_NF4_32 &&
+        c->quant_dtype != PL_NF4_DQ && c->quant_dtype != PL_Q8_0 && c->quant_dtype != c->base_dtype)
+        return pl_fail(PL_ERR_ARG, "memory model: qlora re-stores the base as nf4, nf4_32, nf4_dq or q8_0, not %s",
                        pl_dtype_info(c->quant_dtype)->name);
     int nth = c->threads;
 #ifdef _OPENMP
@@ -258,7 +260,18 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
         w_step = conv_bytes + kept_heap + rest_heap;
         w_setup = shared ? loaded_heap + conv_bytes + kept_bytes + rest_heap
                          : imax(loaded_heap, w_step) + conv_largest;
-        ws_setup = nth * imax(imax(D, F), Hd) * 4;   /* one dequantised row per thread */
+        /* two rows per thread (the source row and the re-stored one read back for the
+         * error sums); nf4_dq also holds every block scale of the largest projection */
+        ws_setup = nth * imax(imax(D, F), Hd) * 2 * 4;
+        if (pd == PL_NF4_DQ) {
+            int64_t nbmax = 0;
+            for (int p = 0; p < PL_PROJ_COUNT; p++) {
+                int64_t in, out;
+                proj_shape(s, p, &in, &out);
+                if (in % 64 == 0) nbmax = imax(nbmax, in * out / 64);
+            }
+            ws_setup += nbmax * 4;
+        }
     }
 
     /* ---- trained parameters ---- */

@@ -2,9 +2,14 @@
  * and Llama-shaped models with random quantised weights generated in place.
  *
  * Owner: memory. Contract: include/peftlua/qlora.h. Block layouts are quant.c's:
- *   NF4   64 elements, 36 bytes: f32 absmax | 32 bytes of code pairs (low nibble = even element)
- *         x = absmax · NF4[q]  (bitsandbytes' 16 NormalFloat values)
- *   Q8_0  32 elements, 34 bytes: f16 d | 32 int8 q,  x = d · q
+ *   NF4    64 elements, 36 bytes: f32 s | 32 bytes of code pairs (low nibble = even element)
+ *          x = s · NF4[q]  (bitsandbytes' 16 NormalFloat values)
+ *   NF4_32 32 elements, 18 bytes: f16 s | 16 bytes of code pairs
+ *   NF4_DQ 64-element blocks of int8 c | 32 bytes of code pairs, then per 256 blocks f32 g, mu:
+ *          s = mu + g·c (double quantisation; the whole tensor is one unit)
+ *   Q8_0   32 elements, 34 bytes: f16 d | 32 int8 q,  x = d · q
+ * The NF4 block scale is the least-squared-error one of a small set (quant.c pl_nf4_fit) unless
+ * the caller asks for bitsandbytes' absmax.
  */
 #include <math.h>
 #include <stdio.h>
@@ -40,15 +45,94 @@ static enum pl_status restore(struct pl_tensor **slot, struct pl_tensor *nt)
     return PL_OK;
 }
 
+static enum pl_status quant_row(enum pl_dtype dt, const float *x, void *dst, int64_t n, enum pl_nf4_scale how)
+{
+    if (dt == PL_NF4 || dt == PL_NF4_32) return pl_quant_row_nf4(dt, x, dst, n, how);
+    return pl_quant_row(dt, x, dst, n);
+}
+
+/* w (any dtype) re-stored into q (same shape) row by row; rows holds nth rows of `wide`
+ * floats, twice (source, and the re-stored row read back for the error sums). */
+static enum pl_status convert(const struct pl_tensor *w, struct pl_tensor *q, enum pl_nf4_scale how,
+                              float *rows, int64_t wide, int nth, struct pl_qlora_stats *stats)
+{
+    const enum pl_dtype dt = q->dtype;
+    const int64_t out = w->shape[0], in = w->shape[1], total = out * in;
+    const size_t rb_out = pl_dtype_row_bytes(dt, in);
+    const uint8_t *src = pl_tensor_data(w);
+    uint8_t *dst = pl_tensor_data(q);
+    /* the formats are checked on row 0 first; then rows are independent */
+    enum pl_status st = pl_dequant_part(w->dtype, src, total, 0, rows, in);
+    if (st != PL_OK) return st;
+    double err2 = 0.0, ref2 = 0.0;
+    if (dt == PL_NF4_DQ) {
+        /* pass 1: every block's scale; the group table then needs them all (groups of 256
+         * blocks run across rows); pass 2: the codes against the scales as stored */
+        const int64_t nbr = in / 64, nb = total / 64;
+        float *sc = pl_alloc((size_t)nb * sizeof(float), PL_MEM_WORKSPACE);
+        if (!sc) return pl_fail(PL_ERR_NOMEM, "out of memory for %lld nf4_dq scales", (long long)nb);
+        #pragma omp parallel for schedule(static) num_threads(nth) if(total > 65536)
+        for (int64_t r = 0; r < out; r++) {
+            float *row = rows + (size_t)omp_get_thread_num() * (size_t)wide * 2;
+            pl_dequant_part(w->dtype, src, total, r * in, row, in);
+            for (int64_t b = 0; b < nbr; b++) sc[r * nbr + b] = pl_nf4_fit(row + 64 * b, 64, how, 0);
+        }
+        pl_nf4dq_pack_scales(sc, nb, dst);
+        pl_free(sc);
+        #pragma omp parallel for schedule(static) num_threads(nth) if(total > 65536) reduction(+:err2, ref2)
+        for (int64_t r = 0; r < out; r++) {
+            float *row = rows + (size_t)omp_get_thread_num() * (size_t)wide * 2, *back = row + wide;
+            pl_dequant_part(w->dtype, src, total, r * in, row, in);
+            pl_nf4dq_codes(row, in, dst, nb, r * nbr);
+            pl_dequant_part(dt, dst, total, r * in, back, in);
+            for (int64_t j = 0; j < in; j++) {
+                const double d = (double)back[j] - row[j];
+                err2 += d * d;
+                ref2 += (double)row[j] * row[j];
+            }
+        }
+    } else {
+        if ((st = quant_row(dt, rows, dst, in, how)) != PL_OK) return st;
+        #pragma omp parallel for schedule(static) num_threads(nth) if(total > 65536) reduction(+:err2, ref2)
+        for (int64_t r = 0; r < out; r++) {
+            float *row = rows + (size_t)omp_get_thread_num() * (size_t)wide * 2, *back = row + wide;
+            pl_dequant_part(w->dtype, src, total, r * in, row, in);
+            quant_row(dt, row, dst + (size_t)r * rb_out, in, how);
+            pl_dequant_row(dt, dst + (size_t)r * rb_out, back, in);
+            for (int64_t j = 0; j < in; j++) {
+                const double d = (double)back[j] - row[j];
+                err2 += d * d;
+                ref2 += (double)row[j] * row[j];
+            }
+        }
+    }
+    stats->elements += total;
+    stats->err2 += err2;
+    stats->ref2 += ref2;
+    return PL_OK;
+}
+
 enum pl_status pl_qlora_quantize(struct pl_model *m, enum pl_dtype dtype, uint32_t targets,
                                  struct pl_qlora_stats *stats)
+{
+    return pl_qlora_quantize_opts(m, dtype, targets, NULL, stats);
+}
+
+enum pl_status pl_qlora_quantize_opts(struct pl_model *m, enum pl_dtype dtype, uint32_t targets,
+                                      const struct pl_qlora_opts *opts, struct pl_qlora_stats *stats)
 {
     struct pl_qlora_stats z;
     if (!stats) stats = &z;
     memset(stats, 0, sizeof *stats);
-    if (dtype != PL_NF4 && dtype != PL_Q8_0 && dtype != PL_BF16 && dtype != PL_F16 && dtype != PL_F32)
-        return pl_fail(PL_ERR_ARG, "qlora: %s: the frozen base can be nf4, q8_0, bf16, f16 or f32, not %s",
+    const enum pl_nf4_scale how = opts ? opts->nf4_scale : PL_NF4_SCALE_MSE;
+    if ((int)dtype < 0 || dtype >= PL_DTYPE_COUNT)
+        return pl_fail(PL_ERR_ARG, "qlora: unknown dtype %d", (int)dtype);
+    if (dtype != PL_NF4 && dtype != PL_NF4_32 && dtype != PL_NF4_DQ && dtype != PL_Q8_0 &&
+        dtype != PL_BF16 && dtype != PL_F16 && dtype != PL_F32)
+        return pl_fail(PL_ERR_ARG, "qlora: %s: the frozen base can be nf4, nf4_32, nf4_dq, q8_0, bf16, f16 or f32, not %s",
                        m->path ? m->path : "model", pl_dtype_info(dtype)->name);
+    if (how != PL_NF4_SCALE_MSE && how != PL_NF4_SCALE_ABSMAX)
+        return pl_fail(PL_ERR_ARG, "qlora: unknown nf4 scale rule %d", (int)how);
     if (m->linear_hook)
         return pl_fail(PL_ERR_STATE, "qlora: %s: quantise the base before attaching adapters",
                        m->path ? m->path : "model");
@@ -62,14 +146,14 @@ enum pl_status pl_qlora_quantize(struct pl_model *m, enum pl_dtype dtype, uint32
 #ifdef _OPENMP
     nth = omp_get_max_threads();
 #endif
-    float *rows = pl_alloc((size_t)nth * (size_t)wide * sizeof(float), PL_MEM_WORKSPACE);
+    float *rows = pl_alloc((size_t)nth * (size_t)wide * 2 * sizeof(float), PL_MEM_WORKSPACE);
     if (!rows) return pl_fail(PL_ERR_NOMEM, "qlora: out of memory for %d rows of %lld floats", nth, (long long)wide);
     enum pl_status st = PL_OK;
     for (int l = 0; l < c->n_layers && st == PL_OK; l++) {
         struct pl_layer *ly = &m->layers[l];
         for (int p = 0; p < PL_PROJ_COUNT && st == PL_OK; p++) {
             struct pl_tensor *w = ly->w[p];
-            int64_t out = w->shape[0], in = w->shape[1];
+            int64_t in = w->shape[1];
             if (!(targets & (1u << p)) || w->dtype == dtype || in % blk != 0 || in > wide) {
                 if (w->dtype != dtype) stats->kept++;
                 if (is_shared_view(w)) st = restore(&ly->w[p], own_copy(w));
@@ -77,19 +161,7 @@ enum pl_status pl_qlora_quantize(struct pl_model *m, enum pl_dtype dtype, uint32
             }
             struct pl_tensor *q = pl_tensor_new(dtype, 2, w->shape, PL_MEM_WEIGHTS);
             if (!q) { st = PL_ERR_NOMEM; break; }
-            size_t rb_in = pl_dtype_row_bytes(w->dtype, in), rb_out = pl_dtype_row_bytes(dtype, in);
-            const uint8_t *src = pl_tensor_data(w);
-            uint8_t *dst = pl_tensor_data(q);
-            /* the formats are checked on row 0 first; then rows are independent */
-            if ((st = pl_dequant_row(w->dtype, src, rows, in)) == PL_OK)
-                st = pl_quant_row(dtype, rows, dst, in);
-            #pragma omp parallel for schedule(static) num_threads(nth) if(out * in > 65536)
-            for (int64_t r = 1; r < out; r++) {
-                float *row = rows + (size_t)omp_get_thread_num() * (size_t)wide;
-                if (st != PL_OK) continue;
-                pl_dequant_row(w->dtype, src + (size_t)r * rb_in, row, in);
-                pl_quant_row(dtype, row, dst + (size_t)r * rb_out, in);
-            }
+            st = convert(w, q, how, rows, wide, nth, stats);
             if (st != PL_OK) {
                 pl_tensor_release(q);
                 st = pl_fail(st, "qlora: layer %d %s: %s", l, pl_proj_names[p], pl_last_error());

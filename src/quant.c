@@ -19,8 +19,20 @@
  *   Q5_K 256 el,176 B:  d | dmin | scales[12] | qh[32] | q[128]     as Q4_K with a 5th bit
  *   Q6_K 256 el,210 B:  ql[128] | qh[64] | int8 scales[16] | d      x = d*sc*(q-32)
  *   Q8_K 256 el,292 B:  f32 d | int8 q[256] | int16 bsums[16]       x = d*q
- *   NF4   64 el, 36 B:  f32 absmax | q[32] (lo nibble = even el)    x = absmax*NF4[q]
+ *   NF4   64 el, 36 B:  f32 s | q[32] (lo nibble = even el)         x = s*NF4[q]
+ *   NF4_32 32 el, 18 B: f16 s | q[16] (lo nibble = even el)         x = s*NF4[q]
+ *   NF4_DQ 64 el, 33 B per block + 8 B per group of 256 blocks (double quantisation):
+ *         a whole tensor is one unit: every block's int8 c | q[32] in order, then per group
+ *         f32 g | f32 mu;  s = mu + g*c,  x = s*NF4[q]
  * NF4 is QLoRA's NormalFloat4 (Dettmers et al. 2023), the 16 code values of bitsandbytes.
+ * The block scale s is chosen by the quantiser (pl_nf4_fit): the block's absmax, as
+ * bitsandbytes does, or (the default) the scale among a small set that gives the least
+ * squared error of the block; the dequantisation is the same either way.
+ * NF4_DQ is the QLoRA paper's double quantisation: the per-block scales of the whole tensor,
+ * in groups of 256 consecutive blocks (a group may span rows), less the group's mean, are
+ * stored as int8 with one f32 step per group. Its "row" is the whole tensor
+ * (pl_dtype_row_bytes(PL_NF4_DQ, numel) counts the blocks and the group table), and a part
+ * of it is read with pl_dequant_part, which finds the table from the tensor's size.
  *
  * Dequantisation is the inner loop of QLoRA matmuls: each block is expanded with straight
  * loops over bytes that the compiler vectorises (no branches, no calls inside the loops).
@@ -37,6 +49,7 @@
 #include <immintrin.h>
 #endif
 
+#include "peftlua/alloc.h"
 #include "peftlua/quant.h"
 #include "peftlua/tensor.h"
 #include "peftlua/status.h"
@@ -63,6 +76,8 @@ static const struct pl_dtype_info dtype_table[PL_DTYPE_COUNT] = {
     [PL_Q6_K] = { "q6_k", QK_K, 210, 14 },
     [PL_Q8_K] = { "q8_k", QK_K, 292, 15 },
     [PL_NF4]  = { "nf4",  64,  36, -1 },
+    [PL_NF4_32] = { "nf4_32", 32, 18, -1 },
+    [PL_NF4_DQ] = { "nf4_dq", 64, 33, -1 },
 };
 
 const struct pl_dtype_info *pl_dtype_info(enum pl_dtype t)
@@ -104,8 +119,10 @@ size_t pl_dtype_row_bytes(enum pl_dtype t, int64_t n)
     const struct pl_dtype_info *in = pl_dtype_info(t);
     if (!in || n < 0 || n % in->block) return 0;
     uint64_t nb = (uint64_t)(n / in->block);
-    if (nb > (uint64_t)INT64_MAX / (uint64_t)in->block_bytes) return 0;   /* absurd sizes */
-    return (size_t)(nb * (uint64_t)in->block_bytes);
+    if (nb > (uint64_t)INT64_MAX / (uint64_t)in->block_bytes / 2) return 0;   /* absurd sizes */
+    uint64_t bytes = nb * (uint64_t)in->block_bytes;
+    if (t == PL_NF4_DQ) bytes += (nb + PL_NF4_DQ_GROUP - 1) / PL_NF4_DQ_GROUP * 8;   /* group table */
+    return (size_t)bytes;
 }
 
 /* ---------------------------------------------------------------- half / bfloat16 */
@@ -392,7 +409,8 @@ static void nf4_init(void)
 }
 #endif
 
-static void dq_nf4(const uint8_t *restrict x, float *restrict y, int64_t nb)
+/* 16 bytes of NF4 code pairs → 32 floats y[j] = s * NF4[code j]. */
+static inline void nf4_expand16(const uint8_t *restrict q, float s, float *restrict y)
 {
 #if defined(__AVX2__)
     /* AVX2: the 16 codes live in two 8-float registers; vpermps picks by the low 3 bits of
@@ -400,34 +418,60 @@ static void dq_nf4(const uint8_t *restrict x, float *restrict y, int64_t nb)
      * interleaved (even element = low nibble) before widening to 32-bit indices. */
     const __m256 tlo = _mm256_loadu_ps(nf4_code), thi = _mm256_loadu_ps(nf4_code + 8);
     const __m128i m4 = _mm_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nb; b++, x += 36, y += 64) {
-        float a; memcpy(&a, x, 4);
-        const __m256 va = _mm256_set1_ps(a);
-        for (int half = 0; half < 2; half++) {
-            const __m128i q = _mm_loadu_si128((const __m128i *)(x + 4 + 16 * half));
-            const __m128i lo = _mm_and_si128(q, m4), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
-            const __m128i e[2] = { _mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi) };
-            for (int k = 0; k < 4; k++) {
-                const __m128i bytes = (k & 1) ? _mm_srli_si128(e[k >> 1], 8) : e[k >> 1];
-                const __m256i idx = _mm256_cvtepu8_epi32(bytes);
-                const __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, idx),
-                                                  _mm256_permutevar8x32_ps(thi, idx),
-                                                  _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
-                _mm256_storeu_ps(y + 32 * half + 8 * k, _mm256_mul_ps(va, v));
-            }
-        }
+    const __m256 va = _mm256_set1_ps(s);
+    const __m128i v = _mm_loadu_si128((const __m128i *)q);
+    const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+    const __m128i e[2] = { _mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi) };
+    for (int k = 0; k < 4; k++) {
+        const __m128i bytes = (k & 1) ? _mm_srli_si128(e[k >> 1], 8) : e[k >> 1];
+        const __m256i idx = _mm256_cvtepu8_epi32(bytes);
+        const __m256 c = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, idx),
+                                          _mm256_permutevar8x32_ps(thi, idx),
+                                          _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+        _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(va, c));
     }
 #else
-    nf4_init();
-    for (int64_t b = 0; b < nb; b++, x += 36, y += 64) {
-        float a; memcpy(&a, x, 4);
-        const uint8_t *q = x + 4;
-        for (int j = 0; j < 32; j++) {
-            y[2 * j]     = a * nf4_pairs[q[j]][0];
-            y[2 * j + 1] = a * nf4_pairs[q[j]][1];
-        }
+    for (int j = 0; j < 16; j++) {
+        y[2 * j]     = s * nf4_pairs[q[j]][0];
+        y[2 * j + 1] = s * nf4_pairs[q[j]][1];
     }
 #endif
+}
+
+static void dq_nf4(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+#if !defined(__AVX2__)
+    nf4_init();
+#endif
+    for (int64_t b = 0; b < nb; b++, x += 36, y += 64) {
+        float a; memcpy(&a, x, 4);
+        nf4_expand16(x + 4, a, y);
+        nf4_expand16(x + 20, a, y + 32);
+    }
+}
+
+static void dq_nf4_32(const uint8_t *restrict x, float *restrict y, int64_t nb)
+{
+#if !defined(__AVX2__)
+    nf4_init();
+#endif
+    for (int64_t b = 0; b < nb; b++, x += 18, y += 32) nf4_expand16(x + 2, rd_h(x), y);
+}
+
+/* NF4_DQ blocks b0 .. b0+nb-1 of a unit whose group table is `tab`: s = mu + g*c. */
+static void dq_nf4_dq(const uint8_t *restrict x, const uint8_t *restrict tab, int64_t b0,
+                      float *restrict y, int64_t nb)
+{
+#if !defined(__AVX2__)
+    nf4_init();
+#endif
+    for (int64_t b = 0; b < nb; b++, x += 33, y += 64) {
+        float gm[2];
+        memcpy(gm, tab + (size_t)((b0 + b) / PL_NF4_DQ_GROUP) * 8, 8);
+        const float s = gm[1] + gm[0] * (float)(int8_t)x[0];
+        nf4_expand16(x + 1, s, y);
+        nf4_expand16(x + 17, s, y + 32);
+    }
 }
 
 static enum pl_status check_n(enum pl_dtype t, int64_t n, const char *what)
@@ -475,9 +519,31 @@ enum pl_status pl_dequant_row(enum pl_dtype t, const void *src, float *dst, int6
     case PL_Q6_K: dq_q6_k(x, dst, nb); break;
     case PL_Q8_K: dq_q8_k(x, dst, nb); break;
     case PL_NF4:  dq_nf4(x, dst, nb); break;
+    case PL_NF4_32: dq_nf4_32(x, dst, nb); break;
+    case PL_NF4_DQ: dq_nf4_dq(x, x + (size_t)nb * 33, 0, dst, nb); break;
     default: return pl_fail(PL_ERR_UNSUPPORTED, "dequantise: dtype %d", (int)t);
     }
     return PL_OK;
+}
+
+enum pl_status pl_dequant_part(enum pl_dtype t, const void *base, int64_t total, int64_t start,
+                               float *dst, int64_t n)
+{
+    enum pl_status st = check_n(t, total, "dequantise");
+    if (st) return st;
+    const int64_t blk = dtype_table[t].block;
+    if (start < 0 || n < 0 || start % blk || n % blk || start > total - n)
+        return pl_fail(PL_ERR_ARG, "dequantise: elements [%lld, %lld) of %lld are not whole %s blocks inside the tensor",
+                       (long long)start, (long long)(start + n), (long long)total, dtype_table[t].name);
+    const uint8_t *x = base;
+    if (t == PL_NF4_DQ) {
+#if !defined(__AVX2__)
+        nf4_init();
+#endif
+        dq_nf4_dq(x + (size_t)(start / 64) * 33, x + (size_t)(total / 64) * 33, start / 64, dst, n / 64);
+        return PL_OK;
+    }
+    return pl_dequant_row(t, x + pl_dtype_row_bytes(t, start), dst, n);
 }
 
 /* ---------------------------------------------------------------- quantisation */
@@ -1000,25 +1066,209 @@ static void q_q8_k(const float *restrict x, uint8_t *restrict y, int64_t nb)
     }
 }
 
-/* NF4: absmax of the 64-element block, each x/absmax mapped to the nearest code value
- * (decision thresholds are the midpoints between neighbouring codes; a tie goes up). */
-static void q_nf4(const float *restrict x, uint8_t *restrict y, int64_t nb)
+/* ---------------------------------------------------------------- NF4 quantisation */
+
+/* Decision thresholds: the midpoints between neighbouring code values, in float. */
+static const float nf4_mid[15] = {
+    -0.848096371f, -0.610632896f, -0.45999527f, -0.33967942f, -0.234607399f, -0.137911737f,
+    -0.0455250181f, 0.0397901498f, 0.120255247f, 0.203521252f, 0.292013764f, 0.389312536f,
+    0.501663446f, 0.64278692f, 0.861478448f,
+};
+
+/* The code whose value is nearest v (a value already divided by the block scale): the number
+ * of midpoints <= v, found by a 4-step binary search (a tie goes up; NaN gives code 0). */
+static inline int nf4_nearest(float v)
 {
-    float mid[15];
-    for (int i = 0; i < 15; i++) mid[i] = 0.5f * (nf4_code[i] + nf4_code[i + 1]);
+    int k = v >= nf4_mid[7] ? 8 : 0;
+    k += v >= nf4_mid[k + 3] ? 4 : 0;
+    k += v >= nf4_mid[k + 1] ? 2 : 0;
+    k += v >= nf4_mid[k] ? 1 : 0;
+    return k;
+}
+
+/* For n elements (n a multiple of 8) represented as s·q with q = NF4[nearest(x/s)]:
+ * the squared error Σ(x - s·q)², and Σx·q, Σq² (for the least-squares scale). s = 0 means
+ * every code is the zero code. AVX2: eight elements at a time, the code index as the count of
+ * midpoints <= x/s (compare masks are -1), the code value picked from two 8-float registers. */
+static float nf4_eval(const float *restrict x, int n, float s, float *sxq, float *sqq)
+{
+    if (s == 0.0f) {
+        float e = 0.0f;
+        for (int j = 0; j < n; j++) e += x[j] * x[j];
+        *sxq = *sqq = 0.0f;
+        return e;
+    }
+    const float is = 1.0f / s;
+#if defined(__AVX2__) && defined(__FMA__)
+    const __m256 tlo = _mm256_loadu_ps(nf4_code), thi = _mm256_loadu_ps(nf4_code + 8);
+    const __m256 vs = _mm256_set1_ps(s), vis = _mm256_set1_ps(is);
+    __m256 ae = _mm256_setzero_ps(), axq = _mm256_setzero_ps(), aqq = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + j), v = _mm256_mul_ps(xv, vis);
+        __m256i k = _mm256_setzero_si256();
+        for (int i = 0; i < 15; i++)
+            k = _mm256_sub_epi32(k, _mm256_castps_si256(
+                    _mm256_cmp_ps(v, _mm256_set1_ps(nf4_mid[i]), _CMP_GE_OQ)));
+        const __m256 q = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tlo, k), _mm256_permutevar8x32_ps(thi, k),
+                                          _mm256_castsi256_ps(_mm256_slli_epi32(k, 28)));
+        const __m256 d = _mm256_fnmadd_ps(vs, q, xv);
+        ae = _mm256_fmadd_ps(d, d, ae);
+        axq = _mm256_fmadd_ps(xv, q, axq);
+        aqq = _mm256_fmadd_ps(q, q, aqq);
+    }
+    float t[3][8];
+    _mm256_storeu_ps(t[0], ae);
+    _mm256_storeu_ps(t[1], axq);
+    _mm256_storeu_ps(t[2], aqq);
+    float e = 0.0f, xq = 0.0f, qq = 0.0f;
+    for (int l = 0; l < 8; l++) { e += t[0][l]; xq += t[1][l]; qq += t[2][l]; }
+#else
+    float e = 0.0f, xq = 0.0f, qq = 0.0f;
+    for (int j = 0; j < n; j++) {
+        const float q = nf4_code[nf4_nearest(x[j] * is)];
+        const float d = x[j] - s * q;
+        e += d * d;
+        xq += x[j] * q;
+        qq += q * q;
+    }
+#endif
+    *sxq = xq;
+    *sqq = qq;
+    return e;
+}
+
+/* The scale as stored: f32 as is, or rounded to f16 (kept finite). */
+static inline float nf4_store(float s, int f16)
+{
+    if (!f16) return s;
+    if (s > 65504.0f) s = 65504.0f;
+    return h2f(f2h(s));
+}
+
+float pl_nf4_fit(const float *x, int n, enum pl_nf4_scale how, int f16)
+{
+    float a = 0.0f;
+    for (int j = 0; j < n; j++) a = fmaxf(a, fabsf(x[j]));
+    float best = nf4_store(a, f16);
+    if (how == PL_NF4_SCALE_ABSMAX || a == 0.0f || !isfinite(a) || n % 8) return best;
+    float bxq, bqq, xq, qq;
+    float be = nf4_eval(x, n, best, &bxq, &bqq);
+    /* a·f for f = 0.98, 0.96 .. 0.86 (clipping the largest elements to ±1 buys finer steps
+     * for the rest), and a / 0.7229568, a / 0.6961928 (the largest element on the second
+     * code from either end: a block already on an NF4 grid is reproduced exactly) */
+    float cand[9];
+    int nc = 0;
+    for (int i = 1; i <= 7; i++) cand[nc++] = a * (1.0f - 0.02f * (float)i);
+    cand[nc++] = a / 0.7229568362236023f;
+    cand[nc++] = a / 0.6961928009986877f;
+    for (int i = 0; i < nc; i++) {
+        const float s = nf4_store(cand[i], f16);
+        const float e = nf4_eval(x, n, s, &xq, &qq);
+        if (e < be) { be = e; best = s; bxq = xq; bqq = qq; }
+    }
+    /* two least-squares refinements: with the codes fixed, s = Σ x·q / Σ q² */
+    for (int it = 0; it < 2; it++) {
+        if (!(bqq > 0.0f)) break;
+        float s = bxq / bqq;
+        s = fminf(fmaxf(s, 0.85f * a), a / 0.6961928009986877f);
+        s = nf4_store(s, f16);
+        const float e = nf4_eval(x, n, s, &xq, &qq);
+        if (!(e < be)) break;
+        be = e; best = s; bxq = xq; bqq = qq;
+    }
+    return best;
+}
+
+/* Codes of n elements for the stored scale s, packed two per byte (low nibble = even). */
+static void nf4_codes(const float *restrict x, int n, float s, uint8_t *restrict q)
+{
+    const float is = s != 0.0f ? 1.0f / s : 0.0f;
+    for (int j = 0; j < n; j += 2) {
+        const int c0 = s != 0.0f ? nf4_nearest(x[j] * is) : 7;
+        const int c1 = s != 0.0f ? nf4_nearest(x[j + 1] * is) : 7;
+        q[j / 2] = (uint8_t)(c0 | (c1 << 4));
+    }
+}
+
+static void q_nf4(const float *restrict x, uint8_t *restrict y, int64_t nb, enum pl_nf4_scale how)
+{
     for (int64_t b = 0; b < nb; b++, x += 64, y += 36) {
-        float a = 0.0f;
-        for (int j = 0; j < 64; j++) a = fmaxf(a, fabsf(x[j]));
-        memcpy(y, &a, 4);
-        const float ia = a > 0 ? 1.0f / a : 0.0f;
-        uint8_t c[64];
-        for (int j = 0; j < 64; j++) {
-            const float v = x[j] * ia;
-            int k = 0;
-            for (int i = 0; i < 15; i++) k += v >= mid[i];
-            c[j] = (uint8_t)k;
+        const float s = pl_nf4_fit(x, 64, how, 0);
+        memcpy(y, &s, 4);
+        nf4_codes(x, 64, s, y + 4);
+    }
+}
+
+static void q_nf4_32(const float *restrict x, uint8_t *restrict y, int64_t nb, enum pl_nf4_scale how)
+{
+    for (int64_t b = 0; b < nb; b++, x += 32, y += 18) {
+        const float s = pl_nf4_fit(x, 32, how, 1);
+        wr_h(y, s);
+        nf4_codes(x, 32, s, y + 2);
+    }
+}
+
+void pl_nf4dq_pack_scales(const float *scales, int64_t nb, void *unit)
+{
+    uint8_t *u = unit, *tab = u + (size_t)nb * 33;
+    for (int64_t g0 = 0; g0 < nb; g0 += PL_NF4_DQ_GROUP) {
+        const int64_t ng = nb - g0 < PL_NF4_DQ_GROUP ? nb - g0 : PL_NF4_DQ_GROUP;
+        double sum = 0.0;
+        for (int64_t i = 0; i < ng; i++) sum += scales[g0 + i];
+        const float mu = (float)(sum / (double)ng);
+        float dev = 0.0f;
+        for (int64_t i = 0; i < ng; i++) dev = fmaxf(dev, fabsf(scales[g0 + i] - mu));
+        const float g = dev / 127.0f, ig = g > 0.0f ? 1.0f / g : 0.0f;
+        for (int64_t i = 0; i < ng; i++) {
+            int c = nearest_int((scales[g0 + i] - mu) * ig);
+            c = MAXI(-127, MINI(127, c));
+            u[(size_t)(g0 + i) * 33] = (uint8_t)(int8_t)c;
         }
-        for (int j = 0; j < 32; j++) y[4 + j] = (uint8_t)(c[2 * j] | (c[2 * j + 1] << 4));
+        const float gm[2] = { g, mu };
+        memcpy(tab + (size_t)(g0 / PL_NF4_DQ_GROUP) * 8, gm, 8);
+    }
+}
+
+void pl_nf4dq_codes(const float *x, int64_t n, void *unit, int64_t nb_total, int64_t b0)
+{
+    uint8_t *u = unit;
+    const uint8_t *tab = u + (size_t)nb_total * 33;
+    for (int64_t b = 0; b < n / 64; b++) {
+        uint8_t *blk = u + (size_t)(b0 + b) * 33;
+        float gm[2];
+        memcpy(gm, tab + (size_t)((b0 + b) / PL_NF4_DQ_GROUP) * 8, 8);
+        const float s = gm[1] + gm[0] * (float)(int8_t)blk[0];   /* as dq_nf4_dq reads it */
+        nf4_codes(x + 64 * b, 64, s, blk + 1);
+    }
+}
+
+/* A whole NF4_DQ unit of nb blocks from n = 64·nb values: scales, their double quantisation,
+ * then the codes against the scales as stored. */
+static enum pl_status q_nf4_dq(const float *restrict x, uint8_t *restrict y, int64_t nb, enum pl_nf4_scale how)
+{
+    float *sc = pl_alloc((size_t)(nb ? nb : 1) * sizeof(float), PL_MEM_WORKSPACE);
+    if (!sc) return pl_fail(PL_ERR_NOMEM, "quantise: no memory for %lld nf4_dq scales", (long long)nb);
+    for (int64_t b = 0; b < nb; b++) sc[b] = pl_nf4_fit(x + 64 * b, 64, how, 0);
+    pl_nf4dq_pack_scales(sc, nb, y);
+    pl_nf4dq_codes(x, 64 * nb, y, nb, 0);
+    pl_free(sc);
+    return PL_OK;
+}
+
+enum pl_status pl_quant_row_nf4(enum pl_dtype t, const float *src, void *dst, int64_t n,
+                                enum pl_nf4_scale how)
+{
+    enum pl_status st = check_n(t, n, "quantise");
+    if (st) return st;
+    if (how != PL_NF4_SCALE_MSE && how != PL_NF4_SCALE_ABSMAX)
+        return pl_fail(PL_ERR_ARG, "quantise: unknown nf4 scale choice %d", (int)how);
+    const int64_t nb = n / dtype_table[t].block;
+    switch (t) {
+    case PL_NF4: q_nf4(src, dst, nb, how); return PL_OK;
+    case PL_NF4_32: q_nf4_32(src, dst, nb, how); return PL_OK;
+    case PL_NF4_DQ: return q_nf4_dq(src, dst, nb, how);
+    default:
+        return pl_fail(PL_ERR_ARG, "quantise: %s is not an nf4 format", dtype_table[t].name);
     }
 }
 
@@ -1061,7 +1311,8 @@ enum pl_status pl_quant_row(enum pl_dtype t, const float *src, void *dst, int64_
     case PL_Q5_K: q_q5_k(src, y, nb); break;
     case PL_Q6_K: q_q6_k(src, y, nb); break;
     case PL_Q8_K: q_q8_k(src, y, nb); break;
-    case PL_NF4:  q_nf4(src, y, nb); break;
+    case PL_NF4: case PL_NF4_32: case PL_NF4_DQ:
+        return pl_quant_row_nf4(t, src, dst, n, PL_NF4_SCALE_MSE);
     default: return pl_fail(PL_ERR_UNSUPPORTED, "quantise: dtype %d", (int)t);
     }
     return PL_OK;

@@ -224,6 +224,7 @@ struct pl_tensor *pl_tensor_narrow(struct pl_tensor *t, int dim, int64_t start, 
     if (dim < 0 || dim >= t->ndim) { pl_fail(PL_ERR_ARG, "narrow: dimension %d out of range for rank %d", dim, t->ndim); return NULL; }
     if (start < 0 || len < 0 || start + len > t->shape[dim]) { pl_fail(PL_ERR_ARG, "narrow: range [%lld, %lld) outside size %lld", (long long)start, (long long)(start + len), (long long)t->shape[dim]); return NULL; }
     if (pl_dtype_is_quant(t->dtype) && dim == t->ndim - 1 && len != t->shape[dim]) { pl_fail(PL_ERR_ARG, "narrow: cannot split rows of a block-quantised tensor"); return NULL; }
+    if (t->dtype == PL_NF4_DQ && len != t->shape[dim]) { pl_fail(PL_ERR_ARG, "narrow: an nf4_dq tensor is one unit (its scale table follows all blocks); convert it first"); return NULL; }
     struct pl_tensor *v = pl_tensor_view_of(t);
     if (!v) return NULL;
     v->offset += pl_elem_bytes(t->dtype, start * t->stride[dim]);
@@ -236,6 +237,7 @@ struct pl_tensor *pl_tensor_select(struct pl_tensor *t, int dim, int64_t index)
     if (dim < 0 || dim >= t->ndim) { pl_fail(PL_ERR_ARG, "select: dimension %d out of range for rank %d", dim, t->ndim); return NULL; }
     if (index < 0 || index >= t->shape[dim]) { pl_fail(PL_ERR_ARG, "select: index %lld outside size %lld", (long long)index, (long long)t->shape[dim]); return NULL; }
     if (pl_dtype_is_quant(t->dtype) && dim == t->ndim - 1) { pl_fail(PL_ERR_ARG, "select: cannot index inside rows of a block-quantised tensor"); return NULL; }
+    if (t->dtype == PL_NF4_DQ && t->shape[dim] != 1) { pl_fail(PL_ERR_ARG, "select: an nf4_dq tensor is one unit (its scale table follows all blocks); convert it first"); return NULL; }
     struct pl_tensor *v = pl_tensor_view_of(t);
     if (!v) return NULL;
     v->offset += pl_elem_bytes(t->dtype, index * t->stride[dim]);
@@ -310,6 +312,11 @@ enum pl_status pl_tensor_read_f32(const struct pl_tensor *t, float *out)
         PL_FOREACH(t, out[lin] = (float)pl_scalar_load(t->dtype, base, elem));
         return PL_OK;
     }
+    /* nf4_dq: the whole tensor is one unit (views of it are never made) */
+    if (t->dtype == PL_NF4_DQ) {
+        if (!pl_tensor_is_contiguous(t)) return pl_fail(PL_ERR_ARG, "nf4_dq tensor is not contiguous");
+        return pl_dequant_row(t->dtype, base, out, pl_tensor_numel(t));
+    }
     /* block-quantised: whole contiguous rows along the last dimension */
     if (t->ndim == 0 || t->stride[t->ndim - 1] != 1)
         return pl_fail(PL_ERR_ARG, "%s tensor rows are not contiguous", di->name);
@@ -358,6 +365,10 @@ double pl_tensor_get(const struct pl_tensor *t, const int64_t *idx)
     if (di->block == 1) return pl_scalar_load(t->dtype, pl_tensor_data(t), e);
     float blk[256];
     if (di->block > 256) return NAN;
+    if (t->dtype == PL_NF4_DQ) {
+        if (pl_dequant_part(t->dtype, pl_tensor_data(t), pl_tensor_numel(t), e - e % di->block, blk, di->block) != PL_OK) return NAN;
+        return blk[e % di->block];
+    }
     const char *p = (const char *)pl_tensor_data(t) + pl_elem_bytes(t->dtype, e);
     if (pl_dequant_row(t->dtype, p, blk, di->block) != PL_OK) return NAN;
     return blk[e % di->block];
@@ -411,7 +422,8 @@ struct pl_tensor *pl_tensor_clone(const struct pl_tensor *t, enum pl_mem_cat cat
         }
         return r;
     }
-    if (t->dtype == PL_F32 || !pl_dtype_is_quant(t->dtype)) {
+    if (t->dtype == PL_F32 || !pl_dtype_is_quant(t->dtype) || pl_tensor_is_contiguous(t)) {
+        /* (contiguous block-quantised data is copied as it is: exact, no requantisation) */
         struct pl_tensor *r = pl_tensor_new(t->dtype, t->ndim, t->shape, cat);
         if (!r) return NULL;
         if (pl_tensor_is_contiguous(t)) memcpy(pl_tensor_data(r), pl_tensor_data(t), pl_tensor_nbytes(t));

@@ -1,6 +1,9 @@
 /* qlora.h — frozen bases for QLoRA: a loaded model's projection weights re-stored as NF4
- * (QLoRA's NormalFloat4, 64-element blocks with an f32 absmax), Q8_0, bf16 or f16, and
- * Llama-shaped models with random quantised weights made directly in memory.
+ * (QLoRA's NormalFloat4: PL_NF4 64-element blocks with an f32 scale, PL_NF4_32 32-element
+ * blocks with an f16 scale, PL_NF4_DQ 64-element blocks with double-quantised scales), Q8_0,
+ * bf16 or f16, and Llama-shaped models with random quantised weights made directly in memory.
+ * NF4 scales are chosen per block to minimise the block's squared error (quant.h
+ * pl_nf4_fit), or as the block's absmax (bitsandbytes) on request.
  *
  * Owner: memory (src/qlora.c).
  *
@@ -26,6 +29,7 @@
 
 #include <stdint.h>
 #include "peftlua/model.h"
+#include "peftlua/quant.h"
 #include "peftlua/status.h"
 #include "peftlua/tensor.h"
 
@@ -34,14 +38,24 @@ struct pl_qlora_stats {
     int32_t kept;            /* projections left as they were (block size does not divide) */
     int64_t bytes_before;    /* bytes of the projections before */
     int64_t bytes_after;     /* and after */
+    int64_t elements;        /* weights re-stored */
+    double err2;             /* Σ (re-stored − before)² over them (as f32 values) */
+    double ref2;             /* Σ before²: sqrt(err2 / ref2) is the relative RMS error */
 };
 
-/* Re-store m's projection weights as dtype (PL_NF4, PL_Q8_0, PL_BF16, PL_F16, or PL_F32 for an
- * f32 base dequantised from a quantised file). targets: bits
+struct pl_qlora_opts {
+    enum pl_nf4_scale nf4_scale;   /* PL_NF4_SCALE_MSE (0, the default) or PL_NF4_SCALE_ABSMAX */
+};
+
+/* Re-store m's projection weights as dtype (PL_NF4, PL_NF4_32, PL_NF4_DQ, PL_Q8_0, PL_BF16,
+ * PL_F16, or PL_F32 for an f32 base dequantised from a quantised file). targets: bits
  * (1u << enum pl_proj), 0 for all seven. Fails with PL_ERR_ARG on another dtype or when the
- * model has adapters attached (its hook would see different weights mid-run). */
+ * model has adapters attached (its hook would see different weights mid-run).
+ * opts NULL: defaults (MSE-chosen NF4 scales). */
 enum pl_status pl_qlora_quantize(struct pl_model *m, enum pl_dtype dtype, uint32_t targets,
                                  struct pl_qlora_stats *stats);
+enum pl_status pl_qlora_quantize_opts(struct pl_model *m, enum pl_dtype dtype, uint32_t targets,
+                                      const struct pl_qlora_opts *opts, struct pl_qlora_stats *stats);
 
 /* A model of configuration cfg whose projections are random `dtype` blocks (nf4 or q8_0)
  * written directly (codes uniform, scales ~ 0.02/code range, like a trained model's), the

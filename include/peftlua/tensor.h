@@ -5,7 +5,8 @@
  *    A GGUF tensor with ne = {K, N} is shape {N, K} here; a Linear weight is {out, in}.
  *  - stride[] counts elements, not bytes. Block-quantised dtypes (Q8_0, Q4_K, ...) are only
  *    contiguous along the last dimension (whole rows of blocks); views may narrow/select
- *    leading dimensions only.
+ *    leading dimensions only. NF4_DQ is one unit per tensor (all blocks, then the table of
+ *    its double-quantised scales): no narrowing views of it at all.
  *  - A tensor holds one reference to its storage; storage is freed with its last tensor.
  *    Storage may be heap (pl_alloc, counted under its category) or borrowed from a file
  *    mapping (released through the storage's release callback).
@@ -20,6 +21,7 @@
 #include "peftlua/status.h"
 
 #define PL_MAX_DIMS 8
+#define PL_NF4_DQ_GROUP 256   /* NF4_DQ: blocks per group of double-quantised scales */
 
 enum pl_dtype {
     PL_F32 = 0,
@@ -38,7 +40,10 @@ enum pl_dtype {
     PL_Q5_K,
     PL_Q6_K,
     PL_Q8_K,
-    PL_NF4,       /* QLoRA NormalFloat4, 64-element blocks with an f32 absmax */
+    PL_NF4,       /* QLoRA NormalFloat4, 64-element blocks with an f32 scale */
+    PL_NF4_32,    /* NF4, 32-element blocks with an f16 scale (the same 4.5 bits per weight) */
+    PL_NF4_DQ,    /* NF4, 64-element blocks, double-quantised scales (one unit per tensor:
+                   * pl_dtype_row_bytes(PL_NF4_DQ, numel) includes its group table) */
     PL_DTYPE_COUNT
 };
 

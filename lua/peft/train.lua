@@ -7,6 +7,7 @@
 --     output = "runs/x",                       -- checkpoint/, adapter/, metrics.jsonl
 --     method = "lora" | "qlora" | "full", max_iters = 200 | epochs = 2,
 --     quant = "nf4" | "q8_0"                   -- qlora: the frozen base re-stored on load
+--     double_quant = true                      -- qlora nf4: double-quantised block scales
 --                                              -- (peft.memory.quantize; a peft.Model given is
 --                                              -- modified in place)
 --     batch_size = 4, grad_accum = 1, learning_rate = 2e-4, lora_rank = 8, lora_alpha = 16,
@@ -39,7 +40,7 @@ local M = ...
 
 local KEYS = {
   model = "model path or peft.Model", dataset = "training data path", output = "output directory",
-  method = '"lora" | "qlora" | "full"', quant = '"nf4" | "q8_0" (qlora base)', max_iters = "optimizer steps", epochs = "passes over the data",
+  method = '"lora" | "qlora" | "full"', quant = '"nf4" | "q8_0" (qlora base)', double_quant = "qlora nf4: 8-bit block scales", max_iters = "optimizer steps", epochs = "passes over the data",
   batch_size = "rows per micro-batch", grad_accum = "micro-batches per step",
   learning_rate = "peak learning rate", lora_rank = "LoRA rank", lora_alpha = "LoRA alpha",
   lora_dropout = "LoRA dropout", targets = "LoRA target modules", warmup = "warmup steps",
@@ -154,11 +155,11 @@ function M.run(cfg)
   if type(model) == "string" then model = peft.model.load(model) end
   local method = cfg.method or "lora"
   if method == "qlora" then
-    local q = peft.memory.quantize(model, cfg.quant or "nf4")
+    local q = peft.memory.quantize(model, cfg.quant or "nf4", cfg.double_quant and { double_quant = true } or nil)
     say("qlora: %d projections re-stored as %s (%.1f -> %.1f MiB), %d kept", q.converted,
-        cfg.quant or "nf4", q.bytes_before / 2^20, q.bytes_after / 2^20, q.kept)
+        q.dtype, q.bytes_before / 2^20, q.bytes_after / 2^20, q.kept)
     method = "lora"
-  elseif cfg.quant ~= nil then
+  elseif cfg.quant ~= nil or cfg.double_quant ~= nil then
     fail('quant is for method = "qlora"')
   end
   local mc = model:config()

@@ -6,7 +6,7 @@
  *   preset        "llama2-7b", or the shape keys dim, hidden_dim, layers, heads, kv_heads,
  *                 head_dim (default dim/heads), vocab_size, tied_output
  *   method        "lora" | "qlora" | "full"           base   loaded projection dtype ("f32", "q4_1", ...)
- *   quant         "nf4" | "q8_0" (QLoRA target)       embd   embedding/output dtype
+ *   quant         "nf4" | "nf4_32" | "nf4_dq" | "q8_0" (QLoRA target)   embd   embedding/output dtype
  *   mapped        the base is used in place from a file mapping
  *   batch_size, seq_len, grad_accum, checkpointing (false | true | k layers),
  *   precision     "fp32" | "bf16" | "fp16"
@@ -18,11 +18,13 @@
  * Results: a table of bytes per category (weights, adapters, gradients, optimizer,
  * activations, workspace, mapped) plus total, resident, setup, step, transient_workspace,
  * trained_params, and the batch_size / grad_accum / seq_len it is for.
- * quantize(model, dtype [, targets]) re-stores the model's projections (QLoRA base).
+ * quantize(model, dtype [, opts]) re-stores the model's projections (QLoRA base).
  */
 #include <lua.h>
 #include <lauxlib.h>
+#include <math.h>
 #include <string.h>
+#include <strings.h>
 
 #include "peftlua/hw.h"
 #include "peftlua/lora.h"
@@ -191,8 +193,13 @@ static int l_memmodel_autosize(lua_State *L)
     return 1;
 }
 
-/* quantize(model, "nf4" | "q8_0" | "bf16" | "f16" [, {targets}]) → {converted=, kept=,
- * bytes_before=, bytes_after=}: the QLoRA base (src/qlora.c), before a trainer is made. */
+/* quantize(model, dtype [, opts]) → {converted=, kept=, bytes_before=, bytes_after=, dtype=,
+ * rmse=, rel_rmse=, bits_per_weight=}: the QLoRA base (src/qlora.c), before a trainer is made;
+ * the errors and bits are over the projections re-stored.
+ * dtype: "nf4" | "nf4_32" | "nf4_dq" | "q8_0" | "bf16" | "f16" | "f32". opts: a list of target
+ * module names and/or the keys block = 32 | 64 and double_quant = true (which NF4 layout
+ * "nf4" means; default PL_LUA_NF4_DEFAULT), scale = "mse" (default) | "absmax". */
+#define PL_LUA_NF4_DEFAULT PL_NF4_32
 static int l_memmodel_quantize(lua_State *L)
 {
     struct pl_model *model = pl_lua_test_model(L, 1);
@@ -201,6 +208,8 @@ static int l_memmodel_quantize(lua_State *L)
     int d = pl_dtype_from_name(dn);
     if (d < 0) return luaL_error(L, "peft.memory.quantize: unknown dtype '%s'", dn);
     uint32_t targets = 0;
+    struct pl_qlora_opts o = { PL_NF4_SCALE_MSE };
+    int block = 0, dq = 0;
     if (lua_istable(L, 3)) {
         lua_Integer n = luaL_len(L, 3);
         for (lua_Integer i = 1; i <= n; i++) {
@@ -211,16 +220,43 @@ static int l_memmodel_quantize(lua_State *L)
             targets |= 1u << p;
             lua_pop(L, 1);
         }
+        if (lua_getfield(L, 3, "block") != LUA_TNIL) {
+            block = (int)lua_tointeger(L, -1);
+            if (block != 32 && block != 64)
+                return luaL_error(L, "peft.memory.quantize: nf4 block must be 32 or 64, not %s", luaL_tolstring(L, -1, NULL));
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, 3, "double_quant") != LUA_TNIL) dq = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (lua_getfield(L, 3, "scale") != LUA_TNIL) {
+            const char *sc = lua_tostring(L, -1);
+            if (sc && !strcmp(sc, "mse")) o.nf4_scale = PL_NF4_SCALE_MSE;
+            else if (sc && !strcmp(sc, "absmax")) o.nf4_scale = PL_NF4_SCALE_ABSMAX;
+            else return luaL_error(L, "peft.memory.quantize: scale must be \"mse\" or \"absmax\", not %s", luaL_tolstring(L, -1, NULL));
+        }
+        lua_pop(L, 1);
     } else if (!lua_isnoneornil(L, 3)) {
-        return luaL_error(L, "peft.memory.quantize: targets must be a list of module names");
+        return luaL_error(L, "peft.memory.quantize: the third argument must be a table (target module names, block=, double_quant=, scale=)");
+    }
+    if (d == PL_NF4 && !strcasecmp(dn, "nf4")) {   /* the name picks the family; opts the layout */
+        if (dq && block == 32)
+            return luaL_error(L, "peft.memory.quantize: double_quant uses 64-element nf4 blocks, not 32");
+        d = dq ? PL_NF4_DQ : block == 64 ? PL_NF4 : block == 32 ? PL_NF4_32 : PL_LUA_NF4_DEFAULT;
+    } else if ((block || dq) && d != PL_NF4_32 && d != PL_NF4_DQ) {
+        return luaL_error(L, "peft.memory.quantize: block= and double_quant= apply to \"nf4\", not '%s'", dn);
     }
     struct pl_qlora_stats st;
-    if (pl_qlora_quantize(model, (enum pl_dtype)d, targets, &st) != PL_OK) return pl_lua_error(L);
-    lua_createtable(L, 0, 4);
+    if (pl_qlora_quantize_opts(model, (enum pl_dtype)d, targets, &o, &st) != PL_OK) return pl_lua_error(L);
+    lua_createtable(L, 0, 8);
     lua_pushinteger(L, st.converted); lua_setfield(L, -2, "converted");
     lua_pushinteger(L, st.kept); lua_setfield(L, -2, "kept");
     lua_pushinteger(L, st.bytes_before); lua_setfield(L, -2, "bytes_before");
     lua_pushinteger(L, st.bytes_after); lua_setfield(L, -2, "bytes_after");
+    lua_pushstring(L, pl_dtype_info((enum pl_dtype)d)->name); lua_setfield(L, -2, "dtype");
+    lua_pushnumber(L, st.elements ? sqrt(st.err2 / (double)st.elements) : 0.0); lua_setfield(L, -2, "rmse");
+    lua_pushnumber(L, st.ref2 > 0 ? sqrt(st.err2 / st.ref2) : 0.0); lua_setfield(L, -2, "rel_rmse");
+    lua_pushnumber(L, st.elements ? 8.0 * (double)st.bytes_after / (double)st.elements : 0.0);
+    lua_setfield(L, -2, "bits_per_weight");
     return 1;
 }
 

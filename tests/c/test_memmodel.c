@@ -23,6 +23,7 @@
 
 #include "peftlua/alloc.h"
 #include "peftlua/ckpt.h"
+#include "peftlua/lora.h"
 #include "peftlua/memmodel.h"
 #include "peftlua/model.h"
 #include "peftlua/qlora.h"
@@ -66,6 +67,9 @@ static const struct mcase cases[] = {
     { "smollm2 lora all r16 drop 1x64",  SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 16, ALL7, 0.05f, 0, 0, 1 },
     { "stories-bin qlora nf4 ckpt1 4x128", STORIES_BIN, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 4, 128, 8, ALL7, 0, 0, 1, 0 },
     { "stories-gguf lora ckpt2 2x256",   STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 0, 2, 0 },
+    { "stories-gguf qlora nf4_32 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4_32, PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0, 0 },
+    { "stories-bin qlora nf4_dq all 4x64", STORIES_BIN, PL_MEMM_QLORA, PL_NF4_DQ, PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0 },
+    { "smollm2 qlora nf4_dq qv 1x64",    SMOL,         PL_MEMM_QLORA, PL_NF4_DQ, PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1 },
     { "smollm2 qlora nf4 ckpt1 1x96",    SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 96, 8, QV, 0, 0, 1, 0 },
     { "stories-bin full adamw ckpt1 4x128", STORIES_BIN, PL_MEMM_FULL, PL_NF4,  PL_MEMM_FP32, 4, 128, 8, QV, 0, 0, 1, 0 },
     { "stories-gguf full sgd ckpt2 2x256", STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 1, 2, 0 },
@@ -264,6 +268,28 @@ static void test_7b_full_refused_qlora_fits(void **state)
     assert_true(e.resident < ((int64_t)8 << 30));
     /* NF4 projections: 6.48e9 weights at 4.5 bits */
     assert_true(e.peak[PL_MEM_WEIGHTS] > (int64_t)3.6e9 && e.peak[PL_MEM_WEIGHTS] < (int64_t)4.3e9);
+    /* the NF4 layouts: bits per projection weight, and double quantisation's saving */
+    int64_t nw = 0, pb[3] = { 0 };
+    const enum pl_dtype nf[3] = { PL_NF4, PL_NF4_32, PL_NF4_DQ };
+    for (int p = 0; p < PL_PROJ_COUNT; p++) {
+        int64_t in, out;
+        pl_lora_proj_shape(&q.shape, (enum pl_proj)p, &in, &out);
+        nw += in * out * q.shape.n_layers;
+        for (int k = 0; k < 3; k++) pb[k] += pl_memmodel_weight_bytes(nf[k], out, in) * q.shape.n_layers;
+    }
+    for (int k = 0; k < 3; k++)
+        printf("  7B projections as %-6s: %.3f bits per weight, %.3f GiB\n", pl_dtype_info(nf[k])->name,
+               8.0 * (double)pb[k] / (double)nw, pb[k] / 1073741824.0);
+    assert_int_equal(pb[0], pb[1]);                         /* 36 bytes per 64 weights either way */
+    assert_true(fabs(8.0 * (double)pb[2] / (double)nw - (4.0 + 8.0 / 64 + 64.0 / (64 * 256))) < 1e-3);
+    q.base_dtype = q.quant_dtype = PL_NF4_DQ;
+    struct pl_mem_estimate edq;
+    assert_int_equal(pl_memmodel_estimate(&q, &edq), PL_OK);
+    printf("  7B qlora nf4_dq 1x512 checkpointed: %.2f GiB (weights %.2f GiB: %.0f MiB less than nf4)\n",
+           edq.resident / 1073741824.0, edq.peak[PL_MEM_WEIGHTS] / 1073741824.0,
+           (e.peak[PL_MEM_WEIGHTS] - edq.peak[PL_MEM_WEIGHTS]) / 1048576.0);
+    assert_int_equal(e.peak[PL_MEM_WEIGHTS] - edq.peak[PL_MEM_WEIGHTS], pb[0] - pb[2]);
+    q.base_dtype = q.quant_dtype = PL_NF4;
     /* checkpointing cuts activations */
     q.ckpt_every = 0;
     struct pl_mem_estimate e0;
