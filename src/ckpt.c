@@ -14,6 +14,10 @@
  * gradient slot; each weight, norm, head and embedding gradient is accumulated by the same
  * kernel call, in the same order, as in train_bwd.c, so the gradients are those of the
  * uncheckpointed backward.
+ * Mixed precision (the trainer's bf16/fp16, every >= 3): each layer is computed in an f32
+ * working slot and its rounded activations kept in 16-bit segment slots (src/llama.c's
+ * pl_llama_acts_copy16), widened back before its backward; the recomputed forward starts from
+ * the same f32 checkpoints, so the gradients equal the uncheckpointed 16-bit trainer's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -29,18 +33,38 @@ static int64_t mx(int64_t a, int64_t b) { return a > b ? a : b; }
 
 static int clamp_every(int every, int L) { return every < 1 || every > L ? L : every; }
 
-int64_t pl_ckpt_plan_floats(const struct pl_model_config *c, int B, int T, int every)
+/* The plan, as f32 elements (*halves: 16-bit elements) with the rounded buffers in kf f32
+ * slots and SH 16-bit ones. */
+static int64_t plan_sizes(const struct pl_model_config *c, int B, int T, int every, int act16,
+                          int64_t *halves)
 {
     const int64_t L = c->n_layers, k = clamp_every(every, c->n_layers);
     const int64_t nseg = (L + k - 1) / k, BT = (int64_t)B * T, D = c->dim, F = c->hidden_dim;
     const int64_t Hd = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
     const int64_t wide = mx(mx(D, F), Hd), V = c->vocab_size;
-    int64_t slot = BT * D * 3 + BT * 2 + BT * Hd * 2 + BT * KV * 2 + (int64_t)B * c->n_heads * T * T
-                 + BT * F * 3;
-    return (nseg + 1) * BT * D + (k - 1) * BT * D + k * slot
+    const int h16 = act16 && k >= 3;
+    const int64_t kf = h16 ? 1 : k, SH = h16 ? k : 0;
+    /* rounded: xn_att, xn_ffn, q, att_out, kc, vc, att, gate, up, act; f32 per slot: resid2, rstd's */
+    int64_t rounded = BT * D * 2 + BT * Hd * 2 + BT * KV * 2 + (int64_t)B * c->n_heads * T * T
+                    + BT * F * 3;
+    *halves = SH * rounded;
+    return (nseg + 1) * BT * D + (k - 1) * BT * D + kf * rounded + k * (BT * D + BT * 2)
          + BT * D + BT + BT * V + 2 * BT + BT * wide               /* head, loss, scratch */
          + pl_act_grads_floats(c, BT)                               /* backward */
          + 3 * BT;                                                 /* pos, ids, targets */
+}
+
+int64_t pl_ckpt_plan_floats(const struct pl_model_config *c, int B, int T, int every)
+{
+    int64_t h;
+    return plan_sizes(c, B, T, every, 0, &h);
+}
+
+int64_t pl_ckpt_plan_bytes(const struct pl_model_config *c, int B, int T, int every, int act16)
+{
+    int64_t h, f = plan_sizes(c, B, T, every, act16, &h);
+    int64_t k = clamp_every(every, c->n_layers);
+    return f * 4 + h * 2 + (act16 && k >= 3 ? k * (int64_t)sizeof(struct pl_llama_acts16) : 0);
 }
 
 enum pl_status pl_ckpt_new(struct pl_ckpt **out, struct pl_trainer *t, int B, int T, int every)
@@ -64,30 +88,37 @@ enum pl_status pl_ckpt_new(struct pl_ckpt **out, struct pl_trainer *t, int B, in
     const int64_t BT = (int64_t)B * T, D = c->dim, F = c->hidden_dim, V = c->vocab_size;
     const int64_t Hd = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
     const int64_t wide = mx(mx(D, F), Hd);
-    ck->mem_floats = (size_t)pl_ckpt_plan_floats(c, B, T, every);
-    ck->mem = pl_alloc(ck->mem_floats * sizeof(float), PL_MEM_ACTIVATIONS);
-    if (!ck->mem) {
-        pl_free(ck);
+    const int h16 = t->cfg.precision != PL_PREC_FP32 && k >= 3;
+    const int64_t kf = h16 ? 1 : k;
+    ck->act_dtype = !h16 ? PL_F32 : t->cfg.precision == PL_PREC_BF16 ? PL_BF16 : PL_F16;
+    int64_t halves;
+    ck->mem_floats = (size_t)plan_sizes(c, B, T, every, h16, &halves);
+    ck->mem_halves = (size_t)halves;
+    ck->mem = pl_alloc(ck->mem_floats * sizeof(float) + ck->mem_halves * sizeof(uint16_t),
+                       PL_MEM_ACTIVATIONS);
+    if (h16) ck->h = pl_calloc((size_t)k, sizeof *ck->h, PL_MEM_ACTIVATIONS);
+    if (!ck->mem || (h16 && !ck->h)) {
+        pl_ckpt_free(ck);
         return pl_fail(PL_ERR_NOMEM, "checkpointing: out of memory planning %.1f MiB of activations for %d x %d",
-                       (double)pl_ckpt_plan_floats(c, B, T, every) * 4 / 1048576.0, B, T);
+                       (double)pl_ckpt_plan_bytes(c, B, T, every, h16) / 1048576.0, B, T);
     }
     float *p = ck->mem;
 #define CARVE(f, n) do { ck->f = p; p += (size_t)(n); } while (0)
     CARVE(ckpt, (ck->n_seg + 1) * BT * D);
     CARVE(s_in, (k - 1) * BT * D);
-    CARVE(xn_att, k * BT * D);
+    CARVE(xn_att, kf * BT * D);
     CARVE(rstd_att, k * BT);
-    CARVE(q, k * BT * Hd);
-    CARVE(kc, k * BT * KV);
-    CARVE(vc, k * BT * KV);
-    CARVE(att, k * B * (int64_t)c->n_heads * T * T);
-    CARVE(att_out, k * BT * Hd);
+    CARVE(q, kf * BT * Hd);
+    CARVE(kc, kf * BT * KV);
+    CARVE(vc, kf * BT * KV);
+    CARVE(att, kf * B * (int64_t)c->n_heads * T * T);
+    CARVE(att_out, kf * BT * Hd);
     CARVE(resid2, k * BT * D);
-    CARVE(xn_ffn, k * BT * D);
+    CARVE(xn_ffn, kf * BT * D);
     CARVE(rstd_ffn, k * BT);
-    CARVE(gate, k * BT * F);
-    CARVE(up, k * BT * F);
-    CARVE(act, k * BT * F);
+    CARVE(gate, kf * BT * F);
+    CARVE(up, kf * BT * F);
+    CARVE(act, kf * BT * F);
     CARVE(xfinal, BT * D);
     CARVE(rstd_final, BT);
     CARVE(logits, BT * V);
@@ -99,6 +130,18 @@ enum pl_status pl_ckpt_new(struct pl_ckpt **out, struct pl_trainer *t, int B, in
     ck->pos = (int32_t *)p; p += BT;
     ck->ids = (int32_t *)p; p += BT;
     ck->targets = (int32_t *)p; p += BT;
+    if (h16) {   /* the 16-bit slots, after every f32 buffer */
+        uint16_t *h = (uint16_t *)(ck->mem + ck->mem_floats);
+        const int64_t A = (int64_t)B * c->n_heads * T * T;
+        for (int64_t j = 0; j < k; j++) {
+            struct pl_llama_acts16 *s = &ck->h[j];
+#define CARVE16(f, n) do { s->f = h; h += (size_t)(n); } while (0)
+            CARVE16(xn, BT * D); CARVE16(q, BT * Hd); CARVE16(kc, BT * KV); CARVE16(vc, BT * KV);
+            CARVE16(att, A); CARVE16(ao, BT * Hd); CARVE16(xf, BT * D); CARVE16(g, BT * F);
+            CARVE16(u, BT * F); CARVE16(a, BT * F);
+#undef CARVE16
+        }
+    }
     *out = ck;
     return PL_OK;
 }
@@ -106,6 +149,7 @@ enum pl_status pl_ckpt_new(struct pl_ckpt **out, struct pl_trainer *t, int B, in
 void pl_ckpt_free(struct pl_ckpt *ck)
 {
     if (!ck) return;
+    pl_free(ck->h);
     pl_free(ck->mem);
     pl_free(ck);
 }
@@ -123,23 +167,35 @@ static struct slot slot_of(struct pl_ckpt *ck, int64_t l)
     const int64_t Hd = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
     const int64_t seg = l / ck->every, j = l % ck->every, L = c->n_layers;
     const int last = (j == ck->every - 1) || (l == L - 1);
+    const size_t r = ck->h ? 0 : (size_t)j;   /* rounded buffers: the one f32 working slot */
     struct slot s;
     s.xin = j == 0 ? ck->ckpt + (size_t)seg * BT * D : ck->s_in + (size_t)(j - 1) * BT * D;
     s.xout = last ? ck->ckpt + (size_t)(seg + 1) * BT * D : ck->s_in + (size_t)j * BT * D;
-    s.xn = ck->xn_att + (size_t)j * BT * D;
+    s.xn = ck->xn_att + r * BT * D;
     s.rs = ck->rstd_att + (size_t)j * BT;
-    s.q = ck->q + (size_t)j * BT * Hd;
-    s.kc = ck->kc + (size_t)j * BT * KV;
-    s.vc = ck->vc + (size_t)j * BT * KV;
-    s.att = ck->att + (size_t)j * ck->B * c->n_heads * ck->T * ck->T;
-    s.ao = ck->att_out + (size_t)j * BT * Hd;
+    s.q = ck->q + r * BT * Hd;
+    s.kc = ck->kc + r * BT * KV;
+    s.vc = ck->vc + r * BT * KV;
+    s.att = ck->att + r * ck->B * c->n_heads * ck->T * ck->T;
+    s.ao = ck->att_out + r * BT * Hd;
     s.x2 = ck->resid2 + (size_t)j * BT * D;
-    s.xf = ck->xn_ffn + (size_t)j * BT * D;
+    s.xf = ck->xn_ffn + r * BT * D;
     s.rf = ck->rstd_ffn + (size_t)j * BT;
-    s.g = ck->gate + (size_t)j * BT * F;
-    s.u = ck->up + (size_t)j * BT * F;
-    s.a = ck->act + (size_t)j * BT * F;
+    s.g = ck->gate + r * BT * F;
+    s.u = ck->up + r * BT * F;
+    s.a = ck->act + r * BT * F;
     return s;
+}
+
+/* 16-bit slots: round layer l's activations into its segment slot (store) or widen them
+ * back into the working slot (load), as src/llama.c does per layer. */
+static void slot_copy16(struct pl_ckpt *ck, int64_t l, const struct slot *s, int store)
+{
+    if (!ck->h) return;
+    const struct pl_llama_acts a = { s->xin, s->xout, s->xn, s->rs, s->q, s->kc, s->vc, s->att,
+                                     s->ao, s->x2, s->xf, s->rf, s->g, s->u, s->a };
+    pl_llama_acts_copy16(&ck->t->model->cfg, ck->B, ck->T, ck->cur_n, (enum pl_dtype)ck->act_dtype,
+                         &a, &ck->h[l % ck->every], store);
 }
 
 static const float *fdata(const struct pl_tensor *t) { return (const float *)pl_tensor_data(t); }
@@ -185,6 +241,7 @@ static enum pl_status layer_fwd(struct pl_ckpt *ck, int l)
     pl_swiglu_fwd(s.a, s.g, s.u, R * F);
     if ((st = proj(m, l, PL_PROJ_DOWN, tmp, s.a, R)) != PL_OK) return st;
     pl_residual_fwd(s.xout, s.x2, tmp, R * D);
+    slot_copy16(ck, l, &s, 1);
     return PL_OK;
 }
 
@@ -214,6 +271,7 @@ static enum pl_status layer_bwd(struct pl_ckpt *ck, int l)
     const enum pl_rope_mode rm = c->rope_layout == PL_ROPE_LAYOUT_HALF ? PL_ROPE_NEOX : PL_ROPE_NORMAL;
     const struct pl_layer *ly = &m->layers[l];
     struct slot s = slot_of(ck, l);
+    slot_copy16(ck, l, &s, 0);   /* 16-bit slots: widen this layer's activations first */
     enum pl_status st;
     /* MLP half: δ = d_resid */
     memset(ck->g.d_act, 0, (size_t)R * F * sizeof(float));

@@ -342,41 +342,53 @@ static void layer_slots(const struct pl_llama_ctx *c, int l, struct pl_llama_act
     a->a = c->act + s * BT * F;
 }
 
-/* 16-bit mode: round layer l's activations of an n-token forward from the one-layer f32
- * buffers into its 16-bit copies (store), or widen them back (load). Only the rows the
- * forward wrote are converted: B·n rows, K/V positions 0..n-1 of each sequence, and the
- * [B][heads][n][n] probabilities the attention kernel packs at the start of its buffer. */
-static void layer_copy16(struct pl_llama_ctx *c, int l, int n, const struct pl_llama_acts *a,
-                         int store)
+void pl_llama_acts_copy16(const struct pl_model_config *cf, int B, int T, int n, enum pl_dtype t,
+                          const struct pl_llama_acts *a, const struct pl_llama_acts16 *h, int store)
 {
-    const struct pl_model_config *cf = &c->m->cfg;
-    const int64_t B = c->B, T = c->T, BT = B * T, R = B * n, D = cf->dim, F = cf->hidden_dim;
+    const int64_t R = (int64_t)B * n, D = cf->dim, F = cf->hidden_dim;
     const int64_t Hd = (int64_t)cf->n_heads * cf->head_dim, KV = (int64_t)cf->n_kv_heads * cf->head_dim;
-    const enum pl_dtype t = (enum pl_dtype)c->act_dtype;
     const struct { uint16_t *h; float *f; int64_t n; } part[] = {
-        { c->h_xn_att + (size_t)l * BT * D, a->xn, R * D },
-        { c->h_q + (size_t)l * BT * Hd, a->q, R * Hd },
-        { c->h_att + (size_t)l * B * cf->n_heads * T * T, a->att, B * cf->n_heads * (int64_t)n * n },
-        { c->h_att_out + (size_t)l * BT * Hd, a->ao, R * Hd },
-        { c->h_xn_ffn + (size_t)l * BT * D, a->xf, R * D },
-        { c->h_gate + (size_t)l * BT * F, a->g, R * F },
-        { c->h_up + (size_t)l * BT * F, a->u, R * F },
-        { c->h_act + (size_t)l * BT * F, a->a, R * F },
+        { h->xn, a->xn, R * D },
+        { h->q, a->q, R * Hd },
+        { h->att, a->att, (int64_t)B * cf->n_heads * n * n },   /* packed at the start */
+        { h->ao, a->ao, R * Hd },
+        { h->xf, a->xf, R * D },
+        { h->g, a->g, R * F },
+        { h->u, a->u, R * F },
+        { h->a, a->a, R * F },
     };
     for (size_t i = 0; i < sizeof part / sizeof part[0]; i++) {
         if (store) pl_act16_store(part[i].h, part[i].f, part[i].n, t);
         else pl_act16_load(part[i].f, part[i].h, part[i].n, t);
     }
-    for (int64_t b = 0; b < B; b++) {
-        size_t o = (size_t)(l * BT + b * T) * KV;
+    for (int64_t b = 0; b < B; b++) {   /* K/V: [B][T][KV], positions 0..n-1 */
+        size_t o = (size_t)b * T * KV;
         if (store) {
-            pl_act16_store(c->h_kc + o, a->kc + (size_t)b * T * KV, (int64_t)n * KV, t);
-            pl_act16_store(c->h_vc + o, a->vc + (size_t)b * T * KV, (int64_t)n * KV, t);
+            pl_act16_store(h->kc + o, a->kc + o, (int64_t)n * KV, t);
+            pl_act16_store(h->vc + o, a->vc + o, (int64_t)n * KV, t);
         } else {
-            pl_act16_load(a->kc + (size_t)b * T * KV, c->h_kc + o, (int64_t)n * KV, t);
-            pl_act16_load(a->vc + (size_t)b * T * KV, c->h_vc + o, (int64_t)n * KV, t);
+            pl_act16_load(a->kc + o, h->kc + o, (int64_t)n * KV, t);
+            pl_act16_load(a->vc + o, h->vc + o, (int64_t)n * KV, t);
         }
     }
+}
+
+/* 16-bit mode: round layer l's activations of an n-token forward from the one-layer f32
+ * buffers into its 16-bit copies (store), or widen them back (load). */
+static void layer_copy16(struct pl_llama_ctx *c, int l, int n, const struct pl_llama_acts *a,
+                         int store)
+{
+    const struct pl_model_config *cf = &c->m->cfg;
+    const int64_t BT = (int64_t)c->B * c->T, D = cf->dim, F = cf->hidden_dim;
+    const int64_t Hd = (int64_t)cf->n_heads * cf->head_dim, KV = (int64_t)cf->n_kv_heads * cf->head_dim;
+    const size_t L = (size_t)l;
+    const struct pl_llama_acts16 h = {
+        c->h_xn_att + L * BT * D, c->h_q + L * BT * Hd, c->h_kc + L * BT * KV,
+        c->h_vc + L * BT * KV, c->h_att + L * c->B * cf->n_heads * c->T * c->T,
+        c->h_att_out + L * BT * Hd, c->h_xn_ffn + L * BT * D, c->h_gate + L * BT * F,
+        c->h_up + L * BT * F, c->h_act + L * BT * F,
+    };
+    pl_llama_acts_copy16(cf, c->B, c->T, n, (enum pl_dtype)c->act_dtype, a, &h, store);
 }
 
 enum pl_status pl_llama_saved_layer(struct pl_llama_ctx *c, int l, struct pl_llama_acts *a)

@@ -310,7 +310,7 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     /* mixed precision (src/llama.c, PL_LLAMA_SAVE_BF16/F16): the rounded buffers have one f32
      * layer plus n_layers 16-bit copies, the KV cache one f32 layer; the residual stream
      * (resid, resid2) and the rstd's stay f32 per layer. (Checkpointing: no such context is
-     * made; src/ckpt.c's segment activations are f32.) */
+     * made; src/ckpt.c's segment slots are 16-bit when every >= 3, pl_ckpt_plan_bytes.) */
     int h16 = c->precision != PL_MEMM_FP32;
     int64_t S = h16 ? 1 : L, SK = h16 ? 1 : L, SH = h16 ? L : 0;
     int64_t att1 = PB * s->n_heads * PT * PT;
@@ -329,7 +329,8 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     if (!ck) act += (int64_t)sizeof(struct pl_llama_ctx) + ctx_floats * 4 + PBT * 4;   /* + pos */
     int64_t bwd_floats = PBT * (3 * D + 3 * Hd + 3 * KV + wide + 3 * F) + 2 * PBT;
     act += bwd_floats * 4 + 2 * PBT * 4;              /* bwd_mem, ids, targets */
-    if (ck) act += (int64_t)sizeof(struct pl_ckpt) + pl_ckpt_plan_floats(s, (int)B, (int)T, c->ckpt_every) * 4;
+    if (ck) act += (int64_t)sizeof(struct pl_ckpt) +
+                   pl_ckpt_plan_bytes(s, (int)B, (int)T, c->ckpt_every, c->precision != PL_MEMM_FP32);
     else act += BT * V * 4;                           /* logits of the trainer's context */
 
     /* ---- the largest one-kernel workspace in a step ---- */

@@ -52,6 +52,16 @@ struct pl_ckpt {
     float *xfinal, *rstd_final, *logits, *ce_losses, *ce_lse, *scratch;
     struct pl_act_grads g;
     int32_t *pos, *ids, *targets;
+    /* Mixed precision (the trainer's precision bf16/fp16) with every >= 3: act_dtype PL_BF16 or
+     * PL_F16, and the rounded buffers (xn_att, q, kc, vc, att, att_out, xn_ffn, gate, up, act)
+     * have one f32 working slot plus `every` 16-bit slots of the same layout, after the f32
+     * ones in mem (as src/llama.c's 16-bit contexts). The residual stream (checkpoints, s_in,
+     * resid2) and the rstd's stay f32. Per rounded element that is 4 + 2·every bytes against
+     * 4·every: nothing saved below every = 3 (1 adds, 2 breaks even), so those plans stay f32
+     * (act_dtype PL_F32). */
+    int32_t act_dtype;
+    size_t mem_halves;
+    struct pl_llama_acts16 *h;     /* [every] 16-bit slots, or NULL */
 };
 
 /* Plan checkpointed activations for batch B × up to T tokens over trainer t (LoRA: its
@@ -59,8 +69,11 @@ struct pl_ckpt {
 enum pl_status pl_ckpt_new(struct pl_ckpt **out, struct pl_trainer *t, int B, int T, int every);
 void pl_ckpt_free(struct pl_ckpt *ck);
 
-/* Floats pl_ckpt_new plans for a model of configuration c (for the memory model). */
+/* Floats pl_ckpt_new plans for a model of configuration c (f32 activations). */
 int64_t pl_ckpt_plan_floats(const struct pl_model_config *c, int B, int T, int every);
+/* Bytes of pl_ckpt_new's planned allocation (the memory model): act16 = 1 for a trainer of
+ * precision bf16/fp16 (16-bit slots when every >= 3), 0 for fp32. */
+int64_t pl_ckpt_plan_bytes(const struct pl_model_config *c, int B, int T, int every, int act16);
 
 /* Forward + checkpointed backward of one micro-batch (ids, targets [B, n], targets < 0
  * ignored; B <= planned B, n <= T): gradients (adapters, or every weight for full

@@ -25,8 +25,9 @@
  * Precision: "fp32" keeps frozen weights as loaded; "bf16"/"fp16" store frozen f32 weights
  * as bf16/f16 (quantised bases are unchanged); trained parameters, gradients and optimizer
  * state are always f32. Saved activations: bf16/f16 copies per layer plus one f32 layer
- * (src/llama.c PL_LLAMA_SAVE_BF16/F16; the residual stream and rstd's stay f32), except under
- * checkpointing, whose segment activations are f32.
+ * (src/llama.c PL_LLAMA_SAVE_BF16/F16; the residual stream and rstd's stay f32); under
+ * checkpointing every k >= 3 layers, 16-bit segment slots plus one f32 working slot
+ * (src/ckpt.c; k = 1, 2 stay f32).
  *
  * Worked example:
  *     struct pl_memmodel_cfg c = pl_memmodel_defaults();

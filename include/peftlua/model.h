@@ -195,6 +195,16 @@ struct pl_llama_acts {
     float *xout;             /* its output */
     float *xn, *rs, *q, *kc, *vc, *att, *ao, *x2, *xf, *rf, *g, *u, *a;
 };
+/* The 16-bit copies of the rounded ones, laid out as the f32 buffers of a B x T plan. */
+struct pl_llama_acts16 {
+    uint16_t *xn, *q, *kc, *vc, *att, *ao, *xf, *g, *u, *a;
+};
+/* Round (store = 1) the rounded activations of one layer of an n-token forward over a B x T
+ * plan from a's f32 buffers into h, or widen them back (store = 0); t is PL_BF16 or PL_F16.
+ * Only what the forward wrote is converted: B·n rows, K/V positions 0..n-1 of each sequence,
+ * the [B][heads][n][n] probabilities. Shared by src/llama.c and src/ckpt.c. */
+void pl_llama_acts_copy16(const struct pl_model_config *cf, int B, int T, int n, enum pl_dtype t,
+                          const struct pl_llama_acts *a, const struct pl_llama_acts16 *h, int store);
 
 struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flags);
 void pl_llama_ctx_free(struct pl_llama_ctx *c);

@@ -39,7 +39,9 @@
  *         their type; full fine-tuning has no frozen weights). Saved activations: the context
  *         saves them as bf16 (PL_LLAMA_SAVE_BF16, model.h lists which ones): each layer is
  *         computed in f32, rounded to nearest even into its 16-bit slot, widened back to f32
- *         one layer at a time for the backward. f32: the residual stream, logits, every
+ *         one layer at a time for the backward (checkpointed, ckpt_every >= 3: the segment's
+ *         layers likewise in 16-bit slots, ckpt.h; every 1 or 2 stays f32, where 16 bits
+ *         would save nothing). f32: the residual stream, logits, every
  *         gradient (weights and activations), LoRA adapters, full fine-tuning's master
  *         weights, optimizer state; all sums accumulate in f32.
  *   fp16  the same with IEEE f16 (10-bit mantissa, range 6e-5 .. 65504) as the 16-bit type,

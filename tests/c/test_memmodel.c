@@ -75,7 +75,7 @@ static const struct mcase cases[] = {
     { "stories-gguf full sgd ckpt2 2x256", STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 1, 2, 0 },
     { "stories-bin lora fp16 all 2x128", STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP16, 2, 128, 8, ALL7, 0, 0, 0, 0 },
     { "stories-bin full bf16 adamw 4x64", STORIES_BIN, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0 },
-    { "stories-gguf lora fp16 ckpt2 2x256", STORIES_GGUF, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP16, 2, 256, 8, QV, 0, 0, 2, 0 },
+    { "stories-gguf lora fp16 ckpt5 2x256", STORIES_GGUF, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP16, 2, 256, 8, QV, 0, 0, 5, 0 },
     { "smollm2 lora bf16 qv 1x128",      SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 1, 128, 8, QV, 0, 0, 0, 0 },
 };
 

@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "peftlua/alloc.h"
+#include "peftlua/ckpt.h"
 #include "peftlua/kernels.h"
 #include "peftlua/model.h"
 #include "peftlua/qlora.h"
@@ -207,13 +208,14 @@ static struct pl_train_cfg cfg_for(enum pl_train_method method, enum pl_precisio
 /* Gradients (and loss) of one batch; LoRA adapters set to deterministic non-zero values so
  * that dA is not zero. pre16: re-store the frozen projections as bf16 before (so that an
  * fp32 trainer and a 16-bit one see the same weights). */
-static float *grads_of(enum pl_train_method method, enum pl_precision p, int pre16, int64_t *n,
-                       double *loss)
+static float *grads_ck(enum pl_train_method method, enum pl_precision p, int pre16, int every,
+                       int64_t *n, double *loss)
 {
     struct pl_model *m = load_model();
     if (pre16 && pl_qlora_quantize(m, PL_BF16, 0, NULL) != PL_OK) fail_msg("%s", pl_last_error());
     const int B = 3, T = 48;
     struct pl_train_cfg c = cfg_for(method, p, B, T);
+    c.ckpt_every = every;
     struct pl_trainer *t = NULL;
     if (pl_trainer_new(&t, m, &c) != PL_OK) fail_msg("%s", pl_last_error());
     if (method == PL_TRAIN_LORA) {
@@ -231,6 +233,12 @@ static float *grads_of(enum pl_train_method method, enum pl_precision p, int pre
     pl_trainer_free(t);
     pl_model_free(m);
     return g;
+}
+
+static float *grads_of(enum pl_train_method method, enum pl_precision p, int pre16, int64_t *n,
+                       double *loss)
+{
+    return grads_ck(method, p, pre16, 0, n, loss);
 }
 
 static void check_grads(enum pl_train_method method)
@@ -270,6 +278,60 @@ static void check_grads(enum pl_train_method method)
 
 static void test_lora_grads(void **state) { (void)state; check_grads(PL_TRAIN_LORA); }
 static void test_full_grads(void **state) { (void)state; check_grads(PL_TRAIN_FULL); }
+
+/* Checkpointed every k >= 3 layers, the segment's activations are kept in 16-bit slots: the
+ * recomputation starts from the same f32 checkpoints and rounds the same values, so the
+ * gradients are the uncheckpointed 16-bit trainer's, bit for bit; every 1 keeps f32 slots.
+ * The plan is smaller than the f32 one from k = 3 (equal at 1 and 2). */
+static void test_checkpointed_16bit(void **state)
+{
+    (void)state;
+    for (int method = 0; method < 2; method++)
+        for (int p = PL_PREC_BF16; p <= PL_PREC_FP16; p++) {
+            int64_t n;
+            double l0, l1;
+            float *g0 = grads_of((enum pl_train_method)method, (enum pl_precision)p, 0, &n, &l0);
+            for (int k = 3; k <= 5; k += 2) {
+                float *g1 = grads_ck((enum pl_train_method)method, (enum pl_precision)p, 0, k, &n, &l1);
+                if (memcmp(g0, g1, (size_t)n * 4) != 0 || l0 != l1)
+                    fail_msg("%s %s every %d: checkpointed gradients differ (rel. error %.3g)",
+                             method ? "full" : "LoRA", pl_precision_name((enum pl_precision)p), k,
+                             rel_err(g1, g0, n));
+                free(g1);
+            }
+            free(g0);
+            /* every 1: f32 activations, so the fp32 trainer's gradients on the same weights
+             * (full: no frozen weights; LoRA bf16: the base re-stored as bf16) */
+            if (method == PL_TRAIN_LORA && p == PL_PREC_FP16) continue;
+            g0 = grads_of((enum pl_train_method)method, PL_PREC_FP32, method == PL_TRAIN_LORA, &n, &l0);
+            float *g1 = grads_ck((enum pl_train_method)method, (enum pl_precision)p, 0, 1, &n, &l1);
+            assert_memory_equal(g0, g1, (size_t)n * 4);
+            free(g0);
+            free(g1);
+        }
+    struct pl_model *m = load_model();
+    int64_t bytes[2][6];
+    for (int p = 0; p < 2; p++)
+        for (int k = 1; k <= 5; k++) {
+            struct pl_train_cfg c = cfg_for(PL_TRAIN_LORA, p ? PL_PREC_BF16 : PL_PREC_FP32, 4, 64);
+            c.ckpt_every = k;
+            struct pl_trainer *t = NULL;
+            if (pl_trainer_new(&t, m, &c) != PL_OK) fail_msg("%s", pl_last_error());
+            struct pl_ckpt *ck = t->ckpt;
+            assert_non_null(ck);
+            assert_int_equal(ck->act_dtype, p && k >= 3 ? PL_BF16 : PL_F32);
+            bytes[p][k] = (int64_t)ck->mem_floats * 4 + (int64_t)ck->mem_halves * 2;
+            assert_int_equal(bytes[p][k] + (ck->h ? k * (int64_t)sizeof *ck->h : 0),
+                             pl_ckpt_plan_bytes(&m->cfg, 4, 64, k, p));
+            pl_trainer_free(t);
+        }
+    printf("  checkpointed plan 4 x 64, f32 / bf16: every 1 %.2f / %.2f MiB, every 3 %.2f / %.2f MiB, every 5 %.2f / %.2f MiB\n",
+           bytes[0][1] / 1048576.0, bytes[1][1] / 1048576.0, bytes[0][3] / 1048576.0,
+           bytes[1][3] / 1048576.0, bytes[0][5] / 1048576.0, bytes[1][5] / 1048576.0);
+    assert_true(bytes[1][1] == bytes[0][1] && bytes[1][2] == bytes[0][2]);
+    assert_true(bytes[1][3] < bytes[0][3] && bytes[1][5] < 0.8 * bytes[0][5]);
+    pl_model_free(m);
+}
 
 /* ---- training ---- */
 
@@ -527,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_saved_bytes),
         cmocka_unit_test(test_lora_grads),
         cmocka_unit_test(test_full_grads),
+        cmocka_unit_test(test_checkpointed_16bit),
         cmocka_unit_test(test_losses_track_fp32),
         cmocka_unit_test(test_loss_scaler),
         cmocka_unit_test(test_resume_with_scaler),
