@@ -82,10 +82,18 @@ $(MODEL):
 
 # Tests: every cmocka binary, then the Lua suite (tests/lua/test_*.lua). Tests that need
 # the default model get it from `make model`.
-# Passive OpenMP waiting, as the host sets for itself (see src/main.c), unless the caller chose.
-export OMP_WAIT_POLICY ?= passive
-ctest: $(CTEST_BIN)
-	@fail=0; for t in $(CTEST_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+# Passive OpenMP waiting after a short spin, as the host sets for itself (see src/main.c),
+# unless the caller chose.
+ifeq ($(origin OMP_WAIT_POLICY),undefined)
+export OMP_WAIT_POLICY := passive
+export GOMP_SPINCOUNT ?= 10000
+endif
+# The OpenBLAS core type the C binaries run with: the caller's OPENBLAS_CORETYPE, else the one
+# the host would choose (src/main.c: a faster kernel family where OpenBLAS picked a weaker one).
+BLAS_ENV = core=$$($(HOST) -e 'io.write(os.getenv("OPENBLAS_CORETYPE") or "")' 2>/dev/null); \
+	  if [ -n "$$core" ]; then export OPENBLAS_CORETYPE=$$core; fi;
+ctest: $(CTEST_BIN) $(HOST)
+	@$(BLAS_ENV) fail=0; for t in $(CTEST_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 luatest: $(HOST)
 	@PEFT_HOST=$(abspath $(HOST)) $(HOST) tests/lua/run.lua
 check: all
@@ -114,7 +122,7 @@ asan:
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" PL_ASAN=1 check
 
 bench: all $(BENCH_BIN)
-	@for b in $(BENCH_BIN); do $$b; done
+	@$(BLAS_ENV) for b in $(BENCH_BIN); do $$b; done
 	@for r in tests/bench/*.lua; do [ -f "$$r" ] && $(HOST) $$r; done; true
 
 demo: deps

@@ -14,6 +14,8 @@
 #include "peftlua/blas.h"
 #include <cblas.h>
 #include <pthread.h>
+#include <string.h>
+#include <strings.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -99,6 +101,36 @@ void pl_blas_set_threads(int n)
     omp_set_num_threads(n);
 #else
     (void)n;
+#endif
+}
+
+/* OpenBLAS kernel families, weakest first, as far as sgemm is concerned: the SSE-era cores,
+ * then AVX (Sandybridge), AVX2 + FMA (Haswell, Zen), AVX-512 (SkylakeX and later). A DYNAMIC_ARCH
+ * OpenBLAS that does not know a CPU model falls back to Prescott: Debian 12's 0.3.21 does so
+ * on Sapphire/Emerald Rapids, whose AVX-512 then runs SSE3 kernels at a quarter of the rate
+ * (measured on 2 cores: Prescott 60, Haswell 155, SkylakeX 232 GFLOP/s at 1024 x 2304 x 576). */
+static int core_rank(const char *name)
+{
+    static const char *const avx512[] = { "SkylakeX", "Cooperlake", "SapphireRapids" };
+    static const char *const avx2[] = { "Haswell", "Zen", "Zen3", "Zen4", "Excavator", "Steamroller" };
+    for (size_t i = 0; i < sizeof avx512 / sizeof avx512[0]; i++) if (!strcasecmp(name, avx512[i])) return 3;
+    for (size_t i = 0; i < sizeof avx2 / sizeof avx2[0]; i++) if (!strcasecmp(name, avx2[i])) return 2;
+    if (!strcasecmp(name, "Sandybridge") || !strcasecmp(name, "Bulldozer") || !strcasecmp(name, "Piledriver")) return 1;
+    return 0;
+}
+
+const char *pl_blas_better_coretype(void)
+{
+#if !defined(PL_BLAS_GENERIC) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    const char *best = NULL;
+    int want = 0;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) { best = "SkylakeX"; want = 3; }
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) { best = "Haswell"; want = 2; }
+    return best && core_rank(pl_blas_corename()) < want ? best : NULL;
+#else
+    return NULL;
 #endif
 }
 

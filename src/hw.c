@@ -137,6 +137,8 @@ enum pl_status pl_hw_query(struct pl_hw *hw)
     pl_hw_mem(hw);
     pl_hw_os(hw);
     snprintf(hw->blas_core, sizeof hw->blas_core, "%s", pl_blas_corename());
+    const char *better = pl_blas_better_coretype();
+    snprintf(hw->blas_better, sizeof hw->blas_better, "%s", better ? better : "");
     hw->blas_threads = pl_blas_threads();
     return PL_OK;
 }
@@ -202,6 +204,9 @@ int64_t pl_hw_default_budget_src(const struct pl_hw *hw, const char **source)
 
 void pl_hw_summary(const struct pl_hw *hw, int threads, char *buf, int n)
 {
-    snprintf(buf, (size_t)n, "%s | %d threads | %s | OpenBLAS %s (%d threads) | %s",
-             hw->cpu_model, threads, hw->simd, hw->blas_core, hw->blas_threads, hw->os);
+    char warn[96] = "";
+    if (hw->blas_better[0])
+        snprintf(warn, sizeof warn, "; slow kernels, OPENBLAS_CORETYPE=%s is faster", hw->blas_better);
+    snprintf(buf, (size_t)n, "%s | %d threads | %s | OpenBLAS %s (%d threads%s) | %s",
+             hw->cpu_model, threads, hw->simd, hw->blas_core, hw->blas_threads, warn, hw->os);
 }

@@ -28,5 +28,10 @@ void pl_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
 int         pl_blas_threads(void);          /* BLAS threads in use */
 void        pl_blas_set_threads(int n);     /* n >= 1 */
 const char *pl_blas_corename(void);         /* OpenBLAS core type, e.g. "Haswell", or "unknown" */
+/* The OpenBLAS core type this CPU could use when the one OpenBLAS chose is a weaker family
+ * ("SkylakeX" for AVX-512 F/BW/DQ/VL, "Haswell" for AVX2 + FMA), else NULL. OpenBLAS reads
+ * OPENBLAS_CORETYPE only when it loads, so a program acts on this by setting the variable and
+ * re-executing itself, as the peftlua host does when the user has not set it. */
+const char *pl_blas_better_coretype(void);
 
 #endif

@@ -22,6 +22,7 @@ struct pl_hw {
     int64_t ram_available;     /* bytes: MemAvailable on Linux, free+inactive on macOS */
     char    blas_core[64];     /* OpenBLAS core type in use ("Haswell", "SkylakeX", ...) */
     int     blas_threads;
+    char    blas_better[32];   /* a faster core type this CPU could use ("SkylakeX"), or "" */
 };
 
 enum pl_status pl_hw_query(struct pl_hw *hw);

@@ -2,6 +2,8 @@
  *
  *   peft.hw.info()      → { cpu=, arch=, os=, simd=, simd_flags=, cores=, physical_cores=,
  *                           apple_silicon=, ram_total=, ram_available=, blas_core=, blas_threads=,
+ *                           blas_better_core= (only when OpenBLAS runs a weaker kernel family
+ *                           than the CPU has: the OPENBLAS_CORETYPE that would be faster),
  *                           threads= (peftlua's default), threads_source= ("PEFT_THREADS",
  *                           "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS" or "physical cores"),
  *                           threads_in_use= (the engine's thread count now),
@@ -37,6 +39,7 @@ static int l_hw_info(lua_State *L)
     lua_pushinteger(L, hw.ram_total); lua_setfield(L, -2, "ram_total");
     lua_pushinteger(L, hw.ram_available); lua_setfield(L, -2, "ram_available");
     lua_pushstring(L, hw.blas_core); lua_setfield(L, -2, "blas_core");
+    if (hw.blas_better[0]) { lua_pushstring(L, hw.blas_better); lua_setfield(L, -2, "blas_better_core"); }
     lua_pushinteger(L, hw.blas_threads); lua_setfield(L, -2, "blas_threads");
     const char *tsrc, *bsrc;
     lua_pushinteger(L, pl_hw_default_threads_src(&hw, &tsrc)); lua_setfield(L, -2, "threads");

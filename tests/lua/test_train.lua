@@ -198,7 +198,10 @@ return {
     tr:adapters(true)
     tr:merge()
     local merged = m:forward(ids[1])
-    T.ok(diff(merged, live) <= 1e-5, "merged == base + adapters: " .. diff(merged, live))
+    -- the merged f32 weights round differently from base + adapter: a few ulps of the largest
+    -- logit (22.4 here; 1.1e-5 absolute with OpenBLAS SkylakeX kernels, 9.5e-6 with Haswell)
+    local scale = math.max(1, live:abs():max())
+    T.ok(diff(merged, live) <= 1e-6 * scale, "merged == base + adapters: " .. diff(merged, live) .. " of " .. scale)
     T.raises(function() tr:merge() end, "already merged")
     local dir = T.tmp .. "/train_export"
     os.execute("rm -rf '" .. dir .. "' && mkdir -p '" .. dir .. "'")
