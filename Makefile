@@ -121,9 +121,21 @@ asan:
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" PL_ASAN=1 check
 
+# bench: every bench binary (bench_qlora also in its precision mode; its 7b mode takes minutes:
+# `build/bench/bench_qlora 7b`), the Lua benches, then the PyTorch reference of bench_train's
+# steps in the same environment (threads as the engine's; MKL picks its own kernels; glibc
+# malloc tuned) when torch, gguf and numpy can be imported.
+TORCH_ENV := MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=-1 MALLOC_TOP_PAD_=536870912 MALLOC_MMAP_THRESHOLD_=4294967296
 bench: all $(BENCH_BIN)
-	@$(BLAS_ENV) for b in $(BENCH_BIN); do $$b; done
+	@$(BLAS_ENV) for b in $(BENCH_BIN); do $$b; done; $(BUILD)/bench/bench_qlora precision
 	@for r in tests/bench/*.lua; do [ -f "$$r" ] && $(HOST) $$r; done; true
+	@if python3 -c 'import torch, gguf, numpy' 2>/dev/null; then \
+	  th=$$($(HOST) -e 'io.write(peft.hw.threads())'); \
+	  echo "PyTorch reference (tests/ref/train/torch_bench.py, $$th threads, $(TORCH_ENV)):"; \
+	  for m in ../shared/models/stories260K/stories260K.gguf $(MODEL); do \
+	    [ -f $$m ] && $(TORCH_ENV) python3 tests/ref/train/torch_bench.py $$m $$th 3 ref,fast,compile 2>&1 | grep '^torch'; \
+	  done; true; \
+	else echo "PyTorch reference: not run (python3 -m pip install torch gguf numpy)"; fi
 
 demo: deps
 	@$(MAKE) --no-print-directory all model
