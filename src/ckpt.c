@@ -51,7 +51,7 @@ static int64_t plan_sizes(const struct pl_model_config *c, int B, int T, int eve
     return (nseg + 1) * BT * D + (k - 1) * BT * D + kf * rounded + k * (BT * D + BT * 2)
          + BT * D + BT + BT * V + 2 * BT + BT * wide               /* head, loss, scratch */
          + pl_act_grads_floats(c, BT)                               /* backward */
-         + 3 * BT;                                                 /* pos, ids, targets */
+         + 5 * BT;                                 /* pos, ids, targets, head rows + targets */
 }
 
 int64_t pl_ckpt_plan_floats(const struct pl_model_config *c, int B, int T, int every)
@@ -130,6 +130,7 @@ enum pl_status pl_ckpt_new(struct pl_ckpt **out, struct pl_trainer *t, int B, in
     ck->pos = (int32_t *)p; p += BT;
     ck->ids = (int32_t *)p; p += BT;
     ck->targets = (int32_t *)p; p += BT;
+    ck->head_rows = (int32_t *)p; p += 2 * BT;
     if (h16) {   /* the 16-bit slots, after every f32 buffer */
         uint16_t *h = (uint16_t *)(ck->mem + ck->mem_floats);
         const int64_t A = (int64_t)B * c->n_heads * T * T;
@@ -336,34 +337,25 @@ static enum pl_status fwd_bwd(struct pl_ckpt *ck, double mul, int64_t denom, int
     const int64_t n = ck->cur_n, R = (int64_t)ck->B * n, D = c->dim, V = c->vocab_size;
     const int L = c->n_layers;
     enum pl_status st;
-    const struct pl_tensor *E = m->tok_embd, *Wo = m->output;
+    const struct pl_tensor *E = m->tok_embd;
     if ((st = pl_embedding_fwd(ck->ckpt, ck->ids, pl_tensor_data(E), E->dtype, R, V, D)) != PL_OK)
         return st;
     for (int s = 0; s < ck->n_seg; s++)
         if ((st = segment_fwd(ck, s)) != PL_OK) return st;
     const float *xL = ck->ckpt + (size_t)ck->n_seg * ck->B * ck->T * D;
-    pl_rmsnorm_fwd(ck->xfinal, ck->rstd_final, xL, fdata(m->out_norm), R, D, c->norm_eps);
-    if ((st = pl_linear_fwd(ck->logits, ck->xfinal, pl_tensor_data(Wo), Wo->dtype, NULL, R, D, V)) != PL_OK)
-        return st;
+    /* the output head over the scored rows only (src/train_head.c) */
+    struct pl_train_head h = { ck->xfinal, ck->rstd_final, ck->logits, ck->ce_losses, ck->ce_lse,
+                               ck->head_rows, ck->head_rows + (size_t)ck->B * ck->T, 0 };
+    pl_train_head_rows(&h, ck->targets, R);
     double mean = 0;
     int64_t cnt = 0;
-    if ((st = pl_crossentropy_fwd(ck->ce_losses, ck->ce_lse, &mean, &cnt, ck->logits, ck->targets,
-                                  R, V)) != PL_OK)
-        return st;
+    if ((st = pl_train_head_fwd(t, &h, xL, &mean, &cnt)) != PL_OK) return st;
     *loss = cnt ? mean : NAN;
     *count = cnt;
     if (cnt == 0 || !grad) return PL_OK;
-    pl_crossentropy_bwd(ck->logits, ck->ce_lse, ck->logits, ck->targets,
-                        (float)(mul / (double)(denom > 0 ? denom : cnt)), R, V);
+    pl_train_head_dlogits(t, &h, (float)(mul / (double)(denom > 0 ? denom : cnt)));
     /* output head and final norm (full fine-tuning: their gradients too, as train_bwd.c) */
-    float *dxf = ck->g.d_wide;
-    memset(dxf, 0, (size_t)R * D * sizeof(float));
-    if ((st = pl_linear_bwd(dxf, pl_train_grad_of(t, Wo), NULL, ck->logits, ck->xfinal,
-                            pl_tensor_data(Wo), Wo->dtype, R, D, V)) != PL_OK)
-        return st;
-    memset(ck->g.d_resid, 0, (size_t)R * D * sizeof(float));
-    pl_rmsnorm_bwd(ck->g.d_resid, pl_train_grad_of(t, m->out_norm), dxf, ck->rstd_final, xL,
-                   fdata(m->out_norm), R, D);
+    if ((st = pl_train_head_bwd(t, &h, xL, ck->g.d_wide, ck->g.d_resid, R)) != PL_OK) return st;
     for (int s = ck->n_seg - 1; s >= 0; s--) {
         if (s != ck->n_seg - 1 && (st = segment_fwd(ck, s)) != PL_OK) return st;   /* recompute */
         int l0 = s * ck->every, l1 = (s + 1) * ck->every < L ? (s + 1) * ck->every : L;

@@ -477,8 +477,22 @@ enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int 
     c->n_fwd = n;
 
     const float *xL = c->resid + (size_t)(save ? L : (L & 1)) * BT * D;
+    c->x_last = xL;
     int64_t out_rows = rows;
     const float *xin = xL;
+    if (logits_last_only == PL_LLAMA_NO_HEAD) {
+        /* the caller runs the head: only make sure logits can hold every row */
+        size_t need = (size_t)rows * V * sizeof(float);
+        if (!c->logits || pl_alloc_size(c->logits) < need) {
+            pl_free(c->logits);
+            c->logits = pl_alloc(need, PL_MEM_ACTIVATIONS);
+            if (!c->logits)
+                return pl_fail(PL_ERR_NOMEM, "llama: out of memory for %lld x %d logits",
+                               (long long)rows, V);
+        }
+        c->n_logits = 0;
+        return PL_OK;
+    }
     if (logits_last_only) {
         /* Gather the last row of each sequence. */
         for (int b = 0; b < B; b++)

@@ -328,7 +328,7 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     act += ctx_halves * 2;
     if (!ck) act += (int64_t)sizeof(struct pl_llama_ctx) + ctx_floats * 4 + PBT * 4;   /* + pos */
     int64_t bwd_floats = PBT * (3 * D + 3 * Hd + 3 * KV + wide + 3 * F) + 2 * PBT;
-    act += bwd_floats * 4 + 2 * PBT * 4;              /* bwd_mem, ids, targets */
+    act += bwd_floats * 4 + 4 * PBT * 4;   /* bwd_mem, ids, targets + head rows/targets */
     if (ck) act += (int64_t)sizeof(struct pl_ckpt) +
                    pl_ckpt_plan_bytes(s, (int)B, (int)T, c->ckpt_every, c->precision != PL_MEMM_FP32);
     else act += BT * V * 4;                           /* logits of the trainer's context */

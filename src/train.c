@@ -141,10 +141,11 @@ static enum pl_status plan_bwd(struct pl_trainer *t, int rows)
     size_t n = (size_t)pl_act_grads_floats(c, BT) + 2 * (size_t)BT;
     t->bwd_mem = pl_alloc(n * sizeof(float), PL_MEM_ACTIVATIONS);
     t->ids = pl_alloc((size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
-    t->targets = pl_alloc((size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
+    t->targets = pl_alloc(3 * (size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
     if (!t->bwd_mem || !t->ids || !t->targets)
         return pl_fail(PL_ERR_NOMEM, "train: out of memory for %.1f MiB of backward buffers",
                        (double)n * 4 / 1048576.0);
+    t->head_rows = t->targets + BT;
     float *p = pl_act_grads_carve(&t->g, t->bwd_mem, c, BT);
     t->ce_losses = p;
     t->ce_lse = p + BT;
@@ -163,7 +164,7 @@ static void unplan(struct pl_trainer *t)
     pl_free(t->ids);
     pl_free(t->targets);
     t->bwd_mem = t->ce_losses = t->ce_lse = NULL;
-    t->ids = t->targets = NULL;
+    t->ids = t->targets = t->head_rows = NULL;
     memset(&t->g, 0, sizeof t->g);
     pl_lora_unplan(t->lora);
     t->plan_rows = 0;
@@ -314,6 +315,21 @@ static void stage_batch(struct pl_trainer *t, const int32_t *ids, const int32_t 
     t->cur_n = n;
 }
 
+/* The head buffers of the saved-activation plan (src/train_head.c); h->nr from the last
+ * pl_train_head_rows over t->targets. */
+void pl_trainer_head(struct pl_trainer *t, struct pl_train_head *h)
+{
+    const int64_t BT = (int64_t)t->plan_rows * t->cfg.seq_len;
+    h->xfinal = t->ctx->xfinal;
+    h->rstd = t->ctx->rstd_final;
+    h->logits = t->ctx->logits;
+    h->ce_losses = t->ce_losses;
+    h->ce_lse = t->ce_lse;
+    h->rows = t->head_rows;
+    h->tg = t->head_rows + BT;
+    h->nr = t->head_nr;
+}
+
 /* Forward (+ backward with grad) of one chunk of B <= plan_rows rows starting at row row0 of
  * its micro-batch; dlogits scaled by mul / denom per scored target (mul carries the fp16
  * loss scale S). */
@@ -324,21 +340,22 @@ static enum pl_status run_chunk(struct pl_trainer *t, const int32_t *ids, const 
     if (t->lora) t->lora->dropout_row0 = row0 * n;   /* token rows before this chunk */
     if (t->ckpt) return pl_ckpt_run(t->ckpt, ids, targets, B, n, mul, denom, grad, loss, count);
     stage_batch(t, ids, targets, B, n);
-    const int64_t BT = (int64_t)t->plan_rows * n, V = t->model->cfg.vocab_size;
+    const int64_t BT = (int64_t)t->plan_rows * n;
     if (t->lora) t->lora->training = grad ? 1 : 0;
-    enum pl_status st = pl_llama_forward(t->ctx, t->ids, n, 0, 0);
+    enum pl_status st = pl_llama_forward(t->ctx, t->ids, n, 0, PL_LLAMA_NO_HEAD);
     t->ctx->n_past = 0;
     if (st != PL_OK) goto out;
+    /* the output head over the scored rows only (src/train_head.c) */
+    struct pl_train_head h;
+    pl_trainer_head(t, &h);
+    t->head_nr = pl_train_head_rows(&h, t->targets, BT);
     double mean = 0;
     int64_t cnt = 0;
-    if ((st = pl_crossentropy_fwd(t->ce_losses, t->ce_lse, &mean, &cnt, t->ctx->logits,
-                                  t->targets, BT, V)) != PL_OK)
-        goto out;
+    if ((st = pl_train_head_fwd(t, &h, t->ctx->x_last, &mean, &cnt)) != PL_OK) goto out;
     *loss = cnt ? mean : NAN;
     *count = cnt;
     if (cnt == 0 || !grad) goto out;   /* nothing to learn from: no gradient */
-    pl_crossentropy_bwd(t->ctx->logits, t->ce_lse, t->ctx->logits, t->targets,
-                        (float)(mul / (double)denom), BT, V);
+    pl_train_head_dlogits(t, &h, (float)(mul / (double)denom));
     st = pl_train_backward(t);
 out:
     if (t->lora) t->lora->training = 0;

@@ -87,17 +87,11 @@ enum pl_status pl_train_backward(struct pl_trainer *t)
         cf->rope_layout == PL_ROPE_LAYOUT_HALF ? PL_ROPE_NEOX : PL_ROPE_NORMAL;
     enum pl_status st;
 
-    /* output head: logits = xfinal · Woutᵀ;  xfinal = RMSNorm(x_L) */
-    float *dxf = t->g.d_wide;
-    memset(dxf, 0, (size_t)R * D * sizeof(float));
-    const struct pl_tensor *Wout = m->output;
-    if ((st = pl_linear_bwd(dxf, pl_train_grad_of(t, Wout), NULL, c->logits, c->xfinal,
-                            pl_tensor_data(Wout), Wout->dtype, R, D, V)) != PL_OK)
-        return st;
+    /* output head over the scored rows (src/train_head.c): logits = RMSNorm(x_L) · Woutᵀ */
     const float *xL = c->resid + (size_t)L * BT * D;
-    memset(t->g.d_resid, 0, (size_t)R * D * sizeof(float));
-    pl_rmsnorm_bwd(t->g.d_resid, pl_train_grad_of(t, m->out_norm), dxf, c->rstd_final, xL,
-                   fdata(m->out_norm), R, D);
+    struct pl_train_head h;
+    pl_trainer_head(t, &h);
+    if ((st = pl_train_head_bwd(t, &h, xL, t->g.d_wide, t->g.d_resid, R)) != PL_OK) return st;
 
     for (int64_t l = L - 1; l >= 0; l--) {
         if ((st = pl_interrupt_check()) != PL_OK) return st;

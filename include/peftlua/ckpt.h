@@ -51,7 +51,7 @@ struct pl_ckpt {
           *gate, *up, *act;
     float *xfinal, *rstd_final, *logits, *ce_losses, *ce_lse, *scratch;
     struct pl_act_grads g;
-    int32_t *pos, *ids, *targets;
+    int32_t *pos, *ids, *targets, *head_rows;   /* head_rows: [2][B·T] (src/train_head.c) */
     /* Mixed precision (the trainer's precision bf16/fp16) with every >= 3: act_dtype PL_BF16 or
      * PL_F16, and the rounded buffers (xn_att, q, kc, vc, att, att_out, xn_ffn, gate, up, act)
      * have one f32 working slot plus `every` 16-bit slots of the same layout, after the f32

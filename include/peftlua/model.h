@@ -157,6 +157,7 @@ struct pl_llama_ctx {
     int32_t n_fwd;           /* tokens per sequence of the last forward */
     float *logits;           /* [B, n, vocab] after pl_llama_forward (rows for the n given) */
     int64_t n_logits;        /* rows in logits */
+    const float *x_last;     /* [B, n, dim] the last layer's output after pl_llama_forward */
     /* planned buffers (one allocation, PL_MEM_ACTIVATIONS). Layer-indexed ones have n_saved
      * copies: n_layers when saving in f32, else 1 (one layer's buffers, reused); resid2 and the
      * rstd's have n_layers copies whenever saving (they stay f32 in 16-bit mode too); the KV
@@ -214,7 +215,11 @@ void pl_llama_ctx_free(struct pl_llama_ctx *c);
 enum pl_status pl_llama_saved_layer(struct pl_llama_ctx *c, int l, struct pl_llama_acts *a);
 /* Forward n tokens per sequence (ids [B, n]) at positions pos..pos+n-1 (pos + n <= T),
  * appending to the KV cache; logits for those rows into c->logits ([B, n, vocab]).
- * logits_last_only: compute logits for the last position only (row 0 of each sequence). */
+ * logits_last_only: compute logits for the last position only (row 0 of each sequence);
+ * PL_LLAMA_NO_HEAD: stop after the last layer (c->x_last holds its output, c->logits is
+ * allocated for every row but not computed, n_logits = 0): the trainer runs the output head
+ * itself over the scored rows only (src/train.c pl_train_head_fwd). */
+enum { PL_LLAMA_ALL_LOGITS = 0, PL_LLAMA_LAST_LOGITS = 1, PL_LLAMA_NO_HEAD = 2 };
 enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int n, int pos,
                                 int logits_last_only);
 /* Mean cross-entropy of c->logits ([B, n, vocab] from the last forward) against targets

@@ -153,7 +153,10 @@ struct pl_trainer {
     float *bwd_mem;
     struct pl_act_grads g;
     float *ce_losses, *ce_lse;       /* [B*T] cross-entropy saved state */
-    int32_t *targets;                /* [B*n] padded copy of the current chunk */
+    int32_t *targets;                /* [B*n] padded copy of the current chunk, then [B*T] x 2:
+                                        the scored rows' indices and targets (head_rows) */
+    int32_t *head_rows;
+    int64_t head_nr;                 /* scored rows of the staged chunk */
     int32_t cur_n;                   /* its row length n (<= seq_len) */
     int32_t *ids;                    /* [B*T] */
     /* full fine-tuning: the f32 master vector's per-parameter views */
