@@ -26,6 +26,37 @@ return {
     T.eq(rc, 0, out)
     T.eq(out, "3\t2147483648\n")
   end,
+  -- The host's start-up choices (src/main.c): with nothing set it re-executes itself with a
+  -- passive OpenMP wait after a 10,000-spin and, where OpenBLAS chose a weaker kernel family
+  -- than the CPU has, with OPENBLAS_CORETYPE set to the stronger one; a user's choices stay.
+  host_runtime_choices = function()
+    local probe = [[-e 'local h = peft.hw.info(); print(os.getenv("OMP_WAIT_POLICY"), os.getenv("GOMP_SPINCOUNT"), h.blas_core, h.blas_better_core or "-")']]
+    local clean = "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u OPENBLAS_CORETYPE -u PEFTLUA_NO_REEXEC "
+    local rc, out = T.sh(clean .. T.host .. " " .. probe)
+    T.eq(rc, 0, out)
+    local wait, spin, core, better = out:match("^(%S+)\t(%S+)\t(%S+)\t(%S+)")
+    T.eq(wait, "passive", out)
+    T.eq(spin, "10000", out)
+    T.eq(better, "-", "after the host's choice nothing faster is left: " .. out)
+    -- Without the re-exec OpenBLAS keeps its own choice; a weaker one than the CPU's SIMD level
+    -- is named, and forcing the oldest family shows it on any x86 machine with AVX2 + FMA.
+    local flags = first_line("grep -m1 '^flags' /proc/cpuinfo 2>/dev/null") or ""
+    local want = (flags:find(" avx512f") and flags:find(" avx512bw") and flags:find(" avx512dq")
+                  and flags:find(" avx512vl")) and "SkylakeX" or (flags:find(" avx2") and flags:find(" fma") and "Haswell")
+    if want then
+      rc, out = T.sh("env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=passive PEFTLUA_NO_REEXEC=1 OPENBLAS_CORETYPE=Prescott " .. T.host .. " " .. probe)
+      T.eq(rc, 0, out)
+      local _, _, c2, b2 = out:match("^(%S+)\t(%S+)\t(%S+)\t(%S+)")
+      T.eq(c2, "Prescott", out)
+      T.eq(b2, want, out)
+      rc, out = T.sh("OMP_WAIT_POLICY=passive PEFTLUA_NO_REEXEC=1 OPENBLAS_CORETYPE=Prescott " .. T.host .. " -e 'print(peft.hw.summary())'")
+      T.ok(out:find("OPENBLAS_CORETYPE=" .. want, 1, true), "summary warns: " .. out)
+      -- the user's choice is kept (the host does not override a set OPENBLAS_CORETYPE)
+      rc, out = T.sh("env -u PEFTLUA_NO_REEXEC OPENBLAS_CORETYPE=Prescott " .. T.host .. " " .. probe)
+      T.eq(select(3, out:match("^(%S+)\t(%S+)\t(%S+)\t(%S+)")), "Prescott", out)
+    end
+    T.ok(core and #core > 0, out)
+  end,
   summary_line = function()
     local s = peft.hw.summary()
     T.ok(s:find("threads", 1, true) and s:find("OpenBLAS", 1, true), s)
