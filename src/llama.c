@@ -478,31 +478,10 @@ enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int 
 
     const float *xL = c->resid + (size_t)(save ? L : (L & 1)) * BT * D;
     c->x_last = xL;
-    int64_t out_rows = rows;
-    const float *xin = xL;
-    if (logits_last_only == PL_LLAMA_NO_HEAD) {
-        /* the caller runs the head: only make sure logits can hold every row */
-        size_t need = (size_t)rows * V * sizeof(float);
-        if (!c->logits || pl_alloc_size(c->logits) < need) {
-            pl_free(c->logits);
-            c->logits = pl_alloc(need, PL_MEM_ACTIVATIONS);
-            if (!c->logits)
-                return pl_fail(PL_ERR_NOMEM, "llama: out of memory for %lld x %d logits",
-                               (long long)rows, V);
-        }
-        c->n_logits = 0;
-        return PL_OK;
-    }
-    if (logits_last_only) {
-        /* Gather the last row of each sequence. */
-        for (int b = 0; b < B; b++)
-            memcpy(c->scratch + (size_t)b * D, xL + ((size_t)b * n + n - 1) * D,
-                   (size_t)D * sizeof(float));
-        xin = c->scratch;
-        out_rows = B;
-    }
-    pl_rmsnorm_fwd(c->xfinal, c->rstd_final, xin, (const float *)pl_tensor_data(m->out_norm),
-                   out_rows, D, cf->norm_eps);
+    /* PL_LLAMA_NO_HEAD: the caller runs the head; logits only need room for every row */
+    const int no_head = logits_last_only == PL_LLAMA_NO_HEAD;
+    const int last_only = logits_last_only == PL_LLAMA_LAST_LOGITS;
+    const int64_t out_rows = last_only ? B : rows;
     size_t need = (size_t)out_rows * V * sizeof(float);
     if (!c->logits || pl_alloc_size(c->logits) < need) {
         pl_free(c->logits);
@@ -511,6 +490,20 @@ enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int 
             return pl_fail(PL_ERR_NOMEM, "llama: out of memory for %lld x %d logits",
                            (long long)out_rows, V);
     }
+    if (no_head) {
+        c->n_logits = 0;
+        return PL_OK;
+    }
+    const float *xin = xL;
+    if (last_only) {
+        /* Gather the last row of each sequence. */
+        for (int b = 0; b < B; b++)
+            memcpy(c->scratch + (size_t)b * D, xL + ((size_t)b * n + n - 1) * D,
+                   (size_t)D * sizeof(float));
+        xin = c->scratch;
+    }
+    pl_rmsnorm_fwd(c->xfinal, c->rstd_final, xin, (const float *)pl_tensor_data(m->out_norm),
+                   out_rows, D, cf->norm_eps);
     c->n_logits = out_rows;
     return pl_llama_matmul(c->logits, c->xfinal, m->output, NULL, out_rows);
 }

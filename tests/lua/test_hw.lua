@@ -31,10 +31,11 @@ return {
   -- than the CPU has, with OPENBLAS_CORETYPE set to the stronger one; a user's choices stay.
   host_runtime_choices = function()
     local probe = [[-e 'local h = peft.hw.info(); print(os.getenv("OMP_WAIT_POLICY"), os.getenv("GOMP_SPINCOUNT"), h.blas_core, h.blas_better_core or "-")']]
+    local function fields(s) return s:match("^(%S+)\t(%S+)\t(%S+)\t(%S+)") end
     local clean = "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u OPENBLAS_CORETYPE -u PEFTLUA_NO_REEXEC "
     local rc, out = T.sh(clean .. T.host .. " " .. probe)
     T.eq(rc, 0, out)
-    local wait, spin, core, better = out:match("^(%S+)\t(%S+)\t(%S+)\t(%S+)")
+    local wait, spin, core, better = fields(out)
     T.eq(wait, "passive", out)
     T.eq(spin, "10000", out)
     T.eq(better, "-", "after the host's choice nothing faster is left: " .. out)
@@ -46,14 +47,14 @@ return {
     if want then
       rc, out = T.sh("env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=passive PEFTLUA_NO_REEXEC=1 OPENBLAS_CORETYPE=Prescott " .. T.host .. " " .. probe)
       T.eq(rc, 0, out)
-      local _, _, c2, b2 = out:match("^(%S+)\t(%S+)\t(%S+)\t(%S+)")
+      local _, _, c2, b2 = fields(out)
       T.eq(c2, "Prescott", out)
       T.eq(b2, want, out)
       rc, out = T.sh("OMP_WAIT_POLICY=passive PEFTLUA_NO_REEXEC=1 OPENBLAS_CORETYPE=Prescott " .. T.host .. " -e 'print(peft.hw.summary())'")
       T.ok(out:find("OPENBLAS_CORETYPE=" .. want, 1, true), "summary warns: " .. out)
       -- the user's choice is kept (the host does not override a set OPENBLAS_CORETYPE)
       rc, out = T.sh("env -u PEFTLUA_NO_REEXEC OPENBLAS_CORETYPE=Prescott " .. T.host .. " " .. probe)
-      T.eq(select(3, out:match("^(%S+)\t(%S+)\t(%S+)\t(%S+)")), "Prescott", out)
+      T.eq(select(3, fields(out)), "Prescott", out)
     end
     T.ok(core and #core > 0, out)
   end,
