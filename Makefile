@@ -104,7 +104,7 @@ check: all
 # compiled against the installed library through pkg-config.
 installcheck: all
 	@rm -rf $(BUILD)/inst && $(MAKE) --no-print-directory -s install PREFIX=$(abspath $(BUILD)/inst) >/dev/null
-	@cd / && $(abspath $(BUILD)/inst)/bin/peftlua -e 'assert(PEFTLUA_LUA_DIR:find("/inst/share/peftlua/lua", 1, true), PEFTLUA_LUA_DIR); assert(peft.tensor and peft.memory)'
+	@cd / && $(abspath $(BUILD)/inst)/bin/peftlua -e 'assert(PEFTLUA_LUA_DIR:find("/inst/share/peftlua/lua", 1, true), PEFTLUA_LUA_DIR); assert(peft.tensor and peft.memory)' && $(abspath $(BUILD)/inst)/bin/peftlua version | grep -q '^peftlua '
 	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/embed.c \
 	  $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig pkg-config --cflags --libs peftlua) $(EXTRA_LDFLAGS) -o $(BUILD)/embed
 	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/generate.c \
@@ -144,11 +144,12 @@ demo: deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/peftlua \
-	  $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft $(DESTDIR)$(PREFIX)/share/man/man1
+	  $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/cmd $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(HOST) $(DESTDIR)$(PREFIX)/bin/peftlua
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libpeftlua.a
 	install -m 644 include/peftlua/*.h $(DESTDIR)$(PREFIX)/include/peftlua/
 	install -m 644 lua/peft/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/
+	install -m 644 lua/peft/cmd/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/cmd/
 	install -m 644 docs/peftlua.1 $(DESTDIR)$(PREFIX)/share/man/man1/peftlua.1
 	sed -e 's|@PREFIX@|$(PREFIX)|g' docs/peftlua.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/peftlua.pc
 

@@ -269,6 +269,15 @@ static void pl_usage(void)
             "With no script, starts the REPL with every peft.* module loaded.\n", pl_progname);
 }
 
+/* A command name: lower-case letters, digits, '-' and '_', no path or extension. */
+static int pl_is_command_word(const char *s)
+{
+    if (!*s) return 0;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_')) return 0;
+    return 1;
+}
+
 static int pl_dochunk(lua_State *L, int status)
 {
     if (status == LUA_OK) status = pl_docall(L, 0, 0);
@@ -314,6 +323,18 @@ static int pl_pmain(lua_State *L)
     if (script) {
         const char *fname = argv[script];
         if (strcmp(fname, "-") == 0) fname = NULL;
+        /* `peftlua <command> ...`: a word that names no file runs lua/peft/cmd/<command>.lua
+         * with the remaining arguments (arg[0] = "<command>"). */
+        char cmdpath[2 * PATH_MAX];
+        if (fname && pl_is_command_word(fname) && access(fname, F_OK) != 0) {
+            snprintf(cmdpath, sizeof cmdpath, "%s/peft/cmd/%s.lua", pl_luadir, fname);
+            if (access(cmdpath, R_OK) != 0) {
+                fprintf(stderr, "%s: unknown command or missing file '%s' (peftlua --help lists the commands)\n", pl_progname, fname);
+                lua_pushboolean(L, 0);
+                return 1;
+            }
+            fname = cmdpath;
+        }
         int status = luaL_loadfile(L, fname);
         if (status == LUA_OK) {
             int n = argc - script - 1;
