@@ -13,8 +13,16 @@ missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
-SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-echo "deps: installing$missing"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "deps: installing$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# PyPI packages the tests drive (the other tools whose readers prove our formats), pinned in
+# scripts/requirements-test.txt; installed only where one is missing.
+REQ="$(dirname "$0")/requirements-test.txt"
+if [ -s "$REQ" ] && ! python3 "$(dirname "$0")/pyreq_ok.py" "$REQ" 2>/dev/null; then
+  echo "deps: installing PyPI packages from $REQ"
+  python3 -m pip install -q --disable-pip-version-check -r "$REQ"
+fi
