@@ -44,7 +44,7 @@ LIB         := $(BUILD)/libpeftlua.a
 HOST        := $(BUILD)/peftlua
 MODEL       := models/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: all test check asan bench demo install clean deps model ctest luatest installcheck
+.PHONY: all test check asan bench demo install clean deps model ctest luatest installcheck servetest
 all: $(HOST) $(LIB)
 
 $(BUILD)/gen/pl_modules.h: Makefile $(wildcard src/lua/l_*.c)
@@ -96,8 +96,11 @@ ctest: $(CTEST_BIN) $(HOST)
 	@$(BLAS_ENV) fail=0; for t in $(CTEST_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 luatest: $(HOST)
 	@PEFT_HOST=$(abspath $(HOST)) $(HOST) tests/lua/run.lua
+# servetest: the openai PyPI client against a real `peftlua serve` (tests/serve/; docs/serve.md)
+servetest: $(HOST)
+	@python3 tests/serve/test_openai.py $(abspath $(HOST))
 check: all
-	@$(MAKE) --no-print-directory ctest && $(MAKE) --no-print-directory luatest && $(MAKE) --no-print-directory installcheck
+	@$(MAKE) --no-print-directory ctest && $(MAKE) --no-print-directory luatest && $(MAKE) --no-print-directory servetest && $(MAKE) --no-print-directory installcheck
 
 # Install into a scratch prefix, then use it as a user would: the binary from another
 # directory, and examples/embed.c and examples/generate.c (the worked example of peftlua.h)

@@ -489,7 +489,7 @@ static int l_http_utf8_split(lua_State *L)
     for (size_t back = 1; back <= 3 && back <= n; back++) {
         unsigned char c = (unsigned char)s[n - back];
         if ((c & 0xC0) == 0x80) continue;          /* continuation: look further back */
-        if (c >= 0xC0 && (size_t)pl_utf8_len(c) > back) cut = n - back;
+        if (c >= 0xC2 && c <= 0xF4 && (size_t)pl_utf8_len(c) > back) cut = n - back;
         break;
     }
     lua_pushlstring(L, s, cut);

@@ -54,4 +54,5 @@ print(("peftlua serve: %s on http://%s:%d/v1"):format(table.concat(s.ids, ", "),
 io.stdout:flush()
 local ok, err = pcall(s.serve, s)   -- returns on Ctrl-C
 s:close()
+io.stderr:write("serve: stopped\n")
 if not ok and not tostring(err):find("interrupted", 1, true) then error(err, 0) end
