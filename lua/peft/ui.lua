@@ -153,8 +153,24 @@ end
 
 -- ---------------------------------------------------------------- the server
 
-local CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " ..
-            "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+-- style-src also admits, by its hash, the one inline style sheet of peft.report's pages (the
+-- run reports served from the workspace); no inline script is ever allowed.
+local function report_style_hash()
+  local ok, page = pcall(function() return peft.report.html { title = "x", sections = {} }:render() end)
+  local css = ok and page:match("<style>(.-)</style>")
+  if not css then return "" end
+  local tmp = os.tmpname()
+  local f = io.open(tmp, "wb"); f:write(css); f:close()
+  local hex = sha256(tmp)
+  os.remove(tmp)
+  if not hex then return "" end
+  return " 'sha256-" .. peft.report.base64((hex:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))) .. "'"
+end
+
+local function csp()
+  return "default-src 'none'; script-src 'self'; style-src 'self'" .. report_style_hash() .. "; img-src 'self' data:; " ..
+         "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+end
 
 -- only these binds go without a token (127.0.0.2 and the like need one: the rule stays simple)
 local function is_loopback(h) return h == "127.0.0.1" or h == "::1" or h == "localhost" end
@@ -189,7 +205,7 @@ function M.new(o)
   local srv = http.server {
     host = self.host, port = o.port or 8800, max_body = 1 << 20, token = self.token,
     token_cookie = self.token and "peftlua_token" or nil, max_connections = 64,
-    headers = { ["Content-Security-Policy"] = CSP, ["X-Frame-Options"] = "DENY",
+    headers = { ["Content-Security-Policy"] = csp(), ["X-Frame-Options"] = "DENY",
                 ["Referrer-Policy"] = "no-referrer", ["Cache-Control"] = "no-store" },
   }
   self.srv = srv
@@ -675,6 +691,7 @@ function U:run_info(r)
   add("out/model.gguf", "merged gguf")
   add("out/metrics.jsonl", "metrics")
   add("out/memory.json", "memory")
+  add("out/report.html", "report")
   add("log.txt", "log")
   return { id = r.id, status = st.status, phase = st.phase, step = st.step, total = st.total, loss = st.loss,
            val_loss = st.val_loss, model = st.model, dataset = st.dataset, dataset_name = st.dataset_name,
@@ -784,6 +801,14 @@ end
 
 -- ---------------------------------------------------------------- dispatch
 
+-- compared in time independent of where they differ
+local function same_secret(a, b)
+  if #a ~= #b then return false end
+  local d = 0
+  for i = 1, #a do d = d | (a:byte(i) ~ b:byte(i)) end
+  return d == 0
+end
+
 function U:info()
   local h = peft.hw.info()
   local presets = {}
@@ -802,9 +827,9 @@ function U:dispatch(req)
     local headers = { Location = "/ui/" }
     if self.token then
       if t then
-        if t ~= self.token then fail(401, "wrong token: open the URL printed when the server started") end
+        if not same_secret(t, self.token) then fail(401, "wrong token: open the URL printed when the server started") end
         headers["Set-Cookie"] = "peftlua_token=" .. self.token .. "; Path=/; HttpOnly; SameSite=Strict"
-      elseif not (req:header("cookie") or ""):find("peftlua_token=" .. self.token, 1, true) then
+      elseif not same_secret((req:header("cookie") or ""):match("peftlua_token=([%w]+)") or "", self.token) then
         fail(401, "this server needs its token: open the URL printed when it started")
       end
     end
@@ -923,6 +948,35 @@ end
 
 -- ---------------------------------------------------------------- the worker
 
+-- out/report.html: the run's report (peft.report: one self-contained page, PNG charts).
+function M.run_report(dir, cfg, res, model_path)
+  local steps, losses, es, evs = {}, {}, {}, {}
+  for line in io.lines(cfg.output .. "/metrics.jsonl") do
+    local d = http.decode(line)
+    if d and d.loss and d.step then steps[#steps + 1] = d.step; losses[#losses + 1] = d.loss
+    elseif d and d.val_loss and d.step then es[#es + 1] = d.step; evs[#evs + 1] = d.val_loss end
+  end
+  local series = { { name = "training loss", x = steps, y = losses } }
+  if #es > 0 then series[#series + 1] = { name = "evaluation loss", x = es, y = evs, smooth = false } end
+  local loss = peft.report.line { series = series, title = "Loss", xlabel = "step", ylabel = "loss", width = 900, height = 380 }
+  local sections = {
+    { title = "Results", table = { columns = { "steps", "loss", "evaluation loss", "tokens", "seconds", "trained parameters" },
+      rows = { { res.steps, string.format("%.4f", res.loss), res.val_loss and string.format("%.4f", res.val_loss) or "-",
+                 res.tokens, string.format("%.1f", res.elapsed), res.params } } } },
+    { title = "Loss", chart = loss, caption = "training loss (smoothed) and evaluation loss" },
+  }
+  local okm, mem = pcall(peft.report.memory_chart, cfg.output .. "/memory.json", { title = "Memory" })
+  if okm then sections[#sections + 1] = { title = "Memory", chart = mem } end
+  local shown = {}
+  for k, v in pairs(cfg) do
+    if type(v) ~= "function" and type(v) ~= "userdata" and type(v) ~= "table" then shown[k] = v end
+  end
+  shown.model = model_path
+  sections[#sections + 1] = { title = "Configuration", config = shown }
+  local rep = peft.report.html { title = "Run " .. (dir:match("([^/]+)$") or dir), subtitle = os.date("!%Y-%m-%d %H:%M UTC"), sections = sections }
+  assert(rep:save(cfg.output .. "/report.html"))
+end
+
 -- `peftlua ui --worker RUNDIR [--resume]`: one training, reported as events.jsonl lines.
 function M.worker(dir, resume)
   local cfg = assert(load_lua(dir .. "/config.lua"), "cannot read " .. dir .. "/config.lua")
@@ -950,6 +1004,7 @@ function M.worker(dir, resume)
     local model = peft.model.load(cfg.model)
     emit({ type = "phase", phase = "training" })
     local first = true
+    local model_path = cfg.model
     cfg.model = model
     cfg.resume = resume or false
     cfg.progress = false
@@ -972,6 +1027,9 @@ function M.worker(dir, resume)
       res.trainer:merge()
       peft.train.export(model, cfg.output .. "/model.gguf", { format = "gguf" })
     end
+    emit({ type = "phase", phase = "saving" })
+    local rok, rerr = pcall(M.run_report, dir, cfg, res, model_path)
+    if not rok then emit({ type = "log", line = "report: " .. tostring(rerr) }) end
     local s = peft.memory.stats()
     emit({ type = "result", steps = res.steps, total = res.total, loss = res.loss, val_loss = res.val_loss,
            elapsed = res.elapsed, tokens = res.tokens, params = res.params, rss_peak = s.rss_peak, mem_peak = s.total.peak })

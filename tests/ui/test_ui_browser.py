@@ -47,6 +47,7 @@ def browser():
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
               "--window-size=1280,1500", "--disable-extensions", "--no-first-run"):
         o.add_argument(a)
+    o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     o.add_experimental_option("prefs", {"download.default_directory": DL, "download.prompt_for_download": False,
                                         "safebrowsing.enabled": False})
     d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
@@ -172,6 +173,14 @@ def main():
         ok(len(tuned) > 0 and len(base) > 0, "both answers streamed into the page")
         ok(tuned != base, "the fine-tuned answer differs from the base model's")
         d.save_screenshot(os.path.join(SHOTS, "answer.png"))
+        report = d.find_element(By.CSS_SELECTOR, "#files a[data-kind=report]").get_attribute("href")
+        d.get(report)
+        imgs = d.find_elements(By.CSS_SELECTOR, "img")
+        ok(len(imgs) >= 2 and all(d.execute_script("return arguments[0].naturalWidth", i) > 0 for i in imgs),
+           f"the run report shows its {len(imgs)} charts")
+        ok(d.execute_script("return getComputedStyle(document.querySelector('main')).maxWidth") == "1000px",
+           "the report's style sheet applies under the CSP (allowed by its hash)")
+        d.save_screenshot(os.path.join(SHOTS, "report.png"))
         st, r1 = srv.api("GET", "/api/runs/" + rid)
 
         # a worker killed with SIGKILL mid-run
@@ -208,6 +217,8 @@ def main():
                   f"measured tracked peak {r['mem_peak'] / 2**20:.2f} MiB ({100 * (r['mem_peak'] - e) / e:+.1f}%), "
                   f"process RSS peak {r['rss_peak'] / 2**20:.2f} MiB")
         ok(abs(r1["mem_peak"] - est_shown) / est_shown < 0.25, "the estimate is within 25% of the measured tracked peak")
+        csp = [m["message"] for m in d.get_log("browser") if "Content Security Policy" in m["message"]]
+        ok(not csp, "no Content-Security-Policy violation in the pages: " + "; ".join(csp[:3]))
     finally:
         d.quit()
         code = srv.stop()
