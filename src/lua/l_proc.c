@@ -7,7 +7,7 @@
  *       fork + exec of argv[1] (a path; argv[1] == "" or nil: this peftlua executable) with
  *       argv[2..]; the child gets its own process group, /dev/null as stdin, the files named
  *       for stdout/stderr (appended to, created 0600), and no other descriptor of ours (the
- *       server's sockets stay with the server). Raises when fork fails; an exec that fails
+ *       server's sockets stay with the server); env entries replace or add to ours. Raises when fork fails; an exec that fails
  *       makes the child exit 127.
  *   peft.proc.wait(pid [, block]) -> nil (still running) | {code = n} | {signal = n, name = "SIGKILL"}
  *   peft.proc.kill(pid, "TERM" | "KILL" | "INT" | "STOP" | "CONT" | 0) -> true | nil, message
@@ -85,7 +85,16 @@ static int l_proc_spawn(lua_State *L)
             int envt = lua_gettop(L);
             if (!lua_checkstack(L, extra + 8)) return luaL_error(L, "peft.proc.spawn: stack");
             envp = lua_newuserdatauv(L, sizeof(char *) * (size_t)(base + extra + 1), 0);
-            for (int i = 0; i < base; i++) envp[nenv++] = environ[i];
+            for (int i = 0; i < base; i++) {   /* ours, less the names the table sets */
+                const char *eq = strchr(environ[i], '=');
+                if (eq) {
+                    lua_pushlstring(L, environ[i], (size_t)(eq - environ[i]));
+                    int set = lua_rawget(L, envt) != LUA_TNIL;
+                    lua_pop(L, 1);
+                    if (set) continue;
+                }
+                envp[nenv++] = environ[i];
+            }
             lua_pushnil(L);
             while (lua_next(L, envt)) {
                 lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
