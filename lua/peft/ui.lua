@@ -1042,6 +1042,9 @@ function M.worker(dir, resume)
     return 0
   end
   local msg = tostring(err)
+  local pre = dir:gsub("/+$", "") .. "/"
+  local at = msg:find(pre, 1, true)
+  while at do msg = msg:sub(1, at - 1) .. msg:sub(at + #pre); at = msg:find(pre, 1, true) end   -- paths relative to the run
   if msg:find("interrupted", 1, true) then
     emit({ type = "phase", phase = "stopped", error = msg:gsub("^peft%.train%.run: ", "") })
     ev:close()

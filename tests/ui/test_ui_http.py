@@ -46,6 +46,14 @@ def raw(srv, method, path, body=None, headers=None, host=None):
     return r.status, data, r
 
 
+def until(fn, what, timeout=120):
+    t = time.time()
+    while not fn():
+        if time.time() - t > timeout:
+            raise AssertionError("timed out: " + what)
+        time.sleep(0.1)
+
+
 def serving(srv):
     st, body, _ = raw(srv, "GET", "/api/info")
     return st == 200 and json.loads(body)["budget"] > 0
@@ -147,6 +155,30 @@ def main():
         ids = [int(l[4:]) for f in frames for l in f.splitlines() if l.startswith("id: ")]
         ok(ids[:3] == [6, 7, 8], f"replay starts after Last-Event-ID 5 ({ids[:3]})")
         c.close()
+        # the queue (one at a time), stop with a checkpoint, resume from it
+        long = dict(small, options=dict(small["options"], max_iters=100000, save_every=0))
+        st, a = srv.api("POST", "/api/runs", long)
+        st, b = srv.api("POST", "/api/runs", small)
+        ok(b["status"] == "queued" and b["queue_position"] == 1, "a second run waits in the queue while one trains")
+        until(lambda: (srv.api("GET", "/api/runs/" + a["id"])[1].get("step") or 0) >= 5, "the long run trains")
+        st, _ = srv.api("POST", f"/api/runs/{a['id']}/stop")
+        ok(st == 202, "stop is accepted")
+        ra = srv.wait_run(a["id"], ("stopped", "failed", "done"))
+        ok(ra["phase"] == "stopped" and "checkpoint saved in out/checkpoint" in (ra["error"] or ""), "stopped with a checkpoint: " + str(ra["error"]))
+        rb = srv.wait_run(b["id"])
+        ok(rb["phase"] == "done", "the queued run ran after the stop")
+        st, _ = srv.api("POST", f"/api/runs/{b['id']}/resume")
+        ok(st == 409, "a finished run cannot be resumed")
+        st, _ = srv.api("POST", f"/api/runs/{a['id']}/resume")
+        ok(st == 202, "the stopped run resumes")
+        until(lambda: any(json.loads(l)["type"] == "resume" for l in open(os.path.join(srv.ws, "runs", a["id"], "events.jsonl"))),
+              "the resumed run reports where it continues")
+        res = [json.loads(l) for l in open(os.path.join(srv.ws, "runs", a["id"], "events.jsonl"))]
+        stop_step = int(ra["error"].split("at step ")[1].split(";")[0])
+        ok([e["step"] for e in res if e["type"] == "resume"] == [stop_step], f"resume continues at the stop's checkpoint (step {stop_step})")
+        srv.api("POST", f"/api/runs/{a['id']}/stop")
+        ok(srv.wait_run(a["id"], ("stopped", "failed", "done"))["phase"] == "stopped", "and stops again")
+
         st, body, _ = raw(srv, "GET", f"/files/runs/{run['id']}/out/adapter/adapter_model.safetensors")
         want = open(os.path.join(srv.ws, "runs", run["id"], "out", "adapter", "adapter_model.safetensors"), "rb").read()
         ok(st == 200 and body == want, "the adapter downloads byte for byte")
