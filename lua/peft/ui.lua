@@ -5,6 +5,7 @@
 --   local u = peft.ui.new{workspace = dir, host = "127.0.0.1", port = 8800, token = s | nil,
 --                         max_upload = bytes, model = default model path, memory_budget = bytes,
 --                         step_delay = seconds (slows each training step: demos and tests),
+--                         threads = n (the workers' engine threads),
 --                         log = io.stderr | false}
 --   u.port, u.url (with ?token= when one is needed), u.token
 --   u:serve()        answer requests, run workers, until Ctrl-C (returns) or u:close()
@@ -195,6 +196,7 @@ function M.new(o)
   self.default_model = o.model
   self.budget = o.memory_budget or peft.hw.info().memory_budget
   self.step_delay = o.step_delay
+  self.threads = o.threads   -- the workers' engine threads (PEFT_THREADS); nil: their default
   self.logf = o.log == nil and io.stderr or o.log
   self.models = {}        -- id -> loaded peft.Model (estimates, previews, the prompt box)
   self.runs = {}          -- id -> run record
@@ -617,7 +619,8 @@ function U:start_worker(r)
   local resume = r.state.resumes and r.state.resumes > 0
   local argv = { "", "ui", "--worker", r.dir }
   if resume then argv[#argv + 1] = "--resume" end
-  local ok, pid = pcall(proc.spawn, argv, { stdout = r.dir .. "/log.txt", cwd = self.ws })
+  local ok, pid = pcall(proc.spawn, argv, { stdout = r.dir .. "/log.txt", cwd = self.ws,
+                                            env = self.threads and { PEFT_THREADS = tostring(self.threads) } or nil })
   if not ok then self:finish_run(r, "failed", "cannot start the worker: " .. tostring(pid)); return end
   r.state.pid = pid
   r.state.status = "running"

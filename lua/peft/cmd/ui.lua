@@ -12,7 +12,7 @@ usage: peftlua ui [options]
   --max-upload BYTES    largest dataset upload (default 268435456)
   --memory-budget BYTES the budget runs are checked against (default: the hardware report's)
   --step-delay SECONDS  sleep after each training step (demonstrations and tests)
-  --threads N           engine threads (default: peft.hw's choice)]]
+  --threads N           engine threads, the server's and the trainings' (default: peft.hw's choice)]]
 
 local args = { ... }
 if #args == 0 and arg then for i = 1, #arg do args[i] = arg[i] end end
@@ -47,7 +47,7 @@ while i <= #args do
   elseif a == "--max-upload" then o.max_upload = number(a)
   elseif a == "--memory-budget" then o.memory_budget = number(a)
   elseif a == "--step-delay" then o.step_delay = number(a, true)
-  elseif a == "--threads" then peft.hw.threads(number(a))
+  elseif a == "--threads" then o.threads = number(a); peft.hw.threads(o.threads)
   elseif a == "-h" or a == "--help" then print(usage); return
   else io.stderr:write(("peftlua ui: unknown argument '%s'\n%s\n"):format(a, usage)); os.exit(2) end
 end

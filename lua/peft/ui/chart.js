@@ -63,7 +63,7 @@ P.histogram = function (svg, bins, label) {
   while (first < last && !bins[first].count) first++;
   const use = bins.slice(first, last + 1);
   const max = Math.max(1, ...use.map((b) => b.count));
-  const bw = (W - L - 8) / Math.max(1, use.length);
+  const bw = Math.min(90, (W - L - 8) / Math.max(1, use.length));
   use.forEach((b, i) => {
     const h = (H - T - B) * b.count / max;
     const x = L + i * bw;

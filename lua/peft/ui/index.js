@@ -67,7 +67,7 @@
     if (s.duplicates > 0) {
       box.append(P.el('p', { class: 'muted small', text: 'Duplicates: ' + s.duplicate_lines.map((x) => `line ${x.line} = line ${x.first_line}`).join(', ') }));
     }
-    const h = P.svg('svg', { viewBox: '0 0 600 160', class: 'chart', id: 'ds-hist' });
+    const h = P.svg('svg', { viewBox: '0 0 900 180', class: 'chart', id: 'ds-hist' });
     box.append(h);
     P.histogram(h, s.histogram, `tokens per example (with ${d.model})`);
     box.append(P.el('h3', { text: 'As the model sees it' }),
