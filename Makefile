@@ -111,7 +111,7 @@ check: all
 # compiled against the installed library through pkg-config.
 installcheck: all
 	@rm -rf $(BUILD)/inst && $(MAKE) --no-print-directory -s install PREFIX=$(abspath $(BUILD)/inst) >/dev/null
-	@cd / && $(abspath $(BUILD)/inst)/bin/peftlua -e 'assert(PEFTLUA_LUA_DIR:find("/inst/share/peftlua/lua", 1, true), PEFTLUA_LUA_DIR); assert(peft.tensor and peft.memory)' && $(abspath $(BUILD)/inst)/bin/peftlua version | grep -q '^peftlua ' && test -f $(BUILD)/inst/share/peftlua/lua/peft/ui/run.js
+	@cd / && $(abspath $(BUILD)/inst)/bin/peftlua -e 'assert(PEFTLUA_LUA_DIR:find("/inst/share/peftlua/lua", 1, true), PEFTLUA_LUA_DIR); assert(peft.tensor and peft.memory)' && $(abspath $(BUILD)/inst)/bin/peftlua version | grep -q '^peftlua ' && test -f $(abspath $(BUILD)/inst)/share/peftlua/lua/peft/ui/run.js
 	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/embed.c \
 	  $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig pkg-config --cflags --libs peftlua) $(EXTRA_LDFLAGS) -o $(BUILD)/embed
 	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/generate.c \
