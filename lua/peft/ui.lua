@@ -905,10 +905,12 @@ end
 
 function U:serve()
   self:log("workspace %s; open %s", self.ws, self.url)
+  peft.train.catch_sigterm(true)   -- SIGTERM stops the server as Ctrl-C does (workers first)
   local beat = 0
   while true do
     local ok, err = pcall(self.step, self, 0.25)
     if not ok then
+      peft.train.catch_sigterm(false)
       if tostring(err):find("interrupted", 1, true) then self:log("interrupted; stopping"); return end
       error(err, 0)
     end
@@ -928,14 +930,14 @@ function U:close()
     local r = self.runs[self.running]
     if r.state.pid then
       r.stopping = true
-      proc.kill(r.state.pid, "TERM")
-      for _ = 1, 100 do
-        if proc.wait(r.state.pid) then break end
+      proc.kill(r.state.pid, "TERM")   -- the trainer writes a checkpoint, then stops
+      local w
+      for _ = 1, 300 do
+        w = proc.wait(r.state.pid)
+        if w then break end
         proc.sleep(0.1)
       end
-      self.running = r.id
-      proc.kill(r.state.pid, "KILL")
-      proc.wait(r.state.pid, true)
+      if not w then proc.kill(r.state.pid, "KILL"); proc.wait(r.state.pid, true) end
       self:read_events(r)
       if not FINAL[r.state.phase] then self:finish_run(r, "stopped", "the server stopped") end
       self.running = nil

@@ -176,13 +176,33 @@ def main():
         res = [json.loads(l) for l in open(os.path.join(srv.ws, "runs", a["id"], "events.jsonl"))]
         stop_step = int(ra["error"].split("at step ")[1].split(";")[0])
         ok([e["step"] for e in res if e["type"] == "resume"] == [stop_step], f"resume continues at the stop's checkpoint (step {stop_step})")
-        srv.api("POST", f"/api/runs/{a['id']}/stop")
-        ok(srv.wait_run(a["id"], ("stopped", "failed", "done"))["phase"] == "stopped", "and stops again")
-
+        # the server stopped (SIGTERM) while a run trains: the run is stopped with a checkpoint
+        until(lambda: srv.api("GET", "/api/runs/" + a["id"])[1]["status"] == "running", "the resumed run trains")
         st, body, _ = raw(srv, "GET", f"/files/runs/{run['id']}/out/adapter/adapter_model.safetensors")
         want = open(os.path.join(srv.ws, "runs", run["id"], "out", "adapter", "adapter_model.safetensors"), "rb").read()
         ok(st == 200 and body == want, "the adapter downloads byte for byte")
         ok(serving(srv) and srv.alive(), "the server keeps serving after every refusal")
+    finally:
+        code = srv.stop(15)
+    ok(code == 0, "the server stops cleanly on SIGTERM")
+    evs = [json.loads(l) for l in open(os.path.join(srv.ws, "runs", a["id"], "events.jsonl"))]
+    last = [e for e in evs if e["type"] == "phase"][-1]
+    ok(last["phase"] == "stopped" and "checkpoint saved" in last.get("error", ""), "its running worker was stopped with a checkpoint first")
+
+    # a new server on the same workspace knows the runs; the stopped one resumes from its checkpoint
+    srv = Server(HOST, "http", keep=True)
+    try:
+        st, runs = srv.api("GET", "/api/runs")
+        byid = {r["id"]: r for r in runs}
+        ok(byid[a["id"]]["status"] == "stopped" and byid[a["id"]]["resumable"] and byid[run["id"]]["status"] == "done",
+           "after a restart the runs are listed as they were")
+        n0 = len(open(os.path.join(srv.ws, "runs", a["id"], "events.jsonl")).readlines())
+        ckpt = int(last["error"].split("at step ")[1].split(";")[0])
+        srv.api("POST", f"/api/runs/{a['id']}/resume")
+        until(lambda: any(json.loads(l)["type"] == "resume" for l in open(os.path.join(srv.ws, "runs", a["id"], "events.jsonl")).readlines()[n0:]),
+              "the resumed run reports where it continues")
+        res = [json.loads(l) for l in open(os.path.join(srv.ws, "runs", a["id"], "events.jsonl")).readlines()[n0:]]
+        ok([e["step"] for e in res if e["type"] == "resume"] == [ckpt], f"and continues from the checkpoint of the shutdown (step {ckpt})")
     finally:
         code = srv.stop()
     ok(code == 0, "the server stops cleanly on Ctrl-C")

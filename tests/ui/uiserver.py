@@ -21,13 +21,14 @@ def stories_model():
 
 
 class Server:
-    def __init__(self, host_bin, name, args=(), host="127.0.0.1", model=True):
+    def __init__(self, host_bin, name, args=(), host="127.0.0.1", model=True, keep=False):
         self.ws = os.path.join(ROOT, "build", "ui-test", name)
-        shutil.rmtree(self.ws, ignore_errors=True)
-        os.makedirs(os.path.join(self.ws, "models"))
-        if model:
+        if not keep:
+            shutil.rmtree(self.ws, ignore_errors=True)
+            os.makedirs(os.path.join(self.ws, "models"))
+        if model and not keep:
             shutil.copy(stories_model(), os.path.join(self.ws, "models", "stories260K.gguf"))
-        self.log = open(os.path.join(ROOT, "build", "ui-test", name + ".log"), "w")
+        self.log = open(os.path.join(ROOT, "build", "ui-test", name + ".log"), "a" if keep else "w")
         env = dict(os.environ)
         env.pop("PEFT_MODEL", None)
         cmd = [host_bin, "ui", "--workspace", self.ws, "--port", "0", "--host", host, "--threads", "1", *args]
@@ -70,9 +71,9 @@ class Server:
             time.sleep(0.2)
         raise AssertionError(f"{rid} did not reach {phases}")
 
-    def stop(self):
+    def stop(self, sig=2):
         if self.p.poll() is None:
-            self.p.send_signal(2)   # Ctrl-C: the server stops its worker with a checkpoint
+            self.p.send_signal(sig)   # Ctrl-C or SIGTERM: the server stops its worker with a checkpoint
             try:
                 self.p.wait(30)
             except subprocess.TimeoutExpired:
