@@ -663,6 +663,9 @@ function U:pump()
           why = ("the worker exited with status %d"):format(w.code or -1)
         end
         if why then
+          local man = http.decode(read_all(r.dir .. "/out/checkpoint/manifest.json") or "")
+          why = why .. (man and man.step and ("; resume continues from the checkpoint at step " .. math.tointeger(man.step) or man.step)
+                                        or "; there is no checkpoint yet (resume starts it again)")
           for _, l in ipairs(log_tail(r.dir .. "/log.txt", 5)) do self:append_event(r, { type = "log", line = l }) end
           self:finish_run(r, "failed", why)
         end

@@ -203,6 +203,7 @@ def main():
         d.save_screenshot(os.path.join(SHOTS, "resumed.png"))
         evs = [json.loads(l) for l in open(os.path.join(srv.ws, "runs", rid2, "events.jsonl"))]
         res = [e["step"] for e in evs if e["type"] == "resume"]
+        ok(f"resume continues from the checkpoint at step {res[0] if res else '?'}" in msg, "the failure names the checkpoint resume continues from")
         ok(len(res) == 1 and res[0] > 0 and res[0] % 20 == 0 and res[0] <= killed_at,
            f"resume continued from the last checkpoint (step {res[0] if res else None}; killed at about {killed_at})")
         fin2 = chart(d)
