@@ -5,7 +5,7 @@
  * what it writes with peftlua's own logits. Usage:
  *     ll_logits MODEL.gguf IDS OUT.f32 [ADAPTER.gguf SCALE]...
  * IDS: comma-separated token ids, decoded as one batch with logits for every position; OUT:
- * raw little-endian f32 [T, n_vocab]. Exit status 0 only when every step succeeded (llama.cpp's
+ * raw little-endian f32 [T, n_vocab]. The KV cache is f32 (see below). Exit status 0 only when every step succeeded (llama.cpp's
  * log is silenced; errors go to stderr as one line).
  */
 #include <stdio.h>
@@ -43,6 +43,10 @@ int main(int argc, char **argv)
     cp.n_batch = cp.n_ubatch = (uint32_t)n;
     cp.n_threads = cp.n_threads_batch = 2;
     cp.no_perf = 1;
+    /* f32 KV cache and no flash attention: llama.cpp's defaults (f16 cache) round K and V to
+     * half precision, which alone moves stories260K's logits by ~1e-3 relative */
+    cp.type_k = cp.type_v = GGML_TYPE_F32;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     struct llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx) { fprintf(stderr, "cannot create a context\n"); return 1; }
     int na = (argc - 4) / 2;
