@@ -12,7 +12,7 @@ OUT=${LLAMACPP_DIR:-build/llamacpp}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 STAMP="$OUT/.built-$PIN"
-if [ -f "$STAMP" ] && [ -x "$OUT/bin/llama-server" ] && [ -f "$OUT/lib/libllama.so" ]; then
+if [ -f "$STAMP" ] && [ -x "$OUT/bin/llama-server" ] && [ -f "$OUT/lib/libllama.so" ] && [ -f "$OUT/lib/libllama-server-impl.so" ]; then
   echo "llama.cpp from llama-cpp-python $PIN: cached in $OUT"; exit 0
 fi
 SRC="$OUT/src"
@@ -36,7 +36,11 @@ mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/include"
 for t in llama-server llama-bench llama-cli llama-completion llama-perplexity llama-tokenize; do
   [ -f "$OUT/cmake/bin/$t" ] && cp "$OUT/cmake/bin/$t" "$OUT/bin/"
 done
-find "$OUT/cmake" \( -name 'libllama.so*' -o -name 'libggml*.so*' -o -name 'libmtmd.so*' -o -name 'libllama-common*.so*' \) -exec cp -P {} "$OUT/lib/" \;
+# every shared library the build made (libllama, libggml*, and the tools' lib<tool>-impl.so)
+find "$OUT/cmake/bin" -maxdepth 1 -name 'lib*.so*' -exec cp -P {} "$OUT/lib/" \;
+for t in "$OUT"/bin/*; do   # fail here, not later, if a tool misses a library
+  if ldd "$t" | grep -q 'not found'; then echo "build-llamacpp: $t: $(ldd "$t" | grep 'not found')" >&2; exit 1; fi
+done
 cp "$LL/include/llama.h" "$LL/ggml/include/"*.h "$OUT/include/"
 touch "$STAMP"
 echo "llama.cpp from llama-cpp-python $PIN: built in $OUT"
