@@ -120,6 +120,28 @@ enum pl_status pl_fs_list(const char *dir, char ***files, int *n)
     return PL_OK;
 }
 
+enum pl_status pl_fs_entries(const char *dir, char ***names, int *n)
+{
+    struct list l = { 0 };
+    *names = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return pl_fail(PL_ERR_IO, "%s: cannot read the directory: %s", dir, strerror(errno));
+    struct dirent *e;
+    enum pl_status rc = PL_OK;
+    while (rc == PL_OK && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char *s = join("", e->d_name);
+        rc = s ? push(&l, s) : pl_fail(PL_ERR_NOMEM, "out of memory listing files");
+    }
+    closedir(d);
+    if (rc != PL_OK) { pl_fs_list_free(l.v, l.n); return rc; }
+    if (l.n > 1) qsort(l.v, (size_t)l.n, sizeof *l.v, cmp);
+    *names = l.v;
+    *n = l.n;
+    return PL_OK;
+}
+
 void pl_fs_list_free(char **files, int n)
 {
     for (int i = 0; i < n; i++) pl_free(files[i]);

@@ -34,6 +34,9 @@ enum pl_status pl_fs_stat(const char *path, struct pl_fs_stat *st);
  * "<path>: neither a regular file nor a directory". */
 enum pl_status pl_fs_list(const char *dir, char ***files, int *n);
 void pl_fs_list_free(char **files, int n);
+/* The names directly in dir (any type, "." and ".." left out), sorted bytewise; free with
+ * pl_fs_list_free. */
+enum pl_status pl_fs_entries(const char *dir, char ***names, int *n);
 
 /* mkdir -p, with mode 0777 & ~umask. */
 enum pl_status pl_fs_mkdirs(const char *path);

@@ -8,6 +8,7 @@
  *                           mtime_ns } (symbolic links followed)
  *   peft.fs.list(dir)     → { "a.txt", "sub/b.txt", ... } the regular files below dir, sorted
  *                           bytewise, .git and .dvc skipped; raises on an unreadable tree
+ *   peft.fs.dir(path)     → the names directly in path, sorted | nil, message
  *   peft.fs.mkdir(path)   → true | nil, message            (mkdir -p)
  *   peft.fs.copy(src, dst [, mode])  → true | nil, message (atomic; mode e.g. 0x124 = 0444;
  *                                     default 0644)
@@ -86,6 +87,17 @@ static int l_fs_list(lua_State *L)
     return 1;
 }
 
+static int l_fs_dir(lua_State *L)
+{
+    char **names;
+    int n;
+    if (pl_fs_entries(luaL_checkstring(L, 1), &names, &n) != PL_OK) return fail_nil(L);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) { lua_pushstring(L, names[i]); lua_rawseti(L, -2, i + 1); }
+    pl_fs_list_free(names, n);
+    return 1;
+}
+
 static int l_fs_mkdir(lua_State *L)
 {
     if (pl_fs_mkdirs(luaL_checkstring(L, 1)) != PL_OK) return fail_nil(L);
@@ -116,7 +128,7 @@ int luaopen_peft_fs(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         { "hash", l_fs_hash }, { "hash_string", l_fs_hash_string }, { "stat", l_fs_stat },
-        { "list", l_fs_list }, { "mkdir", l_fs_mkdir }, { "copy", l_fs_copy },
+        { "list", l_fs_list }, { "dir", l_fs_dir }, { "mkdir", l_fs_mkdir }, { "copy", l_fs_copy },
         { "realpath", l_fs_realpath }, { NULL, NULL }
     };
     luaL_newlib(L, fns);
