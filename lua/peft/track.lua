@@ -589,6 +589,8 @@ end
 function Record:resolved(tr, run)
   local tc = tr:config()
   self.doc.trainer = tc
+  local at = tr:stats().step
+  if at > 0 then self.doc.resumed_from_step = at end   -- resume = true continued a checkpoint
   local r = {}
   for k, v in pairs(self.doc.config) do r[k] = v end
   for k, v in pairs(run) do r[k] = v end

@@ -57,8 +57,8 @@ local KEYS = {
   progress = "live progress line", quiet = "no printing", save_adapter = "write output/adapter",
   momentum = "SGD momentum", precision = '"fp32" | "bf16" | "fp16"',
   loss_scale = "fp16: initial loss scale (a power of two)", growth_interval = "fp16: finite steps before the scale doubles",
-  memory_budget = "bytes (default: the hardware report's budget)",
-  tracking = 'MLflow file store: "mlruns" | {uri=, experiment=, run_name=, tags=} | false (default: $PEFT_TRACKING)', checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
+  memory_budget = "bytes (default: the hardware report's budget)", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
+  tracking = 'MLflow file store: "mlruns" | {uri=, experiment=, run_name=, tags=} | false (default: $PEFT_TRACKING)',
 }
 
 local function fail(msg) error("peft.train.run: " .. msg, 3) end
