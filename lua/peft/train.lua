@@ -85,6 +85,7 @@ local function check_config(cfg)
   if cfg.precision ~= nil and cfg.precision ~= "fp32" and cfg.precision ~= "bf16" and cfg.precision ~= "fp16" then
     fail(string.format('unknown precision "%s" (use "fp32", "bf16" or "fp16")', tostring(cfg.precision)))
   end
+  if (cfg.quant ~= nil or cfg.double_quant ~= nil) and cfg.method ~= "qlora" then fail('quant is for method = "qlora"') end
   if (cfg.loss_scale ~= nil or cfg.growth_interval ~= nil) and cfg.precision ~= "fp16" then
     fail('loss_scale and growth_interval are for precision = "fp16"')
   end
