@@ -87,6 +87,9 @@ local function sampling(body, ctx, n_prompt)
     end
     if #s > 0 then o.stop = s end
   end
+  if body.ignore_eos ~= nil then   -- llama.cpp's extension: generate max_tokens whatever comes
+    o.ignore_eos = check_type(body.ignore_eos, "ignore_eos", "boolean")
+  end
   local n = int(body, "n", 1, 1 << 30)
   if n and n ~= 1 then fail(400, "only n = 1 is supported", "unsupported_value", "n") end
   for _, k in ipairs({ "presence_penalty", "frequency_penalty" }) do
