@@ -2,7 +2,7 @@
 -- peft.http (src/http.c over libmicrohttpd): its connection threads parse, limit and check
 -- requests; this Lua thread is the one model worker and answers them in order.
 --
---   local s = peft.serve.new{model = path | peft.Model, adapters = {dir, ...}, name = id,
+--   local s = peft.serve.new{model = path | peft.Model, adapters = {dir | file, ...}, name = id,
 --                            host = "127.0.0.1", port = 8080, api_key = key, max_body = bytes,
 --                            max_queue = n, chat_template = family, log = io.stderr | false}
 --   s.port                      the port it listens on (port = 0 picks a free one)
@@ -202,7 +202,7 @@ function S:completion(req, chat)
     fail(400, ("the prompt has %d tokens; this model's context is %d tokens"):format(#ids, self.ctx), "context_length_exceeded", chat and "messages" or "prompt")
   end
   local o = sampling(body, self.ctx, #ids)
-  if entry.adapter then o.adapter = entry.adapter end
+  o.adapter = entry.adapter or false   -- the base model alone unless an adapter's id was asked
   local stream = body.stream == true
   local usage_chunk = stream and type(body.stream_options) == "table" and body.stream_options.include_usage == true
 
@@ -373,13 +373,10 @@ function M.new(o)
     self.cards[id] = { id = id, object = "model", created = created, owned_by = "peftlua" }
   end
   add(self.base_id)
-  for _, dir in ipairs(o.adapters or {}) do
-    if not m.load_adapter then
-      error("serve: this peftlua cannot load adapters yet (peft.Model has no load_adapter)", 0)
-    end
+  for _, dir in ipairs(o.adapters or {}) do   -- each adapter is a model id of its own
     local name = model_id(dir)
-    m:load_adapter(dir, { name = name })
-    add(name, name)
+    if self.models[name] then error(("serve: two models named '%s' (%s)"):format(name, dir), 0) end
+    add(m:load_adapter(dir, { name = name }), name)
   end
   local srv = http.server{ host = self.host, port = o.port or 8080, token = o.api_key,
                            max_body = o.max_body or (4 << 20), max_queue = o.max_queue or 64,
