@@ -163,6 +163,7 @@ TORCH_ENV := MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=-1 MALLOC_TOP_PAD_=536870
 bench: all $(BENCH_BIN)
 	@$(BLAS_ENV) for b in $(BENCH_BIN); do $$b; done; $(BUILD)/bench/bench_qlora precision
 	@for r in tests/bench/*.lua; do [ -f "$$r" ] && $(HOST) $$r; done; true
+	@[ -f $(MODEL) ] && python3 tests/bench/bench_serve.py $(abspath $(HOST)) $(MODEL) $$($(HOST) -e 'io.write(peft.hw.threads())'); true
 	@if python3 -c 'import torch, gguf, numpy' 2>/dev/null; then \
 	  th=$$($(HOST) -e 'io.write(peft.hw.threads())'); \
 	  echo "PyTorch reference (tests/ref/train/torch_bench.py, $$th threads, $(TORCH_ENV)):"; \

@@ -727,7 +727,9 @@ static void pl_http_begin(struct pl_http_server *s, struct MHD_Connection *c, st
                           const char *url, const char *method)
 {
     int path_seen = 0;
-    int n = s->nroutes;
+    pthread_mutex_lock(&s->mu);
+    int n = s->nroutes;   /* entries below n are complete and never move */
+    pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < n && !k->route; i++) {
         struct pl_http_route_def *r = &s->routes[i];
         if (!pl_http_path_match(r, url)) continue;

@@ -2,13 +2,17 @@
 -- peft.http (src/http.c over libmicrohttpd): its connection threads parse, limit and check
 -- requests; this Lua thread is the one model worker and answers them in order.
 --
---   local s = peft.serve.new{model = path | peft.Model, adapters = {dir, ...}, name = id,
+--   local s = peft.serve.new{model = path | peft.Model, adapters = {dir | file, ...}, name = id,
 --                            host = "127.0.0.1", port = 8080, api_key = key, max_body = bytes,
---                            max_queue = n, chat_template = family, log = io.stderr | false}
+--                            max_queue = n, chat_template = family, log = io.stderr | false,
+--                            server = a peft.http server not yet started}
 --   s.port                      the port it listens on (port = 0 picks a free one)
 --   s:serve()                   answer requests until Ctrl-C (returns) or s:close()
 --   s:step([timeout_s])         answer at most one request; true if one was answered
 --   s:close()
+-- With server = srv (another application's server, the web UI's) the OpenAI routes are added to
+-- srv and nothing is started: that application's worker loop gives s:handle(req) the requests
+-- whose path peft.serve.owns(path) (then releases them), and answers the rest itself.
 --
 -- Routes: GET /health, GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions,
 -- POST /v1/completions (stream = true: server-sent events ending with "data: [DONE]";
@@ -86,6 +90,9 @@ local function sampling(body, ctx, n_prompt)
       if v ~= "" then s[#s + 1] = v end
     end
     if #s > 0 then o.stop = s end
+  end
+  if body.ignore_eos ~= nil then   -- llama.cpp's extension: generate max_tokens whatever comes
+    o.ignore_eos = check_type(body.ignore_eos, "ignore_eos", "boolean")
   end
   local n = int(body, "n", 1, 1 << 30)
   if n and n ~= 1 then fail(400, "only n = 1 is supported", "unsupported_value", "n") end
@@ -199,7 +206,7 @@ function S:completion(req, chat)
     fail(400, ("the prompt has %d tokens; this model's context is %d tokens"):format(#ids, self.ctx), "context_length_exceeded", chat and "messages" or "prompt")
   end
   local o = sampling(body, self.ctx, #ids)
-  if entry.adapter then o.adapter = entry.adapter end
+  o.adapter = entry.adapter or false   -- the base model alone unless an adapter's id was asked
   local stream = body.stream == true
   local usage_chunk = stream and type(body.stream_options) == "table" and body.stream_options.include_usage == true
 
@@ -272,6 +279,11 @@ function S:completion(req, chat)
   return ("%s%d+%d tokens%s"):format(stream and "stream " or "", #ids, ngen, gone and ", client gone" or "")
 end
 
+-- the OpenAI routes this server answers (the paths S:handle takes)
+function S.owns(path)
+  return path == "/v1/chat/completions" or path == "/v1/completions" or path:match("^/v1/models/") ~= nil
+end
+
 function S:dispatch(req)
   local p, m = req.path, req.method
   if p == "/v1/chat/completions" then return self:completion(req, true) end
@@ -285,10 +297,9 @@ function S:dispatch(req)
   fail(404, ("no route for %s %s"):format(m, p), "not_found")
 end
 
--- Answer one request (errors included); returns false on timeout.
-function S:step(timeout)
-  local req = self.srv:next(timeout or 1)
-  if not req then return false end
+-- Answer one request taken from the server (errors included, OpenAI-shaped) and log it. The
+-- caller releases it. A Ctrl-C while answering is raised again after the client is told.
+function S:handle(req)
   local ok, info = pcall(self.dispatch, self, req)
   local status = 200
   if not ok then
@@ -300,18 +311,24 @@ function S:step(timeout)
       info = e.message
     else
       local msg = tostring(e)
-      if msg:find("interrupted", 1, true) then req:release(); error(e, 0) end
       status = 500
       -- an error after a stream started: tell the client in the stream, then end it
       if not pcall(req.error, req, 500, msg, "server_error") then
         pcall(req.write, req, "data: " .. http.json({ error = { message = msg, type = "server_error", code = null } }) .. "\n\n")
         pcall(req.finish, req)
       end
+      if msg:find("interrupted", 1, true) then error(e, 0) end
       info = msg
     end
   end
   self:log("#%d %s %s %d %s", req.id, req.method, req.path, status, info or "")
-  req:release()
+end
+
+-- Answer at most one request; false when none came within timeout seconds.
+function S:step(timeout)
+  local req <close> = self.srv:next(timeout or 1)
+  if not req then return false end
+  self:handle(req)
   return true
 end
 
@@ -328,7 +345,7 @@ function S:serve()
 end
 
 function S:close()
-  if self.srv then self.srv:close(); self.srv = nil end
+  if self.srv then self.srv:close(); self.srv = nil end   -- only a server of our own
 end
 S.__close = S.close
 S.__gc = S.close
@@ -336,7 +353,7 @@ S.__gc = S.close
 function M.new(o)
   o = o or {}
   local allowed = { model = 1, adapters = 1, name = 1, host = 1, port = 1, api_key = 1, max_body = 1,
-                    max_queue = 1, chat_template = 1, log = 1 }
+                    max_queue = 1, chat_template = 1, log = 1, server = 1 }
   for k in pairs(o) do if not allowed[k] then error(("peft.serve.new: unknown option '%s'"):format(k), 2) end end
   local self = setmetatable({ seq = 0, models = {}, ids = {}, cards = {} }, S)
   local m = o.model
@@ -370,27 +387,32 @@ function M.new(o)
     self.cards[id] = { id = id, object = "model", created = created, owned_by = "peftlua" }
   end
   add(self.base_id)
-  for _, dir in ipairs(o.adapters or {}) do
-    if not m.load_adapter then
-      error("serve: this peftlua cannot load adapters yet (peft.Model has no load_adapter)", 0)
-    end
+  for _, dir in ipairs(o.adapters or {}) do   -- each adapter is a model id of its own
     local name = model_id(dir)
-    m:load_adapter(dir, { name = name })
-    add(name, name)
+    if self.models[name] then error(("serve: two models named '%s' (%s)"):format(name, dir), 0) end
+    add(m:load_adapter(dir, { name = name }), name)
   end
-  local srv = http.server{ host = self.host, port = o.port or 8080, token = o.api_key,
-                           max_body = o.max_body or (4 << 20), max_queue = o.max_queue or 64,
-                           headers = { ["X-Content-Type-Options"] = "nosniff" } }
-  self.srv = srv
-  srv:fixed("GET", "/health", 200, http.json({ status = "ok" }))
+  -- our own server, or (server = srv: the web UI's, not started yet) routes added to another;
+  -- then its worker loop passes requests whose path S.owns() to s:handle(req)
+  local srv = o.server
+  if not srv then
+    srv = http.server{ host = self.host, port = o.port or 8080, token = o.api_key,
+                       max_body = o.max_body or (4 << 20), max_queue = o.max_queue or 64,
+                       headers = { ["X-Content-Type-Options"] = "nosniff" } }
+    self.srv = srv
+    srv:fixed("GET", "/health", 200, http.json({ status = "ok" }))
+  end
   local list = {}
   for _, id in ipairs(self.ids) do list[#list + 1] = self.cards[id] end
   srv:fixed("GET", "/v1/models", 200, http.json({ object = "list", data = list }), { auth = true })
   srv:route("GET", "/v1/models/", { prefix = true, auth = true })
   srv:route("POST", "/v1/chat/completions", { body = "json", auth = true })
   srv:route("POST", "/v1/completions", { body = "json", auth = true })
+  if o.server then return self end
   self.port = srv:start()
   return self
 end
+
+M.owns = S.owns
 
 return M

@@ -8,9 +8,11 @@ local http = peft.http
 local function write(path, s) local f = assert(io.open(path, "wb")); f:write(s); f:close() end
 local function read(path) local f = io.open(path, "rb"); if not f then return nil end local s = f:read("a"); f:close(); return s end
 
+local tag = tostring({}):match("0x(%x+)") or tostring(os.time())   -- two runs at once do not collide
+
 -- python3 snippet with PORT set; synchronous: returns its stdout
 local function py(port, code)
-  local file = T.tmp .. "/http_client.py"
+  local file = T.tmp .. "/http_client" .. tag .. ".py"
   write(file, "import http.client, json, socket, sys\nPORT = " .. port .. "\n" ..
               "def req(m, p, body=None, h=None):\n" ..
               "    c = http.client.HTTPConnection('127.0.0.1', PORT, timeout=30)\n" ..
@@ -26,7 +28,7 @@ end
 local bg_n = 0
 local function py_bg(port, code)
   bg_n = bg_n + 1
-  local file, out = T.tmp .. "/http_bg" .. bg_n .. ".py", T.tmp .. "/http_bg" .. bg_n .. ".out"
+  local file, out = T.tmp .. "/http_bg" .. tag .. "_" .. bg_n .. ".py", T.tmp .. "/http_bg" .. tag .. "_" .. bg_n .. ".out"
   os.remove(out)
   write(file, "import http.client, sys\nPORT = " .. port .. "\n" ..
               "c = http.client.HTTPConnection('127.0.0.1', PORT, timeout=60)\n" .. code)
@@ -184,5 +186,27 @@ print(r.status, r.getheader("Content-Type"), repr(r.read().decode()))]])
     req:respond(200, "{}")
     req:release()
     T.eq(wait_file(o5), "200 {}\n")
+  end,
+
+  -- the web UI's way: its own server, the OpenAI routes added to it by peft.serve
+  serve_on_another_server = function()
+    local srv <close> = http.server{ port = 0 }
+    srv:route("GET", "/api/ping")
+    local s = peft.serve.new{ server = srv, model = T.shared .. "/models/stories260K/stories260K.gguf", log = false }
+    local port = srv:start()
+    local o = py_bg(port, [[import json
+c.request("POST", "/v1/completions", body=json.dumps({"model": "stories260K", "prompt": "Once upon a time",
+          "max_tokens": 6, "temperature": 0}), headers={"Content-Type": "application/json"})
+r = c.getresponse(); j = json.loads(r.read()); print(r.status, j["usage"]["completion_tokens"], j["choices"][0]["text"], sep="|")
+c.request("GET", "/api/ping"); r = c.getresponse(); print(r.status, r.read().decode())
+c.request("GET", "/v1/models"); r = c.getresponse(); print(r.status, json.loads(r.read())["data"][0]["id"])]])
+    local m <close> = peft.model.load(T.shared .. "/models/stories260K/stories260K.gguf")
+    local want = m:generate("Once upon a time", { max_tokens = 6, greedy = true })
+    for _ = 1, 2 do
+      local req <close> = srv:next(30)
+      T.ok(req, "a request came")
+      if peft.serve.owns(req.path) then s:handle(req) else req:respond(200, '{"pong":true}') end
+    end
+    T.eq(wait_file(o), "200|6|" .. want .. '\n200 {"pong":true}\n200 stories260K\n')
   end,
 }

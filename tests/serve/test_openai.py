@@ -25,6 +25,8 @@ HOST_BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "pe
 MODEL = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "..", "shared", "models", "stories260K", "stories260K.gguf")
 KEY = "sk-peftlua-test-key"
 MID = "stories260K"
+ADAPTER = os.path.join(ROOT, "tests", "data", "lora", "st260k_lora")   # an HF-PEFT-saved LoRA
+AID = "st260k_lora"
 
 try:
     import openai
@@ -51,7 +53,7 @@ class Server:
         self.err_path = os.path.join(ROOT, "build", "serve-test.stderr")
         os.makedirs(os.path.dirname(self.err_path), exist_ok=True)
         self.errf = open(self.err_path, "w+")
-        self.p = subprocess.Popen([HOST_BIN, "serve", "--model", MODEL, "--port", "0", "--api-key", KEY],
+        self.p = subprocess.Popen([HOST_BIN, "serve", "--model", MODEL, "--adapter", ADAPTER, "--port", "0", "--api-key", KEY],
                                   stdout=subprocess.PIPE, stderr=self.errf, text=True, cwd=ROOT)
         line = self.p.stdout.readline()
         m = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
@@ -75,19 +77,18 @@ client = openai.OpenAI(base_url=srv.base, api_key=KEY, max_retries=0, timeout=12
 PROMPT = "Once upon a time"
 
 
-def engine_greedy(prompt, n):
+def engine_greedy(prompt, n, adapter=None):
     """The engine's own greedy continuation (peft.model, no HTTP), to compare the server with."""
-    code = ("local m = peft.model.load(arg[1]); io.write((m:generate(arg[2], "
-            "{max_tokens = tonumber(arg[3]), greedy = true})))")
-    r = subprocess.run([HOST_BIN, "-e", code.replace("arg[1]", repr(MODEL)).replace("arg[2]", repr(prompt))
-                        .replace("arg[3]", str(n))], capture_output=True, text=True, cwd=ROOT, check=True)
+    code = ("local m = peft.model.load(%r); %s io.write((m:generate(%r, {max_tokens = %d, greedy = true})))"
+            % (MODEL, "m:load_adapter(%r);" % adapter if adapter else "", prompt, n))
+    r = subprocess.run([HOST_BIN, "-e", code], capture_output=True, text=True, cwd=ROOT, check=True)
     return r.stdout
 
 
 def t_models():
     ids = [m.id for m in client.models.list().data]
-    assert ids == [MID], ids
-    assert client.models.retrieve(MID).id == MID
+    assert ids == [MID, AID], ids
+    assert client.models.retrieve(MID).id == MID and client.models.retrieve(AID).id == AID
 
 
 def t_completion_matches_engine():
@@ -96,6 +97,16 @@ def t_completion_matches_engine():
     assert r.choices[0].text == want, (r.choices[0].text, want)
     assert r.usage.completion_tokens == 24 and r.choices[0].finish_reason == "length", r.usage
     assert r.usage.prompt_tokens == 5 and r.usage.total_tokens == 29, r.usage
+
+
+def t_adapter():
+    base = engine_greedy(PROMPT, 16)
+    want = engine_greedy(PROMPT, 16, ADAPTER)
+    assert want != base
+    r = client.completions.create(model=AID, prompt=PROMPT, max_tokens=16, temperature=0)
+    assert r.choices[0].text == want, (r.choices[0].text, want)
+    r = client.completions.create(model=MID, prompt=PROMPT, max_tokens=16, temperature=0)
+    assert r.choices[0].text == base, (r.choices[0].text, base)   # the base stays the base
 
 
 def t_completion_stream():
@@ -280,7 +291,7 @@ def t_malformed():
     s.close()
     assert head.startswith("HTTP/1.1 413"), head[:80]
     assert srv.alive()
-    assert [m.id for m in client.models.list().data] == [MID]
+    assert [m.id for m in client.models.list().data] == [MID, AID]
 
 
 def t_queue_drop():
@@ -305,6 +316,7 @@ def t_sigint():
 
 for name, fn in [("models list and retrieve", t_models),
                  ("completion equals the engine's greedy text", t_completion_matches_engine),
+                 ("an adapter as a model id (HF PEFT LoRA)", t_adapter),
                  ("completion streaming", t_completion_stream),
                  ("chat, seeds, max_completion_tokens", t_chat),
                  ("chat streaming with usage", t_chat_stream_usage),

@@ -49,7 +49,8 @@ if not o.model then io.stderr:write("peftlua serve: --model FILE is required\n" 
 o.api_key = o.api_key or os.getenv("PEFT_API_KEY")
 if o.api_key == "" then o.api_key = nil end
 
-local s = peft.serve.new(o)
+local okn, s = pcall(peft.serve.new, o)
+if not okn then io.stderr:write("peftlua serve: " .. tostring(s):gsub("^[^\n]-%.lua:%d+: ", ""):gsub("^serve: ", "") .. "\n"); os.exit(1) end
 print(("peftlua serve: %s on http://%s:%d/v1"):format(table.concat(s.ids, ", "), s.host, s.port))
 io.stdout:flush()
 local ok, err = pcall(s.serve, s)   -- returns on Ctrl-C
