@@ -30,8 +30,8 @@ U.__index = U
 
 -- ---------------------------------------------------------------- small helpers
 
-local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function mkdir_p(p) os.execute("mkdir -p " .. sh_quote(p)) end
+local fs = peft.fs
+local function mkdir_p(p) assert(fs.mkdir(p)) end
 local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return false end
 local function read_all(p) local f = io.open(p, "rb"); if not f then return nil end local s = f:read("a"); f:close(); return s end
 local function write_atomic(p, text)
@@ -39,12 +39,7 @@ local function write_atomic(p, text)
   f:write(text); f:close()
   assert(os.rename(p .. ".tmp", p))
 end
-local function list_dir(dir)
-  local out, p = {}, io.popen("ls -1A " .. sh_quote(dir) .. " 2>/dev/null")
-  if p then for l in p:lines() do out[#out + 1] = l end p:close() end
-  table.sort(out)
-  return out
-end
+local function list_dir(dir) return fs.dir(dir) or {} end
 local function file_size(p)
   local f = io.open(p, "rb"); if not f then return nil end
   local n = f:seek("end"); f:close(); return n
@@ -83,12 +78,7 @@ local function load_lua(p)
 end
 M.load_lua = load_lua
 
-local function sha256(path)
-  local p = io.popen("sha256sum -- " .. sh_quote(path) .. " 2>/dev/null")
-  local out = p and p:read("a") or ""
-  if p then p:close() end
-  return out:match("^(%x+)")
-end
+local function sha256(path) return (fs.hash(path, "sha256")) end
 
 -- ---------------------------------------------------------------- options and presets
 
@@ -160,11 +150,7 @@ local function report_style_hash()
   local ok, page = pcall(function() return peft.report.html { title = "x", sections = {} }:render() end)
   local css = ok and page:match("<style>(.-)</style>")
   if not css then return "" end
-  local tmp = os.tmpname()
-  local f = io.open(tmp, "wb"); f:write(css); f:close()
-  local hex = sha256(tmp)
-  os.remove(tmp)
-  if not hex then return "" end
+  local hex = fs.hash_string(css, "sha256")
   return " 'sha256-" .. peft.report.base64((hex:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end))) .. "'"
 end
 
@@ -181,9 +167,14 @@ function M.new(o)
   local self = setmetatable({}, U)
   self.ws = o.workspace or "peftlua-workspace"
   mkdir_p(self.ws)
-  local rp = io.popen("cd " .. sh_quote(self.ws) .. " && pwd -P")
-  self.ws = rp:read("l"); rp:close()
+  self.ws = assert(fs.realpath(self.ws))
   for _, d in ipairs { "models", "datasets", "runs", "tmp" } do mkdir_p(self.ws .. "/" .. d) end
+  -- the workspace is its own DVC repository (no SCM): dataset versions never reach further up
+  if not fs.stat(self.ws .. "/.dvc") then
+    mkdir_p(self.ws .. "/.dvc/tmp")
+    write_atomic(self.ws .. "/.dvc/config", "[core]\n    no_scm = True\n")
+    write_atomic(self.ws .. "/.dvc/.gitignore", "/config.local\n/tmp\n/cache\n")
+  end
   self.host = o.host or "127.0.0.1"
   self.loopback = is_loopback(self.host)
   self.token = o.token
@@ -344,6 +335,10 @@ function U:upload(req)
   local dest = self.ws .. "/datasets/" .. id
   if exists(dest) then os.remove(named) else assert(os.rename(named, dest)) end
   local metap = self.ws .. "/datasets/" .. id .. ".meta.lua"
+  if not exists(dest .. ".dvc") then   -- the DVC file (peft.data.version; `dvc status` reads it)
+    local okv, v = pcall(peft.data.version, dest)
+    if not okv then self:log("dataset %s: no DVC file: %s", id, tostring(v)) end
+  end
   if not exists(metap) then
     write_atomic(metap, "return " .. ser({ id = id, name = name, sha256 = hash, size = req.body_size,
       format = rep.format, records = rep.records, uploaded = os.time() }) .. "\n")
@@ -362,7 +357,8 @@ function U:dataset_detail(id, model_id, max_seq_len)
   model_id = model_id or self:first_model_id()
   local out = { id = id, name = meta.name, sha256 = meta.sha256, size = meta.size, format = meta.format,
                 records = meta.records, uploaded = meta.uploaded, model = model_id,
-                download = "/files/datasets/" .. id }
+                download = "/files/datasets/" .. id,
+                dvc = exists(path .. ".dvc") and ("/files/datasets/" .. id .. ".dvc") or nil }
   if not model_id then return out end
   local m = self:model(model_id)
   max_seq_len = max_seq_len or 512
@@ -694,6 +690,8 @@ function U:run_info(r)
   add("out/adapter/adapter_model.safetensors", "adapter")
   add("out/adapter/adapter_config.json", "adapter")
   add("out/adapter.gguf", "gguf adapter")
+  add("out/Modelfile", "ollama modelfile")
+  add("out/run.json", "run record")
   add("out/model.gguf", "merged gguf")
   add("out/metrics.jsonl", "metrics")
   add("out/memory.json", "memory")
@@ -1030,8 +1028,14 @@ function M.worker(dir, resume)
       if delay and delay > 0 then proc.sleep(delay) end
     end
     local res = peft.train.run(cfg)
-    if export_gguf and res.trainer and res.method == "lora" then
+    if res.trainer and res.method == "lora" then
+      -- the GGUF LoRA adapter for llama.cpp (--lora) and Ollama (interop)
       emit({ type = "phase", phase = "exporting" })
+      local oke, e = pcall(peft.train.export_gguf_adapter, res.trainer, cfg.output .. "/adapter.gguf",
+                           { modelfile = model_path:match("%.gguf$") ~= nil, base = model_path:match("%.gguf$") and model_path or nil })
+      if not oke then emit({ type = "log", line = "GGUF adapter: " .. tostring(e) }) end
+    end
+    if export_gguf and res.trainer and res.method == "lora" then
       res.trainer:merge()
       peft.train.export(model, cfg.output .. "/model.gguf", { format = "gguf" })
     end

@@ -5,9 +5,12 @@ foreign Host, a missing token on a non-loopback bind — each refused with 4xx w
 keeps serving; the memory refusal with its recommendation; SSE replay after Last-Event-ID.
 
   python3 tests/ui/test_ui_http.py build/peftlua"""
+import hashlib
 import http.client
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -126,6 +129,11 @@ def main():
         ok(st == 201 and d["id"] == d["sha256"] + ".jsonl" and os.path.exists(os.path.join(srv.ws, "datasets", d["id"])),
            "a same-origin upload is stored by its sha256")
         ok(not any(c in "".join(os.listdir(os.path.join(srv.ws, "datasets"))) for c in "<>"), "the client's name is not a file name")
+        dvc = open(os.path.join(srv.ws, "datasets", d["id"] + ".dvc")).read()
+        if shutil.which("dvc"):   # the real tool (pinned in scripts/requirements-test.txt) agrees
+            out = subprocess.run(["dvc", "status"], cwd=srv.ws, capture_output=True, text=True, timeout=120)
+            ok(out.returncode == 0 and "up to date" in out.stdout, "dvc status in the workspace: " + out.stdout.strip())
+        ok(f"md5: {hashlib.md5(data).hexdigest()}" in dvc and d['id'] in dvc and d.get("dvc"), "the dataset has its DVC file (peft.data.version)")
         st, body, _ = raw(srv, "POST", "/api/datasets?name=bad.jsonl", open(bad, "rb").read(), {"Content-Type": "application/x-ndjson"})
         e = json.loads(body)["error"]
         ok(st == 422 and [i["line"] for i in e["issues"]] == [2, 3], "a bad upload -> 422 with the lines of its problems")
@@ -144,6 +152,10 @@ def main():
         ok(st == 201 and run["status"] in ("queued", "running"), "a small run starts")
         r = srv.wait_run(run["id"])
         ok(r["phase"] == "done" and r["step"] == 12, "it is done")
+        kinds = {f["kind"] for f in r["files"]}
+        ok({"adapter", "gguf adapter", "ollama modelfile", "run record", "report", "metrics"} <= kinds, "its files are listed: " + ", ".join(sorted(kinds)))
+        st, body, _ = raw(srv, "GET", f"/files/runs/{run['id']}/out/adapter.gguf")
+        ok(st == 200 and body[:4] == b"GGUF", "the GGUF adapter downloads")
         c = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
         c.request("GET", f"/api/runs/{run['id']}/events", headers={"Last-Event-ID": "5"})
         resp = c.getresponse()

@@ -43,7 +43,7 @@ while i <= #args do
   elseif a == "--host" then o.host = value(a)
   elseif a == "--port" then o.port = number(a)
   elseif a == "--token" then o.token = value(a)
-  elseif a == "--model" then o.model = value(a)
+  elseif a == "--model" then o.model = value(a); o.model_given = true
   elseif a == "--max-upload" then o.max_upload = number(a)
   elseif a == "--memory-budget" then o.memory_budget = number(a)
   elseif a == "--step-delay" then o.step_delay = number(a, true)
@@ -61,9 +61,12 @@ if not o.model then
     if f then f:close(); o.model = "models/SmolLM2-135M-Instruct.Q4_1.gguf" end
   end
 end
-if o.model and not o.model:match("^/") then
-  local p = io.popen("pwd -P"); o.model = p:read("l") .. "/" .. o.model; p:close()
+if o.model then
+  local real = peft.fs.realpath(o.model)
+  if not real and o.model_given then io.stderr:write(("peftlua ui: --model %s: no such file\n"):format(o.model)); os.exit(2) end
+  o.model = real
 end
+o.model_given = nil
 
 local u = peft.ui.new(o)
 print(("peftlua ui: http://%s:%d/ (workspace %s)"):format(u.host, u.port, u.ws))

@@ -56,7 +56,8 @@
     current = d.id;
     const box = P.clear($('dataset-detail'));
     box.append(P.el('p', { class: 'muted small' }, `${d.name} · ${d.format} · ${P.bytes(d.size)} · sha256 ${d.sha256} · `,
-      P.el('a', { href: d.download, download: d.name, text: 'download' })));
+      P.el('a', { href: d.download, download: d.name, text: 'download' }),
+      d.dvc ? ' · ' : null, d.dvc ? P.el('a', { href: d.dvc, download: d.name + '.dvc', text: 'DVC file' }) : null));
     if (d.error) { box.append(P.el('p', { class: 'status bad', text: d.error })); return; }
     if (!d.stats) return;
     const s = d.stats;
