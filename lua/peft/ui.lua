@@ -536,8 +536,12 @@ function U:apply_event(r, ev)
     if ev.phase ~= "queued" and not FINAL[ev.phase] then st.status = "running" end
   elseif ev.type == "step" then
     st.step, st.total, st.loss = ev.step, ev.total, ev.loss
+    r.curve = r.curve or {}
+    r.curve[ev.step] = ev.loss
     if ev.mem_peak and (not st.mem_peak or ev.mem_peak > st.mem_peak) then st.mem_peak = ev.mem_peak end
     if ev.rss_peak and (not st.rss_peak or ev.rss_peak > st.rss_peak) then st.rss_peak = ev.rss_peak end
+  elseif ev.type == "resume" then
+    for k in pairs(r.curve or {}) do if k > ev.step then r.curve[k] = nil end end
   elseif ev.type == "eval" then
     st.val_loss = ev.val_loss
   elseif ev.type == "result" then
@@ -739,12 +743,30 @@ function U:resume_run(r)
   self:pump()
 end
 
+-- at most n points of the training loss, evenly over the steps: the runs list's small curves
+local function thin_curve(c, n)
+  local steps = {}
+  for k in pairs(c or {}) do steps[#steps + 1] = k end
+  table.sort(steps)
+  local out, stride = {}, math.max(1, #steps / n)
+  for i = 1, #steps, stride do
+    local k = steps[math.floor(i)]
+    out[#out + 1] = { k, c[k] }
+  end
+  if #steps > 0 and out[#out][1] ~= steps[#steps] then out[#out + 1] = { steps[#steps], c[steps[#steps]] } end
+  return http.array(out)
+end
+
 function U:runs_list()
   local ids = {}
   for id in pairs(self.runs) do ids[#ids + 1] = id end
   table.sort(ids, function(a, b) return a > b end)
   local out = {}
-  for _, id in ipairs(ids) do out[#out + 1] = self:run_info(self.runs[id]) end
+  for _, id in ipairs(ids) do
+    local info = self:run_info(self.runs[id])
+    info.curve = thin_curve(self.runs[id].curve, 60)
+    out[#out + 1] = info
+  end
   return http.array(out)
 end
 

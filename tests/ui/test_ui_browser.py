@@ -211,6 +211,15 @@ def main():
         st, r2 = srv.api("GET", "/api/runs/" + rid2)
         ok(r2["loss"] == r1["loss"], f"the killed-and-resumed run ends with the uninterrupted run's loss ({r2['loss']})")
 
+        # past runs are listed with their curves
+        d.get(srv.base + "/ui/")
+        wait(d, lambda: len(d.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run] svg.spark path")) >= 2, "the runs list")
+        rows = {e.get_attribute("data-run"): e for e in d.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")}
+        ok(set(rows) >= {rid, rid2} and all("done" in rows[x].text for x in (rid, rid2)), "both runs are listed as done")
+        ok(all(int(rows[x].find_element(By.CSS_SELECTOR, "svg.spark").get_attribute("data-points")) >= 50 for x in (rid, rid2)),
+           "each with its loss curve")
+        d.save_screenshot(os.path.join(SHOTS, "runs.png"))
+
         # the memory model's estimate against what the runs measured
         for r in (r1, r2):
             e = r["estimate"]["total"]

@@ -154,6 +154,17 @@
   }
 
   // ---------------------------------------------------------------- runs
+  function spark(r) {   // the training loss, small
+    const svg = P.svg('svg', { viewBox: '0 0 160 40', class: 'spark', 'data-points': (r.curve || []).length });
+    const pts = r.curve || [];
+    if (pts.length < 2) return svg;
+    const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
+    const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+    const d = pts.map(([x, y], i) => (i ? 'L' : 'M') + (2 + 156 * (x - x0) / Math.max(1e-9, x1 - x0)).toFixed(1) + ' ' +
+      (38 - 36 * (y - y0) / Math.max(1e-9, y1 - y0)).toFixed(1)).join('');
+    svg.append(P.svg('path', { d, class: 'train' }));
+    return svg;
+  }
   async function loadRuns() {
     let runs;
     try { runs = await P.api('GET', '/api/runs'); } catch (e) { return; }
@@ -164,6 +175,7 @@
         P.el('td', {}, P.el('a', { href: 'run.html?id=' + encodeURIComponent(r.id), text: r.id })),
         P.el('td', {}, P.el('span', { class: 'badge ' + r.phase, text: r.phase + (r.queue_position ? ` #${r.queue_position}` : '') })),
         P.el('td', { text: r.total ? `${r.step || 0}/${r.total} ${pct}` : '' }),
+        P.el('td', {}, spark(r)),
         P.el('td', { text: P.num(r.loss) }), P.el('td', { text: P.num(r.val_loss) }),
         P.el('td', { text: r.model }), P.el('td', { text: r.dataset_name || '' }),
         P.el('td', { text: `${P.bytes(r.estimate && r.estimate.total)} / ${P.bytes(r.mem_peak)}` })));
