@@ -383,7 +383,9 @@ function U:dataset_detail(id, model_id, max_seq_len)
       local flag = ex.mask[t] and ex.mask[t] ~= 0 and ex.mask[t] ~= false
       if curm ~= nil and flag ~= curm then segs[#segs + 1] = { text = table.concat(cur), train = curm }; cur = {} end
       curm = flag
-      cur[#cur + 1] = tok:bytes(ex.ids[t])
+      local b = tok:bytes(ex.ids[t])
+      if b == "" then b = tok:piece(ex.ids[t]) or "" end   -- special tokens (<|im_start|>, </s>) as their name
+      cur[#cur + 1] = b
     end
     if #cur > 0 then segs[#segs + 1] = { text = table.concat(cur), train = curm } end
     prev[#prev + 1] = { line = ex.line, tokens = #ex.ids, truncated = ex.truncated or false, segments = http.array(segs) }

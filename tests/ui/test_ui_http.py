@@ -139,6 +139,22 @@ def main():
         ok(st == 422 and [i["line"] for i in e["issues"]] == [2, 3], "a bad upload -> 422 with the lines of its problems")
         ok(len(os.listdir(os.path.join(srv.ws, "tmp"))) == 0, "refused and bad uploads leave nothing in the spool")
 
+        # a chat dataset as SmolLM2 sees it: its ChatML template, the prompt masked, the answer and
+        # its end-of-turn marker trained on (when the default model is here: `make model`)
+        smol = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+        if os.path.exists(smol):
+            os.symlink(smol, os.path.join(srv.ws, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+            chat = b"".join(json.dumps({"messages": [{"role": "user", "content": f"What is {i} + {i}?"},
+                                                     {"role": "assistant", "content": f"It is {2 * i}."}]}).encode() + b"\n" for i in range(4))
+            st, body, _ = raw(srv, "POST", "/api/datasets?name=chat.jsonl", chat, {"Content-Type": "application/x-ndjson"})
+            cid = json.loads(body)["id"]
+            st, body, _ = raw(srv, "GET", f"/api/datasets/{cid}?model=SmolLM2-135M-Instruct.Q4_1.gguf")
+            segs = json.loads(body)["preview"][1]["segments"]
+            masked = "".join(x["text"] for x in segs if not x["train"])
+            trained = [x["text"] for x in segs if x["train"]]
+            ok(st == 200 and "<|im_start|>user\nWhat is 1 + 1?<|im_end|>" in masked and trained == ["It is 2.<|im_end|>"],
+               f"a chat record is previewed through the template, prompt masked: trained {trained}")
+
         # the memory model refuses what does not fit, and says what would
         big = {"model": "stories260K.gguf", "method": "lora", "dataset": d["id"], "options": {"batch_size": 512, "max_seq_len": 2048}}
         st, body, _ = raw(srv, "POST", "/api/runs", json.dumps(big).encode(), {"Content-Type": "application/json"})
