@@ -218,6 +218,7 @@ def main():
         ok(set(rows) >= {rid, rid2} and all("done" in rows[x].text for x in (rid, rid2)), "both runs are listed as done")
         ok(all(int(rows[x].find_element(By.CSS_SELECTOR, "svg.spark").get_attribute("data-points")) >= 50 for x in (rid, rid2)),
            "each with its loss curve")
+        d.execute_script("document.getElementById('runs').scrollIntoView()")
         d.save_screenshot(os.path.join(SHOTS, "runs.png"))
 
         # the memory model's estimate against what the runs measured
