@@ -18,7 +18,8 @@
 --     loss_scale = 65536, growth_interval = 2000 -- dynamic loss scaling (metrics: loss_scale,
 --                                              -- skipped_steps)
 --     on_step = function(info) end, on_eval = function(info) end,
---   }
+--     distributed = true                       -- under mpirun/srun (default when > 1 rank):
+--   }                                          -- docs/distributed.md
 -- Memory: each optimizer step is a peft.memory.mark("step N") (the timeline is cleared when the
 -- loop starts); its metrics line carries the step's tracked peak ("mem_peak", "mem_peak_by")
 -- and output/memory.json (peft.memory.json()) is written at the end (result.memory), also
@@ -56,7 +57,7 @@ local KEYS = {
   progress = "live progress line", quiet = "no printing", save_adapter = "write output/adapter",
   momentum = "SGD momentum", precision = '"fp32" | "bf16" | "fp16"',
   loss_scale = "fp16: initial loss scale (a power of two)", growth_interval = "fp16: finite steps before the scale doubles",
-  memory_budget = "bytes (default: the hardware report's budget)", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
+  memory_budget = "bytes (default: the hardware report's budget)", distributed = "data-parallel over the MPI job's ranks (default: when there are several)", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
 }
 
 local function fail(msg) error("peft.train.run: " .. msg, 3) end
@@ -149,7 +150,11 @@ end
 
 function M.run(cfg)
   check_config(cfg)
-  local quiet = cfg.quiet
+  -- data parallel (docs/distributed.md): rank 0 alone prints and writes
+  local dist = peft.dist.enabled(cfg.distributed)
+  local rank, ranks = dist and peft.dist.rank() or 0, dist and peft.dist.size() or 1
+  local writer = rank == 0
+  local quiet = cfg.quiet or not writer
   local function say(...) if not quiet then print(string.format(...)) end end
   local model = cfg.model
   if type(model) == "string" then model = peft.model.load(model) end
@@ -191,7 +196,8 @@ function M.run(cfg)
   local it = train_ds:batches { batch_size = bs, shuffle = true, seed = seed, epochs = 0,
                                 packing = cfg.packing, seq_len = cfg.packing and max_seq or nil }
   local per_epoch = it:batches_per_epoch()
-  local steps_per_epoch = math.max(1, (per_epoch + ga - 1) // ga)
+  local steps_per_epoch = math.max(1, (per_epoch + ga * ranks - 1) // (ga * ranks))
+  if dist then it = peft.dist.shard(it, ga, rank, ranks) end
   local total = cfg.max_iters or math.max(1, math.ceil((cfg.epochs or 1) * steps_per_epoch))
   -- The trainer, planned for bs rows per forward; a plan that fails to allocate is made again
   -- with half the rows (the micro-batch then runs as chunks), as a failed step would be.
@@ -206,6 +212,7 @@ function M.run(cfg)
       lora_dropout = cfg.lora_dropout, targets = cfg.targets, layers = cfg.layers, rslora = cfg.rslora,
       momentum = cfg.momentum, checkpointing = cfg.checkpointing, precision = cfg.precision,
       loss_scale = cfg.loss_scale, growth_interval = cfg.growth_interval, planned_rows = rows,
+      distributed = dist or nil,
     })
     if t then tr = t; break end
     if status ~= "nomem" then error("peft.train.run: " .. msg, 0) end
@@ -231,7 +238,7 @@ function M.run(cfg)
     local pos, rows
     pos, best, evals_since, rows = decode_blob(tr:load(ckpt))
     it:restore(pos)
-    trim_metrics(metrics_path, tr:stats().step)
+    if writer then trim_metrics(metrics_path, tr:stats().step) end
     if rows and rows < tr:stats().planned_rows then
       -- the run had shrunk before this checkpoint: re-plan the same way (same bits)
       tr:replan(rows)
@@ -239,10 +246,10 @@ function M.run(cfg)
           rows, bs, (bs + rows - 1) // rows)
     end
     say("resumed from %s at step %d", ckpt, tr:stats().step)
-  elseif not cfg.resume then
+  elseif not cfg.resume and writer then
     os.remove(metrics_path)
   end
-  local metrics = assert(io.open(metrics_path, "a"))
+  local metrics = writer and assert(io.open(metrics_path, "a")) or peft.dist.null_file()
   metrics:setvbuf("line")
 
   -- After an allocation failure (what: "step 17 retried"): re-plan at half the rows, log it,
@@ -300,7 +307,7 @@ function M.run(cfg)
   local stop_reason
 
   local function save()
-    tr:save(ckpt, encode_blob(it:state(), best, evals_since, tr:stats().planned_rows))
+    if writer then tr:save(ckpt, encode_blob(it:state(), best, evals_since, tr:stats().planned_rows)) end
   end
 
   if step0 == 0 and cfg.eval_every and cfg.eval_every > 0 then
@@ -321,7 +328,7 @@ function M.run(cfg)
         repeat
           if M.interrupted() then error("interrupted (signal)", 0) end
           local b = it:next()
-          tokens = tokens + b.batch * b.seq
+          tokens = tokens + (b.step_tokens or b.batch * b.seq)
           local loss, msg, stepped = tr:try_micro(b.ids, b.targets)
           if loss == nil then return msg, stepped end   -- engine failure: message, status
         until stepped
@@ -366,7 +373,7 @@ function M.run(cfg)
             if cfg.on_eval then cfg.on_eval { step = s.step, val_loss = val, loss = s.loss } end
             if val < best then
               best, evals_since = val, 0
-              if tr:stats().method == "lora" and cfg.early_stopping then tr:save_adapter(out .. "/best") end
+              if writer and tr:stats().method == "lora" and cfg.early_stopping then tr:save_adapter(out .. "/best") end
             else
               evals_since = evals_since + 1
             end
@@ -393,7 +400,7 @@ function M.run(cfg)
     if msg:find("interrupt") then
       save()
       metrics:close()
-      peft.memory.save_json(out .. "/memory.json")   -- the steps taken so far
+      if writer then peft.memory.save_json(out .. "/memory.json") end   -- the steps taken so far
       M.clear_interrupt()
       local at = tr:stats().step
       tr:close()
@@ -406,14 +413,15 @@ function M.run(cfg)
   end
   save()
   metrics:close()
-  assert(peft.memory.save_json(out .. "/memory.json"))
+  if writer then assert(peft.memory.save_json(out .. "/memory.json")) end
   local s = tr:stats()
-  if cfg.save_adapter ~= false and s.method == "lora" then tr:save_adapter(out .. "/adapter") end
+  if writer and cfg.save_adapter ~= false and s.method == "lora" then tr:save_adapter(out .. "/adapter") end
   local result = { steps = s.step, total = total, loss = s.loss, val_loss = val, best_val_loss = best < math.huge and best or nil,
                    tokens = s.tokens, elapsed = M.now() - t0, stopped = stop_reason, output = out,
                    method = s.method, params = s.params, metrics = metrics_path,
                    precision = s.precision, loss_scale = s.loss_scale, skipped_steps = s.skipped_steps,
-                   shrinks = shrinks, planned_rows = s.planned_rows, batch_size = bs, grad_accum = ga }
+                   shrinks = shrinks, planned_rows = s.planned_rows, batch_size = bs, grad_accum = ga,
+                   ranks = ranks, rank = rank }
   result.memory = out .. "/memory.json"
   result.trainer = tr   -- still open: merge, save_adapter, eval; closed by the caller or the GC
   say("trained %d steps (%s, %d parameters) in %.1f s; loss %.4f%s", s.step, s.method, s.params,
