@@ -158,4 +158,66 @@ function tests.mpi_mismatch_is_an_error()
   T.ok(out:find("every rank must run the same configuration", 1, true), out)
 end
 
+-- Parallel tuning: arg = mode ("", "hang": rank 1 sleeps 4 s in its 2nd trial, "kill": rank 1
+-- SIGKILLs itself in its 2nd trial). Rank 0 prints one line per told trial and a summary.
+local TUNE = [[
+local mode = arg[1]
+local n = 0
+local function self_pid()
+  local f = assert(io.open("/proc/self/stat")); local pid = f:read("n"); f:close(); return pid
+end
+local best, value, opt = peft.tune.minimize(function(p)
+  n = n + 1
+  if peft.dist.rank() == 1 and n == 2 then
+    if mode == "hang" then os.execute("sleep 4") elseif mode == "kill" then os.execute("kill -KILL " .. self_pid()) end
+  end
+  os.execute("sleep 0.1")
+  return (p.x - 0.3)^2 + (p.y - 0.6)^2
+end, { x = {"real", 0, 1}, y = {"real", 0, 1} }, { budget = 10, seed = 3, catch = true, trial_timeout = 1.5, verbose = true })
+if opt then
+  local failed = 0
+  for _, t in ipairs(opt:history()) do if t.failed then failed = failed + 1 end end
+  print(string.format("summary count=%d failed=%d best=%.6g", opt:count(), failed, value))
+else
+  print(string.format("worker best=%.6g", value))
+end
+]]
+
+local function tune(mode, extra)
+  local p = T.tmp .. "/dist_tune.lua"
+  local f = assert(io.open(p, "w")); f:write(TUNE); f:close()
+  return T.sh(string.format("%s%s%s %s %s", MPIRUN, extra or "", T.host, p, mode))
+end
+
+function tests.mpi_tune_two_ranks()
+  local rc, out = tune("")
+  T.eq(rc, 0, out)
+  T.ok(out:find("summary count=10 failed=0", 1, true), out)
+  local r0, r1 = select(2, out:gsub("%(rank 0%)", "")), select(2, out:gsub("%(rank 1%)", ""))
+  T.eq(r0 + r1, 10, out)
+  T.ok(r1 >= 2, "the worker ran trials: " .. out)
+  local best = tonumber(out:match("summary count=10 failed=0 best=(%S+)"))
+  T.ok(out:find("worker best=" .. out:match("best=(%S+)"), 1, true), "the worker returns rank 0's best: " .. out)
+  T.ok(best < 0.1, out)
+end
+
+-- A worker that stops answering (hung 4 s > trial_timeout 1.5 s): its trials are failed, the
+-- search still tells all 10, and the job ends once the slow worker reads the stop message.
+function tests.mpi_tune_lost_worker_hung()
+  local rc, out = tune("hang")
+  T.eq(rc, 0, out)
+  T.ok(out:find("rank 1 silent for", 1, true), out)
+  local failed = tonumber(out:match("summary count=10 failed=(%d+)"))
+  T.ok(failed and failed >= 1, out)
+end
+
+-- A worker process killed: under mpirun --enable-recovery the job goes on (Open MPI 4 has no
+-- failure notification; the silence is what rank 0 sees).
+function tests.mpi_tune_lost_worker_killed()
+  local rc, out = tune("kill", "--enable-recovery ")
+  T.eq(rc, 0, out)
+  T.ok(out:find("rank 1 silent for", 1, true), out)
+  T.ok(out:match("summary count=10 failed=(%d+)"), out)
+end
+
 return tests
