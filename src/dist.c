@@ -1,4 +1,4 @@
-/* dist.c — the MPI layer: start-up, the rank-order sums data-parallel training uses, messages
+/* dist.c — the MPI layer: start-up, the fixed-order sums (a ring all-reduce) data-parallel training uses, messages
  * for parallel tuning, and the trainer's reduction hook. The only file that includes mpi.h;
  * built without PL_MPI (no MPI found) it is the one-process version of the same API.
  *
@@ -130,52 +130,74 @@ static enum pl_status bcast_bytes(void *buf, size_t n, int root)
     return PL_OK;
 }
 
-/* acc = x_0; acc += x_1; … in rank order at rank 0, chunk by chunk; then a broadcast. */
-static enum pl_status sum_rank_order(void *buf, int64_t n, int f64)
+static void add_into(void *dst, const void *src, int64_t n, int f64)
 {
+    if (f64) {
+        double *a = dst;
+        const double *b = src;
+        for (int64_t i = 0; i < n; i++) a[i] += b[i];
+    } else {
+        float *a = dst;
+        const float *b = src;
+        for (int64_t i = 0; i < n; i++) a[i] += b[i];
+    }
+}
+
+/* Ring all-reduce with a fixed association (see dist.h): the vector goes in blocks of
+ * N segments of at most CHUNK_BYTES; reduce-scatter — in round s rank r sends its running sum
+ * of segment (r − s) mod N to r + 1 and adds what r − 1 sends of segment (r − s − 1) mod N —
+ * leaves rank r with segment (r + 1) mod N complete, summed as
+ *     x_{k+N-1} + (… + (x_{k+1} + x_k))      for segment k (ranks mod N);
+ * then an all-gather passes the complete segments around the ring (copies). The order of
+ * every addition is a function of N and the segment only, never of message timing. */
+static enum pl_status ring_sum(void *buf, int64_t n, int f64)
+{
+    const int N = D.size, r = D.rank, right = (r + 1) % N, left = (r + N - 1) % N;
     const size_t es = f64 ? sizeof(double) : sizeof(float);
     const MPI_Datatype dt = f64 ? MPI_DOUBLE : MPI_FLOAT;
-    int64_t chunk = CHUNK_BYTES / (int64_t)es;
-    void *tmp = NULL;
-    double small[512];
-    if (D.rank == 0) {
-        tmp = pl_alloc((size_t)(n < chunk ? n : chunk) * es + 1, PL_MEM_WORKSPACE);
-        if (!tmp) { tmp = small; chunk = (int64_t)(sizeof small / es); }
-    }
+    const int64_t seg_max = CHUNK_BYTES / (int64_t)es;
+    const int64_t block = seg_max * N;
+    const int64_t first = n < block ? (n + N - 1) / N : seg_max;   /* the largest segment */
+    char *tmp = pl_alloc((size_t)(first > 0 ? first : 1) * es, PL_MEM_WORKSPACE);
+    if (!tmp) return pl_fail(PL_ERR_NOMEM, "dist: out of memory for a %.1f MiB reduction buffer",
+                             (double)first * (double)es / 1048576.0);
+    char *base = buf;
     enum pl_status st = PL_OK;
-    for (int64_t off = 0; off < n && st == PL_OK; off += chunk) {
-        const int c = (int)(n - off < chunk ? n - off : chunk);
-        if (D.rank == 0) {
-            for (int r = 1; r < D.size; r++) {
-                int rc = MPI_Recv(tmp, c, dt, r, TAG_SUM, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-                if (rc != MPI_SUCCESS) { st = mpi_fail(rc, "MPI_Recv (sum)"); break; }
-                D.st.bytes_recv += (int64_t)c * (int64_t)es;
-                if (f64) {
-                    double *a = (double *)buf + off;
-                    const double *b = tmp;
-                    for (int i = 0; i < c; i++) a[i] += b[i];
-                } else {
-                    float *a = (float *)buf + off;
-                    const float *b = tmp;
-                    for (int i = 0; i < c; i++) a[i] += b[i];
-                }
-            }
-        } else {
-            int rc = MPI_Send((char *)buf + (size_t)off * es, c, dt, 0, TAG_SUM, MPI_COMM_WORLD);
-            if (rc != MPI_SUCCESS) st = mpi_fail(rc, "MPI_Send (sum)");
-            else D.st.bytes_sent += (int64_t)c * (int64_t)es;
+    for (int64_t b0 = 0; b0 < n && st == PL_OK; b0 += block) {
+        const int64_t len = n - b0 < block ? n - b0 : block;
+        /* segment k of this block: [b0 + k·len/N, b0 + (k+1)·len/N) */
+#define SEG_OFF(k) (b0 + (int64_t)(k) * len / N)
+#define SEG_LEN(k) (SEG_OFF((k) + 1) - SEG_OFF(k))
+        for (int s = 0; s < N - 1 && st == PL_OK; s++) {
+            const int ks = ((r - s) % N + N) % N, kr = ((r - s - 1) % N + N) % N;
+            int rc = MPI_Sendrecv(base + (size_t)SEG_OFF(ks) * es, (int)SEG_LEN(ks), dt, right, TAG_SUM,
+                                  tmp, (int)SEG_LEN(kr), dt, left, TAG_SUM, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS) { st = mpi_fail(rc, "MPI_Sendrecv (reduce-scatter)"); break; }
+            D.st.bytes_sent += SEG_LEN(ks) * (int64_t)es;
+            D.st.bytes_recv += SEG_LEN(kr) * (int64_t)es;
+            add_into(base + (size_t)SEG_OFF(kr) * es, tmp, SEG_LEN(kr), f64);
         }
+        for (int s = 0; s < N - 1 && st == PL_OK; s++) {
+            const int ks = ((r + 1 - s) % N + N) % N, kr = ((r - s) % N + N) % N;
+            int rc = MPI_Sendrecv(base + (size_t)SEG_OFF(ks) * es, (int)SEG_LEN(ks), dt, right, TAG_SUM,
+                                  base + (size_t)SEG_OFF(kr) * es, (int)SEG_LEN(kr), dt, left, TAG_SUM,
+                                  MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS) { st = mpi_fail(rc, "MPI_Sendrecv (all-gather)"); break; }
+            D.st.bytes_sent += SEG_LEN(ks) * (int64_t)es;
+            D.st.bytes_recv += SEG_LEN(kr) * (int64_t)es;
+        }
+#undef SEG_OFF
+#undef SEG_LEN
     }
-    if (tmp != small) pl_free(tmp);
-    if (st != PL_OK) return st;
-    return bcast_bytes(buf, (size_t)n * es, 0);
+    pl_free(tmp);
+    return st;
 }
 #endif
 
 enum pl_status pl_dist_sum_f32(float *buf, int64_t n)
 {
 #ifdef PL_MPI
-    if (D.active && D.size > 1) return sum_rank_order(buf, n, 0);
+    if (D.active && D.size > 1) return ring_sum(buf, n, 0);
 #endif
     (void)buf; (void)n;
     return PL_OK;
@@ -184,7 +206,7 @@ enum pl_status pl_dist_sum_f32(float *buf, int64_t n)
 enum pl_status pl_dist_sum_f64(double *buf, int64_t n)
 {
 #ifdef PL_MPI
-    if (D.active && D.size > 1) return sum_rank_order(buf, n, 1);
+    if (D.active && D.size > 1) return ring_sum(buf, n, 1);
 #endif
     (void)buf; (void)n;
     return PL_OK;
@@ -271,7 +293,7 @@ enum pl_status pl_dist_recv(int src, int tag, double timeout_s, char **buf, size
 /* ---- data-parallel training ---- */
 
 /* Before the optimizer step: [n_params, loss sum, tokens] and the gradient summed over the
- * ranks in rank order. A rank whose trained vector differs in size gets an error on every
+ * ranks (ring_sum; the header: gathered at rank 0, summed in rank order). A rank whose trained vector differs in size gets an error on every
  * rank (rank 0 checks; its verdict travels with the sums). */
 static enum pl_status trainer_reduce(struct pl_trainer *t)
 {

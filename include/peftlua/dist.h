@@ -10,13 +10,14 @@
  *     pl_dist_sum_f32(grads, count);        // the same sum, bit for bit, on every rank
  *     pl_dist_finish(ok);                   // MPI_Finalize, or MPI_Abort when !ok
  *
- * Determinism: MPI_Allreduce may associate the sum in any order (and the order can differ
- * between runs, message sizes and network layouts). pl_dist_sum_* does not use it: rank 0
- * receives every other rank's buffer in rank order (chunk by chunk) and adds them in that
- * order — acc = x0; acc += x1; acc += x2 … — then broadcasts the result (a copy). The sum is
- * therefore a fixed function of the ranks' inputs, whatever the timing. Cost: rank 0 receives
- * and sends (N−1)·bytes, where a ring all-reduce moves 2·(N−1)/N·bytes per rank; see
- * docs/distributed.md for when that matters.
+ * Determinism: MPI_Allreduce may associate the sum in any order (and the order may change
+ * with message sizes, the network layout or the library's algorithm choice). pl_dist_sum_*
+ * does not use it: it is a ring all-reduce written here, in which segment k of the vector is
+ * summed as x_{k+N-1} + (… + (x_{k+1} + x_k)) (ranks mod N) — an order fixed by N and k alone,
+ * never by timing — and then copied around the ring. The same N and inputs give the same bits
+ * on every rank and every run. Each rank sends and receives 2·(N−1)/N of the vector, the
+ * bandwidth-optimal volume; see docs/distributed.md for the cost against compute. With N = 2
+ * the result is x_0 + x_1 exactly (IEEE addition commutes).
  *
  * Failures: the communicator's error handler is MPI_ERRORS_RETURN, so a failed call returns a
  * status here instead of killing the job. A process that dies is not detectable by Open MPI 4
@@ -53,7 +54,7 @@ int pl_dist_local_rank(void);
  * one in a reduction, and only the launcher can stop them. No-op without MPI. */
 void pl_dist_finish(int ok);
 
-/* Sum buf[0..n) over all ranks, in rank order, into buf on every rank (see Determinism). */
+/* Sum buf[0..n) over all ranks into buf on every rank, in a fixed order (see Determinism). */
 enum pl_status pl_dist_sum_f32(float *buf, int64_t n);
 enum pl_status pl_dist_sum_f64(double *buf, int64_t n);
 /* Copy n bytes from root's buf to every rank's. */
@@ -81,7 +82,7 @@ void pl_dist_reset_stats(void);
 /* Data-parallel training: make trainer t one of pl_dist_size() replicas. Each rank runs
  * grad_accum micro-batches per step, scaled 1/(grad_accum · ranks); before the optimizer step
  * the gradients, the loss sums and the token counts are summed over the ranks
- * (pl_dist_sum_*, rank order), so every rank applies the same update. The ranks must hold the
+ * (pl_dist_sum_*, fixed order), so every rank applies the same update. The ranks must hold the
  * same configuration (a mismatch in trained parameters is reported by every rank). */
 enum pl_status pl_dist_trainer_attach(struct pl_trainer *t);
 

@@ -4,7 +4,7 @@
  *   peft.dist.compiled()     → true when built with MPI
  *   peft.dist.info()         → {compiled=, active=, launcher=, rank=, size=, local_rank=, local_size=}
  *   peft.dist.rank(), .size()  (0 and 1 for one process)
- *   peft.dist.sum(list)      → list: the element-wise sum over every rank, in rank order
+ *   peft.dist.sum(list)      → list: the element-wise sum over every rank, in a fixed order
  *                              (the same bits on every rank)
  *   peft.dist.bcast(s, root) → root's string s on every rank
  *   peft.dist.barrier()

@@ -158,6 +158,45 @@ function tests.mpi_mismatch_is_an_error()
   T.ok(out:find("every rank must run the same configuration", 1, true), out)
 end
 
+-- The ring sum on 3 ranks: exact on integers (empty, shorter than the ranks, and longer than one
+-- block of segments), and on fractions the same bits on every rank and in two runs.
+local SUM = [[
+local d = peft.dist
+local out = {}
+for _, n in ipairs { 0, 1, 2, 37, 1600000 } do
+  local v = {}
+  for i = 1, n do v[i] = (d.rank() + 1) * i end
+  local s = d.sum(v)
+  local ok = #s == n
+  for i = 1, n do if s[i] ~= 6 * i then ok = false end end
+  out[#out + 1] = string.format("n=%d %s", n, tostring(ok))
+end
+local v = {}
+for i = 1, 1000 do v[i] = math.sin(i * (d.rank() + 1.37)) * 10 ^ (i % 7) end
+local s = d.sum(v)
+local parts = {}
+for i = 1, #s do parts[i] = string.format("%a", s[i]) end
+local mine = table.concat(parts, ",")
+local same = d.bcast(mine, 0) == mine
+local f = io.open(arg[1] .. d.rank(), "w"); f:write(mine); f:close()
+print(string.format("rank %d %s same=%s", d.rank(), table.concat(out, " "), tostring(same)))
+]]
+
+function tests.mpi_sum_fixed_order()
+  local p = T.tmp .. "/dist_sum.lua"
+  local f = assert(io.open(p, "w")); f:write(SUM); f:close()
+  local runs = {}
+  for k = 1, 2 do
+    local rc, out = T.sh(string.format("%s%s %s %s", MPIRUN:gsub("%-np 2", "-np 3"), T.host, p, T.tmp .. "/dist_sum_" .. k .. "_"))
+    T.eq(rc, 0, out)
+    for r = 0, 2 do
+      T.ok(out:find(string.format("rank %d n=0 true n=1 true n=2 true n=37 true n=1600000 true same=true", r), 1, true), out)
+    end
+    local g = assert(io.open(T.tmp .. "/dist_sum_" .. k .. "_0")); runs[k] = g:read("a"); g:close()
+  end
+  T.eq(runs[1], runs[2], "two runs: the same bits")
+end
+
 -- Parallel tuning: arg = mode ("", "hang": rank 1 sleeps 4 s in its 2nd trial, "kill": rank 1
 -- SIGKILLs itself in its 2nd trial). Rank 0 prints one line per told trial and a summary.
 local TUNE = [[
