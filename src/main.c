@@ -401,6 +401,9 @@ int main(int argc, char **argv)
     pl_set_runtime_env(argv);
     /* under mpirun/srun: MPI first, so the thread count and budget see the ranks (dist.h) */
     if (pl_dist_init() != PL_OK) fprintf(stderr, "%s: %s; running as one process\n", argv[0], pl_last_error());
+    else if (!pl_dist_compiled() && *pl_dist_launcher())
+        fprintf(stderr, "%s: started by %s, but built without MPI: each process runs alone (rebuild with make MPI=1)\n",
+                argv[0], pl_dist_launcher());
     pl_set_threads();
     if (argv[0] && argv[0][0]) {
         const char *b = strrchr(argv[0], '/');

@@ -29,8 +29,9 @@ if arg[1] == "child" then
   f:close()
   -- target tokens (the loss's count) of steps 2..n over their wall time
   local tps = (tok[steps] - tok[1]) / (step_t[steps] - step_t[1])
-  io.write(string.format("RESULT rank=%d ranks=%d threads=%d tps=%.1f sent=%d recv=%d reductions=%d reduce_s=%.4f params=%d\n",
-    peft.dist.rank(), peft.dist.size(), peft.hw.threads(), tps, st.bytes_sent, st.bytes_recv, st.reductions,
+  local step_s = (step_t[steps] - step_t[1]) / (steps - 1)
+  io.write(string.format("RESULT step_s=%.3f rank=%d ranks=%d threads=%d tps=%.1f sent=%d recv=%d reductions=%d reduce_s=%.4f params=%d\n",
+    step_s, peft.dist.rank(), peft.dist.size(), peft.hw.threads(), tps, st.bytes_sent, st.bytes_recv, st.reductions,
     st.reduce_seconds, r.params))
   return
 end
@@ -44,7 +45,7 @@ local me = here .. "/tests/bench/bench_dist.lua"
 local tmp = here .. "/build/tmp"
 os.execute("mkdir -p '" .. tmp .. "'")
 print("bench_dist: " .. peft.hw.summary())
-print(string.format("SmolLM2-135M LoRA r=8 q,v; global batch 4 rows x <=128 tokens; %d steps (tokens/s over steps 2..%d)", steps, steps))
+print(string.format("SmolLM2-135M LoRA r=8 q,v; global batch 4 rows x <=128 tokens; %d steps (target tokens/s over steps 2..%d)", steps, steps))
 
 local function run(label, prefix, ga, model, method)
   local out = tmp .. "/bench_dist_" .. label:gsub("%W", "_")
@@ -56,15 +57,15 @@ local function run(label, prefix, ga, model, method)
   local rows = {}
   for line in txt:gmatch("RESULT ([^\n]+)") do
     local r = {}
-    for k, v in line:gmatch("(%w+)=(%S+)") do r[k] = tonumber(v) end
+    for k, v in line:gmatch("([%w_]+)=(%S+)") do r[k] = tonumber(v) end
     rows[#rows + 1] = r
   end
   if #rows == 0 then print(string.format("  %-26s failed: %s", label, txt:sub(1, 300))) return end
   table.sort(rows, function(a, b) return a.rank < b.rank end)
   local r0 = rows[1]
   local per = r0.reductions > 0 and r0.reductions or 1
-  print(string.format("  %-26s %8.1f tokens/s   ranks %d   per step: rank 0 sent %d B, received %d B%s",
-    label, r0.tps, r0.ranks, r0.sent // per, r0.recv // per,
+  print(string.format("  %-26s %8.1f tokens/s  %6.2f s/step  ranks %d  per step: rank 0 sent %d B, received %d B%s",
+    label, r0.tps, r0.step_s, r0.ranks, r0.sent // per, r0.recv // per,
     rows[2] and string.format("; rank 1 sent %d B, received %d B; reduction %.2f ms", rows[2].sent // per, rows[2].recv // per,
       1000 * r0.reduce_s / per) or ""))
   return r0

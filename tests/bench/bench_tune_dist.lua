@@ -61,7 +61,7 @@ for _, seed in ipairs { 1, 2 } do
     local line = txt:match("RESULT ([^\n]+)")
     if line then
       local r = {}
-      for k, v in line:gmatch("(%w+)=(%S+)") do r[k] = tonumber(v) end
+      for k, v in line:gmatch("([%w_]+)=(%S+)") do r[k] = tonumber(v) end
       print(string.format("  seed %d  %-20s %2d trials  %6.1f s (search %.1f s)  best val loss %.4f (lr %.3g, rank %d)",
         seed, c[1], r.trials, wall, r.wall, r.best, r.lr, r.rank))
     else
