@@ -8,10 +8,25 @@
 local M = ...
 
 -- distributed = true | false | nil (nil: detected — more than one rank in the job)
+-- Inside a parallel tuning trial every rank runs its own trial: training there is one process.
+local in_trial = false
 function M.enabled(flag)
   if flag ~= nil and type(flag) ~= "boolean" then error("distributed must be true or false", 3) end
+  if in_trial then
+    if flag then error("distributed = true inside a parallel tuning trial (each rank runs its own trial)", 3) end
+    return false
+  end
   if flag == nil then return M.size() > 1 end
   return flag
+end
+
+-- fn(...) with training kept to this process; errors pass through
+local function solo(fn, ...)
+  in_trial = true
+  local res = table.pack(pcall(fn, ...))
+  in_trial = false
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
 end
 
 -- A batch iterator's share for this rank. A step is size·ga consecutive micro-batches of the
@@ -91,7 +106,7 @@ local function worker(fn)
     local m = deser(msg)
     if tag == TAG_STOP then return m.best, m.value end
     local t0 = peft.train.now()
-    local res = table.pack(pcall(fn, m.params))
+    local res = table.pack(pcall(solo, fn, m.params))
     local r = { id = m.id, ok = res[1], time = peft.train.now() - t0 }
     if res[1] then
       local v = res[2]
@@ -219,11 +234,11 @@ function M.minimize(fn, space, opts, bayes_keys)
       issued = issued + 1
       local v, metrics
       if opts.catch then
-        local res = table.pack(pcall(fn, p))
+        local res = table.pack(pcall(solo, fn, p))
         if res[1] then v, metrics = res[2], res[3]
         elseif opts.verbose then print("tune: trial failed: " .. tostring(res[2])) end
       else
-        v, metrics = fn(p)
+        v, metrics = solo(fn, p)
       end
       if v ~= nil and type(v) ~= "number" then error("tune.minimize: the objective returned a " .. type(v) .. ", not a number", 0) end
       tell(p, v, type(metrics) == "table" and metrics or nil, 0)

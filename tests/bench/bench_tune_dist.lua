@@ -19,7 +19,7 @@ if arg[1] == "child" then
       model = MODEL, dataset = DATA .. "train.jsonl", valid = DATA .. "valid.jsonl", output = out,
       max_iters = 40, batch_size = 4, max_seq_len = 64, learning_rate = p.lr, lora_rank = p.rank,
       lora_alpha = 2 * p.rank, targets = { "q_proj", "v_proj", "up_proj" }, eval_every = 40, eval_batches = 4,
-      seed = 7, quiet = true, progress = false, save_adapter = false, distributed = false,
+      seed = 7, quiet = true, progress = false, save_adapter = false,
     }
     r.trainer:close()
     return r.val_loss

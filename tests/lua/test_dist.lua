@@ -128,6 +128,23 @@ function tests.mpi_full_matches_one_process()
   compare("full")
 end
 
+function tests.mpi_qlora_matches_one_process()
+  compare("qlora")
+end
+
+-- Two ranks on one machine share it: threads and the memory budget are divided by 2.
+function tests.mpi_hw_per_rank()
+  local rc, out = T.sh("env -u OMP_NUM_THREADS -u PEFT_THREADS -u OPENBLAS_NUM_THREADS -u PEFT_MEMORY_BUDGET " ..
+    MPIRUN:gsub("OMP_NUM_THREADS=1 ", "") .. T.host .. [[ -e 'local h = peft.hw.info(); ]] ..
+    [[print(string.format("rank %d ranks %d local %d threads %d %s | %s", h.rank, h.ranks, h.local_ranks, h.threads, h.threads_source, h.budget_source))']])
+  T.eq(rc, 0, out)
+  local cores = peft.hw.info().physical_cores
+  for r = 0, 1 do
+    T.ok(out:find(string.format("rank %d ranks 2 local 2 threads %d physical cores / ranks on this machine | 85%% of available RAM / ranks on this machine",
+      r, math.max(1, cores // 2)), 1, true), out)
+  end
+end
+
 -- Rank 1 is killed (SIGKILL) at step 6, after the checkpoint of step 4: mpirun ends the job
 -- with a failure; resumed under the same 2 ranks, the run ends with the uninterrupted run's
 -- losses, bit for bit (the reduction's order is fixed).
@@ -201,6 +218,7 @@ end
 -- Parallel tuning: arg = mode ("", "hang": rank 1 sleeps 4 s in its 2nd trial, "kill": rank 1
 -- SIGKILLs itself in its 2nd trial). Rank 0 prints one line per told trial and a summary.
 local TUNE = [[
+local MODEL, DATA = %q, %q
 local mode = arg[1]
 local n = 0
 local function self_pid()
@@ -208,25 +226,35 @@ local function self_pid()
 end
 local best, value, opt = peft.tune.minimize(function(p)
   n = n + 1
+  if mode == "train" then
+    -- a training run inside a trial is this rank's alone (distributed left to its default)
+    local r = peft.train.run { model = MODEL, dataset = DATA, output = arg[2] .. peft.dist.rank() .. "_" .. n,
+      max_iters = 2, batch_size = 2, max_seq_len = 32, learning_rate = 1e-3 * (1 + p.x), quiet = true,
+      progress = false, save_adapter = false }
+    r.trainer:close()
+    if r.ranks ~= 1 then return nil end
+    return r.loss + p.y
+  end
   if peft.dist.rank() == 1 and n == 2 then
     if mode == "hang" then os.execute("sleep 4") elseif mode == "kill" then os.execute("kill -KILL " .. self_pid()) end
   end
   os.execute("sleep 0.1")
   return (p.x - 0.3)^2 + (p.y - 0.6)^2
-end, { x = {"real", 0, 1}, y = {"real", 0, 1} }, { budget = 10, seed = 3, catch = true, trial_timeout = 1.5, verbose = true })
+end, { x = {"real", 0, 1}, y = {"real", 0, 1} }, { budget = mode == "train" and 4 or 10, seed = 3, catch = true,
+  trial_timeout = mode == "train" and 60 or 1.5, verbose = true })
 if opt then
   local failed = 0
   for _, t in ipairs(opt:history()) do if t.failed then failed = failed + 1 end end
-  print(string.format("summary count=%d failed=%d best=%.6g", opt:count(), failed, value))
+  print(string.format("summary count=%%d failed=%%d best=%%.6g", opt:count(), failed, value))
 else
-  print(string.format("worker best=%.6g", value))
+  print(string.format("worker best=%%.6g", value))
 end
 ]]
 
 local function tune(mode, extra)
   local p = T.tmp .. "/dist_tune.lua"
-  local f = assert(io.open(p, "w")); f:write(TUNE); f:close()
-  return T.sh(string.format("%s%s%s %s %s", MPIRUN, extra or "", T.host, p, mode))
+  local f = assert(io.open(p, "w")); f:write(string.format(TUNE, MODEL, DATA .. "train.jsonl")); f:close()
+  return T.sh(string.format("%s%s%s %s %s %s", MPIRUN, extra or "", T.host, p, mode, T.tmp .. "/dist_tune_run_"))
 end
 
 function tests.mpi_tune_two_ranks()
@@ -239,6 +267,14 @@ function tests.mpi_tune_two_ranks()
   local best = tonumber(out:match("summary count=10 failed=0 best=(%S+)"))
   T.ok(out:find("worker best=" .. out:match("best=(%S+)"), 1, true), "the worker returns rank 0's best: " .. out)
   T.ok(best < 0.1, out)
+end
+
+-- Training inside a parallel trial runs on its own rank only (no collective with the other
+-- rank's trial): every trial succeeds and reports one rank.
+function tests.mpi_tune_trials_train_alone()
+  local rc, out = tune("train")
+  T.eq(rc, 0, out)
+  T.ok(out:find("summary count=4 failed=0", 1, true), out)
 end
 
 -- A worker that stops answering (hung 4 s > trial_timeout 1.5 s): its trials are failed, the
