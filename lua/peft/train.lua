@@ -95,23 +95,23 @@ end
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- data position + run bookkeeping (+ rows planned per forward), as the checkpoint's user blob
-local function encode_blob(st, best, evals_since, rows)
+local function encode_blob(st, best, evals_since, rows, ranks)
   local b = (best and best < math.huge) and string.format("%.17g", best) or "none"
   return string.format("v2 %d %d %d %d %d %d %s %d %d", st.epoch, st.index, st.rng[1], st.rng[2],
-    st.rng[3], st.rng[4], b, evals_since or 0, rows)
+    st.rng[3], st.rng[4], b, evals_since or 0, rows) .. (ranks > 1 and string.format(" ranks=%d", ranks) or "")
 end
 
 -- v1 blobs (before re-planning existed) have no rows: the trainer keeps its plan
 local function decode_blob(s)
   local v, e, i, r1, r2, r3, r4, best, since, rest = s:match(
     "^v([12]) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%S+) (%d+)(.*)$")
-  local rows = v == "2" and math.tointeger(tonumber(rest:match("^ (%d+)$"))) or nil
+  local rows = v == "2" and math.tointeger(tonumber(rest:match("^ (%d+)$") or rest:match("^ (%d+) ranks=%d+$"))) or nil
   if not e or (v == "2" and not rows) then
     error("peft.train.run: checkpoint data position is unreadable", 0)
   end
   return { epoch = math.tointeger(e), index = math.tointeger(i),
            rng = { math.tointeger(r1), math.tointeger(r2), math.tointeger(r3), math.tointeger(r4) } },
-         tonumber(best) or math.huge, math.tointeger(since), rows
+         tonumber(best) or math.huge, math.tointeger(since), rows, math.tointeger(tonumber(rest:match(" ranks=(%d+)$"))) or 1
 end
 
 local function json_str(s)
@@ -235,8 +235,12 @@ function M.run(cfg)
   local metrics_path = out .. "/metrics.jsonl"
   local best, evals_since = math.huge, 0
   if cfg.resume and M.has_checkpoint(ckpt) then
-    local pos, rows
-    pos, best, evals_since, rows = decode_blob(tr:load(ckpt))
+    local pos, rows, cranks
+    pos, best, evals_since, rows, cranks = decode_blob(tr:load(ckpt))
+    if cranks ~= ranks then   -- the global batch is ranks x batch x accumulation
+      error(string.format("peft.train.run: %s was written by a run over %d rank(s); resume it over %d (mpirun -np %d) to continue its trajectory",
+        ckpt, cranks, cranks, cranks), 0)
+    end
     it:restore(pos)
     if writer then trim_metrics(metrics_path, tr:stats().step) end
     if rows and rows < tr:stats().planned_rows then
@@ -307,7 +311,7 @@ function M.run(cfg)
   local stop_reason
 
   local function save()
-    if writer then tr:save(ckpt, encode_blob(it:state(), best, evals_since, tr:stats().planned_rows)) end
+    if writer then tr:save(ckpt, encode_blob(it:state(), best, evals_since, tr:stats().planned_rows, ranks)) end
   end
 
   if step0 == 0 and cfg.eval_every and cfg.eval_every > 0 then

@@ -165,6 +165,9 @@ function tests.mpi_kill_one_rank_then_resume()
   for s = 1, 8 do T.eq(lk[s], lr[s], "step " .. s) end
   for s = 1, 4 do T.eq(part[s], lr[s], "before the kill, step " .. s) end
   T.eq(nr, 8)
+  -- the checkpoint knows its ranks: one process may not resume it
+  rc, out = run(ONE, k, 2, "lora", true)
+  T.ok(rc ~= 0 and out:find("written by a run over 2 rank(s); resume it over 2", 1, true), out)
 end
 
 -- Ranks that do not train the same parameters stop at the first step, each saying why.
