@@ -22,6 +22,7 @@
 /* user message tags are 0..PL_DIST_TAG_MAX-1; the sums use one above */
 #define PL_DIST_TAG_MAX 30000
 
+/* Process-wide by nature: MPI itself is initialised once per process. */
 static struct {
     int init, active, rank, size, local_rank, local_size;
     struct pl_dist_stats st;

@@ -21,8 +21,8 @@
  *
  * Failures: the communicator's error handler is MPI_ERRORS_RETURN, so a failed call returns a
  * status here instead of killing the job. A process that dies is not detectable by Open MPI 4
- * itself (no ULFM): mpirun ends the whole job. What a rank can detect is silence:
- * pl_dist_recv takes a timeout.
+ * itself (no ULFM): mpirun ends the whole job, unless started with --enable-recovery, when the
+ * others go on. What a rank can detect is silence: pl_dist_recv takes a timeout.
  */
 #ifndef PEFTLUA_DIST_H
 #define PEFTLUA_DIST_H
