@@ -25,9 +25,11 @@ if arg[1] == "child" then
     return r.val_loss
   end, { lr = { "real", 1e-4, 3e-2, log = true }, rank = { "int", 2, 16, pow2 = true } },
   { budget = budget, seed = seed, catch = true })
+  local wall = peft.train.now() - t0
+  local cpu = peft.dist.sum({ os.clock() })[1]   -- CPU seconds of every rank together
   if opt then
-    io.write(string.format("RESULT ranks=%d trials=%d best=%.6f wall=%.2f lr=%.4g rank=%d\n", peft.dist.size(),
-      opt:count(), value, peft.train.now() - t0, best.lr, best.rank))
+    io.write(string.format("RESULT ranks=%d trials=%d best=%.6f wall=%.2f cpu=%.2f lr=%.4g rank=%d\n", peft.dist.size(),
+      opt:count(), value, wall, cpu, best.lr, best.rank))
   end
   return
 end
@@ -66,8 +68,8 @@ for si, seed in ipairs(seeds) do
       if line then
         local r = {}
         for k, v in line:gmatch("([%w_]+)=(%S+)") do r[k] = tonumber(v) end
-        print(string.format("  seed %d  %-20s %2d trials  %6.1f s (search %.1f s)  best val loss %.4f (lr %.3g, rank %d)",
-          seed, c[1], r.trials, wall, r.wall, r.best, r.lr, r.rank))
+        print(string.format("  seed %d  %-20s %2d trials  %6.1f s (search %.1f s, CPU %.1f s)  best val loss %.4f (lr %.3g, rank %d)",
+          seed, c[1], r.trials, wall, r.wall, r.cpu, r.best, r.lr, r.rank))
         local a = sum[ci] or { n = 0, wall = 0, best = 0, lo = math.huge, hi = -math.huge }
         a.n, a.wall, a.best = a.n + 1, a.wall + wall, a.best + r.best
         a.lo, a.hi = math.min(a.lo, r.best), math.max(a.hi, r.best)
