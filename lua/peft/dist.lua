@@ -66,6 +66,12 @@ function M.shard(it, ga, rank, size)
   return W
 end
 
+-- The run record of ranks other than 0 (peft.track's on rank 0): nothing kept.
+function M.null_record()
+  local noop = function() end
+  return { fit = noop, resolved = noop, save = noop, finish = noop, metrics = function(_, f) return f end }
+end
+
 -- A file that swallows writes (ranks other than 0 keep no metrics).
 function M.null_file()
   return { write = function(self) return self end, close = function() return true end,

@@ -4,7 +4,8 @@
 --   local result = peft.train.run {
 --     model = "models/SmolLM2-135M-Instruct.Q4_1.gguf" | a peft.Model,
 --     dataset = "train.jsonl", valid = "valid.jsonl" (or valid_fraction = 0.1),
---     output = "runs/x",                       -- checkpoint/, adapter/, metrics.jsonl
+--     output = "runs/x",                       -- checkpoint/, adapter/, metrics.jsonl, run.json
+--     tracking = "mlruns",                     -- also an MLflow run (docs/tracking.md)
 --     method = "lora" | "qlora" | "full", max_iters = 200 | epochs = 2,
 --     quant = "nf4" | "q8_0"                   -- qlora: the frozen base re-stored on load
 --     double_quant = true                      -- qlora nf4: double-quantised block scales
@@ -19,7 +20,8 @@
 --                                              -- skipped_steps)
 --     on_step = function(info) end, on_eval = function(info) end,
 --     distributed = true                       -- under mpirun/srun (default when > 1 rank):
---   }                                          -- docs/distributed.md
+--                                              -- docs/distributed.md
+--   }
 -- Memory: each optimizer step is a peft.memory.mark("step N") (the timeline is cleared when the
 -- loop starts); its metrics line carries the step's tracked peak ("mem_peak", "mem_peak_by")
 -- and output/memory.json (peft.memory.json()) is written at the end (result.memory), also
@@ -58,6 +60,7 @@ local KEYS = {
   momentum = "SGD momentum", precision = '"fp32" | "bf16" | "fp16"',
   loss_scale = "fp16: initial loss scale (a power of two)", growth_interval = "fp16: finite steps before the scale doubles",
   memory_budget = "bytes (default: the hardware report's budget)", distributed = "data-parallel over the MPI job's ranks (default: when there are several)", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
+  tracking = 'MLflow file store: "mlruns" | {uri=, experiment=, run_name=, tags=} | false (default: $PEFT_TRACKING)',
 }
 
 local function fail(msg) error("peft.train.run: " .. msg, 3) end
@@ -84,6 +87,7 @@ local function check_config(cfg)
   if cfg.precision ~= nil and cfg.precision ~= "fp32" and cfg.precision ~= "bf16" and cfg.precision ~= "fp16" then
     fail(string.format('unknown precision "%s" (use "fp32", "bf16" or "fp16")', tostring(cfg.precision)))
   end
+  if (cfg.quant ~= nil or cfg.double_quant ~= nil) and cfg.method ~= "qlora" then fail('quant is for method = "qlora"') end
   if (cfg.loss_scale ~= nil or cfg.growth_interval ~= nil) and cfg.precision ~= "fp16" then
     fail('loss_scale and growth_interval are for precision = "fp16"')
   end
@@ -148,8 +152,7 @@ local function trim_metrics(path, step)
   f:close()
 end
 
-function M.run(cfg)
-  check_config(cfg)
+local function run(cfg, rec)
   -- data parallel (docs/distributed.md): rank 0 alone prints and writes
   local dist = peft.dist.enabled(cfg.distributed)
   local rank, ranks = dist and peft.dist.rank() or 0, dist and peft.dist.size() or 1
@@ -181,6 +184,7 @@ function M.run(cfg)
       optimizer = cfg.optimizer, precision = cfg.precision,
     }
     if not fit then fail(why) end
+    rec:fit(fit, cfg)
     if fit.batch_size ~= bs or fit.seq_len ~= max_seq or (not cfg.batch_size and fit.grad_accum ~= ga) then
       say("memory: batch %d x %d tokens, accumulation %d fits the %.1f MiB budget (predicted peak %.1f MiB)",
           fit.batch_size, fit.seq_len, fit.grad_accum, fit.budget / 2^20, fit.total / 2^20)
@@ -253,7 +257,9 @@ function M.run(cfg)
   elseif not cfg.resume and writer then
     os.remove(metrics_path)
   end
-  local metrics = writer and assert(io.open(metrics_path, "a")) or peft.dist.null_file()
+  rec:resolved(tr, { max_iters = total, max_seq_len = max_seq, eval_every = cfg.eval_every or 0,
+                     save_every = cfg.save_every or 0, dataset = cfg.dataset, valid = cfg.valid, output = out })
+  local metrics = rec:metrics(writer and assert(io.open(metrics_path, "a")) or peft.dist.null_file())   -- also to MLflow when tracked
   metrics:setvbuf("line")
 
   -- After an allocation failure (what: "step 17 retried"): re-plan at half the rows, log it,
@@ -431,6 +437,19 @@ function M.run(cfg)
   say("trained %d steps (%s, %d parameters) in %.1f s; loss %.4f%s", s.step, s.method, s.params,
     result.elapsed, s.loss, val and string.format(", validation %.4f", val) or "")
   return result
+end
+
+-- The run record (lua/peft/track.lua): output/run.json from the start (status running) to the
+-- end (finished / failed / killed, with the error), and the MLflow run when tracking is asked for.
+function M.run(cfg)
+  check_config(cfg)
+  -- several ranks: rank 0 alone keeps the record (run.json, MLflow)
+  local rec = (peft.dist.enabled(cfg.distributed) and peft.dist.rank() ~= 0) and peft.dist.null_record()
+    or peft.track.start(cfg)
+  local ok, res = pcall(run, cfg, rec)
+  rec:finish(ok, res)
+  if not ok then error(res, 0) end
+  return res
 end
 
 return M
