@@ -41,16 +41,20 @@ local f = io.open(MODEL, "rb")
 if not f then print("bench_dist: " .. MODEL .. " missing (make model); skipped") return end
 f:close()
 local host = os.getenv("PEFT_HOST") or (here .. "/build/peftlua")
+-- Each process in its own session where setsid exists: Linux's autogroup scheduling shares the
+-- CPU among sessions, so ranks started in one session would split one share between them (on a
+-- busy machine) where ranks on separate cores each get their own.
+local SESSION = os.execute("command -v setsid >/dev/null 2>&1") and "setsid -w " or ""
 local me = here .. "/tests/bench/bench_dist.lua"
 local tmp = here .. "/build/tmp"
 os.execute("mkdir -p '" .. tmp .. "'")
-print("bench_dist: " .. peft.hw.summary())
+print("bench_dist: " .. peft.hw.summary() .. (SESSION ~= "" and " | each process in its own session" or ""))
 print(string.format("SmolLM2-135M LoRA r=8 q,v; global batch 4 rows x <=128 tokens; %d steps (target tokens/s over steps 2..%d)", steps, steps))
 
 local function run(label, prefix, ga, model, method)
   local out = tmp .. "/bench_dist_" .. label:gsub("%W", "_")
   os.execute("rm -rf '" .. out .. "'")
-  local p = io.popen(string.format("%s nice -n 19 %s %s child %s %d %d %s %s 2>&1", prefix, host, me, out, ga, steps,
+  local p = io.popen(string.format("%s %snice -n 19 %s %s child %s %d %d %s %s 2>&1", prefix, SESSION, host, me, out, ga, steps,
     model or MODEL, method or "lora"))
   local txt = p:read("a")
   p:close()

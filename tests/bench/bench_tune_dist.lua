@@ -36,9 +36,13 @@ end
 
 local budget = tonumber(arg[1]) or 10
 local host = os.getenv("PEFT_HOST") or (here .. "/build/peftlua")
+-- Each process in its own session where setsid exists: Linux's autogroup scheduling shares the
+-- CPU among sessions, so ranks started in one session would split one share between them (on a
+-- busy machine) where ranks on separate cores each get their own.
+local SESSION = os.execute("command -v setsid >/dev/null 2>&1") and "setsid -w " or ""
 local me = here .. "/tests/bench/bench_tune_dist.lua"
 local tmp = here .. "/build/tmp/bench_tune_dist"
-print("bench_tune_dist: " .. peft.hw.summary())
+print("bench_tune_dist: " .. peft.hw.summary() .. (SESSION ~= "" and " | each process in its own session" or ""))
 local la = io.open("/proc/loadavg")
 if la then print("load average before: " .. la:read("l")); la:close() end
 print(string.format("stories260K LoRA search, %d trials of 40 steps (lr, rank); objective: validation loss", budget))
@@ -60,7 +64,7 @@ for si, seed in ipairs(seeds) do
     if ci ~= 2 or si == 1 then
       os.execute("rm -rf '" .. tmp .. "' && mkdir -p '" .. tmp .. "'")
       local t0 = peft.train.now()
-      local p = io.popen(string.format("%s nice -n 19 %s %s child %d %d %s 2>&1", c[2], host, me, budget, seed, tmp))
+      local p = io.popen(string.format("%s %snice -n 19 %s %s child %d %d %s 2>&1", c[2], SESSION, host, me, budget, seed, tmp))
       local txt = p:read("a")
       p:close()
       local wall = peft.train.now() - t0
