@@ -20,15 +20,19 @@ if arg[1] == "child" then
     on_step = function(info) step_t[info.step] = peft.train.now() end,
   }
   local st = peft.dist.stats()
-  local tok = {}
-  local f = assert(io.open(out .. "/metrics.jsonl"))
-  for line in f:lines() do
-    local s, t = line:match('^{"step":(%d+),.-"tokens":(%d+)')
-    if s then tok[tonumber(s)] = tonumber(t) end
+  -- target tokens (the loss's count) of steps 2..n over their wall time, from rank 0's metrics
+  -- (written by rank 0 alone: the other ranks only report their bytes)
+  local tps = 0
+  if peft.dist.rank() == 0 then
+    local tok = {}
+    local f = assert(io.open(out .. "/metrics.jsonl"))
+    for line in f:lines() do
+      local s, t = line:match('^{"step":(%d+),.-"tokens":(%d+)')
+      if s then tok[tonumber(s)] = tonumber(t) end
+    end
+    f:close()
+    tps = (tok[steps] - tok[1]) / (step_t[steps] - step_t[1])
   end
-  f:close()
-  -- target tokens (the loss's count) of steps 2..n over their wall time
-  local tps = (tok[steps] - tok[1]) / (step_t[steps] - step_t[1])
   local step_s = (step_t[steps] - step_t[1]) / (steps - 1)
   io.write(string.format("RESULT step_s=%.3f rank=%d ranks=%d threads=%d tps=%.1f sent=%d recv=%d reductions=%d reduce_s=%.4f params=%d\n",
     step_s, peft.dist.rank(), peft.dist.size(), peft.hw.threads(), tps, st.bytes_sent, st.bytes_recv, st.reductions,
