@@ -26,6 +26,7 @@
  *   peft.http.json(value) -> text   (tables with a sequence part, or marked by peft.http.array,
  *                                    are arrays; peft.http.null is null; strings are made valid
  *                                    UTF-8, invalid bytes becoming U+FFFD)
+ *   peft.http.decode(text [, what]) -> value | nil, message   (the same parser as request bodies)
  *   peft.http.array([t]) -> t marked as a JSON array (so an empty one prints as [])
  *   peft.http.utf8_split(s) -> head, tail: tail is an incomplete UTF-8 sequence at the end of s
  *                              (streamed tokens may split a character), head the rest
@@ -453,6 +454,23 @@ static int l_http_json(lua_State *L)
     return 1;
 }
 
+/* peft.http.decode(text [, what]) -> value | nil, message (null becomes peft.http.null) */
+static int l_http_decode(lua_State *L)
+{
+    size_t n;
+    const char *t = luaL_checklstring(L, 1, &n);
+    const char *what = luaL_optstring(L, 2, "JSON text");
+    struct pl_json *j = pl_json_parse(t, n, what);
+    if (!j) {
+        lua_pushnil(L);
+        lua_pushstring(L, pl_last_error());
+        return 2;
+    }
+    pl_lua_push_json(L, j);
+    pl_json_free(j);
+    return 1;
+}
+
 static int l_http_array(lua_State *L)
 {
     if (lua_isnoneornil(L, 1)) { lua_settop(L, 0); lua_newtable(L); }
@@ -509,7 +527,7 @@ int luaopen_peft_http(lua_State *L)
     lua_pop(L, 1);
     static const luaL_Reg fns[] = {
         { "server", l_http_server }, { "json", l_http_json }, { "array", l_http_array },
-        { "utf8_split", l_http_utf8_split }, { NULL, NULL }
+        { "utf8_split", l_http_utf8_split }, { "decode", l_http_decode }, { NULL, NULL }
     };
     luaL_newlib(L, fns);
     lua_pushlightuserdata(L, NULL);
