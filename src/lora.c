@@ -724,6 +724,20 @@ static enum pl_status load_config(const char *dir, struct pl_lora_cfg *cfg)
         goto done;
     }
     if (pl_json_bool(pl_json_get(c, "use_dora"), 0)) cfg->kind = PL_ADAPTER_DORA;
+    /* per-module ranks/alphas would need one r per adapter; PEFT writes {} when unused */
+    static const char *const patterns[] = { "rank_pattern", "alpha_pattern" };
+    for (int i = 0; i < 2; i++) {
+        struct pl_json *pat = pl_json_get(c, patterns[i]);
+        if (pl_json_type(pat) == PL_JSON_OBJECT && pl_json_len(pat) > 0) {
+            st = pl_fail(PL_ERR_UNSUPPORTED, "%s: %s is not empty: per-module ranks/alphas are not supported",
+                         path, patterns[i]);
+            goto done;
+        }
+    }
+    if (cfg->r < 1) {
+        st = pl_fail(PL_ERR_FORMAT, "%s: r is missing or below 1", path);
+        goto done;
+    }
     struct pl_json *tm = pl_json_get(c, "target_modules");
     if (pl_json_type(tm) == PL_JSON_STRING) {
         int p = pl_lora_target_from_name(pl_json_str(tm));
@@ -773,14 +787,18 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
     struct pl_safetensors *sf;
     if ((st = pl_safetensors_open(path, &sf)) != PL_OK) { pl_lora_free(a); return st; }
     int64_t nt = pl_safetensors_count(sf), seen = 0;
+    unsigned char *got = pl_calloc((size_t)(3 * a->n), 1, PL_MEM_WORKSPACE);
     for (int64_t k = 0; k < nt && st == PL_OK; k++) {
         const struct pl_safetensors_info *ti = pl_safetensors_info(sf, k);
         const char *name = ti->name;
         int layer, proj;
         char which;
         if (!parse_peft_name(name, &layer, &proj, &which)) {
-            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not a PEFT %s weight name", path, name,
-                         cfg.kind == PL_ADAPTER_IA3 ? "IA3" : cfg.kind == PL_ADAPTER_DORA ? "DoRA" : "LoRA");
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not a %s weight of a base module peftlua "
+                         "adapts (base_model.model.model.layers.N.{self_attn,mlp}.<q..down>_proj.%s)",
+                         path, name, cfg.kind == PL_ADAPTER_IA3 ? "IA3" : cfg.kind == PL_ADAPTER_DORA ? "DoRA" : "LoRA",
+                         cfg.kind == PL_ADAPTER_IA3 ? "ia3_l" : cfg.kind == PL_ADAPTER_DORA
+                         ? "{lora_A.weight,lora_B.weight,lora_magnitude_vector}" : "lora_{A,B}.weight");
             break;
         }
         if ((which == 'L') != (cfg.kind == PL_ADAPTER_IA3) || (which == 'M' && cfg.kind != PL_ADAPTER_DORA)) {
@@ -788,9 +806,19 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
                          name, cfg.kind == PL_ADAPTER_IA3 ? "IA3" : cfg.kind == PL_ADAPTER_DORA ? "DoRA" : "LoRA");
             break;
         }
+        if (layer < 0 || layer >= mc->n_layers) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s: the base model has no module model.layers.%d (it has %d layers)",
+                         path, name, layer, mc->n_layers);
+            break;
+        }
         struct pl_lora_adapter *d = pl_lora_get(a, layer, (enum pl_proj)proj);
         if (!d) {
             st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not among the configured targets/layers", path, name);
+            break;
+        }
+        if ((which == 'A' || which == 'B') && ti->ndim == 2 && (which == 'A' ? ti->shape[0] : ti->shape[1]) != cfg.r) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s has rank %lld but adapter_config.json says r = %d",
+                         path, name, (long long)(which == 'A' ? ti->shape[0] : ti->shape[1]), cfg.r);
             break;
         }
         if (ti->dtype != PL_F32 && ti->dtype != PL_F16 && ti->dtype != PL_BF16) {
@@ -807,22 +835,32 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
         /* PEFT writes ia3_l as [out, 1] / [1, in] and the magnitude as [out] */
         int shape_ok = ti->ndim == nd[k2] && ti->shape[0] == want0 && (nd[k2] == 1 || ti->shape[1] == want1);
         if (!shape_ok) {
-            if (nd[k2] == 2)
-                st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s should have shape [%lld, %lld] for this model", path,
-                             name, (long long)want0, (long long)want1);
-            else
-                st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s should have shape [%lld] for this model", path,
-                             name, (long long)want0);
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld], this model needs [%lld, %lld] "
+                         "(adapter for another base model?)", path, name,
+                         (long long)ti->shape[0], (long long)(ti->ndim > 1 ? ti->shape[1] : 0),
+                         (long long)want0, (long long)(nd[k2] == 2 ? want1 : 0));
             break;
         }
         st = pl_dequant_row(ti->dtype, ti->data, dst[k2], want0 * want1);
+        if (got) got[3 * (d - a->ad) + k2] = 1;
         seen++;
     }
     pl_safetensors_close(sf);
-    const int per = cfg.kind == PL_ADAPTER_IA3 ? 1 : cfg.kind == PL_ADAPTER_DORA ? 3 : 2;
-    if (st == PL_OK && seen != per * (int64_t)a->n)
-        st = pl_fail(PL_ERR_FORMAT, "%s: %lld %s tensors, the config needs %d", path, (long long)seen,
-                     pl_adapter_kind_name(cfg.kind), per * a->n);
+    if (st == PL_OK && !got) st = pl_fail(PL_ERR_NOMEM, "lora load: out of memory");
+    for (int i = 0; st == PL_OK && i < a->n; i++) {
+        char wh[3];
+        float *dst[3];
+        int64_t shp[3][2];
+        int nd[3], nt2 = adapter_tensors(a, &a->ad[i], wh, dst, shp, nd);
+        for (int k = 0; k < nt2 && st == PL_OK; k++)
+            if (!got[3 * i + k]) {
+                char nm[256];
+                peft_name(nm, sizeof nm, a->ad[i].layer, a->ad[i].proj, wh[k]);
+                st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is missing (adapter_config.json targets it; %lld %s tensors in the file, %d expected)",
+                             path, nm, (long long)seen, pl_adapter_kind_name(cfg.kind), nt2 * a->n);
+            }
+    }
+    pl_free(got);
     a->mag_ready = cfg.kind == PL_ADAPTER_DORA;
     if (st == PL_OK) st = permute_qk(a, a->params, 0);
     if (st != PL_OK) { pl_lora_free(a); return st; }
