@@ -4,6 +4,7 @@
 --   peftlua recipes/compare.lua [--model PATH] [--data TRAIN.jsonl] [--valid VALID.jsonl]
 --       [--steps N | --seconds S] [--methods lora,dora,...] [--batch N] [--seq N]
 --       [--eval-n N] [--out DIR] [--memory-budget MiB] [--time-budget S] [--smoke]
+--       [--merge DIR1,DIR2,...]   (combine comparisons run side by side into --out, no training)
 --
 -- Defaults: models/SmolLM2-135M-Instruct.Q4_1.gguf, the WikiSQL sample (../shared/data/wikisql),
 -- 200 steps of batch 4 per method, every method of peft.compare.DEFAULT, output build/compare
@@ -11,6 +12,9 @@
 -- again with the same --out skips the methods compare.json already has (resume).
 -- Task metric: exact match of the generated SQL on the first --eval-n validation questions
 -- (greedy, the text after "A:" up to the end of the line).
+-- Recommendations: lowest validation loss within a memory budget (700 MiB); best SQL exact
+-- match within 1 GiB (and --time-budget when given); and lowest validation loss within 1 GiB
+-- for 4x the sequence length, whose memory only the memory model can tell (not run).
 -- --smoke (PEFT_SMOKE=1): stories260K, 6 steps, every method plus a full fine-tuning run with
 -- a 4 MiB allocation budget (a recorded out-of-memory failure).
 local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/recipes/") or "."
@@ -34,6 +38,7 @@ do
     elseif a == "--out" then opt.out = val()
     elseif a == "--memory-budget" then opt.mem_budget = int() * 2^20
     elseif a == "--time-budget" then opt.time_budget = int()
+    elseif a == "--merge" then opt.merge = val()
     else error("compare.lua: unknown argument " .. a) end
     i = i + 1
   end
@@ -75,7 +80,22 @@ else
 end
 local mem_budget = opt.mem_budget or (opt.smoke and 12 * 2^20 or 700 * 2^20)
 local time_budget = opt.time_budget or (opt.smoke and 60 or nil)
-local res = peft.compare.run {
+local recommend = {
+  { memory_budget = mem_budget, metric = "val_loss" },
+  { time_budget = time_budget, metric = eval_n > 0 and "metric" or "val_loss",
+    memory_budget = (not opt.smoke) and 2^30 or nil },
+  -- a configuration not run: the same methods at 4x the sequence length, memory from the model
+  { memory_budget = opt.smoke and 70 * 2^20 or 2^30, metric = "val_loss",
+    predict = { model = model, seq_len = 4 * (opt.seq or (opt.smoke and 64 or 160)) } },
+}
+local title = "Method comparison: " .. (model:match("[^/]+$") or model)
+local res
+if opt.merge then
+  local dirs = {}
+  for d in opt.merge:gmatch("[^,]+") do dirs[#dirs + 1] = d end
+  res = peft.compare.merge(dirs, out, recommend, title)
+else
+res = peft.compare.run {
   model = model, dataset = train, valid = valid, output = out,
   steps = opt.seconds and nil or (opt.steps or (opt.smoke and 6 or 200)), seconds = opt.seconds,
   methods = methods, batch_size = opt.batch or 4, max_seq_len = opt.seq or (opt.smoke and 64 or 160),
@@ -83,13 +103,9 @@ local res = peft.compare.run {
   train = { warmup = opt.smoke and 1 or 10, schedule = "cosine", lora_rank = 8, lora_alpha = 16,
             targets = { "q_proj", "k_proj", "v_proj", "o_proj" }, max_grad_norm = 1.0, save_every = 0 },
   metric = eval_n > 0 and sql_exact_match or nil, metric_name = "SQL exact match",
-  recommend = {
-    { memory_budget = mem_budget, metric = "val_loss" },
-    { time_budget = time_budget, metric = eval_n > 0 and "metric" or "val_loss",
-      memory_budget = (not opt.smoke) and 2^30 or nil },
-  },
-  title = "Method comparison: " .. (model:match("[^/]+$") or model),
+  recommend = recommend, title = title,
 }
+end
 print(string.format("\n%-12s %-8s %6s %8s %9s %11s %11s %11s %9s %8s", "method", "status", "steps", "wall s",
   "tok/s", "peak MiB", "pred MiB", "RSS MiB", "val loss", "metric"))
 for _, r in ipairs(res.records) do

@@ -30,6 +30,7 @@
 --     memory model's resident estimate for that configuration (one not run: a longer sequence,
 --     a larger model) and the reasons say so.
 --   peft.compare.html(results, path [, recommendations])   the report (run() writes it)
+--   peft.compare.merge({dir, ...}, output [, recommend, title])  several comparisons as one
 local M = {}
 
 -- The methods by name: the peft.train.run keys each one sets.
@@ -304,6 +305,37 @@ function M.run(opts)
   M.save(res, path)
   res.html = M.html(res, opts.output .. "/compare.html", res.recommendations, opts.title)
   res.json = path
+  return res
+end
+
+-- Combine the compare.json of several comparisons (e.g. run side by side with different
+-- methods) into output: records by method name (the first directory holding a name wins),
+-- recommendations for each budget of `recommend`, compare.json and compare.html written.
+function M.merge(dirs, output, recommend, title)
+  os.execute("mkdir -p " .. shq(output))
+  local res = { records = {} }
+  local seen = {}
+  for _, d in ipairs(dirs) do
+    local doc, err = M.load(d .. "/compare.json")
+    if not doc then error("peft.compare.merge: " .. tostring(err or (d .. "/compare.json: missing")), 2) end
+    res.machine = res.machine or doc.machine
+    res.config = res.config or doc.config
+    for _, r in ipairs(doc.records or {}) do
+      if not seen[r.name] then
+        seen[r.name] = true
+        r.from = d
+        res.records[#res.records + 1] = r
+      end
+    end
+  end
+  res.recommendations = {}
+  for _, b in ipairs(recommend or {}) do
+    local best, ups, why = M.recommend(res, b)
+    res.recommendations[#res.recommendations + 1] = { budget = b, method = best, runners_up = ups, reasons = why }
+  end
+  M.save(res, output .. "/compare.json")
+  res.json = output .. "/compare.json"
+  res.html = M.html(res, output .. "/compare.html", res.recommendations, title)
   return res
 end
 

@@ -36,6 +36,9 @@ return {
       T.ok(d <= 1e-4, meth .. " vs PEFT: " .. d)
       T.ok(moved > 1, meth .. " changes the logits")
     end
+    local list = m:adapters()
+    T.eq(list[1].method, "dora"); T.eq(list[2].method, "ia3")
+    T.eq(list[2].params, 1180, "IA3: k, v (2 x 32) and down_proj's input (172) per layer, 5 layers")
   end,
 
   trainer_methods_learn_and_checkpoint = function()
