@@ -93,7 +93,16 @@ return {
     local oom = by.full_4MiB
     T.eq(oom.status, "failed")
     T.ok(oom.reason:find("out of memory"), "OOM reason: " .. tostring(oom.reason))
-    T.ok(#res.recommendations == 2 and res.recommendations[1].reasons[1], "two recommendations with reasons")
+    T.ok(#res.recommendations == 3 and res.recommendations[1].reasons[1], "three recommendations with reasons")
+    -- the third is for 4x the sequence (not run): memory from the memory model, 70 MiB budget
+    local third = table.concat(res.recommendations[3].reasons, "\n")
+    T.ok(third:find("predicted by the memory model", 1, true), third)
+    -- full fine-tuning's 4x-sequence estimate is over 70 MiB: neither chosen nor a runner-up
+    local m <close> = peft.model.load(GGUF)
+    local ef = peft.memory.estimate { model = m, method = "full", batch_size = 4, seq_len = 256 }
+    T.ok(ef.resident > 70 * 2^20, "full at 256 tokens is predicted over the budget")
+    T.ok(res.recommendations[3].method and res.recommendations[3].method ~= "full", third)
+    for _, n in ipairs(res.recommendations[3].runners_up) do T.ok(n ~= "full", third) end
     -- compare.json is what was recorded; a second run skips every finished method
     local doc = assert(peft.compare.load(OUT .. "/compare.json"))
     T.eq(#doc.records, #res.records)
