@@ -5,7 +5,7 @@
  *   model         a peft.Model (shape, dtypes and loaded bytes read from it), or
  *   preset        "llama2-7b", or the shape keys dim, hidden_dim, layers, heads, kv_heads,
  *                 head_dim (default dim/heads), vocab_size, tied_output
- *   method        "lora" | "qlora" | "full"           base   loaded projection dtype ("f32", "q4_1", ...)
+ *   method        "lora" | "qlora" | "full" (| "dora" | "ia3": lora with that adapter)  base   loaded projection dtype ("f32", "q4_1", ...)
  *   quant         "nf4" | "nf4_32" | "nf4_dq" | "q8_0" (QLoRA target)   embd   embedding/output dtype
  *   mapped        the base is used in place from a file mapping
  *   batch_size, seq_len, grad_accum, checkpointing (false | true | k layers),
@@ -81,6 +81,9 @@ static void read_cfg(lua_State *L, struct pl_memmodel_cfg *c)
     s->vocab_size = (int32_t)pl_lua_opt_int(L, 1, "vocab_size", s->vocab_size);
     s->tied_output = pl_lua_opt_bool(L, 1, "tied_output", s->tied_output);
     const char *meth = pl_lua_opt_str(L, 1, "method", "lora");
+    /* method = "dora" | "ia3": LoRA-style training with that adapter */
+    const char *meth_adapter = (!strcmp(meth, "dora") || !strcmp(meth, "ia3")) ? meth : NULL;
+    if (meth_adapter) meth = "lora";
     int mt = pl_memm_method_from_name(meth);
     if (mt < 0) luaL_error(L, "peft.memory: method '%s' (lora, qlora or full)", meth);
     c->method = (enum pl_memm_method)mt;
@@ -118,7 +121,7 @@ static void read_cfg(lua_State *L, struct pl_memmodel_cfg *c)
     } else if (!lua_isnil(L, -1)) luaL_error(L, "peft.memory: targets must be a list of module names");
     int targets_given = !lua_isnil(L, -1);
     lua_pop(L, 1);
-    const char *ad = pl_lua_opt_str(L, 1, "adapter", "lora");
+    const char *ad = pl_lua_opt_str(L, 1, "adapter", meth_adapter ? meth_adapter : "lora");
     if (!strcmp(ad, "lora")) c->adapter_kind = PL_ADAPTER_LORA;
     else if (!strcmp(ad, "dora")) c->adapter_kind = PL_ADAPTER_DORA;
     else if (!strcmp(ad, "ia3")) c->adapter_kind = PL_ADAPTER_IA3;

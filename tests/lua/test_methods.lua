@@ -51,6 +51,9 @@ return {
         local tr <close> = peft.train.trainer(m, { method = meth, batch_size = 1, seq_len = 8,
           learning_rate = 3e-2, lora_rank = 4, schedule = "constant", checkpointing = ck })
         T.eq(tr:stats().method, meth)
+        local est = peft.memory.estimate { model = m, method = meth, batch_size = 1, seq_len = 8, lora_rank = 4,
+          checkpointing = ck }
+        T.eq(est.trained_params, tr:stats().params, meth .. ": the memory model counts the trained parameters")
         local l = {}
         for i = 1, 8 do l[i] = tr:micro(ids, tg) end
         losses[#losses + 1] = l
