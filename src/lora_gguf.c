@@ -14,6 +14,7 @@
  * RoPE pairs (its converter permutes them), "qwen2" keeps HF's rotate-half order. The adapter
  * holds rows in its model's own order (lora.h), so rows are re-ordered when the two differ.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include "peftlua/gguf.h"
 #include "peftlua/lora.h"
 #include "peftlua/quant.h"
+#include "peftlua/train.h"
 
 static const char *const gg_proj[PL_PROJ_COUNT] = { "attn_q", "attn_k", "attn_v", "attn_output",
                                                     "ffn_gate", "ffn_up", "ffn_down" };
@@ -62,7 +64,7 @@ enum pl_status pl_lora_export_gguf(const struct pl_lora *a, const struct pl_mode
     enum pl_dtype dt = PL_F32;
     if (a->cfg.kind != PL_ADAPTER_LORA)
         return pl_fail(PL_ERR_UNSUPPORTED, "GGUF adapter: llama.cpp's LoRA adapters hold lora_a/lora_b only; a %s adapter cannot be written (merge it into the base with tr:merge() and export the model)",
-                       pl_adapter_kind_name(a->cfg.kind));
+                       a->cfg.kind == PL_ADAPTER_DORA ? "DoRA" : "IA3");
     if (dtype && strcmp(dtype, "f32") != 0) {
         if (strcmp(dtype, "f16") != 0)
             return pl_fail(PL_ERR_ARG, "GGUF adapter: dtype must be \"f32\" or \"f16\", not \"%s\"", dtype);
@@ -232,4 +234,25 @@ enum pl_status pl_lora_load_gguf(struct pl_lora **out, const char *path,
 fail:
     pl_gguf_close(g);
     return st;
+}
+
+/* ---------------------------------------------------------------- Ollama */
+
+enum pl_status pl_ollama_modelfile_write(const char *path, const char *base_gguf,
+                                         const char *adapter_gguf)
+{
+    char base[4096], buf[9000];
+    if (!realpath(base_gguf, base))
+        return pl_fail(PL_ERR_IO, "Modelfile: base model %s not found", base_gguf);
+    if (strpbrk(base, "\n\r") || strpbrk(adapter_gguf, "\n\r"))
+        return pl_fail(PL_ERR_ARG, "Modelfile: a path holds a line break");
+    const char *slash = strrchr(adapter_gguf, '/');
+    int n = snprintf(buf, sizeof buf,
+                     "# Ollama Modelfile written by peftlua: the base model and its LoRA adapter.\n"
+                     "#   ollama create NAME -f Modelfile && ollama run NAME\n"
+                     "FROM %s\nADAPTER ./%s\n", base, slash ? slash + 1 : adapter_gguf);
+    if (n < 0 || (size_t)n >= sizeof buf) return pl_fail(PL_ERR_ARG, "Modelfile: path too long");
+    const void *parts[1] = { buf };
+    size_t sizes[1] = { (size_t)n };
+    return pl_file_write_atomic(path, parts, sizes, 1);
 }
