@@ -2,7 +2,7 @@
 -- Owner: train (issue 13). Built from what the run itself recorded: metrics.jsonl (training
 -- loss, learning rate, gradient norm, tokens/s per step; validation loss), memory.json (the
 -- per-step memory chart), the configuration, the dataset's report (ds:report()), and for
--- chat or prompt/completion data a few validation prompts answered by the model before the
+-- chat, alpaca or prompt/completion data a few validation prompts answered by the model before the
 -- first step and after the last (greedy). Charts are peft.report's (libgd PNGs inlined);
 -- every string from the user (run name, configuration, data, generations) is escaped.
 --
@@ -33,10 +33,12 @@ end
 
 -- Up to n prompts of chat or prompt/completion data (validation file first).
 local function sample_prompts(cfg, n)
-  for _, path in ipairs { cfg.valid, cfg.dataset } do
+  for k = 1, 2 do
+    local path = k == 1 and cfg.valid or cfg.dataset
     if type(path) == "string" then
       local ok, recs, info = pcall(peft.data.read, path, cfg.format and { format = cfg.format } or nil)
-      if ok and recs and info and (info.format == "chat" or info.format == "prompt_completion") then
+      local f = info and info.format
+      if ok and recs and (f == "chat" or f == "completion" or f == "alpaca") then
         local out = {}
         for _, r in ipairs(recs) do
           if #out >= n then break end
@@ -45,11 +47,14 @@ local function sample_prompts(cfg, n)
             for i = 1, #r.messages - 1 do msgs[i] = r.messages[i] end
             out[#out + 1] = { kind = "chat", messages = msgs, shown = msgs[#msgs].content,
                               reference = r.messages[#r.messages].content }
-          elseif info.format == "prompt_completion" and r.prompt then
+          elseif f == "completion" and r.prompt then
             out[#out + 1] = { kind = "prompt", prompt = r.prompt, shown = r.prompt, reference = r.completion }
+          elseif f == "alpaca" and r.instruction then   -- rendered as one user turn (docs/data.md)
+            local u = r.instruction .. ((r.input and r.input ~= "") and ("\n\n" .. r.input) or "")
+            out[#out + 1] = { kind = "chat", messages = { { role = "user", content = u } }, shown = u, reference = r.output }
           end
         end
-        return out, info.format
+        return out, f
       end
     end
   end
@@ -164,7 +169,7 @@ function M.finish(st, result)
       table = { columns = { "prompt", "reference", "before training", "after training" }, rows = srows } }
   else
     sections[#sections + 1] = { title = "Sample generations",
-      text = "Shown for chat or prompt/completion data; this run's data is " .. tostring(st.train_stats and st.train_stats.format or "of another format") .. "." }
+      text = "Shown for chat, alpaca or prompt/completion data; this run's data is " .. tostring(st.train_stats and st.train_stats.format or "of another format") .. "." }
   end
   local rep = report.html { title = "Training run: " .. tostring(name),
     subtitle = string.format("%s · %s", tostring(cfg.dataset), os.date("!%Y-%m-%d %H:%M UTC", st.started)),

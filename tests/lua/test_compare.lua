@@ -164,6 +164,32 @@ return {
     T.eq(front[1], true); T.eq(front[2], true); T.eq(front[3], true); T.eq(front[4], false)
   end,
 
+  run_report_has_samples_for_prompt_completion_data = function()
+    local data = T.tmp .. "/rr_completion.jsonl"
+    local f = assert(io.open(data, "w"))
+    local words = { "cat", "dog", "sun", "tree", "boat", "bird" }
+    for i = 1, 24 do
+      local w = words[(i - 1) % #words + 1]
+      f:write(string.format('{"prompt": "Once upon a time there was a %s", "completion": " who liked the %s."}\n', w, w))
+    end
+    f:close()
+    local out = T.tmp .. "/rr_completion_run"
+    os.execute("rm -rf '" .. out .. "'")
+    local r = peft.train.run { model = GGUF, dataset = data, valid_fraction = 0.25, output = out, max_iters = 4,
+      batch_size = 2, max_seq_len = 32, eval_every = 2, learning_rate = 1e-2, quiet = true, method = "ia3" }
+    r.trainer:close()
+    local html = io.open(r.report):read("a")
+    T.ok(html:find("Sample generations (completion data, greedy)", 1, true), "samples section")
+    T.ok(html:find("<th>before training</th>", 1, true) and html:find("<th>after training</th>", 1, true), "before/after columns")
+    T.ok(html:find("Once upon a time there was a", 1, true), "the prompt shown")
+    for _, k in ipairs { "<h2>Training", "<h2>Memory", "<h2>Configuration", "<h2>Dataset",
+                         'alt="training loss per step and validation loss"', 'alt="learning rate per step"',
+                         'alt="gradient norm per step"', 'alt="tokens per second', 'alt="tracked bytes and RSS' } do
+      T.ok(html:find(k, 1, true), "report part: " .. k)
+    end
+    T.eq(select(2, html:gsub('<img src="data:image/png;base64,', "")), 5, "five charts inlined")
+  end,
+
   reports_in_chromium = function()
     local chrome = find_chromium()
     if not chrome then
