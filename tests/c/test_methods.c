@@ -168,6 +168,8 @@ static double central(struct pl_trainer *t, struct pl_lora *a, const struct gcas
 {
     double s, l[2];
     int64_t cnt;
+    /* norm held: refresh the cached norms at the unperturbed parameters first */
+    if (!touch && pl_trainer_eval(t, gc->ids, gc->tg, 2, 16, &s, &cnt) != PL_OK) fail_msg("%s", pl_last_error());
     for (int k = 0; k < 2; k++) {
         *p = k ? keep - h : keep + h;
         if (touch) pl_lora_touch(a);
@@ -221,7 +223,7 @@ static void check_fd(int kind, const char *name, int nf4)
                        d->layer, pl_proj_names[d->proj], w ? "lora_B" : "lora_A", an, fd, full);
             double e = fabs(fd - an) / fmax(fabs(an), 1e-3);
             if (e > worst) worst = e;
-            if (e > 2e-2)
+            if (e > 1e-2)
                 fail_msg("%s layer %d %s tensor %d: finite difference %.6g vs gradient %.6g", name, d->layer,
                          pl_proj_names[d->proj], w, fd, an);
             checked++;
