@@ -10,7 +10,9 @@
  *        feedforward = {"down_proj"}  -- IA3: targets whose input is scaled (default: down_proj
  *                                        when targeted; IA3's default targets: k, v, down_proj)
  *        precision = "fp32"|"bf16"|"fp16", loss_scale = 65536, growth_interval = 2000,
- *        planned_rows = batch_size   -- rows per forward to plan first (fewer: chunks)})
+ *        planned_rows = batch_size   -- rows per forward to plan first (fewer: chunks)
+ *        distributed = false         -- one of the MPI job's data-parallel replicas (dist.h):
+ *                                       gradients summed over the ranks before each step)})
  *   peft.train.try_trainer(model, {...}) → trainer | nil, message, status   (as trainer(), an
  *                               engine failure returned: "nomem" when the plan does not fit)
  *   tr:micro(ids, targets)   → loss, count, stepped   (ids/targets: [B, T] i32 peft.Tensor or
@@ -31,7 +33,7 @@
  *   tr:rewind()              drop a partly accumulated step (after an interruption)
  *   tr:stats()               → {step, micro, lr, grad_norm, loss, tokens, params, method,
  *                               precision, loss_scale, skipped_steps, batch_size,
- *                               planned_rows, seq_len, grad_accum, checkpointing}
+ *                               planned_rows, seq_len, grad_accum, ranks, checkpointing}
  *   tr:config()              → the resolved configuration, defaults filled in (method,
  *                               optimizer, learning_rate, schedule, lora_rank, targets, ...)
  *   tr:grad_of(name)         → list of numbers (the gradient of a named trained tensor)
@@ -59,6 +61,7 @@
 #include "peftlua/alloc.h"
 #include "peftlua/train.h"
 #include "pl_lua.h"
+#include "peftlua/dist.h"
 
 #define TRAINER_MT "peft.Trainer"
 
@@ -106,7 +109,7 @@ static const char *const trainer_opts[] = {
     "beta1", "beta2", "eps", "momentum", "nesterov", "schedule", "warmup", "total_steps",
     "min_lr_ratio", "max_grad_norm", "seed", "lora_rank", "lora_alpha", "lora_dropout", "rslora",
     "targets", "layers", "checkpointing", "precision", "loss_scale", "growth_interval",
-    "planned_rows", "feedforward", NULL };
+    "planned_rows", "feedforward", "distributed", NULL };
 
 /* peft.train.trainer (raises) and peft.train.try_trainer (an engine failure is returned as
  * nil, message, status, so that peft.train.run can re-plan with fewer rows on "nomem"). */
@@ -262,6 +265,7 @@ static int new_trainer(lua_State *L, int try)
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);   /* the model outlives the trainer */
     enum pl_status st = pl_trainer_new(&u->t, m, &c);
+    if (st == PL_OK && pl_lua_opt_bool(L, 2, "distributed", 0)) st = pl_dist_trainer_attach(u->t);
     if (st == PL_OK) return 1;
     if (try) return push_failure(L, st);
     return pl_lua_error(L);
@@ -462,6 +466,7 @@ static int l_trainer_stats(lua_State *L)
     SETI("planned_rows", t->plan_rows);
     SETI("seq_len", t->cfg.seq_len);
     SETI("grad_accum", t->cfg.grad_accum);
+    SETI("ranks", t->world > 1 ? t->world : 1);
     SETI("checkpointing", t->cfg.ckpt_every);
     lua_pushstring(L, t->cfg.method == PL_TRAIN_LORA ? pl_adapter_kind_name(t->cfg.lora.kind) : "full");
     lua_setfield(L, -2, "method");
@@ -480,7 +485,7 @@ static int l_trainer_config(lua_State *L)
     struct pl_trainer *t = check_trainer(L, 1);
     const struct pl_train_cfg *c = &t->cfg;
     lua_createtable(L, 0, 30);
-    lua_pushstring(L, c->method == PL_TRAIN_LORA ? "lora" : "full"); lua_setfield(L, -2, "method");
+    lua_pushstring(L, c->method == PL_TRAIN_LORA ? pl_adapter_kind_name(c->lora.kind) : "full"); lua_setfield(L, -2, "method");
     lua_pushstring(L, c->optim == PL_OPTIM_SGD ? "sgd" : "adamw"); lua_setfield(L, -2, "optimizer");
     SETI("batch_size", c->batch_size); SETI("seq_len", c->seq_len); SETI("grad_accum", c->grad_accum);
     SETN("learning_rate", c->lr); SETN("weight_decay", c->weight_decay);
@@ -579,7 +584,7 @@ static int l_trainer_tostring(lua_State *L)
     struct l_trainer *u = luaL_checkudata(L, 1, TRAINER_MT);
     if (!u->t) lua_pushliteral(L, "peft.Trainer (closed)");
     else lua_pushfstring(L, "peft.Trainer (%s, step %d, %d parameters)",
-                         u->t->cfg.method == PL_TRAIN_LORA ? "lora" : "full", (int)u->t->step,
+                         u->t->cfg.method == PL_TRAIN_LORA ? pl_adapter_kind_name(u->t->cfg.lora.kind) : "full", (int)u->t->step,
                          (int)u->t->n_params);
     return 1;
 }
