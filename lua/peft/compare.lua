@@ -173,13 +173,16 @@ local function run_one(opts, sp, say)
   for k, v in pairs(base) do cfg[k] = v end
   for k, v in pairs(sp) do if not RUN_KEYS[k] then cfg[k] = v end end
   cfg.method = sp.method
+  -- IA3 keeps its own targets (PEFT's k_proj, v_proj, down_proj) unless its spec names some:
+  -- the common train.targets are the low-rank methods'
+  if sp.method == "ia3" and sp.targets == nil then cfg.targets = nil end
   local kind = sp.method
   cfg.learning_rate = sp.learning_rate or base.learning_rate or M.DEFAULT_LR[kind]
   if opts.steps then cfg.max_iters = opts.steps else cfg.max_iters = opts.max_steps or 100000 end
   local rec = { name = name, status = "failed", config = {} }
   for k, v in pairs(cfg) do if type(v) ~= "function" then rec.config[k] = v end end
   local model = peft.model.load(opts.model)
-  rec.predicted = predict(model, sp, cfg)
+  rec.predicted = predict(model, cfg, cfg)   -- the merged configuration the run uses
   cfg.model = model
   local t0 = peft.train.now()
   cfg.on_step = function(info)
