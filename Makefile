@@ -43,6 +43,10 @@ BENCH_BIN   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 LIB         := $(BUILD)/libpeftlua.a
 HOST        := $(BUILD)/peftlua
 MODEL       := models/SmolLM2-135M-Instruct.Q4_1.gguf
+# The test inputs (stories260K, data samples, tokenizer vectors): shipped in tests/fixtures/shared
+# (a clone needs nothing beside it); PEFT_SHARED=dir reads another copy of the same layout.
+PEFT_SHARED ?= tests/fixtures/shared
+export PEFT_SHARED
 
 .PHONY: all test check asan bench demo install clean deps model ctest luatest installcheck
 all: $(HOST) $(LIB)
@@ -67,11 +71,11 @@ $(HOST): $(BUILD)/src/main.o $(BIND_OBJ) $(LIB)
 
 $(BUILD)/tests/%: tests/c/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(CMOCKA_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) -DPL_SHARED='"$(PEFT_SHARED)"' $(LDFLAGS) -o $@ $< $(LIB) $(CMOCKA_LIBS) $(LDLIBS)
 
 $(BUILD)/bench/%: tests/bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) -DPL_SHARED='"$(PEFT_SHARED)"' $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 deps:
 	@sh scripts/deps.sh
@@ -110,7 +114,7 @@ installcheck: all
 	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/generate.c \
 	  $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig pkg-config --cflags --libs peftlua) $(EXTRA_LDFLAGS) -o $(BUILD)/generate
 	@$(BUILD)/embed | grep -q 'c\[0\]\[0\] = 64 ' && test -f $(BUILD)/inst/share/man/man1/peftlua.1
-	@$(BUILD)/generate ../shared/models/stories260K/stories260K.gguf 'Once upon a time' | grep -q '^Once upon a time, there was a little girl named Lily' \
+	@$(BUILD)/generate $(PEFT_SHARED)/models/stories260K/stories260K.gguf 'Once upon a time' | grep -q '^Once upon a time, there was a little girl named Lily' \
 	  && echo "installcheck: ok"
 test: deps
 	@$(MAKE) --no-print-directory model
@@ -132,7 +136,7 @@ bench: all $(BENCH_BIN)
 	@if python3 -c 'import torch, gguf, numpy' 2>/dev/null; then \
 	  th=$$($(HOST) -e 'io.write(peft.hw.threads())'); \
 	  echo "PyTorch reference (tests/ref/train/torch_bench.py, $$th threads, $(TORCH_ENV)):"; \
-	  for m in ../shared/models/stories260K/stories260K.gguf $(MODEL); do \
+	  for m in $(PEFT_SHARED)/models/stories260K/stories260K.gguf $(MODEL); do \
 	    [ -f $$m ] && $(TORCH_ENV) python3 tests/ref/train/torch_bench.py $$m $$th 3 ref,fast,compile 2>&1 | grep '^torch'; \
 	  done; true; \
 	else echo "PyTorch reference: not run (python3 -m pip install torch gguf numpy)"; fi

@@ -1,11 +1,26 @@
 -- recipes/quickstart.lua — load a model, show its card, chat with it, measure perplexity.
 --
 --   peftlua recipes/quickstart.lua [model] [text-or-jsonl]
--- The model is arg[1], else $PEFT_MODEL, else the default SmolLM2-135M-Instruct (make model).
--- PEFT_SMOKE=1 keeps it short (used by the test suite).
+-- The model is arg[1], else $PEFT_MODEL, else the default SmolLM2-135M-Instruct (make model),
+-- looked up on the models search path (peft.cli.find_model: ./models, $PEFT_MODEL_PATH,
+-- ~/.cache/peftlua/models, the installed share/peftlua/models). The text is arg[2], else the
+-- validation half of the tool-calling dataset that recipes/make_toolcall_dataset.lua writes
+-- (made here, under build/data/toolcall, when missing). PEFT_SMOKE=1 keeps it short (the test
+-- suite; with stories260K as the model it needs nothing outside the clone).
 local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/recipes/") or "."
-local path = arg[1] or os.getenv("PEFT_MODEL") or (here .. "/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-local text = arg[2] or (here .. "/../shared/data/wikisql/valid.jsonl")
+local path = peft.cli.find_model(arg[1] or os.getenv("PEFT_MODEL") or "SmolLM2-135M-Instruct.Q4_1.gguf")
+local text = arg[2]
+if not text then
+  local dir = "build/data/toolcall"
+  text = dir .. "/valid.jsonl"
+  local f = io.open(text)
+  if f then f:close() else
+    local saved = arg
+    arg = { [0] = "make_toolcall_dataset.lua", dir }
+    dofile(here .. "/recipes/make_toolcall_dataset.lua")
+    arg = saved
+  end
+end
 local smoke = os.getenv("PEFT_SMOKE") == "1"
 
 local m <close> = peft.model.load(path)
