@@ -65,6 +65,12 @@ $(LIB): $(ENGINE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# --version: the commit and flags the host was built from (main.o is rebuilt when HEAD moves).
+GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+GIT_HEAD   := $(wildcard $(shell git rev-parse --git-dir 2>/dev/null)/HEAD $(shell git rev-parse --git-dir 2>/dev/null)/logs/HEAD)
+BUILD_FLAGS := $(CC) $(OPT)$(if $(findstring -march=native,$(CFLAGS)), -march=native,)$(if $(findstring -fopenmp,$(CFLAGS)), -fopenmp,)$(if $(findstring fsanitize,$(EXTRA_CFLAGS)), asan+ubsan,)
+$(BUILD)/src/main.o: CFLAGS += -DPL_GIT_COMMIT='"$(GIT_COMMIT)"' -DPL_BUILD_FLAGS='"$(BUILD_FLAGS)"'
+$(BUILD)/src/main.o: $(GIT_HEAD)
 $(HOST): $(BUILD)/src/main.o $(BIND_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(BUILD)/src/main.o $(BIND_OBJ) $(LIB) $(LDLIBS)
 	@ln -sf $(abspath $@) peftlua 2>/dev/null || true
