@@ -351,6 +351,9 @@ static void pl_repl(lua_State *L)
     pl_globalL = L;
     rl_attempted_completion_function = pl_complete;
     rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[";
+    lua_getglobal(L, "require");   /* help() and the printer */
+    lua_pushliteral(L, "peft.repl");
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) pl_report(L, LUA_ERRRUN);
     char histfile[PATH_MAX] = "";
     const char *home = getenv("HOME");
     if (tty && home) {

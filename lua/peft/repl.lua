@@ -31,6 +31,7 @@ local function show(v, depth, seen, indent)
   local t = type(v)
   if t ~= "table" and t ~= "userdata" then
     if t == "function" then
+      if not M.names[v] then M.index_names() end
       local name = M.names[v]
       return name and ("function " .. name) or tostring(v)
     end
@@ -95,7 +96,7 @@ end
 -- peft.<module>.<fn> and <Class>:<method> for every function reachable from peft (help and
 -- the printer use them).
 M.names = setmetatable({}, { __mode = "k" })
-local function index_names()
+function M.index_names()
   if not peft then return end
   for _, mod in ipairs(peft.modules or {}) do
     local t = peft[mod]
@@ -131,7 +132,7 @@ Tab completes globals, peft.<module>.<fn> and methods (m:<Tab>). Ctrl-C interrup
 (generation keeps the text so far); exit, quit or Ctrl-D leaves. Docs: docs/api.md.]]
 
 function M.help(x)
-  index_names()
+  M.index_names()
   if x == nil then print(OVERVIEW) return end
   local api = require "peft.api"
   if x == peft.train.run or x == peft.train then

@@ -231,7 +231,12 @@ function M.run(cfg)
       loss_scale = cfg.loss_scale, growth_interval = cfg.growth_interval, planned_rows = rows,
     })
     if t then tr = t; break end
-    if status ~= "nomem" then error("peft.train.run: " .. msg, 0) end
+    if status ~= "nomem" then
+      if tostring(msg):find("already has adapters", 1, true) then
+        msg = msg .. " (an earlier run's result.trainer is still open: result.trainer:close() releases it)"
+      end
+      error("peft.train.run: " .. msg, 0)
+    end
     if rows == 1 then
       error(string.format("peft.train.run: memory: allocation failed (%s) planning one row of %d tokens per forward; " ..
         "it needs more memory, a shorter max_seq_len%s%s", msg, max_seq,
