@@ -54,7 +54,26 @@ else
 end
 print(string.format("\n(%d tokens)", n))
 
-local fmt = text:match("%.jsonl$") and "jsonl" or "text"
-local ppl, mean, count = m:perplexity(text, { format = fmt, limit = smoke and 10 or nil })
+-- Perplexity: a plain text file as documents; a JSONL file through the data pipeline (each
+-- record rendered as training renders it, chats with the model's template), every token scored.
+local ppl, mean, count
+if text:match("%.jsonl$") then
+  -- a model without a chat template (stories260K) reads chats as "role: content" lines
+  local plain = c.chat_template == "none" and function(msgs)
+    local t = {}
+    for _, msg in ipairs(msgs) do t[#t + 1] = msg.role .. ": " .. msg.content end
+    return table.concat(t, "\n"), { { 1, #table.concat(t, "\n") } }
+  end or nil
+  local ds = peft.data.load(text, { tokenizer = m, max_seq_len = 512, chat = plain })
+  local sum, n = 0, 0
+  for i = 1, smoke and math.min(10, ds:count()) or ds:count() do
+    local l, c = m:loss({ ds:example(i).ids })
+    sum, n = sum + l * c, n + c
+  end
+  mean, count = sum / n, n
+  ppl = math.exp(mean)
+else
+  ppl, mean, count = m:perplexity(text, { limit = smoke and 10 or nil })
+end
 print(string.format("\nperplexity on %s: %.3f  (mean loss %.4f nats over %d tokens)",
   text:match("[^/]+/[^/]+$") or text, ppl, mean, count))

@@ -24,6 +24,16 @@ local o, rest = cli.parse(spec, { ... })
 local file = rest[1] or cli.die("eval", "give a data file (peftlua eval --help)")
 cli.run("eval", function()
   local m <close> = cli.load_model("eval", o.model, o.adapter)
+  if file:match("%.txt$") then
+    -- plain text: documents (split at <|endoftext|>), every token scored
+    local ppl, mean, count = m:perplexity(file, { max_seq_len = o.max_seq_len })
+    if o.json then
+      print(string.format('{"file":%q,"tokens":%d,"loss":%.6f,"perplexity":%.6f}', file, count, mean, ppl))
+    else
+      print(string.format("%s: %d scored tokens\nloss       %.4f nats/token\nperplexity %.3f", file, count, mean, ppl))
+    end
+    return
+  end
   local ds = peft.data.load(file, { tokenizer = m, max_seq_len = o.max_seq_len,
                                     chat_template = not o.no_chat_template })
   local sum, count, n = 0, 0, 0

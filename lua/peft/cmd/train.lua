@@ -71,13 +71,30 @@ local function line_of(key)
   end
 end
 
-local msg, key = OPTIONS.check(cfg)
+-- Input paths: as given when they exist from here, else relative to the config file.
+local cfg_dir = path:match("^(.*)/[^/]*$") or "."
+for _, k in ipairs { "dataset", "valid" } do
+  local v = cfg[k]
+  if type(v) == "string" and v:sub(1, 1) ~= "/" and not cli.exists(v) and cli.exists(cfg_dir .. "/" .. v) then
+    cfg[k] = cfg_dir .. "/" .. v
+  end
+end
+if type(cfg.model) == "string" then cfg.model = cli.find_model(cfg.model) end
+
+-- --estimate reads no data: the data paths are not checked then
+local chk = cfg
+if opts.estimate then
+  chk = {}
+  for k, v in pairs(cfg) do chk[k] = v end
+  chk.dataset, chk.valid = path, nil
+end
+local msg, key = OPTIONS.check(chk)
 if msg then
   if key and cfg_flags[key] ~= nil then cli.die("train", "--" .. key .. ": " .. msg) end
   local ln = key and line_of(key)
   cli.die("train", string.format("%s:%s %s", path, ln and (ln .. ":") or "", msg))
 end
-if type(cfg.model) == "string" then cfg.model = cli.find_model(cfg.model) end
+
 
 -- ---------------------------------------------------------------- the estimate, before loading
 local function estimate_opts()
