@@ -241,18 +241,25 @@ function M.check(cfg)
     return string.format("unknown option '%s'%s (peft.train.options() lists them)", k,
       s and string.format(" (did you mean '%s'?)", s) or ""), k
   end
-  for _, o in ipairs(O) do
-    local v = cfg[o.name]
-    if v == nil then
-      if o.required then return string.format("'%s' is required (%s)", o.name, o.help), o.name end
-    else
-      local why = M.check_value(o, v)
-      if why then
-        local shown = (type(v) == "string" or type(v) == "number" or type(v) == "boolean") and quote(v) or type(v)
-        return string.format("%s = %s %s", o.name, shown, why), o.name
+  -- values first (paths, which touch the file system, last), then combinations
+  local function values(paths)
+    for _, o in ipairs(O) do
+      if (o.type == "path") == paths then
+        local v = cfg[o.name]
+        if v == nil then
+          if o.required then return string.format("'%s' is required (%s)", o.name, o.help), o.name end
+        else
+          local why = M.check_value(o, v)
+          if why then
+            local shown = (type(v) == "string" or type(v) == "number" or type(v) == "boolean") and quote(v) or type(v)
+            return string.format("%s = %s %s", o.name, shown, why), o.name
+          end
+        end
       end
     end
   end
+  local msg, key = values(false)
+  if msg then return msg, key end
   if cfg.max_iters and cfg.epochs then return "give max_iters or epochs, not both", "epochs" end
   if (cfg.loss_scale ~= nil or cfg.growth_interval ~= nil) and cfg.precision ~= "fp16" then
     return 'loss_scale and growth_interval are for precision = "fp16"', cfg.loss_scale ~= nil and "loss_scale" or "growth_interval"
@@ -262,7 +269,7 @@ function M.check(cfg)
   end
   if cfg.valid ~= nil and cfg.valid_fraction ~= nil then return "give valid or valid_fraction, not both", "valid_fraction" end
   if cfg.resume and cfg.overwrite then return "give resume or overwrite, not both", "overwrite" end
-  return nil
+  return values(true)
 end
 
 -- Coerce a command-line string to the option's type ("--lora_rank 16" -> 16).
