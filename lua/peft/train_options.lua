@@ -265,7 +265,8 @@ function M.check(cfg)
     return 'loss_scale and growth_interval are for precision = "fp16"', cfg.loss_scale ~= nil and "loss_scale" or "growth_interval"
   end
   if (cfg.quant ~= nil or cfg.double_quant ~= nil) and cfg.method ~= "qlora" then
-    return 'quant and double_quant are for method = "qlora"', cfg.quant ~= nil and "quant" or "double_quant"
+    local k = cfg.quant ~= nil and "quant" or "double_quant"
+    return k .. ' is for method = "qlora"', k
   end
   if cfg.valid ~= nil and cfg.valid_fraction ~= nil then return "give valid or valid_fraction, not both", "valid_fraction" end
   if cfg.resume and cfg.overwrite then return "give resume or overwrite, not both", "overwrite" end
