@@ -151,6 +151,9 @@ M.classes = {
       { "encode", "m:encode(text [, {bos, special}]) -> {integer}", "Token ids." },
       { "decode", "m:decode(ids) -> string", "Text of token ids." },
       { "tokenizer", "m:tokenizer() -> peft.Tokenizer", "The model's tokenizer as an object." },
+      { "load_adapter", "m:load_adapter(path [, {name, scale = 1}]) -> name", "Load a LoRA adapter (a PEFT/peftlua adapter folder, its adapter_model.safetensors, or a GGUF LoRA); forward, loss, perplexity, generate and chat then run with the last loaded, or the one named by {adapter = name | false}." },
+      { "unload_adapter", "m:unload_adapter([name])", "Drop that adapter, or all of them." },
+      { "adapters", "m:adapters() -> {{name, path, r, alpha, rslora, scale, targets, ...}}", "The loaded adapters, in load order." },
       { "close", "m:close()", "Free the model now (also <close> and the GC)." },
     } },
   { "peft.Tokenizer", "A tokenizer (peft.tokenizer.load, m:tokenizer()).", {

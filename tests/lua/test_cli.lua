@@ -474,10 +474,10 @@ return { model = %q, dataset = %q, output = %q, max_iters = 60, batch_size = 8,
     -- without the adapter: no pineapple
     local chat_in = TMP .. "/chat_in.txt"
     write(chat_in, "The secret word is\n/reset\nThe secret word is\n")
-    local rc0, base = host("chat --model " .. q(S) .. " --greedy --max-tokens 12 < " .. q(chat_in))
+    local rc0, base = host("chat --model " .. q(S) .. " --greedy --max-tokens 24 < " .. q(chat_in))
     T.eq(rc0, 0, base)
     T.ok(not base:find("pineapple", 1, true), "the base model does not know: " .. base)
-    local rc1, tuned = host("chat --model " .. q(S) .. " --adapter " .. q(out_dir .. "/adapter") .. " --greedy --max-tokens 12 < " .. q(chat_in))
+    local rc1, tuned = host("chat --model " .. q(S) .. " --adapter " .. q(out_dir .. "/adapter") .. " --greedy --max-tokens 24 < " .. q(chat_in))
     T.eq(rc1, 0, tuned)
     local _, n = tuned:gsub("pineapple pineapple pineapple", "")
     T.eq(n, 2, "both answers (before and after /reset) show the fine-tune: " .. tuned)
