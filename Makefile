@@ -120,6 +120,10 @@ installcheck: all
 	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/generate.c \
 	  $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig pkg-config --cflags --libs peftlua) $(EXTRA_LDFLAGS) -o $(BUILD)/generate
 	@$(BUILD)/embed | grep -q 'c\[0\]\[0\] = 64 ' && test -f $(BUILD)/inst/share/man/man1/peftlua.1
+	@rm -rf $(BUILD)/inst_run && mkdir -p $(BUILD)/inst_run && cd $(BUILD)/inst_run && HOME=$(abspath $(BUILD)/inst_run) PEFT_MODEL_PATH= \
+	  $(abspath $(BUILD)/inst)/bin/peftlua $(abspath $(BUILD)/inst)/share/peftlua/recipes/presets/tiny.lua >/dev/null 2>&1 || true
+	@cd $(BUILD)/inst_run && HOME=$(abspath $(BUILD)/inst_run) PEFT_MODEL_PATH= $(abspath $(BUILD)/inst)/bin/peftlua generate --model stories260K.gguf --greedy --max-tokens 8 'Once upon a time' \
+	  | grep -q '^Once upon a time, there was a little' && test -f $(BUILD)/inst/share/peftlua/recipes/quickstart.lua
 	@$(BUILD)/generate $(PEFT_SHARED)/models/stories260K/stories260K.gguf 'Once upon a time' | grep -q '^Once upon a time, there was a little girl named Lily' \
 	  && echo "installcheck: ok"
 test: deps
@@ -161,6 +165,14 @@ install: all
 	install -m 644 lua/peft/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/
 	install -m 644 lua/peft/cmd/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/cmd/
 	install -m 644 docs/peftlua.1 $(DESTDIR)$(PREFIX)/share/man/man1/peftlua.1
+	install -d $(DESTDIR)$(PREFIX)/share/peftlua/recipes/presets $(DESTDIR)$(PREFIX)/share/peftlua/examples \
+	  $(DESTDIR)$(PREFIX)/share/peftlua/docs $(DESTDIR)$(PREFIX)/share/peftlua/models
+	install -m 644 recipes/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/recipes/
+	install -m 644 recipes/presets/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/recipes/presets/
+	install -m 644 examples/* $(DESTDIR)$(PREFIX)/share/peftlua/examples/
+	install -m 644 docs/*.md $(DESTDIR)$(PREFIX)/share/peftlua/docs/
+	install -m 644 tests/fixtures/shared/models/stories260K/stories260K.gguf tests/fixtures/shared/models/stories260K/LICENSE \
+	  $(DESTDIR)$(PREFIX)/share/peftlua/models/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' docs/peftlua.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/peftlua.pc
 
 clean:
