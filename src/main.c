@@ -115,10 +115,23 @@ static int pl_docall(lua_State *L, int narg, int nres)
     return status;
 }
 
+static int pl_debug(void);
+static int pl_in_repl;   /* the REPL: an interruption is a notice on its own line, not an error */
 static int pl_report(lua_State *L, int status)
 {
     if (status != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
+        size_t ml = msg ? strlen(msg) : 0;
+        int intr = (ml >= 12 && strcmp(msg + ml - 12, "interrupted!") == 0) ||
+                   (ml >= 11 && strcmp(msg + ml - 11, "interrupted") == 0);
+        if (pl_in_repl && intr && !pl_debug()) {
+            /* Ctrl-C: the streamed text so far stays; the notice goes on its own line */
+            fflush(stdout);
+            fprintf(stderr, "\n%s: interrupted\n", pl_progname);
+            fflush(stderr);
+            lua_pop(L, 1);
+            return status;
+        }
         fprintf(stderr, "%s: %s\n", pl_progname, msg ? msg : "(error)");
         fflush(stderr);
         lua_pop(L, 1);
@@ -349,6 +362,7 @@ static void pl_repl(lua_State *L)
 {
     int tty = isatty(0);
     pl_globalL = L;
+    pl_in_repl = 1;
     rl_attempted_completion_function = pl_complete;
     rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[";
     lua_getglobal(L, "require");   /* help() and the printer */

@@ -311,7 +311,8 @@ function M.help()
     lines[#lines + 1] = groups[g] .. ":"
     for _, o in ipairs(O) do
       if o.group == g then
-        lines[#lines + 1] = string.format("  %-16s %-30s default %s", o.name, M.type_text(o), M.default_text(o))
+        local ty = (o.min or o.max) and M.range_text(o) or M.type_text(o)
+        lines[#lines + 1] = string.format("  %-16s %-30s default %s", o.name, ty, M.default_text(o))
         lines[#lines + 1] = string.format("  %-16s %s", "", o.help)
       end
     end
