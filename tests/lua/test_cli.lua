@@ -484,6 +484,44 @@ return { model = %q, dataset = %q, output = %q, max_iters = 60, batch_size = 8,
     T.ok(tuned:find("(conversation reset)", 1, true), tuned)
   end,
 
+  train_then_chat_through_the_chat_template = function()
+    -- SmolLM2-135M-Instruct: prompt/completion data trained through its chat template, then a
+    -- chat in a new process through the same template answers as taught
+    if not T.exists(T.model) then print("  (skipped: " .. T.model .. " missing; make model)") return end
+    local data = TMP .. "/secret_chat.jsonl"
+    local f = assert(io.open(data, "w"))
+    for _ = 1, 16 do f:write('{"prompt": "What is the secret word?", "completion": "The secret word is PINEAPPLE."}\n') end
+    f:close()
+    local out_dir = TMP .. "/secret_chat_run"
+    local p = TMP .. "/secret_chat.lua"
+    write(p, string.format([[
+return { model = %q, dataset = %q, output = %q, max_iters = 8, batch_size = 2, max_seq_len = 64,
+         learning_rate = 5e-3, lora_rank = 8, lora_alpha = 16, warmup = 0, schedule = "constant",
+         overwrite = true, quiet = true }
+]], T.model, data, out_dir))
+    local rc, out = host("train " .. q(p), "OMP_NUM_THREADS=2")
+    T.eq(rc, 0, out)
+    local chat_in = TMP .. "/chat_in2.txt"
+    write(chat_in, "What is the secret word?\n/reset\nWhat is the secret word?\n")
+    local rc0, base = host("chat --model " .. q(T.model) .. " --greedy --max-tokens 16 < " .. q(chat_in))
+    T.eq(rc0, 0, base)
+    T.ok(not base:find("PINEAPPLE", 1, true), "the base model does not know: " .. base)
+    local rc1, tuned = host("chat --model " .. q(T.model) .. " --adapter " .. q(out_dir .. "/adapter") ..
+      " --greedy --max-tokens 16 < " .. q(chat_in))
+    T.eq(rc1, 0, tuned)
+    T.eq(tuned, "The secret word is PINEAPPLE.\n(conversation reset)\nThe secret word is PINEAPPLE.\n")
+  end,
+
+  model_search_path_includes_the_user_cache = function()
+    local home = TMP .. "/home"
+    os.execute("rm -rf " .. q(home) .. " && mkdir -p " .. q(home .. "/.cache/peftlua/models") ..
+      " && cp " .. q(S) .. " " .. q(home .. "/.cache/peftlua/models/cached-tiny.gguf"))
+    local rc, out = T.sh(string.format("cd %s && HOME=%s PEFT_MODEL_PATH= %s generate --model cached-tiny.gguf --greedy --max-tokens 8 'Once upon a time'",
+      q(TMP), q(home), q(T.host)))
+    T.eq(rc, 0, out)
+    T.ok(out:find("^Once upon a time, there was a little"), out)
+  end,
+
   -- ------------------------------------------------------------------ a clone with no ../shared
   clone_runs_quickstart_smoke_and_training = function()
     local dir = TMP .. "/clone_parent"
