@@ -512,6 +512,24 @@ return { model = %q, dataset = %q, output = %q, max_iters = 8, batch_size = 2, m
     T.eq(tuned, "The secret word is PINEAPPLE.\n(conversation reset)\nThe secret word is PINEAPPLE.\n")
   end,
 
+  chat_ctrl_c_stops_the_answer_only = function()
+    -- each answer interrupts its own process after 4 tokens (the -e chunk wraps m:generate);
+    -- both answers keep their text, the chat goes on after each, and it ends normally
+    local code = [[
+local pid = io.open('/proc/self/stat'):read('l'):match('^(%d+)')
+local M = peft.model.Model
+local g = M.generate
+M.generate = function(self, p, o)
+  local f, n = o.on_token, 0
+  o.on_token = function(...) n = n + 1 if n == 4 then io.popen('kill -INT ' .. pid):close() end return f(...) end
+  return g(self, p, o)
+end]]
+    local rc, out = host(string.format("-e %s lua/peft/cmd/chat.lua --model %s --greedy --max-tokens 40 < %s",
+      q(code), q(S), q((function() local p = TMP .. "/chat_int.txt"; write(p, "Once upon a time\nOnce upon a time\n"); return p end)())))
+    T.eq(rc, 0, out)
+    T.eq(out, ", there was [interrupted]\n, there was [interrupted]\n")
+  end,
+
   model_search_path_includes_the_user_cache = function()
     local home = TMP .. "/home"
     os.execute("rm -rf " .. q(home) .. " && mkdir -p " .. q(home .. "/.cache/peftlua/models") ..
