@@ -292,6 +292,27 @@ return {
     T.eq(n, 2, "a fresh metrics.jsonl")
   end,
 
+  base_model_name_or_path_from_gguf_source = function()
+    -- stories260K.gguf with a general.source.huggingface.repository key added after the header
+    -- (96 bytes: the tensor data keeps its 32-byte alignment)
+    local src = read(S)
+    local magic, ver, nt, nkv = string.unpack("<c4I4I8I8", src)
+    T.eq(magic, "GGUF")
+    local key, val = "general.source.huggingface.repository", "https://huggingface.co/test-org/tiny-lm"
+    local kv = string.pack("<I8", #key) .. key .. string.pack("<I4I8", 8, #val) .. val
+    T.eq(#kv, 96)
+    local dst = TMP .. "/sourced.gguf"
+    write(dst, string.pack("<c4I4I8I8", magic, ver, nt, nkv + 1) .. kv .. src:sub(25))
+    local m <close> = peft.model.load(dst)
+    T.eq(m:card().source, "test-org/tiny-lm")
+    local out_dir = TMP .. "/sourced_run"
+    local r = peft.train.run { model = m, dataset = WIKI .. "train.jsonl", output = out_dir, max_iters = 1,
+                               quiet = true, overwrite = true }
+    r.trainer:close()
+    local cfg = read(out_dir .. "/adapter/adapter_config.json")
+    T.ok(cfg:find('"base_model_name_or_path":%s*"test%-org/tiny%-lm"'), cfg)
+  end,
+
   second_trainer_after_close_or_gc = function()
     local m <close> = peft.model.load(S)
     local o1, o2, o3 = TMP .. "/tr1", TMP .. "/tr2", TMP .. "/tr3"
