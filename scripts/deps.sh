@@ -24,5 +24,7 @@ fi
 REQ="$(dirname "$0")/requirements-test.txt"
 if [ -s "$REQ" ] && ! python3 "$(dirname "$0")/pyreq_ok.py" "$REQ" 2>/dev/null; then
   echo "deps: installing PyPI packages from $REQ"
-  python3 -m pip install -q --disable-pip-version-check -r "$REQ"
+  # Debian's own python3 refuses plain pip installs (PEP 668); a pyenv/venv python does not.
+  python3 -m pip install -q --disable-pip-version-check -r "$REQ" ||
+    python3 -m pip install -q --disable-pip-version-check --break-system-packages -r "$REQ"
 fi

@@ -248,7 +248,9 @@ function M.version()
   local h = host()
   local hw = peft.hw.info and peft.hw.info() or {}
   print(string.format("peftlua %s (%s)", peft.VERSION or (peft._VERSION or ""):match("[%d.]+$") or "0.1.0", _VERSION))
-  print(string.format("commit   %s", h.commit or "unknown"))
+  local commit = h.commit
+  if (not commit or commit == "unknown") and peft.track and peft.track.build then commit = peft.track.build().commit end
+  print(string.format("commit   %s", commit or "unknown"))
   print(string.format("build    %s", h.flags or "unknown"))
   print(string.format("openblas %s core%s", tostring(hw.blas_core or "unknown"),
     os.getenv("OPENBLAS_CORETYPE") and (" (OPENBLAS_CORETYPE=" .. os.getenv("OPENBLAS_CORETYPE") .. ")") or ""))

@@ -4,7 +4,8 @@
 --   local result = peft.train.run {
 --     model = "models/SmolLM2-135M-Instruct.Q4_1.gguf" | a peft.Model,
 --     dataset = "train.jsonl", valid = "valid.jsonl" (or valid_fraction = 0.1),
---     output = "runs/x",                       -- checkpoint/, adapter/, metrics.jsonl
+--     output = "runs/x",                       -- checkpoint/, adapter/, metrics.jsonl, run.json
+--     tracking = "mlruns",                     -- also an MLflow run (docs/tracking.md)
 --     method = "lora" | "qlora" | "full", max_iters = 200 | epochs = 2,
 --     quant = "nf4" | "q8_0"                   -- qlora: the frozen base re-stored on load
 --     double_quant = true                      -- qlora nf4: double-quantised block scales
@@ -158,20 +159,9 @@ local function trim_metrics(path, step)
   f:close()
 end
 
-function M.run(cfg)
-  check_config(cfg)
+local function run(cfg, rec)
   local quiet = cfg.quiet
   local function say(...) if not quiet then print(string.format(...)) end end
-  local entries = M.output_entries(cfg.output)
-  if entries and not cfg.resume then
-    if not cfg.overwrite then
-      fail(string.format("output '%s' is not empty (%s); set resume = true to continue that run or overwrite = true to replace it",
-        cfg.output, table.concat(entries, ", ", 1, math.min(#entries, 4)) .. (#entries > 4 and ", ..." or "")))
-    end
-    for _, e in ipairs { "checkpoint", "adapter", "best", "metrics.jsonl", "memory.json" } do
-      os.execute("rm -rf " .. sh_quote(cfg.output .. "/" .. e))
-    end
-  end
   local budget = cfg.memory_budget and OPTIONS.parse_size(cfg.memory_budget)
   local model = cfg.model
   if type(model) == "string" then model = peft.model.load(model) end
@@ -198,6 +188,7 @@ function M.run(cfg)
       optimizer = cfg.optimizer, precision = cfg.precision,
     }
     if not fit then fail(why) end
+    rec:fit(fit, cfg)
     if fit.batch_size ~= bs or fit.seq_len ~= max_seq or (not cfg.batch_size and fit.grad_accum ~= ga) then
       say("memory: batch %d x %d tokens, accumulation %d fits the %s budget (predicted peak %s)",
           fit.batch_size, fit.seq_len, fit.grad_accum, peft.memory.format(fit.budget), peft.memory.format(fit.total))
@@ -272,7 +263,9 @@ function M.run(cfg)
   elseif not cfg.resume then
     os.remove(metrics_path)
   end
-  local metrics = assert(io.open(metrics_path, "a"))
+  rec:resolved(tr, { max_iters = total, max_seq_len = max_seq, eval_every = cfg.eval_every or 0,
+                     save_every = cfg.save_every or 0, dataset = cfg.dataset, valid = cfg.valid, output = out })
+  local metrics = rec:metrics(assert(io.open(metrics_path, "a")))   -- also to MLflow when tracked
   metrics:setvbuf("line")
 
   -- After an allocation failure (what: "step 17 retried"): re-plan at half the rows, log it,
@@ -452,6 +445,33 @@ function M.run(cfg)
     step0 > 0 and string.format(" (%d after resuming at step %d)", s.step - step0, step0) or "", s.method, s.params,
     result.elapsed, s.loss, val and string.format(", validation %.4f", val) or "")
   return result
+end
+
+-- The run record (lua/peft/track.lua): output/run.json from the start (status running) to the
+-- end (finished / failed / killed, with the error), and the MLflow run when tracking is asked for.
+-- A non-empty output folder is refused unless resume (continue) or overwrite (what a run
+-- writes there is removed first); checked before the run record writes into it.
+local function prepare_output(cfg)   -- errors point at the line that called peft.train.run
+  local entries = M.output_entries(cfg.output)
+  if entries and not cfg.resume then
+    if not cfg.overwrite then
+      error(string.format("peft.train.run: output '%s' is not empty (%s); set resume = true to continue that run or overwrite = true to replace it",
+        cfg.output, table.concat(entries, ", ", 1, math.min(#entries, 6)) .. (#entries > 6 and ", ..." or "")), 3)
+    end
+    for _, e in ipairs { "checkpoint", "adapter", "best", "metrics.jsonl", "memory.json", "run.json" } do
+      os.execute("rm -rf " .. sh_quote(cfg.output .. "/" .. e))
+    end
+  end
+end
+
+function M.run(cfg)
+  check_config(cfg)
+  prepare_output(cfg)
+  local rec = peft.track.start(cfg)
+  local ok, res = pcall(run, cfg, rec)
+  rec:finish(ok, res)
+  if not ok then error(res, 0) end
+  return res
 end
 
 return M

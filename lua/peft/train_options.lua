@@ -70,6 +70,7 @@ local O = {
   { name = "quiet", type = "boolean", default = false, group = "eval", help = "print nothing" },
   { name = "on_step", type = "function", group = "eval", help = "callback(info) after each step: {step, total, loss, lr, grad_norm, tokens_per_s, elapsed, eta, val_loss, loss_scale, skipped_steps}; return false to stop" },
   { name = "on_eval", type = "function", group = "eval", help = "callback(info) after each evaluation: {step, val_loss, loss}" },
+  { name = "tracking", type = "tracking", keys = { "uri", "experiment", "run_name", "tags" }, doc = "$PEFT_TRACKING", group = "eval", help = 'also an MLflow run in a file store: "mlruns" | {uri =, experiment =, run_name =, tags =} | false (docs/tracking.md)' },
 }
 M.list = O
 M.by_name = {}
@@ -142,7 +143,8 @@ function M.type_text(o)
   return ({ integer = "integer", number = "number", boolean = "boolean", string = "string",
             path = "path", list = "list of strings", int_list = "list of integers",
             ["function"] = "function", model = "path | peft.Model",
-            bool_or_int = "boolean | integer >= 1", size = 'integer | "512M"' })[o.type] or o.type
+            bool_or_int = "boolean | integer >= 1", size = 'integer | "512M"',
+            tracking = "string | table | false" })[o.type] or o.type
 end
 
 function M.default_text(o)
@@ -207,6 +209,23 @@ function M.check_value(o, v)
   elseif t == "bool_or_int" then
     if type(v) ~= "boolean" and not (math.type(v) == "integer" and v >= 1) then
       return "must be false, true or an integer >= 1"
+    end
+  elseif t == "tracking" then
+    if type(v) ~= "string" and type(v) ~= "table" and v ~= false then
+      return 'must be a store path such as "mlruns", a table {uri =, experiment =, run_name =, tags =} or false'
+    end
+    if type(v) == "table" then
+      local known = {}
+      for _, k in ipairs(o.keys) do known[k] = true end
+      local bad = {}
+      for k in pairs(v) do if not known[k] then bad[#bad + 1] = tostring(k) end end
+      table.sort(bad)
+      if bad[1] then
+        local s = M.suggest(bad[1], o.keys)
+        return string.format("has an unknown key '%s'%s (%s)", bad[1], s and string.format(" (did you mean '%s'?)", s) or "",
+          table.concat(o.keys, ", "))
+      end
+      if v.uri == nil then return "needs uri (the mlruns directory)" end
     end
   elseif t == "size" then
     if not M.parse_size(v) then return 'must be a size in bytes (an integer >= 1, or a string such as "512M" or "8G")' end
@@ -298,6 +317,7 @@ function M.from_string(o, s)
     return l
   end
   if t == "size" then return math.tointeger(tonumber(s)) or s end
+  if t == "tracking" and s == "false" then return false end
   return s
 end
 

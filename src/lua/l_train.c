@@ -30,6 +30,8 @@
  *   tr:stats()               → {step, micro, lr, grad_norm, loss, tokens, params, method,
  *                               precision, loss_scale, skipped_steps, batch_size,
  *                               planned_rows, seq_len, grad_accum, checkpointing}
+ *   tr:config()              → the resolved configuration, defaults filled in (method,
+ *                               optimizer, learning_rate, schedule, lora_rank, targets, ...)
  *   tr:grad_of(name)         → list of numbers (the gradient of a named trained tensor)
  *   tr:save(dir [, blob]) / tr:load(dir) → blob | nil     (checkpoints, atomic)
  *   tr:save_adapter(dir [, base_name])    (PEFT layout)   tr:merge()   tr:adapters(on)
@@ -437,6 +439,45 @@ static int l_trainer_stats(lua_State *L)
     return 1;
 }
 
+/* The trainer's resolved configuration, defaults filled in (the run record's "trainer"). */
+static int l_trainer_config(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    const struct pl_train_cfg *c = &t->cfg;
+    lua_createtable(L, 0, 30);
+    lua_pushstring(L, c->method == PL_TRAIN_LORA ? "lora" : "full"); lua_setfield(L, -2, "method");
+    lua_pushstring(L, c->optim == PL_OPTIM_SGD ? "sgd" : "adamw"); lua_setfield(L, -2, "optimizer");
+    SETI("batch_size", c->batch_size); SETI("seq_len", c->seq_len); SETI("grad_accum", c->grad_accum);
+    SETN("learning_rate", c->lr); SETN("weight_decay", c->weight_decay);
+    if (c->optim == PL_OPTIM_SGD) {
+        SETN("momentum", c->momentum);
+        lua_pushboolean(L, c->nesterov); lua_setfield(L, -2, "nesterov");
+    } else {
+        SETN("beta1", c->beta1); SETN("beta2", c->beta2); SETN("eps", c->eps);
+    }
+    lua_pushstring(L, pl_schedule_name(c->schedule)); lua_setfield(L, -2, "schedule");
+    SETI("warmup", c->warmup); SETI("total_steps", c->total_steps); SETN("min_lr_ratio", c->min_lr_ratio);
+    SETN("max_grad_norm", c->max_grad_norm); SETI("seed", c->seed);
+    SETI("checkpointing", c->ckpt_every);
+    lua_pushstring(L, pl_precision_name(c->precision)); lua_setfield(L, -2, "precision");
+    if (c->precision == PL_PREC_FP16) { SETN("loss_scale", c->loss_scale); SETI("growth_interval", c->growth_interval); }
+    if (c->method == PL_TRAIN_LORA) {
+        SETI("lora_rank", c->lora.r); SETN("lora_alpha", c->lora.alpha); SETN("lora_dropout", c->lora.dropout);
+        lua_pushboolean(L, c->lora.use_rslora); lua_setfield(L, -2, "rslora");
+        lua_newtable(L);
+        int k = 0;
+        for (int p = 0; p < PL_PROJ_COUNT; p++)
+            if (c->lora.targets & (1u << p)) { lua_pushstring(L, pl_proj_names[p]); lua_rawseti(L, -2, ++k); }
+        lua_setfield(L, -2, "targets");
+        if (c->lora.n_layers_sel > 0) {
+            lua_createtable(L, c->lora.n_layers_sel, 0);
+            for (int i = 0; i < c->lora.n_layers_sel; i++) { lua_pushinteger(L, c->lora.layers[i]); lua_rawseti(L, -2, i + 1); }
+            lua_setfield(L, -2, "layers");
+        }
+    }
+    return 1;
+}
+
 static int l_trainer_grad_of(lua_State *L)
 {
     struct pl_trainer *t = check_trainer(L, 1);
@@ -581,6 +622,7 @@ int luaopen_peft_train(lua_State *L)
     static const luaL_Reg methods[] = {
         { "micro", l_trainer_micro }, { "eval", l_trainer_eval }, { "grad", l_trainer_grad },
         { "step", l_trainer_step }, { "rewind", l_trainer_rewind }, { "stats", l_trainer_stats },
+        { "config", l_trainer_config },
         { "grad_of", l_trainer_grad_of }, { "save", l_trainer_save }, { "load", l_trainer_load },
         { "save_adapter", l_trainer_save_adapter }, { "merge", l_trainer_merge },
         { "adapters", l_trainer_adapters }, { "close", l_trainer_close },

@@ -1,7 +1,9 @@
 -- peftlua data <subcommand> — datasets from the command line. One function per subcommand
--- (SUB below); other issues add theirs (e.g. `data add`) as further entries.
+-- (SUB below, its --help text in HELP).
 --   peftlua data check FILE [--model M] [--max-seq-len N]   every issue, exit status 1 if any
 --   peftlua data stats FILE --model M [--max-seq-len N]     tokens, lengths, truncation, duplicates
+--   peftlua data add FILE|DIR ...   DVC-compatible versions (peft.data.version): FILE.dvc,
+--                                   the data cached under .dvc/cache, a .gitignore line
 local cli = require "peft.cli"
 local argv = { ... }
 
@@ -68,6 +70,29 @@ function SUB.stats(args)
     r.max_seq_len = o.max_seq_len
     print(peft.data.format_report(r))
   end)
+end
+
+-- data add: version each path given; exits 1 on the first that cannot be versioned.
+HELP.add = { summary = "version data for DVC (FILE.dvc + .dvc/cache)" }
+function SUB.add(args)
+  if #args == 0 or args[1] == "-h" or args[1] == "--help" then
+    io.stdout:write("usage: peftlua data add FILE|DIR ...\n",
+      "  Streams each path's md5, writes PATH.dvc (outs: md5, size, hash: md5, path; a directory as\n",
+      "  <md5>.dir with nfiles), copies the data into .dvc/cache/files/md5/ (read-only) and adds\n",
+      "  '/NAME' to the .gitignore beside it, as `dvc add` does; `dvc status` and `dvc checkout`\n",
+      "  then work on it. Without a .dvc/ above the data, one is made at the git work tree's root.\n")
+    os.exit(#args == 0 and 2 or 0)
+  end
+  for _, p in ipairs(args) do
+    local ok, v = pcall(peft.data.version, p)
+    if not ok then
+      io.stderr:write("peftlua data add: ", (tostring(v):gsub("^peft%.data%.version: ", "")), "\n")
+      os.exit(1)
+    end
+    print(string.format("%s: md5 %s, %d bytes%s -> %s (%d new cache object%s in %s/.dvc/cache)", p, v.md5,
+      v.size, v.nfiles and string.format(", %d files", v.nfiles) or "", v.dvcfile, v.cached,
+      v.cached == 1 and "" or "s", v.root))
+  end
 end
 
 local function usage()
