@@ -451,8 +451,11 @@ end
 -- end (finished / failed / killed, with the error), and the MLflow run when tracking is asked for.
 -- A non-empty output folder is refused unless resume (continue) or overwrite (what a run
 -- writes there is removed first); checked before the run record writes into it.
+-- A folder holding only a run.json (a run that stopped before writing anything else, e.g.
+-- refused for memory) is reused: there is nothing to lose.
 local function prepare_output(cfg)   -- errors point at the line that called peft.train.run
   local entries = M.output_entries(cfg.output)
+  if entries and #entries == 1 and entries[1] == "run.json" then entries = nil end
   if entries and not cfg.resume then
     if not cfg.overwrite then
       error(string.format("peft.train.run: output '%s' is not empty (%s); set resume = true to continue that run or overwrite = true to replace it",

@@ -313,6 +313,18 @@ return {
     T.ok(cfg:find('"base_model_name_or_path":%s*"test%-org/tiny%-lm"'), cfg)
   end,
 
+  output_with_only_a_failed_run_record_is_reused = function()
+    local out_dir = TMP .. "/only_record"
+    os.execute("rm -rf " .. q(out_dir))
+    T.raises(function()
+      peft.train.run { model = S, dataset = WIKI .. "train.jsonl", output = out_dir, max_iters = 1, quiet = true, memory_budget = 1024 }
+    end, "but the budget is 1.0 KiB")
+    T.eq(table.concat(peft.train.output_entries(out_dir), ","), "run.json")
+    local r = peft.train.run { model = S, dataset = WIKI .. "train.jsonl", output = out_dir, max_iters = 1, quiet = true }
+    T.eq(r.steps, 1)
+    r.trainer:close()
+  end,
+
   second_trainer_after_close_or_gc = function()
     local m <close> = peft.model.load(S)
     local o1, o2, o3 = TMP .. "/tr1", TMP .. "/tr2", TMP .. "/tr3"
