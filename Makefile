@@ -48,7 +48,7 @@ MODEL       := models/SmolLM2-135M-Instruct.Q4_1.gguf
 PEFT_SHARED ?= tests/fixtures/shared
 export PEFT_SHARED
 
-.PHONY: FORCE all test check asan bench demo install clean deps model ctest luatest installcheck
+.PHONY: FORCE all test check asan bench demo install clean deps model ctest luatest installcheck llamacpp llamacpp-check
 all: $(HOST) $(LIB)
 
 $(BUILD)/gen/pl_modules.h: Makefile $(wildcard src/lua/l_*.c)
@@ -139,6 +139,22 @@ installcheck: all
 test: deps
 	@$(MAKE) --no-print-directory model
 	@$(MAKE) --no-print-directory check
+
+# llama.cpp (CPU) built from the source in PyPI's llama-cpp-python sdist, cached in build/llamacpp/
+# (bin/llama-server, llama-bench, llama-cli, ...; lib/libllama.so); takes minutes the first time.
+# llamacpp-check: llama.cpp loads peftlua's GGUF LoRA adapters and merged GGUF and its logits match
+# peftlua's (tests/interop/llamacpp_check.lua). CI runs it after `make test`.
+LLAMACPP_DIR := build/llamacpp
+llamacpp:
+	@nice -n 19 sh scripts/build-llamacpp.sh
+$(LLAMACPP_DIR)/ll_logits: tests/interop/ll_logits.c $(LLAMACPP_DIR)/lib/libllama.so
+	$(CC) -std=c11 -O2 -I$(LLAMACPP_DIR)/include $< -L$(LLAMACPP_DIR)/lib -lllama -lggml -lggml-base \
+	  -Wl,-rpath,$(abspath $(LLAMACPP_DIR))/lib -o $@
+$(LLAMACPP_DIR)/lib/libllama.so:
+	@nice -n 19 sh scripts/build-llamacpp.sh
+llamacpp-check: all llamacpp
+	@$(MAKE) --no-print-directory $(LLAMACPP_DIR)/ll_logits
+	@LL_LOGITS=$(abspath $(LLAMACPP_DIR))/ll_logits $(HOST) tests/interop/llamacpp_check.lua
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \

@@ -37,6 +37,10 @@
  *   tr:save_adapter(dir [, base_name])    (PEFT layout)   tr:merge()   tr:adapters(on)
  *   tr:close()
  *   peft.train.export(model, path [, {format = "gguf"|"safetensors", dtype = "f32"|"f16"|"bf16"|"base"}])
+ *   peft.train.export_gguf_adapter(tr, path [, opts]) | (model, adapter_dir, path [, opts])
+ *        → path, modelfile | nil: a GGUF LoRA adapter for llama.cpp (--lora) and Ollama, and an
+ *        Ollama Modelfile beside it; opts: dtype = "f32"|"f16", modelfile = true|false,
+ *        base = the base GGUF for FROM (default: the model's file when it is a GGUF)
  *   peft.train.has_checkpoint(dir), peft.train.isatty(fd), peft.train.interrupted(),
  *   peft.train.clear_interrupt(), peft.train.catch_sigterm(on), peft.train.now()
  */
@@ -49,6 +53,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "peftlua/adapters.h"
 #include "peftlua/alloc.h"
 #include "peftlua/train.h"
 #include "pl_lua.h"
@@ -566,6 +571,43 @@ static int l_train_export(lua_State *L)
     return 0;
 }
 
+/* peft.train.export_gguf_adapter: see the header comment. */
+static int l_train_export_gguf_adapter(lua_State *L)
+{
+    int is_tr = luaL_testudata(L, 1, TRAINER_MT) != NULL;
+    struct pl_trainer *t = is_tr ? check_trainer(L, 1) : NULL;
+    struct pl_model *m = is_tr ? t->model : check_model(L, 1);
+    const char *dir = is_tr ? NULL : luaL_checkstring(L, 2);
+    int pi = is_tr ? 2 : 3;
+    const char *path = luaL_checkstring(L, pi);
+    static const char *const allowed[] = { "dtype", "modelfile", "base", NULL };
+    pl_lua_check_options(L, pi + 1, allowed, "export_gguf_adapter");
+    const char *dtype = pl_lua_opt_str(L, pi + 1, "dtype", "f32");
+    const char *base = pl_lua_opt_str(L, pi + 1, "base", NULL);
+    int want_mf = pl_lua_opt_bool(L, pi + 1, "modelfile", -1);
+    if (is_tr && !t->lora) return luaL_error(L, "export_gguf_adapter: the trainer's method is not \"lora\"");
+    if (!base && m->format == PL_FORMAT_GGUF) base = m->path;
+    if (want_mf == 1 && !base)
+        return luaL_error(L, "export_gguf_adapter: a Modelfile needs the base GGUF: give {base = 'model.gguf'} "
+                          "(%s is not a GGUF)", m->path);
+    const char *slash = strrchr(path, '/');
+    if (slash) lua_pushfstring(L, "%s/Modelfile", lua_pushlstring(L, path, (size_t)(slash - path)));
+    else lua_pushliteral(L, "Modelfile");
+    const char *mf = lua_tostring(L, -1);   /* stays on the stack */
+    struct pl_lora *a = is_tr ? t->lora : NULL, *owned = NULL;
+    if (!is_tr) {
+        if (pl_adapter_open(&owned, dir, &m->cfg) != PL_OK) return pl_lua_error(L);
+        a = owned;
+    }
+    enum pl_status st = pl_lora_export_gguf(a, m, path, dtype);
+    pl_lora_free(owned);
+    if (st != PL_OK) return pl_lua_error(L);
+    if (want_mf != 0 && base && pl_ollama_modelfile_write(mf, base, path) != PL_OK) return pl_lua_error(L);
+    lua_pushstring(L, path);
+    if (want_mf != 0 && base) lua_pushstring(L, mf); else lua_pushnil(L);
+    return 2;
+}
+
 /* ---- module functions ---- */
 
 static int l_train_has_checkpoint(lua_State *L)
@@ -634,7 +676,8 @@ int luaopen_peft_train(lua_State *L)
         { "has_checkpoint", l_train_has_checkpoint },
         { "isatty", l_train_isatty }, { "interrupted", l_train_interrupted },
         { "clear_interrupt", l_train_clear_interrupt }, { "catch_sigterm", l_train_catch_sigterm },
-        { "now", l_train_now }, { "export", l_train_export }, { NULL, NULL }
+        { "now", l_train_now }, { "export", l_train_export },
+        { "export_gguf_adapter", l_train_export_gguf_adapter }, { NULL, NULL }
     };
     pl_lua_new_class(L, TRAINER_MT, methods, l_trainer_close, l_trainer_tostring);
     lua_pop(L, 1);
