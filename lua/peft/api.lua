@@ -43,6 +43,7 @@ M.modules = {
       { "trainer", "peft.train.trainer(model: peft.Model, {method, optimizer, batch_size, seq_len, grad_accum, learning_rate, ...}) -> peft.Trainer", "A trainer for low-level loops (src/lua/l_train.c lists every option)." },
       { "try_trainer", "peft.train.try_trainer(model, opts) -> peft.Trainer | nil, message, status", "As trainer(), an engine failure returned (status \"nomem\" when the plan does not fit)." },
       { "export", "peft.train.export(model: peft.Model, path: string [, {format = \"gguf\"|\"safetensors\", dtype = \"f32\"|\"f16\"|\"bf16\"|\"base\"}])", "Write the model's weights (merged adapters included) as GGUF or a safetensors folder." },
+      { "export_gguf_adapter", "peft.train.export_gguf_adapter(tr | model, [adapter_dir,] path [, {dtype = \"f32\"|\"f16\", modelfile = true, base}]) -> path, modelfile", "A LoRA adapter as a GGUF LoRA file (llama.cpp --lora, Ollama ADAPTER) and an Ollama Modelfile beside it." },
       { "has_checkpoint", "peft.train.has_checkpoint(dir: string) -> boolean", "Whether dir holds a complete checkpoint." },
       { "isatty", "peft.train.isatty([fd: integer = 2]) -> boolean", "Whether a file descriptor is a terminal." },
       { "interrupted", "peft.train.interrupted() -> boolean", "Whether Ctrl-C or SIGTERM is pending." },

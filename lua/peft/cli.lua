@@ -188,7 +188,7 @@ M.commands = {
   { "chat", "talk with a model (and an adapter): peftlua chat --model M [--adapter DIR]" },
   { "generate", "continue a prompt: peftlua generate --model M [--adapter DIR] PROMPT" },
   { "eval", "loss, perplexity (and tool-call metric) of a model or adapter on a data file" },
-  { "export", "merge an adapter into its model and write GGUF or safetensors" },
+  { "export", "write a model as GGUF or safetensors; an adapter as a GGUF LoRA (--lora-gguf)" },
   { "data", "check and describe a dataset: peftlua data check|stats FILE" },
   { "version", "version, git commit, build flags, OpenBLAS core" },
 }

@@ -143,6 +143,24 @@ return {
     rc, out = host("export --model " .. q(S) .. " --out " .. q(dst))
     T.eq(rc, 1)
     T.eq(out, "peftlua export: " .. dst .. " exists; --force replaces it\n")
+    -- an adapter as a GGUF LoRA file: loading it back gives the same logits as the PEFT folder
+    local adir = TMP .. "/export_adapter_run"
+    local r = peft.train.run { model = S, dataset = WIKI .. "train.jsonl", output = adir, max_iters = 3,
+                               quiet = true, overwrite = true, learning_rate = 1e-2 }
+    r.trainer:close()
+    local lg = TMP .. "/adapter.gguf"
+    os.remove(lg)
+    rc, out = host("export --model " .. q(S) .. " --adapter " .. q(adir .. "/adapter") .. " --lora-gguf --out " .. q(lg))
+    T.eq(rc, 0, out)
+    T.ok(out:find("wrote " .. lg, 1, true), out)
+    local m1 <close> = peft.model.load(S)
+    m1:load_adapter(adir .. "/adapter", { name = "dir" })
+    m1:load_adapter(lg, { name = "gguf" })
+    local ids = m1:encode("Once upon a time", { bos = true })
+    local a, b = m1:loss({ ids }, { adapter = "dir" }), m1:loss({ ids }, { adapter = "gguf" })
+    local base = m1:loss({ ids }, { adapter = false })
+    T.near(a, b, 1e-5, "GGUF adapter = PEFT adapter")
+    T.ok(math.abs(a - base) > 1e-4, "the adapter changes the loss")
   end,
 
   command_train_config_and_flags = function()
