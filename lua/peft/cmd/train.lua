@@ -120,10 +120,10 @@ if shape or opts.estimate then
   if not oke then cli.die("train", cli.clean(est)) end
   local hw = peft.hw.info()
   print(string.format("memory estimate for this machine (%s, budget %s from %s):", hw.cpu or "?",
-    peft.memory.format(budget), hw.budget_source or "the hardware report"))
+    peft.memory.format(budget), cfg.memory_budget and "memory_budget" or hw.budget_source or "the hardware report"))
   print(peft.memory.report(est))
   if est.resident > budget then
-    print(string.format("does not fit: %s needed, %s available. Options that would fit:",
+    print(string.format("does not fit: %s needed, %s available. What other settings need:",
       peft.memory.format(est.resident), peft.memory.format(budget)))
     local tries = {
       { "checkpointing = true", { checkpointing = true } },
