@@ -30,6 +30,7 @@ local O = {
   { name = "loss_scale", type = "number", min = 0, min_open = true, doc = "65536", group = "method", help = 'precision = "fp16": initial loss scale (a power of two)' },
   { name = "growth_interval", type = "integer", min = 1, doc = "2000", group = "method", help = 'precision = "fp16": finite steps before the scale doubles' },
   { name = "checkpointing", type = "bool_or_int", default = false, group = "method", help = "recompute activations in the backward pass (true: keep every layer input; k: every k-th)" },
+  { name = "distributed", type = "boolean", doc = "true when the MPI job has several ranks", group = "method", help = "data-parallel over the MPI job's ranks (mpirun/srun; docs/distributed.md)" },
   { name = "memory_budget", type = "size", doc = "the hardware report's budget", group = "method", help = 'bytes the run may use (an integer or "512M", "8G"); default PEFT_MEMORY_BUDGET or 85% of available RAM' },
   -- LoRA
   { name = "lora_rank", type = "integer", min = 1, default = 8, group = "lora", help = "LoRA rank r" },
