@@ -71,6 +71,7 @@ local O = {
   { name = "quiet", type = "boolean", default = false, group = "eval", help = "print nothing" },
   { name = "on_step", type = "function", group = "eval", help = "callback(info) after each step: {step, total, loss, lr, grad_norm, tokens_per_s, elapsed, eta, val_loss, loss_scale, skipped_steps}; return false to stop" },
   { name = "on_eval", type = "function", group = "eval", help = "callback(info) after each evaluation: {step, val_loss, loss}" },
+  { name = "on_phase", type = "function", group = "eval", help = 'callback(phase) as a phase begins: "evaluating", "training", "saving"' },
   { name = "tracking", type = "tracking", keys = { "uri", "experiment", "run_name", "tags" }, doc = "$PEFT_TRACKING", group = "eval", help = 'also an MLflow run in a file store: "mlruns" | {uri =, experiment =, run_name =, tags =} | false (docs/tracking.md)' },
 }
 M.list = O
