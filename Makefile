@@ -57,6 +57,10 @@ BENCH_BIN   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 LIB         := $(BUILD)/libpeftlua.a
 HOST        := $(BUILD)/peftlua
 MODEL       := models/SmolLM2-135M-Instruct.Q4_1.gguf
+# The test inputs (stories260K, data samples, tokenizer vectors): shipped in tests/fixtures/shared
+# (a clone needs nothing beside it); PEFT_SHARED=dir reads another copy of the same layout.
+PEFT_SHARED ?= tests/fixtures/shared
+export PEFT_SHARED
 
 .PHONY: FORCE all test check asan bench demo install clean deps model ctest luatest installcheck llamacpp llamacpp-check servetest uitest
 all: $(HOST) $(LIB)
@@ -86,17 +90,23 @@ $(LIB): $(ENGINE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# --version: the commit and flags the host was built from (main.o is rebuilt when HEAD moves).
+GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+GIT_HEAD   := $(wildcard $(shell git rev-parse --git-dir 2>/dev/null)/HEAD $(shell git rev-parse --git-dir 2>/dev/null)/logs/HEAD)
+BUILD_FLAGS := $(CC) $(OPT)$(if $(findstring -march=native,$(CFLAGS)), -march=native,)$(if $(findstring -fopenmp,$(CFLAGS)), -fopenmp,)$(if $(findstring fsanitize,$(EXTRA_CFLAGS)), asan+ubsan,)
+$(BUILD)/src/main.o: CFLAGS += -DPL_GIT_COMMIT='"$(GIT_COMMIT)"' -DPL_BUILD_FLAGS='"$(BUILD_FLAGS)"'
+$(BUILD)/src/main.o: $(GIT_HEAD)
 $(HOST): $(BUILD)/src/main.o $(BIND_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(BUILD)/src/main.o $(BIND_OBJ) $(LIB) $(LDLIBS)
 	@ln -sf $(abspath $@) peftlua 2>/dev/null || true
 
 $(BUILD)/tests/%: tests/c/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(CMOCKA_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) -DPL_SHARED='"$(PEFT_SHARED)"' $(LDFLAGS) -o $@ $< $(LIB) $(CMOCKA_LIBS) $(LDLIBS)
 
 $(BUILD)/bench/%: tests/bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) -DPL_SHARED='"$(PEFT_SHARED)"' $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 deps:
 	@sh scripts/deps.sh
@@ -142,7 +152,10 @@ installcheck: all
 	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/generate.c \
 	  $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig pkg-config --cflags --libs peftlua) $(EXTRA_LDFLAGS) -o $(BUILD)/generate
 	@$(BUILD)/embed | grep -q 'c\[0\]\[0\] = 64 ' && test -f $(BUILD)/inst/share/man/man1/peftlua.1
-	@$(BUILD)/generate ../shared/models/stories260K/stories260K.gguf 'Once upon a time' | grep -q '^Once upon a time, there was a little girl named Lily' \
+	@rm -rf $(BUILD)/inst_run && mkdir -p $(BUILD)/inst_run
+	@cd $(BUILD)/inst_run && HOME=$(abspath $(BUILD)/inst_run) PEFT_MODEL_PATH= $(abspath $(BUILD)/inst)/bin/peftlua generate --model stories260K.gguf --greedy --max-tokens 8 'Once upon a time' \
+	  | grep -q '^Once upon a time, there was a little' && test -f $(abspath $(BUILD))/inst/share/peftlua/recipes/quickstart.lua
+	@$(BUILD)/generate $(PEFT_SHARED)/models/stories260K/stories260K.gguf 'Once upon a time' | grep -q '^Once upon a time, there was a little girl named Lily' \
 	  && echo "installcheck: ok"
 test: deps
 	@$(MAKE) --no-print-directory model
@@ -181,7 +194,7 @@ bench: all $(BENCH_BIN)
 	@if python3 -c 'import torch, gguf, numpy' 2>/dev/null; then \
 	  th=$$($(HOST) -e 'io.write(peft.hw.threads())'); \
 	  echo "PyTorch reference (tests/ref/train/torch_bench.py, $$th threads, $(TORCH_ENV)):"; \
-	  for m in ../shared/models/stories260K/stories260K.gguf $(MODEL); do \
+	  for m in $(PEFT_SHARED)/models/stories260K/stories260K.gguf $(MODEL); do \
 	    [ -f $$m ] && $(TORCH_ENV) python3 tests/ref/train/torch_bench.py $$m $$th 3 ref,fast,compile 2>&1 | grep '^torch'; \
 	  done; true; \
 	else echo "PyTorch reference: not run (python3 -m pip install torch gguf numpy)"; fi
@@ -202,6 +215,14 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/ui
 	install -m 644 lua/peft/ui/*.html lua/peft/ui/*.css lua/peft/ui/*.js $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/ui/
 	install -m 644 docs/peftlua.1 $(DESTDIR)$(PREFIX)/share/man/man1/peftlua.1
+	install -d $(DESTDIR)$(PREFIX)/share/peftlua/recipes/presets $(DESTDIR)$(PREFIX)/share/peftlua/examples \
+	  $(DESTDIR)$(PREFIX)/share/peftlua/docs $(DESTDIR)$(PREFIX)/share/peftlua/models
+	install -m 644 recipes/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/recipes/
+	install -m 644 recipes/presets/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/recipes/presets/
+	install -m 644 examples/* $(DESTDIR)$(PREFIX)/share/peftlua/examples/
+	install -m 644 docs/*.md $(DESTDIR)$(PREFIX)/share/peftlua/docs/
+	install -m 644 tests/fixtures/shared/models/stories260K/stories260K.gguf tests/fixtures/shared/models/stories260K/LICENSE \
+	  $(DESTDIR)$(PREFIX)/share/peftlua/models/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@MPI_LIBS@|$(MPI_LIBS)|' docs/peftlua.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/peftlua.pc
 
 clean:

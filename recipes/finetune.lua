@@ -31,14 +31,14 @@ do
   end
 end
 
-local shared = here .. "/../shared"
+local shared = os.getenv("PEFT_SHARED") or (here .. "/tests/fixtures/shared")
 local model_path, train_path, valid_path
 if opt.smoke then
   model_path = opt.model or (shared .. "/models/stories260K/stories260K.gguf")
   train_path = opt.data or (shared .. "/data/wikisql/train.jsonl")
   valid_path = opt.valid or (shared .. "/data/wikisql/valid.jsonl")
 else
-  model_path = opt.model or os.getenv("PEFT_MODEL") or (here .. "/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+  model_path = peft.cli.find_model(opt.model or os.getenv("PEFT_MODEL") or "SmolLM2-135M-Instruct.Q4_1.gguf")
   if opt.data then
     train_path, valid_path = opt.data, opt.valid
   else

@@ -1,11 +1,26 @@
 -- recipes/quickstart.lua — load a model, show its card, chat with it, measure perplexity.
 --
 --   peftlua recipes/quickstart.lua [model] [text-or-jsonl]
--- The model is arg[1], else $PEFT_MODEL, else the default SmolLM2-135M-Instruct (make model).
--- PEFT_SMOKE=1 keeps it short (used by the test suite).
+-- The model is arg[1], else $PEFT_MODEL, else the default SmolLM2-135M-Instruct (make model),
+-- looked up on the models search path (peft.cli.find_model: ./models, $PEFT_MODEL_PATH,
+-- ~/.cache/peftlua/models, the installed share/peftlua/models). The text is arg[2], else the
+-- validation half of the tool-calling dataset that recipes/make_toolcall_dataset.lua writes
+-- (made here, under build/data/toolcall, when missing). PEFT_SMOKE=1 keeps it short (the test
+-- suite; with stories260K as the model it needs nothing outside the clone).
 local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/recipes/") or "."
-local path = arg[1] or os.getenv("PEFT_MODEL") or (here .. "/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-local text = arg[2] or (here .. "/../shared/data/wikisql/valid.jsonl")
+local path = peft.cli.find_model(arg[1] or os.getenv("PEFT_MODEL") or "SmolLM2-135M-Instruct.Q4_1.gguf")
+local text = arg[2]
+if not text then
+  local dir = "build/data/toolcall"
+  text = dir .. "/valid.jsonl"
+  local f = io.open(text)
+  if f then f:close() else
+    local saved = arg
+    arg = { [0] = "make_toolcall_dataset.lua", dir }
+    dofile(here .. "/recipes/make_toolcall_dataset.lua")
+    arg = saved
+  end
+end
 local smoke = os.getenv("PEFT_SMOKE") == "1"
 
 local m <close> = peft.model.load(path)
@@ -39,7 +54,26 @@ else
 end
 print(string.format("\n(%d tokens)", n))
 
-local fmt = text:match("%.jsonl$") and "jsonl" or "text"
-local ppl, mean, count = m:perplexity(text, { format = fmt, limit = smoke and 10 or nil })
+-- Perplexity: a plain text file as documents; a JSONL file through the data pipeline (each
+-- record rendered as training renders it, chats with the model's template), every token scored.
+local ppl, mean, count
+if text:match("%.jsonl$") then
+  -- a model without a chat template (stories260K) reads chats as "role: content" lines
+  local plain = c.chat_template == "none" and function(msgs)
+    local t = {}
+    for _, msg in ipairs(msgs) do t[#t + 1] = msg.role .. ": " .. msg.content end
+    return table.concat(t, "\n"), { { 1, #table.concat(t, "\n") } }
+  end or nil
+  local ds = peft.data.load(text, { tokenizer = m, max_seq_len = 512, chat = plain })
+  local sum, n = 0, 0
+  for i = 1, smoke and math.min(10, ds:count()) or ds:count() do
+    local l, c = m:loss({ ds:example(i).ids })
+    sum, n = sum + l * c, n + c
+  end
+  mean, count = sum / n, n
+  ppl = math.exp(mean)
+else
+  ppl, mean, count = m:perplexity(text, { limit = smoke and 10 or nil })
+end
 print(string.format("\nperplexity on %s: %.3f  (mean loss %.4f nats over %d tokens)",
   text:match("[^/]+/[^/]+$") or text, ppl, mean, count))

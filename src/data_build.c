@@ -142,6 +142,8 @@ enum pl_status pl_data_render(struct pl_data_ids *ids, uint8_t **mask, enum pl_d
     struct render r = { ids, mask, *mask ? (int64_t)pl_alloc_size(*mask) : 0, tok };
     enum pl_status st = PL_OK;
     ids->n = 0;
+    int pc = fmt == PL_DATA_COMPLETION && tok->completion_chat && tok->render_chat;
+    if (pc) fmt = PL_DATA_ALPACA;   /* the user/assistant pair below */
     switch (fmt) {
     case PL_DATA_TEXT:
     case PL_DATA_COMPLETION: {
@@ -172,15 +174,18 @@ enum pl_status pl_data_render(struct pl_data_ids *ids, uint8_t **mask, enum pl_d
         int n = rec->n_msgs;
         char *user = NULL;
         if (fmt == PL_DATA_ALPACA) {
-            /* instruction, then the input (if any) after a blank line, as the user turn */
-            size_t la = strlen(rec->a), lb = strlen(rec->b);
+            /* instruction, then the input (if any) after a blank line, as the user turn; a
+             * prompt/completion record (completion_chat) is prompt as user, completion as
+             * assistant */
+            char *ans = pc ? rec->b : rec->c;
+            size_t la = strlen(rec->a), lb = pc ? 0 : strlen(rec->b);
             user = pl_alloc(la + lb + 3, PL_MEM_WORKSPACE);
             if (!user) return pl_fail(PL_ERR_NOMEM, "out of memory");
             memcpy(user, rec->a, la);
             if (lb) { memcpy(user + la, "\n\n", 2); memcpy(user + la + 2, rec->b, lb); la += 2 + lb; }
             user[la] = 0;
             two[0].role = "user"; two[0].content = user;
-            two[1].role = "assistant"; two[1].content = rec->c;
+            two[1].role = "assistant"; two[1].content = ans;
             msgs = two;
             n = 2;
         }

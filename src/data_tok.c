@@ -70,4 +70,5 @@ void pl_data_tokenizer_bind(struct pl_data_tokenizer *dt, const struct pl_tokeni
     dt->eos_id = pl_tokenizer_eos(tok);
     dt->pad_id = -1;
     dt->add_bos = pl_tokenizer_add_bos(tok) > 0;
+    dt->completion_chat = pl_chat_detect(pl_tokenizer_chat_template(tok)) != PL_CHAT_NONE;
 }

@@ -64,6 +64,13 @@ static void pl_laction(int sig)
     lua_sethook(pl_globalL, pl_lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
+/* PEFT_DEBUG=1: errors carry a Lua traceback; otherwise one line (the message). */
+static int pl_debug(void)
+{
+    const char *d = getenv("PEFT_DEBUG");
+    return d && *d && strcmp(d, "0") != 0;
+}
+
 static int pl_msghandler(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
@@ -71,8 +78,28 @@ static int pl_msghandler(lua_State *L)
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
         msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     }
-    luaL_traceback(L, L, msg, 1);
+    if (pl_debug()) luaL_traceback(L, L, msg, 1);
+    else lua_pushstring(L, msg);
     return 1;
+}
+
+/* The host's own functions for the Lua layer (package.loaded["peft.host"]): what --version
+ * prints, and re-arming Ctrl-C after a caught interruption (peftlua chat: Ctrl-C stops the
+ * answer, not the program). */
+#ifndef PL_GIT_COMMIT
+#define PL_GIT_COMMIT "unknown"
+#endif
+#ifndef PL_BUILD_FLAGS
+#define PL_BUILD_FLAGS "unknown"
+#endif
+static void pl_laction(int sig);
+static int pl_host_rearm(lua_State *L)
+{
+    (void)L;
+    lua_sethook(pl_globalL, NULL, 0, 0);
+    pl_interrupt_clear();
+    signal(SIGINT, pl_laction);
+    return 0;
 }
 
 static int pl_docall(lua_State *L, int narg, int nres)
@@ -89,10 +116,23 @@ static int pl_docall(lua_State *L, int narg, int nres)
     return status;
 }
 
+static int pl_debug(void);
+static int pl_in_repl;   /* the REPL: an interruption is a notice on its own line, not an error */
 static int pl_report(lua_State *L, int status)
 {
     if (status != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
+        size_t ml = msg ? strlen(msg) : 0;
+        int intr = (ml >= 12 && strcmp(msg + ml - 12, "interrupted!") == 0) ||
+                   (ml >= 11 && strcmp(msg + ml - 11, "interrupted") == 0);
+        if (pl_in_repl && intr && !pl_debug()) {
+            /* Ctrl-C: the streamed text so far stays; the notice goes on its own line */
+            fflush(stdout);
+            fprintf(stderr, "\n%s: interrupted\n", pl_progname);
+            fflush(stderr);
+            lua_pop(L, 1);
+            return status;
+        }
         fprintf(stderr, "%s: %s\n", pl_progname, msg ? msg : "(error)");
         fflush(stderr);
         lua_pop(L, 1);
@@ -179,6 +219,44 @@ static void pl_setup(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, "peft.cmodules");
     lua_pushstring(L, pl_luadir);
     lua_setglobal(L, "PEFTLUA_LUA_DIR");
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_newtable(L);
+    lua_pushliteral(L, PL_GIT_COMMIT);
+    lua_setfield(L, -2, "commit");
+    lua_pushliteral(L, PL_BUILD_FLAGS);
+    lua_setfield(L, -2, "flags");
+    lua_pushboolean(L, pl_debug());
+    lua_setfield(L, -2, "debug");
+    lua_pushcfunction(L, pl_host_rearm);
+    lua_setfield(L, -2, "rearm_interrupt");
+    lua_setfield(L, -2, "peft.host");
+    lua_pop(L, 1);
+}
+
+/* A bad PEFT_MEMORY_BUDGET or PEFT_THREADS is refused by name (hw.c would fall back on the
+ * default without a word). Returns 0 when both are absent or usable. */
+static int pl_check_env(void)
+{
+    struct pl_hw hw;
+    if (pl_hw_query(&hw) != PL_OK) return 0;
+    const char *e = getenv("PEFT_MEMORY_BUDGET"), *src = NULL;
+    if (e && *e) {
+        pl_hw_default_budget_src(&hw, &src);
+        if (!src || strcmp(src, "PEFT_MEMORY_BUDGET") != 0) {
+            fprintf(stderr, "%s: PEFT_MEMORY_BUDGET='%s' is not a size (bytes, or a number with K, M, G or T: e.g. 512M, 8G)\n",
+                    pl_progname, e);
+            return 1;
+        }
+    }
+    e = getenv("PEFT_THREADS");
+    if (e && *e) {
+        pl_hw_default_threads_src(&hw, &src);
+        if (!src || strcmp(src, "PEFT_THREADS") != 0) {
+            fprintf(stderr, "%s: PEFT_THREADS='%s' is not a thread count (an integer from 1 to 4096)\n", pl_progname, e);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* ---- REPL (lua.c's logic: try "return <line>", else accumulate incomplete statements) ---- */
@@ -204,19 +282,104 @@ static char *pl_readline(int tty, const char *prompt)
     return strdup(buf);
 }
 
+/* Tab completion: lua/peft/repl.lua's complete(word, line) lists the candidates (globals,
+ * fields of tables such as peft.*, methods after ':'). */
+static char **pl_matches;
+static int pl_nmatches;
+
+static char *pl_match_gen(const char *text, int state)
+{
+    (void)text;
+    static int i;
+    if (state == 0) i = 0;
+    return i < pl_nmatches ? strdup(pl_matches[i++]) : NULL;
+}
+
+static char **pl_complete(const char *text, int start, int end)
+{
+    (void)end;
+    lua_State *L = pl_globalL;
+    rl_attempted_completion_over = 1;
+    for (int i = 0; i < pl_nmatches; i++) free(pl_matches[i]);
+    free(pl_matches);
+    pl_matches = NULL;
+    pl_nmatches = 0;
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "peft.repl");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) { lua_settop(L, top); return NULL; }
+    lua_getfield(L, -1, "complete");
+    lua_pushstring(L, text);
+    lua_pushlstring(L, rl_line_buffer, (size_t)start);
+    if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+        int n = (int)lua_rawlen(L, -1);
+        pl_matches = calloc((size_t)n + 1, sizeof *pl_matches);
+        for (int i = 1; pl_matches && i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            const char *c = lua_tostring(L, -1);
+            if (c) pl_matches[pl_nmatches++] = strdup(c);
+            lua_pop(L, 1);
+        }
+    }
+    lua_settop(L, top);
+    if (pl_nmatches == 0) return NULL;
+    rl_completion_append_character = 0;
+    return rl_completion_matches(text, pl_match_gen);
+}
+
+/* Results of expressions go through peft.repl's printer (tables and peftlua objects shown
+ * readably, depth-limited); print() when that module cannot load. */
+static void pl_print_results(lua_State *L, int n)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "peft.repl");
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+        lua_getfield(L, -1, "print");
+        lua_remove(L, -2);
+    } else {
+        lua_pop(L, 1);
+        lua_getglobal(L, "print");
+    }
+    lua_insert(L, -(n + 1));
+    if (lua_pcall(L, n, 0, 0) != LUA_OK) pl_report(L, LUA_ERRRUN);
+}
+
+static int pl_is_exit(const char *line)
+{
+    while (*line == ' ' || *line == '\t') line++;
+    const char *w[] = { "exit", "quit", "exit()", "quit()" };
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+        size_t n = strlen(w[i]);
+        if (strncmp(line, w[i], n) == 0) {
+            const char *p = line + n;
+            while (*p == ' ' || *p == '\t' || *p == ';') p++;
+            if (!*p) return 1;
+        }
+    }
+    return 0;
+}
+
 static void pl_repl(lua_State *L)
 {
     int tty = isatty(0);
+    pl_globalL = L;
+    pl_in_repl = 1;
+    rl_attempted_completion_function = pl_complete;
+    rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[";
+    lua_getglobal(L, "require");   /* help() and the printer */
+    lua_pushliteral(L, "peft.repl");
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) pl_report(L, LUA_ERRRUN);
     char histfile[PATH_MAX] = "";
     const char *home = getenv("HOME");
     if (tty && home) {
         snprintf(histfile, sizeof histfile, "%s/.peftlua_history", home);
         read_history(histfile);
     }
-    if (tty) printf("peftlua — Lua %s.%s with peft.* loaded. Ctrl-C interrupts, Ctrl-D exits.\n", LUA_VERSION_MAJOR, LUA_VERSION_MINOR);
+    if (tty) printf("peftlua — Lua %s.%s with peft.* loaded. help() for help, Tab completes, Ctrl-C interrupts, exit or Ctrl-D leaves.\n", LUA_VERSION_MAJOR, LUA_VERSION_MINOR);
     for (;;) {
         char *line = pl_readline(tty, "> ");
         if (!line) break;
+        if (pl_is_exit(line)) { if (tty) add_history(line); free(line); break; }
         if (tty && *line) add_history(line);
         /* try as an expression first */
         lua_pushfstring(L, "return %s", line);
@@ -246,11 +409,7 @@ static void pl_repl(lua_State *L)
             status = pl_docall(L, 0, LUA_MULTRET);
             if (status == LUA_OK) {
                 int n = lua_gettop(L) - base + 1;
-                if (n > 0) {
-                    lua_getglobal(L, "print");
-                    lua_insert(L, -(n + 1));
-                    if (lua_pcall(L, n, 0, 0) != LUA_OK) pl_report(L, LUA_ERRRUN);
-                }
+                if (n > 0) pl_print_results(L, n);
                 continue;
             }
         }
@@ -261,13 +420,22 @@ static void pl_repl(lua_State *L)
 
 static void pl_usage(void)
 {
-    fprintf(stderr,
-            "usage: %s [options] [script [args]]\n"
-            "  -e code   run code\n"
-            "  -i        enter the REPL after running script/-e\n"
-            "  -v        show version\n"
-            "  -h        this help\n"
-            "With no script, starts the REPL with every peft.* module loaded.\n", pl_progname);
+    fprintf(stderr, "usage: %s [options] [script [args]] | %s <command> [args] (%s --help)\n", pl_progname,
+            pl_progname, pl_progname);
+}
+
+/* --help / --version: lua/peft/cli.lua's usage() (stdout), lua/peft/cmd/version.lua. */
+static int pl_run_lua_help(lua_State *L, const char *what)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "peft.cli");
+    int st = pl_docall(L, 1, 1);
+    if (st == LUA_OK) {
+        lua_getfield(L, -1, what);
+        lua_remove(L, -2);
+        st = pl_docall(L, 0, 0);
+    }
+    return pl_report(L, st);
 }
 
 /* A command name: lower-case letters, digits, '-' and '_', no path or extension. */
@@ -291,12 +459,21 @@ static int pl_pmain(lua_State *L)
     char **argv = (char **)lua_touserdata(L, 2);
     int interactive = 0, ran = 0, script = 0;
     pl_setup(L);
+    if (pl_check_env()) { lua_pushboolean(L, 0); return 1; }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-e") == 0) {
             if (++i >= argc) { pl_usage(); lua_pushboolean(L, 0); return 1; }
         } else if (strcmp(argv[i], "-i") == 0) interactive = 1;
-        else if (strcmp(argv[i], "-v") == 0) { printf("peftlua %s (Lua %s.%s)\n", "0.1.0", LUA_VERSION_MAJOR, LUA_VERSION_MINOR); ran = 1; }
-        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) { pl_usage(); lua_pushboolean(L, 1); return 1; }
+        else if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--version") == 0 ||
+                 strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            int help = argv[i][1] == 'h' || argv[i][2] == 'h';
+            lua_getglobal(L, "require");
+            lua_pushliteral(L, "peft");
+            if (pl_report(L, pl_docall(L, 1, 1)) != LUA_OK) { lua_pushboolean(L, 0); return 1; }
+            lua_setglobal(L, "peft");
+            lua_pushboolean(L, pl_run_lua_help(L, help ? "usage" : "version") == LUA_OK);
+            return 1;
+        }
         else if (strcmp(argv[i], "--") == 0) { if (i + 1 < argc) script = i + 1; break; }
         else if (argv[i][0] == '-' && argv[i][1]) { fprintf(stderr, "%s: unknown option '%s'\n", pl_progname, argv[i]); pl_usage(); lua_pushboolean(L, 0); return 1; }
         else { script = i; break; }

@@ -386,7 +386,9 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
 static const char *mib(int64_t b, char *buf, size_t n)
 {
     if (b >= ((int64_t)1 << 30)) snprintf(buf, n, "%.2f GiB", (double)b / 1073741824.0);
-    else snprintf(buf, n, "%.1f MiB", (double)b / 1048576.0);
+    else if (b >= ((int64_t)1 << 20)) snprintf(buf, n, "%.1f MiB", (double)b / 1048576.0);
+    else if (b >= 1024) snprintf(buf, n, "%.1f KiB", (double)b / 1024.0);
+    else snprintf(buf, n, "%lld bytes", (long long)b);
     return buf;
 }
 
@@ -440,7 +442,7 @@ enum pl_status pl_memmodel_autosize(struct pl_memmodel_cfg *c, int64_t budget, i
         struct pl_mem_estimate qe;
         if (pl_memmodel_estimate(&q, &qe) == PL_OK) {
             char b1[32];
-            h += (size_t)snprintf(hint + h, sizeof hint - h, "; QLoRA (nf4) with checkpointing needs %s",
+            h += (size_t)snprintf(hint + h, sizeof hint - h, "; QLoRA (nf4) with checkpointing (method = \"qlora\", checkpointing = true) needs %s",
                                   mib(qe.resident, b1, sizeof b1));
         }
     }
@@ -450,7 +452,7 @@ enum pl_status pl_memmodel_autosize(struct pl_memmodel_cfg *c, int64_t budget, i
         struct pl_mem_estimate ke;
         if (pl_memmodel_estimate(&k, &ke) == PL_OK) {
             char b1[32];
-            h += (size_t)snprintf(hint + h, sizeof hint - h, "; gradient checkpointing needs %s",
+            h += (size_t)snprintf(hint + h, sizeof hint - h, "; gradient checkpointing (checkpointing = true) needs %s",
                                   mib(ke.resident, b1, sizeof b1));
         }
     }
@@ -460,7 +462,7 @@ enum pl_status pl_memmodel_autosize(struct pl_memmodel_cfg *c, int64_t budget, i
         struct pl_mem_estimate ke;
         if (pl_memmodel_estimate(&k, &ke) == PL_OK) {
             char b1[32];
-            snprintf(hint + h, sizeof hint - h, "; sequences of %d tokens need %s", k.seq_len,
+            snprintf(hint + h, sizeof hint - h, "; sequences of %d tokens (max_seq_len = %d) need %s", k.seq_len, k.seq_len,
                      mib(ke.resident, b1, sizeof b1));
         }
     }

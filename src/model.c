@@ -63,6 +63,7 @@ void pl_model_free(struct pl_model *m)
     pl_free(m->path);
     pl_free(m->name);
     pl_free(m->chat_template);
+    pl_free(m->source_id);
     pl_free(m->tokenizer_path);
     pl_free(m);
 }
@@ -421,6 +422,16 @@ static enum pl_status pl_model_load_gguf(struct pl_model *m, const char *path,
     if (!m->output) m->output = pl_tensor_retain(m->tok_embd);
     const char *name = pl_gguf_str_or(g, "general.name", NULL);
     if (name) { pl_free(m->name); m->name = pl_model_strdup(name); }
+    {   /* where the weights came from, as a Hugging Face id: "org/name" */
+        const char *src = pl_gguf_str_or(g, "general.source.huggingface.repository", NULL);
+        if (!src) src = pl_gguf_str_or(g, "general.base_model.0.repo_url", NULL);
+        if (src) {
+            static const char *const pre[] = { "https://huggingface.co/", "http://huggingface.co/", "huggingface.co/" };
+            for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++)
+                if (strncmp(src, pre[i], strlen(pre[i])) == 0) { src += strlen(pre[i]); break; }
+            if (*src) m->source_id = pl_model_strdup(src);
+        }
+    }
     const char *tmpl = pl_gguf_str_or(g, "tokenizer.chat_template", NULL);
     if (tmpl) m->chat_template = pl_model_strdup(tmpl);
     if (!o->tokenizer && !o->no_tokenizer) {

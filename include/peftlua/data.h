@@ -131,6 +131,11 @@ struct pl_data_tokenizer {
     int32_t eos_id;      /* appended to text/completion examples; -1 none */
     int32_t pad_id;      /* padding id in batches (targets there are -1) */
     int32_t add_bos;
+    /* Prompt/completion records go through render_chat as a user turn (the prompt) and an
+     * assistant turn (the completion) instead of [BOS] prompt completion [EOS]. Set by
+     * pl_data_tokenizer_bind when the vocabulary has a chat template it recognises (and by a
+     * Lua chat override); the data option chat_template = false clears it. */
+    int32_t completion_chat;
 };
 
 struct pl_tokenizer;

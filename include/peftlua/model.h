@@ -96,6 +96,9 @@ struct pl_model {
     char *path;                                /* the file or directory loaded */
     char *name;                                /* general.name or the file's base name */
     char *chat_template;                       /* the model's own template string, or NULL */
+    char *source_id;                           /* the Hugging Face id the file records (GGUF
+                                                  general.source.huggingface.repository, else
+                                                  general.base_model.0.repo_url), or NULL */
     char *tokenizer_path;                      /* where the tokenizer was loaded from, or NULL */
     pl_linear_hook_fn linear_hook;             /* NULL: plain projections */
     void *linear_hook_ctx;

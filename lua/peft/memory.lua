@@ -4,7 +4,7 @@
 --   peft.memory.autosize{...}  the largest batch (effective batch kept by accumulation) and
 --                              sequence length fitting a budget; nil, message when none does
 --   peft.memory.quantize(model, "nf4"|"q8_0"|"bf16"|"f16" [, targets])  the QLoRA base
---   peft.memory.format(bytes)  "1.25 GiB" / "312.0 MiB"
+--   peft.memory.format(bytes)  "1.25 GiB" / "312.0 MiB" / "1.0 KiB" / "12 bytes"
 --   peft.memory.report(est)    a few lines naming each category
 -- and, for the profiler (owner: memprof; the timeline itself is src/alloc.c):
 --   peft.memory.summary()      the live numbers: each category's current and peak bytes, the
@@ -25,7 +25,8 @@ function M.format(b)
   assert(type(b) == "number", "peft.memory.format: bytes must be a number")
   if b >= 2^30 then return string.format("%.2f GiB", b / 2^30) end
   if b >= 2^20 then return string.format("%.1f MiB", b / 2^20) end
-  return string.format("%.1f KiB", b / 2^10)
+  if b >= 2^10 then return string.format("%.1f KiB", b / 2^10) end
+  return string.format("%d bytes", math.floor(b))
 end
 
 local order = { "weights", "adapters", "gradients", "optimizer", "activations", "workspace", "mapped" }

@@ -45,63 +45,71 @@
 -- Only one row per forward not fitting stops the run, with what it needs.
 local M = ...
 
-local KEYS = {
-  model = "model path or peft.Model", dataset = "training data path", output = "output directory",
-  method = '"lora" | "dora" | "ia3" | "qlora" | "full"', adapter = '"lora" | "dora" | "ia3" (qlora\'s adapter)',
-  feedforward = "ia3: targets whose input is scaled", name = "run name (report title)", report = "false: no report.html", quant = '"nf4" | "q8_0" (qlora base)', double_quant = "qlora nf4: 8-bit block scales", max_iters = "optimizer steps", epochs = "passes over the data",
-  batch_size = "rows per micro-batch", grad_accum = "micro-batches per step",
-  learning_rate = "peak learning rate", lora_rank = "LoRA rank", lora_alpha = "LoRA alpha",
-  lora_dropout = "LoRA dropout", targets = "LoRA target modules", warmup = "warmup steps",
-  schedule = "constant | linear | cosine", max_grad_norm = "clip norm (0: off)",
-  eval_every = "steps between evaluations", save_every = "steps between checkpoints",
-  seed = "random seed", resume = "continue from output/checkpoint",
-  valid = "validation data path", valid_fraction = "validation split fraction",
-  max_seq_len = "tokens per example", optimizer = '"adamw" | "sgd"', weight_decay = "decay",
-  min_lr_ratio = "schedule floor", layers = "LoRA layers (0-based)", rslora = "rsLoRA scaling",
-  on_step = "callback(info)", on_eval = "callback(info)", on_phase = "callback(phase): evaluating, training, saving", eval_batches = "limit of eval batches",
-  early_stopping = "evaluations without improvement before stopping", format = "data format",
-  train_on_prompt = "loss on prompts too", skip_bad = "skip bad records", packing = "pack rows",
-  progress = "live progress line", quiet = "no printing", save_adapter = "write output/adapter",
-  momentum = "SGD momentum", precision = '"fp32" | "bf16" | "fp16"',
-  loss_scale = "fp16: initial loss scale (a power of two)", growth_interval = "fp16: finite steps before the scale doubles",
-  memory_budget = "bytes (default: the hardware report's budget)", distributed = "data-parallel over the MPI job's ranks (default: when there are several)", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
-  tracking = 'MLflow file store: "mlruns" | {uri=, experiment=, run_name=, tags=} | false (default: $PEFT_TRACKING)',
-}
+-- The options (names, types, defaults, ranges, help) are declared once, in
+-- lua/peft/train_options.lua: peft.train.options() lists them, help(peft.train.run) prints them.
+local OPTIONS = require "peft.train_options"
 
 local function fail(msg) error("peft.train.run: " .. msg, 3) end
 
-local function check_config(cfg)
-  if type(cfg) ~= "table" then fail("expects a configuration table") end
-  for k in pairs(cfg) do
-    if not KEYS[k] then
-      fail(string.format("unknown key '%s'", tostring(k)))
-    end
-  end
-  if not cfg.model then fail("'model' is required") end
-  if not cfg.dataset then fail("'dataset' is required") end
-  if not cfg.output then fail("'output' is required") end
-  if cfg.max_iters and cfg.epochs then fail("give max_iters or epochs, not both") end
-  if cfg.max_iters and (math.type(cfg.max_iters) ~= "integer" or cfg.max_iters < 1) then
-    fail("max_iters must be a positive integer")
-  end
-  if cfg.epochs and not (type(cfg.epochs) == "number" and cfg.epochs > 0) then fail("epochs must be positive") end
-  for _, k in ipairs { "eval_every", "save_every", "batch_size", "grad_accum", "warmup", "eval_batches" } do
-    local v = cfg[k]
-    if v ~= nil and (math.type(v) ~= "integer" or v < 0) then fail(k .. " must be a non-negative integer") end
-  end
-  if cfg.precision ~= nil and cfg.precision ~= "fp32" and cfg.precision ~= "bf16" and cfg.precision ~= "fp16" then
-    fail(string.format('unknown precision "%s" (use "fp32", "bf16" or "fp16")', tostring(cfg.precision)))
-  end
-  if (cfg.quant ~= nil or cfg.double_quant ~= nil) and cfg.method ~= "qlora" then fail('quant is for method = "qlora"') end
-  if (cfg.loss_scale ~= nil or cfg.growth_interval ~= nil) and cfg.precision ~= "fp16" then
-    fail('loss_scale and growth_interval are for precision = "fp16"')
-  end
-  for _, k in ipairs { "on_step", "on_eval", "on_phase" } do
-    if cfg[k] ~= nil and type(cfg[k]) ~= "function" then fail(k .. " must be a function") end
-  end
+local function check_config(cfg)   -- errors point at the line that called peft.train.run
+  local msg = OPTIONS.check(cfg)
+  if msg then error("peft.train.run: " .. msg, 3) end
 end
 
+-- The option descriptors (a copy): {name, type, default, min, max, choices, help, ...}.
+function M.options()
+  local t = {}
+  for i, o in ipairs(OPTIONS.list) do
+    local c = {}
+    for k, v in pairs(o) do c[k] = v end
+    t[i] = c
+  end
+  return t
+end
+M.check_options = OPTIONS.check
+
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- The entries of a directory (sorted), or nil when it is absent or empty.
+function M.output_entries(dir)
+  local p = io.popen("ls -A " .. sh_quote(dir) .. " 2>/dev/null")
+  local t = {}
+  for l in p:lines() do t[#t + 1] = l end
+  p:close()
+  table.sort(t)
+  return t[1] and t or nil
+end
+
+-- The elapsed time and tokens of the last step line of a metrics file (a resumed run's totals
+-- continue from them).
+function M.metrics_totals(path)
+  local r = { elapsed = 0, tokens = 0 }
+  local f = io.open(path, "r")
+  if not f then return r end
+  for line in f:lines() do
+    local e, t = line:match('"elapsed_s":([%d.eE+-]+)'), line:match('"tokens":(%d+)')
+    if e then r.elapsed = tonumber(e) or r.elapsed end
+    if t then r.tokens = math.tointeger(tonumber(t)) or r.tokens end
+  end
+  f:close()
+  return r
+end
+
+-- base_model_name_or_path for adapter_config.json: the Hugging Face id the model file records
+-- (GGUF general.source.huggingface.repository / general.base_model.0.repo_url), else the
+-- model's absolute path (PEFT resolves either; a GGUF's display name it cannot).
+function M.base_model_id(model)
+  local c = model:card()
+  if c.source then return c.source end
+  local p = c.path
+  if p:sub(1, 1) ~= "/" then
+    local h = io.popen("pwd")
+    local cwd = h and h:read("l")
+    if h then h:close() end
+    if cwd then p = cwd .. "/" .. p:gsub("^%./", "") end
+  end
+  return p
+end
 
 -- data position + run bookkeeping (+ rows planned per forward), as the checkpoint's user blob
 local function encode_blob(st, best, evals_since, rows, ranks)
@@ -164,6 +172,7 @@ local function run(cfg, rec)
   local writer = rank == 0
   local quiet = cfg.quiet or not writer
   local function say(...) if not quiet then print(string.format(...)) end end
+  local budget = cfg.memory_budget and OPTIONS.parse_size(cfg.memory_budget)
   local model = cfg.model
   if type(model) == "string" then model = peft.model.load(model) end
   local method = cfg.method or "lora"
@@ -189,7 +198,7 @@ local function run(cfg, rec)
     local fit, why = peft.memory.autosize {
       model = model, method = mm_method, adapter = mm_adapter, feedforward = cfg.feedforward,
       batch_size = cfg.batch_size, seq_len = cfg.max_seq_len,
-      effective_batch = bs * ga, max_seq_len = max_seq, budget = cfg.memory_budget,
+      effective_batch = bs * ga, max_seq_len = max_seq, budget = budget,
       checkpointing = cfg.checkpointing, lora_rank = cfg.lora_rank,
       targets = type(cfg.targets) == "table" and cfg.targets or nil, lora_dropout = cfg.lora_dropout,
       optimizer = cfg.optimizer, precision = cfg.precision,
@@ -197,8 +206,8 @@ local function run(cfg, rec)
     if not fit then fail(why) end
     rec:fit(fit, cfg)
     if fit.batch_size ~= bs or fit.seq_len ~= max_seq or (not cfg.batch_size and fit.grad_accum ~= ga) then
-      say("memory: batch %d x %d tokens, accumulation %d fits the %.1f MiB budget (predicted peak %.1f MiB)",
-          fit.batch_size, fit.seq_len, fit.grad_accum, fit.budget / 2^20, fit.total / 2^20)
+      say("memory: batch %d x %d tokens, accumulation %d fits the %s budget (predicted peak %s)",
+          fit.batch_size, fit.seq_len, fit.grad_accum, peft.memory.format(fit.budget), peft.memory.format(fit.total))
     end
     if not cfg.batch_size then bs, ga = fit.batch_size, fit.grad_accum end
     max_seq = fit.seq_len
@@ -207,6 +216,7 @@ local function run(cfg, rec)
   local train_ds, valid_ds = peft.data.load(cfg.dataset, {
     tokenizer = model, max_seq_len = max_seq, valid = cfg.valid, valid_fraction = cfg.valid_fraction,
     seed = seed, format = cfg.format, train_on_prompt = cfg.train_on_prompt, skip_bad = cfg.skip_bad,
+    chat_template = cfg.chat_template,
   })
   local rr = cfg.report ~= false and writer and peft.run_report.begin(model, cfg, train_ds, valid_ds) or nil
   local it = train_ds:batches { batch_size = bs, shuffle = true, seed = seed, epochs = 0,
@@ -231,7 +241,12 @@ local function run(cfg, rec)
       feedforward = cfg.feedforward, distributed = dist or nil,
     })
     if t then tr = t; break end
-    if status ~= "nomem" then error("peft.train.run: " .. msg, 0) end
+    if status ~= "nomem" then
+      if tostring(msg):find("already has adapters", 1, true) then
+        msg = msg .. " (an earlier run's result.trainer is still open: result.trainer:close() releases it)"
+      end
+      error("peft.train.run: " .. msg, 0)
+    end
     if rows == 1 then
       error(string.format("peft.train.run: memory: allocation failed (%s) planning one row of %d tokens per forward; " ..
         "it needs more memory, a shorter max_seq_len%s%s", msg, max_seq,
@@ -250,6 +265,7 @@ local function run(cfg, rec)
   local ckpt = out .. "/checkpoint"
   local metrics_path = out .. "/metrics.jsonl"
   local best, evals_since = math.huge, 0
+  local prior = { elapsed = 0, tokens = 0 }   -- what the run had done before a resume
   if cfg.resume and M.has_checkpoint(ckpt) then
     local pos, rows, cranks
     pos, best, evals_since, rows, cranks = decode_blob(tr:load(ckpt))
@@ -259,6 +275,7 @@ local function run(cfg, rec)
     end
     it:restore(pos)
     if writer then trim_metrics(metrics_path, tr:stats().step) end
+    prior = M.metrics_totals(metrics_path)
     if rows and rows < tr:stats().planned_rows then
       -- the run had shrunk before this checkpoint: re-plan the same way (same bits)
       tr:replan(rows)
@@ -328,7 +345,8 @@ local function run(cfg, rec)
   local progress = cfg.progress
   if progress == nil then progress = not quiet end
   local live = progress and M.isatty(2)
-  local t0, tokens, val = M.now(), 0, nil
+  local t_session = M.now()
+  local t0, tokens, val = t_session - prior.elapsed, prior.tokens, nil
   local step0 = tr:stats().step
   local stop_reason
 
@@ -380,7 +398,7 @@ local function run(cfg, rec)
         local el = M.now() - t0
         local tps = tokens / math.max(el, 1e-9)
         local done = s.step - step0
-        local eta = done > 0 and el / done * (total - s.step) or nil
+        local eta = done > 0 and (M.now() - t_session) / done * (total - s.step) or nil
         local mem = peft.memory.stats()
         local scaler = s.precision == "fp16"
           and string.format(',"loss_scale":%s,"skipped_steps":%d', num(s.loss_scale), s.skipped_steps) or ""
@@ -442,7 +460,7 @@ local function run(cfg, rec)
   metrics:close()
   if writer then assert(peft.memory.save_json(out .. "/memory.json")) end
   local s = tr:stats()
-  if writer and cfg.save_adapter ~= false and s.method ~= "full" then tr:save_adapter(out .. "/adapter") end
+  if writer and cfg.save_adapter ~= false and s.method ~= "full" then tr:save_adapter(out .. "/adapter", M.base_model_id(model)) end
   local result = { steps = s.step, total = total, loss = s.loss, val_loss = val, best_val_loss = best < math.huge and best or nil,
                    tokens = s.tokens, elapsed = M.now() - t0, stopped = stop_reason, output = out,
                    method = s.method, params = s.params, metrics = metrics_path,
@@ -451,19 +469,40 @@ local function run(cfg, rec)
                    ranks = ranks, rank = rank }
   result.memory = out .. "/memory.json"
   result.trainer = tr   -- still open: merge, save_adapter, eval; closed by the caller or the GC
+  result.resumed_from = step0 > 0 and step0 or nil
   if rr then result.report = peft.run_report.finish(rr, result) end
-  say("trained %d steps (%s, %d parameters) in %.1f s; loss %.4f%s", s.step, s.method, s.params,
+  say("trained %d steps%s (%s, %d parameters) in %.1f s; loss %.4f%s", s.step,
+    step0 > 0 and string.format(" (%d after resuming at step %d)", s.step - step0, step0) or "", s.method, s.params,
     result.elapsed, s.loss, val and string.format(", validation %.4f", val) or "")
   return result
 end
 
 -- The run record (lua/peft/track.lua): output/run.json from the start (status running) to the
 -- end (finished / failed / killed, with the error), and the MLflow run when tracking is asked for.
+-- A non-empty output folder is refused unless resume (continue) or overwrite (what a run
+-- writes there is removed first); checked before the run record writes into it.
+-- A folder holding only a run.json (a run that stopped before writing anything else, e.g.
+-- refused for memory) is reused: there is nothing to lose.
+local function prepare_output(cfg)   -- errors point at the line that called peft.train.run
+  local entries = M.output_entries(cfg.output)
+  if entries and #entries == 1 and entries[1] == "run.json" then entries = nil end
+  if entries and not cfg.resume then
+    if not cfg.overwrite then
+      error(string.format("peft.train.run: output '%s' is not empty (%s); set resume = true to continue that run or overwrite = true to replace it",
+        cfg.output, table.concat(entries, ", ", 1, math.min(#entries, 6)) .. (#entries > 6 and ", ..." or "")), 3)
+    end
+    for _, e in ipairs { "checkpoint", "adapter", "best", "metrics.jsonl", "memory.json", "run.json", "report.html" } do
+      os.execute("rm -rf " .. sh_quote(cfg.output .. "/" .. e))
+    end
+  end
+end
+
 function M.run(cfg)
   check_config(cfg)
-  -- several ranks: rank 0 alone keeps the record (run.json, MLflow)
-  local rec = (peft.dist.enabled(cfg.distributed) and peft.dist.rank() ~= 0) and peft.dist.null_record()
-    or peft.track.start(cfg)
+  -- several ranks: rank 0 alone keeps the record (run.json, MLflow) and prepares the output
+  local follower = peft.dist.enabled(cfg.distributed) and peft.dist.rank() ~= 0
+  if not follower then prepare_output(cfg) end
+  local rec = follower and peft.dist.null_record() or peft.track.start(cfg)
   local ok, res = pcall(run, cfg, rec)
   rec:finish(ok, res)
   if not ok then error(res, 0) end

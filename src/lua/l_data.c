@@ -276,7 +276,20 @@ static struct l_dataset *l_dataset_new(lua_State *L)
 }
 
 static const char *const load_opts[] = { "format", "tokenizer", "chat", "max_seq_len", "train_on_prompt",
-                                         "skip_bad", "valid", "valid_fraction", "seed", NULL };
+                                         "skip_bad", "valid", "valid_fraction", "seed", "chat_template", NULL };
+
+/* chat_template = false: prompt/completion records as [BOS] prompt completion [EOS] even when
+ * the model has a chat template (default: the template's user and assistant turns). */
+static int l_opt_chat_template(lua_State *L, int idx)
+{
+    if (lua_isnoneornil(L, idx)) return 1;
+    lua_getfield(L, idx, "chat_template");
+    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+        luaL_error(L, "peft.data: option 'chat_template' must be true or false");
+    int on = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return on;
+}
 
 static int l_data_load(lua_State *L)
 {
@@ -300,8 +313,10 @@ static int l_data_load(lua_State *L)
     lua_getfield(L, 2, "chat");        /* 4 */
     struct l_dataset *ut = l_dataset_new(L);           /* 5 */
     struct l_dataset *uv = (vpath || o.valid_fraction > 0) ? l_dataset_new(L) : NULL;   /* 6 */
+    int chat_tmpl = l_opt_chat_template(L, 2);
     struct l_tok tok;
     l_tok_setup(L, &tok, 3, 4);
+    if (!chat_tmpl) tok.dt.completion_chat = 0;
     /* from here on nothing raises until everything temporary is freed */
     struct pl_data_file *f = NULL, *vf = NULL;
     enum pl_status st = pl_data_read(&f, path, fmt);
@@ -619,7 +634,7 @@ static int l_batches_per_epoch(lua_State *L)
 static int l_data_validate(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    static const char *const validate_opts[] = { "format", "tokenizer", "chat", "max_seq_len", "train_on_prompt", NULL };
+    static const char *const validate_opts[] = { "format", "tokenizer", "chat", "max_seq_len", "train_on_prompt", "chat_template", NULL };
     pl_lua_check_options(L, 2, validate_opts, "peft.data.validate");
     lua_settop(L, 2);
     enum pl_data_format fmt = l_opt_format(L, 2, "peft.data.validate");
@@ -635,8 +650,9 @@ static int l_data_validate(lua_State *L)
         lua_getfield(L, 2, "chat");        /* 4 */
         has_tok = !lua_isnil(L, 3);
     }
+    int chat_tmpl = l_opt_chat_template(L, 2);
     struct l_tok tok;
-    if (has_tok) l_tok_setup(L, &tok, 3, 4);
+    if (has_tok) { l_tok_setup(L, &tok, 3, 4); if (!chat_tmpl) tok.dt.completion_chat = 0; }
     struct pl_data_file *f = NULL;
     if (pl_data_read(&f, path, fmt) != PL_OK) {
         if (has_tok) l_tok_release(&tok);

@@ -125,6 +125,7 @@ static int l_model_card(lua_State *L)
     SETS("format", c.format);
     SETS("path", c.path);
     SETS("name", c.name);
+    if (m->source_id) SETS("source", m->source_id);
     SETI("params", c.n_params);
     SETI("weight_bytes", c.weight_bytes);
     lua_newtable(L);

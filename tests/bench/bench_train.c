@@ -95,7 +95,7 @@ int main(int argc, char **argv)
     printf("bench_train: %d threads, OpenBLAS core %s, sgemm [1024x576]x[576x2304] %.1f GFLOP/s\n",
            pl_blas_threads(), pl_blas_corename(), g);
     printf("  (MFU = GFLOP/s / %.1f)\n", g);
-    const char *stories = "../shared/models/stories260K/stories260K.gguf";
+    const char *stories = PL_SHARED "/models/stories260K/stories260K.gguf";
     bench(stories, PL_TRAIN_LORA, 4, 256, steps * 4);
     bench(stories, PL_TRAIN_FULL, 4, 256, steps * 4);
     const char *smol = "models/SmolLM2-135M-Instruct.Q4_1.gguf";

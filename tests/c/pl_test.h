@@ -21,6 +21,11 @@
 #include <cmocka.h>
 #include "peftlua/alloc.h"
 
+/* The test inputs' folder (the Makefile passes $(PEFT_SHARED), default tests/fixtures/shared). */
+#ifndef PL_SHARED
+#define PL_SHARED "tests/fixtures/shared"
+#endif
+
 /* The binary's temporary directory "/tmp/pl_<binary name>_XXXXXX": pass pl_test_tmpdir_setup
  * and pl_test_tmpdir_teardown to cmocka_run_group_tests. */
 static char pl_test_dir[96];

@@ -26,7 +26,7 @@
 #include "peftlua/rng.h"
 #include "peftlua/train.h"
 
-#define STORIES "../shared/models/stories260K/stories260K.gguf"
+#define STORIES PL_SHARED "/models/stories260K/stories260K.gguf"
 #define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 static struct pl_model *load(const char *path)

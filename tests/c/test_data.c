@@ -86,10 +86,10 @@ static void test_detect_shared(void **state)
 {
     (void)state;
     struct { const char *path; enum pl_data_format f; int n; int array; } cases[] = {
-        { "../shared/data/wikisql/train.jsonl", PL_DATA_TEXT, 1000, 0 },
-        { "../shared/data/wikisql/valid.jsonl", PL_DATA_TEXT, 100, 0 },
-        { "../shared/data/alpaca-demo/alpaca_en_demo.json", PL_DATA_ALPACA, 999, 1 },
-        { "../shared/data/chat-demo/dummy_conversation.messages.jsonl", PL_DATA_CHAT, 500, 0 },
+        { PL_SHARED "/data/wikisql/train.jsonl", PL_DATA_TEXT, 1000, 0 },
+        { PL_SHARED "/data/wikisql/valid.jsonl", PL_DATA_TEXT, 100, 0 },
+        { PL_SHARED "/data/alpaca-demo/alpaca_en_demo.json", PL_DATA_ALPACA, 999, 1 },
+        { PL_SHARED "/data/chat-demo/dummy_conversation.messages.jsonl", PL_DATA_CHAT, 500, 0 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct pl_data_file *f = NULL;
@@ -101,8 +101,8 @@ static void test_detect_shared(void **state)
         pl_data_file_free(f);
     }
     struct pl_data_file *f = NULL;
-    assert_int_equal(pl_data_read(&f, "../shared/data/nope.jsonl", PL_DATA_AUTO), PL_ERR_IO);
-    assert_non_null(strstr(pl_last_error(), "../shared/data/nope.jsonl"));
+    assert_int_equal(pl_data_read(&f, PL_SHARED "/data/nope.jsonl", PL_DATA_AUTO), PL_ERR_IO);
+    assert_non_null(strstr(pl_last_error(), PL_SHARED "/data/nope.jsonl"));
 }
 
 static void test_formats_and_override(void **state)

@@ -15,8 +15,8 @@
 #include "peftlua/tensor.h"
 #include "peftlua/alloc.h"
 
-#define STORIES "../shared/models/stories260K/stories260K.gguf"
-#define STORIES_BIN "../shared/models/stories260K/stories260K.bin"
+#define STORIES PL_SHARED "/models/stories260K/stories260K.gguf"
+#define STORIES_BIN PL_SHARED "/models/stories260K/stories260K.bin"
 #define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 /* ------------------------------------------------------------------ real files */
@@ -167,7 +167,7 @@ static void test_vocab_files(void **state)
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         char path[256];
-        snprintf(path, sizeof path, "../shared/tokenizer-tests/llamacpp/ggml-vocab-%s.gguf", v[i].name);
+        snprintf(path, sizeof path, PL_SHARED "/tokenizer-tests/llamacpp/ggml-vocab-%s.gguf", v[i].name);
         struct pl_gguf *g;
         assert_int_equal(pl_gguf_open(path, &g), PL_OK);
         assert_int_equal(pl_gguf_tensor_count(g), 0);

@@ -30,8 +30,8 @@
 #include "peftlua/rng.h"
 #include "peftlua/train.h"
 
-#define STORIES_BIN "../shared/models/stories260K/stories260K.bin"
-#define STORIES_GGUF "../shared/models/stories260K/stories260K.gguf"
+#define STORIES_BIN PL_SHARED "/models/stories260K/stories260K.bin"
+#define STORIES_GGUF PL_SHARED "/models/stories260K/stories260K.gguf"
 #define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 #define QV ((1u << PL_PROJ_Q) | (1u << PL_PROJ_V))

@@ -14,9 +14,9 @@
 #include "peftlua/gguf.h"
 #include "peftlua/tokenizer.h"
 
-#define STORIES_BIN "../shared/models/stories260K/stories260K.bin"
-#define STORIES_TOK "../shared/models/stories260K/tok512.bin"
-#define STORIES_GGUF "../shared/models/stories260K/stories260K.gguf"
+#define STORIES_BIN PL_SHARED "/models/stories260K/stories260K.bin"
+#define STORIES_TOK PL_SHARED "/models/stories260K/tok512.bin"
+#define STORIES_GGUF PL_SHARED "/models/stories260K/stories260K.gguf"
 #define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 static struct pl_model *load_or_die(const char *path, const char *tok)
@@ -338,7 +338,7 @@ static void test_stories_cross_entropy(void **state)
 {
     (void)state;
     struct pl_model *m = load_or_die(STORIES_BIN, STORIES_TOK);
-    char *text = pl_test_read("../shared/data/text/tinystories_sample.txt", NULL);
+    char *text = pl_test_read(PL_SHARED "/data/text/tinystories_sample.txt", NULL);
     double sum = 0;
     int64_t count = 0;
     int stories = 0;

@@ -33,7 +33,7 @@
 #include "peftlua/rng.h"
 #include "peftlua/train.h"
 
-#define MODEL "../shared/models/stories260K/stories260K.gguf"
+#define MODEL PL_SHARED "/models/stories260K/stories260K.gguf"
 
 static struct pl_model *load_model(void)
 {

@@ -31,8 +31,8 @@
 #include "peftlua/rng.h"
 #include "peftlua/train.h"
 
-#define STORIES "../shared/models/stories260K/stories260K.gguf"
-#define STORIES_BIN "../shared/models/stories260K/stories260K.bin"
+#define STORIES PL_SHARED "/models/stories260K/stories260K.gguf"
+#define STORIES_BIN PL_SHARED "/models/stories260K/stories260K.bin"
 #define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 static struct pl_model *load(const char *path)

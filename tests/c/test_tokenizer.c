@@ -19,7 +19,7 @@
 #include "peftlua/status.h"
 #include "peftlua/tokenizer.h"
 
-#define VEC_DIR "../shared/tokenizer-tests/llamacpp/"
+#define VEC_DIR PL_SHARED "/tokenizer-tests/llamacpp/"
 #define SMOL "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -159,7 +159,7 @@ static void test_llama2c_tok512(void **state)
 {
     (void)state;
     struct pl_tokenizer *t;
-    assert_int_equal(pl_tokenizer_load(&t, "../shared/models/stories260K/tok512.bin"), PL_OK);
+    assert_int_equal(pl_tokenizer_load(&t, PL_SHARED "/models/stories260K/tok512.bin"), PL_OK);
     assert_int_equal(pl_tokenizer_n_vocab(t), 512);
     assert_int_equal(pl_tokenizer_kind(t), PL_TOK_LLAMA2C);
     assert_int_equal(pl_tokenizer_bos(t), 1);
@@ -171,7 +171,7 @@ static void test_llama2c_llama2(void **state)
 {
     (void)state;
     struct pl_tokenizer *t;
-    assert_int_equal(pl_tokenizer_load(&t, "../shared/tokenizers/llama2/tokenizer.bin"), PL_OK);
+    assert_int_equal(pl_tokenizer_load(&t, PL_SHARED "/tokenizers/llama2/tokenizer.bin"), PL_OK);
     assert_int_equal(pl_tokenizer_n_vocab(t), 32000);
     check_goldens(t, "tests/ref/tokenizer/llama2_sp.json", 0, 1);
     pl_tokenizer_free(t);
@@ -183,8 +183,8 @@ static void test_stories_gguf_matches_bin(void **state)
      * on plain text; both start with BOS when asked */
     (void)state;
     struct pl_tokenizer *a, *b;
-    assert_int_equal(pl_tokenizer_load(&a, "../shared/models/stories260K/stories260K.gguf"), PL_OK);
-    assert_int_equal(pl_tokenizer_load(&b, "../shared/models/stories260K/tok512.bin"), PL_OK);
+    assert_int_equal(pl_tokenizer_load(&a, PL_SHARED "/models/stories260K/stories260K.gguf"), PL_OK);
+    assert_int_equal(pl_tokenizer_load(&b, PL_SHARED "/models/stories260K/tok512.bin"), PL_OK);
     assert_int_equal(pl_tokenizer_kind(a), PL_TOK_SPM);
     const char *txt = "Once upon a time, there was a little girl named Lily.";
     int32_t *x, *y; size_t nx, ny;
@@ -196,7 +196,7 @@ static void test_stories_gguf_matches_bin(void **state)
     pl_free(x); pl_free(y);
     /* and on a whole text file (run.c's merge order reproduced with a heap) */
     size_t fl;
-    char *story = pl_test_read("../shared/data/text/tinystories_sample.txt", &fl);
+    char *story = pl_test_read(PL_SHARED "/data/text/tinystories_sample.txt", &fl);
     assert_non_null(story);
     assert_int_equal(pl_tokenizer_encode(a, story, fl, PL_TOK_ADD_BOS, &x, &nx), PL_OK);
     assert_int_equal(pl_tokenizer_encode(b, story, fl, PL_TOK_ADD_BOS, &y, &ny), PL_OK);
@@ -381,7 +381,7 @@ static void test_bad_input(void **state)
 
     /* a truncated tokenizer.bin: the first 1000 bytes of tok512.bin */
     size_t n;
-    char *full = pl_test_read("../shared/models/stories260K/tok512.bin", &n);
+    char *full = pl_test_read(PL_SHARED "/models/stories260K/tok512.bin", &n);
     assert_non_null(full);
     const char *tmp = pl_test_tmp("trunc.bin");
     pl_test_write(tmp, full, 1000);
@@ -628,7 +628,7 @@ static void test_random_round_trips(void **state)
     /* llama.cpp's SPM cuts symbols by the lead byte's announced length, so an invalid lead byte
      * can swallow part of a following "▁" and those bytes come back raw: valid UTF-8 only */
     random_round_trips(VEC_DIR "ggml-vocab-llama-spm.gguf", 0);
-    random_round_trips("../shared/tokenizers/llama2/tokenizer.bin", 1);
+    random_round_trips(PL_SHARED "/tokenizers/llama2/tokenizer.bin", 1);
     random_round_trips(VEC_DIR "ggml-vocab-gpt-2.gguf", 0);
     random_round_trips(VEC_DIR "ggml-vocab-deepseek-llm.gguf", 0);
     random_round_trips(VEC_DIR "ggml-vocab-falcon.gguf", 0);

@@ -23,7 +23,7 @@
 #include "peftlua/model.h"
 #include "peftlua/train.h"
 
-#define MODEL "../shared/models/stories260K/stories260K.gguf"
+#define MODEL PL_SHARED "/models/stories260K/stories260K.gguf"
 #define GOLDEN "tests/ref/train/golden/stories260K_grads.bin"
 
 #define SMOL_MODEL "models/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -28,7 +28,8 @@ end
 local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/tests/lua/") or "."
 do local p = io.popen("cd '" .. here .. "' && pwd"); here = p:read("l") or here; p:close() end
 T.root = here
-T.shared = os.getenv("PEFT_SHARED") or (here .. "/../shared")
+T.shared = os.getenv("PEFT_SHARED") or "tests/fixtures/shared"
+if T.shared:sub(1, 1) ~= "/" then T.shared = here .. "/" .. T.shared end
 T.host = os.getenv("PEFT_HOST") or (here .. "/build/peftlua")
 T.model = os.getenv("PEFT_MODEL") or (here .. "/models/SmolLM2-135M-Instruct.Q4_1.gguf")
 T.tmp = here .. "/build/tmp"

@@ -235,7 +235,7 @@ local best, value, opt = peft.tune.minimize(function(p)
     -- a training run inside a trial is this rank's alone (distributed left to its default)
     local r = peft.train.run { model = MODEL, dataset = DATA, output = arg[2] .. peft.dist.rank() .. "_" .. n,
       max_iters = 2, batch_size = 2, max_seq_len = 32, learning_rate = 1e-3 * (1 + p.x), quiet = true,
-      progress = false, save_adapter = false }
+      progress = false, save_adapter = false, overwrite = true }
     r.trainer:close()
     if r.ranks ~= 1 then return nil end
     return r.loss + p.y

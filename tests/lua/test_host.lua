@@ -11,7 +11,7 @@ return {
     T.ok(out:find("42", 1, true), "expression value printed: " .. out)
     T.ok(out:find("line1", 1, true) and out:find("line2", 1, true), "multi-line statement ran")
     T.ok(out:find("stdin:1: boom", 1, true), "error reported with chunk:line")
-    T.ok(out:find("stack traceback", 1, true), "traceback shown")
+    T.ok(not out:find("stack traceback", 1, true), "one line, no traceback (PEFT_DEBUG=1 adds it)")
     T.ok(out:find("still here\ttable", 1, true), "REPL continues after an error with peft loaded")
   end,
   recipe_error_traceback_and_status = function()
@@ -20,7 +20,10 @@ return {
     local rc, out = T.sh(host .. " " .. p)
     T.eq(rc, 1, "non-zero exit")
     T.ok(out:find("bad_recipe.lua:3:", 1, true), "file:line of the error: " .. out)
-    T.ok(out:find("in local 'inner'", 1, true) or out:find("in function 'inner'", 1, true), "traceback names the function")
+    T.ok(not out:find("stack traceback", 1, true), "no traceback by default: " .. out)
+    rc, out = T.sh("PEFT_DEBUG=1 " .. host .. " " .. p)
+    T.eq(rc, 1, "non-zero exit")
+    T.ok(out:find("in local 'inner'", 1, true) or out:find("in function 'inner'", 1, true), "PEFT_DEBUG=1: the traceback names the function")
   end,
   syntax_error_exit = function()
     local p = T.tmp .. "/syntax.lua"

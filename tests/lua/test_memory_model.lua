@@ -86,7 +86,7 @@ return {
 
   train_run_qlora = function()
     local m <close> = peft.model.load(MODEL)
-    local r = peft.train.run { model = m, method = "qlora", quant = "q8_0",
+    local r = peft.train.run { model = m, method = "qlora", quant = "q8_0", overwrite = true,
       dataset = T.shared .. "/data/wikisql/train.jsonl", valid = T.shared .. "/data/wikisql/valid.jsonl",
       output = T.tmp .. "/memory_qlora_run", max_iters = 2, batch_size = 2, max_seq_len = 64,
       eval_every = 0, save_every = 0, eval_batches = 2, quiet = true, progress = false }

@@ -17,7 +17,7 @@ return {
       "power of two")
     T.raises(function()
       train.run { model = MODEL, dataset = DATA .. "train.jsonl", output = T.tmp .. "/prec_x", precision = "half" }
-    end, 'unknown precision "half"')
+    end, 'precision = "half" is not one of "fp32", "bf16", "fp16"')
     T.raises(function()
       train.run { model = MODEL, dataset = DATA .. "train.jsonl", output = T.tmp .. "/prec_x", growth_interval = 10 }
     end, 'for precision = "fp16"')

@@ -181,7 +181,8 @@ function S.runs_without_tracking_write_no_store()
   T.eq(rec.status, "finished")
   T.eq(fs.stat(dir .. "/mlruns"), nil)
   T.raises(function() train(dir, { tracking = { uri = dir .. "/m", colour = "red" } }) end, "unknown key 'colour'")
-  T.raises(function() train(dir, { tracking = "http://localhost:5000" }) end, "only a local directory")
+  -- (the output folder holds the first run: overwrite, or the refusal to reuse it comes first)
+  T.raises(function() train(dir, { tracking = "http://localhost:5000", overwrite = true }) end, "only a local directory")
 end
 
 -- peftlua data add on a git repository: .dvc files, the read-only cache, .gitignore; runs warn

@@ -80,7 +80,7 @@ return {
   unknown_keys_are_rejected = function()
     T.raises(function()
       train.run { model = MODEL, dataset = DATA .. "train.jsonl", output = T.tmp .. "/x", lerning_rate = 1 }
-    end, "unknown key 'lerning_rate'")
+    end, "unknown option 'lerning_rate' %(did you mean 'learning_rate'%?%)")
     T.raises(function() train.run { dataset = "x", output = "y" } end, "'model' is required")
     T.raises(function()
       train.run { model = MODEL, dataset = "d", output = "o", max_iters = 3, epochs = 1 }
@@ -297,9 +297,9 @@ return {
     local a, d = reference(recipe), T.tmp .. "/train_resume_d"
     os.execute("rm -rf '" .. d .. "' && mkdir -p '" .. d .. "'")
     local rc, out = T.sh(string.format(
-      "OMP_NUM_THREADS=1 '%s' '%s' '%s' WAIT 4 0 > '%s/log' 2>&1 & pid=$!; " ..
+      "OMP_NUM_THREADS=1 '%s' '%s' '%s' WAIT 4 0 > '%s.log' 2>&1 & pid=$!; " ..
       "while [ ! -f '%s/ready' ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done; " ..
-      "kill -INT $pid; wait $pid; echo \"child=$?\"; cat '%s/log'", T.host, recipe, d, d, d, d))
+      "kill -INT $pid; wait $pid; echo \"child=$?\"; cat '%s.log'", T.host, recipe, d, d, d, d))
     T.eq(rc, 0, out)
     T.ok(out:find("child=1"), out)
     T.ok(out:find("interrupted at step 4; checkpoint saved"), out)
