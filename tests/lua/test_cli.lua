@@ -287,7 +287,7 @@ return {
     T.eq(rc, 0, out)
     rc, out = host("train " .. q(p))
     T.eq(rc, 1)
-    T.eq(out, string.format("peftlua train: peft.train.run: output '%s' is not empty (adapter, checkpoint, memory.json, metrics.jsonl, run.json); " ..
+    T.eq(out, string.format("peftlua train: peft.train.run: output '%s' is not empty (adapter, checkpoint, memory.json, metrics.jsonl, report.html, run.json); " ..
       "set resume = true to continue that run or overwrite = true to replace it\n", out_dir))
     -- resume to 4 steps: the totals count the whole run
     local before = peft.train.metrics_totals(out_dir .. "/metrics.jsonl")
