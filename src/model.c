@@ -6,6 +6,8 @@
  * struct pl_model and checks that every shape is what the configuration implies.
  */
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "peftlua/chat.h"
 #include "peftlua/gguf.h"
 #include "peftlua/json.h"
+#include "peftlua/quant.h"
 #include "peftlua/model.h"
 #include "peftlua/safetensors.h"
 #include "peftlua/tokenizer.h"
@@ -174,12 +177,58 @@ static enum pl_status pl_check_config(const char *path, struct pl_model_config *
         c->vocab_size > (1 << 24) || c->n_heads > 4096)
         return pl_fail(PL_ERR_FORMAT, "%s: implausible configuration (dim %d, layers %d, vocab %d)",
                        path, c->dim, c->n_layers, c->vocab_size);
+    if (c->head_dim > (1 << 16) || c->n_rot > (1 << 16) || c->seq_len > (1 << 24))
+        return pl_fail(PL_ERR_FORMAT, "%s: implausible configuration (head_dim %d, rotary dims %d, context %d)",
+                       path, c->head_dim, c->n_rot, c->seq_len);
     if (c->head_dim <= 0) c->head_dim = c->dim / c->n_heads;
     if (c->n_rot <= 0 || c->n_rot > c->head_dim || c->n_rot % 2) c->n_rot = c->head_dim;
     if (c->seq_len <= 0) c->seq_len = 2048;
     if (!(c->rope_base > 0)) c->rope_base = 10000.0f;
     if (!(c->norm_eps > 0)) c->norm_eps = 1e-5f;
     return PL_OK;
+}
+
+/* Every weight finite: a NaN or infinity in a file (corrupt download, hostile file) is refused
+ * here, naming the tensor, instead of reaching the kernels. Quantised tensors are checked
+ * through their dequantised values (their scales can be NaN too). */
+static enum pl_status pl_check_finite(struct pl_model *m)
+{
+    enum { CHUNK = 1 << 14 };
+    float *buf = NULL;
+    enum pl_status st = PL_OK;
+    int np = pl_model_n_params(m);
+    for (int i = 0; i < np && st == PL_OK; i++) {
+        char name[128];
+        struct pl_tensor **slot = pl_model_param(m, i, name, sizeof name);
+        const struct pl_tensor *t = slot ? *slot : NULL;
+        if (!t) continue;
+        const int64_t n = pl_tensor_numel(t);
+        const void *base = pl_tensor_data(t);
+        if (t->dtype == PL_F32) {
+            const float *x = base;
+            int bad = 0;
+            for (int64_t k = 0; k < n; k++) bad |= !isfinite(x[k]);
+            if (bad) st = pl_fail(PL_ERR_FORMAT, "%s: tensor '%s' holds NaN or infinite values (corrupt file?)", m->path, name);
+            continue;
+        }
+        const int64_t blk = pl_dtype_info(t->dtype)->block;
+        if (blk <= 0 || n % blk) continue;
+        if (!buf && !(buf = pl_alloc(CHUNK * sizeof(float), PL_MEM_WORKSPACE))) {
+            st = pl_fail(PL_ERR_NOMEM, "%s: out of memory", m->path);
+            break;
+        }
+        const int64_t step = (CHUNK / blk) * blk;
+        if (step == 0) continue;      /* a block larger than the buffer: nothing here has one */
+        for (int64_t k = 0; k < n && st == PL_OK; k += step) {
+            const int64_t c = n - k < step ? n - k : step;
+            if (pl_dequant_part(t->dtype, base, n, k, buf, c) != PL_OK) break;   /* not a float type */
+            int bad = 0;
+            for (int64_t q = 0; q < c; q++) bad |= !isfinite(buf[q]);
+            if (bad) st = pl_fail(PL_ERR_FORMAT, "%s: tensor '%s' holds NaN or infinite values (corrupt file?)", m->path, name);
+        }
+    }
+    pl_free(buf);
+    return st;
 }
 
 static enum pl_status pl_check_weights(const struct pl_model *m)
@@ -255,6 +304,10 @@ static enum pl_status pl_model_load_llama2c(struct pl_model *m, const char *path
     struct pl_model_config *c = &m->cfg;
     c->arch = PL_ARCH_LLAMA;
     c->dim = h[0]; c->hidden_dim = h[1]; c->n_layers = h[2]; c->n_heads = h[3];
+    if (h[5] == INT32_MIN) {   /* -INT32_MIN does not exist */
+        fclose(f);
+        return pl_fail(PL_ERR_FORMAT, "%s: bad vocab_size %d in llama2.c header", path, h[5]);
+    }
     c->n_kv_heads = h[4]; c->vocab_size = h[5] < 0 ? -h[5] : h[5]; c->seq_len = h[6];
     c->tied_output = h[5] > 0;
     c->rope_base = 10000.0f; c->norm_eps = 1e-5f;
@@ -388,7 +441,7 @@ static enum pl_status pl_model_load_gguf(struct pl_model *m, const char *path,
     }
     c->vocab_size = pl_gguf_opt_i32(g, arch, "vocab_size", (int32_t)m->tok_embd->shape[0]);
     if ((st = pl_check_config(path, c))) goto fail;
-    if (c->head_dim * c->n_heads != c->dim) {
+    if ((int64_t)c->head_dim * c->n_heads != c->dim) {
         st = pl_fail(PL_ERR_UNSUPPORTED, "%s: head size %d x %d heads differs from dim %d", path,
                      c->head_dim, c->n_heads, c->dim);
         goto fail;
@@ -489,19 +542,40 @@ static enum pl_status pl_model_load_safetensors(struct pl_model *m, const char *
         (st = pl_json_req_i32(j, cfgpath, "num_attention_heads", &c->n_heads)) ||
         (st = pl_json_req_i32(j, cfgpath, "vocab_size", &c->vocab_size)))
         goto done;
-    c->n_kv_heads = (int32_t)pl_json_get_num(j, "num_key_value_heads", c->n_heads);
-    c->head_dim = (int32_t)pl_json_get_num(j, "head_dim", 0);
-    c->seq_len = (int32_t)pl_json_get_num(j, "max_position_embeddings", 2048);
-    c->rope_base = (float)pl_json_get_num(j, "rope_theta", 10000.0);
-    c->norm_eps = (float)pl_json_get_num(j, "rms_norm_eps", 1e-5);
-    c->bos_id = (int32_t)pl_json_get_num(j, "bos_token_id", -1);
-    c->eos_id = (int32_t)pl_json_get_num(j, "eos_token_id", -1);
+    /* optional fields: integers checked before any cast, floats kept finite */
+    static const struct { const char *key; int64_t lo, hi, dflt; } opt[] = {
+        { "num_key_value_heads", 1, 1 << 20, -1 }, { "head_dim", 0, 1 << 16, 0 },
+        { "max_position_embeddings", 0, 1 << 24, 2048 },
+        { "bos_token_id", -1, (1 << 24) - 1, -1 }, { "eos_token_id", -1, (1 << 24) - 1, -1 },
+    };
+    int64_t ov[5];
+    for (int k = 0; k < 5; k++) {
+        const struct pl_json *v = pl_json_get(j, opt[k].key);
+        if (pl_json_type(v) != PL_JSON_NUMBER) v = NULL;   /* other types: the default, as before */
+        if (pl_json_int(v, opt[k].lo, opt[k].hi, opt[k].dflt, &ov[k]) < 0) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: \"%s\" must be an integer in [%lld, %lld]", cfgpath, opt[k].key,
+                         (long long)opt[k].lo, (long long)opt[k].hi);
+            goto done;
+        }
+    }
+    c->n_kv_heads = ov[0] < 0 ? c->n_heads : (int32_t)ov[0];
+    c->head_dim = (int32_t)ov[1];
+    c->seq_len = (int32_t)ov[2];
+    c->bos_id = (int32_t)ov[3];
+    c->eos_id = (int32_t)ov[4];
+    double rb = pl_json_get_num(j, "rope_theta", 10000.0), ne = pl_json_get_num(j, "rms_norm_eps", 1e-5);
+    if (!(rb > 0 && rb < 1e30) || !(ne > 0 && ne < 1)) {
+        st = pl_fail(PL_ERR_FORMAT, "%s: \"rope_theta\" must be a positive number and \"rms_norm_eps\" in (0, 1)", cfgpath);
+        goto done;
+    }
+    c->rope_base = (float)rb;
+    c->norm_eps = (float)ne;
     c->rope_layout = PL_ROPE_LAYOUT_HALF;   /* HF checkpoints rotate halves (rotate_half) */
     c->qkv_bias = c->arch == PL_ARCH_QWEN2;
     struct pl_json *tie = pl_json_get(j, "tie_word_embeddings");
     c->tied_output = tie ? pl_json_bool(tie, 0) : 0;
     if ((st = pl_check_config(cfgpath, c))) goto done;
-    if (c->head_dim * c->n_heads != c->dim) {
+    if ((int64_t)c->head_dim * c->n_heads != c->dim) {
         st = pl_fail(PL_ERR_UNSUPPORTED, "%s: head_dim %d x %d heads differs from hidden_size %d",
                      cfgpath, c->head_dim, c->n_heads, c->dim);
         goto done;
@@ -613,6 +687,7 @@ enum pl_status pl_model_load(struct pl_model **out, const char *path,
             m->chat_template = pl_model_strdup(pl_tokenizer_chat_template(m->tok));
     }
     if (st == PL_OK) st = pl_check_weights(m);
+    if (st == PL_OK) st = pl_check_finite(m);
     if (st != PL_OK) {
         pl_model_free(m);
         return st;

@@ -255,7 +255,7 @@ static enum pl_status parse_meta(struct pl_safetensors *st, const char *fpath, c
 {
     if (pl_json_type(m) != PL_JSON_OBJECT)
         return pl_fail(PL_ERR_FORMAT, "%s: \"__metadata__\" is not an object", fpath);
-    if (st->n_meta) return PL_OK;   /* shards: the first file's metadata wins */
+    if (st->meta) return PL_OK;     /* shards (or a repeated key): the first metadata wins */
     const int n = pl_json_len(m);
     st->meta = pl_calloc((size_t)(2 * n + 1), sizeof(char *), PL_MEM_DATA);
     if (!st->meta) return pl_fail(PL_ERR_NOMEM, "%s: out of memory", fpath);

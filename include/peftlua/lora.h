@@ -50,6 +50,7 @@
 #include "peftlua/status.h"
 
 #define PL_LORA_MAX_LAYERS 1024
+#define PL_LORA_MAX_RANK 65536     /* adapter_config.json "r" above this is refused */
 
 struct pl_lora_cfg {
     int32_t r;              /* rank >= 1 */
