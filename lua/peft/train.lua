@@ -224,6 +224,7 @@ function M.run(cfg)
   end
   local out = cfg.output
   os.execute("mkdir -p " .. sh_quote(out))
+  local lock <close> = M.lock(out)   -- a second run on this output is refused (pid in output/peftlua.lock)
   local ckpt = out .. "/checkpoint"
   local metrics_path = out .. "/metrics.jsonl"
   local best, evals_since = math.huge, 0
