@@ -36,7 +36,7 @@ fuzz: fuzz-seeds
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
 	  dirs=""; for d in tests/fuzz/corpus/$$t tests/fuzz/regress/$$t $(FUZZ_BUILD)/seeds/$$t; do [ -d $$d ] && dirs="$$dirs $$d"; done; \
 	  echo "== fuzz $$t ($(FUZZ_TIME) s)"; \
-	  PEFTLUA_ROOT=$(abspath .) $(FUZZ_BUILD)/fuzz_$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_TIME) \
+	  OMP_NUM_THREADS=1 PEFTLUA_ROOT=$(abspath .) $(FUZZ_BUILD)/fuzz_$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_TIME) \
 	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$t- $(FUZZ_BUILD)/corpus/$$t $$dirs > $(FUZZ_BUILD)/$$t.log 2>&1 || fail=1; \
 	  grep -E '^(#[0-9]+ +DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb)' $(FUZZ_BUILD)/$$t.log | tr '\n' ' '; echo; \
 	  grep -E '^==[0-9]+==ERROR|runtime error|SUMMARY|^artifact_prefix|Test unit written' $(FUZZ_BUILD)/$$t.log; \
@@ -49,5 +49,5 @@ $(BUILD)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(FUZZ
 	$(CC) $(CFLAGS) $(FUZZ_DEFS) $(LDFLAGS) -o $@ $< tests/fuzz/replay_main.c $(LIB) $(LDLIBS)
 fuzz-replay: $(FUZZ_REPLAY)
 	@fail=0; for t in $(FUZZ_TARGETS); do \
-	  PEFTLUA_ROOT=$(abspath .) $(BUILD)/fuzz-replay/fuzz_$$t tests/fuzz/regress/$$t tests/fuzz/corpus/$$t || fail=1; \
+	  OMP_NUM_THREADS=1 PEFTLUA_ROOT=$(abspath .) $(BUILD)/fuzz-replay/fuzz_$$t tests/fuzz/regress/$$t tests/fuzz/corpus/$$t || fail=1; \
 	done; exit $$fail
