@@ -189,12 +189,39 @@ static enum pl_status pl_check_config(const char *path, struct pl_model_config *
 }
 
 /* Every weight finite: a NaN or infinity in a file (corrupt download, hostile file) is refused
- * here, naming the tensor, instead of reaching the kernels. Quantised tensors are checked
- * through their dequantised values (their scales can be NaN too). */
+ * here, naming the tensor, instead of reaching the kernels. A scan of the bits, not of values:
+ * f32/f16/bf16 elements, and for block-quantised types the f16/f32 scales of every block (the
+ * integer quants cannot be non-finite, and a non-finite scale makes its whole block so); other
+ * types (the in-memory NF4 ones) through their dequantised values. About 10 ms per 100 MB. */
+struct scale_at { enum pl_dtype t; int32_t block_bytes, off[2], f32; };
+static const struct scale_at scale_table[] = {   /* ggml block layouts */
+    { PL_Q4_0, 18, { 0, -1 }, 0 }, { PL_Q4_1, 20, { 0, 2 }, 0 }, { PL_Q5_0, 22, { 0, -1 }, 0 },
+    { PL_Q5_1, 24, { 0, 2 }, 0 }, { PL_Q8_0, 34, { 0, -1 }, 0 }, { PL_Q2_K, 84, { 80, 82 }, 0 },
+    { PL_Q3_K, 110, { 108, -1 }, 0 }, { PL_Q4_K, 144, { 0, 2 }, 0 }, { PL_Q5_K, 176, { 0, 2 }, 0 },
+    { PL_Q6_K, 210, { 208, -1 }, 0 }, { PL_Q8_K, 292, { 0, -1 }, 1 },
+};
+
+static int bits_nonfinite(const uint8_t *p, int64_t n, size_t stride, size_t width)
+{
+    int bad = 0;
+    if (width == 4) {
+        for (int64_t k = 0; k < n; k++) {
+            uint32_t u;
+            memcpy(&u, p + (size_t)k * stride, 4);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+    } else {   /* f16 (exponent 0x7c00) or bf16 (0x7f80): the caller passes the mask's width */
+        for (int64_t k = 0; k < n; k++) {
+            uint16_t h;
+            memcpy(&h, p + (size_t)k * stride, 2);
+            bad |= (h & (uint16_t)width) == (uint16_t)width;
+        }
+    }
+    return bad;
+}
+
 static enum pl_status pl_check_finite(struct pl_model *m)
 {
-    enum { CHUNK = 1 << 14 };
-    float *buf = NULL;
     enum pl_status st = PL_OK;
     int np = pl_model_n_params(m);
     for (int i = 0; i < np && st == PL_OK; i++) {
@@ -203,31 +230,40 @@ static enum pl_status pl_check_finite(struct pl_model *m)
         const struct pl_tensor *t = slot ? *slot : NULL;
         if (!t) continue;
         const int64_t n = pl_tensor_numel(t);
-        const void *base = pl_tensor_data(t);
-        if (t->dtype == PL_F32) {
-            const float *x = base;
-            int bad = 0;
-            for (int64_t k = 0; k < n; k++) bad |= !isfinite(x[k]);
-            if (bad) st = pl_fail(PL_ERR_FORMAT, "%s: tensor '%s' holds NaN or infinite values (corrupt file?)", m->path, name);
-            continue;
-        }
+        const uint8_t *base = pl_tensor_data(t);
         const int64_t blk = pl_dtype_info(t->dtype)->block;
-        if (blk <= 0 || n % blk) continue;
-        if (!buf && !(buf = pl_alloc(CHUNK * sizeof(float), PL_MEM_WORKSPACE))) {
-            st = pl_fail(PL_ERR_NOMEM, "%s: out of memory", m->path);
-            break;
+        const int32_t bb = pl_dtype_info(t->dtype)->block_bytes;
+        int bad = 0, known = 1;
+        if (t->dtype == PL_F32) bad = bits_nonfinite(base, n, 4, 4);
+        else if (t->dtype == PL_F16) bad = bits_nonfinite(base, n, 2, 0x7c00);
+        else if (t->dtype == PL_BF16) bad = bits_nonfinite(base, n, 2, 0x7f80);
+        else if (t->dtype == PL_I32 || t->dtype == PL_I8) continue;
+        else {
+            known = 0;
+            for (size_t k = 0; k < sizeof scale_table / sizeof *scale_table; k++) {
+                const struct scale_at *sa = &scale_table[k];
+                if (sa->t != t->dtype || sa->block_bytes != bb || blk <= 0 || n % blk) continue;
+                const int64_t nb = n / blk;
+                for (int j = 0; j < 2; j++)
+                    if (sa->off[j] >= 0)
+                        bad |= bits_nonfinite(base + sa->off[j], nb, (size_t)bb, sa->f32 ? 4 : 0x7c00);
+                known = 1;
+            }
         }
-        const int64_t step = (CHUNK / blk) * blk;
-        if (step == 0) continue;      /* a block larger than the buffer: nothing here has one */
-        for (int64_t k = 0; k < n && st == PL_OK; k += step) {
-            const int64_t c = n - k < step ? n - k : step;
-            if (pl_dequant_part(t->dtype, base, n, k, buf, c) != PL_OK) break;   /* not a float type */
-            int bad = 0;
-            for (int64_t q = 0; q < c; q++) bad |= !isfinite(buf[q]);
-            if (bad) st = pl_fail(PL_ERR_FORMAT, "%s: tensor '%s' holds NaN or infinite values (corrupt file?)", m->path, name);
+        if (!known && blk > 0 && n % blk == 0) {   /* anything else: by value, in chunks */
+            enum { CHUNK = 1 << 14 };
+            const int64_t step = (CHUNK / blk) * blk;
+            float *buf = step ? pl_alloc(CHUNK * sizeof(float), PL_MEM_WORKSPACE) : NULL;
+            if (step && !buf) return pl_fail(PL_ERR_NOMEM, "%s: out of memory", m->path);
+            for (int64_t k = 0; buf && k < n && !bad; k += step) {
+                const int64_t c = n - k < step ? n - k : step;
+                if (pl_dequant_part(t->dtype, base, n, k, buf, c) != PL_OK) break;
+                for (int64_t q = 0; q < c; q++) bad |= !isfinite(buf[q]);
+            }
+            pl_free(buf);
         }
+        if (bad) st = pl_fail(PL_ERR_FORMAT, "%s: tensor '%s' holds NaN or infinite values (corrupt file?)", m->path, name);
     }
-    pl_free(buf);
     return st;
 }
 

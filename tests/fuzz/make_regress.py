@@ -74,6 +74,10 @@ def main():
     g4 = bytearray(g[:i]) + kl + g[i:]
     g4[16:24] = struct.pack("<Q", struct.unpack("<Q", bytes(g[16:24]))[0] + 1)  # kv count + 1
     put("gguf", "head_dim_overflow.gguf", bytes(g4))
+    # a q8_0 model (dim 32) whose first block scale in blk.0.attn_q.weight is NaN
+    S.D, S.F = 32, 64
+    put("gguf", "nan_q8_0_scale.gguf", S.gguf(True, "blk.0.attn_q.weight"))
+    S.D, S.F = 8, 16
     # HF config.json: out-of-range optional fields (casts were UB), head_dim x heads overflow
     hc = json.loads(S.hf_config())
     for name, k, v in [("kv_heads_1e300", "num_key_value_heads", 1e300), ("head_dim_2e9", "head_dim", 2147483647),
