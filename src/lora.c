@@ -520,7 +520,22 @@ static enum pl_status load_config(const char *dir, struct pl_lora_cfg *cfg)
         goto done;
     }
     if (pl_json_bool(pl_json_get(c, "use_dora"), 0)) {
-        st = pl_fail(PL_ERR_UNSUPPORTED, "%s: DoRA adapters are not supported", path);
+        st = pl_fail(PL_ERR_UNSUPPORTED, "%s: use_dora is true: DoRA is not implemented in peftlua "
+                     "(merge it in PEFT with merge_and_unload() and load the merged model)", path);
+        goto done;
+    }
+    /* per-module ranks/alphas would need one r per adapter; PEFT writes {} when unused */
+    static const char *const patterns[] = { "rank_pattern", "alpha_pattern" };
+    for (int i = 0; i < 2; i++) {
+        struct pl_json *pat = pl_json_get(c, patterns[i]);
+        if (pl_json_type(pat) == PL_JSON_OBJECT && pl_json_len(pat) > 0) {
+            st = pl_fail(PL_ERR_UNSUPPORTED, "%s: %s is not empty: per-module ranks/alphas are not supported",
+                         path, patterns[i]);
+            goto done;
+        }
+    }
+    if (cfg->r < 1) {
+        st = pl_fail(PL_ERR_FORMAT, "%s: r is missing or below 1", path);
         goto done;
     }
     struct pl_json *tm = pl_json_get(c, "target_modules");
@@ -605,18 +620,31 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
     a->dropout_seed = 0x9e3779b97f4a7c15ull;
     snprintf(path, sizeof path, "%s", wpath);
     int64_t nt = pl_safetensors_count(sf), seen = 0;
+    unsigned char *got = pl_calloc((size_t)(2 * a->n), 1, PL_MEM_WORKSPACE);
     for (int64_t k = 0; k < nt && st == PL_OK; k++) {
         const struct pl_safetensors_info *ti = pl_safetensors_info(sf, k);
         const char *name = ti->name;
         int layer, proj;
         char which;
         if (!parse_peft_name(name, &layer, &proj, &which)) {
-            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not a PEFT LoRA weight name", path, name);
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not a LoRA weight of a base module peftlua "
+                         "adapts (base_model.model.model.layers.N.{self_attn,mlp}.<q..down>_proj.lora_{A,B}.weight)",
+                         path, name);
+            break;
+        }
+        if (layer < 0 || layer >= mc->n_layers) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s: the base model has no module model.layers.%d (it has %d layers)",
+                         path, name, layer, mc->n_layers);
             break;
         }
         struct pl_lora_adapter *d = pl_lora_get(a, layer, (enum pl_proj)proj);
         if (!d) {
             st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not among the configured targets/layers", path, name);
+            break;
+        }
+        if (ti->ndim == 2 && (which == 'A' ? ti->shape[0] : ti->shape[1]) != cfg.r) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s has rank %lld but adapter_config.json says r = %d",
+                         path, name, (long long)(which == 'A' ? ti->shape[0] : ti->shape[1]), cfg.r);
             break;
         }
         if (ti->dtype != PL_F32 && ti->dtype != PL_F16 && ti->dtype != PL_BF16) {
@@ -626,16 +654,26 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
         }
         int64_t want0 = which == 'A' ? cfg.r : d->out, want1 = which == 'A' ? d->in : cfg.r;
         if (ti->ndim != 2 || ti->shape[0] != want0 || ti->shape[1] != want1) {
-            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s should have shape [%lld, %lld] for this model", path,
-                         name, (long long)want0, (long long)want1);
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld], this model needs [%lld, %lld] "
+                         "(adapter for another base model?)", path, name,
+                         (long long)ti->shape[0], (long long)(ti->ndim > 1 ? ti->shape[1] : 0),
+                         (long long)want0, (long long)want1);
             break;
         }
         st = pl_dequant_row(ti->dtype, ti->data, which == 'A' ? d->A : d->B, want0 * want1);
+        if (got) got[2 * (d - a->ad) + (which == 'B')] = 1;
         seen++;
     }
     pl_safetensors_close(sf);
-    if (st == PL_OK && seen != 2 * (int64_t)a->n)
-        st = pl_fail(PL_ERR_FORMAT, "%s: %lld LoRA tensors, the config needs %d", path, (long long)seen, 2 * a->n);
+    if (st == PL_OK && !got) st = pl_fail(PL_ERR_NOMEM, "lora load: out of memory");
+    for (int i = 0; st == PL_OK && i < 2 * a->n; i++)
+        if (!got[i]) {
+            char nm[256];
+            peft_name(nm, sizeof nm, a->ad[i / 2].layer, a->ad[i / 2].proj, i % 2 ? 'B' : 'A');
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is missing (adapter_config.json targets it; %lld LoRA tensors in the file, %d expected)",
+                         path, nm, (long long)seen, 2 * a->n);
+        }
+    pl_free(got);
     if (st == PL_OK) st = permute_qk(a, a->params, 0);
     if (st != PL_OK) { pl_lora_free(a); return st; }
     *out = a;

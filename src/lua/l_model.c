@@ -21,6 +21,14 @@
  *   m:encode(text [, {bos = bool, special = bool}]) → ids;  m:decode(ids) → text
  *   m:tokenizer()                  → a peft.Tokenizer loaded from the model's tokenizer file
  *   m:chat(messages [, generate options]) → reply (lua/peft/model.lua: the model's chat template)
+ *   m:load_adapter(path [, {name =, scale = 1}]) → name   a PEFT/peftlua adapter directory (or its
+ *                                    adapter_model.safetensors) or a GGUF LoRA adapter; several may be
+ *                                    loaded; name defaults to the directory's/file's base name
+ *   m:unload_adapter([name])       that adapter, or all of them
+ *   m:adapters()                   → list of {name, path, r, alpha, rslora, scale, targets, ...}
+ *   forward, loss (3rd argument), perplexity, generate and chat take {adapter = name | false}:
+ *   the adapter to run with; absent: the last loaded (none loaded: the model as it is); false:
+ *   the base model alone
  *   m:close()                      (also __gc / __close)
  */
 #include <math.h>
@@ -31,6 +39,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "peftlua/adapters.h"
 #include "peftlua/alloc.h"
 #include "peftlua/json.h"
 #include "peftlua/model.h"
@@ -39,7 +48,10 @@
 
 #define PL_MODEL_MT "peft.Model"
 
-struct l_model { struct pl_model *m; };
+struct l_model {
+    struct pl_model *m;
+    struct pl_adapter_set *ads;   /* m:load_adapter's adapters (NULL until the first) */
+};
 
 /* For other bindings (pl_lua.h): the model at idx, NULL if the value is not a peft.Model. */
 struct pl_model *pl_lua_test_model(lua_State *L, int idx)
@@ -62,6 +74,8 @@ static struct pl_tokenizer *l_model_tok(lua_State *L, struct pl_model *m)
     return m->tok;
 }
 
+static struct pl_lora *l_model_pick(lua_State *L, int opt, int *change);
+
 static int l_model_load(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -72,6 +86,7 @@ static int l_model_load(lua_State *L)
     o.no_tokenizer = pl_lua_opt_bool(L, 2, "no_tokenizer", 0);
     struct l_model *u = lua_newuserdatauv(L, sizeof *u, 0);   /* closed until loaded */
     u->m = NULL;
+    u->ads = NULL;
     luaL_setmetatable(L, PL_MODEL_MT);
     if (pl_model_load(&u->m, path, &o) != PL_OK) return pl_lua_error(L);
     return 1;
@@ -80,6 +95,8 @@ static int l_model_load(lua_State *L)
 static int l_model_close(lua_State *L)
 {
     struct l_model *u = luaL_checkudata(L, 1, PL_MODEL_MT);
+    pl_adapter_set_free(u->ads, u->m);
+    u->ads = NULL;
     pl_model_free(u->m);
     u->m = NULL;
     return 0;
@@ -214,14 +231,19 @@ static int32_t *l_model_ids(lua_State *L, int idx, int *B, int *T)
 static int l_model_forward(lua_State *L)
 {
     struct pl_model *m = l_model_check(L, 1);
-    static const char *const allowed[] = { "last", NULL };
+    static const char *const allowed[] = { "last", "adapter", NULL };
     pl_lua_check_options(L, 3, allowed, "forward");
     int last = pl_lua_opt_bool(L, 3, "last", 0);
+    int change;
+    struct pl_lora *ad = l_model_pick(L, 3, &change);
     int B, T;
     int32_t *ids = l_model_ids(L, 2, &B, &T);
     struct pl_llama_ctx *c = pl_llama_ctx_new(m, B, T, 0);
     if (!c) { pl_free(ids); return pl_lua_error(L); }
+    struct pl_hook_state h = { 0 };
+    if (change) h = pl_adapter_use(m, ad);
     enum pl_status st = pl_llama_forward(c, ids, T, 0, last);
+    if (change) pl_adapter_restore(m, h);
     pl_free(ids);
     if (st != PL_OK) { pl_llama_ctx_free(c); return pl_lua_error(L); }
     int64_t V = m->cfg.vocab_size;
@@ -249,6 +271,10 @@ static int32_t *l_model_encode_str(lua_State *L, struct pl_model *m, int idx, un
 static int l_model_loss(lua_State *L)
 {
     struct pl_model *m = l_model_check(L, 1);
+    static const char *const allowed[] = { "adapter", NULL };
+    pl_lua_check_options(L, 3, allowed, "loss");
+    int change;
+    struct pl_lora *ad = l_model_pick(L, 3, &change);
     int32_t *ids;
     size_t n;
     if (lua_type(L, 2) == LUA_TSTRING) {
@@ -262,7 +288,10 @@ static int l_model_loss(lua_State *L)
     double sum = 0;
     int64_t count = 0;
     int ctx = m->cfg.seq_len;
+    struct pl_hook_state h = { 0 };
+    if (change) h = pl_adapter_use(m, ad);
     enum pl_status st = pl_llama_score_stream(m, ids, (int64_t)n, ctx, ctx, &sum, &count);
+    if (change) pl_adapter_restore(m, h);
     pl_free(ids);
     if (st != PL_OK) return pl_lua_error(L);
     lua_pushnumber(L, count ? sum / (double)count : NAN);
@@ -308,8 +337,10 @@ static int l_model_perplexity(lua_State *L)
     struct pl_model *m = l_model_check(L, 1);
     const char *path = luaL_checkstring(L, 2);
     static const char *const allowed[] = { "format", "field", "max_seq_len", "stride", "limit",
-                                           "separator", NULL };
+                                           "separator", "adapter", NULL };
     pl_lua_check_options(L, 3, allowed, "perplexity");
+    int change;
+    struct pl_lora *ad = l_model_pick(L, 3, &change);
     const char *fmt = pl_lua_opt_str(L, 3, "format", NULL);
     const char *field = pl_lua_opt_str(L, 3, "field", "text");
     const char *sep = pl_lua_opt_str(L, 3, "separator", "<|endoftext|>");
@@ -332,6 +363,8 @@ static int l_model_perplexity(lua_State *L)
     double sum = 0;
     int64_t count = 0;
     enum pl_status st = PL_OK;
+    struct pl_hook_state h = { 0 };
+    if (change) h = pl_adapter_use(m, ad);
     if (!jsonl) {
         /* Documents separated by the separator (default "<|endoftext|>") are scored as separate
          * sequences, each trimmed of surrounding whitespace and encoded with the model's BOS. */
@@ -375,6 +408,7 @@ static int l_model_perplexity(lua_State *L)
             line += ll + 1;
         }
     }
+    if (change) pl_adapter_restore(m, h);
     pl_free(data);
     if (st != PL_OK) return pl_lua_error(L);
     double mean = count ? sum / (double)count : NAN;
@@ -405,8 +439,10 @@ static int l_model_generate(lua_State *L)
     struct pl_model *m = l_model_check(L, 1);
     static const char *const allowed[] = { "max_tokens", "temperature", "top_k", "top_p",
                                            "repetition_penalty", "seed", "stop", "greedy",
-                                           "ignore_eos", "on_token", "special", NULL };
+                                           "ignore_eos", "on_token", "special", "adapter", NULL };
     pl_lua_check_options(L, 3, allowed, "generate");
+    int change;
+    struct pl_lora *ad = l_model_pick(L, 3, &change);
     struct pl_generate_opts o;
     memset(&o, 0, sizeof o);
     o.max_tokens = (int32_t)pl_lua_opt_int(L, 3, "max_tokens", 128);
@@ -470,7 +506,10 @@ static int l_model_generate(lua_State *L)
     char *text = NULL;
     int ngen = 0;
     l_model_tok(L, m);
+    struct pl_hook_state h = { 0 };
+    if (change) h = pl_adapter_use(m, ad);
     enum pl_status st = pl_generate(m, ids, (int)n, &o, &text, NULL, &ngen);
+    if (change) pl_adapter_restore(m, h);
     pl_free(ids);
     if (cb.err) { pl_free(text); return lua_error(L); }   /* the callback's error */
     if (st != PL_OK) return pl_lua_error(L);
@@ -534,7 +573,158 @@ static int l_model_tokenizer(lua_State *L)
     return 1;
 }
 
+
+/* ------------------------------------------------------------------ adapters */
+
+/* The adapter a call runs with, from option "adapter" of the table at opt: a name, false (the
+ * base model alone) or absent (the last loaded; with none loaded the model's hook is left as
+ * it is, e.g. a trainer's adapter). *change = 0: leave the hook alone. Raises on an unknown name. */
+static struct pl_lora *l_model_pick(lua_State *L, int opt, int *change)
+{
+    struct l_model *u = luaL_checkudata(L, 1, PL_MODEL_MT);
+    int t = lua_istable(L, opt) ? lua_getfield(L, opt, "adapter") : (lua_pushnil(L), LUA_TNIL);
+    struct pl_lora *a = NULL;
+    *change = 1;
+    if (t == LUA_TNIL) {
+        struct pl_adapter_slot *sl = pl_adapter_set_last(u->ads);
+        if (sl) a = sl->lora; else *change = 0;
+    } else if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+        a = NULL;
+    } else if (t == LUA_TSTRING) {
+        struct pl_adapter_slot *sl = pl_adapter_set_find(u->ads, lua_tostring(L, -1));
+        if (!sl) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (int i = 0; u->ads && i < u->ads->n; i++) {
+                if (i) luaL_addstring(&b, ", ");
+                luaL_addstring(&b, u->ads->v[i].name);
+            }
+            if (!u->ads || !u->ads->n) luaL_addstring(&b, "none; use m:load_adapter(path)");
+            luaL_pushresult(&b);
+            return (luaL_error(L, "option 'adapter': no adapter named '%s' is loaded (loaded: %s)",
+                               lua_tostring(L, -2), lua_tostring(L, -1)), NULL);
+        }
+        a = sl->lora;
+    } else {
+        luaL_error(L, "option 'adapter' must be an adapter name or false");
+    }
+    lua_pop(L, 1);
+    return a;
+}
+
+/* Default name: the file's or directory's base name (without .gguf; a PEFT file's directory). */
+static void l_adapter_default_name(const char *path, char *out, size_t n)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    size_t len = strlen(buf);
+    while (len > 1 && buf[len - 1] == '/') buf[--len] = '\0';
+    char *base = strrchr(buf, '/');
+    if (base && (strcmp(base + 1, "adapter_model.safetensors") == 0 ||
+                 strcmp(base + 1, "adapter_config.json") == 0)) {
+        *base = '\0';
+        base = strrchr(buf, '/');
+    }
+    base = base ? base + 1 : buf;
+    len = strlen(base);
+    if (len > 5 && strcmp(base + len - 5, ".gguf") == 0) base[len - 5] = '\0';
+    snprintf(out, n, "%s", *base ? base : "adapter");
+}
+
+/* m:load_adapter(path [, {name =, scale =}]) → name */
+static int l_model_load_adapter(lua_State *L)
+{
+    struct l_model *u = luaL_checkudata(L, 1, PL_MODEL_MT);
+    struct pl_model *m = l_model_check(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    static const char *const allowed[] = { "name", "scale", NULL };
+    pl_lua_check_options(L, 3, allowed, "load_adapter");
+    char name[128];
+    const char *given = pl_lua_opt_str(L, 3, "name", NULL);
+    if (given) {
+        if (!*given || strlen(given) > 127) return luaL_error(L, "load_adapter: name must be 1..127 characters");
+        snprintf(name, sizeof name, "%s", given);
+    } else {
+        l_adapter_default_name(path, name, sizeof name);
+    }
+    double scale = pl_lua_opt_num(L, 3, "scale", 1.0);
+    if (!isfinite(scale)) return luaL_error(L, "load_adapter: scale must be a finite number");
+    if (pl_adapter_set_find(u->ads, name))
+        return luaL_error(L, "load_adapter: an adapter named '%s' is already loaded "
+                          "(m:unload_adapter('%s') first, or give {name = ...})", name, name);
+    if (!u->ads && !(u->ads = pl_adapter_set_new())) return pl_lua_error(L);
+    struct pl_lora *a;
+    if (pl_adapter_open(&a, path, &m->cfg) != PL_OK) return pl_lua_error(L);
+    if (pl_adapter_set_add(u->ads, name, path, a, (float)scale) != PL_OK) {
+        pl_lora_free(a);
+        return pl_lua_error(L);
+    }
+    lua_pushstring(L, name);
+    return 1;
+}
+
+/* m:unload_adapter([name]): that adapter, or every loaded one. */
+static int l_model_unload_adapter(lua_State *L)
+{
+    struct l_model *u = luaL_checkudata(L, 1, PL_MODEL_MT);
+    struct pl_model *m = l_model_check(L, 1);
+    if (lua_isnoneornil(L, 2)) {
+        pl_adapter_set_free(u->ads, m);
+        u->ads = NULL;
+        return 0;
+    }
+    const char *name = luaL_checkstring(L, 2);
+    if (pl_adapter_set_remove(u->ads, name, m) != PL_OK) return pl_lua_error(L);
+    return 0;
+}
+
+/* m:adapters() → { {name, path, r, alpha, rslora, scale, user_scale, targets = {...},
+ *                   layers = n | {l, ...}, params, default}, ... } in load order */
+static int l_model_adapters(lua_State *L)
+{
+    struct l_model *u = luaL_checkudata(L, 1, PL_MODEL_MT);
+    l_model_check(L, 1);
+    int n = u->ads ? u->ads->n : 0;
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        const struct pl_adapter_slot *sl = &u->ads->v[i];
+        const struct pl_lora *a = sl->lora;
+        lua_newtable(L);
+        SETS("name", sl->name);
+        SETS("path", sl->path);
+        SETI("r", a->cfg.r);
+        SETN("alpha", a->cfg.alpha);
+        SETB("rslora", a->cfg.use_rslora);
+        SETN("scale", a->scale);
+        SETN("user_scale", sl->user_scale);
+        SETI("params", a->n_params);
+        SETB("default", i == n - 1);
+        lua_newtable(L);
+        int k = 0;
+        for (int p = 0; p < PL_PROJ_COUNT; p++)
+            if (a->cfg.targets & (1u << p)) {
+                lua_pushstring(L, pl_proj_names[p]);
+                lua_rawseti(L, -2, ++k);
+            }
+        lua_setfield(L, -2, "targets");
+        if (a->cfg.n_layers_sel == 0) SETI("layers", a->n_model_layers);
+        else {
+            lua_createtable(L, a->cfg.n_layers_sel, 0);
+            for (int l = 0; l < a->cfg.n_layers_sel; l++) {
+                lua_pushinteger(L, a->cfg.layers[l]);
+                lua_rawseti(L, -2, l + 1);
+            }
+            lua_setfield(L, -2, "layers");
+        }
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
 static const luaL_Reg l_model_methods[] = {
+    { "load_adapter", l_model_load_adapter },
+    { "unload_adapter", l_model_unload_adapter },
+    { "adapters", l_model_adapters },
     { "tokenizer", l_model_tokenizer },
     { "card", l_model_card },
     { "config", l_model_config },
