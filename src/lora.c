@@ -581,6 +581,44 @@ done:
     return st;
 }
 
+/* One tensor of adapter_model.safetensors against the config and the model, before anything is
+ * allocated for it: a PEFT LoRA name, a layer the model has, a configured target, the rank,
+ * dtype and shape. */
+static enum pl_status check_tensor(const char *path, const struct pl_safetensors_info *ti,
+                                   const struct pl_model_config *mc, const struct pl_lora_cfg *c,
+                                   int *layer_out, int *proj_out, char *which_out,
+                                   int64_t *want0_out, int64_t *want1_out)
+{
+    const char *name = ti->name;
+    int layer, proj;
+    char which;
+    if (!parse_peft_name(name, &layer, &proj, &which))
+        return pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not a LoRA weight of a base module peftlua "
+                       "adapts (base_model.model.model.layers.N.{self_attn,mlp}.<q..down>_proj.lora_{A,B}.weight)",
+                       path, name);
+    if (layer < 0 || layer >= mc->n_layers)
+        return pl_fail(PL_ERR_FORMAT, "%s: tensor %s: the base model has no module model.layers.%d (it has %d layers)",
+                       path, name, layer, mc->n_layers);
+    if (!(c->targets & (1u << proj)) || !layer_selected(c, layer))
+        return pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not among the configured targets/layers", path, name);
+    if (ti->ndim == 2 && (which == 'A' ? ti->shape[0] : ti->shape[1]) != c->r)
+        return pl_fail(PL_ERR_FORMAT, "%s: tensor %s has rank %lld but adapter_config.json says r = %d",
+                       path, name, (long long)(which == 'A' ? ti->shape[0] : ti->shape[1]), c->r);
+    if (ti->dtype != PL_F32 && ti->dtype != PL_F16 && ti->dtype != PL_BF16)
+        return pl_fail(PL_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16, BF16 supported)", path,
+                       name, pl_dtype_info(ti->dtype)->name);
+    int64_t in, out;
+    pl_lora_proj_shape(mc, (enum pl_proj)proj, &in, &out);
+    int64_t want0 = which == 'A' ? c->r : out, want1 = which == 'A' ? in : c->r;
+    if (ti->ndim != 2 || ti->shape[0] != want0 || ti->shape[1] != want1)
+        return pl_fail(PL_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld], this model needs [%lld, %lld] "
+                       "(adapter for another base model?)", path, name,
+                       (long long)ti->shape[0], (long long)(ti->ndim > 1 ? ti->shape[1] : 0),
+                       (long long)want0, (long long)want1);
+    *layer_out = layer; *proj_out = proj; *which_out = which; *want0_out = want0; *want1_out = want1;
+    return PL_OK;
+}
+
 enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct pl_model_config *mc)
 {
     *out = NULL;
@@ -593,20 +631,32 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
     snprintf(wpath, sizeof wpath, "%s/adapter_model.safetensors", dir);
     struct pl_safetensors *sf;
     if ((st = pl_safetensors_open(wpath, &sf)) != PL_OK) return st;
-    /* the weights the config asks for must be in the file before anything is allocated for
-     * them (a hostile "r" would otherwise size the allocation): at least 2 bytes (f16/bf16)
-     * per weight of each configured adapter */
+    /* every tensor checked, and the weights the config asks for shown to be in the file, before
+     * anything is allocated for them (a hostile "r" would otherwise size the allocation): at
+     * least 2 bytes (f16/bf16) per weight of each configured adapter */
+    if (mc->n_layers <= 0 || mc->n_layers > PL_LORA_MAX_LAYERS) {
+        pl_safetensors_close(sf);
+        return pl_fail(PL_ERR_ARG, "%s: lora: model has %d layers", path, mc->n_layers);
+    }
+    for (int64_t k = 0; k < pl_safetensors_count(sf); k++) {
+        int layer, proj;
+        char which;
+        int64_t w0, w1;
+        if ((st = check_tensor(wpath, pl_safetensors_info(sf, k), mc, &cfg, &layer, &proj, &which, &w0, &w1)) != PL_OK) {
+            pl_safetensors_close(sf);
+            return st;
+        }
+    }
     uint64_t have = 0;
     for (int64_t k = 0; k < pl_safetensors_count(sf); k++) have += pl_safetensors_info(sf, k)->nbytes;
     int64_t need = 0;
-    if (mc->n_layers > 0 && mc->n_layers <= PL_LORA_MAX_LAYERS)
-        for (int l = 0; l < mc->n_layers; l++)
-            for (int p = 0; p < PL_PROJ_COUNT; p++) {
-                if (!(cfg.targets & (1u << p)) || !layer_selected(&cfg, l)) continue;
-                int64_t in, out;
-                pl_lora_proj_shape(mc, (enum pl_proj)p, &in, &out);
-                need += 2 * (int64_t)cfg.r * (in + out);
-            }
+    for (int l = 0; l < mc->n_layers; l++)
+        for (int p = 0; p < PL_PROJ_COUNT; p++) {
+            if (!(cfg.targets & (1u << p)) || !layer_selected(&cfg, l)) continue;
+            int64_t in, out;
+            pl_lora_proj_shape(mc, (enum pl_proj)p, &in, &out);
+            need += 2 * (int64_t)cfg.r * (in + out);
+        }
     if ((uint64_t)need > have) {
         pl_safetensors_close(sf);
         return pl_fail(PL_ERR_FORMAT, "%s: rank r = %d needs %lld bytes of LoRA weights, but %s holds %llu",
@@ -623,43 +673,11 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
     unsigned char *got = pl_calloc((size_t)(2 * a->n), 1, PL_MEM_WORKSPACE);
     for (int64_t k = 0; k < nt && st == PL_OK; k++) {
         const struct pl_safetensors_info *ti = pl_safetensors_info(sf, k);
-        const char *name = ti->name;
         int layer, proj;
         char which;
-        if (!parse_peft_name(name, &layer, &proj, &which)) {
-            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not a LoRA weight of a base module peftlua "
-                         "adapts (base_model.model.model.layers.N.{self_attn,mlp}.<q..down>_proj.lora_{A,B}.weight)",
-                         path, name);
-            break;
-        }
-        if (layer < 0 || layer >= mc->n_layers) {
-            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s: the base model has no module model.layers.%d (it has %d layers)",
-                         path, name, layer, mc->n_layers);
-            break;
-        }
+        int64_t want0, want1;
+        if ((st = check_tensor(path, ti, mc, &cfg, &layer, &proj, &which, &want0, &want1)) != PL_OK) break;
         struct pl_lora_adapter *d = pl_lora_get(a, layer, (enum pl_proj)proj);
-        if (!d) {
-            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not among the configured targets/layers", path, name);
-            break;
-        }
-        if (ti->ndim == 2 && (which == 'A' ? ti->shape[0] : ti->shape[1]) != cfg.r) {
-            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s has rank %lld but adapter_config.json says r = %d",
-                         path, name, (long long)(which == 'A' ? ti->shape[0] : ti->shape[1]), cfg.r);
-            break;
-        }
-        if (ti->dtype != PL_F32 && ti->dtype != PL_F16 && ti->dtype != PL_BF16) {
-            st = pl_fail(PL_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16, BF16 supported)", path,
-                         name, pl_dtype_info(ti->dtype)->name);
-            break;
-        }
-        int64_t want0 = which == 'A' ? cfg.r : d->out, want1 = which == 'A' ? d->in : cfg.r;
-        if (ti->ndim != 2 || ti->shape[0] != want0 || ti->shape[1] != want1) {
-            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld], this model needs [%lld, %lld] "
-                         "(adapter for another base model?)", path, name,
-                         (long long)ti->shape[0], (long long)(ti->ndim > 1 ? ti->shape[1] : 0),
-                         (long long)want0, (long long)want1);
-            break;
-        }
         st = pl_dequant_row(ti->dtype, ti->data, which == 'A' ? d->A : d->B, want0 * want1);
         if (got) got[2 * (d - a->ad) + (which == 'B')] = 1;
         seen++;

@@ -41,6 +41,10 @@ def main():
     for name, r in [("r_4000000", 4000000), ("r_9e9", 9e9), ("r_0", 0), ("r_60000_small_file", 60000), ("r_nan_like", -1e308)]:
         d = dict(c, r=r)
         put("adapter", name, json.dumps(d).encode() + SPLIT + weights)
+    empty = struct.pack("<Q", 8) + b"{}      "
+    allm = dict(c, r=65536, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    del allm["layers_to_transform"]
+    put("adapter", "r_65536_no_tensors", json.dumps(allm).encode() + SPLIT + empty)
     put("adapter", "r_9e9_no_weights", '{"peft_type":"LORA","r":9e9}')
     put("adapter", "layer_1e12", json.dumps(dict(c, layers_to_transform=[1e12])).encode() + SPLIT + weights)
     # checkpoints: blob_size 4 GiB in a short file; counters at INT64_MAX; a bit flip; truncation
