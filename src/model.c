@@ -357,12 +357,24 @@ static enum pl_status pl_model_load_llama2c(struct pl_model *m, const char *path
     }
     int64_t D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
     int64_t KV = (int64_t)c->n_kv_heads * c->head_dim, hs = c->head_dim;
-    int64_t floats = V * D + L * D + L * D * D + 2 * L * KV * D + L * D * D + L * D +
-                     3 * L * F * D + D + (int64_t)c->seq_len * hs + (c->tied_output ? 0 : V * D);
-    if (fsize < 28 || (int64_t)(fsize - 28) < floats * 4) {
+    /* sizes from the header, multiplied with overflow checks (alloc.h) */
+    const int64_t terms[][4] = {
+        { V, D, 1, 1 }, { L, D, 1, 1 }, { L, D, D, 1 }, { 2, L, KV, D }, { L, D, D, 1 }, { L, D, 1, 1 },
+        { 3, L, F, D }, { D, 1, 1, 1 }, { c->seq_len, hs, 1, 1 }, { c->tied_output ? 0 : V, D, 1, 1 },
+    };
+    int64_t floats = 0, bytes = 0;
+    int ok = 1;
+    for (size_t k = 0; k < sizeof terms / sizeof *terms && ok; k++) {
+        int64_t t = 1;
+        for (int q = 0; q < 4 && ok; q++) ok = pl_mul_i64(t, terms[k][q], &t);
+        ok = ok && pl_add_i64(floats, t, &floats);
+    }
+    ok = ok && pl_mul_i64(floats, 4, &bytes) && bytes <= INT64_MAX - 28;
+    if (!ok || fsize < 28 || (int64_t)(fsize - 28) < bytes) {
         fclose(f);
+        if (!ok) return pl_fail(PL_ERR_FORMAT, "%s: the llama2.c header's sizes overflow", path);
         return pl_fail(PL_ERR_FORMAT, "%s: truncated: %ld bytes, the header implies %lld", path,
-                       fsize, (long long)(28 + floats * 4));
+                       fsize, (long long)(28 + bytes));
     }
     struct pl_storage *s = pl_storage_new((size_t)floats * 4, PL_MEM_WEIGHTS);
     if (!s) { fclose(f); return pl_fail(PL_ERR_NOMEM, "%s: out of memory for weights", path); }

@@ -144,6 +144,7 @@ static void test_regress_models(void **state)
         { REG "gguf/nan_q8_0_scale.gguf", "tensor 'model.layers.0.self_attn.q_proj.weight' holds NaN or infinite values" },
         { REG "gguf/head_dim_overflow.gguf", "implausible configuration (head_dim 1073741824" },
         { REG "llama2c_model/vocab_int32_min.bin", "bad vocab_size -2147483648 in llama2.c header" },
+        { REG "llama2c_model/huge_header.bin", "truncated: 11388 bytes, the header implies" },
         { REG "llama2c_model/nan_weight.bin", "tensor 'model.embed_tokens.weight' holds NaN or infinite values" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

@@ -93,6 +93,7 @@ def main():
     m2 = bytearray(m)
     m2[20:24] = struct.pack("<i", -(1 << 31))
     put("llama2c_model", "vocab_int32_min.bin", bytes(m2))
+    put("llama2c_model", "huge_header.bin", struct.pack("<7i", 1 << 20, 1 << 22, 4096, 16, 16, 1 << 24, 1 << 20) + bytes(m[28:]))
     m3 = bytearray(m)
     m3[28 + 40:28 + 44] = struct.pack("<f", float("nan"))
     put("llama2c_model", "nan_weight.bin", bytes(m3))
