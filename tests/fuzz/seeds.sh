@@ -8,7 +8,7 @@ S=$B/seeds
 SH=../shared
 rm -rf "$S"
 mkdir -p "$S/gguf" "$S/safetensors" "$S/tokenizer_json" "$S/llama2c_model" "$S/llama2c_tokenizer" \
-  "$S/data" "$S/chat" "$S/adapter" "$S/checkpoint" "$S/tune" "$S/hf_config"
+  "$S/data" "$S/chat" "$S/adapter" "$S/checkpoint" "$S/tune" "$S/hf_config" "$S/tokenize"
 cp_if() { [ -f "$1" ] && cp "$1" "$2" || true; }
 cp_if $SH/models/stories260K/stories260K.gguf "$S/gguf/"
 cp_if models/SmolLM2-135M-Instruct.Q4_1.gguf /dev/null   # too large to fuzz whole; its header:
@@ -22,6 +22,8 @@ for f in tests/data/bad/*; do cp_if "$f" "$S/data/"; done
 [ -f $SH/data/wikisql/valid.jsonl ] && head -n 12 $SH/data/wikisql/valid.jsonl > "$S/data/wikisql_head.jsonl" || true
 [ -f $SH/data/chat-demo/dummy_conversation.messages.jsonl ] && head -n 4 $SH/data/chat-demo/dummy_conversation.messages.jsonl > "$S/data/chat_demo_head.jsonl" || true
 [ -f $SH/data/alpaca-demo/alpaca_en_demo.json ] && python3 -c "import json,sys; json.dump(json.load(open(sys.argv[1]))[:4], sys.stdout)" $SH/data/alpaca-demo/alpaca_en_demo.json > "$S/data/alpaca_head.json" || true
+[ -f $SH/data/text/tinystories_sample.txt ] && { printf '\011'; head -c 1500 $SH/data/text/tinystories_sample.txt; } > "$S/tokenize/tinystories" || true
+[ -f $SH/data/wikisql/valid.jsonl ] && { printf '\004'; head -c 1500 $SH/data/wikisql/valid.jsonl; } > "$S/tokenize/wikisql" || true
 # the PEFT-written adapter: config, split line, weights
 if [ -f tests/data/lora/peft_fixture/adapter_config.json ]; then
   { cat tests/data/lora/peft_fixture/adapter_config.json; printf '\n--PEFTLUA-FUZZ-SPLIT--\n'; cat tests/data/lora/peft_fixture/adapter_model.safetensors; } > "$S/adapter/peft_fixture"
