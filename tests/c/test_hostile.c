@@ -22,6 +22,7 @@
 
 #include "pl_test.h"
 #include "peftlua/peftlua.h"
+#include "peftlua/adapters.h"
 #include "../../src/kernels_internal.h"
 
 #define REG "tests/fuzz/regress/"
@@ -127,6 +128,15 @@ static void test_regress_adapters(void **state)
         assert_null(a);
         assert_int_equal(pl_mem_current_total(), before);   /* nothing kept on the error path */
     }
+    /* GGUF LoRA adapters (llama.cpp layout) */
+    struct pl_lora *g = NULL;
+    expect_error(pl_lora_load_gguf(&g, REG "adapter/gguf_rank_2p20_empty.gguf", &fixture_mc), "gguf rank",
+                 "tensor blk.1.attn_v.weight.lora_a has rank 1048576 (1 to 65536 expected)");
+    expect_error(pl_lora_load_gguf(&g, REG "adapter/gguf_wrong_in.gguf", &fixture_mc), "gguf shape",
+                 "tensor blk.1.attn_v.weight.lora_a has shape [2, 64], this model needs [2, 24]");
+    if (pl_lora_load_gguf(&g, "tests/fuzz/corpus/adapter/gguf_v_down.gguf", &fixture_mc) != PL_OK) fail_msg("%s", pl_last_error());
+    assert_int_equal(g->cfg.r, 2);
+    pl_lora_free(g);
     /* the seed itself loads (the cases differ from it in one field only) */
     split_into("tests/fuzz/corpus/adapter/fixture_shape_v_down", d, "adapter_config.json", "adapter_model.safetensors");
     struct pl_lora *a = NULL;

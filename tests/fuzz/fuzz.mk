@@ -24,7 +24,7 @@ fuzz-build:
 	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN) -gline-tables-only -Wno-pass-failed" $(FUZZ_BUILD)/libpeftlua.a
 	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_HDRS)
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_HDRS) $(wildcard $(FUZZ_BUILD)/libpeftlua.a)
 	$(FUZZ_CC) -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) $(FUZZ_DEFS) -fsanitize=fuzzer $(FUZZ_SAN) \
 	  -o $@ $< $(FUZZ_BUILD)/libpeftlua.a $(LDLIBS)
 

@@ -47,6 +47,10 @@ def main():
     put("adapter", "r_65536_no_tensors", json.dumps(allm).encode() + SPLIT + empty)
     put("adapter", "r_9e9_no_weights", '{"peft_type":"LORA","r":9e9}')
     put("adapter", "layer_1e12", json.dumps(dict(c, layers_to_transform=[1e12])).encode() + SPLIT + weights)
+    # GGUF LoRA adapters (llama.cpp layout): a rank of 2^20 in a zero-byte tensor, a rank that
+    # does not fit the model's projection
+    put("adapter", "gguf_rank_2p20_empty.gguf", S.gguf_adapter(tensors=[("blk.1.attn_v.weight.lora_a", (1 << 20, 0))]))
+    put("adapter", "gguf_wrong_in.gguf", S.gguf_adapter(tensors=[("blk.1.attn_v.weight.lora_a", (2, 64))]))
     # checkpoints: blob_size 4 GiB in a short file; counters at INT64_MAX; a bit flip; truncation
     ck = open("tests/fuzz/corpus/checkpoint/with_blob", "rb").read()
     man, state = ck.split(SPLIT)

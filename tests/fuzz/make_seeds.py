@@ -171,6 +171,27 @@ def l2c_tokenizer():
     return out
 
 
+def gguf_adapter(r=2, tensors=None):
+    """A llama.cpp-layout GGUF LoRA adapter for the adapter harness's model shape (hidden 24,
+    kv dim 12, ffn 40): blk.1 attn_v and ffn_down, f32."""
+    if tensors is None:
+        tensors = [("blk.1.attn_v.weight.lora_a", (r, 24)), ("blk.1.attn_v.weight.lora_b", (12, r)),
+                   ("blk.1.ffn_down.weight.lora_a", (r, 40)), ("blk.1.ffn_down.weight.lora_b", (24, r))]
+    kvs = [gkv("general.architecture", 8, "llama"), gkv("general.type", 8, "adapter"),
+           gkv("adapter.type", 8, "lora"), gkv("adapter.lora.alpha", 6, 4.0)]
+    infos, blobs, off = b"", [], 0
+    for name, sh in tensors:
+        n = sh[0] * sh[1]
+        data = struct.pack(f"<{n}f", *floats(n))
+        infos += gstr(name) + struct.pack("<I", 2) + struct.pack("<QQ", sh[1], sh[0]) + struct.pack("<IQ", 0, off)
+        pad = (-len(data)) % 32
+        blobs.append(data + b"\0" * pad)
+        off += len(data) + pad
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs)) + b"".join(kvs) + infos
+    head += b"\0" * ((-len(head)) % 32)
+    return head + b"".join(blobs)
+
+
 def main():
     put("gguf", "tiny_f32.gguf", gguf(False))
     st = hf_model()
@@ -208,6 +229,7 @@ def main():
     D, F = 32, 64          # q8_0 rows need multiples of 32 (last: the other seeds' numbers stay)
     put("gguf", "small_q8_0.gguf", gguf(True))
     D, F = 8, 16
+    put("adapter", "gguf_v_down.gguf", gguf_adapter())
     put("adapter", "fixture_shape_v_down", cfg.encode() + SPLIT + safetensors(ats, {"format": "pt"}))
 
 
