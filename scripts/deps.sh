@@ -4,7 +4,8 @@
 set -e
 [ -n "$PEFT_NO_DEPS" ] && exit 0
 PKGS="build-essential pkg-config liblua5.4-dev libopenblas-dev libcjson-dev libgd-dev libcmocka-dev
-libreadline-dev fonts-dejavu-core python3 python3-pip unzip chromium clang libclang-rt-14-dev libomp-dev"
+libreadline-dev fonts-dejavu-core python3 python3-pip unzip chromium
+cmake clang libclang-rt-14-dev libomp-dev"
 if [ "$(uname -s)" = Darwin ]; then
   echo "deps: on macOS install with Homebrew: brew install lua openblas cjson gd cmocka readline pkg-config" >&2
   exit 0
@@ -24,5 +25,7 @@ fi
 REQ="$(dirname "$0")/requirements-test.txt"
 if [ -s "$REQ" ] && ! python3 "$(dirname "$0")/pyreq_ok.py" "$REQ" 2>/dev/null; then
   echo "deps: installing PyPI packages from $REQ"
-  python3 -m pip install -q --disable-pip-version-check -r "$REQ"
+  # Debian's own python3 refuses plain pip installs (PEP 668); a pyenv/venv python does not.
+  python3 -m pip install -q --disable-pip-version-check -r "$REQ" ||
+    python3 -m pip install -q --disable-pip-version-check --break-system-packages -r "$REQ"
 fi

@@ -14,6 +14,7 @@
  * RoPE pairs (its converter permutes them), "qwen2" keeps HF's rotate-half order. The adapter
  * holds rows in its model's own order (lora.h), so rows are re-ordered when the two differ.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include "peftlua/gguf.h"
 #include "peftlua/lora.h"
 #include "peftlua/quant.h"
+#include "peftlua/train.h"
 
 static const char *const gg_proj[PL_PROJ_COUNT] = { "attn_q", "attn_k", "attn_v", "attn_output",
                                                     "ffn_gate", "ffn_up", "ffn_down" };
@@ -243,4 +245,25 @@ enum pl_status pl_lora_load_gguf(struct pl_lora **out, const char *path,
 fail:
     pl_gguf_close(g);
     return st;
+}
+
+/* ---------------------------------------------------------------- Ollama */
+
+enum pl_status pl_ollama_modelfile_write(const char *path, const char *base_gguf,
+                                         const char *adapter_gguf)
+{
+    char base[4096], buf[9000];
+    if (!realpath(base_gguf, base))
+        return pl_fail(PL_ERR_IO, "Modelfile: base model %s not found", base_gguf);
+    if (strpbrk(base, "\n\r") || strpbrk(adapter_gguf, "\n\r"))
+        return pl_fail(PL_ERR_ARG, "Modelfile: a path holds a line break");
+    const char *slash = strrchr(adapter_gguf, '/');
+    int n = snprintf(buf, sizeof buf,
+                     "# Ollama Modelfile written by peftlua: the base model and its LoRA adapter.\n"
+                     "#   ollama create NAME -f Modelfile && ollama run NAME\n"
+                     "FROM %s\nADAPTER ./%s\n", base, slash ? slash + 1 : adapter_gguf);
+    if (n < 0 || (size_t)n >= sizeof buf) return pl_fail(PL_ERR_ARG, "Modelfile: path too long");
+    const void *parts[1] = { buf };
+    size_t sizes[1] = { (size_t)n };
+    return pl_file_write_atomic(path, parts, sizes, 1);
 }

@@ -324,9 +324,11 @@ static int pl_pmain(lua_State *L)
         const char *fname = argv[script];
         if (strcmp(fname, "-") == 0) fname = NULL;
         /* `peftlua <command> ...`: a word that names no file runs lua/peft/cmd/<command>.lua
-         * with the remaining arguments (arg[0] = "<command>"). */
+         * with the remaining arguments (arg[0] = "<command>"); a directory of that name (a
+         * project's data/) is not a script either. */
         char cmdpath[2 * PATH_MAX];
-        if (fname && pl_is_command_word(fname) && access(fname, F_OK) != 0) {
+        struct stat fst;
+        if (fname && pl_is_command_word(fname) && (stat(fname, &fst) != 0 || S_ISDIR(fst.st_mode))) {
             snprintf(cmdpath, sizeof cmdpath, "%s/peft/cmd/%s.lua", pl_luadir, fname);
             if (access(cmdpath, R_OK) != 0) {
                 fprintf(stderr, "%s: unknown command or missing file '%s' (peftlua --help lists the commands)\n", pl_progname, fname);

@@ -38,6 +38,10 @@ enum pl_status pl_adapter_open(struct pl_lora **out, const char *path,
  * --lora FILE (layout in src/lora_gguf.c): dtype "f32" (NULL) or "f16"; written atomically. */
 enum pl_status pl_lora_export_gguf(const struct pl_lora *a, const struct pl_model *m,
                                    const char *path, const char *dtype);
+/* An Ollama Modelfile at path: FROM the base GGUF (absolute path), ADAPTER the adapter GGUF
+ * (relative to the Modelfile's directory, where it must lie). */
+enum pl_status pl_ollama_modelfile_write(const char *path, const char *base_gguf,
+                                         const char *adapter_gguf);
 /* Read a GGUF LoRA adapter (see pl_adapter_open). */
 enum pl_status pl_lora_load_gguf(struct pl_lora **out, const char *path,
                                  const struct pl_model_config *mc);

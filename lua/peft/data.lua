@@ -87,4 +87,8 @@ function M.format_report(r)
   return table.concat(out, "\n")
 end
 
+-- DVC-compatible dataset version of a file or directory (lua/peft/dvc.lua; owner: track):
+-- writes PATH.dvc, caches the data under .dvc/cache, adds a .gitignore line.
+function M.version(path, opts) return require("peft.dvc").add(path, opts) end
+
 return M

@@ -4,7 +4,8 @@
 --   local result = peft.train.run {
 --     model = "models/SmolLM2-135M-Instruct.Q4_1.gguf" | a peft.Model,
 --     dataset = "train.jsonl", valid = "valid.jsonl" (or valid_fraction = 0.1),
---     output = "runs/x",                       -- checkpoint/, adapter/, metrics.jsonl
+--     output = "runs/x",                       -- checkpoint/, adapter/, metrics.jsonl, run.json
+--     tracking = "mlruns",                     -- also an MLflow run (docs/tracking.md)
 --     method = "lora" | "qlora" | "full", max_iters = 200 | epochs = 2,
 --     quant = "nf4" | "q8_0"                   -- qlora: the frozen base re-stored on load
 --     double_quant = true                      -- qlora nf4: double-quantised block scales
@@ -57,6 +58,7 @@ local KEYS = {
   momentum = "SGD momentum", precision = '"fp32" | "bf16" | "fp16"',
   loss_scale = "fp16: initial loss scale (a power of two)", growth_interval = "fp16: finite steps before the scale doubles",
   memory_budget = "bytes (default: the hardware report's budget)", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
+  tracking = 'MLflow file store: "mlruns" | {uri=, experiment=, run_name=, tags=} | false (default: $PEFT_TRACKING)',
 }
 
 local function fail(msg) error("peft.train.run: " .. msg, 3) end
@@ -83,6 +85,7 @@ local function check_config(cfg)
   if cfg.precision ~= nil and cfg.precision ~= "fp32" and cfg.precision ~= "bf16" and cfg.precision ~= "fp16" then
     fail(string.format('unknown precision "%s" (use "fp32", "bf16" or "fp16")', tostring(cfg.precision)))
   end
+  if (cfg.quant ~= nil or cfg.double_quant ~= nil) and cfg.method ~= "qlora" then fail('quant is for method = "qlora"') end
   if (cfg.loss_scale ~= nil or cfg.growth_interval ~= nil) and cfg.precision ~= "fp16" then
     fail('loss_scale and growth_interval are for precision = "fp16"')
   end
@@ -147,8 +150,7 @@ local function trim_metrics(path, step)
   f:close()
 end
 
-function M.run(cfg)
-  check_config(cfg)
+local function run(cfg, rec)
   local quiet = cfg.quiet
   local function say(...) if not quiet then print(string.format(...)) end end
   local model = cfg.model
@@ -176,6 +178,7 @@ function M.run(cfg)
       optimizer = cfg.optimizer, precision = cfg.precision,
     }
     if not fit then fail(why) end
+    rec:fit(fit, cfg)
     if fit.batch_size ~= bs or fit.seq_len ~= max_seq or (not cfg.batch_size and fit.grad_accum ~= ga) then
       say("memory: batch %d x %d tokens, accumulation %d fits the %.1f MiB budget (predicted peak %.1f MiB)",
           fit.batch_size, fit.seq_len, fit.grad_accum, fit.budget / 2^20, fit.total / 2^20)
@@ -243,7 +246,9 @@ function M.run(cfg)
   elseif not cfg.resume then
     os.remove(metrics_path)
   end
-  local metrics = assert(io.open(metrics_path, "a"))
+  rec:resolved(tr, { max_iters = total, max_seq_len = max_seq, eval_every = cfg.eval_every or 0,
+                     save_every = cfg.save_every or 0, dataset = cfg.dataset, valid = cfg.valid, output = out })
+  local metrics = rec:metrics(assert(io.open(metrics_path, "a")))   -- also to MLflow when tracked
   metrics:setvbuf("line")
 
   -- After an allocation failure (what: "step 17 retried"): re-plan at half the rows, log it,
@@ -420,6 +425,17 @@ function M.run(cfg)
   say("trained %d steps (%s, %d parameters) in %.1f s; loss %.4f%s", s.step, s.method, s.params,
     result.elapsed, s.loss, val and string.format(", validation %.4f", val) or "")
   return result
+end
+
+-- The run record (lua/peft/track.lua): output/run.json from the start (status running) to the
+-- end (finished / failed / killed, with the error), and the MLflow run when tracking is asked for.
+function M.run(cfg)
+  check_config(cfg)
+  local rec = peft.track.start(cfg)
+  local ok, res = pcall(run, cfg, rec)
+  rec:finish(ok, res)
+  if not ok then error(res, 0) end
+  return res
 end
 
 return M

@@ -30,11 +30,17 @@
  *   tr:stats()               → {step, micro, lr, grad_norm, loss, tokens, params, method,
  *                               precision, loss_scale, skipped_steps, batch_size,
  *                               planned_rows, seq_len, grad_accum, checkpointing}
+ *   tr:config()              → the resolved configuration, defaults filled in (method,
+ *                               optimizer, learning_rate, schedule, lora_rank, targets, ...)
  *   tr:grad_of(name)         → list of numbers (the gradient of a named trained tensor)
  *   tr:save(dir [, blob]) / tr:load(dir) → blob | nil     (checkpoints, atomic)
  *   tr:save_adapter(dir [, base_name])    (PEFT layout)   tr:merge()   tr:adapters(on)
  *   tr:close()
  *   peft.train.export(model, path [, {format = "gguf"|"safetensors", dtype = "f32"|"f16"|"bf16"|"base"}])
+ *   peft.train.export_gguf_adapter(tr, path [, opts]) | (model, adapter_dir, path [, opts])
+ *        → path, modelfile | nil: a GGUF LoRA adapter for llama.cpp (--lora) and Ollama, and an
+ *        Ollama Modelfile beside it; opts: dtype = "f32"|"f16", modelfile = true|false,
+ *        base = the base GGUF for FROM (default: the model's file when it is a GGUF)
  *   peft.train.has_checkpoint(dir), peft.train.isatty(fd), peft.train.interrupted(),
  *   peft.train.clear_interrupt(), peft.train.catch_sigterm(on), peft.train.now()
  */
@@ -47,6 +53,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "peftlua/adapters.h"
 #include "peftlua/alloc.h"
 #include "peftlua/train.h"
 #include "pl_lua.h"
@@ -437,6 +444,45 @@ static int l_trainer_stats(lua_State *L)
     return 1;
 }
 
+/* The trainer's resolved configuration, defaults filled in (the run record's "trainer"). */
+static int l_trainer_config(lua_State *L)
+{
+    struct pl_trainer *t = check_trainer(L, 1);
+    const struct pl_train_cfg *c = &t->cfg;
+    lua_createtable(L, 0, 30);
+    lua_pushstring(L, c->method == PL_TRAIN_LORA ? "lora" : "full"); lua_setfield(L, -2, "method");
+    lua_pushstring(L, c->optim == PL_OPTIM_SGD ? "sgd" : "adamw"); lua_setfield(L, -2, "optimizer");
+    SETI("batch_size", c->batch_size); SETI("seq_len", c->seq_len); SETI("grad_accum", c->grad_accum);
+    SETN("learning_rate", c->lr); SETN("weight_decay", c->weight_decay);
+    if (c->optim == PL_OPTIM_SGD) {
+        SETN("momentum", c->momentum);
+        lua_pushboolean(L, c->nesterov); lua_setfield(L, -2, "nesterov");
+    } else {
+        SETN("beta1", c->beta1); SETN("beta2", c->beta2); SETN("eps", c->eps);
+    }
+    lua_pushstring(L, pl_schedule_name(c->schedule)); lua_setfield(L, -2, "schedule");
+    SETI("warmup", c->warmup); SETI("total_steps", c->total_steps); SETN("min_lr_ratio", c->min_lr_ratio);
+    SETN("max_grad_norm", c->max_grad_norm); SETI("seed", c->seed);
+    SETI("checkpointing", c->ckpt_every);
+    lua_pushstring(L, pl_precision_name(c->precision)); lua_setfield(L, -2, "precision");
+    if (c->precision == PL_PREC_FP16) { SETN("loss_scale", c->loss_scale); SETI("growth_interval", c->growth_interval); }
+    if (c->method == PL_TRAIN_LORA) {
+        SETI("lora_rank", c->lora.r); SETN("lora_alpha", c->lora.alpha); SETN("lora_dropout", c->lora.dropout);
+        lua_pushboolean(L, c->lora.use_rslora); lua_setfield(L, -2, "rslora");
+        lua_newtable(L);
+        int k = 0;
+        for (int p = 0; p < PL_PROJ_COUNT; p++)
+            if (c->lora.targets & (1u << p)) { lua_pushstring(L, pl_proj_names[p]); lua_rawseti(L, -2, ++k); }
+        lua_setfield(L, -2, "targets");
+        if (c->lora.n_layers_sel > 0) {
+            lua_createtable(L, c->lora.n_layers_sel, 0);
+            for (int i = 0; i < c->lora.n_layers_sel; i++) { lua_pushinteger(L, c->lora.layers[i]); lua_rawseti(L, -2, i + 1); }
+            lua_setfield(L, -2, "layers");
+        }
+    }
+    return 1;
+}
+
 static int l_trainer_grad_of(lua_State *L)
 {
     struct pl_trainer *t = check_trainer(L, 1);
@@ -525,6 +571,43 @@ static int l_train_export(lua_State *L)
     return 0;
 }
 
+/* peft.train.export_gguf_adapter: see the header comment. */
+static int l_train_export_gguf_adapter(lua_State *L)
+{
+    int is_tr = luaL_testudata(L, 1, TRAINER_MT) != NULL;
+    struct pl_trainer *t = is_tr ? check_trainer(L, 1) : NULL;
+    struct pl_model *m = is_tr ? t->model : check_model(L, 1);
+    const char *dir = is_tr ? NULL : luaL_checkstring(L, 2);
+    int pi = is_tr ? 2 : 3;
+    const char *path = luaL_checkstring(L, pi);
+    static const char *const allowed[] = { "dtype", "modelfile", "base", NULL };
+    pl_lua_check_options(L, pi + 1, allowed, "export_gguf_adapter");
+    const char *dtype = pl_lua_opt_str(L, pi + 1, "dtype", "f32");
+    const char *base = pl_lua_opt_str(L, pi + 1, "base", NULL);
+    int want_mf = pl_lua_opt_bool(L, pi + 1, "modelfile", -1);
+    if (is_tr && !t->lora) return luaL_error(L, "export_gguf_adapter: the trainer's method is not \"lora\"");
+    if (!base && m->format == PL_FORMAT_GGUF) base = m->path;
+    if (want_mf == 1 && !base)
+        return luaL_error(L, "export_gguf_adapter: a Modelfile needs the base GGUF: give {base = 'model.gguf'} "
+                          "(%s is not a GGUF)", m->path);
+    const char *slash = strrchr(path, '/');
+    if (slash) lua_pushfstring(L, "%s/Modelfile", lua_pushlstring(L, path, (size_t)(slash - path)));
+    else lua_pushliteral(L, "Modelfile");
+    const char *mf = lua_tostring(L, -1);   /* stays on the stack */
+    struct pl_lora *a = is_tr ? t->lora : NULL, *owned = NULL;
+    if (!is_tr) {
+        if (pl_adapter_open(&owned, dir, &m->cfg) != PL_OK) return pl_lua_error(L);
+        a = owned;
+    }
+    enum pl_status st = pl_lora_export_gguf(a, m, path, dtype);
+    pl_lora_free(owned);
+    if (st != PL_OK) return pl_lua_error(L);
+    if (want_mf != 0 && base && pl_ollama_modelfile_write(mf, base, path) != PL_OK) return pl_lua_error(L);
+    lua_pushstring(L, path);
+    if (want_mf != 0 && base) lua_pushstring(L, mf); else lua_pushnil(L);
+    return 2;
+}
+
 /* ---- module functions ---- */
 
 static int l_train_has_checkpoint(lua_State *L)
@@ -602,6 +685,7 @@ int luaopen_peft_train(lua_State *L)
     static const luaL_Reg methods[] = {
         { "micro", l_trainer_micro }, { "eval", l_trainer_eval }, { "grad", l_trainer_grad },
         { "step", l_trainer_step }, { "rewind", l_trainer_rewind }, { "stats", l_trainer_stats },
+        { "config", l_trainer_config },
         { "grad_of", l_trainer_grad_of }, { "save", l_trainer_save }, { "load", l_trainer_load },
         { "save_adapter", l_trainer_save_adapter }, { "merge", l_trainer_merge },
         { "adapters", l_trainer_adapters }, { "close", l_trainer_close },
@@ -613,7 +697,8 @@ int luaopen_peft_train(lua_State *L)
         { "has_checkpoint", l_train_has_checkpoint },
         { "isatty", l_train_isatty }, { "interrupted", l_train_interrupted },
         { "clear_interrupt", l_train_clear_interrupt }, { "catch_sigterm", l_train_catch_sigterm },
-        { "now", l_train_now }, { "export", l_train_export }, { "lock", l_train_lock }, { NULL, NULL }
+        { "now", l_train_now }, { "export", l_train_export }, { "lock", l_train_lock },
+        { "export_gguf_adapter", l_train_export_gguf_adapter }, { NULL, NULL }
     };
     pl_lua_new_class(L, TRAINER_MT, methods, l_trainer_close, l_trainer_tostring);
     lua_pop(L, 1);

@@ -112,4 +112,75 @@ return {
     T.raises(function() m:load_adapter(GGUF) end, "not a GGUF LoRA adapter")
     T.eq(#m:adapters(), 0, "nothing half-loaded")
   end,
+
+  -- GGUF LoRA adapters (llama.cpp's layout): PyPI gguf reads metadata, names and shapes;
+  -- peftlua reads them back to the same logits; the Ollama Modelfile beside them.
+  gguf_adapter_export = function()
+    local m <close> = peft.model.load(GGUF)
+    local tr <close> = peft.train.trainer(m, { batch_size = 1, seq_len = 8, targets = "all",
+      learning_rate = 2e-2, lora_rank = 4, lora_alpha = 8, schedule = "constant" })
+    for _ = 1, 5 do tr:micro({ { 1, 30, 40, 50, 30, 40, 50, 30 } }, { { 30, 40, 50, 30, 40, 50, 30, 40 } }) end
+    local tuned = m:forward(IDS):flat()
+    local dir = T.tmp .. "/adapters_gguf"
+    os.execute("rm -rf '" .. dir .. "' && mkdir -p '" .. dir .. "'")
+    local p32, mf = peft.train.export_gguf_adapter(tr, dir .. "/tuned.gguf")
+    T.eq(p32, dir .. "/tuned.gguf"); T.eq(mf, dir .. "/Modelfile")
+    local modelfile = slurp(mf)
+    local real = io.popen("realpath '" .. GGUF .. "'"):read("l")
+    T.ok(modelfile:find("\nFROM " .. real .. "\n", 1, true), "Modelfile FROM the base: " .. modelfile)
+    T.ok(modelfile:find("\nADAPTER ./tuned.gguf\n", 1, true), "Modelfile ADAPTER beside it")
+    local p16, mf16 = peft.train.export_gguf_adapter(tr, dir .. "/tuned16.gguf", { dtype = "f16", modelfile = false })
+    T.eq(mf16, nil)
+    -- what PyPI gguf must see
+    local function expect(path, alpha, dtype, layers, projs, r)
+      local shapes = { attn_q = { 64, 64 }, attn_k = { 32, 64 }, attn_v = { 32, 64 }, attn_output = { 64, 64 },
+                       ffn_gate = { 172, 64 }, ffn_up = { 172, 64 }, ffn_down = { 64, 172 } }
+      local items = {}
+      for _, l in ipairs(layers) do
+        for _, p in ipairs(projs) do
+          local out, inn = shapes[p][1], shapes[p][2]
+          items[#items + 1] = string.format('"blk.%d.%s.weight.lora_a": [%d, %d]', l, p, r, inn)
+          items[#items + 1] = string.format('"blk.%d.%s.weight.lora_b": [%d, %d]', l, p, out, r)
+        end
+      end
+      local j = path .. ".expect.json"
+      spit(j, string.format('{"architecture": "llama", "alpha": %.9g, "dtype": "%s", "tensors": {%s}}',
+        alpha, dtype, table.concat(items, ", ")))
+      local rc, o = T.sh("python3 '" .. T.root .. "/tests/ref/interop/gguf_adapter_check.py' '" .. path .. "' '" .. j .. "'")
+      T.eq(rc, 0, o)
+      T.ok(o:find("names and shapes as expected", 1, true), o)
+    end
+    local all = { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" }
+    expect(p32, 8, "F32", { 0, 1, 2, 3, 4 }, all, 4)
+    expect(p16, 8, "F16", { 0, 1, 2, 3, 4 }, all, 4)
+    -- read back: f32 exactly the trainer's adapter, f16 within its rounding
+    T.eq(m:load_adapter(p32), "tuned")
+    local d = maxdiff(m:forward(IDS):flat(), tuned)
+    T.ok(d <= 1e-5, "GGUF f32 adapter read back: " .. d)
+    m:load_adapter(p16)
+    d = maxdiff(m:forward(IDS):flat(), tuned)
+    T.ok(d <= 2e-2, "GGUF f16 adapter read back: " .. d)
+    -- rsLoRA (PEFT-saved, layers 1 and 3): llama.cpp scales by alpha / r, so alpha·sqrt(r) is written
+    local rs = peft.train.export_gguf_adapter(m, LORA .. "st260k_rslora", dir .. "/rs.gguf")
+    expect(rs, 4 * math.sqrt(8), "F32", { 1, 3 }, { "attn_q", "attn_k", "attn_v", "attn_output" }, 8)
+    m:load_adapter(rs)
+    d = maxdiff(m:forward(IDS, { adapter = "rs" }):flat(), read_f32(GOLD .. "st260k_rslora_logits.f32"))
+    T.ok(d <= 1e-4, "PEFT rsLoRA -> GGUF -> peftlua vs PEFT: " .. d)
+    -- the same adapter exported from the HF (rotate-half) layout of the model: q/k lora_b rows are
+    -- put in llama.cpp's order, so the file is the same as from the GGUF model
+    local hf = T.tmp .. "/adapters_hf"
+    do local plain <close> = peft.model.load(GGUF); peft.train.export(plain, hf, { format = "safetensors" }) end
+    local mh <close> = peft.model.load(hf, { no_tokenizer = true })
+    T.eq(mh:config().rope_layout, "half")
+    local rs2, mf2 = peft.train.export_gguf_adapter(mh, LORA .. "st260k_rslora", dir .. "/rs_from_hf.gguf")
+    T.eq(mf2, nil, "no Modelfile without a base GGUF")
+    m:load_adapter(rs2, { name = "rs2" })
+    T.eq(maxdiff(m:forward(IDS, { adapter = "rs2" }):flat(), m:forward(IDS, { adapter = "rs" }):flat()), 0,
+      "adapter GGUF from the HF layout == from the GGUF layout")
+    T.raises(function() peft.train.export_gguf_adapter(mh, LORA .. "st260k_rslora", dir .. "/x.gguf", { modelfile = true }) end,
+      "a Modelfile needs the base GGUF")
+    T.raises(function() peft.train.export_gguf_adapter(tr, dir .. "/x.gguf", { dtype = "q8_0" }) end,
+      "dtype must be \"f32\" or \"f16\"")
+    T.raises(function() peft.train.export_gguf_adapter(m, LORA .. "st260k_dora", dir .. "/x.gguf") end, "DoRA")
+  end,
 }
