@@ -18,6 +18,16 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 UNAME_S := $(shell uname -s)
 
+# MPI (docs/distributed.md): MPI=1 builds src/dist.c against it, MPI=0 without (one process);
+# by default it is used where pkg-config knows Open MPI (ompi) or mpicc can say its flags.
+ifeq ($(origin MPI),undefined)
+  MPI := $(shell pkg-config --exists ompi 2>/dev/null && echo 1 || (mpicc --showme:link >/dev/null 2>&1 && echo 1) || echo 0)
+endif
+ifeq ($(MPI),1)
+  MPI_CFLAGS := $(shell pkg-config --cflags ompi 2>/dev/null || mpicc --showme:compile)
+  MPI_LIBS   := $(shell pkg-config --libs ompi 2>/dev/null || mpicc --showme:link)
+endif
+
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iinclude -I$(BUILD)/gen $(PKG_CFLAGS) -MMD -MP
@@ -28,6 +38,10 @@ else
   LDLIBS  += $(PKG_LIBS) -lreadline -lm -lpthread -fopenmp
 endif
 CFLAGS  += -DPL_LUA_DIR='"$(abspath lua)"' -DPL_SHARE_DIR='"$(PREFIX)/share/peftlua"'
+ifeq ($(MPI),1)
+  CFLAGS  += -DPL_MPI $(MPI_CFLAGS)
+  LDLIBS  += $(MPI_LIBS)
+endif
 CFLAGS  += $(EXTRA_CFLAGS)
 LDFLAGS += $(EXTRA_LDFLAGS)
 
@@ -180,7 +194,7 @@ install: all
 	install -m 644 lua/peft/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/
 	install -m 644 lua/peft/cmd/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/cmd/
 	install -m 644 docs/peftlua.1 $(DESTDIR)$(PREFIX)/share/man/man1/peftlua.1
-	sed -e 's|@PREFIX@|$(PREFIX)|g' docs/peftlua.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/peftlua.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@MPI_LIBS@|$(MPI_LIBS)|' docs/peftlua.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/peftlua.pc
 
 clean:
 	rm -rf build peftlua

@@ -10,6 +10,7 @@
 #include <mach/mach.h>
 #endif
 #include "peftlua/blas.h"
+#include "peftlua/dist.h"
 #include "peftlua/hw.h"
 
 #if defined(__APPLE__)
@@ -140,6 +141,9 @@ enum pl_status pl_hw_query(struct pl_hw *hw)
     const char *better = pl_blas_better_coretype();
     snprintf(hw->blas_better, sizeof hw->blas_better, "%s", better ? better : "");
     hw->blas_threads = pl_blas_threads();
+    hw->ranks = pl_dist_size();
+    hw->rank = pl_dist_rank();
+    hw->local_ranks = pl_dist_local_size();
     return PL_OK;
 }
 
@@ -163,8 +167,14 @@ int pl_hw_default_threads_src(const struct pl_hw *hw, const char **source)
             return n;
         }
     }
+    const int cores = hw->physical_cores > 0 ? hw->physical_cores : 1;
+    if (hw->local_ranks > 1) {
+        /* several ranks on this machine share its cores */
+        if (source) *source = "physical cores / ranks on this machine";
+        return cores / hw->local_ranks > 0 ? cores / hw->local_ranks : 1;
+    }
     if (source) *source = "physical cores";
-    return hw->physical_cores > 0 ? hw->physical_cores : 1;
+    return cores;
 }
 
 int pl_hw_default_threads(const struct pl_hw *hw) { return pl_hw_default_threads_src(hw, NULL); }
@@ -194,12 +204,15 @@ int64_t pl_hw_default_budget_src(const struct pl_hw *hw, const char **source)
         bad = 1;
     }
     int64_t avail = hw->ram_available > 0 ? hw->ram_available : hw->ram_total;
+    const int share = hw->local_ranks > 1 ? hw->local_ranks : 1;   /* ranks on this machine */
     if (source) {
         if (bad) *source = hw->ram_available > 0 ? "85% of available RAM (PEFT_MEMORY_BUDGET is not a size)"
                                                  : "85% of total RAM (PEFT_MEMORY_BUDGET is not a size)";
+        else if (share > 1) *source = hw->ram_available > 0 ? "85% of available RAM / ranks on this machine"
+                                                             : "85% of total RAM / ranks on this machine";
         else *source = hw->ram_available > 0 ? "85% of available RAM" : "85% of total RAM";
     }
-    return avail > 0 ? avail / 100 * 85 : 0;
+    return avail > 0 ? avail / 100 * 85 / share : 0;
 }
 
 void pl_hw_summary(const struct pl_hw *hw, int threads, char *buf, int n)
@@ -207,6 +220,7 @@ void pl_hw_summary(const struct pl_hw *hw, int threads, char *buf, int n)
     char warn[96] = "";
     if (hw->blas_better[0])
         snprintf(warn, sizeof warn, "; slow kernels, OPENBLAS_CORETYPE=%s is faster", hw->blas_better);
-    snprintf(buf, (size_t)n, "%s | %d threads | %s | OpenBLAS %s (%d threads%s) | %s",
-             hw->cpu_model, threads, hw->simd, hw->blas_core, hw->blas_threads, warn, hw->os);
+    snprintf(buf, (size_t)n, "%s | %d threads | %s | OpenBLAS %s (%d threads%s) | %s | %d rank%s",
+             hw->cpu_model, threads, hw->simd, hw->blas_core, hw->blas_threads, warn, hw->os,
+             hw->ranks, hw->ranks == 1 ? "" : "s");
 }

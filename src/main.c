@@ -29,6 +29,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include "peftlua/blas.h"
+#include "peftlua/dist.h"
 #include "peftlua/hw.h"
 #include "peftlua/status.h"
 
@@ -400,6 +401,11 @@ static void pl_set_threads(void)
 int main(int argc, char **argv)
 {
     pl_set_runtime_env(argv);
+    /* under mpirun/srun: MPI first, so the thread count and budget see the ranks (dist.h) */
+    if (pl_dist_init() != PL_OK) fprintf(stderr, "%s: %s; running as one process\n", argv[0], pl_last_error());
+    else if (!pl_dist_compiled() && *pl_dist_launcher())
+        fprintf(stderr, "%s: started by %s, but built without MPI: each process runs alone (rebuild with make MPI=1)\n",
+                argv[0], pl_dist_launcher());
     pl_set_threads();
     if (argv[0] && argv[0][0]) {
         const char *b = strrchr(argv[0], '/');
@@ -414,5 +420,7 @@ int main(int argc, char **argv)
     int ok = lua_toboolean(L, -1);
     pl_report(L, status);
     lua_close(L);
+    /* a rank that failed ends the job: the others may be waiting for it in a reduction */
+    pl_dist_finish(status == LUA_OK && ok);
     return (status == LUA_OK && ok) ? 0 : 1;
 }

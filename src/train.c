@@ -421,7 +421,11 @@ enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const 
     *stepped = 0;
     double l = NAN;
     int64_t c = 0;
-    enum pl_status st = run_batch(t, ids, targets, B, n, t->loss_scale / t->cfg.grad_accum, 1, &l, NULL, &c);
+    const int world = t->world > 1 ? t->world : 1;
+    if (t->lora && world > 1 && t->micro == 0)
+        t->lora->dropout_step = t->dropout_at_step + (uint64_t)t->rank * (uint64_t)t->cfg.grad_accum;
+    enum pl_status st = run_batch(t, ids, targets, B, n,
+                                  t->loss_scale / ((double)t->cfg.grad_accum * world), 1, &l, NULL, &c);
     if (t->lora && st != PL_ERR_ARG && st != PL_ERR_STATE) t->lora->dropout_step++;
     if (st != PL_OK) return st;
     if (loss) *loss = l;
@@ -462,8 +466,11 @@ static void unscale(struct pl_trainer *t)
 
 enum pl_status pl_trainer_step(struct pl_trainer *t)
 {
-    enum pl_status st = pl_train_ensure_optim(t);
-    if (st != PL_OK) return st;
+    enum pl_status st;
+    /* data parallel: every rank's gradients and loss sums first (dist.h), so that all ranks
+       clip, schedule and update alike */
+    if (t->reduce && (st = t->reduce(t)) != PL_OK) return st;
+    if ((st = pl_train_ensure_optim(t)) != PL_OK) return st;
     float *g = t->grads;
     int64_t n = t->n_params;
     unscale(t);
@@ -500,7 +507,15 @@ enum pl_status pl_trainer_step(struct pl_trainer *t)
     t->accum_tokens = 0;
     t->micro = 0;
     t->step++;
-    if (t->lora) t->dropout_at_step = t->lora->dropout_step;
+    if (t->lora) {
+        if (t->world > 1) {
+            /* past every rank's micro-batches of this step */
+            t->dropout_at_step += (uint64_t)t->world * (uint64_t)t->cfg.grad_accum;
+            t->lora->dropout_step = t->dropout_at_step;
+        } else {
+            t->dropout_at_step = t->lora->dropout_step;
+        }
+    }
     return PL_OK;
 }
 

@@ -23,6 +23,10 @@ struct pl_hw {
     char    blas_core[64];     /* OpenBLAS core type in use ("Haswell", "SkylakeX", ...) */
     int     blas_threads;
     char    blas_better[32];   /* a faster core type this CPU could use ("SkylakeX"), or "" */
+    int     ranks;             /* MPI processes in the job (dist.h; 1 without MPI) */
+    int     rank;              /* this one */
+    int     local_ranks;       /* of them on this machine: the default threads and budget are
+                                  this machine's divided by it */
 };
 
 enum pl_status pl_hw_query(struct pl_hw *hw);

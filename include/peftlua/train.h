@@ -163,6 +163,13 @@ struct pl_trainer {
     /* full fine-tuning: the f32 master vector's per-parameter views */
     int32_t n_full;
     struct pl_trainer_param { float *w, *g; int64_t n; } *full;
+    /* data parallel (set by pl_dist_trainer_attach, dist.h; 0 = one process): `world` ranks
+       each run grad_accum micro-batches of every step, this one is `rank`. Each micro-batch is
+       scaled 1/(grad_accum · world); LoRA dropout positions are the global micro-batch's
+       (rank r runs global micro-batches r·grad_accum ..); reduce, when set, sums gradients,
+       accum_loss and accum_tokens over the ranks at the start of pl_trainer_step. */
+    int32_t world, rank;
+    enum pl_status (*reduce)(struct pl_trainer *t);
 };
 
 /* Make a trainer for model m (LoRA: creates adapters from cfg->lora and cfg->seed and attaches

@@ -8,6 +8,7 @@
 --   blas     OpenBLAS Haswell
 --   threads  2 (physical cores); in use 2
 --   budget   17.1 GiB (85% of available RAM)
+--   ranks    1 (one process; mpirun -np N for more, docs/distributed.md)
 local M = ...
 
 local function gib(b)
@@ -25,6 +26,8 @@ function M.report()
     string.format("blas     OpenBLAS %s", h.blas_core),
     string.format("threads  %d (%s); in use %d", h.threads, h.threads_source, h.threads_in_use),
     string.format("budget   %s (%s)", gib(h.memory_budget), h.budget_source),
+    string.format("ranks    %d%s", h.ranks, h.ranks > 1 and string.format(" (this is rank %d; %d on this machine)",
+                  h.rank, h.local_ranks) or " (one process; mpirun -np N for more, docs/distributed.md)"),
   }, "\n")
 end
 

@@ -19,6 +19,8 @@
 --     loss_scale = 65536, growth_interval = 2000 -- dynamic loss scaling (metrics: loss_scale,
 --                                              -- skipped_steps)
 --     on_step = function(info) end, on_eval = function(info) end,
+--     distributed = true                       -- under mpirun/srun (default when > 1 rank):
+--                                              -- docs/distributed.md
 --   }
 -- Memory: each optimizer step is a peft.memory.mark("step N") (the timeline is cleared when the
 -- loop starts); its metrics line carries the step's tracked peak ("mem_peak", "mem_peak_by")
@@ -57,7 +59,7 @@ local KEYS = {
   progress = "live progress line", quiet = "no printing", save_adapter = "write output/adapter",
   momentum = "SGD momentum", precision = '"fp32" | "bf16" | "fp16"',
   loss_scale = "fp16: initial loss scale (a power of two)", growth_interval = "fp16: finite steps before the scale doubles",
-  memory_budget = "bytes (default: the hardware report's budget)", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
+  memory_budget = "bytes (default: the hardware report's budget)", distributed = "data-parallel over the MPI job's ranks (default: when there are several)", checkpointing = "false | true | k: recompute activations, keep every k-th layer input",
   tracking = 'MLflow file store: "mlruns" | {uri=, experiment=, run_name=, tags=} | false (default: $PEFT_TRACKING)',
 }
 
@@ -97,23 +99,23 @@ end
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- data position + run bookkeeping (+ rows planned per forward), as the checkpoint's user blob
-local function encode_blob(st, best, evals_since, rows)
+local function encode_blob(st, best, evals_since, rows, ranks)
   local b = (best and best < math.huge) and string.format("%.17g", best) or "none"
   return string.format("v2 %d %d %d %d %d %d %s %d %d", st.epoch, st.index, st.rng[1], st.rng[2],
-    st.rng[3], st.rng[4], b, evals_since or 0, rows)
+    st.rng[3], st.rng[4], b, evals_since or 0, rows) .. (ranks > 1 and string.format(" ranks=%d", ranks) or "")
 end
 
 -- v1 blobs (before re-planning existed) have no rows: the trainer keeps its plan
 local function decode_blob(s)
   local v, e, i, r1, r2, r3, r4, best, since, rest = s:match(
     "^v([12]) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%S+) (%d+)(.*)$")
-  local rows = v == "2" and math.tointeger(tonumber(rest:match("^ (%d+)$"))) or nil
+  local rows = v == "2" and math.tointeger(tonumber(rest:match("^ (%d+)$") or rest:match("^ (%d+) ranks=%d+$"))) or nil
   if not e or (v == "2" and not rows) then
     error("peft.train.run: checkpoint data position is unreadable", 0)
   end
   return { epoch = math.tointeger(e), index = math.tointeger(i),
            rng = { math.tointeger(r1), math.tointeger(r2), math.tointeger(r3), math.tointeger(r4) } },
-         tonumber(best) or math.huge, math.tointeger(since), rows
+         tonumber(best) or math.huge, math.tointeger(since), rows, math.tointeger(tonumber(rest:match(" ranks=(%d+)$"))) or 1
 end
 
 local function json_str(s)
@@ -151,7 +153,11 @@ local function trim_metrics(path, step)
 end
 
 local function run(cfg, rec)
-  local quiet = cfg.quiet
+  -- data parallel (docs/distributed.md): rank 0 alone prints and writes
+  local dist = peft.dist.enabled(cfg.distributed)
+  local rank, ranks = dist and peft.dist.rank() or 0, dist and peft.dist.size() or 1
+  local writer = rank == 0
+  local quiet = cfg.quiet or not writer
   local function say(...) if not quiet then print(string.format(...)) end end
   local model = cfg.model
   if type(model) == "string" then model = peft.model.load(model) end
@@ -194,7 +200,8 @@ local function run(cfg, rec)
   local it = train_ds:batches { batch_size = bs, shuffle = true, seed = seed, epochs = 0,
                                 packing = cfg.packing, seq_len = cfg.packing and max_seq or nil }
   local per_epoch = it:batches_per_epoch()
-  local steps_per_epoch = math.max(1, (per_epoch + ga - 1) // ga)
+  local steps_per_epoch = math.max(1, (per_epoch + ga * ranks - 1) // (ga * ranks))
+  if dist then it = peft.dist.shard(it, ga, rank, ranks) end
   local total = cfg.max_iters or math.max(1, math.ceil((cfg.epochs or 1) * steps_per_epoch))
   -- The trainer, planned for bs rows per forward; a plan that fails to allocate is made again
   -- with half the rows (the micro-batch then runs as chunks), as a failed step would be.
@@ -209,6 +216,7 @@ local function run(cfg, rec)
       lora_dropout = cfg.lora_dropout, targets = cfg.targets, layers = cfg.layers, rslora = cfg.rslora,
       momentum = cfg.momentum, checkpointing = cfg.checkpointing, precision = cfg.precision,
       loss_scale = cfg.loss_scale, growth_interval = cfg.growth_interval, planned_rows = rows,
+      distributed = dist or nil,
     })
     if t then tr = t; break end
     if status ~= "nomem" then error("peft.train.run: " .. msg, 0) end
@@ -232,10 +240,14 @@ local function run(cfg, rec)
   local metrics_path = out .. "/metrics.jsonl"
   local best, evals_since = math.huge, 0
   if cfg.resume and M.has_checkpoint(ckpt) then
-    local pos, rows
-    pos, best, evals_since, rows = decode_blob(tr:load(ckpt))
+    local pos, rows, cranks
+    pos, best, evals_since, rows, cranks = decode_blob(tr:load(ckpt))
+    if cranks ~= ranks then   -- the global batch is ranks x batch x accumulation
+      error(string.format("peft.train.run: %s was written by a run over %d rank(s); resume it over %d (mpirun -np %d) to continue its trajectory",
+        ckpt, cranks, cranks, cranks), 0)
+    end
     it:restore(pos)
-    trim_metrics(metrics_path, tr:stats().step)
+    if writer then trim_metrics(metrics_path, tr:stats().step) end
     if rows and rows < tr:stats().planned_rows then
       -- the run had shrunk before this checkpoint: re-plan the same way (same bits)
       tr:replan(rows)
@@ -243,12 +255,12 @@ local function run(cfg, rec)
           rows, bs, (bs + rows - 1) // rows)
     end
     say("resumed from %s at step %d", ckpt, tr:stats().step)
-  elseif not cfg.resume then
+  elseif not cfg.resume and writer then
     os.remove(metrics_path)
   end
   rec:resolved(tr, { max_iters = total, max_seq_len = max_seq, eval_every = cfg.eval_every or 0,
                      save_every = cfg.save_every or 0, dataset = cfg.dataset, valid = cfg.valid, output = out })
-  local metrics = rec:metrics(assert(io.open(metrics_path, "a")))   -- also to MLflow when tracked
+  local metrics = rec:metrics(writer and assert(io.open(metrics_path, "a")) or peft.dist.null_file())   -- also to MLflow when tracked
   metrics:setvbuf("line")
 
   -- After an allocation failure (what: "step 17 retried"): re-plan at half the rows, log it,
@@ -306,7 +318,7 @@ local function run(cfg, rec)
   local stop_reason
 
   local function save()
-    tr:save(ckpt, encode_blob(it:state(), best, evals_since, tr:stats().planned_rows))
+    if writer then tr:save(ckpt, encode_blob(it:state(), best, evals_since, tr:stats().planned_rows, ranks)) end
   end
 
   if step0 == 0 and cfg.eval_every and cfg.eval_every > 0 then
@@ -327,7 +339,7 @@ local function run(cfg, rec)
         repeat
           if M.interrupted() then error("interrupted (signal)", 0) end
           local b = it:next()
-          tokens = tokens + b.batch * b.seq
+          tokens = tokens + (b.step_tokens or b.batch * b.seq)
           local loss, msg, stepped = tr:try_micro(b.ids, b.targets)
           if loss == nil then return msg, stepped end   -- engine failure: message, status
         until stepped
@@ -372,7 +384,7 @@ local function run(cfg, rec)
             if cfg.on_eval then cfg.on_eval { step = s.step, val_loss = val, loss = s.loss } end
             if val < best then
               best, evals_since = val, 0
-              if tr:stats().method == "lora" and cfg.early_stopping then tr:save_adapter(out .. "/best") end
+              if writer and tr:stats().method == "lora" and cfg.early_stopping then tr:save_adapter(out .. "/best") end
             else
               evals_since = evals_since + 1
             end
@@ -399,7 +411,7 @@ local function run(cfg, rec)
     if msg:find("interrupt") then
       save()
       metrics:close()
-      peft.memory.save_json(out .. "/memory.json")   -- the steps taken so far
+      if writer then peft.memory.save_json(out .. "/memory.json") end   -- the steps taken so far
       M.clear_interrupt()
       local at = tr:stats().step
       tr:close()
@@ -412,14 +424,15 @@ local function run(cfg, rec)
   end
   save()
   metrics:close()
-  assert(peft.memory.save_json(out .. "/memory.json"))
+  if writer then assert(peft.memory.save_json(out .. "/memory.json")) end
   local s = tr:stats()
-  if cfg.save_adapter ~= false and s.method == "lora" then tr:save_adapter(out .. "/adapter") end
+  if writer and cfg.save_adapter ~= false and s.method == "lora" then tr:save_adapter(out .. "/adapter") end
   local result = { steps = s.step, total = total, loss = s.loss, val_loss = val, best_val_loss = best < math.huge and best or nil,
                    tokens = s.tokens, elapsed = M.now() - t0, stopped = stop_reason, output = out,
                    method = s.method, params = s.params, metrics = metrics_path,
                    precision = s.precision, loss_scale = s.loss_scale, skipped_steps = s.skipped_steps,
-                   shrinks = shrinks, planned_rows = s.planned_rows, batch_size = bs, grad_accum = ga }
+                   shrinks = shrinks, planned_rows = s.planned_rows, batch_size = bs, grad_accum = ga,
+                   ranks = ranks, rank = rank }
   result.memory = out .. "/memory.json"
   result.trainer = tr   -- still open: merge, save_adapter, eval; closed by the caller or the GC
   say("trained %d steps (%s, %d parameters) in %.1f s; loss %.4f%s", s.step, s.method, s.params,
@@ -431,7 +444,9 @@ end
 -- end (finished / failed / killed, with the error), and the MLflow run when tracking is asked for.
 function M.run(cfg)
   check_config(cfg)
-  local rec = peft.track.start(cfg)
+  -- several ranks: rank 0 alone keeps the record (run.json, MLflow)
+  local rec = (peft.dist.enabled(cfg.distributed) and peft.dist.rank() ~= 0) and peft.dist.null_record()
+    or peft.track.start(cfg)
   local ok, res = pcall(run, cfg, rec)
   rec:finish(ok, res)
   if not ok then error(res, 0) end

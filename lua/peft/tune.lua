@@ -213,7 +213,8 @@ Bayes.__close = Bayes.close
 function Bayes:pareto(objectives) return M.pareto(self:history(), objectives) end
 Bayes.__tostring = function(self) return "peft.tune.Bayes: " .. tostring(self._c) end
 
-local MIN_KEYS = { budget = true, batch = true, history = true, catch = true, verbose = true }
+local MIN_KEYS = { budget = true, batch = true, history = true, catch = true, verbose = true,
+                  parallel = true, trial_timeout = true, master_trials = true, queue = true }
 for k in pairs(BAYES_KEYS) do MIN_KEYS[k] = true end
 
 -- minimize(fn, space, opts) -> best params, best value, the optimiser.
@@ -221,13 +222,18 @@ for k in pairs(BAYES_KEYS) do MIN_KEYS[k] = true end
 -- a metrics table. opts: budget (total trials, default 30), batch (ask that many at a time),
 -- history (a JSON file: loaded if it exists, so an interrupted search resumes; rewritten after
 -- every trial), catch (an error raised by fn counts as a failed trial instead of stopping),
--- verbose, and any bayes{} option.
+-- verbose, and any bayes{} option. Under mpirun with several ranks the trials run on every
+-- rank at once (peft.dist.minimize; parallel = false keeps one process's loop on each rank):
+-- trial_timeout (seconds of silence before a worker's trials are marked failed),
+-- master_trials (rank 0 runs trials too, default true), queue (proposals a worker holds).
 function M.minimize(fn, space, opts)
   if type(fn) ~= "function" then error("tune.minimize: expects a function", 2) end
   opts = opts or {}
   for k in pairs(opts) do
     if not MIN_KEYS[k] then error(string.format("tune.minimize: unknown option '%s'", tostring(k)), 2) end
   end
+  -- several MPI ranks: trials run in parallel, rank 0 keeps the GP (lua/peft/dist.lua)
+  if peft.dist.size() > 1 and opts.parallel ~= false then return peft.dist.minimize(fn, space, opts, BAYES_KEYS) end
   local bo = {}
   for k in pairs(BAYES_KEYS) do bo[k] = opts[k] end
   bo.space = space

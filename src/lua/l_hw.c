@@ -7,7 +7,9 @@
  *                           threads= (peftlua's default), threads_source= ("PEFT_THREADS",
  *                           "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS" or "physical cores"),
  *                           threads_in_use= (the engine's thread count now),
- *                           memory_budget= (default budget), budget_source= }
+ *                           memory_budget= (default budget), budget_source=,
+ *                           ranks= (MPI processes in the job, 1 without), rank=, local_ranks=
+ *                           (of them on this machine: threads and budget are divided by it) }
  *   peft.hw.summary()   → one line for benchmark headers
  *   peft.hw.threads([n]) get/set the engine's thread count (the OpenMP team, BLAS included)
  *   peft.hw.report()    → a few lines: machine, and the defaults with where they came from
@@ -47,6 +49,9 @@ static int l_hw_info(lua_State *L)
     lua_pushinteger(L, pl_blas_threads()); lua_setfield(L, -2, "threads_in_use");
     lua_pushinteger(L, pl_hw_default_budget_src(&hw, &bsrc)); lua_setfield(L, -2, "memory_budget");
     lua_pushstring(L, bsrc); lua_setfield(L, -2, "budget_source");
+    lua_pushinteger(L, hw.ranks); lua_setfield(L, -2, "ranks");
+    lua_pushinteger(L, hw.rank); lua_setfield(L, -2, "rank");
+    lua_pushinteger(L, hw.local_ranks); lua_setfield(L, -2, "local_ranks");
     return 1;
 }
 

@@ -8,7 +8,9 @@
  *        min_lr_ratio, max_grad_norm, seed, lora_rank, lora_alpha, lora_dropout, rslora,
  *        targets = {"q_proj", ...}, layers = {0, 1, ...}, checkpointing = false|true|k,
  *        precision = "fp32"|"bf16"|"fp16", loss_scale = 65536, growth_interval = 2000,
- *        planned_rows = batch_size   -- rows per forward to plan first (fewer: chunks)})
+ *        planned_rows = batch_size   -- rows per forward to plan first (fewer: chunks)
+ *        distributed = false         -- one of the MPI job's data-parallel replicas (dist.h):
+ *                                       gradients summed over the ranks before each step)})
  *   peft.train.try_trainer(model, {...}) → trainer | nil, message, status   (as trainer(), an
  *                               engine failure returned: "nomem" when the plan does not fit)
  *   tr:micro(ids, targets)   → loss, count, stepped   (ids/targets: [B, T] i32 peft.Tensor or
@@ -29,7 +31,7 @@
  *   tr:rewind()              drop a partly accumulated step (after an interruption)
  *   tr:stats()               → {step, micro, lr, grad_norm, loss, tokens, params, method,
  *                               precision, loss_scale, skipped_steps, batch_size,
- *                               planned_rows, seq_len, grad_accum, checkpointing}
+ *                               planned_rows, seq_len, grad_accum, ranks, checkpointing}
  *   tr:config()              → the resolved configuration, defaults filled in (method,
  *                               optimizer, learning_rate, schedule, lora_rank, targets, ...)
  *   tr:grad_of(name)         → list of numbers (the gradient of a named trained tensor)
@@ -57,6 +59,7 @@
 #include "peftlua/alloc.h"
 #include "peftlua/train.h"
 #include "pl_lua.h"
+#include "peftlua/dist.h"
 
 #define TRAINER_MT "peft.Trainer"
 
@@ -104,7 +107,7 @@ static const char *const trainer_opts[] = {
     "beta1", "beta2", "eps", "momentum", "nesterov", "schedule", "warmup", "total_steps",
     "min_lr_ratio", "max_grad_norm", "seed", "lora_rank", "lora_alpha", "lora_dropout", "rslora",
     "targets", "layers", "checkpointing", "precision", "loss_scale", "growth_interval",
-    "planned_rows", NULL };
+    "planned_rows", "distributed", NULL };
 
 /* peft.train.trainer (raises) and peft.train.try_trainer (an engine failure is returned as
  * nil, message, status, so that peft.train.run can re-plan with fewer rows on "nomem"). */
@@ -232,6 +235,7 @@ static int new_trainer(lua_State *L, int try)
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);   /* the model outlives the trainer */
     enum pl_status st = pl_trainer_new(&u->t, m, &c);
+    if (st == PL_OK && pl_lua_opt_bool(L, 2, "distributed", 0)) st = pl_dist_trainer_attach(u->t);
     if (st == PL_OK) return 1;
     if (try) return push_failure(L, st);
     return pl_lua_error(L);
@@ -432,6 +436,7 @@ static int l_trainer_stats(lua_State *L)
     SETI("planned_rows", t->plan_rows);
     SETI("seq_len", t->cfg.seq_len);
     SETI("grad_accum", t->cfg.grad_accum);
+    SETI("ranks", t->world > 1 ? t->world : 1);
     SETI("checkpointing", t->cfg.ckpt_every);
     lua_pushstring(L, t->cfg.method == PL_TRAIN_LORA ? "lora" : "full");
     lua_setfield(L, -2, "method");
