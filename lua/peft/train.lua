@@ -235,7 +235,9 @@ local function run(cfg, rec)
   end
   local out = cfg.output
   os.execute("mkdir -p " .. sh_quote(out))
-  local lock <close> = M.lock(out)   -- a second run on this output is refused (pid in output/peftlua.lock)
+  -- a second run on this output is refused (pid in output/peftlua.lock); the writer (rank 0 of
+  -- a distributed run) holds it
+  local lock <close> = writer and M.lock(out) or nil
   local ckpt = out .. "/checkpoint"
   local metrics_path = out .. "/metrics.jsonl"
   local best, evals_since = math.huge, 0
