@@ -12,7 +12,7 @@
 PREFIX  ?= /usr/local
 BUILD   ?= build
 CC      ?= cc
-PKGS    := lua5.4 openblas libcjson gdlib
+PKGS    := lua5.4 openblas libcjson gdlib libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -58,7 +58,7 @@ LIB         := $(BUILD)/libpeftlua.a
 HOST        := $(BUILD)/peftlua
 MODEL       := models/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: FORCE all test check asan bench demo install clean deps model ctest luatest installcheck llamacpp llamacpp-check
+.PHONY: FORCE all test check asan bench demo install clean deps model ctest luatest installcheck llamacpp llamacpp-check servetest uitest
 all: $(HOST) $(LIB)
 
 $(BUILD)/gen/pl_modules.h: Makefile $(wildcard src/lua/l_*.c)
@@ -121,15 +121,22 @@ ctest: $(CTEST_BIN) $(HOST)
 	@$(BLAS_ENV) fail=0; for t in $(CTEST_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 luatest: $(HOST)
 	@PEFT_HOST=$(abspath $(HOST)) $(HOST) tests/lua/run.lua
+# servetest: the openai PyPI client against a real `peftlua serve` (tests/serve/; docs/serve.md)
+servetest: $(HOST)
+	@python3 tests/serve/test_openai.py $(abspath $(HOST))
+# uitest: `peftlua ui` over HTTP (traversal, limits, origin, token), then in Debian's chromium
+# driven by selenium (tests/ui/; screenshots in build/ui-screens/; docs/ui.md)
+uitest: $(HOST)
+	@python3 tests/ui/test_ui_http.py $(abspath $(HOST)) && python3 tests/ui/test_ui_browser.py $(abspath $(HOST))
 check: all
-	@$(MAKE) --no-print-directory ctest && $(MAKE) --no-print-directory luatest && $(MAKE) --no-print-directory installcheck
+	@$(MAKE) --no-print-directory ctest && $(MAKE) --no-print-directory luatest && $(MAKE) --no-print-directory servetest && $(MAKE) --no-print-directory uitest && $(MAKE) --no-print-directory installcheck
 
 # Install into a scratch prefix, then use it as a user would: the binary from another
 # directory, and examples/embed.c and examples/generate.c (the worked example of peftlua.h)
 # compiled against the installed library through pkg-config.
 installcheck: all
 	@rm -rf $(BUILD)/inst && $(MAKE) --no-print-directory -s install PREFIX=$(abspath $(BUILD)/inst) >/dev/null
-	@cd / && $(abspath $(BUILD)/inst)/bin/peftlua -e 'assert(PEFTLUA_LUA_DIR:find("/inst/share/peftlua/lua", 1, true), PEFTLUA_LUA_DIR); assert(peft.tensor and peft.memory)' && $(abspath $(BUILD)/inst)/bin/peftlua version | grep -q '^peftlua '
+	@cd / && $(abspath $(BUILD)/inst)/bin/peftlua -e 'assert(PEFTLUA_LUA_DIR:find("/inst/share/peftlua/lua", 1, true), PEFTLUA_LUA_DIR); assert(peft.tensor and peft.memory)' && $(abspath $(BUILD)/inst)/bin/peftlua version | grep -q '^peftlua ' && test -f $(abspath $(BUILD)/inst)/share/peftlua/lua/peft/ui/run.js
 	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/embed.c \
 	  $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig pkg-config --cflags --libs peftlua) $(EXTRA_LDFLAGS) -o $(BUILD)/embed
 	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/generate.c \
@@ -170,6 +177,7 @@ TORCH_ENV := MALLOC_ARENA_MAX=2 MALLOC_TRIM_THRESHOLD_=-1 MALLOC_TOP_PAD_=536870
 bench: all $(BENCH_BIN)
 	@$(BLAS_ENV) for b in $(BENCH_BIN); do $$b; done; $(BUILD)/bench/bench_qlora precision
 	@for r in tests/bench/*.lua; do [ -f "$$r" ] && $(HOST) $$r; done; true
+	@[ -f $(MODEL) ] && python3 tests/bench/bench_serve.py $(abspath $(HOST)) $(MODEL) $$($(HOST) -e 'io.write(peft.hw.threads())'); true
 	@if python3 -c 'import torch, gguf, numpy' 2>/dev/null; then \
 	  th=$$($(HOST) -e 'io.write(peft.hw.threads())'); \
 	  echo "PyTorch reference (tests/ref/train/torch_bench.py, $$th threads, $(TORCH_ENV)):"; \
@@ -193,6 +201,8 @@ install: all
 	install -m 644 include/peftlua/*.h $(DESTDIR)$(PREFIX)/include/peftlua/
 	install -m 644 lua/peft/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/
 	install -m 644 lua/peft/cmd/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/cmd/
+	install -d $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/ui
+	install -m 644 lua/peft/ui/*.html lua/peft/ui/*.css lua/peft/ui/*.js $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/ui/
 	install -m 644 docs/peftlua.1 $(DESTDIR)$(PREFIX)/share/man/man1/peftlua.1
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@MPI_LIBS@|$(MPI_LIBS)|' docs/peftlua.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/peftlua.pc
 

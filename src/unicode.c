@@ -97,3 +97,30 @@ uint32_t pl_uni_nfd_first(uint32_t cp)
     }
     return cp;
 }
+
+int pl_utf8_seq(const char *s, size_t left)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (left == 0) return 0;
+    if (u[0] < 0x80) return 1;
+    if (u[0] < 0xC2 || u[0] > 0xF4) return 0;          /* continuation, overlong lead, > U+10FFFF */
+    int len = u[0] < 0xE0 ? 2 : u[0] < 0xF0 ? 3 : 4;
+    if (left < (size_t)len) return 0;
+    for (int i = 1; i < len; i++) if ((u[i] & 0xC0) != 0x80) return 0;
+    if (u[0] == 0xE0 && u[1] < 0xA0) return 0;          /* overlong 3-byte */
+    if (u[0] == 0xED && u[1] > 0x9F) return 0;          /* surrogates */
+    if (u[0] == 0xF0 && u[1] < 0x90) return 0;          /* overlong 4-byte */
+    if (u[0] == 0xF4 && u[1] > 0x8F) return 0;          /* past U+10FFFF */
+    return len;
+}
+
+size_t pl_utf8_valid(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        int l = pl_utf8_seq(s + i, n - i);
+        if (!l) return i;
+        i += (size_t)l;
+    }
+    return n;
+}

@@ -49,5 +49,10 @@ int pl_utf8_len(unsigned char lead);
 uint32_t pl_utf8_decode(const char *s, size_t n, size_t *pos);
 /* Encode cp into out (4 bytes room); returns the byte count. */
 int pl_utf8_encode(uint32_t cp, char *out);
+/* Strict UTF-8 (RFC 3629: no overlong forms, surrogates or code points past U+10FFFF): the
+ * length of the well-formed sequence at s (left bytes available), or 0 if there is none. */
+int pl_utf8_seq(const char *s, size_t left);
+/* Offset of the first byte that does not start a well-formed sequence; n if all are valid. */
+size_t pl_utf8_valid(const char *s, size_t n);
 
 #endif

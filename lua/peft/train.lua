@@ -19,6 +19,7 @@
 --     loss_scale = 65536, growth_interval = 2000 -- dynamic loss scaling (metrics: loss_scale,
 --                                              -- skipped_steps)
 --     on_step = function(info) end, on_eval = function(info) end,
+--     on_phase = function(phase) end,          -- "evaluating", "training", "saving" as they begin
 --     distributed = true                       -- under mpirun/srun (default when > 1 rank):
 --                                              -- docs/distributed.md
 --   }
@@ -53,7 +54,7 @@ local KEYS = {
   valid = "validation data path", valid_fraction = "validation split fraction",
   max_seq_len = "tokens per example", optimizer = '"adamw" | "sgd"', weight_decay = "decay",
   min_lr_ratio = "schedule floor", layers = "LoRA layers (0-based)", rslora = "rsLoRA scaling",
-  on_step = "callback(info)", on_eval = "callback(info)", eval_batches = "limit of eval batches",
+  on_step = "callback(info)", on_eval = "callback(info)", on_phase = "callback(phase): evaluating, training, saving", eval_batches = "limit of eval batches",
   early_stopping = "evaluations without improvement before stopping", format = "data format",
   train_on_prompt = "loss on prompts too", skip_bad = "skip bad records", packing = "pack rows",
   progress = "live progress line", quiet = "no printing", save_adapter = "write output/adapter",
@@ -91,7 +92,7 @@ local function check_config(cfg)
   if (cfg.loss_scale ~= nil or cfg.growth_interval ~= nil) and cfg.precision ~= "fp16" then
     fail('loss_scale and growth_interval are for precision = "fp16"')
   end
-  for _, k in ipairs { "on_step", "on_eval" } do
+  for _, k in ipairs { "on_step", "on_eval", "on_phase" } do
     if cfg[k] ~= nil and type(cfg[k]) ~= "function" then fail(k .. " must be a function") end
   end
 end
@@ -295,8 +296,11 @@ local function run(cfg, rec)
     record { step = step, from = from, to = to, chunks = chunks, error = msg, log = line }
   end
 
+  local function phase(p) if cfg.on_phase then cfg.on_phase(p) end end
   local function evaluate()
     if not valid_ds then return nil end
+    phase("evaluating")
+    local function back(...) phase("training"); return ... end
     while true do
       local vit <close> = valid_ds:batches { batch_size = bs, shuffle = false, epochs = 1 }
       local sum, cnt, nb, failed, status = 0, 0, 0, nil, nil
@@ -306,7 +310,7 @@ local function run(cfg, rec)
         sum, cnt, nb = sum + s, cnt + c, nb + 1
         if cfg.eval_batches and cfg.eval_batches > 0 and nb >= cfg.eval_batches then break end
       end
-      if not failed then return cnt > 0 and sum / cnt or nil end
+      if not failed then return back(cnt > 0 and sum / cnt or nil) end
       if status ~= "nomem" then error(failed, 0) end
       shrink_after(failed, tr:stats().step, "evaluation retried")
     end
@@ -320,6 +324,7 @@ local function run(cfg, rec)
   local stop_reason
 
   local function save()
+    phase("saving")
     if writer then tr:save(ckpt, encode_blob(it:state(), best, evals_since, tr:stats().planned_rows, ranks)) end
   end
 
@@ -400,7 +405,7 @@ local function run(cfg, rec)
             io.stderr:write(line, "\n")
           end
         end
-        if cfg.save_every and cfg.save_every > 0 and s.step % cfg.save_every == 0 then save() end
+        if cfg.save_every and cfg.save_every > 0 and s.step % cfg.save_every == 0 then save(); phase("training") end
         if cfg.on_step and cfg.on_step(info) == false then stop_reason = "on_step"; break end
         if cfg.early_stopping and evals_since >= cfg.early_stopping then stop_reason = "early_stopping"; break end
       end

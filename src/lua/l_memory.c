@@ -189,39 +189,6 @@ static int l_memory_json_gc(lua_State *L)
     return 0;
 }
 
-/* JSON -> Lua (depth-limited by the parser's own nesting limit and the Lua stack check) */
-static void l_memory_push_json(lua_State *L, const struct pl_json *j)
-{
-    luaL_checkstack(L, 4, "JSON nested too deeply");
-    switch (pl_json_type(j)) {
-    case PL_JSON_BOOL: lua_pushboolean(L, pl_json_bool(j, 0)); break;
-    case PL_JSON_NUMBER: {
-        double v = pl_json_num(j, 0);
-        if (v == floor(v) && fabs(v) < 9007199254740992.0) lua_pushinteger(L, (lua_Integer)v);
-        else lua_pushnumber(L, v);
-        break;
-    }
-    case PL_JSON_STRING: lua_pushstring(L, pl_json_str(j)); break;
-    case PL_JSON_ARRAY: {
-        int n = pl_json_len(j), i = 1;
-        lua_createtable(L, n, 0);
-        for (struct pl_json *c = pl_json_first(j); c; c = pl_json_next(c), i++) {
-            l_memory_push_json(L, c);
-            lua_rawseti(L, -2, i);
-        }
-        break;
-    }
-    case PL_JSON_OBJECT:
-        lua_createtable(L, 0, pl_json_len(j));
-        for (struct pl_json *c = pl_json_first(j); c; c = pl_json_next(c)) {
-            l_memory_push_json(L, c);
-            lua_setfield(L, -2, pl_json_key(c));
-        }
-        break;
-    default: lua_pushnil(L); break;
-    }
-}
-
 /* A box whose __gc frees the parsed tree, made before parsing: converting may raise (out of
  * memory) and must not leak the tree. */
 static struct pl_json **l_memory_json_box(lua_State *L)
@@ -244,7 +211,7 @@ static int l_memory_json_result(lua_State *L, struct pl_json **box)
         lua_pushstring(L, pl_last_error());
         return 2;
     }
-    l_memory_push_json(L, *box);
+    pl_lua_push_json(L, *box);
     pl_json_free(*box);
     *box = NULL;
     return 1;

@@ -1,5 +1,7 @@
 /* pl_lua.c — option-table helpers shared by the bindings (see pl_lua.h). */
+#include <math.h>
 #include <string.h>
+#include "peftlua/json.h"
 #include "pl_lua.h"
 
 int pl_lua_error(lua_State *L)
@@ -93,4 +95,37 @@ const char *pl_lua_opt_str(lua_State *L, int idx, const char *key, const char *d
     const char *v = lua_tostring(L, -1);
     lua_pop(L, 1);
     return v;
+}
+
+/* JSON -> Lua (depth-limited by the parser's own nesting limit and the Lua stack check) */
+void pl_lua_push_json(lua_State *L, const struct pl_json *j)
+{
+    luaL_checkstack(L, 4, "JSON nested too deeply");
+    switch (pl_json_type(j)) {
+    case PL_JSON_BOOL: lua_pushboolean(L, pl_json_bool(j, 0)); break;
+    case PL_JSON_NUMBER: {
+        double v = pl_json_num(j, 0);
+        if (v == floor(v) && fabs(v) < 9007199254740992.0) lua_pushinteger(L, (lua_Integer)v);
+        else lua_pushnumber(L, v);
+        break;
+    }
+    case PL_JSON_STRING: lua_pushstring(L, pl_json_str(j)); break;
+    case PL_JSON_ARRAY: {
+        int n = pl_json_len(j), i = 1;
+        lua_createtable(L, n, 0);
+        for (struct pl_json *c = pl_json_first(j); c; c = pl_json_next(c), i++) {
+            pl_lua_push_json(L, c);
+            lua_rawseti(L, -2, i);
+        }
+        break;
+    }
+    case PL_JSON_OBJECT:
+        lua_createtable(L, 0, pl_json_len(j));
+        for (struct pl_json *c = pl_json_first(j); c; c = pl_json_next(c)) {
+            pl_lua_push_json(L, c);
+            lua_setfield(L, -2, pl_json_key(c));
+        }
+        break;
+    default: lua_pushnil(L); break;
+    }
 }

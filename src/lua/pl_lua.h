@@ -34,6 +34,11 @@ struct pl_model *pl_lua_test_model(lua_State *L, int idx);           /* l_model.
 void pl_lua_new_class(lua_State *L, const char *mt, const luaL_Reg *methods,
                       lua_CFunction release, lua_CFunction tostring);
 
+/* Push a parsed JSON value as Lua values (objects: tables by key, arrays: sequences, null:
+ * nil; integral numbers as integers). Raises if nested too deeply for the Lua stack. */
+struct pl_json;
+void pl_lua_push_json(lua_State *L, const struct pl_json *j);
+
 /* Raise the engine's last error as a Lua error (never as a format string). */
 int pl_lua_error(lua_State *L);
 
