@@ -8,7 +8,7 @@
 # build/fuzz/seeds/<target>/; regression inputs: tests/fuzz/regress/<target>/ (every crash a
 # fuzzer ever found, and the issue-12 cases). New inputs go to build/fuzz/corpus/<target>/,
 # findings to build/fuzz/crash-<target>-*; each run's libFuzzer output to build/fuzz/<target>.log.
-# The HTTP request parser of `peftlua serve` gets tests/fuzz/fuzz_http.c when it exists.
+# fuzz_http.c drives the HTTP layer of `peftlua serve` over a real socket.
 FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
