@@ -191,7 +191,26 @@ enum pl_status pl_file_write_atomic(const char *path, const void *const *parts, 
 static int pid_alive(long pid)
 {
     if (pid <= 0 || pid > 0x7fffffffL) return 0;
-    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+    if (kill((pid_t)pid, 0) != 0 && errno != EPERM) return 0;
+    /* a zombie (exited, not yet reaped: an MPI rank killed with its job) holds nothing */
+    char p[64], buf[256];
+    snprintf(p, sizeof p, "/proc/%ld/stat", pid);
+    FILE *f = fopen(p, "r");
+    if (!f) return 1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')');
+    return !(rp && rp[1] == ' ' && rp[2] == 'Z');
+}
+
+enum pl_status pl_dir_lock_wait(const char *dir, struct pl_dir_lock *lk, int wait_ms)
+{
+    for (int waited = 0;; waited += 100) {
+        enum pl_status st = pl_dir_lock(dir, lk);
+        if (st != PL_ERR_STATE || waited >= wait_ms) return st;
+        usleep(100000);   /* the holder may be winding down (a resumed run right after a crash) */
+    }
 }
 
 enum pl_status pl_dir_lock(const char *dir, struct pl_dir_lock *lk)

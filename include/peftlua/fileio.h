@@ -74,5 +74,8 @@ enum pl_status pl_file_write_atomic(const char *path, const void *const *parts, 
 struct pl_dir_lock { char *path; };
 enum pl_status pl_dir_lock(const char *dir, struct pl_dir_lock *lk);
 void pl_dir_unlock(struct pl_dir_lock *lk);   /* removes the file if it is still ours; NULL ok */
+/* The same, waiting up to wait_ms for a live holder to let go (a resumed run started while the
+ * crashed run's last process is still exiting); then the same refusal. */
+enum pl_status pl_dir_lock_wait(const char *dir, struct pl_dir_lock *lk, int wait_ms);
 
 #endif

@@ -621,7 +621,7 @@ static int l_train_has_checkpoint(lua_State *L)
     return 1;
 }
 
-/* peft.train.lock(dir) -> lock: <dir>/peftlua.lock with this process's pid (fileio.h); a
+/* peft.train.lock(dir [, wait_s]) -> lock: <dir>/peftlua.lock with this process's pid (fileio.h); a
  * second run on the same output directory raises "<dir>: output directory is in use by another
  * run (pid N ...)". Released by lock:release(), a to-be-closed variable, or the GC. */
 #define LOCK_MT "peft.train.lock"
@@ -635,10 +635,12 @@ static int l_lock_release(lua_State *L)
 static int l_train_lock(lua_State *L)
 {
     const char *dir = luaL_checkstring(L, 1);
+    const lua_Number wait_s = luaL_optnumber(L, 2, 0);
     struct pl_dir_lock *lk = lua_newuserdatauv(L, sizeof *lk, 0);
     lk->path = NULL;
     luaL_setmetatable(L, LOCK_MT);
-    if (pl_dir_lock(dir, lk) != PL_OK) return pl_lua_error(L);
+    if (pl_dir_lock_wait(dir, lk, wait_s > 0 ? (int)(wait_s < 3600 ? wait_s * 1000 : 3600000) : 0) != PL_OK)
+        return pl_lua_error(L);
     return 1;
 }
 

@@ -486,6 +486,45 @@ static void test_output_lock(void **state)
     free(txt);
     pl_dir_unlock(&b);
     close(go[0]); close(go[1]); close(ready[0]); close(ready[1]);
+
+    /* a holder that exited but is not reaped yet (a zombie) holds nothing */
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct pl_dir_lock c;
+        _exit(pl_dir_lock(dir, &c) == PL_OK ? 0 : 3);
+    }
+    char stat_path[64], buf[256];
+    snprintf(stat_path, sizeof stat_path, "/proc/%ld/stat", (long)pid);
+    int zombie = 0;
+    for (int i = 0; i < 500 && !zombie; i++) {
+        FILE *f = fopen(stat_path, "r");
+        if (!f) break;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        const char *rp = strrchr(buf, ')');
+        zombie = rp && rp[2] == 'Z';
+        if (!zombie) usleep(10000);
+    }
+    assert_true(zombie);
+    assert_true(pl_test_exists(lockf));
+    assert_int_equal(pl_dir_lock(dir, &b), PL_OK);
+    pl_dir_unlock(&b);
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_int_equal(WEXITSTATUS(ws), 0);
+    /* waiting: a holder that lets go within the wait is waited for */
+    assert_int_equal(pl_dir_lock(dir, &a), PL_OK);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct pl_dir_lock c;
+        _exit(pl_dir_lock_wait(dir, &c, 5000) == PL_OK ? 0 : 4);
+    }
+    usleep(300000);
+    pl_dir_unlock(&a);
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_int_equal(WEXITSTATUS(ws), 0);
 }
 
 int main(void)
