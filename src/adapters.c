@@ -146,9 +146,12 @@ enum pl_status pl_adapter_set_remove(struct pl_adapter_set *s, const char *name,
 
 struct pl_hook_state pl_adapter_use(struct pl_model *m, struct pl_lora *lora)
 {
-    struct pl_hook_state h = { m->linear_hook, m->linear_hook_ctx };
+    struct pl_hook_state h = { m->linear_hook, m->linear_hook_ctx, m->linear_in_hook };
     m->linear_hook = lora ? pl_lora_hook : NULL;
     m->linear_hook_ctx = lora;
+    /* IA3 scales down_proj's input; DoRA's norms read the base weights of the model in use */
+    m->linear_in_hook = lora && lora->cfg.kind == PL_ADAPTER_IA3 ? pl_lora_in_hook : NULL;
+    if (lora) lora->attached = m;
     return h;
 }
 
@@ -156,4 +159,5 @@ void pl_adapter_restore(struct pl_model *m, struct pl_hook_state h)
 {
     m->linear_hook = h.fn;
     m->linear_hook_ctx = h.ctx;
+    m->linear_in_hook = h.in_fn;
 }

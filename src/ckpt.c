@@ -206,6 +206,8 @@ static enum pl_status proj(struct pl_model *m, int l, enum pl_proj p, float *y, 
                            int64_t R)
 {
     const struct pl_tensor *w = m->layers[l].w[p], *b = m->layers[l].b[p];
+    if (m->linear_in_hook && !(x = m->linear_in_hook(m->linear_hook_ctx, l, p, x, R)))
+        return PL_ERR_NOMEM;
     enum pl_status st = pl_linear_fwd(y, x, pl_tensor_data(w), w->dtype, b ? fdata(b) : NULL, R,
                                       w->shape[1], w->shape[0]);
     if (st != PL_OK) return st;
@@ -256,10 +258,7 @@ static enum pl_status proj_bwd(struct pl_ckpt *ck, int l, enum pl_proj p, float 
     const struct pl_tensor *w = ly->w[p];
     float *dW = pl_train_grad_of(t, w);
     float *db = ly->b[p] ? pl_train_grad_of(t, ly->b[p]) : NULL;
-    enum pl_status st = pl_linear_bwd(dx, dW, db, dy, x, pl_tensor_data(w), w->dtype, R,
-                                      w->shape[1], w->shape[0]);
-    if (st != PL_OK || !t->lora) return st;
-    return pl_lora_backward(t->lora, l, p, dx, dy, x, R);
+    return pl_lora_proj_backward(t->lora, l, p, w, dW, db, dx, dy, x, R);
 }
 
 static enum pl_status layer_bwd(struct pl_ckpt *ck, int l)

@@ -307,6 +307,8 @@ static enum pl_status pl_llama_linear(struct pl_llama_ctx *c, int layer, enum pl
     struct pl_model *m = c->m;
     const struct pl_tensor *w = m->layers[layer].w[p];
     const struct pl_tensor *b = m->layers[layer].b[p];
+    if (m->linear_in_hook && !(x = m->linear_in_hook(m->linear_hook_ctx, layer, p, x, n)))
+        return PL_ERR_NOMEM;
     enum pl_status st = pl_llama_matmul(y, x, w, b, n);
     if (st != PL_OK) return st;
     if (m->linear_hook) return m->linear_hook(m->linear_hook_ctx, layer, p, y, x, n);

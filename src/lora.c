@@ -20,6 +20,7 @@
 #include "peftlua/quant.h"
 #include "peftlua/safetensors.h"
 #include "peftlua/train.h"
+#include "lora_internal.h"
 
 struct pl_lora_cfg pl_lora_defaults(void)
 {
@@ -29,6 +30,16 @@ struct pl_lora_cfg pl_lora_defaults(void)
     c.alpha = 16.0f;
     c.targets = (1u << PL_PROJ_Q) | (1u << PL_PROJ_V);
     return c;
+}
+
+const char *pl_adapter_kind_name(int kind)
+{
+    return kind == PL_ADAPTER_DORA ? "dora" : kind == PL_ADAPTER_IA3 ? "ia3" : "lora";
+}
+
+void pl_lora_touch(struct pl_lora *a)
+{
+    if (a) a->version++;
 }
 
 int pl_lora_target_from_name(const char *name)
@@ -79,6 +90,17 @@ static enum pl_status lora_alloc(struct pl_lora **out, const struct pl_model_con
                            cfg->layers[i], mc->n_layers);
     if (mc->n_layers <= 0 || mc->n_layers > PL_LORA_MAX_LAYERS)
         return pl_fail(PL_ERR_ARG, "lora: model has %d layers", mc->n_layers);
+    if (cfg->kind < PL_ADAPTER_LORA || cfg->kind > PL_ADAPTER_IA3)
+        return pl_fail(PL_ERR_ARG, "lora: unknown adapter method %d", cfg->kind);
+    if (cfg->kind == PL_ADAPTER_DORA && cfg->dropout > 0)
+        return pl_fail(PL_ERR_UNSUPPORTED, "dora: lora_dropout %g is not supported with DoRA (use 0)",
+                       (double)cfg->dropout);
+    if (cfg->kind == PL_ADAPTER_IA3 && cfg->dropout > 0)
+        return pl_fail(PL_ERR_ARG, "ia3: IA3 has no dropout (lora_dropout %g)", (double)cfg->dropout);
+    if (cfg->kind == PL_ADAPTER_IA3 && cfg->n_layers_sel > 0)
+        return pl_fail(PL_ERR_UNSUPPORTED, "ia3: PEFT's IA3Config has no layers_to_transform; IA3 adapts every layer");
+    if (cfg->kind == PL_ADAPTER_IA3 && (cfg->ff_targets & ~cfg->targets))
+        return pl_fail(PL_ERR_ARG, "ia3: feedforward_modules must be among target_modules");
 
     struct pl_lora *a = pl_calloc(1, sizeof *a, PL_MEM_ADAPTERS);
     if (!a) return pl_fail(PL_ERR_NOMEM, "lora: out of memory");
@@ -101,7 +123,10 @@ static enum pl_status lora_alloc(struct pl_lora **out, const struct pl_model_con
             d->layer = l;
             d->proj = (enum pl_proj)p;
             pl_lora_proj_shape(mc, (enum pl_proj)p, &d->in, &d->out);
-            total += (int64_t)cfg->r * (d->in + d->out);
+            d->ff = cfg->kind == PL_ADAPTER_IA3 && (cfg->ff_targets & (1u << p)) != 0;
+            d->norm_ver = -1;
+            if (cfg->kind == PL_ADAPTER_IA3) total += d->ff ? d->in : d->out;
+            else total += (int64_t)cfg->r * (d->in + d->out) + (cfg->kind == PL_ADAPTER_DORA ? d->out : 0);
             a->index[l * PL_PROJ_COUNT + p] = a->n++;
         }
     a->n_params = total;
@@ -112,8 +137,18 @@ static enum pl_status lora_alloc(struct pl_lora **out, const struct pl_model_con
     }
     float *p = a->params;
     for (int i = 0; i < a->n; i++) {
-        a->ad[i].A = p; p += (size_t)cfg->r * a->ad[i].in;
-        a->ad[i].B = p; p += (size_t)cfg->r * a->ad[i].out;
+        struct pl_lora_adapter *d = &a->ad[i];
+        if (cfg->kind == PL_ADAPTER_IA3) {
+            d->vec = p; p += d->ff ? d->in : d->out;
+            continue;
+        }
+        d->A = p; p += (size_t)cfg->r * d->in;
+        d->B = p; p += (size_t)cfg->r * d->out;
+        if (cfg->kind == PL_ADAPTER_DORA) {
+            d->mag = p; p += d->out;
+            d->wnorm = pl_alloc((size_t)d->out * sizeof(float), PL_MEM_ADAPTERS);
+            if (!d->wnorm) { pl_lora_free(a); return pl_fail(PL_ERR_NOMEM, "dora: out of memory"); }
+        }
     }
     *out = a;
     return PL_OK;
@@ -129,6 +164,11 @@ enum pl_status pl_lora_new(struct pl_lora **out, const struct pl_model_config *m
      * = 1 / sqrt(fan_in). B stays zero. */
     struct pl_rng rng;
     pl_rng_seed(&rng, seed);
+    a->dropout_seed = seed ^ 0x9e3779b97f4a7c15ull;
+    if (a->cfg.kind == PL_ADAPTER_IA3) {   /* PEFT: init_ia3_weights → ones */
+        for (int64_t k = 0; k < a->n_params; k++) a->params[k] = 1.0f;
+        return PL_OK;
+    }
     for (int i = 0; i < a->n; i++) {
         struct pl_lora_adapter *d = &a->ad[i];
         double bound = 1.0 / sqrt((double)d->in);
@@ -144,10 +184,14 @@ void pl_lora_free(struct pl_lora *a)
 {
     if (!a) return;
     pl_lora_detach(a);
+    for (int i = 0; a->ad && i < a->n; i++) pl_free(a->ad[i].wnorm);
     pl_free(a->params);
     pl_free(a->grads);
     pl_free(a->xa_mem);
     pl_free(a->work);
+    pl_free(a->ys_mem);
+    pl_free(a->dy_work);
+    pl_free(a->xs);
     pl_free(a->index);
     pl_free(a->ad);
     pl_free(a);
@@ -166,23 +210,48 @@ enum pl_status pl_lora_plan(struct pl_lora *a, int64_t rows)
     if (!a->grads) {
         a->grads = pl_calloc((size_t)a->n_params, sizeof(float), PL_MEM_GRADS);
         if (!a->grads) return pl_fail(PL_ERR_NOMEM, "lora: out of memory for gradients");
-        float *g = a->grads;
-        for (int i = 0; i < a->n; i++) {
-            a->ad[i].dA = g; g += (size_t)a->cfg.r * a->ad[i].in;
-            a->ad[i].dB = g; g += (size_t)a->cfg.r * a->ad[i].out;
+        for (int i = 0; i < a->n; i++) {   /* the same offsets as the parameters */
+            struct pl_lora_adapter *d = &a->ad[i];
+            if (d->A) { d->dA = a->grads + (d->A - a->params); d->dB = a->grads + (d->B - a->params); }
+            if (d->mag) d->dmag = a->grads + (d->mag - a->params);
+            if (d->vec) d->dvec = a->grads + (d->vec - a->params);
         }
     }
     if (rows <= a->rows_cap) return PL_OK;
     pl_lora_unplan(a);
-    a->xa_mem = pl_alloc((size_t)rows * a->cfg.r * a->n * sizeof(float), PL_MEM_ACTIVATIONS);
-    if (!a->xa_mem) return pl_fail(PL_ERR_NOMEM, "lora: out of memory for saved activations");
+    const int lowrank = a->cfg.kind != PL_ADAPTER_IA3;
+    if (lowrank) {
+        a->xa_mem = pl_alloc((size_t)rows * a->cfg.r * a->n * sizeof(float), PL_MEM_ACTIVATIONS);
+        if (!a->xa_mem) return pl_fail(PL_ERR_NOMEM, "lora: out of memory for saved activations");
+    }
+    if (a->cfg.kind != PL_ADAPTER_LORA) {
+        /* DoRA and output-scaling IA3 save the pre-scaling output; the backward scales dy */
+        int64_t ys = 0, wide = 0;
+        for (int i = 0; i < a->n; i++) {
+            const struct pl_lora_adapter *d = &a->ad[i];
+            if (!d->ff) ys += d->out;
+            if (d->out > wide) wide = d->out;
+            if (d->in > wide) wide = d->in;
+        }
+        a->ys_mem = ys ? pl_alloc((size_t)(rows * ys) * sizeof(float), PL_MEM_ACTIVATIONS) : NULL;
+        a->dy_work = pl_alloc((size_t)(rows * wide) * sizeof(float), PL_MEM_WORKSPACE);
+        if ((ys && !a->ys_mem) || !a->dy_work) {
+            pl_lora_unplan(a);
+            return pl_fail(PL_ERR_NOMEM, "%s: out of memory for saved outputs of %lld rows",
+                           pl_adapter_kind_name(a->cfg.kind), (long long)rows);
+        }
+        float *q = a->ys_mem;
+        for (int i = 0; i < a->n; i++)
+            if (!a->ad[i].ff) { a->ad[i].ysave = q; q += (size_t)(rows * a->ad[i].out); }
+    }
     if (a->cfg.dropout > 0) {
         int64_t wide = 0;
         for (int i = 0; i < a->n; i++) if (a->ad[i].in > wide) wide = a->ad[i].in;
         a->work = pl_alloc((size_t)rows * wide * 2 * sizeof(float), PL_MEM_WORKSPACE);
         if (!a->work) return pl_fail(PL_ERR_NOMEM, "lora: out of memory for dropout workspace");
     }
-    for (int i = 0; i < a->n; i++) a->ad[i].xa = a->xa_mem + (size_t)i * rows * a->cfg.r;
+    if (lowrank)
+        for (int i = 0; i < a->n; i++) a->ad[i].xa = a->xa_mem + (size_t)i * rows * a->cfg.r;
     a->rows_cap = rows;
     return PL_OK;
 }
@@ -192,10 +261,14 @@ void pl_lora_unplan(struct pl_lora *a)
     if (!a) return;
     pl_free(a->xa_mem);
     pl_free(a->work);
+    pl_free(a->ys_mem);
+    pl_free(a->dy_work);
     a->xa_mem = NULL;
     a->work = NULL;
+    a->ys_mem = NULL;
+    a->dy_work = NULL;
     a->rows_cap = 0;
-    for (int i = 0; i < a->n; i++) a->ad[i].xa = NULL;
+    for (int i = 0; i < a->n; i++) a->ad[i].xa = a->ad[i].ysave = NULL;
 }
 
 void pl_lora_attach(struct pl_lora *a, struct pl_model *m)
@@ -203,6 +276,7 @@ void pl_lora_attach(struct pl_lora *a, struct pl_model *m)
     if (a->attached && a->attached != m) pl_lora_detach(a);
     m->linear_hook = pl_lora_hook;
     m->linear_hook_ctx = a;
+    m->linear_in_hook = a->cfg.kind == PL_ADAPTER_IA3 && a->cfg.ff_targets ? pl_lora_in_hook : NULL;
     a->attached = m;
 }
 
@@ -212,6 +286,7 @@ void pl_lora_detach(struct pl_lora *a)
     if (a->attached->linear_hook_ctx == a) {
         a->attached->linear_hook = NULL;
         a->attached->linear_hook_ctx = NULL;
+        a->attached->linear_in_hook = NULL;
     }
     a->attached = NULL;
 }
@@ -254,10 +329,17 @@ enum pl_status pl_lora_hook(void *ctx, int layer, enum pl_proj p, float *y, cons
     struct pl_lora_adapter *d = pl_lora_get(a, layer, p);
     if (!d) return PL_OK;
     const int64_t r = a->cfg.r;
+    if (a->training && n > a->rows_cap)
+        return pl_fail(PL_ERR_STATE, "lora: forward of %lld rows but %lld were planned",
+                       (long long)n, (long long)a->rows_cap);
+    if (a->cfg.kind == PL_ADAPTER_IA3) return d->ff ? PL_OK : pl_ia3_out_fwd(a, d, y, n);
+    if (a->cfg.kind == PL_ADAPTER_DORA) {
+        if (!a->attached || !a->mag_ready)
+            return pl_fail(PL_ERR_STATE, "dora: the magnitude vectors are not initialised (pl_lora_init_magnitude)");
+        const struct pl_layer *ly = &a->attached->layers[layer];
+        return pl_dora_fwd(a, d, ly->w[p], ly->b[p], y, x, n);
+    }
     if (a->training) {
-        if (n > a->rows_cap)
-            return pl_fail(PL_ERR_STATE, "lora: forward of %lld rows but %lld were planned",
-                           (long long)n, (long long)a->rows_cap);
         const float *xin = x;
         if (a->cfg.dropout > 0) {
             apply_dropout(a, layer, p, a->work, x, n * d->in, d->in);
@@ -278,6 +360,9 @@ enum pl_status pl_lora_backward(struct pl_lora *a, int layer, enum pl_proj p, fl
 {
     struct pl_lora_adapter *d = pl_lora_get(a, layer, p);
     if (!d || !a->enabled) return PL_OK;
+    if (a->cfg.kind != PL_ADAPTER_LORA)
+        return pl_fail(PL_ERR_STATE, "%s: the adapter backward runs through pl_lora_proj_backward",
+                       pl_adapter_kind_name(a->cfg.kind));
     if (!a->grads || n > a->rows_cap)
         return pl_fail(PL_ERR_STATE, "lora: backward of %lld rows without a plan for them",
                        (long long)n);
@@ -296,6 +381,50 @@ enum pl_status pl_lora_backward(struct pl_lora *a, int layer, enum pl_proj p, fl
     const int64_t N = n * in, i0 = a->dropout_row0 * in;
 #pragma omp parallel for schedule(static) if (N > 65536)
     for (int64_t i = 0; i < N; i++) dx[i] += dxd[i] * drop_factor(key, i0 + i, pr, inv_keep);
+    return PL_OK;
+}
+
+const float *pl_lora_in_hook(void *ctx, int layer, enum pl_proj p, const float *x, int64_t n)
+{
+    struct pl_lora *a = ctx;
+    if (!a->enabled || a->cfg.kind != PL_ADAPTER_IA3) return x;
+    struct pl_lora_adapter *d = pl_lora_get(a, layer, p);
+    if (!d || !d->ff) return x;
+    return pl_ia3_in(a, d, x, n);
+}
+
+enum pl_status pl_lora_proj_backward(struct pl_lora *a, int layer, enum pl_proj p,
+                                     const struct pl_tensor *w, float *dW, float *db, float *dx,
+                                     const float *dy, const float *x, int64_t n)
+{
+    struct pl_lora_adapter *d = a && a->enabled ? pl_lora_get(a, layer, p) : NULL;
+    if (!d || a->cfg.kind == PL_ADAPTER_LORA) {
+        enum pl_status st = pl_linear_bwd(dx, dW, db, dy, x, pl_tensor_data(w), w->dtype, n,
+                                          w->shape[1], w->shape[0]);
+        if (st != PL_OK || !d) return st;
+        return pl_lora_backward(a, layer, p, dx, dy, x, n);
+    }
+    if (!a->grads || n > a->rows_cap || !a->dy_work)
+        return pl_fail(PL_ERR_STATE, "%s: backward of %lld rows without a plan for them",
+                       pl_adapter_kind_name(a->cfg.kind), (long long)n);
+    if (dW || db)
+        return pl_fail(PL_ERR_STATE, "%s: the base weights are frozen", pl_adapter_kind_name(a->cfg.kind));
+    if (a->cfg.kind == PL_ADAPTER_DORA) return pl_dora_bwd(a, d, w, dx, dy, x, n);
+    return pl_ia3_bwd(a, d, w, dx, dy, x, n);
+}
+
+enum pl_status pl_lora_init_magnitude(struct pl_lora *a, const struct pl_model *m)
+{
+    if (a->cfg.kind != PL_ADAPTER_DORA) return PL_OK;
+    if (m->cfg.n_layers != a->n_model_layers)
+        return pl_fail(PL_ERR_ARG, "dora: adapters for %d layers, model has %d", a->n_model_layers,
+                       m->cfg.n_layers);
+    for (int i = 0; i < a->n; i++) {
+        enum pl_status st = pl_dora_init(a, &a->ad[i], m->layers[a->ad[i].layer].w[a->ad[i].proj]);
+        if (st != PL_OK) return st;
+    }
+    a->mag_ready = 1;
+    a->version++;
     return PL_OK;
 }
 
@@ -332,9 +461,21 @@ enum pl_status pl_lora_merge(struct pl_lora *a, struct pl_model *m)
         if (!f) return PL_ERR_NOMEM;
         enum pl_status st = pl_tensor_read_f32(w, pl_tensor_data(f));
         if (st != PL_OK) { pl_tensor_release(f); return st; }
-        pl_lora_merge_into(pl_tensor_data(f), d->A, d->B, a->scale, d->out, d->in, a->cfg.r);
+        struct pl_tensor **bslot = &m->layers[d->layer].b[d->proj], *bf = NULL;
+        if (a->cfg.kind == PL_ADAPTER_IA3 && !d->ff && *bslot) {   /* PEFT scales the bias too */
+            bf = pl_tensor_new(PL_F32, 1, (*bslot)->shape, PL_MEM_WEIGHTS);
+            if (!bf || (st = pl_tensor_read_f32(*bslot, pl_tensor_data(bf))) != PL_OK) {
+                pl_tensor_release(f);
+                pl_tensor_release(bf);
+                return bf ? st : PL_ERR_NOMEM;
+            }
+        }
+        if (a->cfg.kind == PL_ADAPTER_IA3) pl_ia3_merge_into(d, pl_tensor_data(f), bf ? pl_tensor_data(bf) : NULL);
+        else if (a->cfg.kind == PL_ADAPTER_DORA) pl_dora_merge_into(a, d, pl_tensor_data(f));
+        else pl_lora_merge_into(pl_tensor_data(f), d->A, d->B, a->scale, d->out, d->in, a->cfg.r);
         pl_tensor_release(w);
         *slot = f;
+        if (bf) { pl_tensor_release(*bslot); *bslot = bf; }
     }
     pl_lora_detach(a);
     return PL_OK;
@@ -357,7 +498,8 @@ static void permute_rows(float *B, int64_t rows, int64_t r, int64_t heads, int t
         }
 }
 
-/* Re-order q_proj/k_proj lora_B rows of the flat vector v (laid out as a->params). */
+/* Re-order the per-output-row tensors of q_proj/k_proj in the flat vector v (laid out as
+ * a->params): lora_B rows, DoRA's lora_magnitude_vector, IA3's output-scaling ia3_l. */
 static enum pl_status permute_qk(const struct pl_lora *a, float *v, int to_hf)
 {
     if (!a->qk_interleaved) return PL_OK;
@@ -370,17 +512,42 @@ static enum pl_status permute_qk(const struct pl_lora *a, float *v, int to_hf)
     for (int i = 0; i < a->n; i++) {
         const struct pl_lora_adapter *d = &a->ad[i];
         if (d->proj > PL_PROJ_K) continue;
-        float *B = v + (d->B - a->params);
-        permute_rows(B, d->out, a->cfg.r, d->proj == PL_PROJ_Q ? a->n_heads : a->n_kv_heads, to_hf, tmp);
+        int64_t heads = d->proj == PL_PROJ_Q ? a->n_heads : a->n_kv_heads;
+        if (d->B) permute_rows(v + (d->B - a->params), d->out, a->cfg.r, heads, to_hf, tmp);
+        if (d->mag) permute_rows(v + (d->mag - a->params), d->out, 1, heads, to_hf, tmp);
+        if (d->vec && !d->ff) permute_rows(v + (d->vec - a->params), d->out, 1, heads, to_hf, tmp);
     }
     pl_free(tmp);
     return PL_OK;
 }
 
+/* which: 'A', 'B' (lora_A/B.weight), 'M' (DoRA lora_magnitude_vector), 'L' (IA3 ia3_l) —
+ * as PEFT's save_pretrained writes them (no ".weight" after the last two). */
 static void peft_name(char *buf, size_t n, int layer, enum pl_proj p, char which)
 {
-    snprintf(buf, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer,
-             p <= PL_PROJ_O ? "self_attn" : "mlp", pl_proj_names[p], which);
+    const char *blk = p <= PL_PROJ_O ? "self_attn" : "mlp";
+    if (which == 'M' || which == 'L')
+        snprintf(buf, n, "base_model.model.model.layers.%d.%s.%s.%s", layer, blk, pl_proj_names[p],
+                 which == 'M' ? "lora_magnitude_vector" : "ia3_l");
+    else
+        snprintf(buf, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer, blk,
+                 pl_proj_names[p], which);
+}
+
+/* The tensors of adapter d in file order: which letter, its data in a->params, its shape. */
+static int adapter_tensors(const struct pl_lora *a, const struct pl_lora_adapter *d, char *which,
+                           float **data, int64_t shape[][2], int *ndim)
+{
+    int k = 0;
+    if (a->cfg.kind == PL_ADAPTER_IA3) {
+        which[k] = 'L'; data[k] = d->vec; ndim[k] = 2;
+        shape[k][0] = d->ff ? 1 : d->out; shape[k][1] = d->ff ? d->in : 1;
+        return 1;
+    }
+    which[k] = 'A'; data[k] = d->A; ndim[k] = 2; shape[k][0] = a->cfg.r; shape[k][1] = d->in; k++;
+    which[k] = 'B'; data[k] = d->B; ndim[k] = 2; shape[k][0] = d->out; shape[k][1] = a->cfg.r; k++;
+    if (d->mag) { which[k] = 'M'; data[k] = d->mag; ndim[k] = 1; shape[k][0] = d->out; shape[k][1] = 1; k++; }
+    return k;
 }
 
 enum pl_status pl_lora_save(const struct pl_lora *a, const char *dir, const char *base_name)
@@ -399,13 +566,16 @@ enum pl_status pl_lora_save(const struct pl_lora *a, const char *dir, const char
     if (st == PL_OK) st = pl_safetensors_set_meta(w, "format", "pt");
     for (int i = 0; i < a->n && st == PL_OK; i++) {
         const struct pl_lora_adapter *d = &a->ad[i];
-        for (int k = 0; k < 2 && st == PL_OK; k++) {
-            const float *src = k ? d->B : d->A;
-            int64_t shape[2] = { k ? d->out : a->cfg.r, k ? a->cfg.r : d->in };
-            struct pl_tensor *t = pl_tensor_over(data, (size_t)(src - a->params) * sizeof(float),
-                                                 PL_F32, 2, shape);
+        char which[3];
+        float *src[3];
+        int64_t shape[3][2];
+        int ndim[3];
+        int nt = adapter_tensors(a, d, which, src, shape, ndim);
+        for (int k = 0; k < nt && st == PL_OK; k++) {
+            struct pl_tensor *t = pl_tensor_over(data, (size_t)(src[k] - a->params) * sizeof(float),
+                                                 PL_F32, ndim[k], shape[k]);
             if (!t) { st = PL_ERR_NOMEM; break; }
-            peft_name(name, sizeof name, d->layer, d->proj, k ? 'B' : 'A');
+            peft_name(name, sizeof name, d->layer, d->proj, which[k]);
             st = pl_safetensors_add_tensor(w, name, t);
             pl_tensor_release(t);
         }
@@ -418,6 +588,24 @@ enum pl_status pl_lora_save(const struct pl_lora *a, const char *dir, const char
 
     struct pl_json *c = pl_json_new_object();
     if (!c) return pl_fail(PL_ERR_NOMEM, "lora save: out of memory");
+    if (a->cfg.kind == PL_ADAPTER_IA3) {   /* PEFT's IA3Config */
+        pl_json_add_null(c, "auto_mapping");
+        pl_json_add_str(c, "base_model_name_or_path", base_name ? base_name : "");
+        pl_json_add_bool(c, "fan_in_fan_out", 0);
+        struct pl_json *ff = pl_json_add_array(c, "feedforward_modules");
+        for (int p = 0; p < PL_PROJ_COUNT; p++)
+            if (a->cfg.ff_targets & (1u << p)) pl_json_add_str(ff, NULL, pl_proj_names[p]);
+        pl_json_add_bool(c, "inference_mode", 1);
+        pl_json_add_bool(c, "init_ia3_weights", 1);
+        pl_json_add_null(c, "modules_to_save");
+        pl_json_add_str(c, "peft_type", "IA3");
+        pl_json_add_null(c, "revision");
+        struct pl_json *tm = pl_json_add_array(c, "target_modules");
+        for (int p = 0; p < PL_PROJ_COUNT; p++)
+            if (a->cfg.targets & (1u << p)) pl_json_add_str(tm, NULL, pl_proj_names[p]);
+        pl_json_add_str(c, "task_type", "CAUSAL_LM");
+        goto write_config;
+    }
     pl_json_add_object(c, "alpha_pattern");
     pl_json_add_null(c, "auto_mapping");
     pl_json_add_str(c, "base_model_name_or_path", base_name ? base_name : "");
@@ -443,8 +631,9 @@ enum pl_status pl_lora_save(const struct pl_lora *a, const char *dir, const char
     for (int p = 0; p < PL_PROJ_COUNT; p++)
         if (a->cfg.targets & (1u << p)) pl_json_add_str(tm, NULL, pl_proj_names[p]);
     pl_json_add_str(c, "task_type", "CAUSAL_LM");
-    pl_json_add_bool(c, "use_dora", 0);
+    pl_json_add_bool(c, "use_dora", a->cfg.kind == PL_ADAPTER_DORA);
     pl_json_add_bool(c, "use_rslora", a->cfg.use_rslora);
+write_config:;
     char *cs = pl_json_print(c, 1);
     pl_json_free(c);
     if (!cs) return pl_fail(PL_ERR_NOMEM, "lora save: out of memory");
@@ -474,7 +663,14 @@ static int parse_peft_name(const char *s, int *layer, int *proj, char *which)
     else return 0;
     for (int p = 0; p < PL_PROJ_COUNT; p++) {
         size_t n = strlen(pl_proj_names[p]);
-        if (strncmp(s, pl_proj_names[p], n) == 0 && strncmp(s + n, ".lora_", 6) == 0 &&
+        if (strncmp(s, pl_proj_names[p], n) != 0 || s[n] != '.') continue;
+        if (strcmp(s + n, ".lora_magnitude_vector") == 0 || strcmp(s + n, ".ia3_l") == 0) {
+            *layer = (int)l;
+            *proj = p;
+            *which = s[n + 1] == 'i' ? 'L' : 'M';
+            return 1;
+        }
+        if (strncmp(s + n, ".lora_", 6) == 0 &&
             (s[n + 6] == 'A' || s[n + 6] == 'B') && strcmp(s + n + 7, ".weight") == 0) {
             *layer = (int)l;
             *proj = p;
@@ -495,8 +691,28 @@ static enum pl_status load_config(const char *dir, struct pl_lora_cfg *cfg)
     *cfg = pl_lora_defaults();
     cfg->targets = 0;
     const char *pt = pl_json_get_str(c, "peft_type");
-    if (!pt || strcmp(pt, "LORA") != 0) {
-        st = pl_fail(PL_ERR_UNSUPPORTED, "%s: peft_type is %s, not \"LORA\"", path, pt ? pt : "missing");
+    if (!pt || (strcmp(pt, "LORA") != 0 && strcmp(pt, "IA3") != 0)) {
+        st = pl_fail(PL_ERR_UNSUPPORTED, "%s: peft_type is %s, not \"LORA\" or \"IA3\"", path, pt ? pt : "missing");
+        goto done;
+    }
+    if (strcmp(pt, "IA3") == 0) {
+        cfg->kind = PL_ADAPTER_IA3;
+        cfg->r = 1;
+        for (int k = 0; k < 2 && st == PL_OK; k++) {
+            struct pl_json *tm = pl_json_get(c, k ? "feedforward_modules" : "target_modules");
+            uint32_t *bits = k ? &cfg->ff_targets : &cfg->targets;
+            int nn = pl_json_type(tm) == PL_JSON_STRING ? 1 : pl_json_len(tm);
+            for (int i = 0; i < nn; i++) {
+                const char *nm = pl_json_type(tm) == PL_JSON_STRING ? pl_json_str(tm) : pl_json_str(pl_json_at(tm, i));
+                int p = pl_lora_target_from_name(nm);
+                if (p < 0) {
+                    st = pl_fail(PL_ERR_UNSUPPORTED, "%s: %s entry \"%s\" is not one of q_proj k_proj v_proj o_proj gate_proj up_proj down_proj",
+                                 path, k ? "feedforward_modules" : "target_modules", nm ? nm : "?");
+                    break;
+                }
+                *bits |= 1u << p;
+            }
+        }
         goto done;
     }
     int64_t r;
@@ -519,11 +735,7 @@ static enum pl_status load_config(const char *dir, struct pl_lora_cfg *cfg)
         st = pl_fail(PL_ERR_UNSUPPORTED, "%s: bias \"%s\" is not supported (only \"none\")", path, bias);
         goto done;
     }
-    if (pl_json_bool(pl_json_get(c, "use_dora"), 0)) {
-        st = pl_fail(PL_ERR_UNSUPPORTED, "%s: use_dora is true: DoRA is not implemented in peftlua "
-                     "(merge it in PEFT with merge_and_unload() and load the merged model)", path);
-        goto done;
-    }
+    if (pl_json_bool(pl_json_get(c, "use_dora"), 0)) cfg->kind = PL_ADAPTER_DORA;
     /* per-module ranks/alphas would need one r per adapter; PEFT writes {} when unused */
     static const char *const patterns[] = { "rank_pattern", "alpha_pattern" };
     for (int i = 0; i < 2; i++) {
@@ -596,6 +808,8 @@ static enum pl_status check_tensor(const char *path, const struct pl_safetensors
         return pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not a LoRA weight of a base module peftlua "
                        "adapts (base_model.model.model.layers.N.{self_attn,mlp}.<q..down>_proj.lora_{A,B}.weight)",
                        path, name);
+    if (which != 'A' && which != 'B')
+        return pl_fail(PL_ERR_FORMAT, "%s: tensor %s does not belong to a LoRA adapter (adapter_config.json)", path, name);
     if (layer < 0 || layer >= mc->n_layers)
         return pl_fail(PL_ERR_FORMAT, "%s: tensor %s: the base model has no module model.layers.%d (it has %d layers)",
                        path, name, layer, mc->n_layers);
@@ -638,7 +852,7 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
         pl_safetensors_close(sf);
         return pl_fail(PL_ERR_ARG, "%s: lora: model has %d layers", path, mc->n_layers);
     }
-    for (int64_t k = 0; k < pl_safetensors_count(sf); k++) {
+    for (int64_t k = 0; cfg.kind == PL_ADAPTER_LORA && k < pl_safetensors_count(sf); k++) {
         int layer, proj;
         char which;
         int64_t w0, w1;
@@ -657,7 +871,7 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
             pl_lora_proj_shape(mc, (enum pl_proj)p, &in, &out);
             need += 2 * (int64_t)cfg.r * (in + out);
         }
-    if ((uint64_t)need > have) {
+    if (cfg.kind == PL_ADAPTER_LORA && (uint64_t)need > have) {
         pl_safetensors_close(sf);
         return pl_fail(PL_ERR_FORMAT, "%s: rank r = %d needs %lld bytes of LoRA weights, but %s holds %llu",
                        path, cfg.r, (long long)need, wpath, (unsigned long long)have);
@@ -670,28 +884,81 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
     a->dropout_seed = 0x9e3779b97f4a7c15ull;
     snprintf(path, sizeof path, "%s", wpath);
     int64_t nt = pl_safetensors_count(sf), seen = 0;
-    unsigned char *got = pl_calloc((size_t)(2 * a->n), 1, PL_MEM_WORKSPACE);
+    unsigned char *got = pl_calloc((size_t)(3 * a->n), 1, PL_MEM_WORKSPACE);
     for (int64_t k = 0; k < nt && st == PL_OK; k++) {
         const struct pl_safetensors_info *ti = pl_safetensors_info(sf, k);
         int layer, proj;
         char which;
-        int64_t want0, want1;
-        if ((st = check_tensor(path, ti, mc, &cfg, &layer, &proj, &which, &want0, &want1)) != PL_OK) break;
+        const char *name = ti->name;
+        if (!parse_peft_name(name, &layer, &proj, &which)) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not a %s weight of a base module peftlua "
+                         "adapts (base_model.model.model.layers.N.{self_attn,mlp}.<q..down>_proj.%s)",
+                         path, name, cfg.kind == PL_ADAPTER_IA3 ? "IA3" : cfg.kind == PL_ADAPTER_DORA ? "DoRA" : "LoRA",
+                         cfg.kind == PL_ADAPTER_IA3 ? "ia3_l" : cfg.kind == PL_ADAPTER_DORA
+                         ? "{lora_A.weight,lora_B.weight,lora_magnitude_vector}" : "lora_{A,B}.weight");
+            break;
+        }
+        if ((which == 'L') != (cfg.kind == PL_ADAPTER_IA3) || (which == 'M' && cfg.kind != PL_ADAPTER_DORA)) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s does not belong to a %s adapter (adapter_config.json)", path,
+                         name, cfg.kind == PL_ADAPTER_IA3 ? "IA3" : cfg.kind == PL_ADAPTER_DORA ? "DoRA" : "LoRA");
+            break;
+        }
+        if (layer < 0 || layer >= mc->n_layers) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s: the base model has no module model.layers.%d (it has %d layers)",
+                         path, name, layer, mc->n_layers);
+            break;
+        }
         struct pl_lora_adapter *d = pl_lora_get(a, layer, (enum pl_proj)proj);
-        st = pl_dequant_row(ti->dtype, ti->data, which == 'A' ? d->A : d->B, want0 * want1);
-        if (got) got[2 * (d - a->ad) + (which == 'B')] = 1;
+        if (!d) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not among the configured targets/layers", path, name);
+            break;
+        }
+        if ((which == 'A' || which == 'B') && ti->ndim == 2 && (which == 'A' ? ti->shape[0] : ti->shape[1]) != cfg.r) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s has rank %lld but adapter_config.json says r = %d",
+                         path, name, (long long)(which == 'A' ? ti->shape[0] : ti->shape[1]), cfg.r);
+            break;
+        }
+        if (ti->dtype != PL_F32 && ti->dtype != PL_F16 && ti->dtype != PL_BF16) {
+            st = pl_fail(PL_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16, BF16 supported)", path,
+                         name, pl_dtype_info(ti->dtype)->name);
+            break;
+        }
+        char wh[3];
+        float *dst[3];
+        int64_t shp[3][2];
+        int nd[3], nt2 = adapter_tensors(a, d, wh, dst, shp, nd), k2 = 0;
+        while (k2 < nt2 && wh[k2] != which) k2++;
+        int64_t want0 = shp[k2][0], want1 = nd[k2] == 2 ? shp[k2][1] : 1;
+        /* PEFT writes ia3_l as [out, 1] / [1, in] and the magnitude as [out] */
+        int shape_ok = ti->ndim == nd[k2] && ti->shape[0] == want0 && (nd[k2] == 1 || ti->shape[1] == want1);
+        if (!shape_ok) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld], this model needs [%lld, %lld] "
+                         "(adapter for another base model?)", path, name,
+                         (long long)ti->shape[0], (long long)(ti->ndim > 1 ? ti->shape[1] : 0),
+                         (long long)want0, (long long)(nd[k2] == 2 ? want1 : 0));
+            break;
+        }
+        st = pl_dequant_row(ti->dtype, ti->data, dst[k2], want0 * want1);
+        if (got) got[3 * (d - a->ad) + k2] = 1;
         seen++;
     }
     pl_safetensors_close(sf);
     if (st == PL_OK && !got) st = pl_fail(PL_ERR_NOMEM, "lora load: out of memory");
-    for (int i = 0; st == PL_OK && i < 2 * a->n; i++)
-        if (!got[i]) {
-            char nm[256];
-            peft_name(nm, sizeof nm, a->ad[i / 2].layer, a->ad[i / 2].proj, i % 2 ? 'B' : 'A');
-            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is missing (adapter_config.json targets it; %lld LoRA tensors in the file, %d expected)",
-                         path, nm, (long long)seen, 2 * a->n);
-        }
+    for (int i = 0; st == PL_OK && i < a->n; i++) {
+        char wh[3];
+        float *dst[3];
+        int64_t shp[3][2];
+        int nd[3], nt2 = adapter_tensors(a, &a->ad[i], wh, dst, shp, nd);
+        for (int k = 0; k < nt2 && st == PL_OK; k++)
+            if (!got[3 * i + k]) {
+                char nm[256];
+                peft_name(nm, sizeof nm, a->ad[i].layer, a->ad[i].proj, wh[k]);
+                st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is missing (adapter_config.json targets it; %lld %s tensors in the file, %d expected)",
+                             path, nm, (long long)seen, pl_adapter_kind_name(cfg.kind), nt2 * a->n);
+            }
+    }
     pl_free(got);
+    a->mag_ready = cfg.kind == PL_ADAPTER_DORA;
     if (st == PL_OK) st = permute_qk(a, a->params, 0);
     if (st != PL_OK) { pl_lora_free(a); return st; }
     *out = a;

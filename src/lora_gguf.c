@@ -62,6 +62,9 @@ enum pl_status pl_lora_export_gguf(const struct pl_lora *a, const struct pl_mode
                                    const char *path, const char *dtype)
 {
     enum pl_dtype dt = PL_F32;
+    if (a->cfg.kind != PL_ADAPTER_LORA)
+        return pl_fail(PL_ERR_UNSUPPORTED, "GGUF adapter: llama.cpp's LoRA adapters hold lora_a/lora_b only; a %s adapter cannot be written (merge it into the base with tr:merge() and export the model)",
+                       a->cfg.kind == PL_ADAPTER_DORA ? "DoRA" : "IA3");
     if (dtype && strcmp(dtype, "f32") != 0) {
         if (strcmp(dtype, "f16") != 0)
             return pl_fail(PL_ERR_ARG, "GGUF adapter: dtype must be \"f32\" or \"f16\", not \"%s\"", dtype);

@@ -276,7 +276,7 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
 
     /* ---- trained parameters ---- */
     int64_t adapters = 0, grads = 0, optim = (int64_t)sizeof(struct pl_trainer), n_ad = 0;
-    int64_t trained = 0, lora_wide_in = 0;
+    int64_t trained = 0, lora_wide_in = 0, dora_w0 = 0;
     int64_t act = 0, ws_persist = 0;
     if (full) {
         trained = n_scalars;
@@ -286,18 +286,32 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
         grads = trained * 4 + np * (int64_t)sizeof(struct pl_trainer_param);
     } else {
         int64_t nl = c->lora_n_layers > 0 && c->lora_n_layers < L ? c->lora_n_layers : L;
+        const int kind = c->adapter_kind;
+        int64_t ys_cols = 0, ad_wide = 0, wnorm = 0, ff_in = 0;
         for (int p = 0; p < PL_PROJ_COUNT; p++) {
             if (!(c->lora_targets & (1u << p))) continue;
             int64_t in, out;
             proj_shape(s, p, &in, &out);
-            trained += nl * c->lora_r * (in + out);
+            int ff = kind == PL_ADAPTER_IA3 && (c->ia3_ff_targets & (1u << p));
+            if (kind == PL_ADAPTER_IA3) trained += nl * (ff ? in : out);   /* ia3_l */
+            else trained += nl * (c->lora_r * (in + out) + (kind == PL_ADAPTER_DORA ? out : 0));
+            if (kind == PL_ADAPTER_DORA) {
+                wnorm += nl * out * 4;                         /* cached ‖W0 + s·BA‖ */
+                dora_w0 = imax(dora_w0, in * out * 4);        /* W0 read as f32 for the norms */
+            }
+            if (kind != PL_ADAPTER_LORA && !ff) ys_cols += nl * out;
+            if (ff) ff_in = imax(ff_in, in);
             n_ad += nl;
             lora_wide_in = imax(lora_wide_in, in);
+            ad_wide = imax(ad_wide, imax(in, out));
         }
         adapters = (int64_t)sizeof(struct pl_lora) + L * PL_PROJ_COUNT * 4 +
-                   L * PL_PROJ_COUNT * (int64_t)sizeof(struct pl_lora_adapter) + trained * 4;
+                   L * PL_PROJ_COUNT * (int64_t)sizeof(struct pl_lora_adapter) + trained * 4 + wnorm;
         grads = trained * 4;
-        act += BT * c->lora_r * n_ad * 4;                     /* pl_lora_plan xa_mem */
+        if (kind != PL_ADAPTER_IA3) act += BT * c->lora_r * n_ad * 4;   /* pl_lora_plan xa_mem */
+        act += BT * ys_cols * 4;                              /* DoRA / IA3 saved outputs */
+        if (kind != PL_ADAPTER_LORA) ws_persist += BT * ad_wide * 4;   /* dy_work */
+        if (ff_in) ws_persist += BT * ff_in * 4;              /* IA3 scaled input (xs) */
         if (c->lora_dropout > 0) ws_persist += BT * lora_wide_in * 2 * 4;
     }
     optim += (c->optim_sgd ? 1 : 2) * trained * 4;
@@ -348,6 +362,7 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     tw = imax(tw, imin(nth, B * s->n_kv_heads) * MM_ATT_QB * T * 4);   /* attention backward */
     tw = imax(tw, T * (s->head_dim / 2) * 2 * 4);                      /* RoPE table */
     if (!full) tw = imax(tw, BT * c->lora_r * 4);                      /* LoRA backward g */
+    tw = imax(tw, dora_w0);                                            /* DoRA norms */
 
     e->peak[PL_MEM_WEIGHTS] = imax(w_setup, w_step);
     e->peak[PL_MEM_ADAPTERS] = adapters;

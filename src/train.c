@@ -269,6 +269,7 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
         t->params = t->lora->params;
         t->n_params = t->lora->n_params;
         pl_lora_attach(t->lora, m);
+        if ((st = pl_lora_init_magnitude(t->lora, m)) != PL_OK) goto fail;   /* DoRA */
     } else {
         if ((st = setup_full(t)) != PL_OK) goto fail;
     }
@@ -471,6 +472,7 @@ enum pl_status pl_trainer_step(struct pl_trainer *t)
        clip, schedule and update alike */
     if (t->reduce && (st = t->reduce(t)) != PL_OK) return st;
     if ((st = pl_train_ensure_optim(t)) != PL_OK) return st;
+    pl_lora_touch(t->lora);   /* the parameters change below (DoRA's norms follow) */
     float *g = t->grads;
     int64_t n = t->n_params;
     unscale(t);
@@ -599,14 +601,21 @@ static float *find_vec(struct pl_trainer *t, const char *name, int64_t *n, int w
         struct pl_lora *a = t->lora;
         for (int i = 0; i < a->n; i++) {
             struct pl_lora_adapter *d = &a->ad[i];
-            for (int w = 0; w < 2; w++) {
-                snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.lora_%c.weight", d->layer,
-                         d->proj <= PL_PROJ_O ? "self_attn" : "mlp", pl_proj_names[d->proj],
-                         w ? 'B' : 'A');
+            const char *blk = d->proj <= PL_PROJ_O ? "self_attn" : "mlp";
+            for (int w = 0; w < 4; w++) {   /* lora_A, lora_B, lora_magnitude_vector, ia3_l */
+                float *v = w == 0 ? d->A : w == 1 ? d->B : w == 2 ? d->mag : d->vec;
+                if (!v) continue;
+                if (w < 2)
+                    snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.lora_%c.weight", d->layer,
+                             blk, pl_proj_names[d->proj], w ? 'B' : 'A');
+                else
+                    snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.%s", d->layer, blk,
+                             pl_proj_names[d->proj], w == 2 ? "lora_magnitude_vector" : "ia3_l");
                 if (strcmp(buf, name) == 0) {
-                    *n = (int64_t)a->cfg.r * (w ? d->out : d->in);
-                    if (want_grad) return w ? d->dB : d->dA;
-                    return w ? d->B : d->A;
+                    *n = w == 0 ? (int64_t)a->cfg.r * d->in : w == 1 ? (int64_t)a->cfg.r * d->out
+                       : w == 2 ? d->out : (d->ff ? d->in : d->out);
+                    if (want_grad) return w == 0 ? d->dA : w == 1 ? d->dB : w == 2 ? d->dmag : d->dvec;
+                    return v;
                 }
             }
         }

@@ -68,10 +68,7 @@ static enum pl_status proj_bwd(struct pl_trainer *t, int l, enum pl_proj p, floa
     const struct pl_tensor *w = ly->w[p];
     float *dW = pl_train_grad_of(t, w);
     float *db = ly->b[p] ? pl_train_grad_of(t, ly->b[p]) : NULL;
-    enum pl_status st = pl_linear_bwd(dx, dW, db, dy, x, pl_tensor_data(w), w->dtype, rows,
-                                      w->shape[1], w->shape[0]);
-    if (st != PL_OK || !t->lora) return st;
-    return pl_lora_backward(t->lora, l, p, dx, dy, x, rows);
+    return pl_lora_proj_backward(t->lora, l, p, w, dW, db, dx, dy, x, rows);
 }
 
 enum pl_status pl_train_backward(struct pl_trainer *t)

@@ -279,6 +279,7 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
     }
     const char *p = (const char *)grads_tmp;
     memcpy(t->params, p, vb); p += vb;
+    pl_lora_touch(t->lora);
     memcpy(t->opt_m, p, vb); p += vb;
     if (h.has_v && t->opt_v) { memcpy(t->opt_v, p, vb); p += vb; }
     if (h.has_grads) memcpy(t->grads, p, vb);

@@ -29,8 +29,9 @@
  *   - a directory holding adapter_config.json + adapter_model.safetensors (peftlua, HF PEFT),
  *   - either of those two files (the other is taken from the same directory),
  *   - a GGUF LoRA adapter (general.type "adapter", adapter.type "lora"; llama.cpp's layout).
- * Every mismatch names the file and the first offending tensor or key. DoRA, bias, and
- * per-module rank/alpha patterns are refused (not implemented by the engine). */
+ * Every mismatch names the file and the first offending tensor or key. LoRA, DoRA (use_dora)
+ * and IA3 (peft_type IA3) directories load; bias and per-module rank/alpha patterns are refused.
+ * A user scale multiplies LoRA's/DoRA's alpha/r; IA3 has no scale (PEFT has none) and ignores it. */
 enum pl_status pl_adapter_open(struct pl_lora **out, const char *path,
                                const struct pl_model_config *mc);
 
@@ -73,7 +74,7 @@ struct pl_adapter_slot *pl_adapter_set_last(struct pl_adapter_set *s);
 
 /* The model's hook for one call: pl_adapter_use installs lora (NULL: the base model alone)
  * and returns what was there; pl_adapter_restore puts it back. Nested uses restore in order. */
-struct pl_hook_state { pl_linear_hook_fn fn; void *ctx; };
+struct pl_hook_state { pl_linear_hook_fn fn; void *ctx; pl_linear_in_hook_fn in_fn; };
 struct pl_hook_state pl_adapter_use(struct pl_model *m, struct pl_lora *lora);
 void pl_adapter_restore(struct pl_model *m, struct pl_hook_state h);
 

@@ -52,6 +52,26 @@
 #define PL_LORA_MAX_LAYERS 1024
 #define PL_LORA_MAX_RANK 65536     /* adapter_config.json "r" above this is refused */
 
+/* The adapter method (PEFT's names):
+ *   PL_ADAPTER_LORA  y = x W0ᵀ + s · x Aᵀ Bᵀ                       (LoraConfig)
+ *   PL_ADAPTER_DORA  y = m ⊙ (x W0ᵀ + s · x Aᵀ Bᵀ) / ‖W0 + s·BA‖_row  (LoraConfig use_dora):
+ *                    m [out] is "lora_magnitude_vector", initialised to ‖W0‖_row (so a new
+ *                    adapter leaves the model unchanged); the norm is taken per output row over
+ *                    the input dimension and is DETACHED in the backward exactly as PEFT's
+ *                    peft/tuners/lora/dora.py does ("weight_norm = weight_norm.detach()", DoRA
+ *                    paper §4.3): it is a constant for the gradients of A, B and m. No dropout.
+ *                    Bias: y = m/‖·‖ ⊙ (x W0ᵀ + s·xAᵀBᵀ) + b (PEFT subtracts and re-adds it).
+ *   PL_ADAPTER_IA3   (IA3Config) learned vectors "ia3_l", initialised to ones:
+ *                    targets not in feedforward_modules scale the OUTPUT, y = l ⊙ (x Wᵀ + b),
+ *                    l [out] (PEFT stores [out, 1]); feedforward targets scale the INPUT,
+ *                    y = (x ⊙ l) Wᵀ + b, l [in] (PEFT stores [1, in]). PEFT's Llama default:
+ *                    k_proj, v_proj, down_proj with down_proj feedforward. r, alpha, dropout
+ *                    are unused.
+ * The math of both lives in src/dora.c and src/ia3.c; the hook, the projection backward and
+ * merge/save/load here dispatch to them, so the saved-activation trainer (src/train_bwd.c) and
+ * checkpointing (src/ckpt.c) run the same code. */
+enum pl_adapter_kind { PL_ADAPTER_LORA = 0, PL_ADAPTER_DORA, PL_ADAPTER_IA3 };
+
 struct pl_lora_cfg {
     int32_t r;              /* rank >= 1 */
     float alpha;
@@ -60,6 +80,8 @@ struct pl_lora_cfg {
     int32_t use_rslora;
     int32_t n_layers_sel;   /* 0: every layer; else the layers in layers[] */
     int32_t layers[PL_LORA_MAX_LAYERS];
+    int32_t kind;           /* enum pl_adapter_kind */
+    uint32_t ff_targets;    /* IA3: feedforward_modules (a subset of targets) */
 };
 struct pl_lora_cfg pl_lora_defaults(void);     /* r 8, alpha 16, dropout 0, q_proj + v_proj */
 
@@ -73,6 +95,17 @@ struct pl_lora_adapter {
     float *A, *B;           /* into pl_lora.params */
     float *dA, *dB;         /* into pl_lora.grads (NULL until pl_lora_plan) */
     float *xa;              /* [rows, r] x·Aᵀ saved by the forward (NULL until planned) */
+    /* DoRA */
+    float *mag, *dmag;      /* [out] lora_magnitude_vector and its gradient */
+    float *wnorm;           /* [out] ‖W0 + s·BA‖ per output row (detached), computed at version
+                               norm_ver of the parameters */
+    int64_t norm_ver;
+    /* IA3 */
+    float *vec, *dvec;      /* ia3_l: [out], or [in] when ff */
+    int32_t ff;             /* IA3 feedforward: scales the input */
+    /* DoRA, IA3 on outputs: the pre-scaling output saved by a training forward [rows, out]
+       (DoRA: x W0ᵀ + s·xAᵀBᵀ without bias; IA3: x Wᵀ + b) */
+    float *ysave;
 };
 
 struct pl_lora {
@@ -98,7 +131,35 @@ struct pl_lora {
     /* The model's Q/K rows are in GGUF's interleaved RoPE order (llama.cpp permuted them);
      * PEFT files hold HF's order, so lora_B of q_proj/k_proj is re-ordered on save/load. */
     int32_t qk_interleaved, n_heads, n_kv_heads;
+    /* DoRA / IA3 */
+    int64_t version;        /* bumped whenever the parameters may have changed (optimizer step,
+                               load, pl_lora_touch); DoRA's cached norms follow it */
+    float *ys_mem;          /* PL_MEM_ACTIVATIONS: every adapter's ysave */
+    float *dy_work;         /* [rows_cap * widest] scaled output/input gradient (backward) */
+    float *xs;              /* IA3 feedforward: the scaled input (grown as needed) */
+    int64_t xs_cap;
+    int32_t mag_ready;      /* DoRA: magnitudes initialised (or loaded) */
 };
+
+/* The parameters changed outside an optimizer step (tests, loaders): DoRA's norms are
+ * recomputed at the next forward. */
+void pl_lora_touch(struct pl_lora *a);
+/* DoRA: set every lora_magnitude_vector to ‖W0‖ per output row of m's weights (PEFT's
+ * initialisation; a no-op for other methods). pl_trainer_new calls it after pl_lora_new. */
+enum pl_status pl_lora_init_magnitude(struct pl_lora *a, const struct pl_model *m);
+/* "lora" | "dora" | "ia3" */
+const char *pl_adapter_kind_name(int kind);
+
+/* Input hook (pl_linear_in_hook_fn): IA3 feedforward targets return x ⊙ l (in a buffer of
+ * the adapters), others x itself; NULL with the error set on failure. */
+const float *pl_lora_in_hook(void *ctx, int layer, enum pl_proj p, const float *x, int64_t n);
+
+/* The whole backward of projection (layer, p) with weight w (and the adapters when a != NULL):
+ * dx += (dy ⊙ scaling) · W (+ the adapter's input gradient), dW/db (full fine-tuning, may be
+ * NULL) and the adapter's parameter gradients. src/train_bwd.c and src/ckpt.c both call it. */
+enum pl_status pl_lora_proj_backward(struct pl_lora *a, int layer, enum pl_proj p,
+                                     const struct pl_tensor *w, float *dW, float *db, float *dx,
+                                     const float *dy, const float *x, int64_t n);
 
 /* New adapters for a model of configuration mc. Fails (PL_ERR_ARG) on r < 1, a dropout outside
  * [0,1), no targets, or a selected layer out of range. */

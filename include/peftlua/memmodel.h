@@ -72,6 +72,9 @@ struct pl_memmodel_cfg {
     int32_t lora_n_layers;         /* layers with adapters (0: all) */
     float lora_dropout;
     int32_t optim_sgd;             /* 0: AdamW (two moments), 1: SGD with momentum (one) */
+    int32_t adapter_kind;          /* enum pl_adapter_kind (lora.h): LoRA, DoRA, IA3 (with
+                                      method lora or qlora) */
+    uint32_t ia3_ff_targets;       /* IA3: targets scaling their input (feedforward_modules) */
     int32_t threads;               /* 0: omp_get_max_threads() */
 };
 

@@ -79,6 +79,11 @@ struct pl_layer {
 typedef enum pl_status (*pl_linear_hook_fn)(void *ctx, int layer, enum pl_proj p,
                                             float *y, const float *x, int64_t n);
 
+/* Called before y = x W^T: may return a replacement input (IA3 scales down_proj's input);
+ * NULL (with the error set) aborts the forward. */
+typedef const float *(*pl_linear_in_hook_fn)(void *ctx, int layer, enum pl_proj p,
+                                             const float *x, int64_t n);
+
 struct pl_model {
     struct pl_model_config cfg;
     struct pl_tensor *tok_embd;                /* [vocab, dim] */
@@ -94,6 +99,7 @@ struct pl_model {
     char *tokenizer_path;                      /* where the tokenizer was loaded from, or NULL */
     pl_linear_hook_fn linear_hook;             /* NULL: plain projections */
     void *linear_hook_ctx;
+    pl_linear_in_hook_fn linear_in_hook;       /* NULL: inputs as they are (ctx: linear_hook_ctx) */
 };
 
 struct pl_model_load_opts {

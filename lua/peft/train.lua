@@ -4,9 +4,12 @@
 --   local result = peft.train.run {
 --     model = "models/SmolLM2-135M-Instruct.Q4_1.gguf" | a peft.Model,
 --     dataset = "train.jsonl", valid = "valid.jsonl" (or valid_fraction = 0.1),
---     output = "runs/x",                       -- checkpoint/, adapter/, metrics.jsonl, run.json
+--     output = "runs/x",                       -- checkpoint/, adapter/, metrics.jsonl, run.json, report.html
 --     tracking = "mlruns",                     -- also an MLflow run (docs/tracking.md)
---     method = "lora" | "qlora" | "full", max_iters = 200 | epochs = 2,
+--     method = "lora" | "dora" | "ia3" | "qlora" | "full", max_iters = 200 | epochs = 2,
+--     adapter = "dora" | "ia3"                 -- qlora (or lora): the adapter method on the base
+--     feedforward = {"down_proj"}              -- ia3: targets whose input is scaled
+--     name = "run name", report = false        -- output/report.html (peft.run_report) or none
 --     quant = "nf4" | "q8_0"                   -- qlora: the frozen base re-stored on load
 --     double_quant = true                      -- qlora nf4: double-quantised block scales
 --                                              -- (peft.memory.quantize; a peft.Model given is
@@ -44,7 +47,8 @@ local M = ...
 
 local KEYS = {
   model = "model path or peft.Model", dataset = "training data path", output = "output directory",
-  method = '"lora" | "qlora" | "full"', quant = '"nf4" | "q8_0" (qlora base)', double_quant = "qlora nf4: 8-bit block scales", max_iters = "optimizer steps", epochs = "passes over the data",
+  method = '"lora" | "dora" | "ia3" | "qlora" | "full"', adapter = '"lora" | "dora" | "ia3" (qlora\'s adapter)',
+  feedforward = "ia3: targets whose input is scaled", name = "run name (report title)", report = "false: no report.html", quant = '"nf4" | "q8_0" (qlora base)', double_quant = "qlora nf4: 8-bit block scales", max_iters = "optimizer steps", epochs = "passes over the data",
   batch_size = "rows per micro-batch", grad_accum = "micro-batches per step",
   learning_rate = "peak learning rate", lora_rank = "LoRA rank", lora_alpha = "LoRA alpha",
   lora_dropout = "LoRA dropout", targets = "LoRA target modules", warmup = "warmup steps",
@@ -163,14 +167,19 @@ local function run(cfg, rec)
   local model = cfg.model
   if type(model) == "string" then model = peft.model.load(model) end
   local method = cfg.method or "lora"
+  if cfg.adapter ~= nil and method ~= "lora" and method ~= "qlora" then fail('adapter is for method = "lora" or "qlora"') end
   if method == "qlora" then
     local q = peft.memory.quantize(model, cfg.quant or "nf4", cfg.double_quant and { double_quant = true } or nil)
     say("qlora: %d projections re-stored as %s (%.1f -> %.1f MiB), %d kept", q.converted,
         q.dtype, q.bytes_before / 2^20, q.bytes_after / 2^20, q.kept)
-    method = "lora"
+    method = cfg.adapter or "lora"
+  elseif method == "lora" and cfg.adapter then
+    method = cfg.adapter
   elseif cfg.quant ~= nil or cfg.double_quant ~= nil then
     fail('quant is for method = "qlora"')
   end
+  -- the memory model's method and adapter for the trainer's method
+  local mm_method, mm_adapter = method == "full" and "full" or "lora", (method == "dora" or method == "ia3") and method or nil
   local mc = model:config()
   local max_seq = cfg.max_seq_len or math.min(512, mc.context_length or mc.seq_len or 512)
   local bs, ga = cfg.batch_size or 4, cfg.grad_accum or 1
@@ -178,7 +187,8 @@ local function run(cfg, rec)
   -- budget, and refuse up front, with what it needs and what would fit, a run that cannot fit.
   do
     local fit, why = peft.memory.autosize {
-      model = model, method = method, batch_size = cfg.batch_size, seq_len = cfg.max_seq_len,
+      model = model, method = mm_method, adapter = mm_adapter, feedforward = cfg.feedforward,
+      batch_size = cfg.batch_size, seq_len = cfg.max_seq_len,
       effective_batch = bs * ga, max_seq_len = max_seq, budget = cfg.memory_budget,
       checkpointing = cfg.checkpointing, lora_rank = cfg.lora_rank,
       targets = type(cfg.targets) == "table" and cfg.targets or nil, lora_dropout = cfg.lora_dropout,
@@ -198,6 +208,7 @@ local function run(cfg, rec)
     tokenizer = model, max_seq_len = max_seq, valid = cfg.valid, valid_fraction = cfg.valid_fraction,
     seed = seed, format = cfg.format, train_on_prompt = cfg.train_on_prompt, skip_bad = cfg.skip_bad,
   })
+  local rr = cfg.report ~= false and writer and peft.run_report.begin(model, cfg, train_ds, valid_ds) or nil
   local it = train_ds:batches { batch_size = bs, shuffle = true, seed = seed, epochs = 0,
                                 packing = cfg.packing, seq_len = cfg.packing and max_seq or nil }
   local per_epoch = it:batches_per_epoch()
@@ -217,7 +228,7 @@ local function run(cfg, rec)
       lora_dropout = cfg.lora_dropout, targets = cfg.targets, layers = cfg.layers, rslora = cfg.rslora,
       momentum = cfg.momentum, checkpointing = cfg.checkpointing, precision = cfg.precision,
       loss_scale = cfg.loss_scale, growth_interval = cfg.growth_interval, planned_rows = rows,
-      distributed = dist or nil,
+      feedforward = cfg.feedforward, distributed = dist or nil,
     })
     if t then tr = t; break end
     if status ~= "nomem" then error("peft.train.run: " .. msg, 0) end
@@ -282,7 +293,8 @@ local function run(cfg, rec)
     if not ok then
       local need = ""
       local okm, e = pcall(peft.memory.estimate, {
-        model = model, method = method, batch_size = 1, seq_len = max_seq, checkpointing = cfg.checkpointing,
+        model = model, method = mm_method, adapter = mm_adapter, feedforward = cfg.feedforward,
+        batch_size = 1, seq_len = max_seq, checkpointing = cfg.checkpointing,
         lora_rank = cfg.lora_rank, targets = type(cfg.targets) == "table" and cfg.targets or nil,
         lora_dropout = cfg.lora_dropout, optimizer = cfg.optimizer, precision = cfg.precision })
       if okm then need = string.format(" (the memory model puts one row at %.1f MiB)", e.total / 2^20) end
@@ -392,7 +404,7 @@ local function run(cfg, rec)
             if cfg.on_eval then cfg.on_eval { step = s.step, val_loss = val, loss = s.loss } end
             if val < best then
               best, evals_since = val, 0
-              if writer and tr:stats().method == "lora" and cfg.early_stopping then tr:save_adapter(out .. "/best") end
+              if writer and tr:stats().method ~= "full" and cfg.early_stopping then tr:save_adapter(out .. "/best") end
             else
               evals_since = evals_since + 1
             end
@@ -434,7 +446,7 @@ local function run(cfg, rec)
   metrics:close()
   if writer then assert(peft.memory.save_json(out .. "/memory.json")) end
   local s = tr:stats()
-  if writer and cfg.save_adapter ~= false and s.method == "lora" then tr:save_adapter(out .. "/adapter") end
+  if writer and cfg.save_adapter ~= false and s.method ~= "full" then tr:save_adapter(out .. "/adapter") end
   local result = { steps = s.step, total = total, loss = s.loss, val_loss = val, best_val_loss = best < math.huge and best or nil,
                    tokens = s.tokens, elapsed = M.now() - t0, stopped = stop_reason, output = out,
                    method = s.method, params = s.params, metrics = metrics_path,
@@ -443,6 +455,7 @@ local function run(cfg, rec)
                    ranks = ranks, rank = rank }
   result.memory = out .. "/memory.json"
   result.trainer = tr   -- still open: merge, save_adapter, eval; closed by the caller or the GC
+  if rr then result.report = peft.run_report.finish(rr, result) end
   say("trained %d steps (%s, %d parameters) in %.1f s; loss %.4f%s", s.step, s.method, s.params,
     result.elapsed, s.loss, val and string.format(", validation %.4f", val) or "")
   return result

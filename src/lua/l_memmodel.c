@@ -5,12 +5,15 @@
  *   model         a peft.Model (shape, dtypes and loaded bytes read from it), or
  *   preset        "llama2-7b", or the shape keys dim, hidden_dim, layers, heads, kv_heads,
  *                 head_dim (default dim/heads), vocab_size, tied_output
- *   method        "lora" | "qlora" | "full"           base   loaded projection dtype ("f32", "q4_1", ...)
+ *   method        "lora" | "qlora" | "full" (| "dora" | "ia3": lora with that adapter)  base   loaded projection dtype ("f32", "q4_1", ...)
  *   quant         "nf4" | "nf4_32" | "nf4_dq" | "q8_0" (QLoRA target)   embd   embedding/output dtype
  *   mapped        the base is used in place from a file mapping
  *   batch_size, seq_len, grad_accum, checkpointing (false | true | k layers),
  *   precision     "fp32" | "bf16" | "fp16"
  *   lora_rank, targets (list of PEFT names), lora_layers (count), lora_dropout,
+ *   adapter       "lora" | "dora" | "ia3" (the adapter method, with method lora or qlora; IA3
+ *                 defaults to targets k_proj v_proj down_proj), feedforward (IA3: the targets
+ *                 whose input is scaled, default down_proj),
  *   optimizer     "adamw" | "sgd",  threads
  * autosize adds budget (bytes; default the hardware report's budget), effective_batch (the
  * batch to keep through accumulation, default batch_size or 8), max_seq_len / min_seq_len;
@@ -38,7 +41,7 @@ static const char *const opt_keys[] = {
     "model", "preset", "dim", "hidden_dim", "layers", "heads", "kv_heads", "head_dim",
     "vocab_size", "tied_output", "method", "base", "quant", "embd", "mapped", "batch_size",
     "seq_len", "grad_accum", "checkpointing", "precision", "lora_rank", "targets",
-    "lora_layers", "lora_dropout", "optimizer", "threads", "budget", "effective_batch",
+    "lora_layers", "lora_dropout", "adapter", "feedforward", "optimizer", "threads", "budget", "effective_batch",
     "max_seq_len", "min_seq_len", NULL
 };
 
@@ -78,6 +81,9 @@ static void read_cfg(lua_State *L, struct pl_memmodel_cfg *c)
     s->vocab_size = (int32_t)pl_lua_opt_int(L, 1, "vocab_size", s->vocab_size);
     s->tied_output = pl_lua_opt_bool(L, 1, "tied_output", s->tied_output);
     const char *meth = pl_lua_opt_str(L, 1, "method", "lora");
+    /* method = "dora" | "ia3": LoRA-style training with that adapter */
+    const char *meth_adapter = (!strcmp(meth, "dora") || !strcmp(meth, "ia3")) ? meth : NULL;
+    if (meth_adapter) meth = "lora";
     int mt = pl_memm_method_from_name(meth);
     if (mt < 0) luaL_error(L, "peft.memory: method '%s' (lora, qlora or full)", meth);
     c->method = (enum pl_memm_method)mt;
@@ -113,7 +119,31 @@ static void read_cfg(lua_State *L, struct pl_memmodel_cfg *c)
             lua_pop(L, 1);
         }
     } else if (!lua_isnil(L, -1)) luaL_error(L, "peft.memory: targets must be a list of module names");
+    int targets_given = !lua_isnil(L, -1);
     lua_pop(L, 1);
+    const char *ad = pl_lua_opt_str(L, 1, "adapter", meth_adapter ? meth_adapter : "lora");
+    if (!strcmp(ad, "lora")) c->adapter_kind = PL_ADAPTER_LORA;
+    else if (!strcmp(ad, "dora")) c->adapter_kind = PL_ADAPTER_DORA;
+    else if (!strcmp(ad, "ia3")) c->adapter_kind = PL_ADAPTER_IA3;
+    else luaL_error(L, "peft.memory: adapter '%s' (lora, dora or ia3)", ad);
+    if (c->adapter_kind == PL_ADAPTER_IA3) {
+        if (!targets_given) c->lora_targets = (1u << PL_PROJ_K) | (1u << PL_PROJ_V) | (1u << PL_PROJ_DOWN);
+        c->ia3_ff_targets = c->lora_targets & (1u << PL_PROJ_DOWN);
+        lua_getfield(L, 1, "feedforward");
+        if (lua_istable(L, -1)) {
+            c->ia3_ff_targets = 0;
+            lua_Integer n = luaL_len(L, -1);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_geti(L, -1, i);
+                const char *t = lua_tostring(L, -1);
+                int p = t ? pl_lora_target_from_name(t) : -1;
+                if (p < 0) luaL_error(L, "peft.memory: unknown feedforward module '%s'", t ? t : "?");
+                c->ia3_ff_targets |= 1u << p;
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+    }
     const char *opt = pl_lua_opt_str(L, 1, "optimizer", "adamw");
     if (strcmp(opt, "adamw") && strcmp(opt, "sgd")) luaL_error(L, "peft.memory: optimizer '%s' (adamw or sgd)", opt);
     c->optim_sgd = !strcmp(opt, "sgd");

@@ -25,7 +25,7 @@
  *                                    adapter_model.safetensors) or a GGUF LoRA adapter; several may be
  *                                    loaded; name defaults to the directory's/file's base name
  *   m:unload_adapter([name])       that adapter, or all of them
- *   m:adapters()                   → list of {name, path, r, alpha, rslora, scale, targets, ...}
+ *   m:adapters()                   → list of {name, path, method (lora/dora/ia3), r, alpha, rslora, scale, targets, ...}
  *   forward, loss (3rd argument), perplexity, generate and chat take {adapter = name | false}:
  *   the adapter to run with; absent: the last loaded (none loaded: the model as it is); false:
  *   the base model alone
@@ -695,6 +695,7 @@ static int l_model_adapters(lua_State *L)
         SETI("r", a->cfg.r);
         SETN("alpha", a->cfg.alpha);
         SETB("rslora", a->cfg.use_rslora);
+        lua_pushstring(L, pl_adapter_kind_name(a->cfg.kind)); lua_setfield(L, -2, "method");   /* lora | dora | ia3 */
         SETN("scale", a->scale);
         SETN("user_scale", sl->user_scale);
         SETI("params", a->n_params);

@@ -2,11 +2,13 @@
  * Owner: train. The run loop (config checking, data, evaluation, checkpoints, progress line,
  * metrics) is policy and lives in lua/peft/train.lua, which extends this module.
  *
- *   local tr <close> = peft.train.trainer(model, {method = "lora"|"full", optimizer = "adamw"|"sgd",
+ *   local tr <close> = peft.train.trainer(model, {method = "lora"|"dora"|"ia3"|"full", optimizer = "adamw"|"sgd",
  *        batch_size, seq_len, grad_accum, learning_rate, weight_decay, beta1, beta2, eps,
  *        momentum, nesterov, schedule = "constant"|"linear"|"cosine", warmup, total_steps,
  *        min_lr_ratio, max_grad_norm, seed, lora_rank, lora_alpha, lora_dropout, rslora,
  *        targets = {"q_proj", ...}, layers = {0, 1, ...}, checkpointing = false|true|k,
+ *        feedforward = {"down_proj"}  -- IA3: targets whose input is scaled (default: down_proj
+ *                                        when targeted; IA3's default targets: k, v, down_proj)
  *        precision = "fp32"|"bf16"|"fp16", loss_scale = 65536, growth_interval = 2000,
  *        planned_rows = batch_size   -- rows per forward to plan first (fewer: chunks)
  *        distributed = false         -- one of the MPI job's data-parallel replicas (dist.h):
@@ -107,7 +109,7 @@ static const char *const trainer_opts[] = {
     "beta1", "beta2", "eps", "momentum", "nesterov", "schedule", "warmup", "total_steps",
     "min_lr_ratio", "max_grad_norm", "seed", "lora_rank", "lora_alpha", "lora_dropout", "rslora",
     "targets", "layers", "checkpointing", "precision", "loss_scale", "growth_interval",
-    "planned_rows", "distributed", NULL };
+    "planned_rows", "feedforward", "distributed", NULL };
 
 /* peft.train.trainer (raises) and peft.train.try_trainer (an engine failure is returned as
  * nil, message, status, so that peft.train.run can re-plan with fewer rows on "nomem"). */
@@ -119,8 +121,14 @@ static int new_trainer(lua_State *L, int try)
     struct pl_train_cfg c = pl_train_defaults();
     const char *method = pl_lua_opt_str(L, 2, "method", "lora");
     if (strcmp(method, "lora") == 0) c.method = PL_TRAIN_LORA;
+    else if (strcmp(method, "dora") == 0) { c.method = PL_TRAIN_LORA; c.lora.kind = PL_ADAPTER_DORA; }
+    else if (strcmp(method, "ia3") == 0) {
+        c.method = PL_TRAIN_LORA;
+        c.lora.kind = PL_ADAPTER_IA3;
+        c.lora.targets = (1u << PL_PROJ_K) | (1u << PL_PROJ_V) | (1u << PL_PROJ_DOWN);
+    }
     else if (strcmp(method, "full") == 0) c.method = PL_TRAIN_FULL;
-    else return luaL_error(L, "peft.train.trainer: method must be \"lora\" or \"full\", not \"%s\"", method);
+    else return luaL_error(L, "peft.train.trainer: method must be \"lora\", \"dora\", \"ia3\" or \"full\", not \"%s\"", method);
     const char *opt = pl_lua_opt_str(L, 2, "optimizer", "adamw");
     if (strcmp(opt, "adamw") == 0) c.optim = PL_OPTIM_ADAMW;
     else if (strcmp(opt, "sgd") == 0) c.optim = PL_OPTIM_SGD;
@@ -228,6 +236,28 @@ static int new_trainer(lua_State *L, int try)
         c.lora.n_layers_sel = (int32_t)n;
     }
     lua_pop(L, 1);
+    if (c.lora.kind == PL_ADAPTER_IA3) {
+        c.lora.ff_targets = c.lora.targets & (1u << PL_PROJ_DOWN);
+        if (lua_getfield(L, 2, "feedforward") != LUA_TNIL) {
+            luaL_checktype(L, -1, LUA_TTABLE);
+            c.lora.ff_targets = 0;
+            lua_Integer n = luaL_len(L, -1);
+            for (lua_Integer i = 1; i <= n; i++) {
+                lua_rawgeti(L, -1, i);
+                const char *nm = lua_tostring(L, -1);
+                int p = nm ? pl_lora_target_from_name(nm) : -1;
+                if (p < 0 || !(c.lora.targets & (1u << p)))
+                    return luaL_error(L, "peft.train.trainer: feedforward module \"%s\" is not among the targets", nm ? nm : "?");
+                c.lora.ff_targets |= 1u << p;
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+    } else {
+        lua_getfield(L, 2, "feedforward");
+        if (!lua_isnil(L, -1)) return luaL_error(L, "peft.train.trainer: feedforward is an IA3 option (method = \"ia3\")");
+        lua_pop(L, 1);
+    }
 
     struct l_trainer *u = lua_newuserdatauv(L, sizeof *u, 1);
     u->t = NULL;
@@ -438,7 +468,7 @@ static int l_trainer_stats(lua_State *L)
     SETI("grad_accum", t->cfg.grad_accum);
     SETI("ranks", t->world > 1 ? t->world : 1);
     SETI("checkpointing", t->cfg.ckpt_every);
-    lua_pushstring(L, t->cfg.method == PL_TRAIN_LORA ? "lora" : "full");
+    lua_pushstring(L, t->cfg.method == PL_TRAIN_LORA ? pl_adapter_kind_name(t->cfg.lora.kind) : "full");
     lua_setfield(L, -2, "method");
     lua_pushstring(L, pl_precision_name(t->cfg.precision));
     lua_setfield(L, -2, "precision");
@@ -455,7 +485,7 @@ static int l_trainer_config(lua_State *L)
     struct pl_trainer *t = check_trainer(L, 1);
     const struct pl_train_cfg *c = &t->cfg;
     lua_createtable(L, 0, 30);
-    lua_pushstring(L, c->method == PL_TRAIN_LORA ? "lora" : "full"); lua_setfield(L, -2, "method");
+    lua_pushstring(L, c->method == PL_TRAIN_LORA ? pl_adapter_kind_name(c->lora.kind) : "full"); lua_setfield(L, -2, "method");
     lua_pushstring(L, c->optim == PL_OPTIM_SGD ? "sgd" : "adamw"); lua_setfield(L, -2, "optimizer");
     SETI("batch_size", c->batch_size); SETI("seq_len", c->seq_len); SETI("grad_accum", c->grad_accum);
     SETN("learning_rate", c->lr); SETN("weight_decay", c->weight_decay);
@@ -527,7 +557,7 @@ static int l_trainer_save_adapter(lua_State *L)
     struct pl_trainer *t = check_trainer(L, 1);
     const char *dir = luaL_checkstring(L, 2);
     const char *base = luaL_optstring(L, 3, t->model->name);
-    if (!t->lora) return luaL_error(L, "peft.Trainer: save_adapter needs method \"lora\"");
+    if (!t->lora) return luaL_error(L, "peft.Trainer: save_adapter needs method \"lora\", \"dora\" or \"ia3\"");
     if (pl_lora_save(t->lora, dir, base) != PL_OK) return pl_lua_error(L);
     return 0;
 }
@@ -554,7 +584,7 @@ static int l_trainer_tostring(lua_State *L)
     struct l_trainer *u = luaL_checkudata(L, 1, TRAINER_MT);
     if (!u->t) lua_pushliteral(L, "peft.Trainer (closed)");
     else lua_pushfstring(L, "peft.Trainer (%s, step %d, %d parameters)",
-                         u->t->cfg.method == PL_TRAIN_LORA ? "lora" : "full", (int)u->t->step,
+                         u->t->cfg.method == PL_TRAIN_LORA ? pl_adapter_kind_name(u->t->cfg.lora.kind) : "full", (int)u->t->step,
                          (int)u->t->n_params);
     return 1;
 }

@@ -36,6 +36,7 @@
 
 #define QV ((1u << PL_PROJ_Q) | (1u << PL_PROJ_V))
 #define ALL7 0x7Fu
+#define IA3T ((1u << PL_PROJ_K) | (1u << PL_PROJ_V) | (1u << PL_PROJ_DOWN))
 
 struct mcase {
     const char *name, *path;
@@ -48,35 +49,42 @@ struct mcase {
     int sgd;
     int ckpt;                  /* checkpoint every k layers (src/ckpt.c), 0: none */
     int slow;
+    int kind;                  /* enum pl_adapter_kind: LoRA (0), DoRA, IA3 */
 };
 
 static const struct mcase cases[] = {
-    { "stories-bin lora qv 4x64",        STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0, 0 },
-    { "stories-bin lora all r16 drop 2x128", STORIES_BIN, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP32, 2, 128, 16, ALL7, 0.1f, 0, 0, 0 },
-    { "stories-bin full adamw 4x64",     STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0, 0 },
-    { "stories-bin full sgd 1x256",      STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 1, 256, 8, QV, 0, 1, 0, 0 },
-    { "stories-bin qlora nf4 all 4x64",  STORIES_BIN,  PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0 },
-    { "stories-bin qlora q8_0 qv 2x128", STORIES_BIN,  PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0, 0, 0 },
-    { "stories-bin lora bf16 qv 4x64",   STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0 },
-    { "stories-gguf lora qv 8x32",       STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 8, 32, 8, QV, 0, 0, 0, 0 },
-    { "stories-gguf full adamw 2x64",    STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 64, 8, QV, 0, 0, 0, 0 },
-    { "stories-gguf qlora nf4 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0, 0 },
-    { "smollm2 lora qv 2x32",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 32, 8, QV, 0, 0, 0, 0 },
-    { "smollm2 qlora nf4 qv 1x64",       SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1 },
-    { "smollm2 qlora q8_0 all 1x48",     SMOL,         PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 1, 48, 8, ALL7, 0, 0, 0, 1 },
-    { "smollm2 lora all r16 drop 1x64",  SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 16, ALL7, 0.05f, 0, 0, 1 },
-    { "stories-bin qlora nf4 ckpt1 4x128", STORIES_BIN, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 4, 128, 8, ALL7, 0, 0, 1, 0 },
-    { "stories-gguf lora ckpt2 2x256",   STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 0, 2, 0 },
-    { "stories-gguf qlora nf4_32 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4_32, PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0, 0 },
-    { "stories-bin qlora nf4_dq all 4x64", STORIES_BIN, PL_MEMM_QLORA, PL_NF4_DQ, PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0 },
-    { "smollm2 qlora nf4_dq qv 1x64",    SMOL,         PL_MEMM_QLORA, PL_NF4_DQ, PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1 },
-    { "smollm2 qlora nf4 ckpt1 1x96",    SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 96, 8, QV, 0, 0, 1, 0 },
-    { "stories-bin full adamw ckpt1 4x128", STORIES_BIN, PL_MEMM_FULL, PL_NF4,  PL_MEMM_FP32, 4, 128, 8, QV, 0, 0, 1, 0 },
-    { "stories-gguf full sgd ckpt2 2x256", STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 1, 2, 0 },
-    { "stories-bin lora fp16 all 2x128", STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP16, 2, 128, 8, ALL7, 0, 0, 0, 0 },
-    { "stories-bin full bf16 adamw 4x64", STORIES_BIN, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0 },
-    { "stories-gguf lora fp16 ckpt5 2x256", STORIES_GGUF, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP16, 2, 256, 8, QV, 0, 0, 5, 0 },
-    { "smollm2 lora bf16 qv 1x128",      SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 1, 128, 8, QV, 0, 0, 0, 0 },
+    { "stories-bin lora qv 4x64",        STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0, 0, 0 },
+    { "stories-bin lora all r16 drop 2x128", STORIES_BIN, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP32, 2, 128, 16, ALL7, 0.1f, 0, 0, 0, 0 },
+    { "stories-bin full adamw 4x64",     STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0, 0, 0 },
+    { "stories-bin full sgd 1x256",      STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 1, 256, 8, QV, 0, 1, 0, 0, 0 },
+    { "stories-bin qlora nf4 all 4x64",  STORIES_BIN,  PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0, 0 },
+    { "stories-bin qlora q8_0 qv 2x128", STORIES_BIN,  PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0, 0, 0, 0 },
+    { "stories-bin lora bf16 qv 4x64",   STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0, 0 },
+    { "stories-gguf lora qv 8x32",       STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 8, 32, 8, QV, 0, 0, 0, 0, 0 },
+    { "stories-gguf full adamw 2x64",    STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 64, 8, QV, 0, 0, 0, 0, 0 },
+    { "stories-gguf qlora nf4 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0, 0, 0 },
+    { "smollm2 lora qv 2x32",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 32, 8, QV, 0, 0, 0, 0, 0 },
+    { "smollm2 qlora nf4 qv 1x64",       SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1, 0 },
+    { "smollm2 qlora q8_0 all 1x48",     SMOL,         PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 1, 48, 8, ALL7, 0, 0, 0, 1, 0 },
+    { "smollm2 lora all r16 drop 1x64",  SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 16, ALL7, 0.05f, 0, 0, 1, 0 },
+    { "stories-bin qlora nf4 ckpt1 4x128", STORIES_BIN, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 4, 128, 8, ALL7, 0, 0, 1, 0, 0 },
+    { "stories-gguf lora ckpt2 2x256",   STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 0, 2, 0, 0 },
+    { "stories-gguf qlora nf4_32 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4_32, PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0, 0, 0 },
+    { "stories-bin qlora nf4_dq all 4x64", STORIES_BIN, PL_MEMM_QLORA, PL_NF4_DQ, PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0, 0 },
+    { "smollm2 qlora nf4_dq qv 1x64",    SMOL,         PL_MEMM_QLORA, PL_NF4_DQ, PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1, 0 },
+    { "smollm2 qlora nf4 ckpt1 1x96",    SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 96, 8, QV, 0, 0, 1, 0, 0 },
+    { "stories-bin full adamw ckpt1 4x128", STORIES_BIN, PL_MEMM_FULL, PL_NF4,  PL_MEMM_FP32, 4, 128, 8, QV, 0, 0, 1, 0, 0 },
+    { "stories-gguf full sgd ckpt2 2x256", STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 1, 2, 0, 0 },
+    { "stories-bin lora fp16 all 2x128", STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP16, 2, 128, 8, ALL7, 0, 0, 0, 0, 0 },
+    { "stories-bin full bf16 adamw 4x64", STORIES_BIN, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0, 0 },
+    { "stories-gguf lora fp16 ckpt5 2x256", STORIES_GGUF, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP16, 2, 256, 8, QV, 0, 0, 5, 0, 0 },
+    { "smollm2 lora bf16 qv 1x128",      SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 1, 128, 8, QV, 0, 0, 0, 0, 0 },
+    { "stories-bin dora all 4x64",       STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0, PL_ADAPTER_DORA },
+    { "stories-gguf qlora nf4 dora qv ckpt2 2x128", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0, 2, 0, PL_ADAPTER_DORA },
+    { "stories-bin ia3 kvd 4x64",        STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, IA3T, 0, 0, 0, 0, PL_ADAPTER_IA3 },
+    { "stories-gguf qlora q8_0 ia3 kvd 2x128", STORIES_GGUF, PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 128, 8, IA3T, 0, 0, 0, 0, PL_ADAPTER_IA3 },
+    { "smollm2 dora qv 1x64",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1, PL_ADAPTER_DORA },
+    { "smollm2 ia3 kvd 1x64",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 8, IA3T, 0, 0, 0, 1, PL_ADAPTER_IA3 },
 };
 
 static const enum pl_mem_cat cats[] = { PL_MEM_WEIGHTS, PL_MEM_ADAPTERS, PL_MEM_GRADS,
@@ -113,6 +121,8 @@ static int run_case(const struct mcase *k, double *worst)
     mc.lora_dropout = k->dropout;
     mc.optim_sgd = k->sgd;
     mc.ckpt_every = k->ckpt;
+    mc.adapter_kind = k->kind;
+    mc.ia3_ff_targets = k->kind == PL_ADAPTER_IA3 ? (1u << PL_PROJ_DOWN) : 0;
     struct pl_mem_estimate e;
     assert_int_equal(pl_memmodel_estimate(&mc, &e), PL_OK);
 
@@ -134,6 +144,8 @@ static int run_case(const struct mcase *k, double *worst)
     tc.lora.alpha = 2.0f * (float)k->r;
     tc.lora.targets = k->targets;
     tc.lora.dropout = k->dropout;
+    tc.lora.kind = k->kind;
+    tc.lora.ff_targets = k->kind == PL_ADAPTER_IA3 ? (1u << PL_PROJ_DOWN) : 0;
     struct pl_trainer *t = NULL;
     assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
     int V = m->cfg.vocab_size;

@@ -54,6 +54,10 @@ return {
     m:unload_adapter("rs")
     d = maxdiff(m:forward(IDS):flat(), read_f32(GOLD .. "st260k_lora_logits.f32"))
     T.ok(d <= 1e-4, "after unloading rs the default is st260k_lora again")
+    -- DoRA (use_dora, PEFT-saved) gives PEFT's logits
+    T.eq(m:load_adapter(LORA .. "st260k_dora", { name = "dora" }), "dora")
+    d = maxdiff(m:forward(IDS, { adapter = "dora" }):flat(), read_f32(GOLD .. "st260k_dora_logits.f32"))
+    T.ok(d <= 1e-4, "DoRA vs PEFT: max |diff| " .. d)
     m:unload_adapter()
     T.eq(#m:adapters(), 0)
     T.eq(maxdiff(m:forward(IDS):flat(), base), 0, "all unloaded: the base model")
@@ -95,7 +99,9 @@ return {
 
   bad_adapters_name_the_first_mismatch = function()
     local m <close> = peft.model.load(GGUF)
-    T.raises(function() m:load_adapter(LORA .. "st260k_dora") end, "use_dora is true: DoRA is not implemented")
+    -- DoRA loads since issue 13; a DoRA file whose config says plain LoRA names the tensor
+    local d0 = variant("st260k_dora", "notdora", function(c) return (c:gsub('"use_dora": true', '"use_dora": false')) end)
+    T.raises(function() m:load_adapter(d0) end, "lora_magnitude_vector does not belong to a LoRA adapter")
     -- another base model's adapter (hidden 24, PEFT-saved): the first tensor, its shape and the needed one
     T.raises(function() m:load_adapter(LORA .. "peft_fixture") end,
       "tensor base_model%.model%.model%.layers%.0%.self_attn%.q_proj%.lora_A%.weight has shape %[2, 24%], this model needs %[2, 64%]")

@@ -88,7 +88,7 @@ return {
     local m <close> = peft.model.load(MODEL)
     T.raises(function() train.trainer(m, { batch_size = 2, rank = 4 }) end, "unknown option 'rank'")
     T.raises(function() train.trainer(m, { targets = { "q_proj", "qkv" } }) end, 'unknown target module "qkv"')
-    T.raises(function() train.trainer(m, { method = "qlora" }) end, 'method must be "lora" or "full"')
+    T.raises(function() train.trainer(m, { method = "qlora" }) end, 'method must be "lora", "dora", "ia3" or "full"')
   end,
 
   trainer_learns_from_lua = function()

@@ -4,7 +4,7 @@
 Owner: interop. Writes fixtures that tests/lua/test_adapters.lua loads with m:load_adapter:
   tests/data/lora/st260k_lora/     LoRA r=4, alpha=8 on all seven projections
   tests/data/lora/st260k_rslora/   rsLoRA r=8, alpha=4 on q,k,v,o of layers 1 and 3
-  tests/data/lora/st260k_dora/     DoRA (use_dora) on q,v — peftlua must refuse it
+  tests/data/lora/st260k_dora/     DoRA (use_dora) on q,v (peftlua loads it since issue 13)
 each by PEFT's own save_pretrained over stories260K (the base is peftlua's HF export of
 ../shared/models/stories260K/stories260K.gguf, which transformers' LlamaForCausalLM reads),
 with every LoRA tensor drawn from N(0, 0.1^2) (seed 0) so that B is non-zero; and the logits
