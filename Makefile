@@ -180,7 +180,7 @@ llamacpp-check: all llamacpp
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  EXTRA_LDFLAGS="-fsanitize=address,undefined" PL_ASAN=1 check
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" PL_ASAN=1 check fuzz-replay
 
 # bench: every bench binary (bench_qlora also in its precision mode; its 7b mode takes minutes:
 # `build/bench/bench_qlora 7b`), the Lua benches, then the PyTorch reference of bench_train's
@@ -198,6 +198,8 @@ bench: all $(BENCH_BIN)
 	    [ -f $$m ] && $(TORCH_ENV) python3 tests/ref/train/torch_bench.py $$m $$th 3 ref,fast,compile 2>&1 | grep '^torch'; \
 	  done; true; \
 	else echo "PyTorch reference: not run (python3 -m pip install torch gguf numpy)"; fi
+
+include tests/fuzz/fuzz.mk
 
 demo: deps
 	@$(MAKE) --no-print-directory all model

@@ -85,11 +85,14 @@ static int pl_should_fail(size_t nbytes, enum pl_mem_cat cat)
     return 0;
 }
 
+static int pl_exact_blocks;
+void pl_mem_set_exact(int on) { pl_exact_blocks = on != 0; }
+
 void *pl_alloc(size_t nbytes, enum pl_mem_cat cat)
 {
     if ((unsigned)cat >= PL_MEM_NCAT) cat = PL_MEM_DATA;
     if (nbytes > SIZE_MAX - 2 * PL_HDR || pl_should_fail(nbytes, cat)) return NULL;
-    size_t total = PL_HDR + ((nbytes + 63) & ~(size_t)63);
+    size_t total = PL_HDR + (pl_exact_blocks ? nbytes : ((nbytes + 63) & ~(size_t)63));
     void *raw = NULL;
     if (posix_memalign(&raw, 64, total ? total : 64) != 0) return NULL;
     struct pl_hdr *h = raw;

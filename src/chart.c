@@ -30,6 +30,7 @@
 #include <gdfontmb.h>
 #include <gdfontl.h>
 #include "peftlua/alloc.h"
+#include "peftlua/fileio.h"
 #include "peftlua/chart.h"
 
 const uint32_t pl_chart_palette[PL_CHART_NPALETTE] = {
@@ -1044,13 +1045,9 @@ void pl_chart_free(struct pl_chart *c)
 
 enum pl_status pl_chart_save(const struct pl_chart *c, const char *path)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f) return pl_fail(PL_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
-    size_t w = fwrite(c->png, 1, c->png_size, f);
-    int bad = w != c->png_size;
-    if (fclose(f) != 0) bad = 1;
-    if (bad) return pl_fail(PL_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    return PL_OK;
+    const void *parts[1] = { c->png };
+    size_t sizes[1] = { c->png_size };
+    return pl_file_write_atomic(path, parts, sizes, 1);
 }
 
 /* ---------------- decoding ---------------- */

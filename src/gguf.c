@@ -133,6 +133,11 @@ static enum pl_status perr(struct parser *P, enum pl_status st, const char *fmt,
     return pl_fail(st, "%s: %s", P->g->path, buf);
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static enum pl_status need(struct parser *P, uint64_t n, const char *what)
 {
     if (n > P->g->size - P->pos)
@@ -358,9 +363,20 @@ static enum pl_status parse(struct parser *P)
         if (row_bytes && rows > UINT64_MAX / row_bytes)
             return perr(P, PL_ERR_FORMAT, "tensor '%s': byte size overflows", name.s);
         t->nbytes = rows * row_bytes;
-        for (uint64_t j = 0; j < i; j++)
-            if (strcmp(g->ti[j].name, name.s) == 0)
-                return perr(P, PL_ERR_FORMAT, "duplicate tensor name '%s'", name.s);
+    }
+    /* duplicate names: sorted, not pairwise (a large file can declare millions of tensors) */
+    if (nt > 1) {
+        const char **nm = pl_alloc((size_t)nt * sizeof *nm, PL_MEM_WORKSPACE);
+        if (!nm) return perr(P, PL_ERR_NOMEM, "out of memory");
+        for (uint64_t i = 0; i < nt; i++) nm[i] = g->ti[i].name;
+        qsort(nm, (size_t)nt, sizeof *nm, name_cmp);
+        for (uint64_t i = 1; i < nt; i++)
+            if (strcmp(nm[i - 1], nm[i]) == 0) {
+                st = perr(P, PL_ERR_FORMAT, "duplicate tensor name '%s'", nm[i]);
+                pl_free(nm);
+                return st;
+            }
+        pl_free(nm);
     }
 
     /* data section: after the infos, padded to the alignment */

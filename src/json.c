@@ -97,6 +97,24 @@ int pl_json_bool(const struct pl_json *j, int d)
 const char *pl_json_get_str(const struct pl_json *o, const char *k) { return pl_json_str(pl_json_get(o, k)); }
 double pl_json_get_num(const struct pl_json *o, const char *k, double d) { return pl_json_num(pl_json_get(o, k), d); }
 
+int pl_json_int(const struct pl_json *j, int64_t lo, int64_t hi, int64_t dflt, int64_t *out)
+{
+    if (!j || pl_json_type(j) == PL_JSON_NULL) { *out = dflt; return 0; }
+    if (pl_json_type(j) != PL_JSON_NUMBER) return -1;
+    const double d = pl_json_num(j, 0);
+    /* compare as doubles before any conversion: NaN and out-of-range values fail here */
+    if (!(d >= (double)lo && d <= (double)hi) || d < -9007199254740992.0 || d > 9007199254740992.0) return -1;
+    const int64_t v = (int64_t)d;
+    if ((double)v != d || v < lo || v > hi) return -1;
+    *out = v;
+    return 1;
+}
+
+int pl_json_get_int(const struct pl_json *o, const char *k, int64_t lo, int64_t hi, int64_t dflt, int64_t *out)
+{
+    return pl_json_int(pl_json_get(o, k), lo, hi, dflt, out);
+}
+
 struct pl_json *pl_json_new_object(void) { pl_json_hooks(); return PJ(cJSON_CreateObject()); }
 struct pl_json *pl_json_new_array(void) { pl_json_hooks(); return PJ(cJSON_CreateArray()); }
 

@@ -41,10 +41,12 @@ static inline float pl_k_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float e = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) * (1 << 23);
+    /* NaN passes the clamps above: give NaN back without converting it to an integer (UB) */
+    const int nan = n != n;
+    int32_t bits = ((nan ? 0 : (int32_t)n) + 127) * (1 << 23);
     float sc;
     memcpy(&sc, &bits, sizeof sc);
-    return e * sc;
+    return nan ? n : e * sc;
 }
 
 /* Dot product with eight independent lanes summed in a fixed order at the end: vectorisable

@@ -76,7 +76,8 @@ static enum pl_status lora_alloc(struct pl_lora **out, const struct pl_model_con
                                  const struct pl_lora_cfg *cfg)
 {
     *out = NULL;
-    if (cfg->r < 1) return pl_fail(PL_ERR_ARG, "lora: rank r = %d must be at least 1", cfg->r);
+    if (cfg->r < 1 || cfg->r > PL_LORA_MAX_RANK)
+        return pl_fail(PL_ERR_ARG, "lora: rank r = %d must be in [1, %d]", cfg->r, PL_LORA_MAX_RANK);
     if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
         return pl_fail(PL_ERR_ARG, "lora: dropout %g must be in [0, 1)", (double)cfg->dropout);
     if ((cfg->targets & ((1u << PL_PROJ_COUNT) - 1)) == 0 || cfg->targets >> PL_PROJ_COUNT)
@@ -714,9 +715,20 @@ static enum pl_status load_config(const char *dir, struct pl_lora_cfg *cfg)
         }
         goto done;
     }
-    cfg->r = (int32_t)pl_json_get_num(c, "r", 0);
-    cfg->alpha = (float)pl_json_get_num(c, "lora_alpha", cfg->r);
-    cfg->dropout = (float)pl_json_get_num(c, "lora_dropout", 0);
+    int64_t r;
+    if (pl_json_get_int(c, "r", 1, PL_LORA_MAX_RANK, 0, &r) != 1) {
+        st = pl_fail(PL_ERR_FORMAT, "%s: \"r\" must be an integer rank in [1, %d]", path, PL_LORA_MAX_RANK);
+        goto done;
+    }
+    cfg->r = (int32_t)r;
+    double alpha = pl_json_get_num(c, "lora_alpha", (double)cfg->r);
+    double dropout = pl_json_get_num(c, "lora_dropout", 0);
+    if (!(alpha > -1e30 && alpha < 1e30) || !(dropout >= 0 && dropout < 1)) {
+        st = pl_fail(PL_ERR_FORMAT, "%s: \"lora_alpha\" must be a finite number and \"lora_dropout\" in [0, 1)", path);
+        goto done;
+    }
+    cfg->alpha = (float)alpha;
+    cfg->dropout = (float)dropout;
     cfg->use_rslora = pl_json_bool(pl_json_get(c, "use_rslora"), 0);
     const char *bias = pl_json_get_str(c, "bias");
     if (bias && strcmp(bias, "none") != 0) {
@@ -756,18 +768,69 @@ static enum pl_status load_config(const char *dir, struct pl_lora_cfg *cfg)
         }
     }
     struct pl_json *ls = pl_json_get(c, "layers_to_transform");
+    int64_t li;
     if (pl_json_type(ls) == PL_JSON_NUMBER) {
+        if (pl_json_int(ls, 0, PL_LORA_MAX_LAYERS - 1, 0, &li) != 1) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: \"layers_to_transform\" is not a layer index", path);
+            goto done;
+        }
         cfg->n_layers_sel = 1;
-        cfg->layers[0] = (int32_t)pl_json_num(ls, 0);
+        cfg->layers[0] = (int32_t)li;
     } else if (pl_json_type(ls) == PL_JSON_ARRAY) {
         int n = pl_json_len(ls);
         if (n > PL_LORA_MAX_LAYERS) { st = pl_fail(PL_ERR_FORMAT, "%s: too many layers_to_transform", path); goto done; }
-        for (int i = 0; i < n; i++) cfg->layers[i] = (int32_t)pl_json_num(pl_json_at(ls, i), -1);
+        for (int i = 0; i < n; i++) {
+            if (pl_json_int(pl_json_at(ls, i), 0, PL_LORA_MAX_LAYERS - 1, 0, &li) != 1) {
+                st = pl_fail(PL_ERR_FORMAT, "%s: \"layers_to_transform\" entry %d is not a layer index", path, i);
+                goto done;
+            }
+            cfg->layers[i] = (int32_t)li;
+        }
         cfg->n_layers_sel = n;
     }
 done:
     pl_json_free(c);
     return st;
+}
+
+/* One tensor of adapter_model.safetensors against the config and the model, before anything is
+ * allocated for it: a PEFT LoRA name, a layer the model has, a configured target, the rank,
+ * dtype and shape. */
+static enum pl_status check_tensor(const char *path, const struct pl_safetensors_info *ti,
+                                   const struct pl_model_config *mc, const struct pl_lora_cfg *c,
+                                   int *layer_out, int *proj_out, char *which_out,
+                                   int64_t *want0_out, int64_t *want1_out)
+{
+    const char *name = ti->name;
+    int layer, proj;
+    char which;
+    if (!parse_peft_name(name, &layer, &proj, &which))
+        return pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not a LoRA weight of a base module peftlua "
+                       "adapts (base_model.model.model.layers.N.{self_attn,mlp}.<q..down>_proj.lora_{A,B}.weight)",
+                       path, name);
+    if (which != 'A' && which != 'B')
+        return pl_fail(PL_ERR_FORMAT, "%s: tensor %s does not belong to a LoRA adapter (adapter_config.json)", path, name);
+    if (layer < 0 || layer >= mc->n_layers)
+        return pl_fail(PL_ERR_FORMAT, "%s: tensor %s: the base model has no module model.layers.%d (it has %d layers)",
+                       path, name, layer, mc->n_layers);
+    if (!(c->targets & (1u << proj)) || !layer_selected(c, layer))
+        return pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not among the configured targets/layers", path, name);
+    if (ti->ndim == 2 && (which == 'A' ? ti->shape[0] : ti->shape[1]) != c->r)
+        return pl_fail(PL_ERR_FORMAT, "%s: tensor %s has rank %lld but adapter_config.json says r = %d",
+                       path, name, (long long)(which == 'A' ? ti->shape[0] : ti->shape[1]), c->r);
+    if (ti->dtype != PL_F32 && ti->dtype != PL_F16 && ti->dtype != PL_BF16)
+        return pl_fail(PL_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16, BF16 supported)", path,
+                       name, pl_dtype_info(ti->dtype)->name);
+    int64_t in, out;
+    pl_lora_proj_shape(mc, (enum pl_proj)proj, &in, &out);
+    int64_t want0 = which == 'A' ? c->r : out, want1 = which == 'A' ? in : c->r;
+    if (ti->ndim != 2 || ti->shape[0] != want0 || ti->shape[1] != want1)
+        return pl_fail(PL_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld], this model needs [%lld, %lld] "
+                       "(adapter for another base model?)", path, name,
+                       (long long)ti->shape[0], (long long)(ti->ndim > 1 ? ti->shape[1] : 0),
+                       (long long)want0, (long long)want1);
+    *layer_out = layer; *proj_out = proj; *which_out = which; *want0_out = want0; *want1_out = want1;
+    return PL_OK;
 }
 
 enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct pl_model_config *mc)
@@ -778,21 +841,55 @@ enum pl_status pl_lora_load(struct pl_lora **out, const char *dir, const struct 
     if (st != PL_OK) return st;
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    struct pl_lora *a;
-    if ((st = lora_alloc(&a, mc, &cfg)) != PL_OK)
-        return pl_fail(st, "%s: %s", path, pl_last_error());
-    a->dropout_seed = 0x9e3779b97f4a7c15ull;
-
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    char wpath[4096];
+    snprintf(wpath, sizeof wpath, "%s/adapter_model.safetensors", dir);
     struct pl_safetensors *sf;
-    if ((st = pl_safetensors_open(path, &sf)) != PL_OK) { pl_lora_free(a); return st; }
+    if ((st = pl_safetensors_open(wpath, &sf)) != PL_OK) return st;
+    /* every tensor checked, and the weights the config asks for shown to be in the file, before
+     * anything is allocated for them (a hostile "r" would otherwise size the allocation): at
+     * least 2 bytes (f16/bf16) per weight of each configured adapter */
+    if (mc->n_layers <= 0 || mc->n_layers > PL_LORA_MAX_LAYERS) {
+        pl_safetensors_close(sf);
+        return pl_fail(PL_ERR_ARG, "%s: lora: model has %d layers", path, mc->n_layers);
+    }
+    for (int64_t k = 0; cfg.kind == PL_ADAPTER_LORA && k < pl_safetensors_count(sf); k++) {
+        int layer, proj;
+        char which;
+        int64_t w0, w1;
+        if ((st = check_tensor(wpath, pl_safetensors_info(sf, k), mc, &cfg, &layer, &proj, &which, &w0, &w1)) != PL_OK) {
+            pl_safetensors_close(sf);
+            return st;
+        }
+    }
+    uint64_t have = 0;
+    for (int64_t k = 0; k < pl_safetensors_count(sf); k++) have += pl_safetensors_info(sf, k)->nbytes;
+    int64_t need = 0;
+    for (int l = 0; l < mc->n_layers; l++)
+        for (int p = 0; p < PL_PROJ_COUNT; p++) {
+            if (!(cfg.targets & (1u << p)) || !layer_selected(&cfg, l)) continue;
+            int64_t in, out;
+            pl_lora_proj_shape(mc, (enum pl_proj)p, &in, &out);
+            need += 2 * (int64_t)cfg.r * (in + out);
+        }
+    if (cfg.kind == PL_ADAPTER_LORA && (uint64_t)need > have) {
+        pl_safetensors_close(sf);
+        return pl_fail(PL_ERR_FORMAT, "%s: rank r = %d needs %lld bytes of LoRA weights, but %s holds %llu",
+                       path, cfg.r, (long long)need, wpath, (unsigned long long)have);
+    }
+    struct pl_lora *a;
+    if ((st = lora_alloc(&a, mc, &cfg)) != PL_OK) {
+        pl_safetensors_close(sf);
+        return pl_fail(st, "%s: %s", path, pl_last_error());
+    }
+    a->dropout_seed = 0x9e3779b97f4a7c15ull;
+    snprintf(path, sizeof path, "%s", wpath);
     int64_t nt = pl_safetensors_count(sf), seen = 0;
     unsigned char *got = pl_calloc((size_t)(3 * a->n), 1, PL_MEM_WORKSPACE);
     for (int64_t k = 0; k < nt && st == PL_OK; k++) {
         const struct pl_safetensors_info *ti = pl_safetensors_info(sf, k);
-        const char *name = ti->name;
         int layer, proj;
         char which;
+        const char *name = ti->name;
         if (!parse_peft_name(name, &layer, &proj, &which)) {
             st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s is not a %s weight of a base module peftlua "
                          "adapts (base_model.model.model.layers.N.{self_attn,mlp}.<q..down>_proj.%s)",

@@ -177,6 +177,20 @@ enum pl_status pl_lora_load_gguf(struct pl_lora **out, const char *path,
             break;
         }
         int64_t rk = which == 'a' ? ti->shape[0] : ti->shape[1];
+        /* the rank and shape are checked here, before anything is allocated from them */
+        if (rk < 1 || rk > PL_LORA_MAX_RANK) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s has rank %lld (1 to %d expected)", path, ti->name,
+                         (long long)rk, PL_LORA_MAX_RANK);
+            break;
+        }
+        int64_t in, out;
+        pl_lora_proj_shape(mc, (enum pl_proj)proj, &in, &out);
+        if ((which == 'a' ? ti->shape[1] : ti->shape[0]) != (which == 'a' ? in : out)) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s has shape [%lld, %lld], this model needs [%lld, %lld] "
+                         "(adapter for another base model?)", path, ti->name, (long long)ti->shape[0],
+                         (long long)ti->shape[1], (long long)(which == 'a' ? rk : out), (long long)(which == 'a' ? in : rk));
+            break;
+        }
         if (cfg.r == 0) cfg.r = (int32_t)rk;
         if (rk != cfg.r) {
             st = pl_fail(PL_ERR_FORMAT, "%s: tensor %s has rank %lld, earlier tensors rank %d (one rank per adapter)",

@@ -6,6 +6,8 @@
  * struct pl_model and checks that every shape is what the configuration implies.
  */
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "peftlua/chat.h"
 #include "peftlua/gguf.h"
 #include "peftlua/json.h"
+#include "peftlua/quant.h"
 #include "peftlua/model.h"
 #include "peftlua/safetensors.h"
 #include "peftlua/tokenizer.h"
@@ -175,12 +178,94 @@ static enum pl_status pl_check_config(const char *path, struct pl_model_config *
         c->vocab_size > (1 << 24) || c->n_heads > 4096)
         return pl_fail(PL_ERR_FORMAT, "%s: implausible configuration (dim %d, layers %d, vocab %d)",
                        path, c->dim, c->n_layers, c->vocab_size);
+    if (c->head_dim > (1 << 16) || c->n_rot > (1 << 16) || c->seq_len > (1 << 24))
+        return pl_fail(PL_ERR_FORMAT, "%s: implausible configuration (head_dim %d, rotary dims %d, context %d)",
+                       path, c->head_dim, c->n_rot, c->seq_len);
     if (c->head_dim <= 0) c->head_dim = c->dim / c->n_heads;
     if (c->n_rot <= 0 || c->n_rot > c->head_dim || c->n_rot % 2) c->n_rot = c->head_dim;
     if (c->seq_len <= 0) c->seq_len = 2048;
     if (!(c->rope_base > 0)) c->rope_base = 10000.0f;
     if (!(c->norm_eps > 0)) c->norm_eps = 1e-5f;
     return PL_OK;
+}
+
+/* Every weight finite: a NaN or infinity in a file (corrupt download, hostile file) is refused
+ * here, naming the tensor, instead of reaching the kernels. A scan of the bits, not of values:
+ * f32/f16/bf16 elements, and for block-quantised types the f16/f32 scales of every block (the
+ * integer quants cannot be non-finite, and a non-finite scale makes its whole block so); other
+ * types (the in-memory NF4 ones) through their dequantised values. About 10 ms per 100 MB. */
+struct scale_at { enum pl_dtype t; int32_t block_bytes, off[2], f32; };
+static const struct scale_at scale_table[] = {   /* ggml block layouts */
+    { PL_Q4_0, 18, { 0, -1 }, 0 }, { PL_Q4_1, 20, { 0, 2 }, 0 }, { PL_Q5_0, 22, { 0, -1 }, 0 },
+    { PL_Q5_1, 24, { 0, 2 }, 0 }, { PL_Q8_0, 34, { 0, -1 }, 0 }, { PL_Q2_K, 84, { 80, 82 }, 0 },
+    { PL_Q3_K, 110, { 108, -1 }, 0 }, { PL_Q4_K, 144, { 0, 2 }, 0 }, { PL_Q5_K, 176, { 0, 2 }, 0 },
+    { PL_Q6_K, 210, { 208, -1 }, 0 }, { PL_Q8_K, 292, { 0, -1 }, 1 },
+};
+
+static int bits_nonfinite(const uint8_t *p, int64_t n, size_t stride, size_t width)
+{
+    int bad = 0;
+    if (width == 4) {
+        for (int64_t k = 0; k < n; k++) {
+            uint32_t u;
+            memcpy(&u, p + (size_t)k * stride, 4);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+    } else {   /* f16 (exponent 0x7c00) or bf16 (0x7f80): the caller passes the mask's width */
+        for (int64_t k = 0; k < n; k++) {
+            uint16_t h;
+            memcpy(&h, p + (size_t)k * stride, 2);
+            bad |= (h & (uint16_t)width) == (uint16_t)width;
+        }
+    }
+    return bad;
+}
+
+static enum pl_status pl_check_finite(struct pl_model *m)
+{
+    enum pl_status st = PL_OK;
+    int np = pl_model_n_params(m);
+    for (int i = 0; i < np && st == PL_OK; i++) {
+        char name[128];
+        struct pl_tensor **slot = pl_model_param(m, i, name, sizeof name);
+        const struct pl_tensor *t = slot ? *slot : NULL;
+        if (!t) continue;
+        const int64_t n = pl_tensor_numel(t);
+        const uint8_t *base = pl_tensor_data(t);
+        const int64_t blk = pl_dtype_info(t->dtype)->block;
+        const int32_t bb = pl_dtype_info(t->dtype)->block_bytes;
+        int bad = 0, known = 1;
+        if (t->dtype == PL_F32) bad = bits_nonfinite(base, n, 4, 4);
+        else if (t->dtype == PL_F16) bad = bits_nonfinite(base, n, 2, 0x7c00);
+        else if (t->dtype == PL_BF16) bad = bits_nonfinite(base, n, 2, 0x7f80);
+        else if (t->dtype == PL_I32 || t->dtype == PL_I8) continue;
+        else {
+            known = 0;
+            for (size_t k = 0; k < sizeof scale_table / sizeof *scale_table; k++) {
+                const struct scale_at *sa = &scale_table[k];
+                if (sa->t != t->dtype || sa->block_bytes != bb || blk <= 0 || n % blk) continue;
+                const int64_t nb = n / blk;
+                for (int j = 0; j < 2; j++)
+                    if (sa->off[j] >= 0)
+                        bad |= bits_nonfinite(base + sa->off[j], nb, (size_t)bb, sa->f32 ? 4 : 0x7c00);
+                known = 1;
+            }
+        }
+        if (!known && blk > 0 && n % blk == 0) {   /* anything else: by value, in chunks */
+            enum { CHUNK = 1 << 14 };
+            const int64_t step = (CHUNK / blk) * blk;
+            float *buf = step ? pl_alloc(CHUNK * sizeof(float), PL_MEM_WORKSPACE) : NULL;
+            if (step && !buf) return pl_fail(PL_ERR_NOMEM, "%s: out of memory", m->path);
+            for (int64_t k = 0; buf && k < n && !bad; k += step) {
+                const int64_t c = n - k < step ? n - k : step;
+                if (pl_dequant_part(t->dtype, base, n, k, buf, c) != PL_OK) break;
+                for (int64_t q = 0; q < c; q++) bad |= !isfinite(buf[q]);
+            }
+            pl_free(buf);
+        }
+        if (bad) st = pl_fail(PL_ERR_FORMAT, "%s: tensor '%s' holds NaN or infinite values (corrupt file?)", m->path, name);
+    }
+    return st;
 }
 
 static enum pl_status pl_check_weights(const struct pl_model *m)
@@ -256,6 +341,10 @@ static enum pl_status pl_model_load_llama2c(struct pl_model *m, const char *path
     struct pl_model_config *c = &m->cfg;
     c->arch = PL_ARCH_LLAMA;
     c->dim = h[0]; c->hidden_dim = h[1]; c->n_layers = h[2]; c->n_heads = h[3];
+    if (h[5] == INT32_MIN) {   /* -INT32_MIN does not exist */
+        fclose(f);
+        return pl_fail(PL_ERR_FORMAT, "%s: bad vocab_size %d in llama2.c header", path, h[5]);
+    }
     c->n_kv_heads = h[4]; c->vocab_size = h[5] < 0 ? -h[5] : h[5]; c->seq_len = h[6];
     c->tied_output = h[5] > 0;
     c->rope_base = 10000.0f; c->norm_eps = 1e-5f;
@@ -269,12 +358,24 @@ static enum pl_status pl_model_load_llama2c(struct pl_model *m, const char *path
     }
     int64_t D = c->dim, F = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
     int64_t KV = (int64_t)c->n_kv_heads * c->head_dim, hs = c->head_dim;
-    int64_t floats = V * D + L * D + L * D * D + 2 * L * KV * D + L * D * D + L * D +
-                     3 * L * F * D + D + (int64_t)c->seq_len * hs + (c->tied_output ? 0 : V * D);
-    if (fsize < 28 || (int64_t)(fsize - 28) < floats * 4) {
+    /* sizes from the header, multiplied with overflow checks (alloc.h) */
+    const int64_t terms[][4] = {
+        { V, D, 1, 1 }, { L, D, 1, 1 }, { L, D, D, 1 }, { 2, L, KV, D }, { L, D, D, 1 }, { L, D, 1, 1 },
+        { 3, L, F, D }, { D, 1, 1, 1 }, { c->seq_len, hs, 1, 1 }, { c->tied_output ? 0 : V, D, 1, 1 },
+    };
+    int64_t floats = 0, bytes = 0;
+    int ok = 1;
+    for (size_t k = 0; k < sizeof terms / sizeof *terms && ok; k++) {
+        int64_t t = 1;
+        for (int q = 0; q < 4 && ok; q++) ok = pl_mul_i64(t, terms[k][q], &t);
+        ok = ok && pl_add_i64(floats, t, &floats);
+    }
+    ok = ok && pl_mul_i64(floats, 4, &bytes) && bytes <= INT64_MAX - 28;
+    if (!ok || fsize < 28 || (int64_t)(fsize - 28) < bytes) {
         fclose(f);
+        if (!ok) return pl_fail(PL_ERR_FORMAT, "%s: the llama2.c header's sizes overflow", path);
         return pl_fail(PL_ERR_FORMAT, "%s: truncated: %ld bytes, the header implies %lld", path,
-                       fsize, (long long)(28 + floats * 4));
+                       fsize, (long long)(28 + bytes));
     }
     struct pl_storage *s = pl_storage_new((size_t)floats * 4, PL_MEM_WEIGHTS);
     if (!s) { fclose(f); return pl_fail(PL_ERR_NOMEM, "%s: out of memory for weights", path); }
@@ -389,7 +490,7 @@ static enum pl_status pl_model_load_gguf(struct pl_model *m, const char *path,
     }
     c->vocab_size = pl_gguf_opt_i32(g, arch, "vocab_size", (int32_t)m->tok_embd->shape[0]);
     if ((st = pl_check_config(path, c))) goto fail;
-    if (c->head_dim * c->n_heads != c->dim) {
+    if ((int64_t)c->head_dim * c->n_heads != c->dim) {
         st = pl_fail(PL_ERR_UNSUPPORTED, "%s: head size %d x %d heads differs from dim %d", path,
                      c->head_dim, c->n_heads, c->dim);
         goto fail;
@@ -500,19 +601,40 @@ static enum pl_status pl_model_load_safetensors(struct pl_model *m, const char *
         (st = pl_json_req_i32(j, cfgpath, "num_attention_heads", &c->n_heads)) ||
         (st = pl_json_req_i32(j, cfgpath, "vocab_size", &c->vocab_size)))
         goto done;
-    c->n_kv_heads = (int32_t)pl_json_get_num(j, "num_key_value_heads", c->n_heads);
-    c->head_dim = (int32_t)pl_json_get_num(j, "head_dim", 0);
-    c->seq_len = (int32_t)pl_json_get_num(j, "max_position_embeddings", 2048);
-    c->rope_base = (float)pl_json_get_num(j, "rope_theta", 10000.0);
-    c->norm_eps = (float)pl_json_get_num(j, "rms_norm_eps", 1e-5);
-    c->bos_id = (int32_t)pl_json_get_num(j, "bos_token_id", -1);
-    c->eos_id = (int32_t)pl_json_get_num(j, "eos_token_id", -1);
+    /* optional fields: integers checked before any cast, floats kept finite */
+    static const struct { const char *key; int64_t lo, hi, dflt; } opt[] = {
+        { "num_key_value_heads", 1, 1 << 20, -1 }, { "head_dim", 0, 1 << 16, 0 },
+        { "max_position_embeddings", 0, 1 << 24, 2048 },
+        { "bos_token_id", -1, (1 << 24) - 1, -1 }, { "eos_token_id", -1, (1 << 24) - 1, -1 },
+    };
+    int64_t ov[5];
+    for (int k = 0; k < 5; k++) {
+        const struct pl_json *v = pl_json_get(j, opt[k].key);
+        if (pl_json_type(v) != PL_JSON_NUMBER) v = NULL;   /* other types: the default, as before */
+        if (pl_json_int(v, opt[k].lo, opt[k].hi, opt[k].dflt, &ov[k]) < 0) {
+            st = pl_fail(PL_ERR_FORMAT, "%s: \"%s\" must be an integer in [%lld, %lld]", cfgpath, opt[k].key,
+                         (long long)opt[k].lo, (long long)opt[k].hi);
+            goto done;
+        }
+    }
+    c->n_kv_heads = ov[0] < 0 ? c->n_heads : (int32_t)ov[0];
+    c->head_dim = (int32_t)ov[1];
+    c->seq_len = (int32_t)ov[2];
+    c->bos_id = (int32_t)ov[3];
+    c->eos_id = (int32_t)ov[4];
+    double rb = pl_json_get_num(j, "rope_theta", 10000.0), ne = pl_json_get_num(j, "rms_norm_eps", 1e-5);
+    if (!(rb > 0 && rb < 1e30) || !(ne > 0 && ne < 1)) {
+        st = pl_fail(PL_ERR_FORMAT, "%s: \"rope_theta\" must be a positive number and \"rms_norm_eps\" in (0, 1)", cfgpath);
+        goto done;
+    }
+    c->rope_base = (float)rb;
+    c->norm_eps = (float)ne;
     c->rope_layout = PL_ROPE_LAYOUT_HALF;   /* HF checkpoints rotate halves (rotate_half) */
     c->qkv_bias = c->arch == PL_ARCH_QWEN2;
     struct pl_json *tie = pl_json_get(j, "tie_word_embeddings");
     c->tied_output = tie ? pl_json_bool(tie, 0) : 0;
     if ((st = pl_check_config(cfgpath, c))) goto done;
-    if (c->head_dim * c->n_heads != c->dim) {
+    if ((int64_t)c->head_dim * c->n_heads != c->dim) {
         st = pl_fail(PL_ERR_UNSUPPORTED, "%s: head_dim %d x %d heads differs from hidden_size %d",
                      cfgpath, c->head_dim, c->n_heads, c->dim);
         goto done;
@@ -624,6 +746,7 @@ enum pl_status pl_model_load(struct pl_model **out, const char *path,
             m->chat_template = pl_model_strdup(pl_tokenizer_chat_template(m->tok));
     }
     if (st == PL_OK) st = pl_check_weights(m);
+    if (st == PL_OK) st = pl_check_finite(m);
     if (st != PL_OK) {
         pl_model_free(m);
         return st;

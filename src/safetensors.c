@@ -236,8 +236,8 @@ static enum pl_status parse_tensor(struct pl_safetensors *st, const char *fpath,
     if (en > data_size)
         return pl_fail(PL_ERR_FORMAT, "%s: tensor '%s' data [%llu, %llu) runs past the end of the data section (%llu bytes)",
                        fpath, name, (unsigned long long)b, (unsigned long long)en, (unsigned long long)data_size);
-    if (pl_safetensors_find(st, name) >= 0)
-        return pl_fail(PL_ERR_FORMAT, "%s: duplicate tensor name '%s'", fpath, name);
+    /* duplicate names: checked once all are read (sorted, not pairwise: a header of 100 MB
+     * holds millions of entries) */
     struct pl_safetensors_info *t = NULL;
     enum pl_status s = add_info(st, &t);
     if (s) return s;
@@ -255,7 +255,7 @@ static enum pl_status parse_meta(struct pl_safetensors *st, const char *fpath, c
 {
     if (pl_json_type(m) != PL_JSON_OBJECT)
         return pl_fail(PL_ERR_FORMAT, "%s: \"__metadata__\" is not an object", fpath);
-    if (st->n_meta) return PL_OK;   /* shards: the first file's metadata wins */
+    if (st->meta) return PL_OK;     /* shards (or a repeated key): the first metadata wins */
     const int n = pl_json_len(m);
     st->meta = pl_calloc((size_t)(2 * n + 1), sizeof(char *), PL_MEM_DATA);
     if (!st->meta) return pl_fail(PL_ERR_NOMEM, "%s: out of memory", fpath);
@@ -269,6 +269,26 @@ static enum pl_status parse_meta(struct pl_safetensors *st, const char *fpath, c
         if (!st->meta[2 * k] || !st->meta[2 * k + 1]) return pl_fail(PL_ERR_NOMEM, "%s: out of memory", fpath);
     }
     return PL_OK;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Every tensor name (over all shards so far) unique: sort the names, compare neighbours. */
+static enum pl_status check_unique(struct pl_safetensors *st, const char *fpath)
+{
+    if (st->n < 2) return PL_OK;
+    const char **nm = pl_alloc((size_t)st->n * sizeof *nm, PL_MEM_WORKSPACE);
+    if (!nm) return pl_fail(PL_ERR_NOMEM, "%s: out of memory", fpath);
+    for (int64_t i = 0; i < st->n; i++) nm[i] = st->ti[i].name;
+    qsort(nm, (size_t)st->n, sizeof *nm, name_cmp);
+    enum pl_status s = PL_OK;
+    for (int64_t i = 1; i < st->n && !s; i++)
+        if (strcmp(nm[i - 1], nm[i]) == 0) s = pl_fail(PL_ERR_FORMAT, "%s: duplicate tensor name '%s'", fpath, nm[i]);
+    pl_free(nm);
+    return s;
 }
 
 static enum pl_status open_file(struct pl_safetensors *st, const char *fpath)
@@ -348,6 +368,7 @@ static enum pl_status open_file(struct pl_safetensors *st, const char *fpath)
         }
     }
     pl_free(rs);
+    if (!s) s = check_unique(st, fpath);
     return s;
 }
 

@@ -1,6 +1,7 @@
 /* status.c — per-thread error messages and the interrupt flag (see status.h). */
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include "peftlua/status.h"
 
 static _Thread_local char pl_errbuf[1024];
@@ -8,7 +9,11 @@ static volatile sig_atomic_t pl_interrupt_flag;
 
 enum pl_status pl_vfail(enum pl_status st, const char *fmt, va_list ap)
 {
-    vsnprintf(pl_errbuf, sizeof pl_errbuf, fmt, ap);
+    /* format into a scratch buffer first: the arguments may point into pl_errbuf (callers
+     * prefix the last message: pl_fail(st, "%s: %s", path, pl_last_error())) */
+    char tmp[sizeof pl_errbuf];
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    memcpy(pl_errbuf, tmp, sizeof tmp);
     return st;
 }
 

@@ -176,6 +176,11 @@ enum pl_status pl_tokenizer_new(struct pl_tokenizer **out, const struct pl_token
     if (!what) what = "tokenizer";
     if (sp->n_vocab <= 0 || !sp->tokens)
         return pl_fail(PL_ERR_FORMAT, "%s: empty vocabulary", what);
+    if (sp->n_vocab > PL_TOKENIZER_MAX_VOCAB)
+        return pl_fail(PL_ERR_FORMAT, "%s: %d tokens (at most %d)", what, (int)sp->n_vocab, PL_TOKENIZER_MAX_VOCAB);
+    if (sp->kind == PL_TOK_LLAMA2C && sp->n_vocab < 259)
+        return pl_fail(PL_ERR_FORMAT, "%s: a llama2.c vocabulary of %d tokens lacks the 256 byte tokens (ids 3..258)",
+                       what, (int)sp->n_vocab);
     struct pl_tokenizer *t = pl_calloc(1, sizeof *t, PL_MEM_DATA);
     if (!t) return pl_fail(PL_ERR_NOMEM, "%s: out of memory", what);
     enum pl_status st = PL_OK;
@@ -573,7 +578,11 @@ static enum pl_status l2c_encode(const struct pl_tokenizer *t, const char *s, si
         while (i + l < n && ((unsigned char)s[i + l] & 0xC0) == 0x80 && l < 4) l++;
         int32_t id = pl_strmap_get(&t->tok2id, s + i, l);
         if (id >= 0) ivec_push(&seq, id);
-        else for (size_t j = 0; j < l; j++) ivec_push(&seq, (int32_t)(unsigned char)s[i + j] + 3);
+        else for (size_t j = 0; j < l; j++) {
+            /* byte fallback: <0xXX> is id byte + 3 where the vocabulary has it, else <unk> */
+            int32_t b = (int32_t)(unsigned char)s[i + j] + 3;
+            ivec_push(&seq, b < t->n_vocab ? b : 0);
+        }
         i += l;
     }
     size_t maxlen = 0;

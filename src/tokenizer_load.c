@@ -188,7 +188,7 @@ enum pl_status pl_tokenizer_load_llama2c(struct pl_tokenizer **out, const char *
         toks[n] = s; lens[n] = (uint32_t)len; scores[n] = score;
         n++;
     }
-    if (n < 3) { st = pl_fail(PL_ERR_FORMAT, "%s: only %zu tokens (llama2.c vocabularies start with <unk>, <s>, </s>)", path, n); goto done; }
+    if (n < 259) { st = pl_fail(PL_ERR_FORMAT, "%s: only %zu tokens (llama2.c vocabularies hold <unk>, <s>, </s> and the 256 byte tokens <0x00>..<0xFF> that encoding falls back to)", path, n); goto done; }
     struct pl_tokenizer_spec sp;
     spec_defaults(&sp);
     sp.kind = PL_TOK_LLAMA2C;
@@ -307,17 +307,23 @@ enum pl_status pl_tokenizer_load_hf(struct pl_tokenizer **out, const char *path)
     const struct pl_json *vocab = pl_json_get(model, "vocab");
     const struct pl_json *added = pl_json_get(j, "added_tokens");
     if (pl_json_type(vocab) != PL_JSON_OBJECT) { st = pl_fail(PL_ERR_FORMAT, "%s: model.vocab is not an object", path); goto done; }
-    for (const struct pl_json *e = pl_json_first(vocab); e; e = pl_json_next(e)) {
-        double id = pl_json_num(e, -1);
-        if (id < 0 || id > 1e8) { st = pl_fail(PL_ERR_FORMAT, "%s: vocab entry '%s' has a bad id", path, pl_json_key(e)); goto done; }
+    /* ids are integers below PL_TOKENIZER_MAX_VOCAB, and the vocabulary they span is dense:
+     * at most PL_TOKENIZER_MAX_GAP ids more than there are entries (a hostile id must not size
+     * the tables) */
+    int64_t n_entries = 0, id;
+    for (const struct pl_json *e = pl_json_first(vocab); e; e = pl_json_next(e), n_entries++) {
+        if (pl_json_int(e, 0, PL_TOKENIZER_MAX_VOCAB - 1, -1, &id) != 1) { st = pl_fail(PL_ERR_FORMAT, "%s: vocab entry '%s' has a bad id (an integer in [0, %d) expected)", path, pl_json_key(e), PL_TOKENIZER_MAX_VOCAB); goto done; }
         if ((int32_t)id + 1 > n) n = (int32_t)id + 1;
     }
-    for (const struct pl_json *e = pl_json_first(added); e; e = pl_json_next(e)) {
-        double id = pl_json_get_num(e, "id", -1);
-        if (id < 0 || id > 1e8 || !pl_json_get_str(e, "content")) { st = pl_fail(PL_ERR_FORMAT, "%s: added_tokens entry without id/content", path); goto done; }
+    for (const struct pl_json *e = pl_json_first(added); e; e = pl_json_next(e), n_entries++) {
+        if (pl_json_get_int(e, "id", 0, PL_TOKENIZER_MAX_VOCAB - 1, -1, &id) != 1 || !pl_json_get_str(e, "content")) { st = pl_fail(PL_ERR_FORMAT, "%s: added_tokens entry without id/content (an integer id in [0, %d) expected)", path, PL_TOKENIZER_MAX_VOCAB); goto done; }
         if ((int32_t)id + 1 > n) n = (int32_t)id + 1;
     }
     if (n == 0) { st = pl_fail(PL_ERR_FORMAT, "%s: empty vocabulary", path); goto done; }
+    if (n > n_entries + PL_TOKENIZER_MAX_GAP) {
+        st = pl_fail(PL_ERR_FORMAT, "%s: token id %d but only %lld vocabulary entries (ids must be nearly dense)", path, n - 1, (long long)n_entries);
+        goto done;
+    }
     toks = pl_calloc((size_t)n, sizeof *toks, PL_MEM_WORKSPACE);
     types = pl_calloc((size_t)n, sizeof *types, PL_MEM_WORKSPACE);
     if (!toks || !types) { st = pl_fail(PL_ERR_NOMEM, "%s: out of memory", path); goto done; }

@@ -9,11 +9,11 @@
  *                      an FNV-1a 64 checksum of everything before it
  *   manifest.json      names the state file; written last, so a crash at any point leaves the
  *                      previous complete checkpoint in force
- * Every file is written as <name>.tmp, fsync'ed, renamed over <name>, and the directory is
- * fsync'ed. Older state files are removed only after the new manifest is in place.
+ * Every file is written by fileio's atomic writer (temporary, fsync, rename, directory fsync). Older state files are removed only after the new manifest is in place.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,52 +24,6 @@
 #include "peftlua/alloc.h"
 #include "peftlua/json.h"
 #include "train_internal.h"
-
-static enum pl_status write_full(int fd, const void *p, size_t n, const char *path)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return pl_fail(PL_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return PL_OK;
-}
-
-static void fsync_dir_of(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) { fsync(fd); close(fd); }
-}
-
-enum pl_status pl_file_write_atomic(const char *path, const void *const *parts,
-                                    const size_t *sizes, int nparts)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return pl_fail(PL_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    enum pl_status st = PL_OK;
-    for (int i = 0; i < nparts && st == PL_OK; i++)
-        if (sizes[i]) st = write_full(fd, parts[i], sizes[i], tmp);
-    if (st == PL_OK && fsync(fd) != 0)
-        st = pl_fail(PL_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && st == PL_OK)
-        st = pl_fail(PL_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == PL_OK && rename(tmp, path) != 0)
-        st = pl_fail(PL_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
-    if (st != PL_OK) { unlink(tmp); return st; }
-    fsync_dir_of(path);
-    return PL_OK;
-}
 
 #define CKPT_MAGIC "PLCKPT01"
 
@@ -152,7 +106,7 @@ enum pl_status pl_trainer_save(struct pl_trainer *t, const char *dir, const void
     struct pl_json *j = pl_json_new_object();
     if (!j) return pl_fail(PL_ERR_NOMEM, "checkpoint: out of memory");
     pl_json_add_str(j, "format", "peftlua-checkpoint");
-    pl_json_add_num(j, "version", 1);
+    pl_json_add_num(j, "version", 2);
     pl_json_add_str(j, "state", name);
     pl_json_add_num(j, "step", (double)t->step);
     pl_json_add_str(j, "method", t->cfg.method == PL_TRAIN_LORA ? "lora" : "full");
@@ -160,6 +114,13 @@ enum pl_status pl_trainer_save(struct pl_trainer *t, const char *dir, const void
     if (t->cfg.precision == PL_PREC_FP16) pl_json_add_num(j, "loss_scale", t->loss_scale);
     pl_json_add_num(j, "n_params", (double)t->n_params);
     pl_json_add_num(j, "tokens_seen", (double)t->tokens_seen);
+    /* the state file's length and checksum: a truncated or bit-flipped state is refused */
+    size_t total = 0;
+    for (int i = 0; i < np; i++) total += sizes[i];
+    char hex[24];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sum);
+    pl_json_add_num(j, "state_bytes", (double)total);
+    pl_json_add_str(j, "state_fnv1a64", hex);
     char *txt = pl_json_print(j, 1);
     pl_json_free(j);
     if (!txt) return pl_fail(PL_ERR_NOMEM, "checkpoint: out of memory");
@@ -197,17 +158,36 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
 {
     if (blob) *blob = NULL;
     if (blob_size) *blob_size = 0;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/manifest.json", dir);
-    struct pl_json *j = pl_json_parse_file(path);
+    char path[4200], mpath[4200];
+    snprintf(mpath, sizeof mpath, "%s/manifest.json", dir);
+    struct pl_json *j = pl_json_parse_file(mpath);
     if (!j) return PL_ERR_FORMAT;
     const char *state = pl_json_get_str(j, "state");
     if (!state || strchr(state, '/') || strncmp(state, "state-", 6) != 0) {
         pl_json_free(j);
-        return pl_fail(PL_ERR_FORMAT, "%s: no valid \"state\" entry", path);
+        return pl_fail(PL_ERR_FORMAT, "%s: no valid \"state\" entry", mpath);
     }
     snprintf(path, sizeof path, "%s/%s", dir, state);
+    /* version 2 manifests carry the state file's length, checksum and step */
+    int64_t mversion = 0, mbytes = -1, mstep = -1;
+    unsigned long long msum = 0;
+    int have_sum = 0;
+    if (pl_json_get_int(j, "version", 1, 2, 1, &mversion) < 0 ||
+        pl_json_get_int(j, "step", 0, (int64_t)1 << 53, -1, &mstep) < 0 ||
+        pl_json_get_int(j, "state_bytes", 0, (int64_t)1 << 53, -1, &mbytes) < 0) {
+        pl_json_free(j);
+        return pl_fail(PL_ERR_FORMAT, "%s: corrupt manifest (version, step or state_bytes out of range)", mpath);
+    }
+    const char *hex = pl_json_get_str(j, "state_fnv1a64");
+    if (hex) {
+        char *end = NULL;
+        msum = strtoull(hex, &end, 16);
+        have_sum = strlen(hex) == 16 && end && *end == 0;
+    }
     pl_json_free(j);
+    if (mversion >= 2 && (!have_sum || mbytes < 0)) {
+        return pl_fail(PL_ERR_FORMAT, "%s: corrupt manifest (no valid state_bytes/state_fnv1a64)", mpath);
+    }
 
     FILE *f = fopen(path, "rb");
     if (!f) return pl_fail(PL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -218,6 +198,17 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
     struct ckpt_precision pr;
     memset(&pr, 0, sizeof pr);
     pr.loss_scale = 1.0;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = pl_fail(PL_ERR_IO, "%s: not a regular file", path);
+        goto out;
+    }
+    const uint64_t fsize = (uint64_t)sb.st_size;
+    if (mbytes >= 0 && (uint64_t)mbytes != fsize) {
+        st = pl_fail(PL_ERR_FORMAT, "%s: %llu bytes, the manifest says %lld (truncated or corrupt checkpoint)",
+                     path, (unsigned long long)fsize, (long long)mbytes);
+        goto out;
+    }
     if (fread(&h, sizeof h, 1, f) != 1 || memcmp(h.magic, CKPT_MAGIC, 8) != 0 ||
         (h.version != 1 && h.version != 2) ||
         (h.version == 2 && fread(&pr, sizeof pr, 1, f) != 1)) {
@@ -243,27 +234,49 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
         goto out;
     }
     if ((st = pl_train_ensure_optim(t)) != PL_OK) goto out;
-    if (h.blob_size > ((uint64_t)1 << 32)) {
-        st = pl_fail(PL_ERR_FORMAT, "%s: implausible blob size %llu", path, (unsigned long long)h.blob_size);
+    /* every counter within what a run can reach, before anything is sized or restored by it */
+    const int64_t lim = (int64_t)1 << 53;
+    if (h.step < 0 || h.step >= lim || h.micro < 0 || h.micro > (1 << 24) ||
+        h.tokens_seen < 0 || h.tokens_seen >= lim || h.accum_tokens < 0 || h.accum_tokens >= lim ||
+        h.dropout_step >= (uint64_t)lim || h.dropout_step < (uint64_t)h.micro ||
+        (h.has_v != 0 && h.has_v != 1) || h.has_v != (t->opt_v != NULL) ||
+        h.has_grads != (h.micro > 0) || !isfinite(h.accum_loss) ||
+        pr.skipped_steps < 0 || pr.skipped_steps > h.step || pr.good_steps < 0 || pr.good_steps >= lim ||
+        (mstep >= 0 && mstep != h.step)) {
+        st = pl_fail(PL_ERR_FORMAT, "%s: corrupt checkpoint (step, counters or flags out of range)", path);
+        goto out;
+    }
+    /* the file must be exactly as long as its header says, before anything is allocated */
+    size_t vb = 0, vecs = 0;
+    const size_t nvec = 2 + (size_t)h.has_v + (size_t)h.has_grads;
+    uint64_t expect = 0;
+    if (!pl_mul_size((size_t)t->n_params, sizeof(float), &vb) || !pl_mul_size(nvec, vb, &vecs) ||
+        __builtin_add_overflow((uint64_t)sizeof h + (h.version == 2 ? sizeof pr : 0) + sizeof(uint64_t),
+                               (uint64_t)vecs, &expect) ||
+        __builtin_add_overflow(expect, h.blob_size, &expect) || expect != fsize) {
+        st = pl_fail(PL_ERR_FORMAT, "%s: truncated checkpoint (%llu bytes, the header implies %llu)", path,
+                     (unsigned long long)fsize, (unsigned long long)expect);
         goto out;
     }
     /* read into temporaries first, so a corrupt file leaves the trainer untouched */
-    size_t vb = (size_t)t->n_params * sizeof(float);
-    size_t nvec = 2 + (h.has_v ? 1 : 0) + (h.has_grads ? 1 : 0);
-    grads_tmp = pl_alloc(nvec * vb + 1, PL_MEM_WORKSPACE);
+    grads_tmp = pl_alloc(vecs + 1, PL_MEM_WORKSPACE);
     ub = pl_alloc((size_t)h.blob_size + 1, PL_MEM_DATA);
     if (!grads_tmp || !ub) { st = pl_fail(PL_ERR_NOMEM, "%s: out of memory", path); goto out; }
     uint64_t sum_file = 0, sum = fnv1a(0xcbf29ce484222325ull, &h, sizeof h);
     if (h.version == 2) sum = fnv1a(sum, &pr, sizeof pr);
-    if (fread(grads_tmp, 1, nvec * vb, f) != nvec * vb ||
+    if (fread(grads_tmp, 1, vecs, f) != vecs ||
         fread(ub, 1, (size_t)h.blob_size, f) != (size_t)h.blob_size ||
         fread(&sum_file, sizeof sum_file, 1, f) != 1) {
         st = pl_fail(PL_ERR_FORMAT, "%s: truncated checkpoint", path);
         goto out;
     }
-    sum = fnv1a(sum, grads_tmp, nvec * vb);
+    sum = fnv1a(sum, grads_tmp, vecs);
     sum = fnv1a(sum, ub, (size_t)h.blob_size);
-    if (sum != sum_file) { st = pl_fail(PL_ERR_FORMAT, "%s: checksum mismatch (corrupt checkpoint)", path); goto out; }
+    if (sum != sum_file || (have_sum && sum != (uint64_t)msum)) {
+        st = pl_fail(PL_ERR_FORMAT, "%s: checksum mismatch (corrupt checkpoint; %s)", path,
+                     sum != sum_file ? "the state file is damaged" : "it does not match manifest.json");
+        goto out;
+    }
     const char *p = (const char *)grads_tmp;
     memcpy(t->params, p, vb); p += vb;
     pl_lora_touch(t->lora);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "peftlua/alloc.h"
+#include "peftlua/fileio.h"
 #include "peftlua/json.h"
 #include "peftlua/tune.h"
 
@@ -66,23 +67,10 @@ enum pl_status pl_tune_save(const struct pl_tune *t, const char *path)
     char *text = pl_json_print(root, 1);
     pl_json_free(root);
     if (!text) return pl_fail(PL_ERR_NOMEM, "%s: out of memory printing the history", path);
-    /* write beside the target and rename, so an interrupted save never leaves half a file */
-    size_t len = strlen(path) + 8;
-    char *tmp = pl_alloc(len, PL_MEM_WORKSPACE);
-    if (!tmp) { pl_free(text); return pl_fail(PL_ERR_NOMEM, "%s: out of memory", path); }
-    snprintf(tmp, len, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    enum pl_status st = PL_OK;
-    if (!f) st = pl_fail(PL_ERR_IO, "%s: cannot write the history", tmp);
-    else {
-        size_t tl = strlen(text);
-        int bad = fwrite(text, 1, tl, f) != tl || fputc('\n', f) == EOF;
-        bad |= fclose(f) != 0;
-        if (bad) st = pl_fail(PL_ERR_IO, "%s: write failed", tmp);
-        else if (rename(tmp, path) != 0) st = pl_fail(PL_ERR_IO, "%s: cannot rename %s into place", path, tmp);
-        if (st) remove(tmp);
-    }
-    pl_free(tmp);
+    /* the one atomic writer: an interrupted save never leaves half a file */
+    const void *parts[2] = { text, "\n" };
+    size_t sizes[2] = { strlen(text), 1 };
+    enum pl_status st = pl_file_write_atomic(path, parts, sizes, 2);
     pl_free(text);
     return st;
 }

@@ -39,6 +39,37 @@ enum pl_mem_cat {
     PL_MEM_NCAT
 };
 
+/* Overflow-checked size arithmetic for every size that comes from a file: each returns 1 and
+ * stores the product/sum when it fits, 0 (leaving *out alone) when it would overflow. */
+static inline int pl_mul_size(size_t a, size_t b, size_t *out)
+{
+    size_t r;
+    if (__builtin_mul_overflow(a, b, &r)) return 0;
+    *out = r;
+    return 1;
+}
+static inline int pl_mul3_size(size_t a, size_t b, size_t c, size_t *out)
+{
+    size_t r;
+    if (__builtin_mul_overflow(a, b, &r) || __builtin_mul_overflow(r, c, &r)) return 0;
+    *out = r;
+    return 1;
+}
+static inline int pl_mul_i64(int64_t a, int64_t b, int64_t *out)
+{
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r)) return 0;
+    *out = r;
+    return 1;
+}
+static inline int pl_add_i64(int64_t a, int64_t b, int64_t *out)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r)) return 0;
+    *out = r;
+    return 1;
+}
+
 void *pl_alloc(size_t nbytes, enum pl_mem_cat cat);   /* uninitialised, 64-byte aligned */
 void *pl_calloc(size_t n, size_t size, enum pl_mem_cat cat);
 void *pl_realloc(void *p, size_t nbytes);             /* keeps the block's category */
@@ -62,6 +93,10 @@ void    pl_mem_set_budget(int64_t bytes);
 int64_t pl_mem_budget(void);
 /* Make the n-th next allocation fail (n >= 1); 0 disables. For tests of recovery paths. */
 void    pl_mem_fail_after(int64_t n);
+
+/* Exact-size blocks (no rounding to 64 bytes), so that AddressSanitizer catches a read one
+ * byte past any block: the fuzzers (tests/fuzz/) turn this on; off by default. */
+void    pl_mem_set_exact(int on);
 
 /* Process resident set size in bytes (current and peak), -1 where unknown. */
 int64_t pl_mem_rss(void);

@@ -8,6 +8,7 @@
 #define PEFTLUA_JSON_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "peftlua/status.h"
 
 struct pl_json;  /* opaque */
@@ -34,6 +35,12 @@ int         pl_json_bool(const struct pl_json *j, int dflt);
 /* Convenience: member lookups with defaults. */
 const char *pl_json_get_str(const struct pl_json *obj, const char *key);
 double      pl_json_get_num(const struct pl_json *obj, const char *key, double dflt);
+/* Integers read from files, never cast unchecked: 1 with *out = the value when j is a number
+ * that is an integer in [lo, hi]; 0 with *out = dflt when j is NULL (absent key) or JSON null;
+ * -1 (*out untouched) otherwise — the caller reports "<file>: \"key\" = ... out of range". */
+int pl_json_int(const struct pl_json *j, int64_t lo, int64_t hi, int64_t dflt, int64_t *out);
+int pl_json_get_int(const struct pl_json *obj, const char *key, int64_t lo, int64_t hi, int64_t dflt,
+                    int64_t *out);
 
 /* Building and printing. Builders return the new node (attached to parent when given). */
 struct pl_json *pl_json_new_object(void);

@@ -50,6 +50,7 @@
 #include "peftlua/status.h"
 
 #define PL_LORA_MAX_LAYERS 1024
+#define PL_LORA_MAX_RANK 65536     /* adapter_config.json "r" above this is refused */
 
 /* The adapter method (PEFT's names):
  *   PL_ADAPTER_LORA  y = x W0ᵀ + s · x Aᵀ Bᵀ                       (LoraConfig)

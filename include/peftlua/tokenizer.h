@@ -83,6 +83,9 @@ enum pl_status pl_tokenizer_new(struct pl_tokenizer **out, const struct pl_token
  * rank — with
  * tokenizer_config.json beside it for the chat template and BOS/EOS when present), anything
  * else as a llama2.c tokenizer.bin. A missing file is PL_ERR_IO naming the path. */
+/* Limits on vocabularies read from files (tokenizer.json ids, GGUF arrays). */
+#define PL_TOKENIZER_MAX_VOCAB (1 << 24)
+#define PL_TOKENIZER_MAX_GAP   65536   /* tokenizer.json: unused ids tolerated beyond the entries */
 enum pl_status pl_tokenizer_load(struct pl_tokenizer **out, const char *path);
 enum pl_status pl_tokenizer_load_gguf(struct pl_tokenizer **out, const char *path);
 enum pl_status pl_tokenizer_load_llama2c(struct pl_tokenizer **out, const char *path);

@@ -71,6 +71,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "peftlua/fileio.h"
 #include "peftlua/lora.h"
 #include "peftlua/model.h"
 #include "peftlua/optim.h"
@@ -250,8 +251,6 @@ int pl_trainer_has_checkpoint(const char *dir);
 enum pl_status pl_train_export(struct pl_model *m, const char *path, const char *format,
                                const char *dtype);
 
-/* Write parts[0..n) to path atomically: path.tmp, fsync, rename, fsync of the directory. */
-enum pl_status pl_file_write_atomic(const char *path, const void *const *parts,
-                                    const size_t *sizes, int nparts);
+/* pl_file_write_atomic (the one atomic writer) is declared in fileio.h, included above. */
 
 #endif

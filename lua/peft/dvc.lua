@@ -26,11 +26,9 @@ local function basename(p) return p:match("([^/]*)$") end
 
 local function fail(msg) error("peft.data.version: " .. msg, 0) end
 
-local function write_file(path, text)
-  local f, err = io.open(path, "wb")
-  if not f then fail(err) end
-  f:write(text)
-  f:close()
+local function write_file(path, text)   -- atomic (fileio); a full disk names the file
+  local ok, err = require("peft.report").write_file(path, text)
+  if not ok then fail(err) end
 end
 
 local function read_file(path)

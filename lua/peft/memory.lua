@@ -78,14 +78,8 @@ end
 
 function M.save_json(path, pretty)
   assert(type(path) == "string", "peft.memory.save_json: path must be a string")
-  local doc = M.json(pretty)
-  local f, err = io.open(path, "w")
-  if not f then return nil, err end
-  local ok, werr = f:write(doc, "\n")
-  local cok, cerr = f:close()
-  if not ok then return nil, werr end
-  if not cok then return nil, cerr end
-  return true
+  -- atomic (temporary file, fsync, rename): never half a file, a full disk names the path
+  return require("peft.report").write_file(path, M.json(pretty) .. "\n")
 end
 
 return M

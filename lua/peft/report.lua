@@ -206,14 +206,7 @@ function Report:render()
 end
 
 function Report:save(path)
-  local s = self:render()
-  local f, err = io.open(path, "wb")
-  if not f then return nil, err end
-  local ok, werr = f:write(s)
-  local cok, cerr = f:close()
-  if not ok then return nil, werr end
-  if not cok then return nil, cerr end
-  return true
+  return C.write_file(path, self:render())   -- atomic: temporary file, fsync, rename
 end
 
 local MEM_CHART_OPTS = { top = true, title = true, width = true, height = true, x = true, xlabel = true }

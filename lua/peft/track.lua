@@ -97,15 +97,10 @@ end
 local function dirname(p) return p:match("^(.*)/[^/]*$") or "." end
 local function basename(p) return p:match("([^/]*)$") end
 
+-- fileio's one atomic writer (temporary, fsync, rename, directory fsync): a full disk gives
+-- nil, "<path>: write failed: ..." and leaves the previous file as it was
 local function write_atomic(path, text)
-  local tmp = path .. ".tmp." .. M.random_hex(4)
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, err end
-  f:write(text)
-  f:close()
-  local ok, e2 = os.rename(tmp, path)
-  if not ok then os.remove(tmp); return nil, e2 end
-  return true
+  return require("peft.report").write_file(path, text)
 end
 
 local function read_file(path)

@@ -262,6 +262,10 @@ local function run(cfg, rec)
   end
   local out = cfg.output
   os.execute("mkdir -p " .. sh_quote(out))
+  -- a second run on this output is refused (pid in output/peftlua.lock); the writer (rank 0 of
+  -- a distributed run) holds it. A resume waits up to 30 s for a crashed run's last process
+  -- (an MPI rank the job's end is still killing) to let go.
+  local lock <close> = writer and M.lock(out, cfg.resume and 30 or 0) or nil
   local ckpt = out .. "/checkpoint"
   local metrics_path = out .. "/metrics.jsonl"
   local best, evals_since = math.huge, 0

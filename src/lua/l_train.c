@@ -651,6 +651,29 @@ static int l_train_has_checkpoint(lua_State *L)
     return 1;
 }
 
+/* peft.train.lock(dir [, wait_s]) -> lock: <dir>/peftlua.lock with this process's pid (fileio.h); a
+ * second run on the same output directory raises "<dir>: output directory is in use by another
+ * run (pid N ...)". Released by lock:release(), a to-be-closed variable, or the GC. */
+#define LOCK_MT "peft.train.lock"
+static int l_lock_release(lua_State *L)
+{
+    struct pl_dir_lock *lk = luaL_checkudata(L, 1, LOCK_MT);
+    pl_dir_unlock(lk);
+    return 0;
+}
+
+static int l_train_lock(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    const lua_Number wait_s = luaL_optnumber(L, 2, 0);
+    struct pl_dir_lock *lk = lua_newuserdatauv(L, sizeof *lk, 0);
+    lk->path = NULL;
+    luaL_setmetatable(L, LOCK_MT);
+    if (pl_dir_lock_wait(dir, lk, wait_s > 0 ? (int)(wait_s < 3600 ? wait_s * 1000 : 3600000) : 0) != PL_OK)
+        return pl_lua_error(L);
+    return 1;
+}
+
 static int l_train_isatty(lua_State *L)
 {
     lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 2)));
@@ -711,10 +734,15 @@ int luaopen_peft_train(lua_State *L)
         { "has_checkpoint", l_train_has_checkpoint },
         { "isatty", l_train_isatty }, { "interrupted", l_train_interrupted },
         { "clear_interrupt", l_train_clear_interrupt }, { "catch_sigterm", l_train_catch_sigterm },
-        { "now", l_train_now }, { "export", l_train_export },
+        { "now", l_train_now }, { "export", l_train_export }, { "lock", l_train_lock },
         { "export_gguf_adapter", l_train_export_gguf_adapter }, { NULL, NULL }
     };
     pl_lua_new_class(L, TRAINER_MT, methods, l_trainer_close, l_trainer_tostring);
+    lua_pop(L, 1);
+    static const luaL_Reg lock_methods[] = { { "release", l_lock_release }, { NULL, NULL } };
+    pl_lua_new_class(L, LOCK_MT, lock_methods, l_lock_release, NULL);
+    lua_pushcfunction(L, l_lock_release);
+    lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
     luaL_newlib(L, funcs);
     return 1;
