@@ -489,6 +489,15 @@ end
 -- refused for memory) is reused: there is nothing to lose.
 local function prepare_output(cfg)   -- errors point at the line that called peft.train.run
   local entries = M.output_entries(cfg.output)
+  -- a lock file: a live holder refuses this run by name and pid (M.lock raises); a stale one
+  -- (its process gone) is no content of the output
+  for i = #(entries or {}), 1, -1 do
+    if entries[i] == "peftlua.lock" then
+      table.remove(entries, i)
+      if not cfg.resume then M.lock(cfg.output, 0):release() end   -- resume waits for it in run()
+    end
+  end
+  if entries and #entries == 0 then entries = nil end
   if entries and #entries == 1 and entries[1] == "run.json" then entries = nil end
   if entries and not cfg.resume then
     if not cfg.overwrite then
