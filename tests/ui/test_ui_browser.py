@@ -137,7 +137,10 @@ def main():
         after = chart(d)
         ph = phase(d)
         ok(ph in ("training", "evaluating", "saving"), f"the reload happened mid-run (phase {ph}, step {after['steps'][-1]})")
-        ok(after["steps"] == list(range(1, after["n"] + 1)), f"after the reload every step 1..{after['n']} is there (had {before['n']})")
+        # the step list alone (one attribute, written in one render): the point count is read in
+        # another call, and a live event may land between the two reads
+        ok(after["steps"] == list(range(1, len(after["steps"]) + 1)) and len(after["steps"]) >= before["n"],
+           f"after the reload every step 1..{len(after['steps'])} is there (had {before['n']}): {after['steps']}")
         # a dropped stream resumed after the last id seen
         d.execute_script("window.peftReconnect()")
         wait(d, lambda: phase(d) == "done", "done", 240)
