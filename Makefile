@@ -128,7 +128,7 @@ endif
 BLAS_ENV = core=$$($(HOST) -e 'io.write(os.getenv("OPENBLAS_CORETYPE") or "")' 2>/dev/null); \
 	  if [ -n "$$core" ]; then export OPENBLAS_CORETYPE=$$core; fi;
 ctest: $(CTEST_BIN) $(HOST)
-	@$(BLAS_ENV) fail=0; for t in $(CTEST_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+	@mkdir -p build/tmp; $(BLAS_ENV) fail=0; for t in $(CTEST_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 luatest: $(HOST)
 	@PEFT_HOST=$(abspath $(HOST)) $(HOST) tests/lua/run.lua
 # servetest: the openai PyPI client against a real `peftlua serve` (tests/serve/; docs/serve.md)
