@@ -3,15 +3,15 @@
 --
 --   peftlua examples/report.lua [out.html]        (default: build/example-report.html)
 --
--- Trains stories260K (../shared/models) for 20 steps on the WikiSQL sample four times — LoRA
+-- Trains stories260K (tests/fixtures/shared/models, or $PEFT_SHARED) for 20 steps on the WikiSQL sample four times — LoRA
 -- r=4, LoRA r=8, DoRA r=8 and IA3, the same data order and seed — and reports what those runs
 -- measured: loss curves, the learning-rate schedule, time and tracked peak memory per method,
--- validation loss against time with the Pareto front, and a histogram of the words per speech
--- of tinyshakespeare (../shared/data/text). Takes a few seconds on two cores.
+-- validation loss against time with the Pareto front, and a histogram of the words per record
+-- of the WikiSQL training sample. Takes a few seconds on two cores.
 local report = peft.report
 local out = arg and arg[1] or "build/example-report.html"
 local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/examples/") or "."
-local shared = here .. "/../shared"
+local shared = os.getenv("PEFT_SHARED") or (here .. "/tests/fixtures/shared")   -- shipped with the project
 local run_name = "lora-r8 <script>alert('x')</script> & friends"   -- escaped, shown as text
 
 local runs = {
@@ -63,16 +63,14 @@ local bars = report.bar{ title = "Training time and peak memory", categories = m
 local pareto = report.scatter{ title = "Validation loss against time", xlabel = "training time (s)", ylabel = "validation loss",
   pareto = true, pareto_x = "low", pareto_y = "low", series = { { name = "methods", x = time_s, y = vloss, labels = methods } } }
 
--- 4. Dataset: words per speech (whitespace tokens) of tinyshakespeare.
+-- 4. Dataset: words per record (whitespace tokens) of the WikiSQL training sample.
 local lens = {}
-local f = assert(io.open(shared .. "/data/text/tinyshakespeare_input.txt", "r"))
-local text = f:read("a"); f:close()
-for speech in (text .. "\n\n"):gmatch("(.-)\n\n") do
+for line in io.lines(shared .. "/data/wikisql/train.jsonl") do
   local n = 0
-  for _ in speech:gmatch("%S+") do n = n + 1 end
+  for _ in line:gmatch("%S+") do n = n + 1 end
   if n > 0 then lens[#lens + 1] = n end
 end
-local hist = report.hist{ title = "Words per speech", xlabel = "words", ylabel = "speeches", values = lens, bins = 40, ylog = true }
+local hist = report.hist{ title = "Words per record", xlabel = "words", ylabel = "records", values = lens, bins = 40 }
 
 local rows = {}
 for i, m in ipairs(methods) do
@@ -92,7 +90,7 @@ local rep = report.html{
     { title = "Training", charts = { loss, sched }, caption = { "LoRA r=8: train (smoothed, raw faint) and validation", "schedule" } },
     { title = "Methods", table = { columns = { "method", "time (s)", "tracked peak (MiB)", "validation loss", "trained parameters" }, rows = rows },
       charts = { bars, pareto }, caption = { "time and memory per method", "circled: the Pareto front" } },
-    { title = "Dataset", chart = hist, caption = string.format("%d speeches", #lens) },
+    { title = "Dataset", chart = hist, caption = string.format("%d records of the WikiSQL sample", #lens) },
   },
 }
 local ok, err = rep:save(out)

@@ -6,7 +6,7 @@
 --       [--eval-n N] [--out DIR] [--memory-budget MiB] [--time-budget S] [--smoke]
 --       [--merge DIR1,DIR2,...]   (combine comparisons run side by side into --out, no training)
 --
--- Defaults: models/SmolLM2-135M-Instruct.Q4_1.gguf, the WikiSQL sample (../shared/data/wikisql),
+-- Defaults: models/SmolLM2-135M-Instruct.Q4_1.gguf, the WikiSQL sample (tests/fixtures/shared/data/wikisql, or $PEFT_SHARED),
 -- 200 steps of batch 4 per method, every method of peft.compare.DEFAULT, output build/compare
 -- (compare.json, compare.html, one run directory with report.html per method). Running it
 -- again with the same --out skips the methods compare.json already has (resume).
@@ -43,7 +43,7 @@ do
     i = i + 1
   end
 end
-local shared = here .. "/../shared"
+local shared = os.getenv("PEFT_SHARED") or (here .. "/tests/fixtures/shared")   -- shipped with the project
 local model = opt.model or (opt.smoke and (shared .. "/models/stories260K/stories260K.gguf")
   or os.getenv("PEFT_MODEL") or (here .. "/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 local train = opt.data or (shared .. "/data/wikisql/train.jsonl")

@@ -10,7 +10,7 @@
 -- that search. The Pareto front of loss, time and memory closes the report.
 local budget = tonumber(arg and arg[1]) or 20
 local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/recipes/") or "."
-local shared = here .. "/../shared"
+local shared = os.getenv("PEFT_SHARED") or (here .. "/tests/fixtures/shared")   -- shipped with the project
 os.execute("mkdir -p '" .. here .. "/build/tmp'")
 local history = here .. "/build/tmp/tune_demo.json"
 if (arg and arg[2]) ~= "resume" then os.remove(history) end
