@@ -5,7 +5,8 @@
 #   make bench      print speed figures (never fails on time)
 #   make demo       install deps, build, fetch the default model, run the quickstart
 #   make install PREFIX=/usr/local
-# Sources are found by wildcard: src/*.c is the engine, src/lua/l_<module>.c are the Lua
+# Sources are found by wildcard: src/<layer>/*.c is the engine (layers: docs/engine.md),
+# src/lua/l_<module>.c are the Lua
 # bindings (one module each, registered automatically), tests/c/test_<name>.c are cmocka
 # binaries. BUILD=dir puts every object elsewhere (parallel work trees, asan).
 
@@ -18,7 +19,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 UNAME_S := $(shell uname -s)
 
-# MPI (docs/distributed.md): MPI=1 builds src/dist.c against it, MPI=0 without (one process);
+# MPI (docs/distributed.md): MPI=1 builds src/train/dist.c against it, MPI=0 without (one process);
 # by default it is used where pkg-config knows Open MPI (ompi) or mpicc can say its flags.
 ifeq ($(origin MPI),undefined)
   MPI := $(shell pkg-config --exists ompi 2>/dev/null && echo 1 || (mpicc --showme:link >/dev/null 2>&1 && echo 1) || echo 0)
@@ -45,7 +46,8 @@ endif
 CFLAGS  += $(EXTRA_CFLAGS)
 LDFLAGS += $(EXTRA_LDFLAGS)
 
-ENGINE_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+ENGINE_SRC  := $(filter-out src/host/%,$(wildcard src/*/*.c))
+ENGINE_SRC  := $(filter-out src/lua/%,$(ENGINE_SRC))
 BIND_SRC    := $(wildcard src/lua/*.c)
 MODULES     := $(patsubst src/lua/l_%.c,%,$(wildcard src/lua/l_*.c))
 ENGINE_OBJ  := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
@@ -94,10 +96,10 @@ $(LIB): $(ENGINE_OBJ)
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 GIT_HEAD   := $(wildcard $(shell git rev-parse --git-dir 2>/dev/null)/HEAD $(shell git rev-parse --git-dir 2>/dev/null)/logs/HEAD)
 BUILD_FLAGS := $(CC) $(OPT)$(if $(findstring -march=native,$(CFLAGS)), -march=native,)$(if $(findstring -fopenmp,$(CFLAGS)), -fopenmp,)$(if $(findstring fsanitize,$(EXTRA_CFLAGS)), asan+ubsan,)
-$(BUILD)/src/main.o: CFLAGS += -DPL_GIT_COMMIT='"$(GIT_COMMIT)"' -DPL_BUILD_FLAGS='"$(BUILD_FLAGS)"'
-$(BUILD)/src/main.o: $(GIT_HEAD)
-$(HOST): $(BUILD)/src/main.o $(BIND_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $(BUILD)/src/main.o $(BIND_OBJ) $(LIB) $(LDLIBS)
+$(BUILD)/src/host/main.o: CFLAGS += -DPL_GIT_COMMIT='"$(GIT_COMMIT)"' -DPL_BUILD_FLAGS='"$(BUILD_FLAGS)"'
+$(BUILD)/src/host/main.o: $(GIT_HEAD)
+$(HOST): $(BUILD)/src/host/main.o $(BIND_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/src/host/main.o $(BIND_OBJ) $(LIB) $(LDLIBS)
 	@ln -sf $(abspath $@) peftlua 2>/dev/null || true
 
 $(BUILD)/tests/%: tests/c/%.c $(LIB)
@@ -117,14 +119,14 @@ $(MODEL):
 
 # Tests: every cmocka binary, then the Lua suite (tests/lua/test_*.lua). Tests that need
 # the default model get it from `make model`.
-# Passive OpenMP waiting after a short spin, as the host sets for itself (see src/main.c),
+# Passive OpenMP waiting after a short spin, as the host sets for itself (see src/host/main.c),
 # unless the caller chose.
 ifeq ($(origin OMP_WAIT_POLICY),undefined)
 export OMP_WAIT_POLICY := passive
 export GOMP_SPINCOUNT ?= 10000
 endif
 # The OpenBLAS core type the C binaries run with: the caller's OPENBLAS_CORETYPE, else the one
-# the host would choose (src/main.c: a faster kernel family where OpenBLAS picked a weaker one).
+# the host would choose (src/host/main.c: a faster kernel family where OpenBLAS picked a weaker one).
 BLAS_ENV = core=$$($(HOST) -e 'io.write(os.getenv("OPENBLAS_CORETYPE") or "")' 2>/dev/null); \
 	  if [ -n "$$core" ]; then export OPENBLAS_CORETYPE=$$core; fi;
 ctest: $(CTEST_BIN) $(HOST)

@@ -1,6 +1,6 @@
 /* model.h — Llama-family language models: configuration, named weights, forward, generation.
  *
- * Owner: model (src/model.c loaders and card, src/llama.c forward, src/generate.c sampling).
+ * Owner: model (src/model/model.c loaders and card, src/model/llama.c forward, src/model/generate.c sampling).
  *
  * A struct pl_model holds a configuration and its weights as named struct pl_tensor
  * parameters (HF names, e.g. "model.layers.0.self_attn.q_proj.weight"), loaded from
@@ -143,7 +143,7 @@ struct pl_model_card {
 };
 void pl_model_card(const struct pl_model *m, struct pl_model_card *card);
 
-/* ---- forward (src/llama.c) ---- */
+/* ---- forward (src/model/llama.c) ---- */
 
 /* Context flags. PL_LLAMA_SAVE keeps every layer's activations for a backward pass, in f32.
  * PL_LLAMA_SAVE_BF16 / PL_LLAMA_SAVE_F16 (each implies PL_LLAMA_SAVE; mixed precision) keep
@@ -212,7 +212,7 @@ struct pl_llama_acts16 {
 /* Round (store = 1) the rounded activations of one layer of an n-token forward over a B x T
  * plan from a's f32 buffers into h, or widen them back (store = 0); t is PL_BF16 or PL_F16.
  * Only what the forward wrote is converted: B·n rows, K/V positions 0..n-1 of each sequence,
- * the [B][heads][n][n] probabilities. Shared by src/llama.c and src/ckpt.c. */
+ * the [B][heads][n][n] probabilities. Shared by src/model/llama.c and src/train/ckpt.c. */
 void pl_llama_acts_copy16(const struct pl_model_config *cf, int B, int T, int n, enum pl_dtype t,
                           const struct pl_llama_acts *a, const struct pl_llama_acts16 *h, int store);
 
@@ -227,7 +227,7 @@ enum pl_status pl_llama_saved_layer(struct pl_llama_ctx *c, int l, struct pl_lla
  * logits_last_only: compute logits for the last position only (row 0 of each sequence);
  * PL_LLAMA_NO_HEAD: stop after the last layer (c->x_last holds its output, c->logits is
  * allocated for every row but not computed, n_logits = 0): the trainer runs the output head
- * itself over the scored rows only (src/train.c pl_train_head_fwd). */
+ * itself over the scored rows only (src/train/train.c pl_train_head_fwd). */
 enum { PL_LLAMA_ALL_LOGITS = 0, PL_LLAMA_LAST_LOGITS = 1, PL_LLAMA_NO_HEAD = 2 };
 enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int n, int pos,
                                 int logits_last_only);
@@ -242,7 +242,7 @@ double pl_llama_loss(const struct pl_llama_ctx *c, const int32_t *targets, int n
 enum pl_status pl_llama_score_stream(struct pl_model *m, const int32_t *ids, int64_t n,
                                      int max_len, int stride, double *nll_sum, int64_t *count);
 
-/* ---- generation (src/generate.c) ---- */
+/* ---- generation (src/model/generate.c) ---- */
 
 /* A deterministic 64-bit PRNG (xoshiro256**, seeded by splitmix64). */
 

@@ -2,8 +2,8 @@
  * the whole-model backward pass, gradient accumulation, clipping, the optimizer step, and
  * checkpoints that resume bit-identically.
  *
- * Owner: train (src/train.c step and optimizer, src/train_bwd.c backward assembly,
- * src/train_ckpt.c checkpoints and atomic files; Lua: src/lua/l_train.c, lua/peft/train.lua).
+ * Owner: train (src/train/train.c step and optimizer, src/train/train_bwd.c backward assembly,
+ * src/train/train_ckpt.c checkpoints and atomic files; Lua: src/lua/l_train.c, lua/peft/train.lua).
  *
  * A step, llm.c style, over the model's planned activations (pl_llama_ctx with PL_LLAMA_SAVE):
  *     for each of grad_accum micro-batches:
@@ -11,7 +11,7 @@
  *         cross-entropy over targets (−1 ignored) → dlogits, scaled by 1/(tokens · grad_accum)
  *         backward through every layer, accumulating into the flat gradient vector
  *     clip to max_grad_norm (global L2), lr from the schedule, AdamW or SGD, zero gradients.
- * The backward is explicit (src/train_bwd.c): per layer it reads the layer's saved input and
+ * The backward is explicit (src/train/train_bwd.c): per layer it reads the layer's saved input and
  * activations only, so gradient checkpointing can later recompute a layer from its input.
  *
  * Methods:
@@ -25,7 +25,7 @@
  * micro-batch with more rows than planned then runs as consecutive chunks of plan_rows rows,
  * each chunk's dlogits scaled by 1/(scored targets of the whole micro-batch), so the
  * accumulated gradient is the unsplit micro-batch's (up to the order of f32 sums) and the data
- * order and effective batch do not change. Checkpointing (ckpt_every = k, src/ckpt.c) keeps
+ * order and effective batch do not change. Checkpointing (ckpt_every = k, src/train/ckpt.c) keeps
  * only every k-th layer's input and recomputes the rest in the backward, for LoRA and full.
  *
  * Determinism: with the same seed, data order and thread count every step gives the same bits
@@ -104,7 +104,7 @@ struct pl_train_cfg {
     uint64_t seed;
     struct pl_lora_cfg lora;   /* method == PL_TRAIN_LORA */
     int32_t ckpt_every;        /* gradient checkpointing (LoRA or full): keep every k-th layer
-                                  input and recompute the rest in backward (src/ckpt.c); 0: off */
+                                  input and recompute the rest in backward (src/train/ckpt.c); 0: off */
     int32_t plan_rows;         /* rows per forward planned at first (1..batch_size; 0: batch_size) */
     enum pl_precision precision;   /* see "Mixed precision" above */
     double loss_scale;         /* fp16: initial S (a power of two; default 65536) */
@@ -115,7 +115,7 @@ struct pl_train_cfg {
 struct pl_train_cfg pl_train_defaults(void);
 
 /* Gradients of one layer's activations during a backward pass, carved from one planned block
- * (shared by the trainer's backward and the checkpointed one in src/ckpt.c). */
+ * (shared by the trainer's backward and the checkpointed one in src/train/ckpt.c). */
 struct pl_act_grads {
     float *d_resid, *d_resid2, *d_xn, *d_q, *d_qr, *d_ao, *d_k, *d_kr, *d_v, *d_wide, *d_act,
           *d_gate, *d_up;
@@ -226,7 +226,7 @@ enum pl_status pl_trainer_step_shrinking(struct pl_trainer *t, const int32_t *id
 float *pl_trainer_find_grad(struct pl_trainer *t, const char *name, int64_t *n);
 float *pl_trainer_find_param(struct pl_trainer *t, const char *name, int64_t *n);
 
-/* ---- checkpoints (src/train_ckpt.c) ---- */
+/* ---- checkpoints (src/train/train_ckpt.c) ---- */
 
 /* Save the trainer's state plus an opaque user blob (e.g. the data position and metrics
  * cursor) into dir (created if missing). */
@@ -242,7 +242,7 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
 /* 1 if dir holds a readable manifest. */
 int pl_trainer_has_checkpoint(const char *dir);
 
-/* ---- outputs (src/train_export.c) ---- */
+/* ---- outputs (src/train/train_export.c) ---- */
 
 /* Write model m (adapters merged, or fully fine-tuned) as format "gguf" (path: a file) or
  * "safetensors" (path: a directory receiving model.safetensors + config.json). dtype: "f32",

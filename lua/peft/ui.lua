@@ -1,5 +1,5 @@
 -- peft.ui — the web interface (owner: ui): datasets, new runs, live runs, results, a prompt box.
--- Served by the one HTTP layer (peft.http over src/http.c); pages are plain HTML/CSS/JS in
+-- Served by the one HTTP layer (peft.http over src/net/http.c); pages are plain HTML/CSS/JS in
 -- lua/peft/ui/ (no build step, nothing fetched at run time; charts are SVG drawn in the page).
 --
 --   local u = peft.ui.new{workspace = dir, host = "127.0.0.1", port = 8800, token = s | nil,

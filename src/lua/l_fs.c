@@ -1,5 +1,5 @@
 /* l_fs.c — peft.fs: file digests and the file-system steps of dataset versioning and run
- * tracking (engine: src/hash.c, src/fs.c).
+ * tracking (engine: src/core/hash.c, src/core/fs.c).
  *
  *   peft.fs.hash(path [, "md5"|"sha256"])  → hex, size   (streamed; default md5)
  *                                           nil, message when the file cannot be read

@@ -224,7 +224,7 @@ static int l_memmodel_autosize(lua_State *L)
 }
 
 /* quantize(model, dtype [, opts]) → {converted=, kept=, bytes_before=, bytes_after=, dtype=,
- * rmse=, rel_rmse=, bits_per_weight=}: the QLoRA base (src/qlora.c), before a trainer is made;
+ * rmse=, rel_rmse=, bits_per_weight=}: the QLoRA base (src/adapt/qlora.c), before a trainer is made;
  * the errors and bits are over the projections re-stored.
  * dtype: "nf4" | "nf4_32" | "nf4_dq" | "q8_0" | "bf16" | "f16" | "f32". opts: a list of target
  * module names and/or the keys block = 32 | 64 and double_quant = true (which NF4 layout

@@ -1,6 +1,6 @@
 /* memprof.c — the memory profiler as one JSON document (pl_mem_json, see alloc.h).
  * Owner: memprof. The numbers come from the counting allocator and its timeline
- * (src/alloc.c); this file only lays them out, through the JSON layer (src/json.c), so the
+ * (src/core/alloc.c); this file only lays them out, through the JSON layer (src/core/json.c), so the
  * document is valid JSON whatever the numbers (the allocator's are integers; -1 means unknown).
  *
  *   { "version": 1, "categories": ["weights", ...],

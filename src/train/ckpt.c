@@ -2,7 +2,7 @@
  * kept, each segment's activations recomputed from its input during backward.
  *
  * Owner: train (written by memory). Contract: include/peftlua/ckpt.h. The layer forward below is the block of
- * src/llama.c (pl_llama_forward) and the layer backward the block of src/train_bwd.c, with
+ * src/model/llama.c (pl_llama_forward) and the layer backward the block of src/train/train_bwd.c, with
  * per-layer buffers indexed by segment slot instead of by layer:
  *   forward   h = x + Wo·attn(rope(Wq·n1), rope(Wk·n1), Wv·n1),  n1 = RMSNorm(x)
  *             x' = h + Wd·(silu(Wg·n2) ⊙ Wu·n2),                   n2 = RMSNorm(h)
@@ -15,7 +15,7 @@
  * kernel call, in the same order, as in train_bwd.c, so the gradients are those of the
  * uncheckpointed backward.
  * Mixed precision (the trainer's bf16/fp16, every >= 3): each layer is computed in an f32
- * working slot and its rounded activations kept in 16-bit segment slots (src/llama.c's
+ * working slot and its rounded activations kept in 16-bit segment slots (src/model/llama.c's
  * pl_llama_acts_copy16), widened back before its backward; the recomputed forward starts from
  * the same f32 checkpoints, so the gradients equal the uncheckpointed 16-bit trainer's.
  */
@@ -189,7 +189,7 @@ static struct slot slot_of(struct pl_ckpt *ck, int64_t l)
 }
 
 /* 16-bit slots: round layer l's activations into its segment slot (store) or widen them
- * back into the working slot (load), as src/llama.c does per layer. */
+ * back into the working slot (load), as src/model/llama.c does per layer. */
 static void slot_copy16(struct pl_ckpt *ck, int64_t l, const struct slot *s, int store)
 {
     if (!ck->h) return;
@@ -342,7 +342,7 @@ static enum pl_status fwd_bwd(struct pl_ckpt *ck, double mul, int64_t denom, int
     for (int s = 0; s < ck->n_seg; s++)
         if ((st = segment_fwd(ck, s)) != PL_OK) return st;
     const float *xL = ck->ckpt + (size_t)ck->n_seg * ck->B * ck->T * D;
-    /* the output head over the scored rows only (src/train_head.c) */
+    /* the output head over the scored rows only (src/train/train_head.c) */
     struct pl_train_head h = { ck->xfinal, ck->rstd_final, ck->logits, ck->ce_losses, ck->ce_lse,
                                ck->head_rows, ck->head_rows + (size_t)ck->B * ck->T, 0 };
     pl_train_head_rows(&h, ck->targets, R);

@@ -1,5 +1,5 @@
 /* unicode.c — UTF-8 coding, category lookup and White_Space for the tokenizers' scanners
- * (owner: tokenizer). The category table is src/unicode_data.c (generated). */
+ * (owner: tokenizer). The category table is src/core/unicode_data.c (generated). */
 #include "peftlua/unicode.h"
 
 int pl_uni_is_space(uint32_t cp)

@@ -1,4 +1,4 @@
-/* train_bwd.c — the whole-model backward pass of the Llama forward in src/llama.c.
+/* train_bwd.c — the whole-model backward pass of the Llama forward in src/model/llama.c.
  *
  * Owner: train. It walks the layers in reverse over the activations the forward saved
  * (pl_llama_ctx with PL_LLAMA_SAVE; with mixed precision they were saved in 16 bits and
@@ -84,7 +84,7 @@ enum pl_status pl_train_backward(struct pl_trainer *t)
         cf->rope_layout == PL_ROPE_LAYOUT_HALF ? PL_ROPE_NEOX : PL_ROPE_NORMAL;
     enum pl_status st;
 
-    /* output head over the scored rows (src/train_head.c): logits = RMSNorm(x_L) · Woutᵀ */
+    /* output head over the scored rows (src/train/train_head.c): logits = RMSNorm(x_L) · Woutᵀ */
     const float *xL = c->resid + (size_t)L * BT * D;
     struct pl_train_head h;
     pl_trainer_head(t, &h);

@@ -2,7 +2,7 @@
  * tests (golden images, browser screenshots).
  *
  * Owner: report (issue 6). This is the only file that includes gd.h. Tick values, ranges,
- * bins, the Pareto front and downsampling come from src/chart_axis.c.
+ * bins, the Pareto front and downsampling come from src/report/chart_axis.c.
  *
  * Layout, top to bottom: title, legend rows (entries flow left to right and wrap, so the legend
  * never covers data), the plot area, tick labels, the x label; the y label is rotated on the

@@ -9,8 +9,8 @@
  * gradients are those of the all-rows head (each logit is the same dot product; the sums of
  * the weight gradient skip rows that contribute exact zeros), at the cost of a step that
  * scores a fraction f of its rows: f of the head instead of all of it.
- * Used by the saved-activation trainer (src/train.c, src/train_bwd.c) and by gradient
- * checkpointing (src/ckpt.c).
+ * Used by the saved-activation trainer (src/train/train.c, src/train/train_bwd.c) and by gradient
+ * checkpointing (src/train/ckpt.c).
  */
 #include <string.h>
 

@@ -1,11 +1,11 @@
-/* lora_internal.h — shared between src/lora.c (adapter table, hooks, files) and the method
- * math in src/dora.c and src/ia3.c only. Owner: train. */
+/* lora_internal.h — shared between src/adapt/lora.c (adapter table, hooks, files) and the method
+ * math in src/adapt/dora.c and src/adapt/ia3.c only. Owner: train. */
 #ifndef PEFTLUA_LORA_INTERNAL_H
 #define PEFTLUA_LORA_INTERNAL_H
 
 #include "peftlua/lora.h"
 
-/* DoRA (src/dora.c). w: the frozen base weight, b: its bias or NULL. */
+/* DoRA (src/adapt/dora.c). w: the frozen base weight, b: its bias or NULL. */
 enum pl_status pl_dora_init(struct pl_lora *a, struct pl_lora_adapter *d, const struct pl_tensor *w);
 enum pl_status pl_dora_fwd(struct pl_lora *a, struct pl_lora_adapter *d, const struct pl_tensor *w,
                            const struct pl_tensor *b, float *y, const float *x, int64_t n);
@@ -14,7 +14,7 @@ enum pl_status pl_dora_bwd(struct pl_lora *a, struct pl_lora_adapter *d, const s
 /* W (f32 [out, in], the base) becomes m ⊙ (W + s·BA) / ‖W + s·BA‖_row. */
 void pl_dora_merge_into(const struct pl_lora *a, const struct pl_lora_adapter *d, float *W);
 
-/* IA3 (src/ia3.c). */
+/* IA3 (src/adapt/ia3.c). */
 const float *pl_ia3_in(struct pl_lora *a, struct pl_lora_adapter *d, const float *x, int64_t n);
 enum pl_status pl_ia3_out_fwd(struct pl_lora *a, struct pl_lora_adapter *d, float *y, int64_t n);
 enum pl_status pl_ia3_bwd(struct pl_lora *a, struct pl_lora_adapter *d, const struct pl_tensor *w,

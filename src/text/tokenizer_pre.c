@@ -2,7 +2,7 @@
  * unicode_regex_split() does for each vocabulary's regex list (owner: tokenizer).
  *
  * No regex engine: every regex the supported vocabularies use is a hand-written scanner over
- * code points and their Unicode categories (src/unicode.c). The regexes of a vocabulary are
+ * code points and their Unicode categories (src/core/unicode.c). The regexes of a vocabulary are
  * applied in turn; each one splits every piece the previous ones produced, and text between
  * matches stays as its own piece (nothing is dropped). The scanners reproduce:
  *   GPT2      's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)

@@ -4,7 +4,7 @@
  *     dl[o] = Σ_rows dy[., o] · (x Wᵀ + b)[., o];   dx = (dy ⊙ l) W
  *   input scaling (feedforward, down_proj): y = (x ⊙ l) Wᵀ + b      l: [in]
  *     t = dy W;  dl[i] = Σ_rows t[., i] · x[., i];  dx = t ⊙ l
- * Owner: train. Called from src/lora.c only (lora_internal.h).
+ * Owner: train. Called from src/adapt/lora.c only (lora_internal.h).
  */
 #include <string.h>
 

@@ -3,16 +3,16 @@
  *
  * Owner: memory. Every formula below mirrors an allocation the engine makes; the file and
  * function are named next to each so that a change there is easy to carry here:
- *   src/llama.c    pl_llama_ctx_new (planned activations, PL_LLAMA_SAVE), logits
- *   src/train.c    pl_trainer_new, setup_full, plan_bwd, pl_train_ensure_optim; plan() makes
- *                  only src/ckpt.c's plan when checkpointing (LoRA or full)
- *   src/lora.c     pl_lora_new, pl_lora_plan (gradients, saved x·Aᵀ, dropout workspace)
- *   src/kernels_linear.c  dequantisation panels (forward: threads × P × K, backward:
+ *   src/model/llama.c    pl_llama_ctx_new (planned activations, PL_LLAMA_SAVE), logits
+ *   src/train/train.c    pl_trainer_new, setup_full, plan_bwd, pl_train_ensure_optim; plan() makes
+ *                  only src/train/ckpt.c's plan when checkpointing (LoRA or full)
+ *   src/adapt/lora.c     pl_lora_new, pl_lora_plan (gradients, saved x·Aᵀ, dropout workspace)
+ *   src/tensor/kernels_linear.c  dequantisation panels (forward: threads × P × K, backward:
  *                  threads × P × KC, shapes as of its PANEL_MAX/MB/CHUNK_COLS/PANEL_BWD),
  *                  LoRA backward g [M, r]
- *   src/kernels_attn.c    attention backward blocks (threads × 64 × T)
- *   src/kernels.c  RoPE (cos, sin) table (T × head_dim)
- *   src/qlora.c    quantisation on load (projections re-stored, others cloned off a shared
+ *   src/tensor/kernels_attn.c    attention backward blocks (threads × 64 × T)
+ *   src/tensor/kernels.c  RoPE (cos, sin) table (T × head_dim)
+ *   src/adapt/qlora.c    quantisation on load (projections re-stored, others cloned off a shared
  *                  llama2.c storage)
  * The test tests/c/test_memmodel.c checks these against pl_mem_peak() per category.
  */
@@ -233,7 +233,7 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
             conv_bytes += L * cb;
             conv_largest = imax(conv_largest, cb);
         } else {
-            kept_bytes += L * lb;   /* src/qlora.c keeps rows that are not whole blocks */
+            kept_bytes += L * lb;   /* src/adapt/qlora.c keeps rows that are not whole blocks */
         }
         n_scalars += L * in * out;
     }
@@ -251,7 +251,7 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     int64_t w_setup = loaded_heap, w_step = loaded_heap;
     int64_t ws_setup = 0;
     if (convert) {
-        /* src/qlora.c: projections re-stored in pd (heap); on a shared heap storage
+        /* src/adapt/qlora.c: projections re-stored in pd (heap); on a shared heap storage
          * (llama2.c) everything else is copied to its own storage, then the storage goes. */
         int shared = c->loaded_heap_shared && loaded_heap > 0;
         int64_t rest_heap = shared ? embd_bytes + other_f32 * 4
@@ -317,14 +317,14 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     optim += (c->optim_sgd ? 1 : 2) * trained * 4;
 
     /* ---- activations: pl_llama_ctx_new (PL_LLAMA_SAVE) + plan_bwd + logits; with
-     * checkpointing (LoRA or full: src/train.c plan) only src/ckpt.c's B x T plan ---- */
+     * checkpointing (LoRA or full: src/train/train.c plan) only src/train/ckpt.c's B x T plan ---- */
     int64_t wide = imax(imax(D, F), Hd);
     int ck = c->ckpt_every > 0;
     int64_t PB = ck ? 0 : B, PT = ck ? 0 : T, PBT = PB * PT;
-    /* mixed precision (src/llama.c, PL_LLAMA_SAVE_BF16/F16): the rounded buffers have one f32
+    /* mixed precision (src/model/llama.c, PL_LLAMA_SAVE_BF16/F16): the rounded buffers have one f32
      * layer plus n_layers 16-bit copies, the KV cache one f32 layer; the residual stream
      * (resid, resid2) and the rstd's stay f32 per layer. (Checkpointing: no such context is
-     * made; src/ckpt.c's segment slots are 16-bit when every >= 3, pl_ckpt_plan_bytes.) */
+     * made; src/train/ckpt.c's segment slots are 16-bit when every >= 3, pl_ckpt_plan_bytes.) */
     int h16 = c->precision != PL_MEMM_FP32;
     int64_t S = h16 ? 1 : L, SK = h16 ? 1 : L, SH = h16 ? L : 0;
     int64_t att1 = PB * s->n_heads * PT * PT;

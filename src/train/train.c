@@ -3,8 +3,8 @@
  * planned rows with gradient accumulation, the optimizer step, evaluation, and named access
  * to gradients.
  *
- * Owner: train. The backward pass is assembled in src/train_bwd.c, checkpoints live in
- * src/train_ckpt.c; the contract is include/peftlua/train.h.
+ * Owner: train. The backward pass is assembled in src/train/train_bwd.c, checkpoints live in
+ * src/train/train_ckpt.c; the contract is include/peftlua/train.h.
  */
 #include <math.h>
 #include <stdio.h>
@@ -58,7 +58,7 @@ const char *pl_precision_name(enum pl_precision p)
 }
 
 /* Mixed precision, LoRA: the frozen projections that are f32 in every layer are re-stored in
- * the 16-bit type (src/qlora.c, row by row); quantised or 16-bit ones keep their type. */
+ * the 16-bit type (src/adapt/qlora.c, row by row); quantised or 16-bit ones keep their type. */
 static enum pl_status store_frozen16(struct pl_model *m, enum pl_precision p)
 {
     uint32_t targets = 0;
@@ -170,7 +170,7 @@ static void unplan(struct pl_trainer *t)
     t->plan_rows = 0;
 }
 
-/* Plan rows x seq_len. Checkpointed: src/ckpt.c's plan only (it plans the adapters and also
+/* Plan rows x seq_len. Checkpointed: src/train/ckpt.c's plan only (it plans the adapters and also
  * serves evaluation). Otherwise: LoRA's saved activations, the model's context with every
  * layer's activations saved, and the backward buffers. */
 static enum pl_status plan(struct pl_trainer *t, int rows)
@@ -316,7 +316,7 @@ static void stage_batch(struct pl_trainer *t, const int32_t *ids, const int32_t 
     t->cur_n = n;
 }
 
-/* The head buffers of the saved-activation plan (src/train_head.c); h->nr from the last
+/* The head buffers of the saved-activation plan (src/train/train_head.c); h->nr from the last
  * pl_train_head_rows over t->targets. */
 void pl_trainer_head(struct pl_trainer *t, struct pl_train_head *h)
 {
@@ -346,7 +346,7 @@ static enum pl_status run_chunk(struct pl_trainer *t, const int32_t *ids, const 
     enum pl_status st = pl_llama_forward(t->ctx, t->ids, n, 0, PL_LLAMA_NO_HEAD);
     t->ctx->n_past = 0;
     if (st != PL_OK) goto out;
-    /* the output head over the scored rows only (src/train_head.c) */
+    /* the output head over the scored rows only (src/train/train_head.c) */
     struct pl_train_head h;
     pl_trainer_head(t, &h);
     t->head_nr = pl_train_head_rows(&h, t->targets, BT);

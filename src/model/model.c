@@ -1,7 +1,7 @@
 /* model.c — model configuration and named weights from GGUF, llama2.c .bin and safetensors;
  * parameter enumeration by HF name; the model card.
  *
- * Owner: model. File parsing itself belongs to src/gguf.c and src/safetensors.c (formats) and
+ * Owner: model. File parsing itself belongs to src/formats/gguf.c and src/formats/safetensors.c (formats) and
  * the tokenizer loaders to src/tokenizer*.c; this file maps their tensors and metadata onto
  * struct pl_model and checks that every shape is what the configuration implies.
  */

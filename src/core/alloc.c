@@ -1,5 +1,5 @@
 /* alloc.c — the counting allocator and the profiler's timeline (see alloc.h).
- * Owner: memory (profiler: memprof). The JSON export of the profiler is src/memprof.c.
+ * Owner: memory (profiler: memprof). The JSON export of the profiler is src/train/memprof.c.
  *
  * Each block carries a 64-byte header (requested size, category, magic) in front of the
  * pointer handed out, which keeps the payload 64-byte aligned. Counters are C11 atomics so

@@ -1,7 +1,7 @@
 /* chart_axis.c — the chart arithmetic that does not draw: data ranges, tick values and their
  * labels, histogram bins, the Pareto front, EMA smoothing, min/max downsampling.
  *
- * Owner: report (issue 6). No libgd here (src/chart.c draws); everything is testable alone.
+ * Owner: report (issue 6). No libgd here (src/report/chart.c draws); everything is testable alone.
  * Values beyond +-1e300 are treated like inf so axis arithmetic never overflows.
  */
 #include <math.h>

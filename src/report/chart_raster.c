@@ -1,7 +1,7 @@
 /* chart_raster.c — comparing decoded images: per-pixel differences (golden tests) and counting
  * pixels near given colours (ink in a plot area, charts in a browser screenshot).
  *
- * Owner: report (issue 6). Decoding itself needs libgd and lives in src/chart.c; this file
+ * Owner: report (issue 6). Decoding itself needs libgd and lives in src/report/chart.c; this file
  * works on struct pl_raster only.
  */
 #include <limits.h>

@@ -1,4 +1,4 @@
-/* train_internal.h — shared between src/train.c, src/train_bwd.c, src/train_ckpt.c and src/ckpt.c
+/* train_internal.h — shared between src/train/train.c, src/train/train_bwd.c, src/train/train_ckpt.c and src/train/ckpt.c
  * (which takes full fine-tuning's gradient slots from pl_train_grad_of) only.
  * Owner: train. */
 #ifndef PEFTLUA_TRAIN_INTERNAL_H
@@ -12,7 +12,7 @@ enum pl_status pl_train_backward(struct pl_trainer *t);
 /* Full fine-tuning: the gradient slice of master weight w (NULL for LoRA or unknown). */
 float *pl_train_grad_of(struct pl_trainer *t, const struct pl_tensor *w);
 
-/* The output head over a step's scored rows only (src/train_head.c). The buffers hold up to
+/* The output head over a step's scored rows only (src/train/train_head.c). The buffers hold up to
  * R rows: xfinal [R, dim], rstd [R], logits [R, vocab] (then dlogits, in place), ce_losses,
  * ce_lse [R]; rows and tg [R] the scored rows' indices and targets, nr how many. */
 struct pl_train_head {
@@ -33,7 +33,7 @@ void pl_train_head_dlogits(struct pl_trainer *t, struct pl_train_head *h, float 
 enum pl_status pl_train_head_bwd(struct pl_trainer *t, const struct pl_train_head *h,
                                  const float *xL, float *dxf, float *d_resid, int64_t R);
 
-/* The saved-activation trainer's head buffers (src/train.c). */
+/* The saved-activation trainer's head buffers (src/train/train.c). */
 void pl_trainer_head(struct pl_trainer *t, struct pl_train_head *h);
 
 /* Allocate the optimizer state if not yet done (zeroed). */

@@ -11,7 +11,7 @@
  *   dz     = dy ⊙ g;  dx = dz W0 + LoRA's dx(dz);  dA, dB = LoRA's gradients with dz.
  * m starts at ‖W0[o,:]‖ (B = 0), so a new adapter leaves the model unchanged.
  *
- * Owner: train. Called from src/lora.c only (lora_internal.h). The norms depend only on the
+ * Owner: train. Called from src/adapt/lora.c only (lora_internal.h). The norms depend only on the
  * parameters, so they are cached per adapter and recomputed when struct pl_lora's version
  * moved (an optimizer step, a load, pl_lora_touch).
  */
