@@ -436,7 +436,7 @@ function M.markdown()
   local function add(s) out[#out + 1] = s end
   add("# peftlua Lua API reference")
   add("")
-  add("Generated from `lua/peft/api.lua` and `lua/peft/train_options.lua` (the same tables `help()`")
+  add("Generated from `lua/peft/api.lua` and the option table `src/train/options.c` (the same tables `help()`")
   add("and the option checks read); `tests/lua/test_cli.lua` fails when this page, the tables or")
   add("the modules disagree. Regenerate: `build/peftlua -e 'io.write(require(\"peft.api\").markdown())' > docs/api.md`.")
   add("Commands (`peftlua train|chat|generate|eval|export|data`) are listed by `peftlua --help`;")

@@ -52,4 +52,8 @@ lua_Number  pl_lua_opt_num(lua_State *L, int idx, const char *key, lua_Number df
 int         pl_lua_opt_bool(lua_State *L, int idx, const char *key, int dflt);
 const char *pl_lua_opt_str(lua_State *L, int idx, const char *key, const char *dflt);
 
+/* The training option table (options.h) as a Lua table: list, range_text, check_number,
+ * check_choice (pl_options.c; peft.train._options). */
+void pl_lua_push_options(lua_State *L);
+
 #endif
