@@ -65,6 +65,8 @@ M.modules = {
       { "dir", "peft.fs.dir(path) -> {string} | nil, message", "The names directly in a folder, sorted." },
       { "mkdir", "peft.fs.mkdir(path) -> true | nil, message", "mkdir -p." },
       { "copy", "peft.fs.copy(src, dst [, mode]) -> true | nil, message", "An atomic copy (mode default 0644)." },
+      { "read", "peft.fs.read(path) -> string | nil, message", "The whole file's bytes." },
+      { "write", "peft.fs.write(path, bytes) -> true | nil, message", "Write a whole file atomically (temporary file, fsync, rename, directory fsync): never half a file; a full disk names the path and leaves the previous file." },
       { "realpath", "peft.fs.realpath(path) -> string | nil, message", "The absolute path." },
     } },
   { "track", "Run records (output/run.json), the MLflow file store and its model registry (docs/tracking.md).",

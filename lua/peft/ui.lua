@@ -33,12 +33,8 @@ U.__index = U
 local fs = peft.fs
 local function mkdir_p(p) assert(fs.mkdir(p)) end
 local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return false end
-local function read_all(p) local f = io.open(p, "rb"); if not f then return nil end local s = f:read("a"); f:close(); return s end
-local function write_atomic(p, text)
-  local f = assert(io.open(p .. ".tmp", "wb"))
-  f:write(text); f:close()
-  assert(os.rename(p .. ".tmp", p))
-end
+local function read_all(p) return (fs.read(p)) end
+local function write_atomic(p, text) assert(fs.write(p, text)) end   -- fileio's atomic writer
 local function list_dir(dir) return fs.dir(dir) or {} end
 local function file_size(p)
   local f = io.open(p, "rb"); if not f then return nil end
