@@ -242,6 +242,20 @@ double pl_llama_loss(const struct pl_llama_ctx *c, const int32_t *targets, int n
 enum pl_status pl_llama_score_stream(struct pl_model *m, const int32_t *ids, int64_t n,
                                      int max_len, int stride, double *nll_sum, int64_t *count);
 
+/* Perplexity over a file (src/model/perplexity.c): jsonl = 0: a text file of documents
+ * separated by `separator` (NULL or "": one document), each trimmed of surrounding whitespace;
+ * jsonl = 1: one JSON record per line, its string `field` (NULL: "text") scored, at most
+ * `limit` records (0: all). Each document is encoded with the model's BOS default and scored
+ * on its own by pl_llama_score_stream (stride 0: max_seq_len). Perplexity = exp(sum / count).
+ * Errors name the file and line. */
+struct pl_ppl_opts {
+    int jsonl;
+    const char *field, *separator;
+    int max_seq_len, stride, limit;
+};
+enum pl_status pl_model_perplexity_file(struct pl_model *m, const char *path,
+                                        const struct pl_ppl_opts *o, double *nll_sum, int64_t *count);
+
 /* ---- generation (src/model/generate.c) ---- */
 
 /* A deterministic 64-bit PRNG (xoshiro256**, seeded by splitmix64). */
