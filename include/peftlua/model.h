@@ -67,6 +67,23 @@ enum pl_proj { PL_PROJ_Q = 0, PL_PROJ_K, PL_PROJ_V, PL_PROJ_O, PL_PROJ_GATE, PL_
                PL_PROJ_DOWN, PL_PROJ_COUNT };
 extern const char *const pl_proj_names[PL_PROJ_COUNT];   /* "q_proj", ... "down_proj" */
 
+/* Tensor names, one table for every reader and writer (src/model/names.c). HF spelling:
+ * "model.layers.3.self_attn.q_proj.weight"; GGUF (llama.cpp): "blk.3.attn_q.weight". */
+extern const char *const pl_proj_gguf_names[PL_PROJ_COUNT];   /* "attn_q", ... "ffn_down" */
+const char *pl_proj_block(enum pl_proj p);                    /* "self_attn" | "mlp" */
+enum pl_model_tensor { PL_NAME_TOK_EMBD = 0, PL_NAME_OUT_NORM, PL_NAME_OUTPUT };
+const char *pl_name_model_tensor(enum pl_model_tensor t, int gguf);   /* "model.norm.weight" */
+/* "model.layers.N.input_layernorm.weight" (ffn = 1: post_attention_layernorm) / "blk.N.attn_norm.weight" */
+int pl_name_layer_norm(char *buf, size_t n, int layer, int ffn, int gguf);
+/* "model.layers.N.self_attn.q_proj.weight" (bias: ".bias") / "blk.N.attn_q.weight" */
+int pl_name_proj(char *buf, size_t n, int layer, enum pl_proj p, int bias, int gguf);
+/* An adapter tensor, as PEFT names it: which 'A'/'B' → "<prefix>model.layers.N.<block>.<proj>.lora_A.weight",
+ * 'M' → "...lora_magnitude_vector" (DoRA), 'L' → "...ia3_l" (IA3); prefix "base_model.model."
+ * in PEFT files, "" for gradients by name. */
+int pl_name_adapter(char *buf, size_t n, const char *prefix, int layer, enum pl_proj p, char which);
+/* The GGUF name of a model tensor's HF name; 0 when it has none. */
+int pl_name_hf_to_gguf(const char *hf, char *out, size_t n);
+
 struct pl_layer {
     struct pl_tensor *attn_norm;               /* [dim] */
     struct pl_tensor *w[PL_PROJ_COUNT];        /* Linear weights [out, in] */
