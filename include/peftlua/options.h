@@ -20,6 +20,8 @@
 
 #include <stddef.h>
 
+#include "peftlua/status.h"
+
 enum pl_opt_type {
     PL_OPT_INTEGER = 0, PL_OPT_NUMBER, PL_OPT_BOOLEAN, PL_OPT_STRING,
     PL_OPT_PATH,        /* a readable file */
@@ -71,5 +73,21 @@ int pl_option_check_choice(const struct pl_option *o, const char *s, char *why, 
 int pl_option_choice(const char *option, const char *value);
 /* The i-th choice of `option`, or NULL. */
 const char *pl_option_choice_name(const char *option, int i);
+
+/* A trainer configuration set by option name from its command-line form, checked through the
+ * table as the Lua layer checks it ("lora_rank", "16"; "targets", "q_proj,v_proj" or "all";
+ * "checkpointing", "true" | "false" | "2"; "method", "dora" also sets the adapter kind and
+ * IA3 its default targets; "lora_rank" also sets lora_alpha to its default, 2 x rank, so set
+ * lora_alpha after it). PL_ERR_ARG with "lora_rank = \"0\" is out of range (an integer
+ * >= 1)" on a bad value; PL_ERR_UNSUPPORTED for an option of the run (dataset, output, ...). */
+struct pl_train_cfg;
+enum pl_status pl_train_cfg_set(struct pl_train_cfg *c, const char *name, const char *value);
+
+/* The memory model's inputs from a trainer configuration (method, adapter kind, targets, rank,
+ * dropout, layers, rows per forward, sequence, accumulation, checkpointing, precision,
+ * optimizer); the model's shape and dtypes come from pl_memmodel_cfg_from_model, QLoRA's re-stored
+ * type from the quantised base. */
+struct pl_memmodel_cfg;
+void pl_memmodel_cfg_from_train(struct pl_memmodel_cfg *m, const struct pl_train_cfg *t);
 
 #endif

@@ -77,7 +77,7 @@ static const struct pl_option train_options[] = {
       "bytes the run may use (an integer or \"512M\", \"8G\"); default PEFT_MEMORY_BUDGET or 85% of available RAM" },
     { "lora_rank", T_INTEGER, "lora", "8", NULL, MIN, 1, 0, NULL, NULL,
       "LoRA rank r" },
-    { "lora_alpha", T_NUMBER, "lora", "16", NULL, MIN|MINO, 0, 0, NULL, NULL,
+    { "lora_alpha", T_NUMBER, "lora", NULL, "2 x lora_rank", MIN|MINO, 0, 0, NULL, NULL,
       "LoRA alpha (scale alpha / r)" },
     { "lora_dropout", T_NUMBER, "lora", "0", NULL, MIN|MAX|MAXO, 0, 1, NULL, NULL,
       "dropout on the LoRA input" },
