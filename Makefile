@@ -171,12 +171,14 @@ check: all
 LUAMOD_CHECK := local peft = require "peft"; assert(PEFTLUA_LUA_DIR:find("/inst/share/peftlua/lua", 1, true), PEFTLUA_LUA_DIR); \
   local m = peft.model.load(os.getenv("PEFT_CHECK_MODEL")); local t = m:generate("Once upon a time", {max_tokens = 8, greedy = true}); \
   assert(t:find("^, there was a little"), t); print("lua5.4: require \"peft\" from the prefix: ok")
+# Under make asan the module carries AddressSanitizer, whose runtime must load before lua5.4's.
+LUA_RUN := $(if $(PL_ASAN),LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0,)
 installcheck: all $(LUAMOD)
 	@rm -rf $(BUILD)/inst && $(MAKE) --no-print-directory -s install PREFIX=$(abspath $(BUILD)/inst) >/dev/null
-	@cd / && PEFTLUA_LUA_DIR= LUA_CPATH_5_4='$(abspath $(BUILD)/inst)/lib/lua/5.4/?.so;;' $(LUA) -e 'local peft = require "peft"; print(peft.hw.summary())' \
+	@cd / && PEFTLUA_LUA_DIR= LUA_CPATH_5_4='$(abspath $(BUILD)/inst)/lib/lua/5.4/?.so;;' $(LUA_RUN) $(LUA) -e 'local peft = require "peft"; print(peft.hw.summary())' \
 	  | tee $(abspath $(BUILD))/luamod.out && grep -q 'threads' $(abspath $(BUILD))/luamod.out
 	@cd / && PEFTLUA_LUA_DIR= LUA_CPATH_5_4='$(abspath $(BUILD)/inst)/lib/lua/5.4/?.so;;' \
-	  PEFT_CHECK_MODEL=$(abspath $(BUILD))/inst/share/peftlua/models/stories260K.gguf $(LUA) -e '$(LUAMOD_CHECK)'
+	  PEFT_CHECK_MODEL=$(abspath $(BUILD))/inst/share/peftlua/models/stories260K.gguf $(LUA_RUN) $(LUA) -e '$(LUAMOD_CHECK)'
 	@cd / && $(abspath $(BUILD)/inst)/bin/peftlua -e 'assert(PEFTLUA_LUA_DIR:find("/inst/share/peftlua/lua", 1, true), PEFTLUA_LUA_DIR); assert(peft.tensor and peft.memory)' && $(abspath $(BUILD)/inst)/bin/peftlua version | grep -q '^peftlua ' && test -f $(abspath $(BUILD)/inst)/share/peftlua/lua/peft/ui/run.js
 	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/embed.c \
 	  $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig pkg-config --cflags --libs peftlua) $(EXTRA_LDFLAGS) -o $(BUILD)/embed

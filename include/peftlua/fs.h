@@ -8,7 +8,7 @@
  *     pl_fs_list("data", &files, &n);          // relative paths of the regular files under it
  *     ... pl_fs_list_free(files, n);
  *
- * Owner: track (src/core/fs.c).
+ * Implemented in src/core/fs.c.
  */
 #ifndef PEFTLUA_FS_H
 #define PEFTLUA_FS_H

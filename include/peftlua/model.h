@@ -1,6 +1,6 @@
 /* model.h — Llama-family language models: configuration, named weights, forward, generation.
  *
- * Owner: model (src/model/model.c loaders and card, src/model/llama.c forward, src/model/generate.c sampling).
+ * Implemented in src/model/model.c loaders and card, src/model/llama.c forward, src/model/generate.c sampling.
  *
  * A struct pl_model holds a configuration and its weights as named struct pl_tensor
  * parameters (HF names, e.g. "model.layers.0.self_attn.q_proj.weight"), loaded from
@@ -13,7 +13,8 @@
  *     struct pl_model *m;
  *     if (pl_model_load(&m, "model.gguf", NULL) != PL_OK) puts(pl_last_error());
  *     struct pl_llama_ctx *c = pl_llama_ctx_new(m, 2, 16, 0);      // batch 2, up to 16 tokens
- *     pl_llama_forward(c, ids, 2, 16, 0);                          // c->logits: [2,16,vocab]
+ *     pl_llama_forward(c, ids, 16, 0, PL_LLAMA_ALL_LOGITS);        // ids [2,16] at positions
+ *                                                                  // 0..15; c->logits [2,16,vocab]
  *     pl_llama_ctx_free(c); pl_model_free(m);
  *
  * Training (LoRA / full fine-tuning) builds on this:
