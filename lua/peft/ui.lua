@@ -78,9 +78,8 @@ local function sha256(path) return (fs.hash(path, "sha256")) end
 
 -- ---------------------------------------------------------------- options and presets
 
--- The training options the form may set: type, lower and upper bound. (When the `tool`
--- branch's one training-option table, lua/peft/train_options.lua, is in, this list should
--- come from it.)
+-- The training options the form may set: type, lower and upper bound. (This list should come
+-- from the one training-option table, src/train/options.c via peft.train.options(); docs/ui.md.)
 local OPTIONS = {
   max_iters = { "integer", 1, 1000000 }, epochs = { "number", 0.01, 1000 },
   batch_size = { "integer", 1, 4096 }, grad_accum = { "integer", 1, 1024 },
