@@ -38,6 +38,8 @@ static const char *const ch_optimizer[] = { "adamw", "sgd", NULL };
 static const char *const ch_schedule[] = { "constant", "linear", "cosine", NULL };
 static const char *const ch_format[] = { "auto", "text", "completion", "chat", "alpaca", NULL };
 static const char *const keys_tracking[] = { "uri", "experiment", "run_name", "tags", NULL };
+/* name, type, group, default (as written), default as documented, flags, min, max, choices,
+ * keys, help — in documentation order, by group */
 static const struct pl_option train_options[] = {
     { "model", T_MODEL, "run", NULL, NULL, REQ, 0, 0, NULL, NULL,
       "the base model: a path (GGUF, safetensors folder, llama2.c .bin) or a peft.Model" },
