@@ -78,6 +78,7 @@
 #include "peftlua/status.h"
 
 enum pl_train_method { PL_TRAIN_LORA = 0, PL_TRAIN_FULL };
+/* cfg.optim: an index into the optimizer table (optim.h, pl_optimizer_find); the first two by name */
 enum pl_optim_kind { PL_OPTIM_ADAMW = 0, PL_OPTIM_SGD };
 enum pl_precision { PL_PREC_FP32 = 0, PL_PREC_BF16, PL_PREC_FP16 };
 
@@ -137,8 +138,10 @@ struct pl_trainer {
                                         a shrink; 0: unplanned after a failed re-plan) */
     float *params, *grads;           /* the trained flat vector and its gradient */
     int64_t n_params;
-    float *opt_m, *opt_v;            /* AdamW moments / SGD momentum buffer (opt_m); allocated
-                                        at the first step (or checkpoint save/load) */
+    float *opt_m, *opt_v;            /* the optimizer's state vectors 0 and 1 (as many as its
+                                        table entry's n_state: AdamW's moments, SGD's or Lion's
+                                        momentum in opt_m); allocated at the first step (or
+                                        checkpoint save/load) */
     int64_t step;                    /* optimizer steps done */
     int32_t micro;                   /* micro-batches accumulated toward the next step */
     double accum_loss;               /* sum over the pending micro-batches of mean losses */

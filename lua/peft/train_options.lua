@@ -50,7 +50,7 @@ local O = {
   { name = "packing", type = "boolean", default = false, group = "schedule", help = "pack several examples into each row" },
   -- optimizer
   { name = "learning_rate", type = "number", min = 0, min_open = true, doc = "2e-4 (full: 2e-5)", group = "optimizer", help = "peak learning rate" },
-  { name = "optimizer", type = "string", default = "adamw", choices = { "adamw", "sgd" }, group = "optimizer", help = "optimizer" },
+  { name = "optimizer", type = "string", default = "adamw", choices = { "adamw", "sgd", "lion" }, group = "optimizer", help = "optimizer" },
   { name = "weight_decay", type = "number", min = 0, default = 0, group = "optimizer", help = "decoupled weight decay" },
   { name = "momentum", type = "number", min = 0, max = 1, max_open = true, default = 0.9, group = "optimizer", help = "sgd: momentum" },
   { name = "schedule", type = "string", default = "cosine", choices = { "constant", "linear", "cosine" }, group = "optimizer", help = "learning-rate schedule after warm-up" },

@@ -2,7 +2,7 @@
  * Owner: train. The run loop (config checking, data, evaluation, checkpoints, progress line,
  * metrics) is policy and lives in lua/peft/train.lua, which extends this module.
  *
- *   local tr <close> = peft.train.trainer(model, {method = "lora"|"dora"|"ia3"|"full", optimizer = "adamw"|"sgd",
+ *   local tr <close> = peft.train.trainer(model, {method = "lora"|"dora"|"ia3"|"full", optimizer = "adamw"|"sgd"|"lion",
  *        batch_size, seq_len, grad_accum, learning_rate, weight_decay, beta1, beta2, eps,
  *        momentum, nesterov, schedule = "constant"|"linear"|"cosine", warmup, total_steps,
  *        min_lr_ratio, max_grad_norm, seed, lora_rank, lora_alpha, lora_dropout, rslora,
@@ -130,9 +130,19 @@ static int new_trainer(lua_State *L, int try)
     else if (strcmp(method, "full") == 0) c.method = PL_TRAIN_FULL;
     else return luaL_error(L, "peft.train.trainer: method must be \"lora\", \"dora\", \"ia3\" or \"full\", not \"%s\"", method);
     const char *opt = pl_lua_opt_str(L, 2, "optimizer", "adamw");
-    if (strcmp(opt, "adamw") == 0) c.optim = PL_OPTIM_ADAMW;
-    else if (strcmp(opt, "sgd") == 0) c.optim = PL_OPTIM_SGD;
-    else return luaL_error(L, "peft.train.trainer: optimizer must be \"adamw\" or \"sgd\", not \"%s\"", opt);
+    int optim = pl_optimizer_find(opt);
+    if (optim < 0) {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (int i = 0; i < pl_optimizer_count(); i++) {
+            if (i) luaL_addstring(&b, i + 1 < pl_optimizer_count() ? ", " : " or ");
+            lua_pushfstring(L, "\"%s\"", pl_optimizer_get(i)->name);
+            luaL_addvalue(&b);
+        }
+        luaL_pushresult(&b);
+        return luaL_error(L, "peft.train.trainer: optimizer must be %s, not \"%s\"", lua_tostring(L, -1), opt);
+    }
+    c.optim = (enum pl_optim_kind)optim;
     lua_Integer bs = pl_lua_opt_int(L, 2, "batch_size", c.batch_size);
     lua_Integer sl = pl_lua_opt_int(L, 2, "seq_len", c.seq_len);
     lua_Integer ga = pl_lua_opt_int(L, 2, "grad_accum", c.grad_accum);
@@ -486,7 +496,7 @@ static int l_trainer_config(lua_State *L)
     const struct pl_train_cfg *c = &t->cfg;
     lua_createtable(L, 0, 30);
     lua_pushstring(L, c->method == PL_TRAIN_LORA ? pl_adapter_kind_name(c->lora.kind) : "full"); lua_setfield(L, -2, "method");
-    lua_pushstring(L, c->optim == PL_OPTIM_SGD ? "sgd" : "adamw"); lua_setfield(L, -2, "optimizer");
+    lua_pushstring(L, pl_optimizer_get(c->optim)->name); lua_setfield(L, -2, "optimizer");
     SETI("batch_size", c->batch_size); SETI("seq_len", c->seq_len); SETI("grad_accum", c->grad_accum);
     SETN("learning_rate", c->lr); SETN("weight_decay", c->weight_decay);
     if (c->optim == PL_OPTIM_SGD) {

@@ -314,7 +314,10 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
         if (ff_in) ws_persist += BT * ff_in * 4;              /* IA3 scaled input (xs) */
         if (c->lora_dropout > 0) ws_persist += BT * lora_wide_in * 2 * 4;
     }
-    optim += (c->optim_sgd ? 1 : 2) * trained * 4;
+    {   /* the optimizer table's state vectors (pl_train_ensure_optim) */
+        const struct pl_optimizer *o = pl_optimizer_get(c->optim_sgd ? PL_OPTIM_SGD : c->optim);
+        optim += (o ? o->n_state : 2) * trained * 4;
+    }
 
     /* ---- activations: pl_llama_ctx_new (PL_LLAMA_SAVE) + plan_bwd + logits; with
      * checkpointing (LoRA or full: src/train/train.c plan) only src/train/ckpt.c's B x T plan ---- */

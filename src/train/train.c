@@ -445,10 +445,12 @@ enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const 
 enum pl_status pl_train_ensure_optim(struct pl_trainer *t)
 {
     /* allocated on first use, so gradient-only uses (checks, evaluation) never pay for it */
+    const struct pl_optimizer *o = pl_optimizer_get(t->cfg.optim);
+    if (!o) return pl_fail(PL_ERR_ARG, "train: unknown optimizer %d", (int)t->cfg.optim);
     if (!t->opt_m) t->opt_m = pl_calloc((size_t)t->n_params, sizeof(float), PL_MEM_OPTIM);
-    if (t->cfg.optim == PL_OPTIM_ADAMW && !t->opt_v)
+    if (o->n_state > 1 && !t->opt_v)
         t->opt_v = pl_calloc((size_t)t->n_params, sizeof(float), PL_MEM_OPTIM);
-    if (!t->opt_m || (t->cfg.optim == PL_OPTIM_ADAMW && !t->opt_v))
+    if (!t->opt_m || (o->n_state > 1 && !t->opt_v))
         return pl_fail(PL_ERR_NOMEM, "train: out of memory for optimizer state (%lld parameters)",
                        (long long)t->n_params);
     return PL_OK;
@@ -483,13 +485,10 @@ enum pl_status pl_trainer_step(struct pl_trainer *t)
                          t->cfg.min_lr_ratio);
     const int fp16 = t->cfg.precision == PL_PREC_FP16;
     if (isfinite(norm)) {
-        if (t->cfg.optim == PL_OPTIM_ADAMW) {
-            struct pl_adamw_cfg c = { t->cfg.beta1, t->cfg.beta2, t->cfg.eps, t->cfg.weight_decay };
-            pl_adamw_step(t->params, t->grads, t->opt_m, t->opt_v, n, &c, lr, applied + 1);
-        } else {
-            struct pl_sgd_cfg c = { t->cfg.momentum, 0.0, t->cfg.weight_decay, t->cfg.nesterov };
-            pl_sgd_step(t->params, t->grads, t->opt_m, n, &c, lr, applied == 0);
-        }
+        const struct pl_optim_hparams h = { t->cfg.beta1, t->cfg.beta2, t->cfg.eps,
+                                            t->cfg.weight_decay, t->cfg.momentum, t->cfg.nesterov };
+        float *const state[PL_OPTIM_MAX_STATE] = { t->opt_m, t->opt_v };
+        pl_optimizer_get(t->cfg.optim)->step(t->params, t->grads, state, n, &h, lr, applied + 1);
         if (fp16 && ++t->good_steps >= t->cfg.growth_interval) {
             t->loss_scale *= 2.0;
             t->good_steps = 0;
