@@ -115,16 +115,7 @@ struct pl_train_cfg {
  * (loss scale 65536 and growth interval 2000 for fp16), LoRA defaults from pl_lora_defaults(). */
 struct pl_train_cfg pl_train_defaults(void);
 
-/* Gradients of one layer's activations during a backward pass, carved from one planned block
- * (shared by the trainer's backward and the checkpointed one in src/train/ckpt.c). */
-struct pl_act_grads {
-    float *d_resid, *d_resid2, *d_xn, *d_q, *d_qr, *d_ao, *d_k, *d_kr, *d_v, *d_wide, *d_act,
-          *d_gate, *d_up;
-};
-/* Floats the block needs for BT rows of model configuration c. */
-int64_t pl_act_grads_floats(const struct pl_model_config *c, int64_t BT);
-/* Point g's buffers into p (pl_act_grads_floats(c, BT) floats); returns p past them. */
-float *pl_act_grads_carve(struct pl_act_grads *g, float *p, const struct pl_model_config *c, int64_t BT);
+/* struct pl_act_grads (the backward's activation gradients) is the block's: model.h. */
 
 struct pl_trainer {
     struct pl_train_cfg cfg;

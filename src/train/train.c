@@ -3,8 +3,11 @@
  * planned rows with gradient accumulation, the optimizer step, evaluation, and named access
  * to gradients.
  *
- * Owner: train. The backward pass is assembled in src/train/train_bwd.c, checkpoints live in
- * src/train/train_ckpt.c; the contract is include/peftlua/train.h.
+ * Owner: train. The backward pass is assembled in src/train/train_bwd.c, gradient
+ * checkpointing's plan and recompute policy in src/train/ckpt.c, the trained parameters in
+ * src/train/train_params.c, checkpoints in src/train/train_ckpt.c; the contract is
+ * include/peftlua/train.h. Call graph among them (no cycles): train → ckpt → train_bwd →
+ * train_head → train_params; train_ckpt → train_params.
  */
 #include <math.h>
 #include <stdio.h>
@@ -72,64 +75,6 @@ static enum pl_status store_frozen16(struct pl_model *m, enum pl_precision p)
     enum pl_status st = pl_qlora_quantize(m, p == PL_PREC_BF16 ? PL_BF16 : PL_F16, targets, NULL);
     if (st != PL_OK) return pl_fail(st, "train: precision %s: %s", pl_precision_name(p), pl_last_error());
     return PL_OK;
-}
-
-/* Full fine-tuning: one flat f32 vector holding every weight; the model's tensors become views
- * of it. Tied output: the same view, so both uses accumulate into one gradient. */
-static enum pl_status setup_full(struct pl_trainer *t)
-{
-    struct pl_model *m = t->model;
-    int np = pl_model_n_params(m);
-    int64_t total = 0;
-    for (int i = 0; i < np; i++) total += pl_tensor_numel(*pl_model_param(m, i, NULL, 0));
-    struct pl_storage *s = pl_storage_new((size_t)total * sizeof(float), PL_MEM_WEIGHTS);
-    if (!s) return pl_fail(PL_ERR_NOMEM, "train: out of memory for the f32 master copy of %lld weights",
-                           (long long)total);
-    t->grads = pl_calloc((size_t)total, sizeof(float), PL_MEM_GRADS);
-    t->full = pl_calloc((size_t)np, sizeof *t->full, PL_MEM_GRADS);
-    if (!t->grads || !t->full) {
-        pl_storage_release(s);
-        return pl_fail(PL_ERR_NOMEM, "train: out of memory for %lld gradients", (long long)total);
-    }
-    t->n_full = np;
-    size_t off = 0;
-    for (int i = 0; i < np; i++) {
-        char name[160];
-        struct pl_tensor **slot = pl_model_param(m, i, name, sizeof name);
-        struct pl_tensor *w = *slot;
-        struct pl_tensor *f = pl_tensor_over(s, off * sizeof(float), PL_F32, w->ndim, w->shape);
-        if (!f) { pl_storage_release(s); return PL_ERR_NOMEM; }
-        enum pl_status st = pl_tensor_read_f32(w, pl_tensor_data(f));
-        if (st != PL_OK) {
-            pl_tensor_release(f);
-            pl_storage_release(s);
-            return pl_fail(st, "train: %s: %s", name, pl_last_error());
-        }
-        int64_t n = pl_tensor_numel(w);
-        t->full[i].w = pl_tensor_data(f);
-        t->full[i].g = t->grads + off;
-        t->full[i].n = n;
-        if (i == 0 && m->cfg.tied_output) {
-            pl_tensor_release(m->output);
-            m->output = pl_tensor_retain(f);
-        }
-        pl_tensor_release(w);
-        *slot = f;
-        off += (size_t)n;
-    }
-    t->params = pl_tensor_data(m->tok_embd);   /* offset 0 of the flat vector */
-    pl_storage_release(s);                     /* the tensors hold it */
-    t->n_params = total;
-    return PL_OK;
-}
-
-float *pl_train_grad_of(struct pl_trainer *t, const struct pl_tensor *w)
-{
-    if (t->cfg.method != PL_TRAIN_FULL || !w) return NULL;
-    const float *d = pl_tensor_data(w);
-    for (int i = 0; i < t->n_full; i++)
-        if (t->full[i].w == d) return t->full[i].g;
-    return NULL;
 }
 
 /* The staged chunk (ids, targets), the cross-entropy state and the activation gradients of
@@ -271,7 +216,7 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
         pl_lora_attach(t->lora, m);
         if ((st = pl_lora_init_magnitude(t->lora, m)) != PL_OK) goto fail;   /* DoRA */
     } else {
-        if ((st = setup_full(t)) != PL_OK) goto fail;
+        if ((st = pl_train_setup_full(t)) != PL_OK) goto fail;
     }
     if ((st = plan(t, cfg->plan_rows > 0 ? cfg->plan_rows : cfg->batch_size)) != PL_OK) goto fail;
     if (t->lora) t->grads = t->lora->grads;   /* made by the first pl_lora_plan */
@@ -294,31 +239,16 @@ void pl_trainer_free(struct pl_trainer *t)
     pl_free(t);
 }
 
-/* Copy a [B, n] chunk into the planned layout as [plan_rows, n]: missing rows are padding
- * with ignored targets. Rows are only as long as the batch (n <= seq_len), so short batches
- * cost what they hold; causal attention makes padding at a row's end harmless anyway. */
 static void stage_batch(struct pl_trainer *t, const int32_t *ids, const int32_t *targets, int B,
                         int n)
 {
-    const int PB = t->plan_rows;
-    int32_t pad = t->model->cfg.eos_id >= 0 ? t->model->cfg.eos_id : 0;
-    for (int b = 0; b < PB; b++)
-        for (int i = 0; i < n; i++) {
-            size_t k = (size_t)b * n + i;
-            if (b < B) {
-                t->ids[k] = ids[k];
-                t->targets[k] = targets[k];
-            } else {
-                t->ids[k] = pad;
-                t->targets[k] = -1;
-            }
-        }
+    pl_train_stage(t->ids, t->targets, NULL, t->plan_rows, &t->model->cfg, ids, targets, B, n);
     t->cur_n = n;
 }
 
 /* The head buffers of the saved-activation plan (src/train/train_head.c); h->nr from the last
  * pl_train_head_rows over t->targets. */
-void pl_trainer_head(struct pl_trainer *t, struct pl_train_head *h)
+static void trainer_head(struct pl_trainer *t, struct pl_train_head *h)
 {
     const int64_t BT = (int64_t)t->plan_rows * t->cfg.seq_len;
     h->xfinal = t->ctx->xfinal;
@@ -329,6 +259,13 @@ void pl_trainer_head(struct pl_trainer *t, struct pl_train_head *h)
     h->rows = t->head_rows;
     h->tg = t->head_rows + BT;
     h->nr = t->head_nr;
+}
+
+/* The plain trainer's source of activations for the backward: every layer's as the forward
+ * saved them (16-bit copies widened one layer at a time). */
+static enum pl_status saved_acts(void *ctx, int l, struct pl_llama_acts *a)
+{
+    return pl_llama_saved_layer(ctx, l, a);
 }
 
 /* Forward (+ backward with grad) of one chunk of B <= plan_rows rows starting at row row0 of
@@ -348,7 +285,7 @@ static enum pl_status run_chunk(struct pl_trainer *t, const int32_t *ids, const 
     if (st != PL_OK) goto out;
     /* the output head over the scored rows only (src/train/train_head.c) */
     struct pl_train_head h;
-    pl_trainer_head(t, &h);
+    trainer_head(t, &h);
     t->head_nr = pl_train_head_rows(&h, t->targets, BT);
     double mean = 0;
     int64_t cnt = 0;
@@ -357,7 +294,9 @@ static enum pl_status run_chunk(struct pl_trainer *t, const int32_t *ids, const 
     *count = cnt;
     if (cnt == 0 || !grad) goto out;   /* nothing to learn from: no gradient */
     pl_train_head_dlogits(t, &h, (float)(mul / (double)denom));
-    st = pl_train_backward(t);
+    h.nr = t->head_nr;
+    st = pl_train_model_backward(t, &h, t->ctx->x_last, &t->g, t->ids, t->ctx->pos, t->plan_rows,
+                                 t->cfg.seq_len, n, saved_acts, t->ctx);
 out:
     if (t->lora) t->lora->training = 0;
     return st;
@@ -416,19 +355,11 @@ static enum pl_status run_batch(struct pl_trainer *t, const int32_t *ids, const 
     return st;
 }
 
-enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
-                                int B, int n, double *loss, int64_t *count, int *stepped)
+/* A micro-batch's loss into the pending step; the optimizer step when it completes grad_accum. */
+static enum pl_status account_micro(struct pl_trainer *t, double l, int64_t c, double *loss,
+                                    int64_t *count, int *stepped)
 {
-    *stepped = 0;
-    double l = NAN;
-    int64_t c = 0;
-    const int world = t->world > 1 ? t->world : 1;
-    if (t->lora && world > 1 && t->micro == 0)
-        t->lora->dropout_step = t->dropout_at_step + (uint64_t)t->rank * (uint64_t)t->cfg.grad_accum;
-    enum pl_status st = run_batch(t, ids, targets, B, n,
-                                  t->loss_scale / ((double)t->cfg.grad_accum * world), 1, &l, NULL, &c);
-    if (t->lora && st != PL_ERR_ARG && st != PL_ERR_STATE) t->lora->dropout_step++;
-    if (st != PL_OK) return st;
+    enum pl_status st;
     if (loss) *loss = l;
     if (count) *count = c;
     if (c > 0) {
@@ -442,18 +373,44 @@ enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const 
     return PL_OK;
 }
 
-enum pl_status pl_train_ensure_optim(struct pl_trainer *t)
+enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
+                                int B, int n, double *loss, int64_t *count, int *stepped)
 {
-    /* allocated on first use, so gradient-only uses (checks, evaluation) never pay for it */
-    const struct pl_optimizer *o = pl_optimizer_get(t->cfg.optim);
-    if (!o) return pl_fail(PL_ERR_ARG, "train: unknown optimizer %d", (int)t->cfg.optim);
-    if (!t->opt_m) t->opt_m = pl_calloc((size_t)t->n_params, sizeof(float), PL_MEM_OPTIM);
-    if (o->n_state > 1 && !t->opt_v)
-        t->opt_v = pl_calloc((size_t)t->n_params, sizeof(float), PL_MEM_OPTIM);
-    if (!t->opt_m || (o->n_state > 1 && !t->opt_v))
-        return pl_fail(PL_ERR_NOMEM, "train: out of memory for optimizer state (%lld parameters)",
-                       (long long)t->n_params);
-    return PL_OK;
+    *stepped = 0;
+    double l = NAN;
+    int64_t c = 0;
+    const int world = t->world > 1 ? t->world : 1;
+    if (t->lora && world > 1 && t->micro == 0)
+        t->lora->dropout_step = t->dropout_at_step + (uint64_t)t->rank * (uint64_t)t->cfg.grad_accum;
+    enum pl_status st = run_batch(t, ids, targets, B, n,
+                                  t->loss_scale / ((double)t->cfg.grad_accum * world), 1, &l, NULL, &c);
+    if (t->lora && st != PL_ERR_ARG && st != PL_ERR_STATE) t->lora->dropout_step++;
+    if (st != PL_OK) return st;
+    return account_micro(t, l, c, loss, count, stepped);
+}
+
+/* ---- a checkpointed plan made by the caller (ckpt.h): its micro-batch and gradient ---- */
+
+enum pl_status pl_ckpt_grad(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
+                            int B, int n, double mul, double *loss, int64_t *count)
+{
+    struct pl_lora *a = ck->t->lora;
+    if (a) a->dropout_row0 = 0;
+    enum pl_status st = pl_ckpt_run(ck, ids, targets, B, n, mul, 0, 1, loss, count);
+    if (a) a->dropout_step++;
+    return st;
+}
+
+enum pl_status pl_ckpt_micro(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
+                             int B, int n, double *loss, int64_t *count, int *stepped)
+{
+    struct pl_trainer *t = ck->t;
+    *stepped = 0;
+    double l = NAN;
+    int64_t c = 0;
+    enum pl_status st = pl_ckpt_grad(ck, ids, targets, B, n, t->loss_scale / t->cfg.grad_accum, &l, &c);
+    if (st != PL_OK) return st;
+    return account_micro(t, l, c, loss, count, stepped);
 }
 
 /* Gradients × 1/S: exact (S is a power of two) unless a value falls below f32's normal range. */
@@ -591,52 +548,4 @@ enum pl_status pl_trainer_step_shrinking(struct pl_trainer *t, const int32_t *id
             if (w > 0) used += (size_t)w < log_size - used ? (size_t)w : log_size - used - 1;
         }
     }
-}
-
-static float *find_vec(struct pl_trainer *t, const char *name, int64_t *n, int want_grad)
-{
-    char buf[200];
-    if (t->cfg.method == PL_TRAIN_LORA) {
-        struct pl_lora *a = t->lora;
-        for (int i = 0; i < a->n; i++) {
-            struct pl_lora_adapter *d = &a->ad[i];
-            const char *blk = d->proj <= PL_PROJ_O ? "self_attn" : "mlp";
-            for (int w = 0; w < 4; w++) {   /* lora_A, lora_B, lora_magnitude_vector, ia3_l */
-                float *v = w == 0 ? d->A : w == 1 ? d->B : w == 2 ? d->mag : d->vec;
-                if (!v) continue;
-                if (w < 2)
-                    snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.lora_%c.weight", d->layer,
-                             blk, pl_proj_names[d->proj], w ? 'B' : 'A');
-                else
-                    snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.%s", d->layer, blk,
-                             pl_proj_names[d->proj], w == 2 ? "lora_magnitude_vector" : "ia3_l");
-                if (strcmp(buf, name) == 0) {
-                    *n = w == 0 ? (int64_t)a->cfg.r * d->in : w == 1 ? (int64_t)a->cfg.r * d->out
-                       : w == 2 ? d->out : (d->ff ? d->in : d->out);
-                    if (want_grad) return w == 0 ? d->dA : w == 1 ? d->dB : w == 2 ? d->dmag : d->dvec;
-                    return v;
-                }
-            }
-        }
-        return NULL;
-    }
-    int np = pl_model_n_params(t->model);
-    for (int i = 0; i < np && i < t->n_full; i++) {
-        pl_model_param(t->model, i, buf, sizeof buf);
-        if (strcmp(buf, name) == 0) {
-            *n = t->full[i].n;
-            return want_grad ? t->full[i].g : t->full[i].w;
-        }
-    }
-    return NULL;
-}
-
-float *pl_trainer_find_grad(struct pl_trainer *t, const char *name, int64_t *n)
-{
-    return find_vec(t, name, n, 1);
-}
-
-float *pl_trainer_find_param(struct pl_trainer *t, const char *name, int64_t *n)
-{
-    return find_vec(t, name, n, 0);
 }
