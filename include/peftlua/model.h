@@ -284,6 +284,10 @@ enum pl_status pl_llama_block_backward(struct pl_model *m, int l, const struct p
                                        int T, int n, const struct pl_llama_grad_hooks *h);
 
 struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flags);
+/* Bytes pl_llama_ctx_new(m, B, T, flags) allocates for a model of configuration cf (the
+ * context, its planned buffers, positions; the logits come with the first forward: rows x
+ * vocab floats). The memory model reads this rather than a copy of the formula. */
+int64_t pl_llama_ctx_bytes(const struct pl_model_config *cf, int B, int T, int flags);
 void pl_llama_ctx_free(struct pl_llama_ctx *c);
 /* Layer l's activations from the last forward of a saving context, as f32, for its backward:
  * the saved buffers themselves, or in 16-bit mode the one-layer f32 buffers refilled (widened)

@@ -195,6 +195,11 @@ enum pl_status pl_trainer_step(struct pl_trainer *t);
  * micro-batch count and dropout position back to the last optimizer step. */
 void pl_trainer_rewind(struct pl_trainer *t);
 
+/* Bytes of the per-step plan a trainer makes for `rows` rows of T tokens (PL_MEM_ACTIVATIONS:
+ * the saving context with its logits and the backward buffers, or the checkpointed plan;
+ * LoRA's own saved activations excluded: lora.h). The memory model's activation figure. */
+int64_t pl_trainer_plan_bytes(const struct pl_model_config *c, int rows, int T, int ckpt_every,
+                              enum pl_precision precision);
 /* Re-plan the per-step buffers (activation context, backward buffers, LoRA's saved x·Aᵀ and
  * dropout workspace, or the checkpointed plan) for `rows` rows of seq_len tokens, freeing the
  * old plan first. Parameters, gradients and optimizer state are untouched. On failure the

@@ -25,6 +25,44 @@
 
 static size_t pl_sz(int64_t a) { return (size_t)a; }
 
+/* What a context of B x T with these flags plans: the slot counts and the float counts of
+ * each part of its one allocation (pl_llama_ctx_new carves them in this order). */
+struct ctx_counts {
+    int flags, act_dtype;
+    int S, S2, SK, SH;     /* slots: rounded f32, always-f32, KV cache, 16-bit copies */
+    struct pl_llama_plan P;
+    int64_t resid, acts, xfinal, rstd_final, scratch, floats, halves;
+};
+
+static void ctx_counts(const struct pl_model_config *cf, int B, int T, int flags,
+                       struct ctx_counts *k)
+{
+    const int save = (flags & (PL_LLAMA_SAVE | PL_LLAMA_SAVE_BF16 | PL_LLAMA_SAVE_F16)) != 0;
+    k->act_dtype = (flags & PL_LLAMA_SAVE_BF16) ? PL_BF16 : (flags & PL_LLAMA_SAVE_F16) ? PL_F16 : PL_F32;
+    const int h16 = k->act_dtype != PL_F32, L = cf->n_layers;
+    k->flags = save ? flags | PL_LLAMA_SAVE : flags;
+    k->S = save && !h16 ? L : 1;     /* f32 copies of the buffers 16-bit mode rounds */
+    k->S2 = save ? L : 1;            /* resid2 and the rstd's: f32 whenever saved */
+    k->SK = h16 ? 1 : L;             /* KV cache */
+    k->SH = h16 ? L : 0;             /* 16-bit copies */
+    pl_llama_plan_of(cf, B, T, &k->P);
+    k->resid = (save ? L + 1 : 2) * k->P.x;
+    k->acts = pl_llama_acts_floats(&k->P, k->S, k->S2, k->SK);
+    k->xfinal = k->P.x;
+    k->rstd_final = k->P.rows;
+    k->scratch = k->P.wide;
+    k->floats = k->resid + k->acts + k->xfinal + k->rstd_final + k->scratch;
+    k->halves = k->SH * k->P.rounded;
+}
+
+int64_t pl_llama_ctx_bytes(const struct pl_model_config *cf, int B, int T, int flags)
+{
+    struct ctx_counts k;
+    ctx_counts(cf, B, T, flags, &k);
+    return (int64_t)sizeof(struct pl_llama_ctx) + k.floats * 4 + k.halves * 2
+         + k.P.rows * (int64_t)sizeof(int32_t);   /* + pos */
+}
+
 struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flags)
 {
     const struct pl_model_config *cf = &m->cfg;
@@ -43,32 +81,25 @@ struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flag
     }
     struct pl_llama_ctx *c = pl_calloc(1, sizeof *c, PL_MEM_ACTIVATIONS);
     if (!c) { pl_fail(PL_ERR_NOMEM, "llama: out of memory for a context"); return NULL; }
-    const int save = (flags & (PL_LLAMA_SAVE | PL_LLAMA_SAVE_BF16 | PL_LLAMA_SAVE_F16)) != 0;
-    c->act_dtype = (flags & PL_LLAMA_SAVE_BF16) ? PL_BF16 : (flags & PL_LLAMA_SAVE_F16) ? PL_F16 : PL_F32;
-    const int h16 = c->act_dtype != PL_F32;
-    if (save) flags |= PL_LLAMA_SAVE;
-    c->m = m; c->B = B; c->T = T; c->flags = flags;
-    int L = cf->n_layers;
-    int S = save && !h16 ? L : 1;     /* f32 copies of the buffers 16-bit mode rounds */
-    int S2 = save ? L : 1;            /* resid2 and the rstd's: f32 whenever saved */
-    int SK = h16 ? 1 : L;             /* KV cache */
-    int SH = h16 ? L : 0;             /* 16-bit copies */
-    c->n_saved = S;
-    struct pl_llama_plan P;
-    pl_llama_plan_of(cf, B, T, &P);
+    struct ctx_counts K;
+    ctx_counts(cf, B, T, flags, &K);
+    c->act_dtype = K.act_dtype;
+    c->m = m; c->B = B; c->T = T; c->flags = K.flags;
+    c->n_saved = K.S;
+    const int SH = K.SH;
+    const struct pl_llama_plan P = K.P;
     const int64_t BT = P.rows, D = cf->dim, Hd = (int64_t)cf->n_heads * cf->head_dim;
     const int64_t KV = (int64_t)cf->n_kv_heads * cf->head_dim, F = cf->hidden_dim;
-    int64_t resid_copies = save ? L + 1 : 2;
-    int64_t att1 = P.att;
+    const int64_t att1 = P.att;
+    const int h16 = K.act_dtype != PL_F32;
     /* the residual stream, the block's buffers (pl_llama_acts_carve), the head, the scratch:
      * summed for the one allocation, then carved from it in this order */
-    const int64_t acts = pl_llama_acts_floats(&P, S, S2, SK);
     const struct { float **at; int64_t n; } plan[] = {
-        { &c->resid, resid_copies * P.x },
-        { NULL, acts },
-        { &c->xfinal, P.x },
-        { &c->rstd_final, P.rows },
-        { &c->scratch, P.wide },
+        { &c->resid, K.resid },
+        { NULL, K.acts },
+        { &c->xfinal, K.xfinal },
+        { &c->rstd_final, K.rstd_final },
+        { &c->scratch, K.scratch },
     };
     const struct { uint16_t **at; int64_t n; } plan16[] = {
         { &c->h_xn_att, SH * BT * D },
@@ -83,9 +114,7 @@ struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flag
         { &c->h_act, SH * BT * F },
     };
     const size_t nplan = sizeof plan / sizeof plan[0], nplan16 = sizeof plan16 / sizeof plan16[0];
-    size_t need = 0, need16 = 0;
-    for (size_t i = 0; i < nplan; i++) need += pl_sz(plan[i].n);
-    for (size_t i = 0; i < nplan16; i++) need16 += pl_sz(plan16[i].n);
+    const size_t need = pl_sz(K.floats), need16 = pl_sz(K.halves);   /* = the sums of plan, plan16 */
     c->mem_floats = need;
     c->mem_halves = need16;
     c->mem = pl_alloc(need * sizeof(float) + need16 * sizeof(uint16_t), PL_MEM_ACTIVATIONS);
@@ -98,7 +127,7 @@ struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flag
     float *p = c->mem;
     for (size_t i = 0; i < nplan; i++) {
         if (plan[i].at) *plan[i].at = p;
-        else pl_llama_acts_carve(&c->buf, p, &P, S, S2, SK);
+        else pl_llama_acts_carve(&c->buf, p, &P, K.S, K.S2, K.SK);
         p += pl_sz(plan[i].n);
     }
     uint16_t *h = (uint16_t *)p;

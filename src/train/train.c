@@ -79,14 +79,41 @@ static enum pl_status store_frozen16(struct pl_model *m, enum pl_precision p)
 
 /* The staged chunk (ids, targets), the cross-entropy state and the activation gradients of
  * the backward for `rows` rows: one block each (uncheckpointed trainer). */
+/* Its sizes: floats of the block (activation gradients + the two cross-entropy rows), and the
+ * int32 rows of ids [BT] and targets [BT] + head rows and targets [2][BT]. */
+static int64_t bwd_floats(const struct pl_model_config *c, int64_t BT)
+{
+    return pl_act_grads_floats(c, BT) + 2 * BT;
+}
+enum { BWD_ID_ROWS = 1, BWD_TARGET_ROWS = 3 };
+
+/* The context's flags for a precision: every layer saved, in 16 bits for bf16/fp16. */
+static int save_flags(enum pl_precision pr)
+{
+    return PL_LLAMA_SAVE | (pr == PL_PREC_BF16 ? PL_LLAMA_SAVE_BF16
+                            : pr == PL_PREC_FP16 ? PL_LLAMA_SAVE_F16 : 0);
+}
+
+int64_t pl_trainer_plan_bytes(const struct pl_model_config *c, int rows, int T, int ckpt_every,
+                              enum pl_precision pr)
+{
+    const int64_t BT = (int64_t)rows * T;
+    if (ckpt_every > 0)   /* plan(): src/train/ckpt.c's plan only */
+        return (int64_t)sizeof(struct pl_ckpt) +
+               pl_ckpt_plan_bytes(c, rows, T, ckpt_every, pr != PL_PREC_FP32);
+    return pl_llama_ctx_bytes(c, rows, T, save_flags(pr))
+         + BT * c->vocab_size * 4                    /* the context's logits (first forward) */
+         + bwd_floats(c, BT) * 4 + (BWD_ID_ROWS + BWD_TARGET_ROWS) * BT * 4;
+}
+
 static enum pl_status plan_bwd(struct pl_trainer *t, int rows)
 {
     const struct pl_model_config *c = &t->model->cfg;
     int64_t BT = (int64_t)rows * t->cfg.seq_len;
-    size_t n = (size_t)pl_act_grads_floats(c, BT) + 2 * (size_t)BT;
+    size_t n = (size_t)bwd_floats(c, BT);
     t->bwd_mem = pl_alloc(n * sizeof(float), PL_MEM_ACTIVATIONS);
-    t->ids = pl_alloc((size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
-    t->targets = pl_alloc(3 * (size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
+    t->ids = pl_alloc(BWD_ID_ROWS * (size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
+    t->targets = pl_alloc(BWD_TARGET_ROWS * (size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
     if (!t->bwd_mem || !t->ids || !t->targets)
         return pl_fail(PL_ERR_NOMEM, "train: out of memory for %.1f MiB of backward buffers",
                        (double)n * 4 / 1048576.0);
@@ -130,10 +157,7 @@ static enum pl_status plan(struct pl_trainer *t, int rows)
         st = pl_ckpt_new(&t->ckpt, t, rows, T, t->cfg.ckpt_every);
     } else {
         if (t->lora && (st = pl_lora_plan(t->lora, (int64_t)rows * T)) != PL_OK) return st;
-        const enum pl_precision pr = t->cfg.precision;
-        int flags = PL_LLAMA_SAVE | (pr == PL_PREC_BF16 ? PL_LLAMA_SAVE_BF16
-                                     : pr == PL_PREC_FP16 ? PL_LLAMA_SAVE_F16 : 0);
-        t->ctx = pl_llama_ctx_new(t->model, rows, T, flags);
+        t->ctx = pl_llama_ctx_new(t->model, rows, T, save_flags(t->cfg.precision));
         st = t->ctx ? plan_bwd(t, rows) : PL_ERR_NOMEM;
     }
     if (st == PL_OK) t->plan_rows = rows;
