@@ -210,6 +210,17 @@ enum pl_status pl_trainer_replan(struct pl_trainer *t, int rows);
  * PL_ERR_NOMEM, saying so, when the trainer is already at one row or one row cannot be
  * planned. The numbers a step computes do not change beyond f32 summation order. */
 enum pl_status pl_trainer_shrink(struct pl_trainer *t, int *new_rows);
+/* The one shrink-and-retry policy, for a step (or an evaluation) that failed with st, why
+ * its message (NULL: pl_last_error()), step0 the optimizer steps done before it began. When
+ * no update was applied (t->step == step0) the pending step is rewound. Then, for an
+ * allocation failure, the plan is halved (pl_trainer_shrink): PL_OK with *from / *to the rows
+ * per forward before and after — run the step again, from its first micro-batch. Otherwise a
+ * failure that says why it cannot be retried: st with why (not an allocation failure, or its
+ * update was applied), or PL_ERR_NOMEM when it already ran one row per forward ("allocation
+ * failed (<why>) with one row of T tokens per forward: nothing smaller to re-plan").
+ * pl_trainer_step_shrinking and peft.train.run (tr:recover) both use it. */
+enum pl_status pl_trainer_recover(struct pl_trainer *t, enum pl_status st, const char *why,
+                                  int64_t step0, int *from, int *to);
 /* One optimizer step over rows = batch_size × grad_accum rows of n tokens (ids, targets
  * [rows, n]), as grad_accum micro-batches of batch_size rows; an allocation failure rewinds
  * the step, shrinks (pl_trainer_shrink) and retries it, appending one line per change to log

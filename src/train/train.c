@@ -530,6 +530,29 @@ enum pl_status pl_trainer_eval(struct pl_trainer *t, const int32_t *ids, const i
     return run_batch(t, ids, targets, B, n, 1.0, 0, NULL, sum, count);
 }
 
+enum pl_status pl_trainer_recover(struct pl_trainer *t, enum pl_status st, const char *why_in,
+                                  int64_t step0, int *from, int *to)
+{
+    char why[256];
+    snprintf(why, sizeof why, "%s", why_in ? why_in : pl_last_error());
+    *from = t->plan_rows;
+    *to = 0;
+    if (st == PL_OK) return pl_fail(PL_ERR_ARG, "train: nothing failed; nothing to recover");
+    if (t->step != step0) return pl_fail(st, "%s", why);   /* its update was applied: nothing to redo */
+    pl_trainer_rewind(t);
+    if (st != PL_ERR_NOMEM) return pl_fail(st, "%s", why);
+    if (*from <= 1)
+        return pl_fail(PL_ERR_NOMEM, "train: allocation failed (%s) with one row of %d tokens per forward: nothing smaller to re-plan",
+                       why, t->cfg.seq_len);
+    enum pl_status st2 = pl_trainer_shrink(t, to);
+    if (st2 != PL_OK) {
+        char why2[256];
+        snprintf(why2, sizeof why2, "%s", pl_last_error());
+        return pl_fail(st2, "train: allocation failed (%s), then %s", why, why2);
+    }
+    return PL_OK;
+}
+
 enum pl_status pl_trainer_step_shrinking(struct pl_trainer *t, const int32_t *ids,
                                          const int32_t *targets, int rows, int n, double *loss,
                                          char *log, size_t log_size)
@@ -550,21 +573,10 @@ enum pl_status pl_trainer_step_shrinking(struct pl_trainer *t, const int32_t *id
             if (loss) *loss = t->last_loss;
             return PL_OK;
         }
-        if (st != PL_ERR_NOMEM) return st;
-        if (t->step != step0) return st;   /* failed after its own update: nothing to redo */
         char why[256];
         snprintf(why, sizeof why, "%s", pl_last_error());
-        pl_trainer_rewind(t);
-        const int from = t->plan_rows;
-        int to = 0;
-        if (from <= 1)
-            return pl_fail(PL_ERR_NOMEM, "train: allocation failed (%s) with one row of %d tokens per forward: nothing smaller to re-plan",
-                           why, t->cfg.seq_len);
-        if ((st = pl_trainer_shrink(t, &to)) != PL_OK) {
-            char why2[256];
-            snprintf(why2, sizeof why2, "%s", pl_last_error());
-            return pl_fail(st, "train: allocation failed (%s), then %s", why, why2);
-        }
+        int from = 0, to = 0;
+        if ((st = pl_trainer_recover(t, st, why, step0, &from, &to)) != PL_OK) return st;
         if (log && used + 1 < log_size) {
             int w = snprintf(log + used, log_size - used,
                              "allocation failed (%s): micro-batch %d -> %d rows (x%d chunks), step %lld retried\n",
