@@ -163,6 +163,7 @@ void pl_memmodel_cfg_from_train(struct pl_memmodel_cfg *m, const struct pl_train
     m->method = t->method == PL_TRAIN_FULL ? PL_MEMM_FULL : PL_MEMM_LORA;
     m->precision = (enum pl_memm_precision)t->precision;   /* the same choices, in the same order */
     m->optim_sgd = t->optim == PL_OPTIM_SGD;
+    m->optim = t->optim;
     m->batch = t->plan_rows > 0 ? t->plan_rows : t->batch_size;
     m->seq_len = t->seq_len;
     m->grad_accum = t->grad_accum;

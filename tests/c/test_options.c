@@ -124,6 +124,8 @@ static void test_train_cfg_set(void **state)
     assert_int_equal(pl_train_cfg_set(&c, "lora_rnak", "4"), PL_ERR_ARG);
     assert_int_equal(pl_train_cfg_set(&c, "optimizer", "sgd"), PL_OK);
     assert_int_equal(c.optim, PL_OPTIM_SGD);
+    assert_int_equal(pl_train_cfg_set(&c, "optimizer", "lion"), PL_OK);
+    assert_int_equal((int)c.optim, pl_optimizer_find("lion"));   /* the optimizer table's index */
 }
 
 /* A trainer configured once by option name; the memory model's inputs taken from that same
@@ -187,6 +189,9 @@ static void test_memory_model_from_the_same_options(void **state)
     check_predicted(ia3, 8);
     check_predicted(lora_ckpt, 12);
     check_predicted(full, 8);
+    static const char *const lion[] = { "method", "lora", "optimizer", "lion", "targets", "all",
+                                        "batch_size", "2", "max_seq_len", "64" };
+    check_predicted(lion, 10);
 }
 
 int main(void)
