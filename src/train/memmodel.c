@@ -28,6 +28,7 @@
 #include "peftlua/lora.h"
 #include "peftlua/memmodel.h"
 #include "peftlua/train.h"
+#include "train_internal.h"
 
 #define MM_PANEL_MAX 256              /* kernels_linear.c PANEL_MAX */
 #define MM_PANEL_BYTES_MAX (4 << 20)  /* kernels_linear.c PANEL_BYTES_MAX */

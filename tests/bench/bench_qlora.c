@@ -206,7 +206,7 @@ static int bench_7b(int T, int steps, int every)
         if (pl_ckpt_micro(ck, ids, tg, 1, T, &l, &cnt, &st) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
         double dt = now() - t1;
         printf("  step %d: loss %.4f, %.1f s (%.1f tokens/s), grad norm %.3g\n", s + 1, l, dt, T / dt,
-               t->last_grad_norm);
+               pl_trainer_state(t).last_grad_norm);
         fflush(stdout);
     }
     printf("  peak tracked %.2f GiB (model %.2f GiB), peak RSS %.2f GiB\n",
@@ -273,10 +273,10 @@ static int bench_precision(int B, int T, int steps, const char *base)
         if (k == 0) tps32 = tps;
         char sc[64] = "-";
         if (k == PL_PREC_FP16)
-            snprintf(sc, sizeof sc, "S=%g, %lld skipped", t->loss_scale, (long long)t->skipped_steps);
+            snprintf(sc, sizeof sc, "S=%g, %lld skipped", pl_trainer_state(t).loss_scale, (long long)pl_trainer_state(t).skipped_steps);
         /* the planned context: every layer's saved activations (f32 or 16-bit), the one f32
          * working layer of 16-bit mode, the residual stream, final norm and scratch */
-        double ctx_mib = ((double)t->ctx->mem_floats * 4 + (double)t->ctx->mem_halves * 2) / 1048576.0;
+        double ctx_mib = (double)pl_trainer_state(t).plan_bytes / 1048576.0;
         printf("%-9s %10.1f %9.1f %7.1f%% %11.1f %11.1f %11.1f %11.1f %9.4f %s\n", pl_precision_name(tc.precision),
                step * 1e3, tps, 100 * tps / tps32, pl_mem_peak_total() / 1048576.0,
                pl_mem_peak(PL_MEM_ACTIVATIONS) / 1048576.0, e.peak[PL_MEM_ACTIVATIONS] / 1048576.0,
