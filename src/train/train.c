@@ -18,6 +18,7 @@
 #include "peftlua/kernels.h"
 #include "peftlua/qlora.h"
 #include "peftlua/train.h"
+#include "peftlua/options.h"
 #include "train_internal.h"
 
 struct pl_train_cfg pl_train_defaults(void)
@@ -46,13 +47,10 @@ struct pl_train_cfg pl_train_defaults(void)
     return c;
 }
 
+/* the option table's choices, in enum pl_precision order (src/train/options.c) */
 int pl_precision_from_name(const char *name)
 {
-    if (!name) return -1;
-    if (strcmp(name, "fp32") == 0) return PL_PREC_FP32;
-    if (strcmp(name, "bf16") == 0) return PL_PREC_BF16;
-    if (strcmp(name, "fp16") == 0) return PL_PREC_FP16;
-    return -1;
+    return pl_option_choice("precision", name);
 }
 
 const char *pl_precision_name(enum pl_precision p)

@@ -93,16 +93,10 @@ static float *find_vec(struct pl_trainer *t, const char *name, int64_t *n, int w
         struct pl_lora *a = t->lora;
         for (int i = 0; i < a->n; i++) {
             struct pl_lora_adapter *d = &a->ad[i];
-            const char *blk = d->proj <= PL_PROJ_O ? "self_attn" : "mlp";
             for (int w = 0; w < 4; w++) {   /* lora_A, lora_B, lora_magnitude_vector, ia3_l */
                 float *v = w == 0 ? d->A : w == 1 ? d->B : w == 2 ? d->mag : d->vec;
                 if (!v) continue;
-                if (w < 2)
-                    snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.lora_%c.weight", d->layer,
-                             blk, pl_proj_names[d->proj], w ? 'B' : 'A');
-                else
-                    snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.%s", d->layer, blk,
-                             pl_proj_names[d->proj], w == 2 ? "lora_magnitude_vector" : "ia3_l");
+                pl_name_adapter(buf, sizeof buf, "", d->layer, d->proj, "ABML"[w]);   /* model/names.c */
                 if (strcmp(buf, name) == 0) {
                     *n = w == 0 ? (int64_t)a->cfg.r * d->in : w == 1 ? (int64_t)a->cfg.r * d->out
                        : w == 2 ? d->out : (d->ff ? d->in : d->out);
