@@ -29,6 +29,7 @@ local O = {
   { name = "quant", type = "string", doc = '"nf4"', choices = { "nf4", "nf4_32", "nf4_dq", "q8_0" }, group = "method", help = 'qlora: how the frozen base is re-stored on load' },
   { name = "double_quant", type = "boolean", default = false, group = "method", help = "qlora nf4: double-quantised (8-bit) block scales" },
   { name = "precision", type = "string", default = "fp32", choices = { "fp32", "bf16", "fp16" }, group = "method", help = "16-bit frozen weights and saved activations (fp16 adds dynamic loss scaling)" },
+  { name = "compute", type = "string", default = "f32", choices = { "f32", "bf16" }, group = "method", help = "bf16: the frozen base's forward and input-gradient products with bf16 inputs and f32 sums (CPUs with AVX512_BF16; f32 elsewhere)" },
   { name = "loss_scale", type = "number", min = 0, min_open = true, doc = "65536", group = "method", help = 'precision = "fp16": initial loss scale (a power of two)' },
   { name = "growth_interval", type = "integer", min = 1, doc = "2000", group = "method", help = 'precision = "fp16": finite steps before the scale doubles' },
   { name = "checkpointing", type = "bool_or_int", default = false, group = "method", help = "recompute activations in the backward pass (true: keep every layer input; k: every k-th)" },
