@@ -50,6 +50,10 @@ enum pl_compute pl_compute_get(void);
  *   w_nr = 0: W is stored [R, N] and B = W    (input gradient: dx[M,K] += dy[M,N] · W[N,K])
  * beta 0 never reads C. Errors: PL_ERR_UNSUPPORTED where pl_gemm16_available() is 0, a bad
  * dtype or a block size that does not divide the row, PL_ERR_NOMEM for the workspace. */
+/* pl_gemm16 keeps its last workspace (at most 64 MiB, counted as workspace) for the next call;
+ * this frees it (the trainer calls it when it is freed). */
+void pl_gemm16_release(void);
+
 enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype wt, int w_nr,
                          float beta, int64_t M, int64_t R, int64_t N);
 

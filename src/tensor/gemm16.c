@@ -12,7 +12,8 @@
  * is cut into blocks of KCP pairs so that one B micro-panel (KCP·48·4 = 18 KiB) stays in L1
  * while the kernel sweeps the item's A panels (from L2); C is summed in f32 across blocks.
  *
- * Work items: (chunk of NC columns of C) × (block of MB rows), chunk-major. Each item packs its
+ * Work items: (chunk of NC columns of C) × (block of MB rows), chunk-major; MB as large as
+ * leaves 8 items (shape only). Each item packs its
  * chunk of the weight for the whole reduction — dequantising rows (forward, W [N,R]) or row
  * segments (input gradient, W [R,N]; NC is then a whole number of the dtype's blocks) straight
  * into bf16 words — and computes its C block. Boundaries depend on the shape only, and each C
@@ -23,6 +24,7 @@
 #include "peftlua/quant.h"
 #include "kernels_internal.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -60,10 +62,41 @@ enum pl_compute pl_compute_get(void) { return (enum pl_compute)atomic_load(&comp
 #define MR 8
 #define NR 48
 #define KCP 96        /* reduction pairs per block: a B micro-panel of 18 KiB */
-#define MB 256        /* rows of C per item (32 panels) */
+#define MB_MAX 1024   /* rows of C per item at most */
 #define NC_BASE 192   /* columns of C per item (4 panels) */
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* The workspace (packed A + per-thread B panels) of one call is kept for the next one up to
+ * WS_KEEP bytes: a training step makes hundreds of these calls, and a fresh multi-MiB block
+ * each time cost page faults and page clearing (~4% of a SmolLM2 LoRA step, perf). One cached
+ * block; a concurrent caller finding it busy allocates its own. It stays counted as
+ * workspace while kept; pl_gemm16_release() frees it. */
+#define WS_KEEP ((size_t)64 << 20)
+static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *ws_cache;
+static size_t ws_cache_bytes;
+
+static uint8_t *ws_get(size_t need)
+{
+    if (need <= WS_KEEP && pthread_mutex_trylock(&ws_lock) == 0) {
+        if (ws_cache_bytes < need) {
+            pl_free(ws_cache);
+            ws_cache = pl_alloc(need, PL_MEM_WORKSPACE);
+            ws_cache_bytes = ws_cache ? need : 0;
+        }
+        if (ws_cache) return ws_cache;            /* released by ws_put */
+        pthread_mutex_unlock(&ws_lock);
+        return NULL;
+    }
+    return pl_alloc(need, PL_MEM_WORKSPACE);
+}
+
+static void ws_put(uint8_t *ws)
+{
+    if (ws && ws == ws_cache) pthread_mutex_unlock(&ws_lock);
+    else pl_free(ws);
+}
 
 /* n f32 → bf16 (round to nearest even, as vcvtneps2bf16). */
 TGT static void cvt_bf16(uint16_t *dst, const float *src, int64_t n)
@@ -226,7 +259,17 @@ enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype 
         while (b) { int64_t t = a % b; a = b; b = t; }
         NC = blk / a * NR;
     }
-    const int64_t nch = (N + NC - 1) / NC, nmb = (M + MB - 1) / MB, nitem = nch * nmb;
+    /* Rows per item: all of them (the weight chunk packed once) unless that leaves fewer than
+     * 8 items to share; at most MB_MAX, so that an A block of one reduction block (MB·KCP·4
+     * bytes) stays in L2. Any MB gives the same bits: each C element is still summed by
+     * one micro-kernel over the same reduction blocks in the same order. */
+    const int64_t nch = (N + NC - 1) / NC;
+    int64_t nmb = (8 + nch - 1) / nch, mtiles = (M + MR - 1) / MR;
+    if (nmb < (M + MB_MAX - 1) / MB_MAX) nmb = (M + MB_MAX - 1) / MB_MAX;
+    if (nmb > mtiles) nmb = mtiles;
+    const int64_t MB = ((mtiles + nmb - 1) / nmb) * MR;
+    nmb = (M + MB - 1) / MB;
+    const int64_t nitem = nch * nmb;
     const int64_t mpan = (M + MR - 1) / MR;
     int nth = pl_k_max_threads();
 #ifdef _OPENMP
@@ -237,9 +280,10 @@ enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype 
     const size_t per = (size_t)((NC + NR - 1) / NR) * NR * R2 * 4 + (size_t)flen * 8 + (size_t)R2 * 4 + 64;
     /* per thread: B panels, two f32 rows, one bf16 row (pack_a and pack_b find them at these offsets) */
     const size_t abytes = (size_t)mpan * MR * R2 * 4;
-    uint8_t *ws = pl_alloc(abytes + (size_t)nth * per, PL_MEM_WORKSPACE);
+    const size_t need = abytes + (size_t)nth * per;
+    uint8_t *ws = ws_get(need);
     if (!ws) return pl_fail(PL_ERR_NOMEM, "gemm16: cannot allocate %.1f MiB of bf16 panels",
-                            (double)(abytes + (size_t)nth * per) / 1048576.0);
+                            (double)need / 1048576.0);
     uint32_t *Ap = (uint32_t *)ws;
     /* Check the weight's blocks once outside the parallel regions (errors cannot leave them). */
     const size_t bbytes = (size_t)((NC + NR - 1) / NR) * NR * R2 * 4;
@@ -248,7 +292,7 @@ enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype 
         int64_t n = w_nr ? R : min64(NC, N);
         enum pl_status st = wt == PL_NF4_DQ ? pl_dequant_part(wt, W, R * N, 0, f, n)
                                             : pl_dequant_row(wt, W, f, n);
-        if (st != PL_OK) { pl_free(ws); return st; }
+        if (st != PL_OK) { ws_put(ws); return st; }
     }
     if (M % MR) memset(Ap + (M / MR) * MR * R2, 0, (size_t)MR * R2 * 4);   /* padded rows */
     #pragma omp parallel for schedule(static) num_threads(nth) if(PL_K_PAR(M * R))
@@ -282,11 +326,22 @@ enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype 
             }
         }
     }
-    pl_free(ws);
+    ws_put(ws);
     return PL_OK;
 }
 
+void pl_gemm16_release(void)
+{
+    pthread_mutex_lock(&ws_lock);
+    pl_free(ws_cache);
+    ws_cache = NULL;
+    ws_cache_bytes = 0;
+    pthread_mutex_unlock(&ws_lock);
+}
+
 #else   /* no x86 intrinsics: never available */
+
+void pl_gemm16_release(void) {}
 
 enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype wt, int w_nr,
                          float beta, int64_t M, int64_t R, int64_t N)

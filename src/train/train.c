@@ -293,6 +293,7 @@ void pl_trainer_free(struct pl_trainer *t)
     pl_free(t->full);
     pl_free(t->opt_m);
     pl_free(t->opt_v);
+    if (t->cfg.compute == PL_COMPUTE_BF16) pl_gemm16_release();   /* its kept workspace */
     pl_free(t);
 }
 

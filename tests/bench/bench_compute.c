@@ -1,6 +1,7 @@
 /* bench_compute.c — a SmolLM2-135M training step with compute = f32 against compute = bf16
  * (include/peftlua/gemm16.h), pairs run back to back. Owner: kernels. Never fails on time.
- *   build/bench/bench_compute [pairs (2)] [threads list ("1,2")] [methods ("lora")]
+ *   build/bench/bench_compute [pairs (2)] [threads list ("1,2")] [methods ("lora")] [only]
+ * only: "f32" or "bf16" runs that trainer alone (for profiling one mode).
  * methods: "lora", "full" or "lora,full". Batch 4 x 256, LoRA r8 on q_proj, v_proj, AdamW, as
  * bench_train and tests/ref/train/torch_bench.py. Two trainers (one per compute mode, each on
  * its own load of the model) are warmed up by one step, then each pair times one step of each,
@@ -8,6 +9,7 @@
  * two runs see the same batches) and MFU against this machine's bf16 peak of bench_gemm16.
  * Skips SmolLM2 where models/SmolLM2-135M-Instruct.Q4_1.gguf is absent (make model).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +65,7 @@ int main(int argc, char **argv)
     int pairs = argc > 1 ? atoi(argv[1]) : 2;
     const char *tl = argc > 2 ? argv[2] : "1,2";
     const char *ml = argc > 3 ? argv[3] : "lora";
+    const char *only = argc > 4 ? argv[4] : "";
     const char *smol = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     printf("bench_compute: bf16 kernel %s, OpenBLAS core %s\n", pl_gemm16_isa(), pl_blas_corename());
     if (access(smol, R_OK) != 0) { printf("  %s absent (make model): skipped\n", smol); return 0; }
@@ -88,8 +91,8 @@ int main(int argc, char **argv)
                     ids[i] = 3 + (int32_t)(((uint32_t)(i + 1000 * (s + 1)) * 7919u) % (uint32_t)(V - 3));
                     tg[i] = 3 + (int32_t)(((uint32_t)(i + 1 + 1000 * (s + 1)) * 7919u) % (uint32_t)(V - 3));
                 }
-                double a = step(&r32, ids, tg, B, T, &l32);
-                double b = step(&rb, ids, tg, B, T, &lb);
+                double a = strcmp(only, "bf16") ? step(&r32, ids, tg, B, T, &l32) : NAN;
+                double b = strcmp(only, "f32") ? step(&rb, ids, tg, B, T, &lb) : NAN;
                 if (s < 0) continue;   /* warm-up */
                 printf("  %d thread%s %s pair %d: f32 %7.1f tokens/s (loss %.5f)  bf16 %7.1f tokens/s (loss %.5f)  bf16/f32 %.2fx\n",
                        nth, nth > 1 ? "s" : " ", meth ? "full" : "lora", s + 1, B * T / a, l32, B * T / b, lb, a / b);
