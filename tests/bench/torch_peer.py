@@ -14,6 +14,10 @@ uses) under build/tmp/hf_<name>/.
 
     python3 tests/bench/torch_peer.py MODEL.gguf THREADS [STEPS=2] [VARIANTS=hf,hf_bf16] [METHODS=lora]
     python3 tests/bench/torch_peer.py gemm THREADS [ROWS=1024] [REPS=3]
+    python3 tests/bench/torch_peer.py compare MODEL.gguf [THREADS=1,2] [STEPS=2] [VARIANTS=hf,hf_bf16,hf_bf16_compile] [METHODS=lora,full]
+The third form runs, per thread count and method, peftlua's steps (build/bench/bench_compute:
+compute f32 and bf16, back to back) and then these PyTorch variants, and prints
+"peftlua / best PyTorch" for each (best step of each side).
 The second form times torch.matmul on the GEMMs of bench_gemm16 (forward x·Wᵀ and input
 gradient dy·W of every SmolLM2-135M projection and the head) in float32 and bfloat16: on x86
 CPUs PyTorch runs bf16 matmuls through oneDNN, so these are oneDNN's rates on this machine.
@@ -89,9 +93,46 @@ def gemm(threads, M, reps):
             print(f"  {name:20s} {dt_pass:4s}  {res[0]:9.1f} {res[1]:9.1f}", flush=True)
 
 
+def compare(gguf, threads, steps, variants, methods):
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    bench = os.path.join(root, "build", "bench", "bench_compute")
+    for th in threads.split(","):
+        for method in methods.split(","):
+            env = dict(os.environ, OMP_NUM_THREADS=th)
+            out = subprocess.run([bench, str(steps), th, method], env=env, capture_output=True, text=True).stdout
+            best = {"f32": 0.0, "bf16": 0.0}
+            for line in out.splitlines():
+                if " pair " in line:
+                    print("peftlua", line.strip(), flush=True)
+                    m = re.search(r"f32 +([0-9.]+) tokens/s.*bf16 +([0-9.]+) tokens/s", line)
+                    if m:
+                        best["f32"] = max(best["f32"], float(m.group(1)))
+                        best["bf16"] = max(best["bf16"], float(m.group(2)))
+            env = dict(os.environ)
+            env.pop("OMP_NUM_THREADS", None)
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), gguf, th, str(steps), variants, method],
+                                 env=env, capture_output=True, text=True).stdout
+            tbest, tname = 0.0, "none"
+            for line in out.splitlines():
+                if line.startswith("torch"):
+                    print(line, flush=True)
+                    m = re.search(r"  ([0-9.]+) tokens/s", line)
+                    if m and float(m.group(1)) > tbest:
+                        tbest, tname = float(m.group(1)), line[11:53].strip()
+            pl = max(best.values())
+            if tbest > 0 and pl > 0:
+                print(f"ratio {method:4s} {th} thread(s): peftlua best {pl:.1f} tokens/s "
+                      f"({'bf16' if best['bf16'] >= best['f32'] else 'f32'} compute) / best PyTorch {tbest:.1f} "
+                      f"({tname}) = {pl / tbest:.2f}x", flush=True)
+
+
 def main():
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
+    if sys.argv[1] == "compare":
+        a = sys.argv[2:] + [None] * 5
+        return compare(a[0], a[1] or "1,2", int(a[2] or 2), a[3] or "hf,hf_bf16,hf_bf16_compile", a[4] or "lora,full")
     if sys.argv[1] == "gemm":
         return gemm(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1024,
                     int(sys.argv[4]) if len(sys.argv) > 4 else 3)
