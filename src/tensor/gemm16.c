@@ -13,11 +13,12 @@
  * while the kernel sweeps the item's A panels (from L2); C is summed in f32 across blocks.
  *
  * Work items: (chunk of NC columns of C) × (block of MB rows), chunk-major; MB as large as
- * leaves 8 items (shape only). Each item packs its
+ * leaves two items per thread (the bits do not depend on MB). Each item packs its
  * chunk of the weight for the whole reduction — dequantising rows (forward, W [N,R]) or row
  * segments (input gradient, W [R,N]; NC is then a whole number of the dtype's blocks) straight
- * into bf16 words — and computes its C block. Boundaries depend on the shape only, and each C
- * element is summed by one item in a fixed order: results do not depend on the thread count.
+ * into bf16 words — and computes its C block. Each C element is summed by one micro-kernel
+ * over the reduction blocks in order, which depends on the shape only: results do not depend
+ * on the thread count (nor on how rows are grouped into items).
  */
 #include "peftlua/gemm16.h"
 #include "peftlua/alloc.h"
@@ -259,22 +260,24 @@ enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype 
         while (b) { int64_t t = a % b; a = b; b = t; }
         NC = blk / a * NR;
     }
-    /* Rows per item: all of them (the weight chunk packed once) unless that leaves fewer than
-     * 8 items to share; at most MB_MAX, so that an A block of one reduction block (MB·KCP·4
-     * bytes) stays in L2. Any MB gives the same bits: each C element is still summed by
-     * one micro-kernel over the same reduction blocks in the same order. */
+    int nth = pl_k_max_threads();
+#ifdef _OPENMP
+    if (omp_get_level() > 0) nth = 1;
+#endif
+    /* Rows per item: all of them (the weight chunk is packed once) unless that leaves fewer
+     * than two items per thread; at most MB_MAX, so that an A block of one reduction block
+     * (MB·KCP·4 bytes) stays in L2. Any MB gives the same bits — each C element is still
+     * summed by one micro-kernel over the same reduction blocks in the same order — so it may
+     * depend on the thread count. Packing a chunk costs ~1/MB of its products (measured: with
+     * 3 row blocks instead of 1, 1024 x 1536 x 576 ran at 147 instead of ~175 GFLOP/s). */
     const int64_t nch = (N + NC - 1) / NC;
-    int64_t nmb = (8 + nch - 1) / nch, mtiles = (M + MR - 1) / MR;
+    int64_t nmb = (2 * nth + nch - 1) / nch, mtiles = (M + MR - 1) / MR;
     if (nmb < (M + MB_MAX - 1) / MB_MAX) nmb = (M + MB_MAX - 1) / MB_MAX;
     if (nmb > mtiles) nmb = mtiles;
     const int64_t MB = ((mtiles + nmb - 1) / nmb) * MR;
     nmb = (M + MB - 1) / MB;
     const int64_t nitem = nch * nmb;
     const int64_t mpan = (M + MR - 1) / MR;
-    int nth = pl_k_max_threads();
-#ifdef _OPENMP
-    if (omp_get_level() > 0) nth = 1;
-#endif
     if (nth > nitem) nth = (int)nitem;
     const int64_t flen = w_nr ? R : NC;                            /* f32 row buffers */
     const size_t per = (size_t)((NC + NR - 1) / NR) * NR * R2 * 4 + (size_t)flen * 8 + (size_t)R2 * 4 + 64;
