@@ -14,8 +14,8 @@
  * of the bf16-rounded inputs the bound is γ_K · Σ_k |â_k| |ŵ_k| (only the f32 summation).
  * Subnormal inputs and results are flushed to zero by the instruction (its DAZ/FTZ rule).
  *
- * Compute mode: pl_compute_set(PL_COMPUTE_BF16) makes pl_linear_fwd and the input gradient of
- * pl_linear_bwd (kernels.h) use these products for products of at least PL_GEMM16_MIN_ROWS rows;
+ * Compute mode: pl_compute_set(PL_COMPUTE_BF16) makes pl_linear_fwd and the input and weight
+ * gradients of pl_linear_bwd (kernels.h) use these products for products of at least PL_GEMM16_MIN_ROWS rows;
  * the trainer sets it for `precision = "bf16"` (train.h). It is a process-wide setting like the
  * thread count. Where the CPU has no AVX512_BF16 (or the build is not x86-64 GCC/Clang) the
  * mode reads back as PL_COMPUTE_F32 and everything runs the f32 path unchanged.
@@ -56,5 +56,10 @@ void pl_gemm16_release(void);
 
 enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype wt, int w_nr,
                          float beta, int64_t M, int64_t R, int64_t N);
+
+/* C[M,N] = beta·C + A[R,M]ᵀ · B[R,N], both f32 (row strides M and N) rounded to bf16, f32
+ * sums — the weight gradient dW[N,K] += dy[M,N]ᵀ · x[M,K] of full fine-tuning. */
+enum pl_status pl_gemm16_tn(float *C, const float *A, const float *B, float beta, int64_t M,
+                            int64_t R, int64_t N);
 
 #endif

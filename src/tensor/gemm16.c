@@ -173,6 +173,26 @@ TGT static void pack_a(uint32_t *Ap, const float *A, int64_t m0, int64_t rows, i
     }
 }
 
+/* Pack rows [m0, m0 + rows) of op(A) = Aᵀ, A stored [R, M] (row stride M): the pair words of
+ * columns m0.. of A's rows 2p and 2p+1. */
+TGT static void pack_a_t(uint32_t *Ap, const float *A, int64_t m0, int64_t rows, int64_t R,
+                         int64_t M, int64_t R2)
+{
+    const __mmask16 k = (__mmask16)((1u << rows) - 1);
+    uint32_t *dst = Ap + (m0 / MR) * R2 * MR;
+    for (int64_t p = 0; p < R2; p++) {
+        const float *r0 = A + 2 * p * M + m0;
+        __m512i w;
+        if (2 * p + 1 < R) {
+            w = pair16(r0, r0 + M, k);
+        } else {
+            __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, r0)));
+            w = lo;
+        }
+        _mm256_storeu_si256((__m256i *)(dst + p * MR), _mm512_castsi512_si256(w));   /* rows past M: 0 */
+    }
+}
+
 /* f32 (or exact bf16) values of n consecutive elements of W starting at element `start`
  * (a whole number of blocks in): into f, or — bf16 weights — directly as bf16 into h (returns 1). */
 static int weight_part(const void *W, enum pl_dtype wt, int64_t total, int64_t start, int64_t n,
@@ -237,8 +257,8 @@ TGT static void pack_b(uint32_t *Bp, const void *W, enum pl_dtype wt, int w_nr, 
     }
 }
 
-enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype wt, int w_nr,
-                         float beta, int64_t M, int64_t R, int64_t N)
+static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, enum pl_dtype wt,
+                             int w_nr, float beta, int64_t M, int64_t R, int64_t N)
 {
     if (!pl_gemm16_available())
         return pl_fail(PL_ERR_UNSUPPORTED, "gemm16: this CPU has no AVX512_BF16");
@@ -302,7 +322,8 @@ enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype 
     for (int64_t mp = 0; mp < mpan; mp++) {
         uint8_t *mine = ws + abytes + (size_t)pl_k_thread_id() * per;
         uint16_t *row = (uint16_t *)(mine + per - (size_t)R2 * 4 - 64);
-        pack_a(Ap, A, mp * MR, min64(MR, M - mp * MR), R, R2, row);
+        if (a_t) pack_a_t(Ap, A, mp * MR, min64(MR, M - mp * MR), R, M, R2);
+        else pack_a(Ap, A, mp * MR, min64(MR, M - mp * MR), R, R2, row);
     }
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if(PL_K_PAR(M * N * R))
     for (int64_t it = 0; it < nitem; it++) {
@@ -333,6 +354,18 @@ enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype 
     return PL_OK;
 }
 
+enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype wt, int w_nr,
+                         float beta, int64_t M, int64_t R, int64_t N)
+{
+    return gemm16(C, A, 0, W, wt, w_nr, beta, M, R, N);
+}
+
+enum pl_status pl_gemm16_tn(float *C, const float *A, const float *B, float beta, int64_t M,
+                            int64_t R, int64_t N)
+{
+    return gemm16(C, A, 1, B, PL_F32, 0, beta, M, R, N);
+}
+
 void pl_gemm16_release(void)
 {
     pthread_mutex_lock(&ws_lock);
@@ -345,6 +378,13 @@ void pl_gemm16_release(void)
 #else   /* no x86 intrinsics: never available */
 
 void pl_gemm16_release(void) {}
+
+enum pl_status pl_gemm16_tn(float *C, const float *A, const float *B, float beta, int64_t M,
+                            int64_t R, int64_t N)
+{
+    (void)C; (void)A; (void)B; (void)beta; (void)M; (void)R; (void)N;
+    return pl_fail(PL_ERR_UNSUPPORTED, "gemm16: bf16 products are not built for this CPU");
+}
 
 enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype wt, int w_nr,
                          float beta, int64_t M, int64_t R, int64_t N)

@@ -10,6 +10,7 @@
  * Shapes cover panel edges (rows 1, 7, 8, 9, 300; odd and even reductions; columns below, at
  * and above the 48-column panel and the 192-column chunk), beta 0 (C never read: filled with
  * NaN) and 1, weights f32, f16, bf16, Q8_0, Q4_1, Q4_K, NF4, NF4_DQ in both orientations.
+ *    pl_gemm16_tn (C = AᵀB, both f32 activations: full fine-tuning's dW) to the same bounds.
  * 3. One and two threads give bit-identical results.
  * 4. The linear kernels in bf16 compute mode equal pl_gemm16 (forward, and dx += for backward).
  * 5. Bad dtype and row sizes fail with a status and a message.
@@ -20,7 +21,8 @@
  *    is a sum of products of a few such factors per layer (5 layers, ~4 products deep each
  *    way), whose independent errors add in quadrature, so its relative L2 error is a small
  *    multiple of u: bound 5u = 1.95e-2, and the loss (one forward) within u relatively. Also
- *    not zero (> 1e-5): the bf16 path was taken. Weight gradients themselves stay f32 products.
+ *    not zero (> 1e-5): the bf16 path was taken. Full fine-tuning's weight gradients are bf16
+ *    products too (pl_gemm16_tn), one more factor of the same size.
  * Skipped where the CPU has no AVX512_BF16 (pl_gemm16_available()).
  */
 #include <stdarg.h>
@@ -129,6 +131,51 @@ static void check_case(enum pl_dtype t, int w_nr, int64_t M, int64_t R, int64_t 
     free(W); free(A); free(w); free(wd); free(C); free(C0);
 }
 
+static void skip_unless(void);
+
+/* C[M,N] = beta·C0 + A[R,M]ᵀ·B[R,N] (pl_gemm16_tn), the same two bounds. */
+static void check_tn(int64_t M, int64_t R, int64_t N, float beta, uint64_t seed)
+{
+    struct pl_rng rng;
+    pl_rng_seed(&rng, seed);
+    float *A = malloc((size_t)(R * M) * 4), *Bm = malloc((size_t)(R * N) * 4);
+    float *C = malloc((size_t)(M * N) * 4), *C0 = malloc((size_t)(M * N) * 4);
+    for (int64_t i = 0; i < R * M; i++) A[i] = frand(&rng);
+    for (int64_t i = 0; i < R * N; i++) Bm[i] = frand(&rng);
+    for (int64_t i = 0; i < M * N; i++) C0[i] = frand(&rng);
+    for (int64_t i = 0; i < M * N; i++) C[i] = beta == 0.0f ? NAN : C0[i];
+    assert_int_equal(pl_gemm16_tn(C, A, Bm, beta, M, R, N), PL_OK);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double ex = 0, eb = 0, ax = 0, ab = 0;
+            for (int64_t k = 0; k < R; k++) {
+                double a = A[k * M + m], b = Bm[k * N + n], ar = bfr(A[k * M + m]), br = bfr(Bm[k * N + n]);
+                ex += a * b; ax += fabs(a * b);
+                eb += ar * br; ab += fabs(ar * br);
+            }
+            double base = beta == 0.0f ? 0.0 : (double)beta * C0[m * N + n], c = C[m * N + n];
+            double b1 = gam(R + 1) * (ab + fabs(base)) + 1e-30;
+            double b2 = (2 * U + U * U + gam(R + 1) * (1 + U) * (1 + U)) * (ax + fabs(base)) + 1e-30;
+            if (fabs(c - (base + eb)) > b1 || fabs(c - (base + ex)) > b2 || c != c)
+                fail_msg("tn M=%lld R=%lld N=%lld: C[%lld,%lld]=%.9g, bf16-input ref %.9g, exact %.9g",
+                         (long long)M, (long long)R, (long long)N, (long long)m, (long long)n, c,
+                         base + eb, base + ex);
+        }
+    free(A); free(Bm); free(C); free(C0);
+}
+
+static void test_tn(void **state)
+{
+    (void)state;
+    skip_unless();
+    static const int64_t Ms[] = {1, 7, 8, 9, 100}, Rs[] = {1, 3, 64, 65, 300}, Ns[] = {1, 47, 49, 200};
+    uint64_t seed = 300;
+    for (size_t a = 0; a < 5; a++)
+        for (size_t b = 0; b < 5; b++)
+            for (size_t c = 0; c < 4; c++, seed++)
+                check_tn(Ms[a], Rs[b], Ns[c], (seed & 1) ? 1.0f : 0.0f, seed);
+}
+
 static void skip_unless(void)
 {
     if (!pl_gemm16_available()) {
@@ -222,6 +269,16 @@ static void test_linear_mode(void **state)
         assert_memory_equal(y1, y2, (size_t)(M * N) * 4);
         assert_int_equal(pl_gemm16(dx2, dy, W, ts[i], 0, 1.0f, M, N, K), PL_OK);
         assert_memory_equal(dx1, dx2, (size_t)(M * K) * 4);
+        if (ts[i] == PL_F32) {   /* the weight gradient: dW += dyᵀ·x */
+            float *g1 = malloc((size_t)(N * K) * 4), *g2 = malloc((size_t)(N * K) * 4);
+            for (int64_t j = 0; j < N * K; j++) g1[j] = g2[j] = 0.25f;
+            assert_int_equal(pl_compute_set(PL_COMPUTE_BF16), PL_COMPUTE_F32);
+            assert_int_equal(pl_linear_bwd(NULL, g1, NULL, dy, x, W, PL_F32, M, K, N), PL_OK);
+            assert_int_equal(pl_compute_set(PL_COMPUTE_F32), PL_COMPUTE_BF16);
+            assert_int_equal(pl_gemm16_tn(g2, dy, x, 1.0f, N, M, K), PL_OK);
+            assert_memory_equal(g1, g2, (size_t)(N * K) * 4);
+            free(g1); free(g2);
+        }
         /* and f32 mode is the f32 path again: differs from the bf16 result */
         assert_int_equal(pl_linear_fwd(y2, x, W, ts[i], NULL, M, K, N), PL_OK);
         assert_true(memcmp(y1, y2, (size_t)(M * N) * 4) != 0);
@@ -323,6 +380,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f32_shapes),
         cmocka_unit_test(test_weight_types),
+        cmocka_unit_test(test_tn),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_linear_mode),
         cmocka_unit_test(test_errors),
