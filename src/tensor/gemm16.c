@@ -64,6 +64,7 @@ enum pl_compute pl_compute_get(void) { return (enum pl_compute)atomic_load(&comp
 #define NR 48
 #define KCP 96        /* reduction pairs per block: a B micro-panel of 18 KiB */
 #define MB_MAX 1024   /* rows of C per item at most */
+#define MSUB 256      /* rows of C swept per reduction block inside an item */
 #define NC_BASE 192   /* columns of C per item (4 panels) */
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -128,6 +129,7 @@ TGT static void ukernel(const uint32_t *a, const uint32_t *b, int64_t kp, float 
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
         acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_ps();
+#pragma GCC unroll 2
     for (int64_t p = 0; p < kp; p++) {
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + 16);
@@ -337,15 +339,20 @@ static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, e
         const int64_t m0 = mb * MB, mm = min64(MB, M - m0);
         pack_b(Bp, W, wt, w_nr, R, N, R2, n0, nc, f0, f1, row);
         const int64_t npan = (nc + NR - 1) / NR;
-        for (int64_t p0 = 0; p0 < R2; p0 += KCP) {
-            const int64_t kp = min64(KCP, R2 - p0);
-            for (int64_t np = 0; np < npan; np++) {
-                const uint32_t *b = Bp + (np * R2 + p0) * NR;
-                const int nr = (int)min64(NR, nc - np * NR);
-                for (int64_t m = m0; m < m0 + mm; m += MR) {
-                    const uint32_t *a = Ap + ((m / MR) * R2 + p0) * MR;
-                    ukernel(a, b, kp, C + m * N + n0 + np * NR, N, (int)min64(MR, M - m), nr,
-                            p0 == 0, beta);
+        /* rows in sub-blocks of MSUB, so that their C block (MSUB x NC f32) stays in L2
+         * across the reduction blocks */
+        for (int64_t s0 = m0; s0 < m0 + mm; s0 += MSUB) {
+            const int64_t s1 = min64(s0 + MSUB, m0 + mm);
+            for (int64_t p0 = 0; p0 < R2; p0 += KCP) {
+                const int64_t kp = min64(KCP, R2 - p0);
+                for (int64_t np = 0; np < npan; np++) {
+                    const uint32_t *b = Bp + (np * R2 + p0) * NR;
+                    const int nr = (int)min64(NR, nc - np * NR);
+                    for (int64_t m = s0; m < s1; m += MR) {
+                        const uint32_t *a = Ap + ((m / MR) * R2 + p0) * MR;
+                        ukernel(a, b, kp, C + m * N + n0 + np * NR, N, (int)min64(MR, M - m), nr,
+                                p0 == 0, beta);
+                    }
                 }
             }
         }
