@@ -175,6 +175,39 @@ TGT static void pack_a(uint32_t *Ap, const float *A, int64_t m0, int64_t rows, i
     }
 }
 
+/* 8 x 8 transpose of 32-bit words. */
+TGT static inline void tr8x8(__m256i v[8])
+{
+    __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
+    __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+    __m256i t4 = _mm256_unpacklo_epi32(v[4], v[5]), t5 = _mm256_unpackhi_epi32(v[4], v[5]);
+    __m256i t6 = _mm256_unpacklo_epi32(v[6], v[7]), t7 = _mm256_unpackhi_epi32(v[6], v[7]);
+    __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+    __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+    v[0] = _mm256_permute2x128_si256(u0, u4, 0x20); v[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+    v[1] = _mm256_permute2x128_si256(u1, u5, 0x20); v[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+    v[2] = _mm256_permute2x128_si256(u2, u6, 0x20); v[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+    v[3] = _mm256_permute2x128_si256(u3, u7, 0x20); v[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+/* A whole panel of MR = 8 rows (row stride R) into dst = its Ap panel: eight pairs of the
+ * eight rows at a time, converted and transposed in registers. */
+TGT static void pack_a8(uint32_t *dst, const float *A, int64_t R, int64_t R2)
+{
+    for (int64_t p0 = 0; p0 < R2; p0 += 8) {
+        int64_t nf = R - 2 * p0;
+        __mmask16 k = (__mmask16)(nf >= 16 ? 0xffff : (1u << nf) - 1);
+        __m256i v[8];
+        for (int i = 0; i < 8; i++)
+            v[i] = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, A + i * R + 2 * p0));
+        tr8x8(v);
+        int64_t np = min64(8, R2 - p0);
+        for (int64_t j = 0; j < np; j++) _mm256_storeu_si256((__m256i *)(dst + (p0 + j) * MR), v[j]);
+    }
+}
+
 /* Pack rows [m0, m0 + rows) of op(A) = Aᵀ, A stored [R, M] (row stride M): the pair words of
  * columns m0.. of A's rows 2p and 2p+1. */
 TGT static void pack_a_t(uint32_t *Ap, const float *A, int64_t m0, int64_t rows, int64_t R,
@@ -220,7 +253,29 @@ TGT static void pack_b(uint32_t *Bp, const void *W, enum pl_dtype wt, int w_nr, 
             for (int64_t j = nc % NR; j < NR; j++) last[p * NR + j] = 0;
     }
     if (w_nr) {
-        for (int64_t n = n0; n < n0 + nc; n++) {
+        int64_t n = n0;
+        if (wt != PL_BF16)   /* groups of 8 columns: 8 rows of W in f32, transposed in registers */
+            for (; n + 8 <= n0 + nc; n += 8) {
+                const float *rows[8];
+                for (int i = 0; i < 8; i++) {
+                    const uint16_t *h = NULL;
+                    if (wt == PL_F32) rows[i] = (const float *)W + (n + i) * R;
+                    else { weight_part(W, wt, total, (n + i) * R, R, f0 + i * R, &h); rows[i] = f0 + i * R; }
+                }
+                int64_t j = n - n0;
+                uint32_t *dst = Bp + (j / NR) * R2 * NR + j % NR;
+                for (int64_t p0 = 0; p0 < R2; p0 += 8) {
+                    int64_t nf = R - 2 * p0;
+                    __mmask16 k = (__mmask16)(nf >= 16 ? 0xffff : (1u << nf) - 1);
+                    __m256i v[8];
+                    for (int i = 0; i < 8; i++)
+                        v[i] = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, rows[i] + 2 * p0));
+                    tr8x8(v);
+                    int64_t np = min64(8, R2 - p0);
+                    for (int64_t q = 0; q < np; q++) _mm256_storeu_si256((__m256i *)(dst + (p0 + q) * NR), v[q]);
+                }
+            }
+        for (; n < n0 + nc; n++) {
             const uint16_t *h = NULL;
             row[2 * R2 - 1] = 0;
             if (weight_part(W, wt, total, n * R, R, f0, &h)) {
@@ -301,7 +356,7 @@ static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, e
     const int64_t nitem = nch * nmb;
     const int64_t mpan = (M + MR - 1) / MR;
     if (nth > nitem) nth = (int)nitem;
-    const int64_t flen = w_nr ? R : NC;                            /* f32 row buffers */
+    const int64_t flen = w_nr ? 8 * R : NC;                        /* f32 row buffers */
     const size_t per = (size_t)((NC + NR - 1) / NR) * NR * R2 * 4 + (size_t)flen * 8 + (size_t)R2 * 4 + 64;
     /* per thread: B panels, two f32 rows, one bf16 row (pack_a and pack_b find them at these offsets) */
     const size_t abytes = (size_t)mpan * MR * R2 * 4;
@@ -325,7 +380,8 @@ static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, e
         uint8_t *mine = ws + abytes + (size_t)pl_k_thread_id() * per;
         uint16_t *row = (uint16_t *)(mine + per - (size_t)R2 * 4 - 64);
         if (a_t) pack_a_t(Ap, A, mp * MR, min64(MR, M - mp * MR), R, M, R2);
-        else pack_a(Ap, A, mp * MR, min64(MR, M - mp * MR), R, R2, row);
+        else if (M - mp * MR >= MR) pack_a8(Ap + mp * R2 * MR, A + mp * MR * R, R, R2);
+        else pack_a(Ap, A, mp * MR, M - mp * MR, R, R2, row);
     }
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if(PL_K_PAR(M * N * R))
     for (int64_t it = 0; it < nitem; it++) {
