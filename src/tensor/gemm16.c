@@ -144,12 +144,26 @@ TGT static void ukernel(const uint32_t *a, const uint32_t *b, int64_t kp, float 
         a += MR;
         b += NR;
     }
+    const __m512 vb = _mm512_set1_ps(beta);
+    if (mr == MR && nr == NR) {   /* whole tile: constant indices keep acc in registers */
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            float *ci = c + i * ldc;
+#pragma GCC unroll 3
+            for (int j = 0; j < 3; j++) {
+                __m512 r = acc[i][j];
+                if (!first) r = _mm512_add_ps(_mm512_loadu_ps(ci + 16 * j), r);
+                else if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16 * j), r);
+                _mm512_storeu_ps(ci + 16 * j, r);
+            }
+        }
+        return;
+    }
     __mmask16 km[3];
     for (int j = 0; j < 3; j++) {
         int v = nr - 16 * j;
         km[j] = v >= 16 ? (__mmask16)0xffff : v <= 0 ? 0 : (__mmask16)((1u << v) - 1);
     }
-    const __m512 vb = _mm512_set1_ps(beta);
     for (int i = 0; i < mr; i++) {
         float *ci = c + i * ldc;
         for (int j = 0; j < 3; j++) {
@@ -342,13 +356,14 @@ static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, e
     if (omp_get_level() > 0) nth = 1;
 #endif
     /* Rows per item: all of them (the weight chunk is packed once) unless that leaves fewer
-     * than two items per thread; at most MB_MAX, so that an A block of one reduction block
+     * than two items per thread (one thread: one item per chunk); at most MB_MAX, so that an A block of one reduction block
      * (MB·KCP·4 bytes) stays in L2. Any MB gives the same bits — each C element is still
      * summed by one micro-kernel over the same reduction blocks in the same order — so it may
      * depend on the thread count. Packing a chunk costs ~1/MB of its products (measured: with
      * 3 row blocks instead of 1, 1024 x 1536 x 576 ran at 147 instead of ~175 GFLOP/s). */
     const int64_t nch = (N + NC - 1) / NC;
-    int64_t nmb = (2 * nth + nch - 1) / nch, mtiles = (M + MR - 1) / MR;
+    const int64_t want = nth > 1 ? 2 * nth : 1;
+    int64_t nmb = (want + nch - 1) / nch, mtiles = (M + MR - 1) / MR;
     if (nmb < (M + MB_MAX - 1) / MB_MAX) nmb = (M + MB_MAX - 1) / MB_MAX;
     if (nmb > mtiles) nmb = mtiles;
     const int64_t MB = ((mtiles + nmb - 1) / nmb) * MR;
