@@ -1,6 +1,6 @@
 /* adapters.h — LoRA adapters loaded for inference beside a model, by name, chosen per call.
  *
- * Owner: model/interop (src/adapt/adapters.c). Training attaches ONE adapter it owns (lora.h); this
+ * Implemented in src/adapt/adapters.c. Training attaches ONE adapter it owns (lora.h); this
  * is the other use: several finished adapters loaded next to one base model (peftlua's own
  * or ones Hugging Face PEFT saved, or GGUF LoRA adapters as llama.cpp reads them), each with
  * a user scale, and the forward of one call made with one of them (or none).

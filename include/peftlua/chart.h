@@ -1,6 +1,6 @@
 /* chart.h — PNG charts for reports: line, grouped bar, scatter (with Pareto front), histogram.
  *
- * Owner: report (issue 6). The renderer (src/report/chart.c) is the only file that includes gd.h;
+ * The renderer (src/report/chart.c) is the only file that includes gd.h;
  * the arithmetic that does not draw — tick choice and labels, ranges, histogram bins, the
  * Pareto front, smoothing, column min/max downsampling — lives in src/report/chart_axis.c, and image
  * comparison in src/report/chart_raster.c; both are usable (and tested) without libgd.

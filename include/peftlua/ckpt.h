@@ -2,7 +2,7 @@
  * residual stream at segment boundaries, recompute each segment's activations from its input
  * during backward.
  *
- * Owner: train (src/train/ckpt.c, first written by memory).
+ * Implemented in src/train/ckpt.c.
  *
  * Policy: every = k >= 1 layers per segment. The forward keeps the input of every segment
  * (ceil(L/k) + 1 residual copies of [B·T, dim]) and holds full activations for the k layers

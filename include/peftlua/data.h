@@ -1,8 +1,8 @@
 /* data.h — fine-tuning datasets: reading, validation, rendering to (ids, loss mask), batching.
  *
- * Owner: data (src/data/data.c reading and validation, src/data/data_build.c rendering, statistics and
+ * Implemented in src/data/data.c reading and validation, src/data/data_build.c rendering, statistics and
  * splits, src/data/data_batch.c RNG, shuffling, batching and the resumable iterator; the Lua
- * binding is src/lua/l_data.c, module peft.data).
+ * binding is src/lua/l_data.c, module peft.data.
  *
  * Pipeline:
  *   1. pl_data_read(): a JSONL file (one object a line) or a JSON array of objects becomes

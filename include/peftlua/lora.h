@@ -1,6 +1,6 @@
 /* lora.h — LoRA adapters over a Llama model's projections, in HF PEFT's layout.
  *
- * Owner: train (src/adapt/lora.c).
+ * Implemented in src/adapt/lora.c.
  *
  * For a frozen projection y = x Wᵀ (W: [out, in]) an adapter adds
  *     y += scale · dropout(x) Aᵀ Bᵀ,   A: [r, in], B: [out, r],

@@ -1,7 +1,7 @@
 /* memmodel.h — the memory model: bytes a training run will hold, by allocator category,
  * predicted before anything is allocated; and the auto-sizer built on it.
  *
- * Owner: memory (src/train/memmodel.c; Lua: src/lua/l_memmodel.c, lua/peft/memory.lua).
+ * Implemented in src/train/memmodel.c; Lua: src/lua/l_memmodel.c, lua/peft/memory.lua.
  *
  * The model is not a rule of thumb: it replays the buffer plans the engine allocates
  * (pl_llama_ctx_new, the trainer's backward plan, pl_lora_new/pl_lora_plan, the optimizer

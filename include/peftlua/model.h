@@ -1,6 +1,6 @@
 /* model.h — Llama-family language models: configuration, named weights, forward, generation.
  *
- * Owner: model (src/model/model.c loaders and card, src/model/llama.c forward, src/model/generate.c sampling).
+ * Implemented in src/model/model.c loaders and card, src/model/llama.c forward, src/model/generate.c sampling.
  *
  * A struct pl_model holds a configuration and its weights as named struct pl_tensor
  * parameters (HF names, e.g. "model.layers.0.self_attn.q_proj.weight"), loaded from
@@ -13,7 +13,8 @@
  *     struct pl_model *m;
  *     if (pl_model_load(&m, "model.gguf", NULL) != PL_OK) puts(pl_last_error());
  *     struct pl_llama_ctx *c = pl_llama_ctx_new(m, 2, 16, 0);      // batch 2, up to 16 tokens
- *     pl_llama_forward(c, ids, 2, 16, 0);                          // c->logits: [2,16,vocab]
+ *     pl_llama_forward(c, ids, 16, 0, PL_LLAMA_ALL_LOGITS);        // ids [2,16] at positions
+ *                                                                  // 0..15; c->logits [2,16,vocab]
  *     pl_llama_ctx_free(c); pl_model_free(m);
  *
  * Training (LoRA / full fine-tuning) builds on this:
@@ -66,6 +67,23 @@ struct pl_model_config {
 enum pl_proj { PL_PROJ_Q = 0, PL_PROJ_K, PL_PROJ_V, PL_PROJ_O, PL_PROJ_GATE, PL_PROJ_UP,
                PL_PROJ_DOWN, PL_PROJ_COUNT };
 extern const char *const pl_proj_names[PL_PROJ_COUNT];   /* "q_proj", ... "down_proj" */
+
+/* Tensor names, one table for every reader and writer (src/model/names.c). HF spelling:
+ * "model.layers.3.self_attn.q_proj.weight"; GGUF (llama.cpp): "blk.3.attn_q.weight". */
+extern const char *const pl_proj_gguf_names[PL_PROJ_COUNT];   /* "attn_q", ... "ffn_down" */
+const char *pl_proj_block(enum pl_proj p);                    /* "self_attn" | "mlp" */
+enum pl_model_tensor { PL_NAME_TOK_EMBD = 0, PL_NAME_OUT_NORM, PL_NAME_OUTPUT };
+const char *pl_name_model_tensor(enum pl_model_tensor t, int gguf);   /* "model.norm.weight" */
+/* "model.layers.N.input_layernorm.weight" (ffn = 1: post_attention_layernorm) / "blk.N.attn_norm.weight" */
+int pl_name_layer_norm(char *buf, size_t n, int layer, int ffn, int gguf);
+/* "model.layers.N.self_attn.q_proj.weight" (bias: ".bias") / "blk.N.attn_q.weight" */
+int pl_name_proj(char *buf, size_t n, int layer, enum pl_proj p, int bias, int gguf);
+/* An adapter tensor, as PEFT names it: which 'A'/'B' → "<prefix>model.layers.N.<block>.<proj>.lora_A.weight",
+ * 'M' → "...lora_magnitude_vector" (DoRA), 'L' → "...ia3_l" (IA3); prefix "base_model.model."
+ * in PEFT files, "" for gradients by name. */
+int pl_name_adapter(char *buf, size_t n, const char *prefix, int layer, enum pl_proj p, char which);
+/* The GGUF name of a model tensor's HF name; 0 when it has none. */
+int pl_name_hf_to_gguf(const char *hf, char *out, size_t n);
 
 struct pl_layer {
     struct pl_tensor *attn_norm;               /* [dim] */
@@ -241,6 +259,20 @@ double pl_llama_loss(const struct pl_llama_ctx *c, const int32_t *targets, int n
  * conditioned on up to max_len - 1 previous tokens). Sum and count returned. */
 enum pl_status pl_llama_score_stream(struct pl_model *m, const int32_t *ids, int64_t n,
                                      int max_len, int stride, double *nll_sum, int64_t *count);
+
+/* Perplexity over a file (src/model/perplexity.c): jsonl = 0: a text file of documents
+ * separated by `separator` (NULL or "": one document), each trimmed of surrounding whitespace;
+ * jsonl = 1: one JSON record per line, its string `field` (NULL: "text") scored, at most
+ * `limit` records (0: all). Each document is encoded with the model's BOS default and scored
+ * on its own by pl_llama_score_stream (stride 0: max_seq_len). Perplexity = exp(sum / count).
+ * Errors name the file and line. */
+struct pl_ppl_opts {
+    int jsonl;
+    const char *field, *separator;
+    int max_seq_len, stride, limit;
+};
+enum pl_status pl_model_perplexity_file(struct pl_model *m, const char *path,
+                                        const struct pl_ppl_opts *o, double *nll_sum, int64_t *count);
 
 /* ---- generation (src/model/generate.c) ---- */
 

@@ -1,6 +1,6 @@
 /* optim.h — optimizers, learning-rate schedules and gradient clipping over flat f32 vectors.
  *
- * Owner: train. Torch7-optim style: each optimizer is one small function that updates a flat
+ * Torch7-optim style: each optimizer is one small function that updates a flat
  * parameter vector in place from a flat gradient vector and its own flat state vectors. The
  * trainer lays every trained parameter (LoRA A/B, or the f32 master copy of every weight in
  * full fine-tuning) out contiguously, so one call updates everything.

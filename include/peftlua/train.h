@@ -2,8 +2,8 @@
  * the whole-model backward pass, gradient accumulation, clipping, the optimizer step, and
  * checkpoints that resume bit-identically.
  *
- * Owner: train (src/train/train.c step and optimizer, src/train/train_bwd.c backward assembly,
- * src/train/train_ckpt.c checkpoints and atomic files; Lua: src/lua/l_train.c, lua/peft/train.lua).
+ * Implemented in src/train/train.c step and optimizer, src/train/train_bwd.c backward assembly,
+ * src/train/train_ckpt.c checkpoints and atomic files; Lua: src/lua/l_train.c, lua/peft/train.lua.
  *
  * A step, llm.c style, over the model's planned activations (pl_llama_ctx with PL_LLAMA_SAVE):
  *     for each of grad_accum micro-batches:

@@ -65,6 +65,8 @@ M.modules = {
       { "dir", "peft.fs.dir(path) -> {string} | nil, message", "The names directly in a folder, sorted." },
       { "mkdir", "peft.fs.mkdir(path) -> true | nil, message", "mkdir -p." },
       { "copy", "peft.fs.copy(src, dst [, mode]) -> true | nil, message", "An atomic copy (mode default 0644)." },
+      { "read", "peft.fs.read(path) -> string | nil, message", "The whole file's bytes." },
+      { "write", "peft.fs.write(path, bytes) -> true | nil, message", "Write a whole file atomically (temporary file, fsync, rename, directory fsync): never half a file; a full disk names the path and leaves the previous file." },
       { "realpath", "peft.fs.realpath(path) -> string | nil, message", "The absolute path." },
     } },
   { "track", "Run records (output/run.json), the MLflow file store and its model registry (docs/tracking.md).",
@@ -436,7 +438,7 @@ function M.markdown()
   local function add(s) out[#out + 1] = s end
   add("# peftlua Lua API reference")
   add("")
-  add("Generated from `lua/peft/api.lua` and `lua/peft/train_options.lua` (the same tables `help()`")
+  add("Generated from `lua/peft/api.lua` and the option table `src/train/options.c` (the same tables `help()`")
   add("and the option checks read); `tests/lua/test_cli.lua` fails when this page, the tables or")
   add("the modules disagree. Regenerate: `build/peftlua -e 'io.write(require(\"peft.api\").markdown())' > docs/api.md`.")
   add("Commands (`peftlua train|chat|generate|eval|export|data`) are listed by `peftlua --help`;")

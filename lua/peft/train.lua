@@ -46,9 +46,15 @@
 -- Only one row per forward not fitting stops the run, with what it needs.
 local M = ...
 
--- The options (names, types, defaults, ranges, help) are declared once, in
--- lua/peft/train_options.lua: peft.train.options() lists them, help(peft.train.run) prints them.
-local OPTIONS = require "peft.train_options"
+-- The options (names, types, defaults, ranges, help) are declared once, in the engine
+-- (src/train/options.c, handed over as M._options); lua/peft/train_options.lua builds the check
+-- and help from it: peft.train.options() lists them, help(peft.train.run) prints them. It is
+-- required on first use (it reads this module, which is still loading here).
+local OPTIONS = setmetatable({}, { __index = function(t, k)
+  local o = require "peft.train_options"
+  setmetatable(t, { __index = o })
+  return o[k]
+end })
 
 local function fail(msg) error("peft.train.run: " .. msg, 3) end
 
@@ -67,7 +73,7 @@ function M.options()
   end
   return t
 end
-M.check_options = OPTIONS.check
+function M.check_options(cfg) return OPTIONS.check(cfg) end
 
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 

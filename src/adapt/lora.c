@@ -525,13 +525,7 @@ static enum pl_status permute_qk(const struct pl_lora *a, float *v, int to_hf)
  * as PEFT's save_pretrained writes them (no ".weight" after the last two). */
 static void peft_name(char *buf, size_t n, int layer, enum pl_proj p, char which)
 {
-    const char *blk = p <= PL_PROJ_O ? "self_attn" : "mlp";
-    if (which == 'M' || which == 'L')
-        snprintf(buf, n, "base_model.model.model.layers.%d.%s.%s.%s", layer, blk, pl_proj_names[p],
-                 which == 'M' ? "lora_magnitude_vector" : "ia3_l");
-    else
-        snprintf(buf, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer, blk,
-                 pl_proj_names[p], which);
+    pl_name_adapter(buf, n, "base_model.model.", layer, p, which);   /* src/model/names.c */
 }
 
 /* The tensors of adapter d in file order: which letter, its data in a->params, its shape. */
@@ -653,31 +647,21 @@ static int parse_peft_name(const char *s, int *layer, int *proj, char *which)
 {
     const char *pre = "base_model.model.model.layers.";
     if (strncmp(s, pre, strlen(pre)) != 0) return 0;
-    s += strlen(pre);
     char *end;
-    long l = strtol(s, &end, 10);
-    if (end == s || *end != '.') return 0;
-    s = end + 1;
-    if (strncmp(s, "self_attn.", 10) == 0) s += 10;
-    else if (strncmp(s, "mlp.", 4) == 0) s += 4;
-    else return 0;
-    for (int p = 0; p < PL_PROJ_COUNT; p++) {
-        size_t n = strlen(pl_proj_names[p]);
-        if (strncmp(s, pl_proj_names[p], n) != 0 || s[n] != '.') continue;
-        if (strcmp(s + n, ".lora_magnitude_vector") == 0 || strcmp(s + n, ".ia3_l") == 0) {
-            *layer = (int)l;
-            *proj = p;
-            *which = s[n + 1] == 'i' ? 'L' : 'M';
-            return 1;
+    long l = strtol(s + strlen(pre), &end, 10);
+    if (end == s + strlen(pre) || *end != '.') return 0;
+    /* the inverse of peft_name: whatever src/model/names.c writes is what is read */
+    char buf[256];
+    for (int p = 0; p < PL_PROJ_COUNT; p++)
+        for (int w = 0; w < 4; w++) {
+            pl_name_adapter(buf, sizeof buf, "base_model.model.", (int)l, (enum pl_proj)p, "ABML"[w]);
+            if (strcmp(buf, s) == 0) {
+                *layer = (int)l;
+                *proj = p;
+                *which = "ABML"[w];
+                return 1;
+            }
         }
-        if (strncmp(s + n, ".lora_", 6) == 0 &&
-            (s[n + 6] == 'A' || s[n + 6] == 'B') && strcmp(s + n + 7, ".weight") == 0) {
-            *layer = (int)l;
-            *proj = p;
-            *which = s[n + 6];
-            return 1;
-        }
-    }
     return 0;
 }
 

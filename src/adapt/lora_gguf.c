@@ -27,8 +27,6 @@
 #include "peftlua/quant.h"
 #include "peftlua/train.h"
 
-static const char *const gg_proj[PL_PROJ_COUNT] = { "attn_q", "attn_k", "attn_v", "attn_output",
-                                                    "ffn_gate", "ffn_up", "ffn_down" };
 
 /* llama.cpp's row order for q/k in a GGUF of this architecture: 1 interleaved, 0 half. */
 static int gguf_qk_interleaved(enum pl_arch arch) { return arch == PL_ARCH_LLAMA; }
@@ -98,7 +96,7 @@ enum pl_status pl_lora_export_gguf(const struct pl_lora *a, const struct pl_mode
             struct pl_tensor *c = st == PL_OK && dt != PL_F32 ? pl_tensor_convert(t, dt, PL_MEM_WORKSPACE) : NULL;
             if (st == PL_OK && dt != PL_F32 && !c) st = PL_ERR_NOMEM;
             char name[160];
-            snprintf(name, sizeof name, "blk.%d.%s.weight.lora_%c", d->layer, gg_proj[d->proj], k ? 'b' : 'a');
+            snprintf(name, sizeof name, "blk.%d.%s.weight.lora_%c", d->layer, pl_proj_gguf_names[d->proj], k ? 'b' : 'a');
             if (st == PL_OK) st = pl_gguf_add_tensor(w, name, c ? c : t);
             pl_tensor_release(c);
             pl_tensor_release(t);
@@ -109,7 +107,7 @@ enum pl_status pl_lora_export_gguf(const struct pl_lora *a, const struct pl_mode
     return st;
 }
 
-/* "blk.<l>.<gg_proj>.weight.lora_<a|b>" → layer, proj, which; 0 if not of that form. */
+/* "blk.<l>.<pl_proj_gguf_names (model/names.c)>.weight.lora_<a|b>" → layer, proj, which; 0 if not of that form. */
 static int parse_gg_name(const char *s, int *layer, int *proj, char *which)
 {
     if (strncmp(s, "blk.", 4) != 0) return 0;
@@ -118,8 +116,8 @@ static int parse_gg_name(const char *s, int *layer, int *proj, char *which)
     if (end == s + 4 || *end != '.') return 0;
     s = end + 1;
     for (int p = 0; p < PL_PROJ_COUNT; p++) {
-        size_t n = strlen(gg_proj[p]);
-        if (strncmp(s, gg_proj[p], n) == 0 && strncmp(s + n, ".weight.lora_", 13) == 0 &&
+        size_t n = strlen(pl_proj_gguf_names[p]);
+        if (strncmp(s, pl_proj_gguf_names[p], n) == 0 && strncmp(s + n, ".weight.lora_", 13) == 0 &&
             (s[n + 13] == 'a' || s[n + 13] == 'b') && s[n + 14] == '\0') {
             *layer = (int)l;
             *proj = p;

@@ -206,3 +206,30 @@ enum pl_status pl_fs_realpath(const char *path, char **out)
     free(r);
     return PL_OK;
 }
+
+enum pl_status pl_fs_read(const char *path, char **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return pl_fail(PL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    char *buf = pl_alloc(cap + 1, PL_MEM_DATA);
+    if (!buf) { fclose(f); return pl_fail(PL_ERR_NOMEM, "%s: out of memory", path); }
+    for (;;) {
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap) break;
+        char *nb = pl_realloc(buf, cap * 2 + 1);
+        if (!nb) { pl_free(buf); fclose(f); return pl_fail(PL_ERR_NOMEM, "%s: out of memory", path); }
+        buf = nb;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    const int e = errno;
+    fclose(f);
+    if (bad) { pl_free(buf); return pl_fail(PL_ERR_IO, "%s: read failed: %s", path, strerror(e)); }
+    buf[len] = 0;
+    *out = buf;
+    *n = len;
+    return PL_OK;
+}

@@ -33,17 +33,7 @@
 #include "peftlua/hw.h"
 #include "peftlua/status.h"
 
-#define PL_MODULE(n) int luaopen_peft_##n(lua_State *L);
-#include "pl_modules.h"
-#undef PL_MODULE
-
-struct pl_cmodule { const char *name; lua_CFunction open; };
-static const struct pl_cmodule pl_cmodules[] = {
-#define PL_MODULE(n) { #n, luaopen_peft_##n },
-#include "pl_modules.h"
-#undef PL_MODULE
-    { NULL, NULL }
-};
+#include "../lua/pl_lua.h"   /* pl_lua_register_modules: the peft modules (src/lua/pl_open.c) */
 
 static lua_State *pl_globalL;
 static const char *pl_progname = "peftlua";
@@ -171,54 +161,11 @@ static void pl_find_luadir(void)
     snprintf(pl_luadir, sizeof pl_luadir, "%s/lua", PL_SHARE_DIR);
 }
 
-/* package.preload["peft.<name>"]: open the C module, then let lua/peft/<name>.lua (if any)
- * extend it; that file receives the C table as its first argument and returns the module. */
-static int pl_load_cmodule(lua_State *L)
-{
-    lua_CFunction open = (lua_CFunction)lua_tocfunction(L, lua_upvalueindex(1));
-    const char *name = lua_tostring(L, lua_upvalueindex(2));
-    lua_pushcfunction(L, open);
-    lua_call(L, 0, 1);
-    char path[2 * PATH_MAX];
-    snprintf(path, sizeof path, "%s/peft/%s.lua", pl_luadir, name);
-    if (access(path, R_OK) == 0) {
-        if (luaL_loadfile(L, path) != LUA_OK) return lua_error(L);
-        lua_pushvalue(L, -2);
-        lua_call(L, 1, 1);
-        if (lua_isnil(L, -1)) lua_pop(L, 1);
-        else lua_remove(L, -2);
-    }
-    return 1;
-}
-
 static void pl_setup(lua_State *L)
 {
     luaL_openlibs(L);
     pl_find_luadir();
-    lua_getglobal(L, "package");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", pl_luadir, pl_luadir);
-    lua_getfield(L, -2, "path");
-    lua_concat(L, 2);
-    lua_setfield(L, -2, "path");
-    lua_getfield(L, -1, "preload");
-    for (const struct pl_cmodule *m = pl_cmodules; m->name; m++) {
-        lua_pushfstring(L, "peft.%s", m->name);
-        lua_pushcfunction(L, m->open);
-        lua_pushstring(L, m->name);
-        lua_pushcclosure(L, pl_load_cmodule, 2);
-        lua_settable(L, -3);
-    }
-    lua_pop(L, 2);
-    /* list of C modules for peft/init.lua */
-    lua_newtable(L);
-    int i = 1;
-    for (const struct pl_cmodule *m = pl_cmodules; m->name; m++) {
-        lua_pushstring(L, m->name);
-        lua_rawseti(L, -2, i++);
-    }
-    lua_setfield(L, LUA_REGISTRYINDEX, "peft.cmodules");
-    lua_pushstring(L, pl_luadir);
-    lua_setglobal(L, "PEFTLUA_LUA_DIR");
+    pl_lua_register_modules(L, pl_luadir);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_newtable(L);
     lua_pushliteral(L, PL_GIT_COMMIT);

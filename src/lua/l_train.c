@@ -753,5 +753,7 @@ int luaopen_peft_train(lua_State *L)
     lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
     luaL_newlib(L, funcs);
+    pl_lua_push_options(L);   /* the option table (options.h) for lua/peft/train_options.lua */
+    lua_setfield(L, -2, "_options");
     return 1;
 }

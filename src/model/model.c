@@ -22,10 +22,6 @@
 #include "peftlua/safetensors.h"
 #include "peftlua/tokenizer.h"
 
-const char *const pl_proj_names[PL_PROJ_COUNT] = {
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-};
-
 static char *pl_model_strdup(const char *s) { return s ? pl_strdup(s, PL_MEM_DATA) : NULL; }
 
 static int pl_file_exists(const char *p)
@@ -87,38 +83,38 @@ struct pl_tensor **pl_model_param(struct pl_model *m, int i, char *name, size_t 
     if (!name) { name = tmp; name_size = sizeof tmp; }
     int np = pl_model_n_params(m), per = pl_layer_n_params(m);
     if (i < 0 || i >= np) return NULL;
-    if (i == 0) { snprintf(name, name_size, "model.embed_tokens.weight"); return &m->tok_embd; }
+    /* names: src/model/names.c */
+    if (i == 0) { snprintf(name, name_size, "%s", pl_name_model_tensor(PL_NAME_TOK_EMBD, 0)); return &m->tok_embd; }
     i -= 1;
     if (i < m->cfg.n_layers * per) {
         int l = i / per, k = i % per;
         struct pl_layer *ly = &m->layers[l];
-        static const char *const attn[4] = { "q_proj", "k_proj", "v_proj", "o_proj" };
-        static const char *const mlp[3] = { "gate_proj", "up_proj", "down_proj" };
+        /* in HF's order: input norm, q k v o, (q k v biases), post-attention norm, gate up down */
         if (k == 0) {
-            snprintf(name, name_size, "model.layers.%d.input_layernorm.weight", l);
+            pl_name_layer_norm(name, name_size, l, 0, 0);
             return &ly->attn_norm;
         }
         if (k <= 4) {
-            snprintf(name, name_size, "model.layers.%d.self_attn.%s.weight", l, attn[k - 1]);
+            pl_name_proj(name, name_size, l, (enum pl_proj)(k - 1), 0, 0);
             return &ly->w[k - 1];
         }
         if (m->cfg.qkv_bias) {
             if (k <= 7) {
-                snprintf(name, name_size, "model.layers.%d.self_attn.%s.bias", l, attn[k - 5]);
+                pl_name_proj(name, name_size, l, (enum pl_proj)(k - 5), 1, 0);
                 return &ly->b[k - 5];
             }
             k -= 3;
         }
         if (k == 5) {
-            snprintf(name, name_size, "model.layers.%d.post_attention_layernorm.weight", l);
+            pl_name_layer_norm(name, name_size, l, 1, 0);
             return &ly->ffn_norm;
         }
-        snprintf(name, name_size, "model.layers.%d.mlp.%s.weight", l, mlp[k - 6]);
+        pl_name_proj(name, name_size, l, (enum pl_proj)(PL_PROJ_GATE + k - 6), 0, 0);
         return &ly->w[PL_PROJ_GATE + k - 6];
     }
     i -= m->cfg.n_layers * per;
-    if (i == 0) { snprintf(name, name_size, "model.norm.weight"); return &m->out_norm; }
-    snprintf(name, name_size, "lm_head.weight");
+    if (i == 0) { snprintf(name, name_size, "%s", pl_name_model_tensor(PL_NAME_OUT_NORM, 0)); return &m->out_norm; }
+    snprintf(name, name_size, "%s", pl_name_model_tensor(PL_NAME_OUTPUT, 0));
     return &m->output;
 }
 
@@ -443,11 +439,8 @@ static float pl_gguf_opt_f32(struct pl_gguf *g, const char *arch, const char *ke
     return pl_gguf_f32_or(g, k, dflt);
 }
 
-static struct pl_tensor *pl_gguf_get(struct pl_gguf *g, int l, const char *what, int optional)
+static struct pl_tensor *pl_gguf_get(struct pl_gguf *g, const char *k, int optional)
 {
-    char k[128];
-    if (l >= 0) snprintf(k, sizeof k, "blk.%d.%s", l, what);
-    else snprintf(k, sizeof k, "%s", what);
     if (optional && pl_gguf_tensor_find(g, k) < 0) return NULL;
     return pl_gguf_tensor(g, k);
 }
@@ -483,9 +476,9 @@ static enum pl_status pl_model_load_gguf(struct pl_model *m, const char *path,
     c->qkv_bias = c->arch == PL_ARCH_QWEN2;
     c->bos_id = (int32_t)pl_gguf_u32_or(g, "tokenizer.ggml.bos_token_id", (uint32_t)-1);
     c->eos_id = (int32_t)pl_gguf_u32_or(g, "tokenizer.ggml.eos_token_id", (uint32_t)-1);
-    if (!(m->tok_embd = pl_gguf_get(g, -1, "token_embd.weight", 0))) { st = PL_ERR_FORMAT; goto fail; }
+    if (!(m->tok_embd = pl_gguf_get(g, pl_name_model_tensor(PL_NAME_TOK_EMBD, 1), 0))) { st = PL_ERR_FORMAT; goto fail; }
     if (m->tok_embd->ndim != 2) {
-        st = pl_fail(PL_ERR_FORMAT, "%s: token_embd.weight is not a matrix", path);
+        st = pl_fail(PL_ERR_FORMAT, "%s: %s is not a matrix", path, pl_name_model_tensor(PL_NAME_TOK_EMBD, 1));
         goto fail;
     }
     c->vocab_size = pl_gguf_opt_i32(g, arch, "vocab_size", (int32_t)m->tok_embd->shape[0]);
@@ -501,24 +494,26 @@ static enum pl_status pl_model_load_gguf(struct pl_model *m, const char *path,
         goto fail;
     }
     if ((st = pl_model_alloc_layers(m))) goto fail;
-    static const char *const proj[PL_PROJ_COUNT] = { "attn_q", "attn_k", "attn_v", "attn_output",
-                                                     "ffn_gate", "ffn_up", "ffn_down" };
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = 0; l < c->n_layers; l++) {   /* names: src/model/names.c */
         struct pl_layer *ly = &m->layers[l];
-        char k[64];
-        if (!(ly->attn_norm = pl_gguf_get(g, l, "attn_norm.weight", 0)) ||
-            !(ly->ffn_norm = pl_gguf_get(g, l, "ffn_norm.weight", 0))) { st = PL_ERR_FORMAT; goto fail; }
+        char k[96], k2[96];
+        pl_name_layer_norm(k, sizeof k, l, 0, 1);
+        pl_name_layer_norm(k2, sizeof k2, l, 1, 1);
+        if (!(ly->attn_norm = pl_gguf_get(g, k, 0)) || !(ly->ffn_norm = pl_gguf_get(g, k2, 0))) {
+            st = PL_ERR_FORMAT;
+            goto fail;
+        }
         for (int p = 0; p < PL_PROJ_COUNT; p++) {
-            snprintf(k, sizeof k, "%s.weight", proj[p]);
-            if (!(ly->w[p] = pl_gguf_get(g, l, k, 0))) { st = PL_ERR_FORMAT; goto fail; }
+            pl_name_proj(k, sizeof k, l, (enum pl_proj)p, 0, 1);
+            if (!(ly->w[p] = pl_gguf_get(g, k, 0))) { st = PL_ERR_FORMAT; goto fail; }
             if (c->qkv_bias && p <= PL_PROJ_V) {
-                snprintf(k, sizeof k, "%s.bias", proj[p]);
-                if (!(ly->b[p] = pl_gguf_get(g, l, k, 0))) { st = PL_ERR_FORMAT; goto fail; }
+                pl_name_proj(k, sizeof k, l, (enum pl_proj)p, 1, 1);
+                if (!(ly->b[p] = pl_gguf_get(g, k, 0))) { st = PL_ERR_FORMAT; goto fail; }
             }
         }
     }
-    if (!(m->out_norm = pl_gguf_get(g, -1, "output_norm.weight", 0))) { st = PL_ERR_FORMAT; goto fail; }
-    m->output = pl_gguf_get(g, -1, "output.weight", 1);
+    if (!(m->out_norm = pl_gguf_get(g, pl_name_model_tensor(PL_NAME_OUT_NORM, 1), 0))) { st = PL_ERR_FORMAT; goto fail; }
+    m->output = pl_gguf_get(g, pl_name_model_tensor(PL_NAME_OUTPUT, 1), 1);
     c->tied_output = m->output == NULL;
     if (!m->output) m->output = pl_tensor_retain(m->tok_embd);
     const char *name = pl_gguf_str_or(g, "general.name", NULL);
@@ -640,7 +635,7 @@ static enum pl_status pl_model_load_safetensors(struct pl_model *m, const char *
         goto done;
     }
     if ((st = pl_safetensors_open(path, &sf))) goto done;
-    if (c->tied_output == 0 && pl_safetensors_find(sf, "lm_head.weight") < 0) c->tied_output = 1;
+    if (c->tied_output == 0 && pl_safetensors_find(sf, pl_name_model_tensor(PL_NAME_OUTPUT, 0)) < 0) c->tied_output = 1;
     if ((st = pl_model_alloc_layers(m))) goto done;
     int np = pl_model_n_params(m);
     for (int i = 0; i < np; i++) {

@@ -84,13 +84,12 @@ int pl_memm_method_from_name(const char *s)
     return -1;
 }
 
+/* the trainer's names (pl_precision_from_name, the option table), plus the dtype spellings */
 int pl_memm_precision_from_name(const char *s)
 {
-    if (!s) return -1;
-    if (!strcmp(s, "fp32") || !strcmp(s, "f32")) return PL_MEMM_FP32;
-    if (!strcmp(s, "bf16")) return PL_MEMM_BF16;
-    if (!strcmp(s, "fp16") || !strcmp(s, "f16")) return PL_MEMM_FP16;
-    return -1;
+    if (s && !strcmp(s, "f32")) s = "fp32";
+    if (s && !strcmp(s, "f16")) s = "fp16";
+    return pl_precision_from_name(s);
 }
 
 int64_t pl_memmodel_weight_bytes(enum pl_dtype t, int64_t out, int64_t in)

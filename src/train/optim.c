@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 #include "peftlua/optim.h"
+#include "peftlua/options.h"
 
 struct pl_adamw_cfg pl_adamw_defaults(void)
 {
@@ -60,11 +61,10 @@ void pl_sgd_step(float *param, const float *grad, float *buf, int64_t n,
 
 static const char *const sched_names[] = { "constant", "linear", "cosine" };
 
+/* the option table's choices, in enum pl_schedule order (src/train/options.c) */
 int pl_schedule_from_name(const char *name)
 {
-    for (int i = 0; i < 3; i++)
-        if (name && strcmp(name, sched_names[i]) == 0) return i;
-    return -1;
+    return pl_option_choice("schedule", name);
 }
 
 const char *pl_schedule_name(enum pl_schedule s)

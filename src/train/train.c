@@ -16,6 +16,7 @@
 #include "peftlua/kernels.h"
 #include "peftlua/qlora.h"
 #include "peftlua/train.h"
+#include "peftlua/options.h"
 #include "train_internal.h"
 
 struct pl_train_cfg pl_train_defaults(void)
@@ -45,13 +46,10 @@ struct pl_train_cfg pl_train_defaults(void)
     return c;
 }
 
+/* the option table's choices, in enum pl_precision order (src/train/options.c) */
 int pl_precision_from_name(const char *name)
 {
-    if (!name) return -1;
-    if (strcmp(name, "fp32") == 0) return PL_PREC_FP32;
-    if (strcmp(name, "bf16") == 0) return PL_PREC_BF16;
-    if (strcmp(name, "fp16") == 0) return PL_PREC_FP16;
-    return -1;
+    return pl_option_choice("precision", name);
 }
 
 const char *pl_precision_name(enum pl_precision p)
@@ -607,16 +605,10 @@ static float *find_vec(struct pl_trainer *t, const char *name, int64_t *n, int w
         struct pl_lora *a = t->lora;
         for (int i = 0; i < a->n; i++) {
             struct pl_lora_adapter *d = &a->ad[i];
-            const char *blk = d->proj <= PL_PROJ_O ? "self_attn" : "mlp";
             for (int w = 0; w < 4; w++) {   /* lora_A, lora_B, lora_magnitude_vector, ia3_l */
                 float *v = w == 0 ? d->A : w == 1 ? d->B : w == 2 ? d->mag : d->vec;
                 if (!v) continue;
-                if (w < 2)
-                    snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.lora_%c.weight", d->layer,
-                             blk, pl_proj_names[d->proj], w ? 'B' : 'A');
-                else
-                    snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.%s", d->layer, blk,
-                             pl_proj_names[d->proj], w == 2 ? "lora_magnitude_vector" : "ia3_l");
+                pl_name_adapter(buf, sizeof buf, "", d->layer, d->proj, "ABML"[w]);   /* model/names.c */
                 if (strcmp(buf, name) == 0) {
                     *n = w == 0 ? (int64_t)a->cfg.r * d->in : w == 1 ? (int64_t)a->cfg.r * d->out
                        : w == 2 ? d->out : (d->ff ? d->in : d->out);

@@ -21,28 +21,6 @@
 #include "peftlua/safetensors.h"
 #include "train_internal.h"
 
-/* HF name → GGUF name. */
-static int gguf_name(const char *hf, char *out, size_t n)
-{
-    static const struct { const char *hf, *gg; } map[] = {
-        { "input_layernorm.weight", "attn_norm.weight" },
-        { "self_attn.q_proj.weight", "attn_q.weight" }, { "self_attn.k_proj.weight", "attn_k.weight" },
-        { "self_attn.v_proj.weight", "attn_v.weight" }, { "self_attn.o_proj.weight", "attn_output.weight" },
-        { "self_attn.q_proj.bias", "attn_q.bias" }, { "self_attn.k_proj.bias", "attn_k.bias" },
-        { "self_attn.v_proj.bias", "attn_v.bias" },
-        { "post_attention_layernorm.weight", "ffn_norm.weight" },
-        { "mlp.gate_proj.weight", "ffn_gate.weight" }, { "mlp.up_proj.weight", "ffn_up.weight" },
-        { "mlp.down_proj.weight", "ffn_down.weight" },
-    };
-    if (strcmp(hf, "model.embed_tokens.weight") == 0) { snprintf(out, n, "token_embd.weight"); return 1; }
-    if (strcmp(hf, "model.norm.weight") == 0) { snprintf(out, n, "output_norm.weight"); return 1; }
-    if (strcmp(hf, "lm_head.weight") == 0) { snprintf(out, n, "output.weight"); return 1; }
-    int l, used = 0;
-    if (sscanf(hf, "model.layers.%d.%n", &l, &used) != 1 || used == 0) return 0;
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (strcmp(hf + used, map[i].hf) == 0) { snprintf(out, n, "blk.%d.%s", l, map[i].gg); return 1; }
-    return 0;
-}
 
 /* Rows of a [H*hd, in] projection from GGUF's interleaved pair order to HF's half order:
  * within each head, row 2i → i and row 2i+1 → hd/2 + i. */
@@ -164,7 +142,7 @@ static enum pl_status export_gguf(struct pl_model *m, const char *path, enum pl_
     for (int i = 0; i < np && st == PL_OK; i++) {
         char name[160], gname[160];
         struct pl_tensor *t = *pl_model_param(m, i, name, sizeof name);
-        if (!gguf_name(name, gname, sizeof gname)) {
+        if (!pl_name_hf_to_gguf(name, gname, sizeof gname)) {   /* src/model/names.c */
             st = pl_fail(PL_ERR_UNSUPPORTED, "export: no GGUF name for %s", name);
             break;
         }
