@@ -6,7 +6,8 @@
  * bench_train and tests/ref/train/torch_bench.py. Two trainers (one per compute mode, each on
  * its own load of the model) are warmed up by one step, then each pair times one step of each,
  * f32 first. Prints tokens/s per step, the bf16/f32 ratio per pair, the loss of each step (the
- * two runs see the same batches) and MFU against this machine's bf16 peak of bench_gemm16.
+ * two runs see the same batches) and the model GFLOP/s (FLOPs per token as bench_train counts
+ * them): MFU is that over the bf16 peak bench_gemm16 measures.
  * Skips SmolLM2 where models/SmolLM2-135M-Instruct.Q4_1.gguf is absent (make model).
  */
 #include <math.h>
@@ -85,6 +86,13 @@ int main(int argc, char **argv)
             if (open_run(&r32, smol, me, PL_COMPUTE_F32, B, T) || open_run(&rb, smol, me, PL_COMPUTE_BF16, B, T))
                 return 1;
             const int V = r32.m->cfg.vocab_size;
+            /* model FLOPs per token as bench_train counts them: LoRA 4N, full 6N (N = weights in
+             * the matrices, head included) + causal attention 3·4·L·(T/2)·D */
+            const struct pl_model_config *c = &r32.m->cfg;
+            double Nw = (double)c->n_layers * ((double)c->dim * c->n_heads * c->head_dim * 2 +
+                                               (double)c->dim * c->n_kv_heads * c->head_dim * 2 +
+                                               3.0 * c->dim * c->hidden_dim) + (double)V * c->dim;
+            double ftok = (meth ? 6.0 : 4.0) * Nw + 3.0 * 4.0 * c->n_layers * (T / 2.0) * c->dim;
             double l32, lb;
             for (int s = -1; s < pairs; s++) {
                 for (int i = 0; i < B * T; i++) {   /* a different batch per step, the same for both */
@@ -94,8 +102,9 @@ int main(int argc, char **argv)
                 double a = strcmp(only, "bf16") ? step(&r32, ids, tg, B, T, &l32) : NAN;
                 double b = strcmp(only, "f32") ? step(&rb, ids, tg, B, T, &lb) : NAN;
                 if (s < 0) continue;   /* warm-up */
-                printf("  %d thread%s %s pair %d: f32 %7.1f tokens/s (loss %.5f)  bf16 %7.1f tokens/s (loss %.5f)  bf16/f32 %.2fx\n",
-                       nth, nth > 1 ? "s" : " ", meth ? "full" : "lora", s + 1, B * T / a, l32, B * T / b, lb, a / b);
+                printf("  %d thread%s %s pair %d: f32 %7.1f tokens/s (loss %.5f)  bf16 %7.1f tokens/s (loss %.5f)  bf16/f32 %.2fx  model GFLOP/s %.1f / %.1f\n",
+                       nth, nth > 1 ? "s" : " ", meth ? "full" : "lora", s + 1, B * T / a, l32, B * T / b, lb, a / b,
+                       B * T / a * ftok * 1e-9, B * T / b * ftok * 1e-9);
             }
             pl_trainer_free(r32.t); pl_model_free(r32.m);
             pl_trainer_free(rb.t); pl_model_free(rb.m);
