@@ -46,14 +46,16 @@ struct pl_ckpt {
     size_t mem_floats;
     /* checkpoints: [n_seg + 1][B·T·dim] (segment inputs, then the last layer's output) */
     float *ckpt;
-    /* per segment slot j < every (strides B·T·...): the layer's input (j > 0), activations */
-    float *s_in, *xn_att, *rstd_att, *q, *kc, *vc, *att, *att_out, *resid2, *xn_ffn, *rstd_ffn,
-          *gate, *up, *act;
+    /* per segment slot j < every (strides B·T·...): the layer's input (j > 0), and the block's
+     * buffers (model.h pl_llama_acts_carve: `every` slots, or one f32 working slot of the
+     * rounded ones in 16-bit mode) */
+    float *s_in;
+    struct pl_llama_acts buf;
     float *xfinal, *rstd_final, *logits, *ce_losses, *ce_lse, *scratch;
     struct pl_act_grads g;
     int32_t *pos, *ids, *targets, *head_rows;   /* head_rows: [2][B·T] (src/train/train_head.c) */
     /* Mixed precision (the trainer's precision bf16/fp16) with every >= 3: act_dtype PL_BF16 or
-     * PL_F16, and the rounded buffers (xn_att, q, kc, vc, att, att_out, xn_ffn, gate, up, act)
+     * PL_F16, and the rounded buffers (xn, q, kc, vc, att, ao, xf, g, u, a)
      * have one f32 working slot plus `every` 16-bit slots of the same layout, after the f32
      * ones in mem (as src/model/llama.c's 16-bit contexts). The residual stream (checkpoints, s_in,
      * resid2) and the rstd's stay f32. Per rounded element that is 4 + 2·every bytes against

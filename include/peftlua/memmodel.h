@@ -71,7 +71,8 @@ struct pl_memmodel_cfg {
     uint32_t lora_targets;         /* bit (1u << enum pl_proj) */
     int32_t lora_n_layers;         /* layers with adapters (0: all) */
     float lora_dropout;
-    int32_t optim_sgd;             /* 0: AdamW (two moments), 1: SGD with momentum (one) */
+    int32_t optim;                 /* the optimizer table's index (optim.h; 0: AdamW) */
+    int32_t optim_sgd;             /* 1: SGD whatever optim says (older callers) */
     int32_t adapter_kind;          /* enum pl_adapter_kind (lora.h): LoRA, DoRA, IA3 (with
                                       method lora or qlora) */
     uint32_t ia3_ff_targets;       /* IA3: targets scaling their input (feedforward_modules) */

@@ -15,6 +15,7 @@
  * logits = RMSNorm(x_L) * out_norm  Wout^T.
  */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "peftlua/alloc.h"
@@ -23,6 +24,44 @@
 #include "peftlua/status.h"
 
 static size_t pl_sz(int64_t a) { return (size_t)a; }
+
+/* What a context of B x T with these flags plans: the slot counts and the float counts of
+ * each part of its one allocation (pl_llama_ctx_new carves them in this order). */
+struct ctx_counts {
+    int flags, act_dtype;
+    int S, S2, SK, SH;     /* slots: rounded f32, always-f32, KV cache, 16-bit copies */
+    struct pl_llama_plan P;
+    int64_t resid, acts, xfinal, rstd_final, scratch, floats, halves;
+};
+
+static void ctx_counts(const struct pl_model_config *cf, int B, int T, int flags,
+                       struct ctx_counts *k)
+{
+    const int save = (flags & (PL_LLAMA_SAVE | PL_LLAMA_SAVE_BF16 | PL_LLAMA_SAVE_F16)) != 0;
+    k->act_dtype = (flags & PL_LLAMA_SAVE_BF16) ? PL_BF16 : (flags & PL_LLAMA_SAVE_F16) ? PL_F16 : PL_F32;
+    const int h16 = k->act_dtype != PL_F32, L = cf->n_layers;
+    k->flags = save ? flags | PL_LLAMA_SAVE : flags;
+    k->S = save && !h16 ? L : 1;     /* f32 copies of the buffers 16-bit mode rounds */
+    k->S2 = save ? L : 1;            /* resid2 and the rstd's: f32 whenever saved */
+    k->SK = h16 ? 1 : L;             /* KV cache */
+    k->SH = h16 ? L : 0;             /* 16-bit copies */
+    pl_llama_plan_of(cf, B, T, &k->P);
+    k->resid = (save ? L + 1 : 2) * k->P.x;
+    k->acts = pl_llama_acts_floats(&k->P, k->S, k->S2, k->SK);
+    k->xfinal = k->P.x;
+    k->rstd_final = k->P.rows;
+    k->scratch = k->P.wide;
+    k->floats = k->resid + k->acts + k->xfinal + k->rstd_final + k->scratch;
+    k->halves = k->SH * k->P.rounded;
+}
+
+int64_t pl_llama_ctx_bytes(const struct pl_model_config *cf, int B, int T, int flags)
+{
+    struct ctx_counts k;
+    ctx_counts(cf, B, T, flags, &k);
+    return (int64_t)sizeof(struct pl_llama_ctx) + k.floats * 4 + k.halves * 2
+         + k.P.rows * (int64_t)sizeof(int32_t);   /* + pos */
+}
 
 struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flags)
 {
@@ -42,42 +81,25 @@ struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flag
     }
     struct pl_llama_ctx *c = pl_calloc(1, sizeof *c, PL_MEM_ACTIVATIONS);
     if (!c) { pl_fail(PL_ERR_NOMEM, "llama: out of memory for a context"); return NULL; }
-    const int save = (flags & (PL_LLAMA_SAVE | PL_LLAMA_SAVE_BF16 | PL_LLAMA_SAVE_F16)) != 0;
-    c->act_dtype = (flags & PL_LLAMA_SAVE_BF16) ? PL_BF16 : (flags & PL_LLAMA_SAVE_F16) ? PL_F16 : PL_F32;
-    const int h16 = c->act_dtype != PL_F32;
-    if (save) flags |= PL_LLAMA_SAVE;
-    c->m = m; c->B = B; c->T = T; c->flags = flags;
-    int L = cf->n_layers;
-    int S = save && !h16 ? L : 1;     /* f32 copies of the buffers 16-bit mode rounds */
-    int S2 = save ? L : 1;            /* resid2 and the rstd's: f32 whenever saved */
-    int SK = h16 ? 1 : L;             /* KV cache */
-    int SH = h16 ? L : 0;             /* 16-bit copies */
-    c->n_saved = S;
-    int64_t BT = (int64_t)B * T, D = cf->dim, Hd = (int64_t)cf->n_heads * cf->head_dim;
-    int64_t KV = (int64_t)cf->n_kv_heads * cf->head_dim, F = cf->hidden_dim;
-    int64_t wide = D > F ? D : F;
-    if (Hd > wide) wide = Hd;
-    int64_t resid_copies = save ? L + 1 : 2;
-    int64_t att1 = (int64_t)B * cf->n_heads * T * T;
-    /* every planned buffer once: summed for the one allocation, then carved from it in order */
+    struct ctx_counts K;
+    ctx_counts(cf, B, T, flags, &K);
+    c->act_dtype = K.act_dtype;
+    c->m = m; c->B = B; c->T = T; c->flags = K.flags;
+    c->n_saved = K.S;
+    const int SH = K.SH;
+    const struct pl_llama_plan P = K.P;
+    const int64_t BT = P.rows, D = cf->dim, Hd = (int64_t)cf->n_heads * cf->head_dim;
+    const int64_t KV = (int64_t)cf->n_kv_heads * cf->head_dim, F = cf->hidden_dim;
+    const int64_t att1 = P.att;
+    const int h16 = K.act_dtype != PL_F32;
+    /* the residual stream, the block's buffers (pl_llama_acts_carve), the head, the scratch:
+     * summed for the one allocation, then carved from it in this order */
     const struct { float **at; int64_t n; } plan[] = {
-        { &c->resid, resid_copies * BT * D },
-        { &c->xn_att, S * BT * D },
-        { &c->rstd_att, S2 * BT },
-        { &c->q, S * BT * Hd },
-        { &c->kc, SK * BT * KV },
-        { &c->vc, SK * BT * KV },
-        { &c->att, S * att1 },
-        { &c->att_out, S * BT * Hd },
-        { &c->resid2, S2 * BT * D },
-        { &c->xn_ffn, S * BT * D },
-        { &c->rstd_ffn, S2 * BT },
-        { &c->gate, S * BT * F },
-        { &c->up, S * BT * F },
-        { &c->act, S * BT * F },
-        { &c->xfinal, BT * D },
-        { &c->rstd_final, BT },
-        { &c->scratch, BT * wide },
+        { &c->resid, K.resid },
+        { NULL, K.acts },
+        { &c->xfinal, K.xfinal },
+        { &c->rstd_final, K.rstd_final },
+        { &c->scratch, K.scratch },
     };
     const struct { uint16_t **at; int64_t n; } plan16[] = {
         { &c->h_xn_att, SH * BT * D },
@@ -92,9 +114,7 @@ struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flag
         { &c->h_act, SH * BT * F },
     };
     const size_t nplan = sizeof plan / sizeof plan[0], nplan16 = sizeof plan16 / sizeof plan16[0];
-    size_t need = 0, need16 = 0;
-    for (size_t i = 0; i < nplan; i++) need += pl_sz(plan[i].n);
-    for (size_t i = 0; i < nplan16; i++) need16 += pl_sz(plan16[i].n);
+    const size_t need = pl_sz(K.floats), need16 = pl_sz(K.halves);   /* = the sums of plan, plan16 */
     c->mem_floats = need;
     c->mem_halves = need16;
     c->mem = pl_alloc(need * sizeof(float) + need16 * sizeof(uint16_t), PL_MEM_ACTIVATIONS);
@@ -106,7 +126,8 @@ struct pl_llama_ctx *pl_llama_ctx_new(struct pl_model *m, int B, int T, int flag
     }
     float *p = c->mem;
     for (size_t i = 0; i < nplan; i++) {
-        *plan[i].at = p;
+        if (plan[i].at) *plan[i].at = p;
+        else pl_llama_acts_carve(&c->buf, p, &P, K.S, K.S2, K.SK);
         p += pl_sz(plan[i].n);
     }
     uint16_t *h = (uint16_t *)p;
@@ -301,10 +322,9 @@ static enum pl_status pl_llama_matmul(float *y, const float *x, const struct pl_
 }
 
 /* y[n, out] = x[n, in] W^T (+ b), then the adapter hook. */
-static enum pl_status pl_llama_linear(struct pl_llama_ctx *c, int layer, enum pl_proj p,
-                                      float *y, const float *x, int64_t n)
+static enum pl_status pl_llama_linear(struct pl_model *m, int layer, enum pl_proj p, float *y,
+                                      const float *x, int64_t n)
 {
-    struct pl_model *m = c->m;
     const struct pl_tensor *w = m->layers[layer].w[p];
     const struct pl_tensor *b = m->layers[layer].b[p];
     if (m->linear_in_hook && !(x = m->linear_in_hook(m->linear_hook_ctx, layer, p, x, n)))
@@ -315,33 +335,112 @@ static enum pl_status pl_llama_linear(struct pl_llama_ctx *c, int layer, enum pl
     return PL_OK;
 }
 
+/* ---- the activation plan ---- */
+
+static int64_t plan_wide(const struct pl_model_config *c)
+{
+    int64_t w = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
+    int64_t hd = (int64_t)c->n_heads * c->head_dim;
+    return hd > w ? hd : w;
+}
+
+void pl_llama_plan_of(const struct pl_model_config *c, int B, int T, struct pl_llama_plan *p)
+{
+    const int64_t BT = (int64_t)B * T;
+    p->x = BT * c->dim;
+    p->rows = BT;
+    p->q = BT * c->n_heads * c->head_dim;
+    p->kv = BT * c->n_kv_heads * c->head_dim;
+    p->att = (int64_t)B * c->n_heads * T * T;
+    p->ffn = BT * c->hidden_dim;
+    p->wide = BT * plan_wide(c);
+    p->rounded = 2 * p->x + 2 * p->q + 2 * p->kv + p->att + 3 * p->ffn;
+    p->grads = pl_act_grads_floats(c, BT);
+}
+
+int64_t pl_llama_acts_floats(const struct pl_llama_plan *p, int64_t nr, int64_t nf, int64_t nk)
+{
+    return nr * (p->rounded - 2 * p->kv) + nk * 2 * p->kv + nf * (p->x + 2 * p->rows);
+}
+
+/* The block's buffers in carving order: which group each belongs to (rounded, f32, K/V) and
+ * its per-slot size, as offsets into struct pl_llama_acts. */
+enum { GR, GF, GK };
+#define ACT(f, g, sz) { offsetof(struct pl_llama_acts, f), g, offsetof(struct pl_llama_plan, sz) }
+static const struct { size_t at; int group; size_t size; } act_layout[] = {
+    ACT(xn, GR, x), ACT(rs, GF, rows), ACT(q, GR, q), ACT(kc, GK, kv), ACT(vc, GK, kv),
+    ACT(att, GR, att), ACT(ao, GR, q), ACT(x2, GF, x), ACT(xf, GR, x), ACT(rf, GF, rows),
+    ACT(g, GR, ffn), ACT(u, GR, ffn), ACT(a, GR, ffn),
+};
+#undef ACT
+#define N_ACTS (sizeof act_layout / sizeof act_layout[0])
+
+static float **act_ptr(struct pl_llama_acts *a, size_t i) { return (float **)((char *)a + act_layout[i].at); }
+static int64_t act_size(const struct pl_llama_plan *p, size_t i) { return *(const int64_t *)((const char *)p + act_layout[i].size); }
+
+float *pl_llama_acts_carve(struct pl_llama_acts *base, float *mem, const struct pl_llama_plan *p,
+                           int64_t nr, int64_t nf, int64_t nk)
+{
+    memset(base, 0, sizeof *base);
+    for (size_t i = 0; i < N_ACTS; i++) {
+        const int64_t slots = act_layout[i].group == GR ? nr : act_layout[i].group == GF ? nf : nk;
+        *act_ptr(base, i) = mem;
+        mem += pl_sz(slots * act_size(p, i));
+    }
+    return mem;
+}
+
+void pl_llama_acts_slot(struct pl_llama_acts *a, const struct pl_llama_acts *base,
+                        const struct pl_llama_plan *p, int64_t r, int64_t f, int64_t k)
+{
+    for (size_t i = 0; i < N_ACTS; i++) {
+        const int64_t s = act_layout[i].group == GR ? r : act_layout[i].group == GF ? f : k;
+        *act_ptr(a, i) = *act_ptr((struct pl_llama_acts *)base, i) + pl_sz(s * act_size(p, i));
+    }
+}
+
+int64_t pl_act_grads_floats(const struct pl_model_config *c, int64_t BT)
+{
+    return BT * (3 * (int64_t)c->dim + 3 * (int64_t)c->n_heads * c->head_dim
+                 + 3 * (int64_t)c->n_kv_heads * c->head_dim + plan_wide(c) + 3 * (int64_t)c->hidden_dim);
+}
+
+float *pl_act_grads_carve(struct pl_act_grads *g, float *p, const struct pl_model_config *c, int64_t BT)
+{
+    const int64_t D = c->dim, F = c->hidden_dim, Hd = (int64_t)c->n_heads * c->head_dim;
+    const int64_t KV = (int64_t)c->n_kv_heads * c->head_dim, wide = plan_wide(c);
+#define CARVE(f, k) do { g->f = p; p += (size_t)(k); } while (0)
+    CARVE(d_resid, BT * D);
+    CARVE(d_resid2, BT * D);
+    CARVE(d_xn, BT * D);
+    CARVE(d_q, BT * Hd);
+    CARVE(d_qr, BT * Hd);
+    CARVE(d_ao, BT * Hd);
+    CARVE(d_k, BT * KV);
+    CARVE(d_kr, BT * KV);
+    CARVE(d_v, BT * KV);
+    CARVE(d_wide, BT * wide);
+    CARVE(d_act, BT * F);
+    CARVE(d_gate, BT * F);
+    CARVE(d_up, BT * F);
+#undef CARVE
+    return p;
+}
+
 /* Layer l's f32 buffers in context c: slot l where that buffer is saved per layer in f32,
  * else the one-layer slot (the residual stream alternates between two copies when nothing is
  * saved). */
 static void layer_slots(const struct pl_llama_ctx *c, int l, struct pl_llama_acts *a)
 {
-    const struct pl_model_config *cf = &c->m->cfg;
-    const int64_t BT = (int64_t)c->B * c->T, D = cf->dim, F = cf->hidden_dim;
-    const int64_t Hd = (int64_t)cf->n_heads * cf->head_dim, KV = (int64_t)cf->n_kv_heads * cf->head_dim;
+    const int64_t BT = (int64_t)c->B * c->T, D = c->m->cfg.dim;
     const int save = (c->flags & PL_LLAMA_SAVE) != 0;
-    const size_t s = c->n_saved > 1 ? (size_t)l : 0;                 /* rounded in 16-bit mode */
-    const size_t s2 = save ? (size_t)l : 0;                          /* always f32 */
-    const size_t sk = c->act_dtype == PL_F32 ? (size_t)l : 0;        /* KV cache */
+    struct pl_llama_plan P;
+    pl_llama_plan_of(&c->m->cfg, c->B, c->T, &P);
+    pl_llama_acts_slot(a, &c->buf, &P, c->n_saved > 1 ? l : 0,   /* rounded in 16-bit mode */
+                       save ? l : 0,                              /* always f32 */
+                       c->act_dtype == PL_F32 ? l : 0);           /* KV cache */
     a->xin = c->resid + (size_t)(save ? l : (l & 1)) * BT * D;
     a->xout = c->resid + (size_t)(save ? l + 1 : ((l + 1) & 1)) * BT * D;
-    a->xn = c->xn_att + s * BT * D;
-    a->rs = c->rstd_att + s2 * BT;
-    a->q = c->q + s * BT * Hd;
-    a->kc = c->kc + sk * BT * KV;
-    a->vc = c->vc + sk * BT * KV;
-    a->att = c->att + s * c->B * cf->n_heads * c->T * c->T;
-    a->ao = c->att_out + s * BT * Hd;
-    a->x2 = c->resid2 + s2 * BT * D;
-    a->xf = c->xn_ffn + s * BT * D;
-    a->rf = c->rstd_ffn + s2 * BT;
-    a->g = c->gate + s * BT * F;
-    a->u = c->up + s * BT * F;
-    a->a = c->act + s * BT * F;
 }
 
 void pl_llama_acts_copy16(const struct pl_model_config *cf, int B, int T, int n, enum pl_dtype t,
@@ -404,18 +503,126 @@ enum pl_status pl_llama_saved_layer(struct pl_llama_ctx *c, int l, struct pl_lla
     return PL_OK;
 }
 
+enum pl_status pl_llama_block_forward(struct pl_model *m, int l, const struct pl_llama_acts *A,
+                                      float *tmp, const int32_t *pos_ids, int B, int T, int n,
+                                      int pos)
+{
+    const struct pl_model_config *cf = &m->cfg;
+    const int H = cf->n_heads, Hkv = cf->n_kv_heads, hd = cf->head_dim, D = cf->dim;
+    const int F = cf->hidden_dim;
+    const int64_t KV = (int64_t)Hkv * hd, rows = (int64_t)B * n;
+    const enum pl_rope_mode rmode =
+        cf->rope_layout == PL_ROPE_LAYOUT_HALF ? PL_ROPE_NEOX : PL_ROPE_NORMAL;
+    const struct pl_layer *ly = &m->layers[l];
+    const float *xin = A->xin;
+    float *xout = A->xout, *xn = A->xn, *rs = A->rs, *q = A->q, *kc = A->kc, *vc = A->vc;
+    float *att = A->att, *ao = A->ao, *x2 = A->x2, *xf = A->xf, *rf = A->rf, *g = A->g;
+    float *u = A->u, *a = A->a;
+    enum pl_status st;
+
+    pl_rmsnorm_fwd(xn, rs, xin, (const float *)pl_tensor_data(ly->attn_norm), rows, D,
+                   cf->norm_eps);
+    if ((st = pl_llama_linear(m, l, PL_PROJ_Q, q, xn, rows)) != PL_OK) return st;
+    pl_rope_fwd(q, q, pos_ids, rows, H, hd, cf->rope_base, rmode);
+    /* K (rotated) and V of the new rows go into the cache at [b][pos + t]. */
+    if ((st = pl_llama_linear(m, l, PL_PROJ_K, tmp, xn, rows)) != PL_OK) return st;
+    pl_rope_fwd(tmp, tmp, pos_ids, rows, Hkv, hd, cf->rope_base, rmode);
+    for (int b = 0; b < B; b++)
+        memcpy(kc + ((size_t)b * T + pos) * KV, tmp + (size_t)b * n * KV,
+               (size_t)n * KV * sizeof(float));
+    if ((st = pl_llama_linear(m, l, PL_PROJ_V, tmp, xn, rows)) != PL_OK) return st;
+    for (int b = 0; b < B; b++)
+        memcpy(vc + ((size_t)b * T + pos) * KV, tmp + (size_t)b * n * KV,
+               (size_t)n * KV * sizeof(float));
+    pl_attention_fwd(ao, att, q, kc, vc, B, n, pos, T, H, Hkv, hd);
+    if ((st = pl_llama_linear(m, l, PL_PROJ_O, tmp, ao, rows)) != PL_OK) return st;
+    pl_residual_fwd(x2, xin, tmp, rows * D);
+
+    pl_rmsnorm_fwd(xf, rf, x2, (const float *)pl_tensor_data(ly->ffn_norm), rows, D,
+                   cf->norm_eps);
+    if ((st = pl_llama_linear(m, l, PL_PROJ_GATE, g, xf, rows)) != PL_OK) return st;
+    if ((st = pl_llama_linear(m, l, PL_PROJ_UP, u, xf, rows)) != PL_OK) return st;
+    pl_swiglu_fwd(a, g, u, rows * F);
+    if ((st = pl_llama_linear(m, l, PL_PROJ_DOWN, tmp, a, rows)) != PL_OK) return st;
+    pl_residual_fwd(xout, x2, tmp, rows * D);
+    return PL_OK;
+}
+
+/* Per block, with δ the gradient of the block output x' (forward above):
+ *   down:    δact  = δ·Wd (+ LoRA)            dWd += δᵀ·act
+ *   SwiGLU:  δgate, δup from δact
+ *   gate/up: δh    = δgate·Wg + δup·Wu (+ LoRA)
+ *   norm:    δx2   = δ + RMSNorm_bwd(δh)
+ *   o:       δa    = δx2·Wo (+ LoRA)
+ *   attention → δq, δk, δv (rotated) → RoPE⁻¹ → δq, δk
+ *   q/k/v:   δxn   = δq·Wq + δk·Wk + δv·Wv (+ LoRA)
+ *   norm:    δx    = δx2 + RMSNorm_bwd(δxn)
+ * The kernels' backward functions accumulate (kernels.h). */
+enum pl_status pl_llama_block_backward(struct pl_model *m, int l, const struct pl_llama_acts *A,
+                                       struct pl_act_grads *G, const int32_t *pos_ids, int Bi,
+                                       int Ti, int ni, const struct pl_llama_grad_hooks *hk)
+{
+    const struct pl_model_config *cf = &m->cfg;
+    const int64_t B = Bi, T = Ti, BT = B * T, n = ni, R = B * n;
+    const int64_t D = cf->dim, F = cf->hidden_dim, H = cf->n_heads, Hkv = cf->n_kv_heads;
+    const int64_t hd = cf->head_dim, Hd = H * hd, KV = Hkv * hd;
+    const enum pl_rope_mode rmode =
+        cf->rope_layout == PL_ROPE_LAYOUT_HALF ? PL_ROPE_NEOX : PL_ROPE_NORMAL;
+    const struct pl_layer *ly = &m->layers[l];
+    void *hc = hk->ctx;
+    enum pl_status st;
+
+    /* MLP half: δ = d_resid */
+    memset(G->d_act, 0, (size_t)R * F * sizeof(float));
+    if ((st = hk->proj_bwd(hc, l, PL_PROJ_DOWN, G->d_act, G->d_resid, A->a, R)) != PL_OK) return st;
+    memset(G->d_gate, 0, (size_t)R * F * sizeof(float));
+    memset(G->d_up, 0, (size_t)R * F * sizeof(float));
+    pl_swiglu_bwd(G->d_gate, G->d_up, G->d_act, A->g, A->u, R * F);
+    memset(G->d_xn, 0, (size_t)R * D * sizeof(float));
+    if ((st = hk->proj_bwd(hc, l, PL_PROJ_GATE, G->d_xn, G->d_gate, A->xf, R)) != PL_OK) return st;
+    if ((st = hk->proj_bwd(hc, l, PL_PROJ_UP, G->d_xn, G->d_up, A->xf, R)) != PL_OK) return st;
+    memcpy(G->d_resid2, G->d_resid, (size_t)R * D * sizeof(float));
+    pl_rmsnorm_bwd(G->d_resid2, hk->grad_of(hc, ly->ffn_norm), G->d_xn, A->rf, A->x2,
+                   (const float *)pl_tensor_data(ly->ffn_norm), R, D);
+
+    /* attention half: δ = d_resid2 */
+    memset(G->d_ao, 0, (size_t)R * Hd * sizeof(float));
+    if ((st = hk->proj_bwd(hc, l, PL_PROJ_O, G->d_ao, G->d_resid2, A->ao, R)) != PL_OK) return st;
+    memset(G->d_qr, 0, (size_t)R * Hd * sizeof(float));
+    memset(G->d_kr, 0, (size_t)BT * KV * sizeof(float));
+    memset(G->d_k, 0, (size_t)BT * KV * sizeof(float));
+    /* dk, dv come back in the cache layout [B][T][KV]; d_k receives dv first */
+    if ((st = pl_attention_bwd(G->d_qr, G->d_kr, G->d_k, G->d_ao, A->att, A->q, A->kc, A->vc, B,
+                               n, 0, T, H, Hkv, hd)) != PL_OK)
+        return st;
+    /* to rows [B·n][KV]: dv into d_v, dk (rotated) compacted in place in d_kr */
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(G->d_v + (size_t)b * n * KV, G->d_k + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
+        if (n < T && b > 0)
+            memmove(G->d_kr + (size_t)b * n * KV, G->d_kr + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
+    }
+    memset(G->d_q, 0, (size_t)R * Hd * sizeof(float));
+    memset(G->d_k, 0, (size_t)R * KV * sizeof(float));
+    pl_rope_bwd(G->d_q, G->d_qr, pos_ids, R, H, hd, cf->rope_base, rmode);
+    pl_rope_bwd(G->d_k, G->d_kr, pos_ids, R, Hkv, hd, cf->rope_base, rmode);
+    memset(G->d_xn, 0, (size_t)R * D * sizeof(float));
+    if ((st = hk->proj_bwd(hc, l, PL_PROJ_Q, G->d_xn, G->d_q, A->xn, R)) != PL_OK) return st;
+    if ((st = hk->proj_bwd(hc, l, PL_PROJ_K, G->d_xn, G->d_k, A->xn, R)) != PL_OK) return st;
+    if ((st = hk->proj_bwd(hc, l, PL_PROJ_V, G->d_xn, G->d_v, A->xn, R)) != PL_OK) return st;
+    memcpy(G->d_resid, G->d_resid2, (size_t)R * D * sizeof(float));
+    pl_rmsnorm_bwd(G->d_resid, hk->grad_of(hc, ly->attn_norm), G->d_xn, A->rs, A->xin,
+                   (const float *)pl_tensor_data(ly->attn_norm), R, D);
+    return PL_OK;
+}
+
 enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int n, int pos,
                                 int logits_last_only)
 {
     struct pl_model *m = c->m;
     const struct pl_model_config *cf = &m->cfg;
-    const int B = c->B, T = c->T, L = cf->n_layers, H = cf->n_heads, Hkv = cf->n_kv_heads;
-    const int hd = cf->head_dim, D = cf->dim, F = cf->hidden_dim, V = cf->vocab_size;
-    const int64_t KV = (int64_t)Hkv * hd, BT = (int64_t)B * T;
-    const int64_t rows = (int64_t)B * n;
+    const int B = c->B, T = c->T, L = cf->n_layers, D = cf->dim, V = cf->vocab_size;
+    const int64_t BT = (int64_t)B * T, rows = (int64_t)B * n;
     const int save = (c->flags & PL_LLAMA_SAVE) != 0;
-    const enum pl_rope_mode rmode =
-        cf->rope_layout == PL_ROPE_LAYOUT_HALF ? PL_ROPE_NEOX : PL_ROPE_NORMAL;
     enum pl_status st;
 
     if (n <= 0 || pos < 0 || pos + n > T)
@@ -438,40 +645,10 @@ enum pl_status pl_llama_forward(struct pl_llama_ctx *c, const int32_t *ids, int 
 
     for (int l = 0; l < L; l++) {
         if ((st = pl_interrupt_check()) != PL_OK) return st;
-        const struct pl_layer *ly = &m->layers[l];
         struct pl_llama_acts A;
         layer_slots(c, l, &A);
-        const float *xin = A.xin;
-        float *xout = A.xout, *xn = A.xn, *rs = A.rs, *q = A.q, *kc = A.kc, *vc = A.vc;
-        float *att = A.att, *ao = A.ao, *x2 = A.x2, *xf = A.xf, *rf = A.rf, *g = A.g, *u = A.u;
-        float *a = A.a;
-        float *tmp = c->scratch;
-
-        pl_rmsnorm_fwd(xn, rs, xin, (const float *)pl_tensor_data(ly->attn_norm), rows, D,
-                       cf->norm_eps);
-        if ((st = pl_llama_linear(c, l, PL_PROJ_Q, q, xn, rows)) != PL_OK) return st;
-        pl_rope_fwd(q, q, c->pos, rows, H, hd, cf->rope_base, rmode);
-        /* K (rotated) and V of the new rows go into the cache at [b][pos + t]. */
-        if ((st = pl_llama_linear(c, l, PL_PROJ_K, tmp, xn, rows)) != PL_OK) return st;
-        pl_rope_fwd(tmp, tmp, c->pos, rows, Hkv, hd, cf->rope_base, rmode);
-        for (int b = 0; b < B; b++)
-            memcpy(kc + ((size_t)b * T + pos) * KV, tmp + (size_t)b * n * KV,
-                   (size_t)n * KV * sizeof(float));
-        if ((st = pl_llama_linear(c, l, PL_PROJ_V, tmp, xn, rows)) != PL_OK) return st;
-        for (int b = 0; b < B; b++)
-            memcpy(vc + ((size_t)b * T + pos) * KV, tmp + (size_t)b * n * KV,
-                   (size_t)n * KV * sizeof(float));
-        pl_attention_fwd(ao, att, q, kc, vc, B, n, pos, T, H, Hkv, hd);
-        if ((st = pl_llama_linear(c, l, PL_PROJ_O, tmp, ao, rows)) != PL_OK) return st;
-        pl_residual_fwd(x2, xin, tmp, rows * D);
-
-        pl_rmsnorm_fwd(xf, rf, x2, (const float *)pl_tensor_data(ly->ffn_norm), rows, D,
-                       cf->norm_eps);
-        if ((st = pl_llama_linear(c, l, PL_PROJ_GATE, g, xf, rows)) != PL_OK) return st;
-        if ((st = pl_llama_linear(c, l, PL_PROJ_UP, u, xf, rows)) != PL_OK) return st;
-        pl_swiglu_fwd(a, g, u, rows * F);
-        if ((st = pl_llama_linear(c, l, PL_PROJ_DOWN, tmp, a, rows)) != PL_OK) return st;
-        pl_residual_fwd(xout, x2, tmp, rows * D);
+        if ((st = pl_llama_block_forward(m, l, &A, c->scratch, c->pos, B, T, n, pos)) != PL_OK)
+            return st;
         if (c->act_dtype != PL_F32) layer_copy16(c, l, n, &A, 1);
     }
     if ((st = pl_interrupt_check()) != PL_OK) return st;

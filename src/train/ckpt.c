@@ -1,13 +1,12 @@
 /* ckpt.c — gradient checkpointing for LoRA / QLoRA and full fine-tuning: segment inputs
  * kept, each segment's activations recomputed from its input during backward.
  *
- * Owner: train (written by memory). Contract: include/peftlua/ckpt.h. The layer forward below is the block of
- * src/model/llama.c (pl_llama_forward) and the layer backward the block of src/train/train_bwd.c, with
- * per-layer buffers indexed by segment slot instead of by layer:
- *   forward   h = x + Wo·attn(rope(Wq·n1), rope(Wk·n1), Wv·n1),  n1 = RMSNorm(x)
- *             x' = h + Wd·(silu(Wg·n2) ⊙ Wu·n2),                   n2 = RMSNorm(h)
- *             (each W·v plus the LoRA term through the model's linear hook)
- *   backward  the same chain in reverse (see train_bwd.c's header for each δ).
+ * Owner: train. Contract: include/peftlua/ckpt.h. Checkpointing is a policy over the model's
+ * one block (model.h): which layer inputs are kept (every k-th: the segment inputs) and when a
+ * segment's forward runs again (pl_llama_block_forward, just before its backward). The block's
+ * buffers are planned per segment slot (pl_llama_acts_carve) instead of per layer, and the
+ * backward is the trainer's (src/train/train_bwd.c pl_train_model_backward with this file's
+ * recomputing source of activations).
  * LoRA: only the adapters are trained; no weight gradient is formed for the frozen base, whose
  * input-gradient products dequantise panels inside pl_linear_bwd (NF4, Q8_0, ...).
  * Full fine-tuning: every weight is an f32 master copy and pl_train_grad_of() gives its
@@ -39,19 +38,17 @@ static int64_t plan_sizes(const struct pl_model_config *c, int B, int T, int eve
                           int64_t *halves)
 {
     const int64_t L = c->n_layers, k = clamp_every(every, c->n_layers);
-    const int64_t nseg = (L + k - 1) / k, BT = (int64_t)B * T, D = c->dim, F = c->hidden_dim;
-    const int64_t Hd = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
-    const int64_t wide = mx(mx(D, F), Hd), V = c->vocab_size;
+    const int64_t nseg = (L + k - 1) / k;
+    struct pl_llama_plan P;
+    pl_llama_plan_of(c, B, T, &P);
     const int h16 = act16 && k >= 3;
     const int64_t kf = h16 ? 1 : k, SH = h16 ? k : 0;
-    /* rounded: xn_att, xn_ffn, q, att_out, kc, vc, att, gate, up, act; f32 per slot: resid2, rstd's */
-    int64_t rounded = BT * D * 2 + BT * Hd * 2 + BT * KV * 2 + (int64_t)B * c->n_heads * T * T
-                    + BT * F * 3;
-    *halves = SH * rounded;
-    return (nseg + 1) * BT * D + (k - 1) * BT * D + kf * rounded + k * (BT * D + BT * 2)
-         + BT * D + BT + BT * V + 2 * BT + BT * wide               /* head, loss, scratch */
-         + pl_act_grads_floats(c, BT)                               /* backward */
-         + 5 * BT;                                 /* pos, ids, targets, head rows + targets */
+    *halves = SH * P.rounded;
+    return (nseg + 1) * P.x + (k - 1) * P.x                       /* kept inputs, segment slots */
+         + pl_llama_acts_floats(&P, kf, k, kf)                      /* the block's buffers */
+         + P.x + P.rows + P.rows * c->vocab_size + 2 * P.rows + P.wide   /* head, loss, scratch */
+         + P.grads                                                  /* backward */
+         + 5 * P.rows;                             /* pos, ids, targets, head rows + targets */
 }
 
 int64_t pl_ckpt_plan_floats(const struct pl_model_config *c, int B, int T, int every)
@@ -106,19 +103,11 @@ enum pl_status pl_ckpt_new(struct pl_ckpt **out, struct pl_trainer *t, int B, in
 #define CARVE(f, n) do { ck->f = p; p += (size_t)(n); } while (0)
     CARVE(ckpt, (ck->n_seg + 1) * BT * D);
     CARVE(s_in, (k - 1) * BT * D);
-    CARVE(xn_att, kf * BT * D);
-    CARVE(rstd_att, k * BT);
-    CARVE(q, kf * BT * Hd);
-    CARVE(kc, kf * BT * KV);
-    CARVE(vc, kf * BT * KV);
-    CARVE(att, kf * B * (int64_t)c->n_heads * T * T);
-    CARVE(att_out, kf * BT * Hd);
-    CARVE(resid2, k * BT * D);
-    CARVE(xn_ffn, kf * BT * D);
-    CARVE(rstd_ffn, k * BT);
-    CARVE(gate, kf * BT * F);
-    CARVE(up, kf * BT * F);
-    CARVE(act, kf * BT * F);
+    {
+        struct pl_llama_plan P;
+        pl_llama_plan_of(c, B, T, &P);
+        p = pl_llama_acts_carve(&ck->buf, p, &P, kf, k, kf);
+    }
     CARVE(xfinal, BT * D);
     CARVE(rstd_final, BT);
     CARVE(logits, BT * V);
@@ -155,163 +144,39 @@ void pl_ckpt_free(struct pl_ckpt *ck)
     pl_free(ck);
 }
 
-/* Buffers of one layer as it sits in segment slot j. */
-struct slot {
-    const float *xin;
-    float *xout, *xn, *rs, *q, *kc, *vc, *att, *ao, *x2, *xf, *rf, *g, *u, *a;
-};
-
-static struct slot slot_of(struct pl_ckpt *ck, int64_t l)
+/* Buffers of layer l as it sits in its segment slot j (16-bit slots: the rounded buffers in
+ * the one f32 working slot). */
+static void slot_of(struct pl_ckpt *ck, int64_t l, struct pl_llama_acts *a)
 {
     const struct pl_model_config *c = &ck->t->model->cfg;
-    const int64_t BT = (int64_t)ck->B * ck->T, D = c->dim, F = c->hidden_dim;
-    const int64_t Hd = (int64_t)c->n_heads * c->head_dim, KV = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t BT = (int64_t)ck->B * ck->T, D = c->dim;
     const int64_t seg = l / ck->every, j = l % ck->every, L = c->n_layers;
     const int last = (j == ck->every - 1) || (l == L - 1);
-    const size_t r = ck->h ? 0 : (size_t)j;   /* rounded buffers: the one f32 working slot */
-    struct slot s;
-    s.xin = j == 0 ? ck->ckpt + (size_t)seg * BT * D : ck->s_in + (size_t)(j - 1) * BT * D;
-    s.xout = last ? ck->ckpt + (size_t)(seg + 1) * BT * D : ck->s_in + (size_t)j * BT * D;
-    s.xn = ck->xn_att + r * BT * D;
-    s.rs = ck->rstd_att + (size_t)j * BT;
-    s.q = ck->q + r * BT * Hd;
-    s.kc = ck->kc + r * BT * KV;
-    s.vc = ck->vc + r * BT * KV;
-    s.att = ck->att + r * ck->B * c->n_heads * ck->T * ck->T;
-    s.ao = ck->att_out + r * BT * Hd;
-    s.x2 = ck->resid2 + (size_t)j * BT * D;
-    s.xf = ck->xn_ffn + r * BT * D;
-    s.rf = ck->rstd_ffn + (size_t)j * BT;
-    s.g = ck->gate + r * BT * F;
-    s.u = ck->up + r * BT * F;
-    s.a = ck->act + r * BT * F;
-    return s;
+    const int64_t r = ck->h ? 0 : j;
+    struct pl_llama_plan P;
+    pl_llama_plan_of(c, ck->B, ck->T, &P);
+    pl_llama_acts_slot(a, &ck->buf, &P, r, j, r);
+    a->xin = j == 0 ? ck->ckpt + (size_t)seg * BT * D : ck->s_in + (size_t)(j - 1) * BT * D;
+    a->xout = last ? ck->ckpt + (size_t)(seg + 1) * BT * D : ck->s_in + (size_t)j * BT * D;
 }
 
 /* 16-bit slots: round layer l's activations into its segment slot (store) or widen them
  * back into the working slot (load), as src/model/llama.c does per layer. */
-static void slot_copy16(struct pl_ckpt *ck, int64_t l, const struct slot *s, int store)
+static void slot_copy16(struct pl_ckpt *ck, int64_t l, const struct pl_llama_acts *a, int store)
 {
     if (!ck->h) return;
-    const struct pl_llama_acts a = { s->xin, s->xout, s->xn, s->rs, s->q, s->kc, s->vc, s->att,
-                                     s->ao, s->x2, s->xf, s->rf, s->g, s->u, s->a };
     pl_llama_acts_copy16(&ck->t->model->cfg, ck->B, ck->T, ck->cur_n, (enum pl_dtype)ck->act_dtype,
-                         &a, &ck->h[l % ck->every], store);
-}
-
-static const float *fdata(const struct pl_tensor *t) { return (const float *)pl_tensor_data(t); }
-
-/* y = x Wᵀ (+ b), then the adapter hook — as llama.c's projection for more than a few rows. */
-static enum pl_status proj(struct pl_model *m, int l, enum pl_proj p, float *y, const float *x,
-                           int64_t R)
-{
-    const struct pl_tensor *w = m->layers[l].w[p], *b = m->layers[l].b[p];
-    if (m->linear_in_hook && !(x = m->linear_in_hook(m->linear_hook_ctx, l, p, x, R)))
-        return PL_ERR_NOMEM;
-    enum pl_status st = pl_linear_fwd(y, x, pl_tensor_data(w), w->dtype, b ? fdata(b) : NULL, R,
-                                      w->shape[1], w->shape[0]);
-    if (st != PL_OK) return st;
-    return m->linear_hook ? m->linear_hook(m->linear_hook_ctx, l, p, y, x, R) : PL_OK;
+                         a, &ck->h[l % ck->every], store);
 }
 
 static enum pl_status layer_fwd(struct pl_ckpt *ck, int l)
 {
-    struct pl_model *m = ck->t->model;
-    const struct pl_model_config *c = &m->cfg;
-    const int64_t B = ck->B, T = ck->T, n = ck->cur_n, R = B * n, D = c->dim, F = c->hidden_dim;
-    const int64_t H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim, KV = Hkv * hd;
-    const enum pl_rope_mode rm = c->rope_layout == PL_ROPE_LAYOUT_HALF ? PL_ROPE_NEOX : PL_ROPE_NORMAL;
-    const struct pl_layer *ly = &m->layers[l];
-    struct slot s = slot_of(ck, l);
-    float *tmp = ck->scratch;
-    enum pl_status st;
-    pl_rmsnorm_fwd(s.xn, s.rs, s.xin, fdata(ly->attn_norm), R, D, c->norm_eps);
-    if ((st = proj(m, l, PL_PROJ_Q, s.q, s.xn, R)) != PL_OK) return st;
-    pl_rope_fwd(s.q, s.q, ck->pos, R, H, hd, c->rope_base, rm);
-    if ((st = proj(m, l, PL_PROJ_K, tmp, s.xn, R)) != PL_OK) return st;
-    pl_rope_fwd(tmp, tmp, ck->pos, R, Hkv, hd, c->rope_base, rm);
-    for (int64_t b = 0; b < B; b++)
-        memcpy(s.kc + (size_t)b * T * KV, tmp + (size_t)b * n * KV, (size_t)n * KV * sizeof(float));
-    if ((st = proj(m, l, PL_PROJ_V, tmp, s.xn, R)) != PL_OK) return st;
-    for (int64_t b = 0; b < B; b++)
-        memcpy(s.vc + (size_t)b * T * KV, tmp + (size_t)b * n * KV, (size_t)n * KV * sizeof(float));
-    pl_attention_fwd(s.ao, s.att, s.q, s.kc, s.vc, B, n, 0, T, H, Hkv, hd);
-    if ((st = proj(m, l, PL_PROJ_O, tmp, s.ao, R)) != PL_OK) return st;
-    pl_residual_fwd(s.x2, s.xin, tmp, R * D);
-    pl_rmsnorm_fwd(s.xf, s.rf, s.x2, fdata(ly->ffn_norm), R, D, c->norm_eps);
-    if ((st = proj(m, l, PL_PROJ_GATE, s.g, s.xf, R)) != PL_OK) return st;
-    if ((st = proj(m, l, PL_PROJ_UP, s.u, s.xf, R)) != PL_OK) return st;
-    pl_swiglu_fwd(s.a, s.g, s.u, R * F);
-    if ((st = proj(m, l, PL_PROJ_DOWN, tmp, s.a, R)) != PL_OK) return st;
-    pl_residual_fwd(s.xout, s.x2, tmp, R * D);
-    slot_copy16(ck, l, &s, 1);
-    return PL_OK;
-}
-
-/* dx += dy·W (LoRA: frozen base, panels dequantised in the kernel) + the adapter's backward;
- * full fine-tuning: dW += dyᵀ·x and dbias likewise, into the trainer's gradient slots. */
-static enum pl_status proj_bwd(struct pl_ckpt *ck, int l, enum pl_proj p, float *dx,
-                               const float *dy, const float *x, int64_t R)
-{
-    struct pl_trainer *t = ck->t;
-    const struct pl_layer *ly = &t->model->layers[l];
-    const struct pl_tensor *w = ly->w[p];
-    float *dW = pl_train_grad_of(t, w);
-    float *db = ly->b[p] ? pl_train_grad_of(t, ly->b[p]) : NULL;
-    return pl_lora_proj_backward(t->lora, l, p, w, dW, db, dx, dy, x, R);
-}
-
-static enum pl_status layer_bwd(struct pl_ckpt *ck, int l)
-{
-    struct pl_model *m = ck->t->model;
-    const struct pl_model_config *c = &m->cfg;
-    const int64_t B = ck->B, T = ck->T, BT = B * T, n = ck->cur_n, R = B * n, D = c->dim;
-    const int64_t F = c->hidden_dim, H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim;
-    const int64_t Hd = H * hd, KV = Hkv * hd;
-    const enum pl_rope_mode rm = c->rope_layout == PL_ROPE_LAYOUT_HALF ? PL_ROPE_NEOX : PL_ROPE_NORMAL;
-    const struct pl_layer *ly = &m->layers[l];
-    struct slot s = slot_of(ck, l);
-    slot_copy16(ck, l, &s, 0);   /* 16-bit slots: widen this layer's activations first */
-    enum pl_status st;
-    /* MLP half: δ = d_resid */
-    memset(ck->g.d_act, 0, (size_t)R * F * sizeof(float));
-    if ((st = proj_bwd(ck, l, PL_PROJ_DOWN, ck->g.d_act, ck->g.d_resid, s.a, R)) != PL_OK) return st;
-    memset(ck->g.d_gate, 0, (size_t)R * F * sizeof(float));
-    memset(ck->g.d_up, 0, (size_t)R * F * sizeof(float));
-    pl_swiglu_bwd(ck->g.d_gate, ck->g.d_up, ck->g.d_act, s.g, s.u, R * F);
-    memset(ck->g.d_xn, 0, (size_t)R * D * sizeof(float));
-    if ((st = proj_bwd(ck, l, PL_PROJ_GATE, ck->g.d_xn, ck->g.d_gate, s.xf, R)) != PL_OK) return st;
-    if ((st = proj_bwd(ck, l, PL_PROJ_UP, ck->g.d_xn, ck->g.d_up, s.xf, R)) != PL_OK) return st;
-    memcpy(ck->g.d_resid2, ck->g.d_resid, (size_t)R * D * sizeof(float));
-    pl_rmsnorm_bwd(ck->g.d_resid2, pl_train_grad_of(ck->t, ly->ffn_norm), ck->g.d_xn, s.rf, s.x2,
-                   fdata(ly->ffn_norm), R, D);
-    /* attention half: δ = d_resid2 */
-    memset(ck->g.d_ao, 0, (size_t)R * Hd * sizeof(float));
-    if ((st = proj_bwd(ck, l, PL_PROJ_O, ck->g.d_ao, ck->g.d_resid2, s.ao, R)) != PL_OK) return st;
-    memset(ck->g.d_qr, 0, (size_t)R * Hd * sizeof(float));
-    memset(ck->g.d_kr, 0, (size_t)BT * KV * sizeof(float));
-    memset(ck->g.d_k, 0, (size_t)BT * KV * sizeof(float));
-    if ((st = pl_attention_bwd(ck->g.d_qr, ck->g.d_kr, ck->g.d_k, ck->g.d_ao, s.att, s.q, s.kc, s.vc, B, n,
-                               0, T, H, Hkv, hd)) != PL_OK)
-        return st;
-    /* dk, dv in the cache layout [B][T][KV] → rows [B·n][KV] (dv was written to d_k) */
-    for (int64_t b = 0; b < B; b++) {
-        memcpy(ck->g.d_v + (size_t)b * n * KV, ck->g.d_k + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
-        if (n < T && b > 0)
-            memmove(ck->g.d_kr + (size_t)b * n * KV, ck->g.d_kr + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
-    }
-    memset(ck->g.d_q, 0, (size_t)R * Hd * sizeof(float));
-    memset(ck->g.d_k, 0, (size_t)R * KV * sizeof(float));
-    pl_rope_bwd(ck->g.d_q, ck->g.d_qr, ck->pos, R, H, hd, c->rope_base, rm);
-    pl_rope_bwd(ck->g.d_k, ck->g.d_kr, ck->pos, R, Hkv, hd, c->rope_base, rm);
-    memset(ck->g.d_xn, 0, (size_t)R * D * sizeof(float));
-    if ((st = proj_bwd(ck, l, PL_PROJ_Q, ck->g.d_xn, ck->g.d_q, s.xn, R)) != PL_OK) return st;
-    if ((st = proj_bwd(ck, l, PL_PROJ_K, ck->g.d_xn, ck->g.d_k, s.xn, R)) != PL_OK) return st;
-    if ((st = proj_bwd(ck, l, PL_PROJ_V, ck->g.d_xn, ck->g.d_v, s.xn, R)) != PL_OK) return st;
-    memcpy(ck->g.d_resid, ck->g.d_resid2, (size_t)R * D * sizeof(float));
-    pl_rmsnorm_bwd(ck->g.d_resid, pl_train_grad_of(ck->t, ly->attn_norm), ck->g.d_xn, s.rs, s.xin,
-                   fdata(ly->attn_norm), R, D);
-    return PL_OK;
+    struct pl_llama_acts a;
+    slot_of(ck, l, &a);
+    enum pl_status st = pl_llama_block_forward(ck->t->model, l, &a, ck->scratch, ck->pos, ck->B,
+                                               ck->T, ck->cur_n, 0);
+    if (st == PL_OK) slot_copy16(ck, l, &a, 1);
+    return st;
 }
 
 static enum pl_status segment_fwd(struct pl_ckpt *ck, int seg)
@@ -325,6 +190,22 @@ static enum pl_status segment_fwd(struct pl_ckpt *ck, int seg)
     return PL_OK;
 }
 
+/* The checkpointing policy's source of activations for the backward (layers L-1..0): on
+ * reaching the last layer of a segment other than the last one (whose forward is still in
+ * place), recompute the segment from its kept input; then layer l's slot, widened from its
+ * 16-bit copy first when there is one. */
+static enum pl_status recomputed_acts(void *ctx, int l, struct pl_llama_acts *a)
+{
+    struct pl_ckpt *ck = ctx;
+    const int L = ck->t->model->cfg.n_layers, s = l / ck->every;
+    const int last_of_seg = l == L - 1 || l % ck->every == ck->every - 1;
+    enum pl_status st;
+    if (last_of_seg && s != ck->n_seg - 1 && (st = segment_fwd(ck, s)) != PL_OK) return st;
+    slot_of(ck, l, a);
+    slot_copy16(ck, l, a, 0);
+    return PL_OK;
+}
+
 /* Forward of the staged batch; with grad, the checkpointed backward too, dlogits scaled by
  * mul / denom per scored target (denom <= 0: this batch's own count). */
 static enum pl_status fwd_bwd(struct pl_ckpt *ck, double mul, int64_t denom, int grad,
@@ -334,7 +215,6 @@ static enum pl_status fwd_bwd(struct pl_ckpt *ck, double mul, int64_t denom, int
     struct pl_model *m = t->model;
     const struct pl_model_config *c = &m->cfg;
     const int64_t n = ck->cur_n, R = (int64_t)ck->B * n, D = c->dim, V = c->vocab_size;
-    const int L = c->n_layers;
     enum pl_status st;
     const struct pl_tensor *E = m->tok_embd;
     if ((st = pl_embedding_fwd(ck->ckpt, ck->ids, pl_tensor_data(E), E->dtype, R, V, D)) != PL_OK)
@@ -353,19 +233,8 @@ static enum pl_status fwd_bwd(struct pl_ckpt *ck, double mul, int64_t denom, int
     *count = cnt;
     if (cnt == 0 || !grad) return PL_OK;
     pl_train_head_dlogits(t, &h, (float)(mul / (double)(denom > 0 ? denom : cnt)));
-    /* output head and final norm (full fine-tuning: their gradients too, as train_bwd.c) */
-    if ((st = pl_train_head_bwd(t, &h, xL, ck->g.d_wide, ck->g.d_resid, R)) != PL_OK) return st;
-    for (int s = ck->n_seg - 1; s >= 0; s--) {
-        if (s != ck->n_seg - 1 && (st = segment_fwd(ck, s)) != PL_OK) return st;   /* recompute */
-        int l0 = s * ck->every, l1 = (s + 1) * ck->every < L ? (s + 1) * ck->every : L;
-        for (int l = l1 - 1; l >= l0; l--) {
-            if ((st = pl_interrupt_check()) != PL_OK) return st;
-            if ((st = layer_bwd(ck, l)) != PL_OK) return st;
-        }
-    }
-    float *dE = pl_train_grad_of(t, E);
-    if (dE) pl_embedding_bwd(dE, ck->g.d_resid, ck->ids, R, V, D);
-    return PL_OK;
+    return pl_train_model_backward(t, &h, xL, &ck->g, ck->ids, ck->pos, ck->B, ck->T, (int)n,
+                                   recomputed_acts, ck);
 }
 
 /* [B, n] into the planned [ck->B, n] with padding rows ignored (as the trainer stages). */
@@ -374,15 +243,7 @@ static enum pl_status stage(struct pl_ckpt *ck, const int32_t *ids, const int32_
     if (B < 1 || B > ck->B || n < 1 || n > ck->T)
         return pl_fail(PL_ERR_ARG, "checkpointing: batch %d x %d does not fit the planned %d x %d", B, n,
                        ck->B, ck->T);
-    const struct pl_model_config *c = &ck->t->model->cfg;
-    int32_t pad = c->eos_id >= 0 ? c->eos_id : 0;
-    for (int b = 0; b < ck->B; b++)
-        for (int i = 0; i < n; i++) {
-            size_t k = (size_t)b * n + i;
-            ck->ids[k] = b < B ? ids[k] : pad;
-            ck->targets[k] = b < B ? targets[k] : -1;
-            ck->pos[k] = i;
-        }
+    pl_train_stage(ck->ids, ck->targets, ck->pos, ck->B, &ck->t->model->cfg, ids, targets, B, n);
     ck->cur_n = n;
     return PL_OK;
 }
@@ -402,36 +263,4 @@ enum pl_status pl_ckpt_run(struct pl_ckpt *ck, const int32_t *ids, const int32_t
     if (loss) *loss = l;
     if (count) *count = c;
     return st;
-}
-
-enum pl_status pl_ckpt_grad(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
-                            int B, int n, double mul, double *loss, int64_t *count)
-{
-    struct pl_lora *a = ck->t->lora;
-    if (a) a->dropout_row0 = 0;
-    enum pl_status st = pl_ckpt_run(ck, ids, targets, B, n, mul, 0, 1, loss, count);
-    if (a) a->dropout_step++;
-    return st;
-}
-
-enum pl_status pl_ckpt_micro(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
-                             int B, int n, double *loss, int64_t *count, int *stepped)
-{
-    struct pl_trainer *t = ck->t;
-    *stepped = 0;
-    double l = NAN;
-    int64_t c = 0;
-    enum pl_status st = pl_ckpt_grad(ck, ids, targets, B, n, t->loss_scale / t->cfg.grad_accum, &l, &c);
-    if (st != PL_OK) return st;
-    if (loss) *loss = l;
-    if (count) *count = c;
-    if (c > 0) {
-        t->accum_loss += l * (double)c;
-        t->accum_tokens += c;
-    }
-    if (++t->micro >= t->cfg.grad_accum) {
-        if ((st = pl_trainer_step(t)) != PL_OK) return st;
-        *stepped = 1;
-    }
-    return PL_OK;
 }

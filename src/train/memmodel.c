@@ -1,11 +1,12 @@
 /* memmodel.c — predicted peak memory of a training run, by allocator category, and the
  * auto-sizer on top of it.
  *
- * Owner: memory. Every formula below mirrors an allocation the engine makes; the file and
+ * Owner: memory. The activations of a step come from the functions that size the real
+ * buffers (pl_trainer_plan_bytes → pl_llama_ctx_bytes / pl_ckpt_plan_bytes, over the block's
+ * plan pl_llama_plan_of), and the optimizer state from the optimizer table (n_state), so they
+ * cannot drift. The remaining formulas mirror an allocation the engine makes; the file and
  * function are named next to each so that a change there is easy to carry here:
- *   src/model/llama.c    pl_llama_ctx_new (planned activations, PL_LLAMA_SAVE), logits
- *   src/train/train.c    pl_trainer_new, setup_full, plan_bwd, pl_train_ensure_optim; plan() makes
- *                  only src/train/ckpt.c's plan when checkpointing (LoRA or full)
+ *   src/train/train_params.c  pl_train_setup_full (f32 master copy, gradients)
  *   src/adapt/lora.c     pl_lora_new, pl_lora_plan (gradients, saved x·Aᵀ, dropout workspace)
  *   src/tensor/kernels_linear.c  dequantisation panels (forward: threads × P × K, backward:
  *                  threads × P × KC, shapes as of its PANEL_MAX/MB/CHUNK_COLS/PANEL_BWD),
@@ -313,38 +314,17 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
         if (ff_in) ws_persist += BT * ff_in * 4;              /* IA3 scaled input (xs) */
         if (c->lora_dropout > 0) ws_persist += BT * lora_wide_in * 2 * 4;
     }
-    optim += (c->optim_sgd ? 1 : 2) * trained * 4;
+    {   /* the optimizer table's state vectors (pl_train_ensure_optim) */
+        const struct pl_optimizer *o = pl_optimizer_get(c->optim_sgd ? PL_OPTIM_SGD : c->optim);
+        optim += (o ? o->n_state : 2) * trained * 4;
+    }
 
-    /* ---- activations: pl_llama_ctx_new (PL_LLAMA_SAVE) + plan_bwd + logits; with
-     * checkpointing (LoRA or full: src/train/train.c plan) only src/train/ckpt.c's B x T plan ---- */
-    int64_t wide = imax(imax(D, F), Hd);
-    int ck = c->ckpt_every > 0;
-    int64_t PB = ck ? 0 : B, PT = ck ? 0 : T, PBT = PB * PT;
-    /* mixed precision (src/model/llama.c, PL_LLAMA_SAVE_BF16/F16): the rounded buffers have one f32
-     * layer plus n_layers 16-bit copies, the KV cache one f32 layer; the residual stream
-     * (resid, resid2) and the rstd's stay f32 per layer. (Checkpointing: no such context is
-     * made; src/train/ckpt.c's segment slots are 16-bit when every >= 3, pl_ckpt_plan_bytes.) */
-    int h16 = c->precision != PL_MEMM_FP32;
-    int64_t S = h16 ? 1 : L, SK = h16 ? 1 : L, SH = h16 ? L : 0;
-    int64_t att1 = PB * s->n_heads * PT * PT;
-    int64_t ctx_floats = (L + 1) * PBT * D           /* resid */
-                       + S * PBT * D + L * PBT        /* xn_att, rstd_att */
-                       + S * PBT * Hd                 /* q */
-                       + 2 * SK * PBT * KV            /* kc, vc */
-                       + S * att1                     /* att */
-                       + S * PBT * Hd                 /* att_out */
-                       + L * PBT * D + S * PBT * D + L * PBT   /* resid2, xn_ffn, rstd_ffn */
-                       + 3 * S * PBT * F              /* gate, up, act */
-                       + PBT * D + PBT                /* xfinal, rstd_final */
-                       + PBT * wide;                  /* scratch */
-    int64_t ctx_halves = SH * (2 * PBT * D + 2 * PBT * Hd + 2 * PBT * KV + att1 + 3 * PBT * F);
-    act += ctx_halves * 2;
-    if (!ck) act += (int64_t)sizeof(struct pl_llama_ctx) + ctx_floats * 4 + PBT * 4;   /* + pos */
-    int64_t bwd_floats = PBT * (3 * D + 3 * Hd + 3 * KV + wide + 3 * F) + 2 * PBT;
-    act += bwd_floats * 4 + 4 * PBT * 4;   /* bwd_mem, ids, targets + head rows/targets */
-    if (ck) act += (int64_t)sizeof(struct pl_ckpt) +
-                   pl_ckpt_plan_bytes(s, (int)B, (int)T, c->ckpt_every, c->precision != PL_MEMM_FP32);
-    else act += BT * V * 4;                           /* logits of the trainer's context */
+    /* ---- activations: the trainer's per-step plan, from the functions that size it
+     * (pl_trainer_plan_bytes: pl_llama_ctx_new's saving context + logits + the backward
+     * buffers, or src/train/ckpt.c's plan when checkpointing) ---- */
+    const enum pl_precision prec = c->precision == PL_MEMM_BF16 ? PL_PREC_BF16
+                                 : c->precision == PL_MEMM_FP16 ? PL_PREC_FP16 : PL_PREC_FP32;
+    act += pl_trainer_plan_bytes(s, (int)B, (int)T, c->ckpt_every, prec);
 
     /* ---- the largest one-kernel workspace in a step ---- */
     int64_t tw = 0;

@@ -1,6 +1,10 @@
-/* optim.c — AdamW, SGD with momentum, learning-rate schedules, global-norm clipping.
+/* optim.c — the optimizer table (AdamW, SGD with momentum, Lion), learning-rate schedules,
+ * global-norm clipping.
  *
- * Owner: train. The math is stated in include/peftlua/optim.h. Each update is an independent
+ * Owner: train. The math is stated in include/peftlua/optim.h. A new optimizer is one step
+ * function and one row of `optimizers` below: the trainer allocates n_state state vectors per
+ * trained vector, checkpoints them and calls step; the Lua layer and the memory model read the
+ * name and n_state from the table. Each update is an independent
  * per-element formula, so the loops are parallel over elements with no reductions and give the
  * same bits for any thread count; the norm is a sequential double sum (fixed order).
  */
@@ -57,6 +61,71 @@ void pl_sgd_step(float *param, const float *grad, float *buf, int64_t n,
         }
         param[i] -= flr * g;
     }
+}
+
+/* Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms", Algorithm 2), in
+ * f32 with the operations in the order of the reference (tests/ref/train/lion_ref.py). */
+void pl_lion_step(float *param, const float *grad, float *m, int64_t n, double beta1,
+                  double beta2, double weight_decay, double lr)
+{
+    const float b1 = (float)beta1, omb1 = (float)(1.0 - beta1);
+    const float b2 = (float)beta2, omb2 = (float)(1.0 - beta2);
+    const float decay = (float)(1.0 - lr * weight_decay), flr = (float)lr;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        const float g = grad[i];
+        const float c = m[i] * b1 + omb1 * g;
+        const float s = c > 0.0f ? 1.0f : c < 0.0f ? -1.0f : 0.0f;   /* sign(0) = 0, as torch */
+        float p = param[i];
+        if (weight_decay != 0.0) p *= decay;
+        param[i] = p - flr * s;
+        m[i] = m[i] * b2 + omb2 * g;
+    }
+}
+
+/* ---- the table: each entry adapts the shared hyper-parameters to its step function ---- */
+
+static void adamw_entry(float *param, const float *grad, float *const *state, int64_t n,
+                        const struct pl_optim_hparams *h, double lr, int64_t t)
+{
+    struct pl_adamw_cfg c = { h->beta1, h->beta2, h->eps, h->weight_decay };
+    pl_adamw_step(param, grad, state[0], state[1], n, &c, lr, t);
+}
+
+static void sgd_entry(float *param, const float *grad, float *const *state, int64_t n,
+                      const struct pl_optim_hparams *h, double lr, int64_t t)
+{
+    struct pl_sgd_cfg c = { h->momentum, 0.0, h->weight_decay, h->nesterov };
+    pl_sgd_step(param, grad, state[0], n, &c, lr, t == 1);
+}
+
+static void lion_entry(float *param, const float *grad, float *const *state, int64_t n,
+                       const struct pl_optim_hparams *h, double lr, int64_t t)
+{
+    (void)t;
+    pl_lion_step(param, grad, state[0], n, h->beta1, h->beta2, h->weight_decay, lr);
+}
+
+/* Index order is enum pl_optim_kind's for the first two (checkpoints store the index). */
+static const struct pl_optimizer optimizers[] = {
+    { "adamw", 2, adamw_entry, "AdamW: decoupled weight decay, bias-corrected moments (beta1, beta2, eps)" },
+    { "sgd", 1, sgd_entry, "SGD with momentum (momentum, nesterov); weight decay as L2" },
+    { "lion", 1, lion_entry, "Lion: sign of the interpolated momentum (beta1, beta2; typical lr 3-10x below AdamW's)" },
+};
+#define PL_N_OPTIM ((int)(sizeof optimizers / sizeof optimizers[0]))
+
+int pl_optimizer_count(void) { return PL_N_OPTIM; }
+
+const struct pl_optimizer *pl_optimizer_get(int kind)
+{
+    return kind >= 0 && kind < PL_N_OPTIM ? &optimizers[kind] : NULL;
+}
+
+int pl_optimizer_find(const char *name)
+{
+    for (int i = 0; name && i < PL_N_OPTIM; i++)
+        if (strcmp(name, optimizers[i].name) == 0) return i;
+    return -1;
 }
 
 static const char *const sched_names[] = { "constant", "linear", "cosine" };

@@ -3,8 +3,11 @@
  * planned rows with gradient accumulation, the optimizer step, evaluation, and named access
  * to gradients.
  *
- * Owner: train. The backward pass is assembled in src/train/train_bwd.c, checkpoints live in
- * src/train/train_ckpt.c; the contract is include/peftlua/train.h.
+ * Owner: train. The backward pass is assembled in src/train/train_bwd.c, gradient
+ * checkpointing's plan and recompute policy in src/train/ckpt.c, the trained parameters in
+ * src/train/train_params.c, checkpoints in src/train/train_ckpt.c; the contract is
+ * include/peftlua/train.h. Call graph among them (no cycles): train → ckpt → train_bwd →
+ * train_head → train_params; train_ckpt → train_params.
  */
 #include <math.h>
 #include <stdio.h>
@@ -16,7 +19,6 @@
 #include "peftlua/kernels.h"
 #include "peftlua/qlora.h"
 #include "peftlua/train.h"
-#include "peftlua/options.h"
 #include "train_internal.h"
 
 struct pl_train_cfg pl_train_defaults(void)
@@ -46,10 +48,13 @@ struct pl_train_cfg pl_train_defaults(void)
     return c;
 }
 
-/* the option table's choices, in enum pl_precision order (src/train/options.c) */
 int pl_precision_from_name(const char *name)
 {
-    return pl_option_choice("precision", name);
+    if (!name) return -1;
+    if (strcmp(name, "fp32") == 0) return PL_PREC_FP32;
+    if (strcmp(name, "bf16") == 0) return PL_PREC_BF16;
+    if (strcmp(name, "fp16") == 0) return PL_PREC_FP16;
+    return -1;
 }
 
 const char *pl_precision_name(enum pl_precision p)
@@ -74,74 +79,43 @@ static enum pl_status store_frozen16(struct pl_model *m, enum pl_precision p)
     return PL_OK;
 }
 
-/* Full fine-tuning: one flat f32 vector holding every weight; the model's tensors become views
- * of it. Tied output: the same view, so both uses accumulate into one gradient. */
-static enum pl_status setup_full(struct pl_trainer *t)
-{
-    struct pl_model *m = t->model;
-    int np = pl_model_n_params(m);
-    int64_t total = 0;
-    for (int i = 0; i < np; i++) total += pl_tensor_numel(*pl_model_param(m, i, NULL, 0));
-    struct pl_storage *s = pl_storage_new((size_t)total * sizeof(float), PL_MEM_WEIGHTS);
-    if (!s) return pl_fail(PL_ERR_NOMEM, "train: out of memory for the f32 master copy of %lld weights",
-                           (long long)total);
-    t->grads = pl_calloc((size_t)total, sizeof(float), PL_MEM_GRADS);
-    t->full = pl_calloc((size_t)np, sizeof *t->full, PL_MEM_GRADS);
-    if (!t->grads || !t->full) {
-        pl_storage_release(s);
-        return pl_fail(PL_ERR_NOMEM, "train: out of memory for %lld gradients", (long long)total);
-    }
-    t->n_full = np;
-    size_t off = 0;
-    for (int i = 0; i < np; i++) {
-        char name[160];
-        struct pl_tensor **slot = pl_model_param(m, i, name, sizeof name);
-        struct pl_tensor *w = *slot;
-        struct pl_tensor *f = pl_tensor_over(s, off * sizeof(float), PL_F32, w->ndim, w->shape);
-        if (!f) { pl_storage_release(s); return PL_ERR_NOMEM; }
-        enum pl_status st = pl_tensor_read_f32(w, pl_tensor_data(f));
-        if (st != PL_OK) {
-            pl_tensor_release(f);
-            pl_storage_release(s);
-            return pl_fail(st, "train: %s: %s", name, pl_last_error());
-        }
-        int64_t n = pl_tensor_numel(w);
-        t->full[i].w = pl_tensor_data(f);
-        t->full[i].g = t->grads + off;
-        t->full[i].n = n;
-        if (i == 0 && m->cfg.tied_output) {
-            pl_tensor_release(m->output);
-            m->output = pl_tensor_retain(f);
-        }
-        pl_tensor_release(w);
-        *slot = f;
-        off += (size_t)n;
-    }
-    t->params = pl_tensor_data(m->tok_embd);   /* offset 0 of the flat vector */
-    pl_storage_release(s);                     /* the tensors hold it */
-    t->n_params = total;
-    return PL_OK;
-}
-
-float *pl_train_grad_of(struct pl_trainer *t, const struct pl_tensor *w)
-{
-    if (t->cfg.method != PL_TRAIN_FULL || !w) return NULL;
-    const float *d = pl_tensor_data(w);
-    for (int i = 0; i < t->n_full; i++)
-        if (t->full[i].w == d) return t->full[i].g;
-    return NULL;
-}
-
 /* The staged chunk (ids, targets), the cross-entropy state and the activation gradients of
  * the backward for `rows` rows: one block each (uncheckpointed trainer). */
+/* Its sizes: floats of the block (activation gradients + the two cross-entropy rows), and the
+ * int32 rows of ids [BT] and targets [BT] + head rows and targets [2][BT]. */
+static int64_t bwd_floats(const struct pl_model_config *c, int64_t BT)
+{
+    return pl_act_grads_floats(c, BT) + 2 * BT;
+}
+enum { BWD_ID_ROWS = 1, BWD_TARGET_ROWS = 3 };
+
+/* The context's flags for a precision: every layer saved, in 16 bits for bf16/fp16. */
+static int save_flags(enum pl_precision pr)
+{
+    return PL_LLAMA_SAVE | (pr == PL_PREC_BF16 ? PL_LLAMA_SAVE_BF16
+                            : pr == PL_PREC_FP16 ? PL_LLAMA_SAVE_F16 : 0);
+}
+
+int64_t pl_trainer_plan_bytes(const struct pl_model_config *c, int rows, int T, int ckpt_every,
+                              enum pl_precision pr)
+{
+    const int64_t BT = (int64_t)rows * T;
+    if (ckpt_every > 0)   /* plan(): src/train/ckpt.c's plan only */
+        return (int64_t)sizeof(struct pl_ckpt) +
+               pl_ckpt_plan_bytes(c, rows, T, ckpt_every, pr != PL_PREC_FP32);
+    return pl_llama_ctx_bytes(c, rows, T, save_flags(pr))
+         + BT * c->vocab_size * 4                    /* the context's logits (first forward) */
+         + bwd_floats(c, BT) * 4 + (BWD_ID_ROWS + BWD_TARGET_ROWS) * BT * 4;
+}
+
 static enum pl_status plan_bwd(struct pl_trainer *t, int rows)
 {
     const struct pl_model_config *c = &t->model->cfg;
     int64_t BT = (int64_t)rows * t->cfg.seq_len;
-    size_t n = (size_t)pl_act_grads_floats(c, BT) + 2 * (size_t)BT;
+    size_t n = (size_t)bwd_floats(c, BT);
     t->bwd_mem = pl_alloc(n * sizeof(float), PL_MEM_ACTIVATIONS);
-    t->ids = pl_alloc((size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
-    t->targets = pl_alloc(3 * (size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
+    t->ids = pl_alloc(BWD_ID_ROWS * (size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
+    t->targets = pl_alloc(BWD_TARGET_ROWS * (size_t)BT * sizeof(int32_t), PL_MEM_ACTIVATIONS);
     if (!t->bwd_mem || !t->ids || !t->targets)
         return pl_fail(PL_ERR_NOMEM, "train: out of memory for %.1f MiB of backward buffers",
                        (double)n * 4 / 1048576.0);
@@ -185,10 +159,7 @@ static enum pl_status plan(struct pl_trainer *t, int rows)
         st = pl_ckpt_new(&t->ckpt, t, rows, T, t->cfg.ckpt_every);
     } else {
         if (t->lora && (st = pl_lora_plan(t->lora, (int64_t)rows * T)) != PL_OK) return st;
-        const enum pl_precision pr = t->cfg.precision;
-        int flags = PL_LLAMA_SAVE | (pr == PL_PREC_BF16 ? PL_LLAMA_SAVE_BF16
-                                     : pr == PL_PREC_FP16 ? PL_LLAMA_SAVE_F16 : 0);
-        t->ctx = pl_llama_ctx_new(t->model, rows, T, flags);
+        t->ctx = pl_llama_ctx_new(t->model, rows, T, save_flags(t->cfg.precision));
         st = t->ctx ? plan_bwd(t, rows) : PL_ERR_NOMEM;
     }
     if (st == PL_OK) t->plan_rows = rows;
@@ -271,7 +242,7 @@ enum pl_status pl_trainer_new(struct pl_trainer **out, struct pl_model *m,
         pl_lora_attach(t->lora, m);
         if ((st = pl_lora_init_magnitude(t->lora, m)) != PL_OK) goto fail;   /* DoRA */
     } else {
-        if ((st = setup_full(t)) != PL_OK) goto fail;
+        if ((st = pl_train_setup_full(t)) != PL_OK) goto fail;
     }
     if ((st = plan(t, cfg->plan_rows > 0 ? cfg->plan_rows : cfg->batch_size)) != PL_OK) goto fail;
     if (t->lora) t->grads = t->lora->grads;   /* made by the first pl_lora_plan */
@@ -295,31 +266,16 @@ void pl_trainer_free(struct pl_trainer *t)
     pl_free(t);
 }
 
-/* Copy a [B, n] chunk into the planned layout as [plan_rows, n]: missing rows are padding
- * with ignored targets. Rows are only as long as the batch (n <= seq_len), so short batches
- * cost what they hold; causal attention makes padding at a row's end harmless anyway. */
 static void stage_batch(struct pl_trainer *t, const int32_t *ids, const int32_t *targets, int B,
                         int n)
 {
-    const int PB = t->plan_rows;
-    int32_t pad = t->model->cfg.eos_id >= 0 ? t->model->cfg.eos_id : 0;
-    for (int b = 0; b < PB; b++)
-        for (int i = 0; i < n; i++) {
-            size_t k = (size_t)b * n + i;
-            if (b < B) {
-                t->ids[k] = ids[k];
-                t->targets[k] = targets[k];
-            } else {
-                t->ids[k] = pad;
-                t->targets[k] = -1;
-            }
-        }
+    pl_train_stage(t->ids, t->targets, NULL, t->plan_rows, &t->model->cfg, ids, targets, B, n);
     t->cur_n = n;
 }
 
 /* The head buffers of the saved-activation plan (src/train/train_head.c); h->nr from the last
  * pl_train_head_rows over t->targets. */
-void pl_trainer_head(struct pl_trainer *t, struct pl_train_head *h)
+static void trainer_head(struct pl_trainer *t, struct pl_train_head *h)
 {
     const int64_t BT = (int64_t)t->plan_rows * t->cfg.seq_len;
     h->xfinal = t->ctx->xfinal;
@@ -330,6 +286,13 @@ void pl_trainer_head(struct pl_trainer *t, struct pl_train_head *h)
     h->rows = t->head_rows;
     h->tg = t->head_rows + BT;
     h->nr = t->head_nr;
+}
+
+/* The plain trainer's source of activations for the backward: every layer's as the forward
+ * saved them (16-bit copies widened one layer at a time). */
+static enum pl_status saved_acts(void *ctx, int l, struct pl_llama_acts *a)
+{
+    return pl_llama_saved_layer(ctx, l, a);
 }
 
 /* Forward (+ backward with grad) of one chunk of B <= plan_rows rows starting at row row0 of
@@ -349,7 +312,7 @@ static enum pl_status run_chunk(struct pl_trainer *t, const int32_t *ids, const 
     if (st != PL_OK) goto out;
     /* the output head over the scored rows only (src/train/train_head.c) */
     struct pl_train_head h;
-    pl_trainer_head(t, &h);
+    trainer_head(t, &h);
     t->head_nr = pl_train_head_rows(&h, t->targets, BT);
     double mean = 0;
     int64_t cnt = 0;
@@ -358,7 +321,9 @@ static enum pl_status run_chunk(struct pl_trainer *t, const int32_t *ids, const 
     *count = cnt;
     if (cnt == 0 || !grad) goto out;   /* nothing to learn from: no gradient */
     pl_train_head_dlogits(t, &h, (float)(mul / (double)denom));
-    st = pl_train_backward(t);
+    h.nr = t->head_nr;
+    st = pl_train_model_backward(t, &h, t->ctx->x_last, &t->g, t->ids, t->ctx->pos, t->plan_rows,
+                                 t->cfg.seq_len, n, saved_acts, t->ctx);
 out:
     if (t->lora) t->lora->training = 0;
     return st;
@@ -420,19 +385,11 @@ static enum pl_status run_batch(struct pl_trainer *t, const int32_t *ids, const 
     return st;
 }
 
-enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
-                                int B, int n, double *loss, int64_t *count, int *stepped)
+/* A micro-batch's loss into the pending step; the optimizer step when it completes grad_accum. */
+static enum pl_status account_micro(struct pl_trainer *t, double l, int64_t c, double *loss,
+                                    int64_t *count, int *stepped)
 {
-    *stepped = 0;
-    double l = NAN;
-    int64_t c = 0;
-    const int world = t->world > 1 ? t->world : 1;
-    if (t->lora && world > 1 && t->micro == 0)
-        t->lora->dropout_step = t->dropout_at_step + (uint64_t)t->rank * (uint64_t)t->cfg.grad_accum;
-    enum pl_status st = run_batch(t, ids, targets, B, n,
-                                  t->loss_scale / ((double)t->cfg.grad_accum * world), 1, &l, NULL, &c);
-    if (t->lora && st != PL_ERR_ARG && st != PL_ERR_STATE) t->lora->dropout_step++;
-    if (st != PL_OK) return st;
+    enum pl_status st;
     if (loss) *loss = l;
     if (count) *count = c;
     if (c > 0) {
@@ -446,16 +403,44 @@ enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const 
     return PL_OK;
 }
 
-enum pl_status pl_train_ensure_optim(struct pl_trainer *t)
+enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
+                                int B, int n, double *loss, int64_t *count, int *stepped)
 {
-    /* allocated on first use, so gradient-only uses (checks, evaluation) never pay for it */
-    if (!t->opt_m) t->opt_m = pl_calloc((size_t)t->n_params, sizeof(float), PL_MEM_OPTIM);
-    if (t->cfg.optim == PL_OPTIM_ADAMW && !t->opt_v)
-        t->opt_v = pl_calloc((size_t)t->n_params, sizeof(float), PL_MEM_OPTIM);
-    if (!t->opt_m || (t->cfg.optim == PL_OPTIM_ADAMW && !t->opt_v))
-        return pl_fail(PL_ERR_NOMEM, "train: out of memory for optimizer state (%lld parameters)",
-                       (long long)t->n_params);
-    return PL_OK;
+    *stepped = 0;
+    double l = NAN;
+    int64_t c = 0;
+    const int world = t->world > 1 ? t->world : 1;
+    if (t->lora && world > 1 && t->micro == 0)
+        t->lora->dropout_step = t->dropout_at_step + (uint64_t)t->rank * (uint64_t)t->cfg.grad_accum;
+    enum pl_status st = run_batch(t, ids, targets, B, n,
+                                  t->loss_scale / ((double)t->cfg.grad_accum * world), 1, &l, NULL, &c);
+    if (t->lora && st != PL_ERR_ARG && st != PL_ERR_STATE) t->lora->dropout_step++;
+    if (st != PL_OK) return st;
+    return account_micro(t, l, c, loss, count, stepped);
+}
+
+/* ---- a checkpointed plan made by the caller (ckpt.h): its micro-batch and gradient ---- */
+
+enum pl_status pl_ckpt_grad(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
+                            int B, int n, double mul, double *loss, int64_t *count)
+{
+    struct pl_lora *a = ck->t->lora;
+    if (a) a->dropout_row0 = 0;
+    enum pl_status st = pl_ckpt_run(ck, ids, targets, B, n, mul, 0, 1, loss, count);
+    if (a) a->dropout_step++;
+    return st;
+}
+
+enum pl_status pl_ckpt_micro(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
+                             int B, int n, double *loss, int64_t *count, int *stepped)
+{
+    struct pl_trainer *t = ck->t;
+    *stepped = 0;
+    double l = NAN;
+    int64_t c = 0;
+    enum pl_status st = pl_ckpt_grad(ck, ids, targets, B, n, t->loss_scale / t->cfg.grad_accum, &l, &c);
+    if (st != PL_OK) return st;
+    return account_micro(t, l, c, loss, count, stepped);
 }
 
 /* Gradients × 1/S: exact (S is a power of two) unless a value falls below f32's normal range. */
@@ -487,13 +472,10 @@ enum pl_status pl_trainer_step(struct pl_trainer *t)
                          t->cfg.min_lr_ratio);
     const int fp16 = t->cfg.precision == PL_PREC_FP16;
     if (isfinite(norm)) {
-        if (t->cfg.optim == PL_OPTIM_ADAMW) {
-            struct pl_adamw_cfg c = { t->cfg.beta1, t->cfg.beta2, t->cfg.eps, t->cfg.weight_decay };
-            pl_adamw_step(t->params, t->grads, t->opt_m, t->opt_v, n, &c, lr, applied + 1);
-        } else {
-            struct pl_sgd_cfg c = { t->cfg.momentum, 0.0, t->cfg.weight_decay, t->cfg.nesterov };
-            pl_sgd_step(t->params, t->grads, t->opt_m, n, &c, lr, applied == 0);
-        }
+        const struct pl_optim_hparams h = { t->cfg.beta1, t->cfg.beta2, t->cfg.eps,
+                                            t->cfg.weight_decay, t->cfg.momentum, t->cfg.nesterov };
+        float *const state[PL_OPTIM_MAX_STATE] = { t->opt_m, t->opt_v };
+        pl_optimizer_get(t->cfg.optim)->step(t->params, t->grads, state, n, &h, lr, applied + 1);
         if (fp16 && ++t->good_steps >= t->cfg.growth_interval) {
             t->loss_scale *= 2.0;
             t->good_steps = 0;
@@ -554,6 +536,29 @@ enum pl_status pl_trainer_eval(struct pl_trainer *t, const int32_t *ids, const i
     return run_batch(t, ids, targets, B, n, 1.0, 0, NULL, sum, count);
 }
 
+enum pl_status pl_trainer_recover(struct pl_trainer *t, enum pl_status st, const char *why_in,
+                                  int64_t step0, int *from, int *to)
+{
+    char why[256];
+    snprintf(why, sizeof why, "%s", why_in ? why_in : pl_last_error());
+    *from = t->plan_rows;
+    *to = 0;
+    if (st == PL_OK) return pl_fail(PL_ERR_ARG, "train: nothing failed; nothing to recover");
+    if (t->step != step0) return pl_fail(st, "%s", why);   /* its update was applied: nothing to redo */
+    pl_trainer_rewind(t);
+    if (st != PL_ERR_NOMEM) return pl_fail(st, "%s", why);
+    if (*from <= 1)
+        return pl_fail(PL_ERR_NOMEM, "train: allocation failed (%s) with one row of %d tokens per forward: nothing smaller to re-plan",
+                       why, t->cfg.seq_len);
+    enum pl_status st2 = pl_trainer_shrink(t, to);
+    if (st2 != PL_OK) {
+        char why2[256];
+        snprintf(why2, sizeof why2, "%s", pl_last_error());
+        return pl_fail(st2, "train: allocation failed (%s), then %s", why, why2);
+    }
+    return PL_OK;
+}
+
 enum pl_status pl_trainer_step_shrinking(struct pl_trainer *t, const int32_t *ids,
                                          const int32_t *targets, int rows, int n, double *loss,
                                          char *log, size_t log_size)
@@ -574,21 +579,10 @@ enum pl_status pl_trainer_step_shrinking(struct pl_trainer *t, const int32_t *id
             if (loss) *loss = t->last_loss;
             return PL_OK;
         }
-        if (st != PL_ERR_NOMEM) return st;
-        if (t->step != step0) return st;   /* failed after its own update: nothing to redo */
         char why[256];
         snprintf(why, sizeof why, "%s", pl_last_error());
-        pl_trainer_rewind(t);
-        const int from = t->plan_rows;
-        int to = 0;
-        if (from <= 1)
-            return pl_fail(PL_ERR_NOMEM, "train: allocation failed (%s) with one row of %d tokens per forward: nothing smaller to re-plan",
-                           why, t->cfg.seq_len);
-        if ((st = pl_trainer_shrink(t, &to)) != PL_OK) {
-            char why2[256];
-            snprintf(why2, sizeof why2, "%s", pl_last_error());
-            return pl_fail(st, "train: allocation failed (%s), then %s", why, why2);
-        }
+        int from = 0, to = 0;
+        if ((st = pl_trainer_recover(t, st, why, step0, &from, &to)) != PL_OK) return st;
         if (log && used + 1 < log_size) {
             int w = snprintf(log + used, log_size - used,
                              "allocation failed (%s): micro-batch %d -> %d rows (x%d chunks), step %lld retried\n",
@@ -596,46 +590,4 @@ enum pl_status pl_trainer_step_shrinking(struct pl_trainer *t, const int32_t *id
             if (w > 0) used += (size_t)w < log_size - used ? (size_t)w : log_size - used - 1;
         }
     }
-}
-
-static float *find_vec(struct pl_trainer *t, const char *name, int64_t *n, int want_grad)
-{
-    char buf[200];
-    if (t->cfg.method == PL_TRAIN_LORA) {
-        struct pl_lora *a = t->lora;
-        for (int i = 0; i < a->n; i++) {
-            struct pl_lora_adapter *d = &a->ad[i];
-            for (int w = 0; w < 4; w++) {   /* lora_A, lora_B, lora_magnitude_vector, ia3_l */
-                float *v = w == 0 ? d->A : w == 1 ? d->B : w == 2 ? d->mag : d->vec;
-                if (!v) continue;
-                pl_name_adapter(buf, sizeof buf, "", d->layer, d->proj, "ABML"[w]);   /* model/names.c */
-                if (strcmp(buf, name) == 0) {
-                    *n = w == 0 ? (int64_t)a->cfg.r * d->in : w == 1 ? (int64_t)a->cfg.r * d->out
-                       : w == 2 ? d->out : (d->ff ? d->in : d->out);
-                    if (want_grad) return w == 0 ? d->dA : w == 1 ? d->dB : w == 2 ? d->dmag : d->dvec;
-                    return v;
-                }
-            }
-        }
-        return NULL;
-    }
-    int np = pl_model_n_params(t->model);
-    for (int i = 0; i < np && i < t->n_full; i++) {
-        pl_model_param(t->model, i, buf, sizeof buf);
-        if (strcmp(buf, name) == 0) {
-            *n = t->full[i].n;
-            return want_grad ? t->full[i].g : t->full[i].w;
-        }
-    }
-    return NULL;
-}
-
-float *pl_trainer_find_grad(struct pl_trainer *t, const char *name, int64_t *n)
-{
-    return find_vec(t, name, n, 1);
-}
-
-float *pl_trainer_find_param(struct pl_trainer *t, const char *name, int64_t *n)
-{
-    return find_vec(t, name, n, 0);
 }

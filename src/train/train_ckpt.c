@@ -153,6 +153,12 @@ int pl_trainer_has_checkpoint(const char *dir)
     return access(path, R_OK) == 0;
 }
 
+static const char *optim_name(int kind)
+{
+    const struct pl_optimizer *o = pl_optimizer_get(kind);
+    return o ? o->name : "an unknown optimizer";
+}
+
 enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blob,
                                size_t *blob_size)
 {
@@ -228,9 +234,9 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
     if (h.method != (int32_t)t->cfg.method || h.optim != (int32_t)t->cfg.optim ||
         h.n_params != t->n_params) {
         st = pl_fail(PL_ERR_ARG, "%s: checkpoint is for %s/%s with %lld parameters; this run is %s/%s with %lld",
-                     path, h.method == PL_TRAIN_LORA ? "lora" : "full", h.optim ? "sgd" : "adamw",
+                     path, h.method == PL_TRAIN_LORA ? "lora" : "full", optim_name(h.optim),
                      (long long)h.n_params, t->cfg.method == PL_TRAIN_LORA ? "lora" : "full",
-                     t->cfg.optim ? "sgd" : "adamw", (long long)t->n_params);
+                     optim_name(t->cfg.optim), (long long)t->n_params);
         goto out;
     }
     if ((st = pl_train_ensure_optim(t)) != PL_OK) goto out;

@@ -10,13 +10,28 @@
  * the weight gradient skip rows that contribute exact zeros), at the cost of a step that
  * scores a fraction f of its rows: f of the head instead of all of it.
  * Used by the saved-activation trainer (src/train/train.c, src/train/train_bwd.c) and by gradient
- * checkpointing (src/train/ckpt.c).
+ * checkpointing (src/train/ckpt.c), as is the staging of a batch into a plan (the other end
+ * of a step).
  */
 #include <string.h>
 
 #include "peftlua/kernels.h"
 #include "peftlua/model.h"
 #include "train_internal.h"
+
+void pl_train_stage(int32_t *ids_out, int32_t *tg_out, int32_t *pos_out, int PB,
+                    const struct pl_model_config *c, const int32_t *ids, const int32_t *targets,
+                    int B, int n)
+{
+    const int32_t pad = c->eos_id >= 0 ? c->eos_id : 0;
+    for (int b = 0; b < PB; b++)
+        for (int i = 0; i < n; i++) {
+            size_t k = (size_t)b * n + i;
+            ids_out[k] = b < B ? ids[k] : pad;
+            tg_out[k] = b < B ? targets[k] : -1;
+            if (pos_out) pos_out[k] = i;
+        }
+}
 
 int64_t pl_train_head_rows(struct pl_train_head *h, const int32_t *targets, int64_t R)
 {

@@ -1,14 +1,24 @@
-/* train_internal.h — shared between src/train/train.c, src/train/train_bwd.c, src/train/train_ckpt.c and src/train/ckpt.c
- * (which takes full fine-tuning's gradient slots from pl_train_grad_of) only.
- * Owner: train. */
+/* train_internal.h — shared by the training files only (src/train/train.c, train_params.c,
+ * train_bwd.c, train_head.c, train_ckpt.c, train_export.c, ckpt.c). Owner: train. */
 #ifndef PEFTLUA_TRAIN_INTERNAL_H
 #define PEFTLUA_TRAIN_INTERNAL_H
 
 #include "peftlua/train.h"
 
-/* Backward of the staged batch whose forward is in t->ctx and whose dlogits replaced
- * t->ctx->logits: accumulates into t->grads (adapters, or every f32 master weight). */
-enum pl_status pl_train_backward(struct pl_trainer *t);
+/* Full fine-tuning: every weight becomes a view of one flat f32 master vector (t->params),
+ * with its gradient slot in t->grads (src/train/train_params.c). */
+enum pl_status pl_train_setup_full(struct pl_trainer *t);
+/* Where the backward finds layer l's f32 activations: the saved ones (the plain trainer) or
+ * its segment recomputed from a kept input (checkpointing, src/train/ckpt.c). */
+typedef enum pl_status (*pl_train_acts_fn)(void *ctx, int l, struct pl_llama_acts *a);
+struct pl_train_head;
+/* The whole-model backward once the head's dlogits are in h: head and final norm, blocks
+ * L-1..0 (pl_llama_block_backward, with the trainer's parameters: adapters or full
+ * fine-tuning's master weights), the embedding. ids, pos [B*n]; B x T the plan's strides. */
+enum pl_status pl_train_model_backward(struct pl_trainer *t, const struct pl_train_head *h,
+                                       const float *xL, struct pl_act_grads *g,
+                                       const int32_t *ids, const int32_t *pos, int B, int T,
+                                       int n, pl_train_acts_fn acts_of, void *actx);
 /* Full fine-tuning: the gradient slice of master weight w (NULL for LoRA or unknown). */
 float *pl_train_grad_of(struct pl_trainer *t, const struct pl_tensor *w);
 
@@ -33,8 +43,13 @@ void pl_train_head_dlogits(struct pl_trainer *t, struct pl_train_head *h, float 
 enum pl_status pl_train_head_bwd(struct pl_trainer *t, const struct pl_train_head *h,
                                  const float *xL, float *dxf, float *d_resid, int64_t R);
 
-/* The saved-activation trainer's head buffers (src/train/train.c). */
-void pl_trainer_head(struct pl_trainer *t, struct pl_train_head *h);
+/* Copy a [B, n] batch into a plan of PB >= B rows as [PB, n]: missing rows are padding (the
+ * model's eos, or 0) with ignored targets; pos_out (may be NULL) gets each row's positions
+ * 0..n-1. Rows are only as long as the batch (n <= the plan's T), so short batches cost what
+ * they hold; causal attention makes padding at a row's end harmless anyway. */
+void pl_train_stage(int32_t *ids_out, int32_t *tg_out, int32_t *pos_out, int PB,
+                    const struct pl_model_config *c, const int32_t *ids, const int32_t *targets,
+                    int B, int n);
 
 /* Allocate the optimizer state if not yet done (zeroed). */
 enum pl_status pl_train_ensure_optim(struct pl_trainer *t);
