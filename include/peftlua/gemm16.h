@@ -16,7 +16,7 @@
  *
  * Compute mode: pl_compute_set(PL_COMPUTE_BF16) makes pl_linear_fwd and the input and weight
  * gradients of pl_linear_bwd (kernels.h) use these products for products of at least PL_GEMM16_MIN_ROWS rows;
- * the trainer sets it for `precision = "bf16"` (train.h). It is a process-wide setting like the
+ * the trainer sets it around each batch for `compute = "bf16"` (train.h cfg.compute). It is a process-wide setting like the
  * thread count. Where the CPU has no AVX512_BF16 (or the build is not x86-64 GCC/Clang) the
  * mode reads back as PL_COMPUTE_F32 and everything runs the f32 path unchanged.
  * Like pl_sgemm, the work is cut into pieces by shape alone: results are bit-identical for any
