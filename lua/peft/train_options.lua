@@ -35,8 +35,8 @@ local O = {
   { name = "distributed", type = "boolean", doc = "true when the MPI job has several ranks", group = "method", help = "data-parallel over the MPI job's ranks (mpirun/srun; docs/distributed.md)" },
   { name = "memory_budget", type = "size", doc = "the hardware report's budget", group = "method", help = 'bytes the run may use (an integer or "512M", "8G"); default PEFT_MEMORY_BUDGET or 85% of available RAM' },
   -- LoRA
-  { name = "lora_rank", type = "integer", min = 1, default = 8, group = "lora", help = "LoRA rank r" },
-  { name = "lora_alpha", type = "number", min = 0, min_open = true, default = 16, group = "lora", help = "LoRA alpha (scale alpha / r)" },
+  { name = "lora_rank", type = "integer", min = 1, doc = "from the data (peft.tune.suggest_rank)", group = "lora", help = "LoRA rank r (unset: suggested from the dataset, reasons in run.json)" },
+  { name = "lora_alpha", type = "number", min = 0, min_open = true, doc = "2 x lora_rank", group = "lora", help = "LoRA alpha (scale alpha / r)" },
   { name = "lora_dropout", type = "number", min = 0, max = 1, max_open = true, default = 0, group = "lora", help = "dropout on the LoRA input" },
   { name = "targets", type = "list", doc = '{"q_proj", "v_proj"}', group = "lora", help = "LoRA target modules (q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)" },
   { name = "layers", type = "int_list", doc = "every layer", group = "lora", help = "layers that get adapters (0-based)" },
