@@ -146,8 +146,15 @@ function M.profile(model, dataset, opts)
   local want = opts.loss_examples or 32
   if want > 0 and total > 0 then
     local bs = math.min(4, want)
-    local tr = peft.train.trainer(model, { method = "lora", lora_rank = 1, batch_size = bs, seq_len = max_seq,
-                                           targets = { "q_proj" }, seed = opts.seed or 42 })
+    local tr, msg = peft.train.try_trainer(model, { method = "lora", lora_rank = 1, batch_size = bs, seq_len = max_seq,
+                                                    targets = { "q_proj" }, seed = opts.seed or 42 })
+    if not tr then
+      if own then ds:close() end
+      if tostring(msg):find("already has adapters", 1, true) then
+        msg = msg .. " (an earlier run's result.trainer is still open: result.trainer:close() releases it)"
+      end
+      error("peft.data.profile: " .. tostring(msg), 2)
+    end
     local it = ds:batches { batch_size = bs, shuffle = false, epochs = 1 }
     local s, c, ex = 0, 0, 0
     for b in it do

@@ -194,7 +194,10 @@ local function run(cfg, rec)
   local bs, ga = cfg.batch_size or 4, cfg.grad_accum or 1
   -- no lora_rank given: the rank (and alpha) suggested from the data, reasons in run.json
   local lora_rank, lora_alpha = cfg.lora_rank, cfg.lora_alpha
-  if lora_rank == nil and method ~= "ia3" and method ~= "full" then
+  if lora_rank == nil and rec.resumed_rank then   -- resuming: the rank the checkpoint was made with
+    lora_rank, lora_alpha = rec.resumed_rank.value, lora_alpha or rec.resumed_rank.alpha
+    rec.rank_choice = rec.resumed_rank
+  elseif lora_rank == nil and method ~= "ia3" and method ~= "full" then
     local s = require("peft.tune_rank").for_run(model, cfg, max_seq, bs * ga * ranks)
     lora_rank, lora_alpha = s.rank, lora_alpha or s.alpha
     rec.rank_choice = { value = s.rank, alpha = lora_alpha, reason = "suggested from the data (peft.tune.suggest_rank)",
@@ -525,7 +528,22 @@ function M.run(cfg)
   -- several ranks: rank 0 alone keeps the record (run.json, MLflow) and prepares the output
   local follower = peft.dist.enabled(cfg.distributed) and peft.dist.rank() ~= 0
   if not follower then prepare_output(cfg) end
+  -- resume without lora_rank: the suggestion recorded by the run being continued (its
+  -- run.json), not a new one (the budget, and so the suggestion, may have changed)
+  local resumed_rank
+  if cfg.resume and cfg.lora_rank == nil and M.has_checkpoint(cfg.output .. "/checkpoint") then
+    local f = io.open(cfg.output .. "/run.json", "rb")
+    local okj, prev = false, nil
+    if f then okj, prev = pcall(peft.memory.decode_json, f:read("a")); f:close() end
+    local c = okj and type(prev) == "table" and prev.choices and prev.choices.lora_rank
+    local res = okj and type(prev) == "table" and prev.resolved
+    if type(c) == "table" and math.type(c.value) == "integer" then
+      resumed_rank = { value = c.value, alpha = c.alpha or (res and res.lora_alpha), reason = "resumed: " .. tostring(c.reason),
+                       reasons = c.reasons }
+    end
+  end
   local rec = follower and peft.dist.null_record() or peft.track.start(cfg)
+  rec.resumed_rank = resumed_rank
   local ok, res = pcall(run, cfg, rec)
   rec:finish(ok, res)
   if not ok then error(res, 0) end

@@ -15,8 +15,10 @@
 -- A LoRA adapter of rank r has r x P1 parameters (P1 from the memory model for these targets)
 -- and a language model stores about 2 bits per parameter (Allen-Zhu & Li 2024, "Physics of
 -- Language Models: Part 3.3, Knowledge Capacity Scaling Laws"). The rank is the smallest power
--- of two whose capacity holds that information, kept within [min_rank, max_rank]; alpha is
--- 2 x rank (the project's default scale alpha / r = 2).
+-- of two whose capacity holds that information, kept within [min_rank, max_rank]. Alpha is
+-- 16 sqrt(rank / 8): the size of the adapter's update (alpha / rank x the sqrt(rank) growth
+-- of B A, Kalajdzievski 2023, rsLoRA) stays that of the default rank-8, alpha-16 adapter, so
+-- a smaller rank learns as fast and differs only in capacity.
 local M = {}
 
 local ALL = { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" }
@@ -98,8 +100,9 @@ function M.suggest(model, data, opts)
   else
     why("rounded up to a power of two: rank %d", r)
   end
-  why("alpha %d (alpha / rank = 2, the default scale)", 2 * r)
-  return { rank = r, alpha = 2 * r, reasons = reasons, profile = prof, bits = bits, params_per_rank = p1, raw = raw,
+  local alpha = 16 * math.sqrt(r / 8)
+  why("alpha %.4g = 16 sqrt(rank / 8): the update size of the default rank-8, alpha-16 adapter (rsLoRA scaling)", alpha)
+  return { rank = r, alpha = alpha, reasons = reasons, profile = prof, bits = bits, params_per_rank = p1, raw = raw,
            targets = targets, bits_per_param = bpp }
 end
 

@@ -361,6 +361,8 @@ function M.run(o)
     if ok then
       local ran = r.steps - (t.steps or 0)
       t.steps_run = (t.steps_run or 0) + ran
+      t.loop_s = (t.loop_s or 0) + (r.elapsed - (r.resumed_from and t.prior_elapsed or 0))
+      t.prior_elapsed = r.elapsed
       steps_done = steps_done + ran
       t.steps = r.steps
       t.params_count = r.params
@@ -519,7 +521,10 @@ function M.run(o)
     res.steps_run = res.steps_run + (t.steps_run or 0)
     res.wall_s = res.wall_s + (t.wall_s or 0)
     steps_all = steps_all + full
-    if t.steps_run and t.steps_run > 0 then wall_all = wall_all + t.wall_s / t.steps_run * full
+    -- to the end: what it took plus the steps it did not run at its training loop's measured
+    -- seconds per step (loading and the first evaluation are paid once either way)
+    if t.steps_run and t.steps_run > 0 and t.loop_s then
+      wall_all = wall_all + t.wall_s + math.max(0, full - t.steps_run) * t.loop_s / t.steps_run
     else wall_all = wall_all + (t.wall_s or 0) end
   end
   res.steps_all_to_end, res.wall_all_to_end_s = steps_all, wall_all
@@ -557,12 +562,17 @@ function M.html(doc, path, names, title)
     lines[#lines + 1] = string.format("Best: trial %d, %s, validation loss %.4f at step %d", s.best.id,
       params_text(names, s.best.params), s.best.value, s.best.steps)
   end
+  if doc.baseline then
+    local bl = doc.baseline
+    lines[#lines + 1] = string.format("Baseline (learning rate %g, rank %d, %s), %d steps: validation loss %.4f; the best is %.1f%% lower",
+      bl.learning_rate, bl.lora_rank, label(bl.targets), bl.steps, bl.val_loss, bl.gain_pct)
+  end
   lines[#lines + 1] = string.format("%d trials, rungs %s steps (eta %g), search %s, seed %d", #doc.trials,
     table.concat(cfg.rungs, "/"), cfg.eta, cfg.search, cfg.seed)
   if s.steps_run then
     lines[#lines + 1] = string.format("Training steps run: %d (every trial to the end: %d, %.0f%% saved)", s.steps_run,
       s.steps_all_to_end, 100 * (1 - s.steps_run / math.max(1, s.steps_all_to_end)))
-    lines[#lines + 1] = string.format("Time in trials: %.0f s (every trial to the end, at each trial's measured seconds per step: about %.0f s)",
+    lines[#lines + 1] = string.format("Time in trials: %.0f s (every trial to the end, its remaining steps at its measured seconds per training step: about %.0f s)",
       s.wall_s, s.wall_all_to_end_s)
   end
   lines[#lines + 1] = string.format("Configurations the memory model rejected before starting: %d (proposals, counted with repeats)",

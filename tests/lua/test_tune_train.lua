@@ -49,7 +49,7 @@ return {
     T.eq(s.params_per_rank, p1)
     T.near(s.raw, p.target_tokens * p.base_loss / math.log(2) / (2 * p1), 1e-9)
     T.eq(s.rank, 64, "the whole sample is far more than a tiny model's small ranks hold")
-    T.eq(s.alpha, 128)
+    T.near(s.alpha, 16 * math.sqrt(64 / 8), 1e-9)
     -- a run that sees little of it: a small rank
     local small = peft.tune.suggest_rank(m, p, { steps = 2, batch_size = 1 })
     local want = 2
@@ -70,7 +70,7 @@ return {
     local s = peft.tune.suggest_rank(m, TRAIN, { max_seq_len = 32, steps = 3, batch_size = 2 })
     T.eq(r.rank_choice.value, s.rank)
     T.eq(r.trainer:config().lora_rank, s.rank)
-    T.near(r.trainer:config().lora_alpha, 2 * s.rank, 1e-6)
+    T.near(r.trainer:config().lora_alpha, s.alpha, 1e-4)
     r.trainer:close()
     local doc = read_json(out .. "/run.json")
     T.eq(doc.choices.lora_rank.value, s.rank)
@@ -208,11 +208,11 @@ print("best", res.best.id)
     T.ok(select(2, html:gsub("<img", "")) >= 5, "best so far, learning curves, one chart per hyperparameter")
   end,
 
-  -- the Bayesian search against random search with the same trials, 3 seeds (the 10-seed study
-  -- is tests/bench/tune_search.lua, numbers in docs/tune.md): median best validation loss lower
+  -- the Bayesian search against random search with the same trials, seeds 1-3 of the 10-seed study
+  -- (tests/bench/tune_search.lua, numbers in docs/tune.md): the median best validation loss is lower
   bayes_beats_random = function()
     local B = assert(loadfile(T.root .. "/tests/bench/tune_search.lua"))("tune_search")
-    local mb, mr = B.study(3, 8, 12)
+    local mb, mr = B.study(3, 12, 30)
     T.ok(mb < mr, string.format("median best: bayes %.4f, random %.4f", mb, mr))
   end,
 }
