@@ -1,7 +1,7 @@
 -- tests/bench/rank_sweep.lua — the rank rule (peft.tune.suggest_rank) against a sweep of LoRA
 -- ranks 2..64 trained for the same steps on one dataset.
 --
---   PEFT_THREADS=1 build/peftlua tests/bench/rank_sweep.lua --data wikisql|alpaca|chat|text
+--   PEFT_THREADS=1 build/peftlua tests/bench/rank_sweep.lua --data wikisql|alpaca|chat|text|alpaca_pc|chat_pc
 --       [--model PATH] [--steps 40] [--batch 4] [--seq 128] [--lr 5e-4] [--ranks 2,4,8,16,32,64]
 --       [--eval-batches 8] [--alpha sqrt|2r] [--chat-template false] [--out FILE.json]
 --
@@ -31,9 +31,49 @@ local DATA = {
   wikisql = { dataset = shared .. "/data/wikisql/train.jsonl", valid = shared .. "/data/wikisql/valid.jsonl" },
   alpaca = { dataset = shared .. "/data/alpaca-demo/alpaca_en_demo.json", valid_fraction = 0.1 },
   chat = { dataset = shared .. "/data/chat-demo/dummy_conversation.messages.jsonl", valid_fraction = 0.1 },
-  text = { dataset = shared .. "/data/text/tinystories_sample.txt", valid_fraction = 0.2 },   -- stories260K's own domain
+  text = { dataset = shared .. "/data/text/tinystories_sample.txt" },   -- stories260K's own domain (as JSON lines below)
 }
-local d = assert(DATA[o.data], "--data wikisql|alpaca|chat|text")
+-- for a model without a chat template (stories260K): the alpaca and chat records as prompt /
+-- completion lines, rendered [BOS] prompt completion [EOS] (chat_template = false): the same
+-- text, the same targets (the answer; the last assistant turn of a chat)
+local function jstr(x)
+  return '"' .. tostring(x):gsub('[%c"\\]', function(c)
+    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\" end
+    return string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+local function as_completion(name, path, format)
+  local recs = assert(peft.data.read(path, { format = format }))
+  local out = here .. "/build/tmp/rank_sweep_" .. name .. ".jsonl"
+  os.execute("mkdir -p '" .. here .. "/build/tmp'")
+  local f = assert(io.open(out, "w"))
+  for _, r in ipairs(recs) do
+    local p, c
+    if r.messages then
+      local parts = {}
+      for i = 1, #r.messages - 1 do parts[#parts + 1] = r.messages[i].role .. ": " .. r.messages[i].content end
+      p, c = table.concat(parts, "\n") .. "\nassistant:", " " .. r.messages[#r.messages].content
+    else
+      p, c = r.instruction .. ((r.input or "") ~= "" and ("\n" .. r.input) or "") .. "\n", r.output
+    end
+    f:write('{"prompt":', jstr(p), ',"completion":', jstr(c), '}\n')
+  end
+  f:close()
+  return out
+end
+if o.data == "text" then   -- one {"text": line} record per line of the plain-text sample
+  local out = here .. "/build/tmp/rank_sweep_text.jsonl"
+  os.execute("mkdir -p '" .. here .. "/build/tmp'")
+  local f = assert(io.open(out, "w"))
+  for line in io.lines(DATA.text.dataset) do if line:match("%S") then f:write('{"text":', jstr(line), '}\n') end end
+  f:close()
+  DATA.text = { dataset = out, valid_fraction = 0.2 }
+elseif o.data == "alpaca_pc" then
+  DATA.alpaca_pc = { dataset = as_completion("alpaca", DATA.alpaca.dataset, "alpaca"), valid_fraction = 0.1 }
+elseif o.data == "chat_pc" then
+  DATA.chat_pc = { dataset = as_completion("chat", DATA.chat.dataset, "chat"), valid_fraction = 0.1 }
+end
+local d = assert(DATA[o.data], "--data wikisql|alpaca|chat|text|alpaca_pc|chat_pc")
 local C = require "peft.compare"
 local out = o.out or (here .. "/build/tmp/rank_sweep_" .. o.data .. ".json")
 local doc = C.load(out) or { runs = {} }
@@ -53,7 +93,7 @@ print(string.format("rank sweep: %s on %s, %d steps of batch %d x %d tokens, lr 
 if not doc.suggestion then
   local m = peft.model.load(o.model)
   local t0 = peft.train.now()
-  local s = peft.tune.suggest_rank(m, d.dataset, { max_seq_len = o.seq, valid_fraction = d.valid_fraction, chat_template = chat_template,
+  local s = peft.tune.suggest_rank(m, d.dataset, { max_seq_len = o.seq, valid_fraction = d.valid_fraction, chat_template = chat_template, format = d.format,
     steps = o.steps, batch_size = o.batch, targets = { "q_proj", "v_proj" } })
   doc.suggestion = { rank = s.rank, alpha = s.alpha, reasons = s.reasons, raw = s.raw, bits = s.bits,
     params_per_rank = s.params_per_rank, profile = s.profile, seconds = peft.train.now() - t0 }
@@ -72,7 +112,7 @@ for rs in tostring(o.ranks):gmatch("%d+") do
     local t0 = peft.train.now()
     local r = peft.train.run { model = o.model, dataset = d.dataset, valid = d.valid, valid_fraction = d.valid_fraction,
       output = dir, max_iters = o.steps, batch_size = o.batch, max_seq_len = o.seq, learning_rate = o.lr,
-      lora_rank = rank, lora_alpha = alpha_of(rank), targets = { "q_proj", "v_proj" }, eval_every = o.steps, chat_template = chat_template,
+      lora_rank = rank, lora_alpha = alpha_of(rank), targets = { "q_proj", "v_proj" }, eval_every = o.steps, chat_template = chat_template, format = d.format,
       eval_batches = o.eval_batches, seed = 42, quiet = true, report = false }
     local rec = { rank = rank, alpha = alpha_of(rank), val_loss = r.val_loss, params = r.params, loss = r.loss, wall_s = peft.train.now() - t0 }
     r.trainer:close()
