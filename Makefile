@@ -4,21 +4,23 @@
 #   make asan       build and run the tests under AddressSanitizer + UBSan
 #   make bench      print speed figures (never fails on time)
 #   make demo       install deps, build, fetch the default model, run the quickstart
-#   make install PREFIX=/usr/local
-# Sources are found by wildcard: src/*.c is the engine, src/lua/l_<module>.c are the Lua
+#   make install PREFIX=/usr/local   (also PREFIX/lib/lua/5.4/peft.so: require "peft" from lua5.4)
+# Sources are found by wildcard: src/<layer>/*.c is the engine (layers: docs/engine.md),
+# src/lua/l_<module>.c are the Lua
 # bindings (one module each, registered automatically), tests/c/test_<name>.c are cmocka
 # binaries. BUILD=dir puts every object elsewhere (parallel work trees, asan).
 
 PREFIX  ?= /usr/local
 BUILD   ?= build
 CC      ?= cc
+LUA     ?= lua5.4
 PKGS    := lua5.4 openblas libcjson gdlib libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 UNAME_S := $(shell uname -s)
 
-# MPI (docs/distributed.md): MPI=1 builds src/dist.c against it, MPI=0 without (one process);
+# MPI (docs/distributed.md): MPI=1 builds src/train/dist.c against it, MPI=0 without (one process);
 # by default it is used where pkg-config knows Open MPI (ompi) or mpicc can say its flags.
 ifeq ($(origin MPI),undefined)
   MPI := $(shell pkg-config --exists ompi 2>/dev/null && echo 1 || (mpicc --showme:link >/dev/null 2>&1 && echo 1) || echo 0)
@@ -45,7 +47,8 @@ endif
 CFLAGS  += $(EXTRA_CFLAGS)
 LDFLAGS += $(EXTRA_LDFLAGS)
 
-ENGINE_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+ENGINE_SRC  := $(filter-out src/host/%,$(wildcard src/*/*.c))
+ENGINE_SRC  := $(filter-out src/lua/%,$(ENGINE_SRC))
 BIND_SRC    := $(wildcard src/lua/*.c)
 MODULES     := $(patsubst src/lua/l_%.c,%,$(wildcard src/lua/l_*.c))
 ENGINE_OBJ  := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
@@ -62,7 +65,7 @@ MODEL       := models/SmolLM2-135M-Instruct.Q4_1.gguf
 PEFT_SHARED ?= tests/fixtures/shared
 export PEFT_SHARED
 
-.PHONY: FORCE all test check asan bench demo install clean deps model ctest luatest installcheck llamacpp llamacpp-check servetest uitest
+.PHONY: FORCE luamod all test check asan bench demo install clean deps model ctest luatest installcheck llamacpp llamacpp-check servetest uitest
 all: $(HOST) $(LIB)
 
 $(BUILD)/gen/pl_modules.h: Makefile $(wildcard src/lua/l_*.c)
@@ -94,11 +97,31 @@ $(LIB): $(ENGINE_OBJ)
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 GIT_HEAD   := $(wildcard $(shell git rev-parse --git-dir 2>/dev/null)/HEAD $(shell git rev-parse --git-dir 2>/dev/null)/logs/HEAD)
 BUILD_FLAGS := $(CC) $(OPT)$(if $(findstring -march=native,$(CFLAGS)), -march=native,)$(if $(findstring -fopenmp,$(CFLAGS)), -fopenmp,)$(if $(findstring fsanitize,$(EXTRA_CFLAGS)), asan+ubsan,)
-$(BUILD)/src/main.o: CFLAGS += -DPL_GIT_COMMIT='"$(GIT_COMMIT)"' -DPL_BUILD_FLAGS='"$(BUILD_FLAGS)"'
-$(BUILD)/src/main.o: $(GIT_HEAD)
-$(HOST): $(BUILD)/src/main.o $(BIND_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $(BUILD)/src/main.o $(BIND_OBJ) $(LIB) $(LDLIBS)
+$(BUILD)/src/host/main.o: CFLAGS += -DPL_GIT_COMMIT='"$(GIT_COMMIT)"' -DPL_BUILD_FLAGS='"$(BUILD_FLAGS)"'
+$(BUILD)/src/host/main.o: $(GIT_HEAD)
+$(HOST): $(BUILD)/src/host/main.o $(BIND_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(BUILD)/src/host/main.o $(BIND_OBJ) $(LIB) $(LDLIBS)
 	@ln -sf $(abspath $@) peftlua 2>/dev/null || true
+
+# peft.so: the bindings and the engine as a Lua C module (luaopen_peft, src/lua/pl_open.c) that a
+# stock lua5.4 loads with require "peft"; position-independent objects under $(BUILD)/pic. Lua
+# itself is not linked: its API comes from the process that loads the module.
+LUAMOD      := $(BUILD)/peft.so
+PIC_OBJ     := $(ENGINE_SRC:%.c=$(BUILD)/pic/%.o) $(BIND_SRC:%.c=$(BUILD)/pic/%.o)
+LUAMOD_LIBS := $(shell pkg-config --libs openblas libcjson gdlib libmicrohttpd 2>/dev/null) -lm $(MPI_LIBS)
+ifeq ($(UNAME_S),Darwin)
+  LUAMOD_LDFLAGS := -bundle -undefined dynamic_lookup
+else
+  LUAMOD_LDFLAGS := -shared
+  LUAMOD_LIBS    += -lpthread -fopenmp
+endif
+$(BUILD)/pic/%.o: %.c | $(BUILD)/gen/pl_modules.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c $< -o $@
+$(BUILD)/pic/src/lua/l_track.o: $(BUILD)/gen/pl_build.h
+$(LUAMOD): $(PIC_OBJ)
+	$(CC) $(LDFLAGS) $(LUAMOD_LDFLAGS) -o $@ $(PIC_OBJ) $(LUAMOD_LIBS)
+luamod: $(LUAMOD)
 
 $(BUILD)/tests/%: tests/c/%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -117,14 +140,14 @@ $(MODEL):
 
 # Tests: every cmocka binary, then the Lua suite (tests/lua/test_*.lua). Tests that need
 # the default model get it from `make model`.
-# Passive OpenMP waiting after a short spin, as the host sets for itself (see src/main.c),
+# Passive OpenMP waiting after a short spin, as the host sets for itself (see src/host/main.c),
 # unless the caller chose.
 ifeq ($(origin OMP_WAIT_POLICY),undefined)
 export OMP_WAIT_POLICY := passive
 export GOMP_SPINCOUNT ?= 10000
 endif
 # The OpenBLAS core type the C binaries run with: the caller's OPENBLAS_CORETYPE, else the one
-# the host would choose (src/main.c: a faster kernel family where OpenBLAS picked a weaker one).
+# the host would choose (src/host/main.c: a faster kernel family where OpenBLAS picked a weaker one).
 BLAS_ENV = core=$$($(HOST) -e 'io.write(os.getenv("OPENBLAS_CORETYPE") or "")' 2>/dev/null); \
 	  if [ -n "$$core" ]; then export OPENBLAS_CORETYPE=$$core; fi;
 ctest: $(CTEST_BIN) $(HOST)
@@ -144,8 +167,18 @@ check: all
 # Install into a scratch prefix, then use it as a user would: the binary from another
 # directory, and examples/embed.c and examples/generate.c (the worked example of peftlua.h)
 # compiled against the installed library through pkg-config.
-installcheck: all
+# The Lua C module from a stock lua5.4: the Lua layer found from the prefix, a model loaded and run.
+LUAMOD_CHECK := local peft = require "peft"; assert(PEFTLUA_LUA_DIR:find("/inst/share/peftlua/lua", 1, true), PEFTLUA_LUA_DIR); \
+  local m = peft.model.load(os.getenv("PEFT_CHECK_MODEL")); local t = m:generate("Once upon a time", {max_tokens = 8, greedy = true}); \
+  assert(t:find("^, there was a little"), t); print("lua5.4: require \"peft\" from the prefix: ok")
+# Under make asan the module carries AddressSanitizer, whose runtime must load before lua5.4's.
+LUA_RUN := $(if $(PL_ASAN),LD_PRELOAD=$(shell $(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0,)
+installcheck: all $(LUAMOD)
 	@rm -rf $(BUILD)/inst && $(MAKE) --no-print-directory -s install PREFIX=$(abspath $(BUILD)/inst) >/dev/null
+	@cd / && PEFTLUA_LUA_DIR= LUA_CPATH_5_4='$(abspath $(BUILD)/inst)/lib/lua/5.4/?.so;;' $(LUA_RUN) $(LUA) -e 'local peft = require "peft"; print(peft.hw.summary())' \
+	  | tee $(abspath $(BUILD))/luamod.out && grep -q 'threads' $(abspath $(BUILD))/luamod.out
+	@cd / && PEFTLUA_LUA_DIR= LUA_CPATH_5_4='$(abspath $(BUILD)/inst)/lib/lua/5.4/?.so;;' \
+	  PEFT_CHECK_MODEL=$(abspath $(BUILD))/inst/share/peftlua/models/stories260K.gguf $(LUA_RUN) $(LUA) -e '$(LUAMOD_CHECK)'
 	@cd / && $(abspath $(BUILD)/inst)/bin/peftlua -e 'assert(PEFTLUA_LUA_DIR:find("/inst/share/peftlua/lua", 1, true), PEFTLUA_LUA_DIR); assert(peft.tensor and peft.memory)' && $(abspath $(BUILD)/inst)/bin/peftlua version | grep -q '^peftlua ' && test -f $(abspath $(BUILD)/inst)/share/peftlua/lua/peft/ui/run.js
 	@PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig $(CC) -std=c11 $(EXTRA_CFLAGS) examples/embed.c \
 	  $$(PKG_CONFIG_PATH=$(abspath $(BUILD)/inst)/lib/pkgconfig pkg-config --cflags --libs peftlua) $(EXTRA_LDFLAGS) -o $(BUILD)/embed
@@ -206,10 +239,11 @@ demo: deps
 	$(HOST) recipes/quickstart.lua
 	$(HOST) recipes/finetune.lua
 
-install: all
+install: all $(LUAMOD)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/peftlua \
-	  $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/cmd $(DESTDIR)$(PREFIX)/share/man/man1
+	  $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/cmd $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/lib/lua/5.4
 	install -m 755 $(HOST) $(DESTDIR)$(PREFIX)/bin/peftlua
+	install -m 755 $(LUAMOD) $(DESTDIR)$(PREFIX)/lib/lua/5.4/peft.so
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libpeftlua.a
 	install -m 644 include/peftlua/*.h $(DESTDIR)$(PREFIX)/include/peftlua/
 	install -m 644 lua/peft/*.lua $(DESTDIR)$(PREFIX)/share/peftlua/lua/peft/

@@ -4,7 +4,7 @@
 set -e
 [ -n "$PEFT_NO_DEPS" ] && exit 0
 PKGS="build-essential pkg-config liblua5.4-dev libopenblas-dev libcjson-dev libgd-dev libcmocka-dev
-libreadline-dev libmicrohttpd-dev fonts-dejavu-core python3 python3-pip unzip chromium chromium-driver
+lua5.4 libreadline-dev libmicrohttpd-dev fonts-dejavu-core python3 python3-pip unzip chromium chromium-driver
 cmake libopenmpi-dev openmpi-bin clang libclang-rt-14-dev libomp-dev"
 if [ "$(uname -s)" = Darwin ]; then
   echo "deps: on macOS install with Homebrew: brew install lua openblas cjson gd cmocka readline pkg-config libmicrohttpd (open-mpi: optional)" >&2

@@ -6,7 +6,7 @@
 --   build/peftlua scripts/qlora_quality.lua variants [out] [variants]
 --
 -- The f32 base is the Q4_1 file's projections dequantised to f32; NF4 and Q8_0 re-quantise
--- those f32 values (src/qlora.c). Prints one line per base and the ratios to f32.
+-- those f32 values (src/adapt/qlora.c). Prints one line per base and the ratios to f32.
 -- bases: a comma-separated subset of the names below (default f32,nf4,q8_0), e.g. "nf4".
 -- "variants" compares the NF4 layouts and scale rules cheaply: for each, the relative RMS error
 -- of all projections against the f32 base, and the validation loss before any training.

@@ -1,6 +1,6 @@
 /* adapters.h — LoRA adapters loaded for inference beside a model, by name, chosen per call.
  *
- * Owner: model/interop (src/adapters.c). Training attaches ONE adapter it owns (lora.h); this
+ * Implemented in src/adapt/adapters.c. Training attaches ONE adapter it owns (lora.h); this
  * is the other use: several finished adapters loaded next to one base model (peftlua's own
  * or ones Hugging Face PEFT saved, or GGUF LoRA adapters as llama.cpp reads them), each with
  * a user scale, and the forward of one call made with one of them (or none).
@@ -36,7 +36,7 @@ enum pl_status pl_adapter_open(struct pl_lora **out, const char *path,
                                const struct pl_model_config *mc);
 
 /* Write adapter a (for model m) as a GGUF LoRA adapter that llama.cpp loads with
- * --lora FILE (layout in src/lora_gguf.c): dtype "f32" (NULL) or "f16"; written atomically. */
+ * --lora FILE (layout in src/adapt/lora_gguf.c): dtype "f32" (NULL) or "f16"; written atomically. */
 enum pl_status pl_lora_export_gguf(const struct pl_lora *a, const struct pl_model *m,
                                    const char *path, const char *dtype);
 /* An Ollama Modelfile at path: FROM the base GGUF (absolute path), ADAPTER the adapter GGUF

@@ -132,7 +132,7 @@ size_t  pl_mem_timeline_cap(void);
 int64_t pl_mem_timeline_stride(void);             /* marks per entry now (1, 2, 4, ...) */
 int64_t pl_mem_timeline_marks(void);              /* marks taken since the last clear */
 
-/* The profiler as one JSON document (src/memprof.c): categories, current and peak bytes by
+/* The profiler as one JSON document (src/train/memprof.c): categories, current and peak bytes by
  * category and total, budget, rss, rss_peak, and the timeline. Caller frees with pl_free();
  * NULL (message set) when out of memory. */
 char *pl_mem_json(int pretty);

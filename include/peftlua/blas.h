@@ -1,6 +1,6 @@
 /* blas.h — the one wrapper around BLAS (owner: kernels).
  *
- * src/blas.c is the only file that includes cblas.h; swapping the BLAS touches that file alone.
+ * src/tensor/blas.c is the only file that includes cblas.h; swapping the BLAS touches that file alone.
  * Matrices are row-major. pl_sgemm computes
  *     C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C[M,N]
  * with op(X) = X or Xᵀ (trans_a / trans_b non-zero), lda/ldb/ldc the row strides in elements of
@@ -11,7 +11,7 @@
  * a large product into fixed pieces (tiles of C) that OpenMP threads share, one
  * single-threaded BLAS call each; called inside a parallel region it is one plain call. Two
  * pools busy-waiting against each other cost up to 2x on a small machine (measured; see
- * src/blas.c). The pieces depend only on the shape, so pl_sgemm gives bit-identical results
+ * src/tensor/blas.c). The pieces depend only on the shape, so pl_sgemm gives bit-identical results
  * for any thread count.
  * pl_blas_threads() is the number of threads a pl_sgemm uses (the OpenMP team size) and
  * pl_blas_set_threads(n) sets it (omp_set_num_threads): it is the engine's thread count.

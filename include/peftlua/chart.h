@@ -1,9 +1,9 @@
 /* chart.h — PNG charts for reports: line, grouped bar, scatter (with Pareto front), histogram.
  *
- * Owner: report (issue 6). The renderer (src/chart.c) is the only file that includes gd.h;
+ * The renderer (src/report/chart.c) is the only file that includes gd.h;
  * the arithmetic that does not draw — tick choice and labels, ranges, histogram bins, the
- * Pareto front, smoothing, column min/max downsampling — lives in src/chart_axis.c, and image
- * comparison in src/chart_raster.c; both are usable (and tested) without libgd.
+ * Pareto front, smoothing, column min/max downsampling — lives in src/report/chart_axis.c, and image
+ * comparison in src/report/chart_raster.c; both are usable (and tested) without libgd.
  *
  * Worked example:
  *
@@ -120,7 +120,7 @@ enum pl_status pl_raster_diff(const struct pl_raster *a, const struct pl_raster 
 size_t pl_raster_count_near(const struct pl_raster *r, const uint32_t *colors, size_t ncolors,
                             int tol, int x0, int y0, int x1, int y1, int bbox[4]);
 
-/* ---- Axis arithmetic (src/chart_axis.c; no libgd) ---- */
+/* ---- Axis arithmetic (src/report/chart_axis.c; no libgd) ---- */
 #define PL_TICKS_MAX 32
 struct pl_ticks {
     int n;

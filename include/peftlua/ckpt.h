@@ -2,7 +2,7 @@
  * residual stream at segment boundaries, recompute each segment's activations from its input
  * during backward.
  *
- * Owner: train (src/ckpt.c, first written by memory).
+ * Implemented in src/train/ckpt.c.
  *
  * Policy: every = k >= 1 layers per segment. The forward keeps the input of every segment
  * (ceil(L/k) + 1 residual copies of [B·T, dim]) and holds full activations for the k layers
@@ -12,7 +12,7 @@
  * backward in reverse. k = L keeps everything (no recomputation).
  * Extra cost: one more forward of every segment but the last (about +1/3 of a LoRA step).
  *
- * The forward and backward formulas are the ones of src/llama.c and src/train_bwd.c (the
+ * The forward and backward formulas are the ones of src/model/llama.c and src/train/train_bwd.c (the
  * same kernels, called in the same order), so gradients equal the trainer's without
  * checkpointing up to the order of a few f32 sums (tests/c/test_ckpt.c: <= 1e-6 relative).
  *
@@ -46,16 +46,18 @@ struct pl_ckpt {
     size_t mem_floats;
     /* checkpoints: [n_seg + 1][B·T·dim] (segment inputs, then the last layer's output) */
     float *ckpt;
-    /* per segment slot j < every (strides B·T·...): the layer's input (j > 0), activations */
-    float *s_in, *xn_att, *rstd_att, *q, *kc, *vc, *att, *att_out, *resid2, *xn_ffn, *rstd_ffn,
-          *gate, *up, *act;
+    /* per segment slot j < every (strides B·T·...): the layer's input (j > 0), and the block's
+     * buffers (model.h pl_llama_acts_carve: `every` slots, or one f32 working slot of the
+     * rounded ones in 16-bit mode) */
+    float *s_in;
+    struct pl_llama_acts buf;
     float *xfinal, *rstd_final, *logits, *ce_losses, *ce_lse, *scratch;
     struct pl_act_grads g;
-    int32_t *pos, *ids, *targets, *head_rows;   /* head_rows: [2][B·T] (src/train_head.c) */
+    int32_t *pos, *ids, *targets, *head_rows;   /* head_rows: [2][B·T] (src/train/train_head.c) */
     /* Mixed precision (the trainer's precision bf16/fp16) with every >= 3: act_dtype PL_BF16 or
-     * PL_F16, and the rounded buffers (xn_att, q, kc, vc, att, att_out, xn_ffn, gate, up, act)
+     * PL_F16, and the rounded buffers (xn, q, kc, vc, att, ao, xf, g, u, a)
      * have one f32 working slot plus `every` 16-bit slots of the same layout, after the f32
-     * ones in mem (as src/llama.c's 16-bit contexts). The residual stream (checkpoints, s_in,
+     * ones in mem (as src/model/llama.c's 16-bit contexts). The residual stream (checkpoints, s_in,
      * resid2) and the rstd's stay f32. Per rounded element that is 4 + 2·every bytes against
      * 4·every: nothing saved below every = 3 (1 adds, 2 breaks even), so those plans stay f32
      * (act_dtype PL_F32). */
@@ -82,7 +84,7 @@ int64_t pl_ckpt_plan_bytes(const struct pl_model_config *c, int B, int T, int ev
 enum pl_status pl_ckpt_grad(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
                             int B, int n, double mul, double *loss, int64_t *count);
 
-/* One chunk of a micro-batch, for the trainer (src/train.c): forward and, with grad, the
+/* One chunk of a micro-batch, for the trainer (src/train/train.c): forward and, with grad, the
  * checkpointed backward with dlogits scaled by mul / denom per scored target (denom: the
  * whole micro-batch's scored targets; <= 0: this chunk's own). Dropout uses the trainer's
  * current position and row offset (t->lora->dropout_row0) and advances neither; grad = 0 is

@@ -1,8 +1,8 @@
 /* data.h — fine-tuning datasets: reading, validation, rendering to (ids, loss mask), batching.
  *
- * Owner: data (src/data.c reading and validation, src/data_build.c rendering, statistics and
- * splits, src/data_batch.c RNG, shuffling, batching and the resumable iterator; the Lua
- * binding is src/lua/l_data.c, module peft.data).
+ * Implemented in src/data/data.c reading and validation, src/data/data_build.c rendering, statistics and
+ * splits, src/data/data_batch.c RNG, shuffling, batching and the resumable iterator; the Lua
+ * binding is src/lua/l_data.c, module peft.data.
  *
  * Pipeline:
  *   1. pl_data_read(): a JSONL file (one object a line) or a JSON array of objects becomes
@@ -141,7 +141,7 @@ struct pl_data_tokenizer {
 struct pl_tokenizer;
 /* Bind dt to the project's tokenizer (tokenizer.h): encoding with special tokens parsed,
  * token bytes, BOS/EOS/add_bos from the vocabulary, pad = EOS, and the model's chat template
- * for chat/alpaca records. tok must outlive dt. (src/data_tok.c) */
+ * for chat/alpaca records. tok must outlive dt. (src/data/data_tok.c) */
 void pl_data_tokenizer_bind(struct pl_data_tokenizer *dt, const struct pl_tokenizer *tok);
 
 /* ---------------------------------------------------------------- datasets */

@@ -1,5 +1,5 @@
 /* dist.h — running as one of several processes (ranks) over MPI: data-parallel training and
- * parallel tuning trials. Owner: dist (src/dist.c; Lua: src/lua/l_dist.c, lua/peft/dist.lua).
+ * parallel tuning trials. Implemented in src/train/dist.c; Lua: src/lua/l_dist.c, lua/peft/dist.lua.
  *
  * MPI is optional at build time (make MPI=1, or found through pkg-config ompi / mpicc).
  * Built without it, or started without a launcher (mpirun, srun), this is one process:

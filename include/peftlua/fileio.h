@@ -12,7 +12,7 @@
  *     int err = fwrite(...) != n ? errno : 0;                          // write to out.f
  *     return pl_file_replace_end(&out, err);                           // fsync + rename
  *
- * Owner: formats (src/fileio.c).
+ * Implemented in src/core/fileio.c.
  */
 #ifndef PEFTLUA_FILEIO_H
 #define PEFTLUA_FILEIO_H

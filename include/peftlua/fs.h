@@ -8,7 +8,7 @@
  *     pl_fs_list("data", &files, &n);          // relative paths of the regular files under it
  *     ... pl_fs_list_free(files, n);
  *
- * Owner: track (src/fs.c).
+ * Implemented in src/core/fs.c.
  */
 #ifndef PEFTLUA_FS_H
 #define PEFTLUA_FS_H
@@ -49,5 +49,9 @@ enum pl_status pl_fs_copy(const char *src, const char *dst, uint32_t mode);
 /* The absolute, symlink-free path of an existing path (realpath(3)); *out allocated with
  * pl_alloc (pl_free it). */
 enum pl_status pl_fs_realpath(const char *path, char **out);
+/* The whole file at path into *out (pl_alloc'd, PL_MEM_DATA, one NUL byte after the *n bytes;
+ * free with pl_free). PL_ERR_IO naming the path when it cannot be read. Writing a whole file
+ * atomically: pl_file_write_atomic (fileio.h). */
+enum pl_status pl_fs_read(const char *path, char **out, size_t *n);
 
 #endif

@@ -36,8 +36,6 @@
  *     pl_gguf_add_tensor(w, "token_embd.weight", emb);
  *     enum pl_status st = pl_gguf_writer_write(w, "out.gguf");
  *     pl_gguf_writer_free(w);
- *
- * Owner: formats.
  */
 #ifndef PEFTLUA_GGUF_H
 #define PEFTLUA_GGUF_H

@@ -13,7 +13,7 @@
  *
  * Files are read in 1 MiB pieces (no mapping, so any size and pipes work); the bytes are hashed
  * as they are (no newline conversion: DVC 3 hashes CRLF files as-is too).
- * Owner: track (src/hash.c).
+ * Implemented in src/core/hash.c.
  */
 #ifndef PEFTLUA_HASH_H
 #define PEFTLUA_HASH_H

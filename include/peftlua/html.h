@@ -1,6 +1,6 @@
 /* html.h — the byte-level helpers of self-contained HTML reports: escaping and base64.
  *
- * Owner: report (issue 6). Report assembly itself is policy and lives in lua/peft/report.lua;
+ * Report assembly itself is policy and lives in lua/peft/report.lua;
  * these are the parts that must be exact and fast (a chart's PNG is tens of kilobytes).
  * Results come from pl_alloc (PL_MEM_WORKSPACE), NUL-terminated; free with pl_free.
  */

@@ -1,5 +1,5 @@
 /* http.h — the HTTP layer (over libmicrohttpd, the one file that includes microhttpd.h is
- * src/http.c). One layer for every server peftlua runs: `peftlua serve` (the OpenAI-compatible
+ * src/net/http.c). One layer for every server peftlua runs: `peftlua serve` (the OpenAI-compatible
  * API, lua/peft/serve.lua) and the web UI.
  *
  * Threads. libmicrohttpd runs one thread per connection. Those threads do everything that

@@ -32,7 +32,7 @@ struct pl_hw {
 enum pl_status pl_hw_query(struct pl_hw *hw);
 /* Threads peftlua uses by default: the first of PEFT_THREADS, OMP_NUM_THREADS (its first
  * number), OPENBLAS_NUM_THREADS that is set to a positive number, else the physical cores.
- * The host (src/main.c) applies it at start-up (pl_blas_set_threads: the OpenMP team that
+ * The host (src/host/main.c) applies it at start-up (pl_blas_set_threads: the OpenMP team that
  * runs every kernel, BLAS pieces included). source (may be NULL) receives where it came from:
  * the variable's name or "physical cores". */
 int pl_hw_default_threads(const struct pl_hw *hw);

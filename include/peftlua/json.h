@@ -1,4 +1,4 @@
-/* json.h — the JSON layer: the only place cJSON is included is src/json.c.
+/* json.h — the JSON layer: the only place cJSON is included is src/core/json.c.
  *
  * A parsed document is a tree of struct pl_json nodes owned by its root; free the root with
  * pl_json_free(). Readers return NULL/defaults for missing keys or wrong types, so call

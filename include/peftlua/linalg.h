@@ -1,5 +1,5 @@
 /* linalg.h — the small dense double-precision linear algebra the Gaussian process needs
- * (owner: tune). src/linalg.c is the only place the LAPACK symbols (dpotrf_, dpotri_, dpotrs_,
+ * (owner: tune). src/tensor/linalg.c is the only place the LAPACK symbols (dpotrf_, dpotri_, dpotrs_,
  * dtrtrs_, shipped by OpenBLAS) are declared; nothing else in the engine calls LAPACK.
  *
  * Every matrix here is column-major, n x n with leading dimension n, and the Cholesky factor

@@ -1,6 +1,6 @@
 /* lora.h — LoRA adapters over a Llama model's projections, in HF PEFT's layout.
  *
- * Owner: train (src/lora.c).
+ * Implemented in src/adapt/lora.c.
  *
  * For a frozen projection y = x Wᵀ (W: [out, in]) an adapter adds
  *     y += scale · dropout(x) Aᵀ Bᵀ,   A: [r, in], B: [out, r],
@@ -67,9 +67,9 @@
  *                    y = (x ⊙ l) Wᵀ + b, l [in] (PEFT stores [1, in]). PEFT's Llama default:
  *                    k_proj, v_proj, down_proj with down_proj feedforward. r, alpha, dropout
  *                    are unused.
- * The math of both lives in src/dora.c and src/ia3.c; the hook, the projection backward and
- * merge/save/load here dispatch to them, so the saved-activation trainer (src/train_bwd.c) and
- * checkpointing (src/ckpt.c) run the same code. */
+ * The math of both lives in src/adapt/dora.c and src/adapt/ia3.c; the hook, the projection backward and
+ * merge/save/load here dispatch to them, so the saved-activation trainer (src/train/train_bwd.c) and
+ * checkpointing (src/train/ckpt.c) run the same code. */
 enum pl_adapter_kind { PL_ADAPTER_LORA = 0, PL_ADAPTER_DORA, PL_ADAPTER_IA3 };
 
 struct pl_lora_cfg {
@@ -156,7 +156,7 @@ const float *pl_lora_in_hook(void *ctx, int layer, enum pl_proj p, const float *
 
 /* The whole backward of projection (layer, p) with weight w (and the adapters when a != NULL):
  * dx += (dy ⊙ scaling) · W (+ the adapter's input gradient), dW/db (full fine-tuning, may be
- * NULL) and the adapter's parameter gradients. src/train_bwd.c and src/ckpt.c both call it. */
+ * NULL) and the adapter's parameter gradients. src/train/train_bwd.c and src/train/ckpt.c both call it. */
 enum pl_status pl_lora_proj_backward(struct pl_lora *a, int layer, enum pl_proj p,
                                      const struct pl_tensor *w, float *dW, float *db, float *dx,
                                      const float *dy, const float *x, int64_t n);

@@ -1,7 +1,7 @@
 /* memmodel.h — the memory model: bytes a training run will hold, by allocator category,
  * predicted before anything is allocated; and the auto-sizer built on it.
  *
- * Owner: memory (src/memmodel.c; Lua: src/lua/l_memmodel.c, lua/peft/memory.lua).
+ * Implemented in src/train/memmodel.c; Lua: src/lua/l_memmodel.c, lua/peft/memory.lua.
  *
  * The model is not a rule of thumb: it replays the buffer plans the engine allocates
  * (pl_llama_ctx_new, the trainer's backward plan, pl_lora_new/pl_lora_plan, the optimizer
@@ -18,16 +18,16 @@
  * Bytes from file mappings (GGUF/safetensors tensors used in place) are reported apart, as
  * "mapped": they count toward resident memory once touched but are not heap allocations.
  *
- * Gradient checkpointing (ckpt_every = k >= 1, LoRA/QLoRA) is the plan of src/ckpt.c: the
+ * Gradient checkpointing (ckpt_every = k >= 1, LoRA/QLoRA) is the plan of src/train/ckpt.c: the
  * residual stream at segment boundaries, one segment's activations (k layers, K/V included),
  * the head and backward buffers for B x T; the trainer beside it is made at 1 x 1.
  *
  * Precision: "fp32" keeps frozen weights as loaded; "bf16"/"fp16" store frozen f32 weights
  * as bf16/f16 (quantised bases are unchanged); trained parameters, gradients and optimizer
  * state are always f32. Saved activations: bf16/f16 copies per layer plus one f32 layer
- * (src/llama.c PL_LLAMA_SAVE_BF16/F16; the residual stream and rstd's stay f32); under
+ * (src/model/llama.c PL_LLAMA_SAVE_BF16/F16; the residual stream and rstd's stay f32); under
  * checkpointing every k >= 3 layers, 16-bit segment slots plus one f32 working slot
- * (src/ckpt.c; k = 1, 2 stay f32).
+ * (src/train/ckpt.c; k = 1, 2 stay f32).
  *
  * Worked example:
  *     struct pl_memmodel_cfg c = pl_memmodel_defaults();
@@ -71,7 +71,8 @@ struct pl_memmodel_cfg {
     uint32_t lora_targets;         /* bit (1u << enum pl_proj) */
     int32_t lora_n_layers;         /* layers with adapters (0: all) */
     float lora_dropout;
-    int32_t optim_sgd;             /* 0: AdamW (two moments), 1: SGD with momentum (one) */
+    int32_t optim;                 /* the optimizer table's index (optim.h; 0: AdamW) */
+    int32_t optim_sgd;             /* 1: SGD whatever optim says (older callers) */
     int32_t adapter_kind;          /* enum pl_adapter_kind (lora.h): LoRA, DoRA, IA3 (with
                                       method lora or qlora) */
     uint32_t ia3_ff_targets;       /* IA3: targets scaling their input (feedforward_modules) */

@@ -1,6 +1,6 @@
 /* optim.h — optimizers, learning-rate schedules and gradient clipping over flat f32 vectors.
  *
- * Owner: train. Torch7-optim style: each optimizer is one small function that updates a flat
+ * Torch7-optim style: each optimizer is one small function that updates a flat
  * parameter vector in place from a flat gradient vector and its own flat state vectors. The
  * trainer lays every trained parameter (LoRA A/B, or the f32 master copy of every weight in
  * full fine-tuning) out contiguously, so one call updates everything.
@@ -14,6 +14,10 @@
  *     g ← g + wd·p
  *     first step: b ← g;  later: b ← μ·b + (1−dampening)·g
  *     nesterov: g ← g + μ·b, else g ← b;   p ← p − lr·g
+ *   Lion (Chen et al. 2023, Algorithm 2; not in torch.optim — tests/ref/train/lion_ref.py
+ *   writes the algorithm in torch ops):
+ *     c ← β1·m + (1−β1)·g;   p ← p − lr·wd·p;   p ← p − lr·sign(c)   (sign(0) = 0)
+ *     m ← β2·m + (1−β2)·g    (the paper's defaults: β1 0.9, β2 0.99, lr 3-10x below AdamW's)
  *   Schedules (factor × base rate; 0-based step, S total steps, W warmup steps):
  *     warmup (step < W): (step+1)/W — the first update is not wasted at rate 0
  *     then constant: 1;  linear: max(0, (S−step)/(S−W));  cosine: 0.5·(1+cos(π·(step−W)/(S−W)))
@@ -54,6 +58,33 @@ struct pl_sgd_cfg {
  * first step (the buffer is initialised with the gradient, as torch does). */
 void pl_sgd_step(float *param, const float *grad, float *buf, int64_t n,
                  const struct pl_sgd_cfg *cfg, double lr, int first);
+
+/* One Lion update of n parameters; m: the momentum (zero before the first step). */
+void pl_lion_step(float *param, const float *grad, float *m, int64_t n, double beta1,
+                  double beta2, double weight_decay, double lr);
+
+/* The optimizer table. Every optimizer reads what it needs from one set of hyper-parameters
+ * and keeps n_state vectors of n floats (zero before the first step) per trained vector. */
+#define PL_OPTIM_MAX_STATE 2
+struct pl_optim_hparams {
+    double beta1, beta2, eps, weight_decay, momentum;
+    int nesterov;
+};
+/* One update; t: 1-based count of applied updates (bias correction, SGD's first step). */
+typedef void (*pl_optim_step_fn)(float *param, const float *grad, float *const *state,
+                                 int64_t n, const struct pl_optim_hparams *h, double lr, int64_t t);
+struct pl_optimizer {
+    const char *name;       /* as users spell it: "adamw", "sgd", "lion" */
+    int n_state;            /* state vectors per trained vector (<= PL_OPTIM_MAX_STATE) */
+    pl_optim_step_fn step;
+    const char *help;
+};
+int pl_optimizer_count(void);
+/* Entry `kind` (0 .. count-1; the index is what a trainer configuration and a checkpoint
+ * store), NULL when out of range. */
+const struct pl_optimizer *pl_optimizer_get(int kind);
+/* Index of the optimizer called name, -1 if none. */
+int pl_optimizer_find(const char *name);
 
 enum pl_schedule { PL_SCHED_CONSTANT = 0, PL_SCHED_LINEAR, PL_SCHED_COSINE };
 /* "constant" | "linear" | "cosine" → enum; -1 if unknown. */

@@ -39,7 +39,7 @@
  *   gguf.h safetensors.h                             — model files
  *   tokenizer.h unicode.h chat.h                     — text
  *   kernels.h model.h                                — forward/backward, generation
- *   data.h lora.h optim.h train.h ckpt.h             — fine-tuning
+ *   data.h lora.h optim.h options.h train.h ckpt.h   — fine-tuning
  *   qlora.h memmodel.h                               — quantised bases, memory model
  *   tune.h                                           — Bayesian optimisation
  *   chart.h html.h                                   — charts and reports
@@ -70,6 +70,7 @@
 #include "peftlua/train.h"
 #include "peftlua/ckpt.h"
 #include "peftlua/qlora.h"
+#include "peftlua/options.h"
 #include "peftlua/memmodel.h"
 #include "peftlua/tune.h"
 #include "peftlua/chart.h"

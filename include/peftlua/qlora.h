@@ -5,7 +5,7 @@
  * NF4 scales are chosen per block to minimise the block's squared error (quant.h
  * pl_nf4_fit), or as the block's absmax (bitsandbytes) on request.
  *
- * Owner: memory (src/qlora.c).
+ * Implemented in src/adapt/qlora.c.
  *
  * Only the seven projections (q k v o gate up down) are re-stored; the token embedding, the
  * output head and the norms keep their dtype, as in the QLoRA paper (embeddings and norms are

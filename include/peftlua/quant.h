@@ -2,7 +2,7 @@
  *
  * Block layouts follow ggml/GGUF bit for bit (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q8_K) so a
  * GGUF file's tensor data is used in place. NF4, NF4_32 and NF4_DQ are peftlua's QLoRA formats
- * (layouts in src/quant.c).
+ * (layouts in src/tensor/quant.c).
  * n is a count of elements and must be a multiple of the type's block size.
  */
 #ifndef PEFTLUA_QUANT_H

@@ -23,7 +23,7 @@
  *     pl_safetensors_close(st);
  *
  * Tensors borrow the mapping and hold a reference on it (as for GGUF). Mappings are
- * accounted under PL_MEM_MAPPED.  Owner: formats.
+ * accounted under PL_MEM_MAPPED.
  */
 #ifndef PEFTLUA_SAFETENSORS_H
 #define PEFTLUA_SAFETENSORS_H

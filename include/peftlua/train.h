@@ -2,8 +2,8 @@
  * the whole-model backward pass, gradient accumulation, clipping, the optimizer step, and
  * checkpoints that resume bit-identically.
  *
- * Owner: train (src/train.c step and optimizer, src/train_bwd.c backward assembly,
- * src/train_ckpt.c checkpoints and atomic files; Lua: src/lua/l_train.c, lua/peft/train.lua).
+ * Implemented in src/train/train.c step and optimizer, src/train/train_bwd.c backward assembly,
+ * src/train/train_ckpt.c checkpoints and atomic files; Lua: src/lua/l_train.c, lua/peft/train.lua.
  *
  * A step, llm.c style, over the model's planned activations (pl_llama_ctx with PL_LLAMA_SAVE):
  *     for each of grad_accum micro-batches:
@@ -11,7 +11,7 @@
  *         cross-entropy over targets (−1 ignored) → dlogits, scaled by 1/(tokens · grad_accum)
  *         backward through every layer, accumulating into the flat gradient vector
  *     clip to max_grad_norm (global L2), lr from the schedule, AdamW or SGD, zero gradients.
- * The backward is explicit (src/train_bwd.c): per layer it reads the layer's saved input and
+ * The backward is explicit (src/train/train_bwd.c): per layer it reads the layer's saved input and
  * activations only, so gradient checkpointing can later recompute a layer from its input.
  *
  * Methods:
@@ -25,7 +25,7 @@
  * micro-batch with more rows than planned then runs as consecutive chunks of plan_rows rows,
  * each chunk's dlogits scaled by 1/(scored targets of the whole micro-batch), so the
  * accumulated gradient is the unsplit micro-batch's (up to the order of f32 sums) and the data
- * order and effective batch do not change. Checkpointing (ckpt_every = k, src/ckpt.c) keeps
+ * order and effective batch do not change. Checkpointing (ckpt_every = k, src/train/ckpt.c) keeps
  * only every k-th layer's input and recomputes the rest in the backward, for LoRA and full.
  *
  * Determinism: with the same seed, data order and thread count every step gives the same bits
@@ -78,6 +78,7 @@
 #include "peftlua/status.h"
 
 enum pl_train_method { PL_TRAIN_LORA = 0, PL_TRAIN_FULL };
+/* cfg.optim: an index into the optimizer table (optim.h, pl_optimizer_find); the first two by name */
 enum pl_optim_kind { PL_OPTIM_ADAMW = 0, PL_OPTIM_SGD };
 enum pl_precision { PL_PREC_FP32 = 0, PL_PREC_BF16, PL_PREC_FP16 };
 
@@ -104,7 +105,7 @@ struct pl_train_cfg {
     uint64_t seed;
     struct pl_lora_cfg lora;   /* method == PL_TRAIN_LORA */
     int32_t ckpt_every;        /* gradient checkpointing (LoRA or full): keep every k-th layer
-                                  input and recompute the rest in backward (src/ckpt.c); 0: off */
+                                  input and recompute the rest in backward (src/train/ckpt.c); 0: off */
     int32_t plan_rows;         /* rows per forward planned at first (1..batch_size; 0: batch_size) */
     enum pl_precision precision;   /* see "Mixed precision" above */
     double loss_scale;         /* fp16: initial S (a power of two; default 65536) */
@@ -114,16 +115,7 @@ struct pl_train_cfg {
  * (loss scale 65536 and growth interval 2000 for fp16), LoRA defaults from pl_lora_defaults(). */
 struct pl_train_cfg pl_train_defaults(void);
 
-/* Gradients of one layer's activations during a backward pass, carved from one planned block
- * (shared by the trainer's backward and the checkpointed one in src/ckpt.c). */
-struct pl_act_grads {
-    float *d_resid, *d_resid2, *d_xn, *d_q, *d_qr, *d_ao, *d_k, *d_kr, *d_v, *d_wide, *d_act,
-          *d_gate, *d_up;
-};
-/* Floats the block needs for BT rows of model configuration c. */
-int64_t pl_act_grads_floats(const struct pl_model_config *c, int64_t BT);
-/* Point g's buffers into p (pl_act_grads_floats(c, BT) floats); returns p past them. */
-float *pl_act_grads_carve(struct pl_act_grads *g, float *p, const struct pl_model_config *c, int64_t BT);
+/* struct pl_act_grads (the backward's activation gradients) is the block's: model.h. */
 
 struct pl_trainer {
     struct pl_train_cfg cfg;
@@ -137,8 +129,10 @@ struct pl_trainer {
                                         a shrink; 0: unplanned after a failed re-plan) */
     float *params, *grads;           /* the trained flat vector and its gradient */
     int64_t n_params;
-    float *opt_m, *opt_v;            /* AdamW moments / SGD momentum buffer (opt_m); allocated
-                                        at the first step (or checkpoint save/load) */
+    float *opt_m, *opt_v;            /* the optimizer's state vectors 0 and 1 (as many as its
+                                        table entry's n_state: AdamW's moments, SGD's or Lion's
+                                        momentum in opt_m); allocated at the first step (or
+                                        checkpoint save/load) */
     int64_t step;                    /* optimizer steps done */
     int32_t micro;                   /* micro-batches accumulated toward the next step */
     double accum_loss;               /* sum over the pending micro-batches of mean losses */
@@ -201,6 +195,11 @@ enum pl_status pl_trainer_step(struct pl_trainer *t);
  * micro-batch count and dropout position back to the last optimizer step. */
 void pl_trainer_rewind(struct pl_trainer *t);
 
+/* Bytes of the per-step plan a trainer makes for `rows` rows of T tokens (PL_MEM_ACTIVATIONS:
+ * the saving context with its logits and the backward buffers, or the checkpointed plan;
+ * LoRA's own saved activations excluded: lora.h). The memory model's activation figure. */
+int64_t pl_trainer_plan_bytes(const struct pl_model_config *c, int rows, int T, int ckpt_every,
+                              enum pl_precision precision);
 /* Re-plan the per-step buffers (activation context, backward buffers, LoRA's saved x·Aᵀ and
  * dropout workspace, or the checkpointed plan) for `rows` rows of seq_len tokens, freeing the
  * old plan first. Parameters, gradients and optimizer state are untouched. On failure the
@@ -211,6 +210,17 @@ enum pl_status pl_trainer_replan(struct pl_trainer *t, int rows);
  * PL_ERR_NOMEM, saying so, when the trainer is already at one row or one row cannot be
  * planned. The numbers a step computes do not change beyond f32 summation order. */
 enum pl_status pl_trainer_shrink(struct pl_trainer *t, int *new_rows);
+/* The one shrink-and-retry policy, for a step (or an evaluation) that failed with st, why
+ * its message (NULL: pl_last_error()), step0 the optimizer steps done before it began. When
+ * no update was applied (t->step == step0) the pending step is rewound. Then, for an
+ * allocation failure, the plan is halved (pl_trainer_shrink): PL_OK with *from / *to the rows
+ * per forward before and after — run the step again, from its first micro-batch. Otherwise a
+ * failure that says why it cannot be retried: st with why (not an allocation failure, or its
+ * update was applied), or PL_ERR_NOMEM when it already ran one row per forward ("allocation
+ * failed (<why>) with one row of T tokens per forward: nothing smaller to re-plan").
+ * pl_trainer_step_shrinking and peft.train.run (tr:recover) both use it. */
+enum pl_status pl_trainer_recover(struct pl_trainer *t, enum pl_status st, const char *why,
+                                  int64_t step0, int *from, int *to);
 /* One optimizer step over rows = batch_size × grad_accum rows of n tokens (ids, targets
  * [rows, n]), as grad_accum micro-batches of batch_size rows; an allocation failure rewinds
  * the step, shrinks (pl_trainer_shrink) and retries it, appending one line per change to log
@@ -226,7 +236,7 @@ enum pl_status pl_trainer_step_shrinking(struct pl_trainer *t, const int32_t *id
 float *pl_trainer_find_grad(struct pl_trainer *t, const char *name, int64_t *n);
 float *pl_trainer_find_param(struct pl_trainer *t, const char *name, int64_t *n);
 
-/* ---- checkpoints (src/train_ckpt.c) ---- */
+/* ---- checkpoints (src/train/train_ckpt.c) ---- */
 
 /* Save the trainer's state plus an opaque user blob (e.g. the data position and metrics
  * cursor) into dir (created if missing). */
@@ -242,7 +252,7 @@ enum pl_status pl_trainer_load(struct pl_trainer *t, const char *dir, void **blo
 /* 1 if dir holds a readable manifest. */
 int pl_trainer_has_checkpoint(const char *dir);
 
-/* ---- outputs (src/train_export.c) ---- */
+/* ---- outputs (src/train/train_export.c) ---- */
 
 /* Write model m (adapters merged, or fully fine-tuned) as format "gguf" (path: a file) or
  * "safetensors" (path: a directory receiving model.safetensors + config.json). dtype: "f32",

@@ -1,6 +1,6 @@
 /* tune.h — Bayesian optimisation: a Gaussian process (gp.c) and an ask/tell optimiser over
  * mixed search spaces (bayes.c; history JSON in tune_io.c; test functions and the efficiency
- * study in tune_study.c; LAPACK through linalg.h). Owner: tune.
+ * study in tune_study.c; LAPACK through linalg.h).
  *
  * Example (minimise f over a learning rate and a LoRA rank):
  *

@@ -66,6 +66,8 @@ M.modules = {
       { "dir", "peft.fs.dir(path) -> {string} | nil, message", "The names directly in a folder, sorted." },
       { "mkdir", "peft.fs.mkdir(path) -> true | nil, message", "mkdir -p." },
       { "copy", "peft.fs.copy(src, dst [, mode]) -> true | nil, message", "An atomic copy (mode default 0644)." },
+      { "read", "peft.fs.read(path) -> string | nil, message", "The whole file's bytes." },
+      { "write", "peft.fs.write(path, bytes) -> true | nil, message", "Write a whole file atomically (temporary file, fsync, rename, directory fsync): never half a file; a full disk names the path and leaves the previous file." },
       { "realpath", "peft.fs.realpath(path) -> string | nil, message", "The absolute path." },
     } },
   { "track", "Run records (output/run.json), the MLflow file store and its model registry (docs/tracking.md).",
@@ -269,12 +271,11 @@ M.classes = {
       { "set_state", "r:set_state(state)", "Restore a state." },
     } },
   { "peft.Trainer", "A trainer (peft.train.trainer).", {
-      { "micro", "tr:micro(ids, targets) -> loss, count, stepped", "One micro-batch (steps after grad_accum of them)." },
-      { "try_micro", "tr:try_micro(ids, targets) -> loss, count, stepped | nil, message, status", "As micro, engine failures returned." },
-      { "eval", "tr:eval(ids, targets) -> loss sum, count", "Loss without gradients or dropout." },
-      { "try_eval", "tr:try_eval(ids, targets) -> loss sum, count | nil, message, status", "As eval, failures returned." },
-      { "grad", "tr:grad(ids, targets) -> loss", "Gradients of one batch only." },
-      { "step", "tr:step()", "Optimizer step over what accumulated." },
+      { "micro", "tr:micro(ids, targets) -> loss, count, stepped | nil, message, status", "One micro-batch (steps after grad_accum of them); out of memory or a file error returned (status \"nomem\" | \"io\"), other failures raise, as for eval, grad and step." },
+      { "eval", "tr:eval(ids, targets) -> loss sum, count | nil, message, status", "Loss without gradients or dropout." },
+      { "grad", "tr:grad(ids, targets) -> loss | nil, message, status", "Gradients of one batch only." },
+      { "step", "tr:step() -> true | nil, message, status", "Optimizer step over what accumulated." },
+      { "recover", "tr:recover(status [, message]) -> from, to | nil, message, status", "After a failed step: rewind, and for \"nomem\" re-plan at half the rows (retry the step); else why it cannot be retried." },
       { "rewind", "tr:rewind()", "Drop a partly accumulated step." },
       { "shrink", "tr:shrink() -> rows", "Re-plan at half the rows per forward." },
       { "replan", "tr:replan(rows)", "Re-plan for exactly rows rows per forward." },
@@ -439,7 +440,7 @@ function M.markdown()
   local function add(s) out[#out + 1] = s end
   add("# peftlua Lua API reference")
   add("")
-  add("Generated from `lua/peft/api.lua` and `lua/peft/train_options.lua` (the same tables `help()`")
+  add("Generated from `lua/peft/api.lua` and the option table `src/train/options.c` (the same tables `help()`")
   add("and the option checks read); `tests/lua/test_cli.lua` fails when this page, the tables or")
   add("the modules disagree. Regenerate: `build/peftlua -e 'io.write(require(\"peft.api\").markdown())' > docs/api.md`.")
   add("Commands (`peftlua train|chat|generate|eval|export|data`) are listed by `peftlua --help`;")

@@ -91,19 +91,9 @@ local function to_json(v, ind)
 end
 M.to_json = to_json
 
-local function read_file(p)
-  local f = io.open(p, "rb")
-  if not f then return nil end
-  local s = f:read("a"); f:close()
-  return s
-end
+local function read_file(p) return (peft.fs.read(p)) end   -- nil when it cannot be read
 
-local function write_atomic(path, s)
-  local tmp = path .. ".tmp"
-  local f = assert(io.open(tmp, "wb"))
-  assert(f:write(s)); assert(f:close())
-  assert(os.rename(tmp, path))
-end
+local function write_atomic(path, s) assert(peft.fs.write(path, s)) end   -- fileio's atomic writer
 
 local function dir_bytes(d)
   local p = io.popen("du -sb " .. shq(d) .. " 2>/dev/null")

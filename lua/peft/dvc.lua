@@ -26,18 +26,12 @@ local function basename(p) return p:match("([^/]*)$") end
 
 local function fail(msg) error("peft.data.version: " .. msg, 0) end
 
-local function write_file(path, text)   -- atomic (fileio); a full disk names the file
-  local ok, err = require("peft.report").write_file(path, text)
+local function write_file(path, text)   -- atomic (peft.fs.write); a full disk names the file
+  local ok, err = fs.write(path, text)
   if not ok then fail(err) end
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function read_file(path) return (fs.read(path)) end   -- nil when it cannot be read
 
 -- A JSON string as Python's json.dumps writes it (ensure_ascii: every character outside
 -- printable ASCII as \uXXXX, astral ones as surrogate pairs).

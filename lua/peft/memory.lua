@@ -6,7 +6,7 @@
 --   peft.memory.quantize(model, "nf4"|"q8_0"|"bf16"|"f16" [, targets])  the QLoRA base
 --   peft.memory.format(bytes)  "1.25 GiB" / "312.0 MiB" / "1.0 KiB" / "12 bytes"
 --   peft.memory.report(est)    a few lines naming each category
--- and, for the profiler (owner: memprof; the timeline itself is src/alloc.c):
+-- and, for the profiler (owner: memprof; the timeline itself is src/core/alloc.c):
 --   peft.memory.summary()      the live numbers: each category's current and peak bytes, the
 --                              tracked total next to the process's resident memory (RSS)
 --   peft.memory.save_json(path [, pretty])  peft.memory.json() written to path; true | nil, msg

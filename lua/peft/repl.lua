@@ -1,4 +1,4 @@
--- lua/peft/repl.lua — the REPL's helpers (src/main.c calls them): the printer of results
+-- lua/peft/repl.lua — the REPL's helpers (src/host/main.c calls them): the printer of results
 -- (tables and peftlua objects readably, depth-limited), help() / help(fn) (the global `help`),
 -- and tab completion of globals, fields (peft.tr<Tab>) and methods (m:ge<Tab>).
 local M = {}

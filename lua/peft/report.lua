@@ -25,6 +25,9 @@
 -- user-provided string (titles, text, table cells, keys, captions) goes through escape().
 local C = ...
 local M = C
+-- peft.report.write_file(path, bytes): the one atomic writer, peft.fs.write (fileio: temporary
+-- file, fsync, rename, directory fsync)
+M.write_file = require("peft.fs").write
 local escape = C.escape
 
 local CSS = [[

@@ -1,5 +1,5 @@
 -- peft.serve — an OpenAI-compatible HTTP API over one model (owner: serve). The HTTP layer is
--- peft.http (src/http.c over libmicrohttpd): its connection threads parse, limit and check
+-- peft.http (src/net/http.c over libmicrohttpd): its connection threads parse, limit and check
 -- requests; this Lua thread is the one model worker and answers them in order.
 --
 --   local s = peft.serve.new{model = path | peft.Model, adapters = {dir | file, ...}, name = id,

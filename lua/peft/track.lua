@@ -97,19 +97,11 @@ end
 local function dirname(p) return p:match("^(.*)/[^/]*$") or "." end
 local function basename(p) return p:match("([^/]*)$") end
 
--- fileio's one atomic writer (temporary, fsync, rename, directory fsync): a full disk gives
--- nil, "<path>: write failed: ..." and leaves the previous file as it was
-local function write_atomic(path, text)
-  return require("peft.report").write_file(path, text)
-end
+-- peft.fs.write, fileio's one atomic writer (temporary, fsync, rename, directory fsync): a full
+-- disk gives nil, "<path>: write failed: ..." and leaves the previous file as it was
+local function write_atomic(path, text) return fs.write(path, text) end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function read_file(path) return (fs.read(path)) end   -- nil when it cannot be read
 
 local function iso_utc(ms)
   return os.date("!%Y-%m-%dT%H:%M:%S", ms // 1000) .. string.format(".%03dZ", ms % 1000)

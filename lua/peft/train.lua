@@ -45,9 +45,15 @@
 -- Only one row per forward not fitting stops the run, with what it needs.
 local M = ...
 
--- The options (names, types, defaults, ranges, help) are declared once, in
--- lua/peft/train_options.lua: peft.train.options() lists them, help(peft.train.run) prints them.
-local OPTIONS = require "peft.train_options"
+-- The options (names, types, defaults, ranges, help) are declared once, in the engine
+-- (src/train/options.c, handed over as M._options); lua/peft/train_options.lua builds the check
+-- and help from it: peft.train.options() lists them, help(peft.train.run) prints them. It is
+-- required on first use (it reads this module, which is still loading here).
+local OPTIONS = setmetatable({}, { __index = function(t, k)
+  local o = require "peft.train_options"
+  setmetatable(t, { __index = o })
+  return o[k]
+end })
 
 local function fail(msg) error("peft.train.run: " .. msg, 3) end
 
@@ -66,7 +72,7 @@ function M.options()
   end
   return t
 end
-M.check_options = OPTIONS.check
+function M.check_options(cfg) return OPTIONS.check(cfg) end
 
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -317,10 +323,12 @@ local function run(cfg, rec)
       sh.step, sh.from, sh.to, sh.chunks, json_str(sh.error)))
   end
   for _, sh in ipairs(created_shrinks) do record(sh) end
-  local function shrink_after(msg, step, what)
-    local from = tr:stats().planned_rows
-    local ok, to = pcall(tr.shrink, tr)
-    if not ok then
+  -- The engine's one shrink-and-retry policy (tr:recover: rewind; for "nomem", half the rows)
+  -- after a step function returned nil, msg, status; raises when it cannot be retried.
+  local function shrink_after(msg, status, step, what)
+    local from, to = tr:recover(status, msg)
+    if not from then
+      if status ~= "nomem" then error(msg, 0) end
       local need = ""
       local okm, e = pcall(peft.memory.estimate, {
         model = model, method = mm_method, adapter = mm_adapter, feedforward = cfg.feedforward,
@@ -348,14 +356,13 @@ local function run(cfg, rec)
       local vit <close> = valid_ds:batches { batch_size = bs, shuffle = false, epochs = 1 }
       local sum, cnt, nb, failed, status = 0, 0, 0, nil, nil
       for b in vit do
-        local s, c, st = tr:try_eval(b.ids, b.targets)
+        local s, c, st = tr:eval(b.ids, b.targets)
         if s == nil then failed, status = c, st; break end
         sum, cnt, nb = sum + s, cnt + c, nb + 1
         if cfg.eval_batches and cfg.eval_batches > 0 and nb >= cfg.eval_batches then break end
       end
       if not failed then return back(cnt > 0 and sum / cnt or nil) end
-      if status ~= "nomem" then error(failed, 0) end
-      shrink_after(failed, tr:stats().step, "evaluation retried")
+      shrink_after(failed, status, tr:stats().step, "evaluation retried")
     end
   end
 
@@ -391,22 +398,23 @@ local function run(cfg, rec)
           if M.interrupted() then error("interrupted (signal)", 0) end
           local b = it:next()
           tokens = tokens + (b.step_tokens or b.batch * b.seq)
-          local loss, msg, stepped = tr:try_micro(b.ids, b.targets)
-          if loss == nil then return msg, stepped end   -- engine failure: message, status
+          local loss, msg, stepped = tr:micro(b.ids, b.targets)
+          if loss == nil then return msg, stepped end   -- out of memory / io: message, status
         until stepped
       end)
       if ok2 and e2 == nil then return true end
       -- a partly accumulated step is dropped; the checkpoint resumes at its first micro-batch
-      tr:rewind()
       tokens = tokens0
-      if not ok2 or status ~= "nomem" then
+      if not ok2 then
+        tr:rewind()
         it:restore(pos)
         error(e2, 0)
       end
       -- shrink first: the smaller plan frees memory that restoring the data position may need
       local step = tr:stats().step + 1
-      shrink_after(e2, step, string.format("step %d retried", step))
+      local okr, er = pcall(shrink_after, e2, status, step, string.format("step %d retried", step))
       it:restore(pos)
+      if not okr then error(er, 0) end
       return false
     end
     while tr:stats().step < total do

@@ -1,83 +1,24 @@
--- lua/peft/train_options.lua — the options of peft.train.run, declared once.
--- Owner: train. Every consumer reads this list: the check in peft.train.run (unknown keys with
+-- lua/peft/train_options.lua — the options of peft.train.run, as the engine declares them.
+-- Owner: train. The descriptors live in one C table (src/train/options.c, include/peftlua/options.h),
+-- which peft.train._options hands over; ranges and choices are checked by the engine
+-- (pl_option_check_number / pl_option_check_choice), so their messages are the engine's.
+-- Every consumer reads this module: the check in peft.train.run (unknown keys with
 -- "did you mean", types, ranges and choices, errors naming the user's key and value),
 -- peft.train.options(), help(peft.train.run) in the REPL, `peftlua train --help`, the flags of
 -- `peftlua train` (--key value) and docs/api.md (tests/lua/test_cli.lua checks the page against
 -- this table, so neither can drift).
 --
 -- A descriptor: { name, type, default = value or nil, doc = "default as written in docs" (when
--- the default is computed), min =, max =, min_open = true (exclusive lower bound), choices =
--- {...}, required = true, group = "...", help = "..." }.
+-- the default is computed), min =, max =, min_open = true (exclusive lower bound), max_open =,
+-- choices = {...}, keys = {...} (tracking), required = true, group = "...", help = "..." }.
 -- Types: "integer", "number", "boolean", "string", "path" (a readable file), "list" (a Lua list
 -- of strings; on the command line one comma-separated string), "int_list",
 -- "function", "model" (a path or a peft.Model), "bool_or_int" (false | true | k >= 1),
--- "size" (bytes: an integer, or a string such as "512M", "8G").
+-- "size" (bytes: an integer, or a string such as "512M", "8G"), "tracking".
 local M = {}
 
-local O = {
-  -- what to train, on what, where
-  { name = "model", type = "model", required = true, group = "run", help = "the base model: a path (GGUF, safetensors folder, llama2.c .bin) or a peft.Model" },
-  { name = "dataset", type = "path", required = true, group = "run", help = "training data (.jsonl/.json/.txt; formats in docs/data.md)" },
-  { name = "output", type = "string", required = true, group = "run", help = "output folder (adapter/, checkpoint/, metrics.jsonl, memory.json); must be empty or absent unless resume or overwrite" },
-  { name = "valid", type = "path", group = "run", help = "validation data file" },
-  { name = "valid_fraction", type = "number", min = 0, max = 1, max_open = true, group = "run", help = "fraction of the training data held out for validation (instead of valid)" },
-  { name = "resume", type = "boolean", default = false, group = "run", help = "continue from output/checkpoint (exactly: same losses as an uninterrupted run)" },
-  { name = "overwrite", type = "boolean", default = false, group = "run", help = "replace what a previous run left in output" },
-  { name = "method", type = "string", default = "lora", choices = { "lora", "dora", "ia3", "qlora", "full" }, group = "method", help = "LoRA adapters, DoRA (weight-decomposed LoRA), IA3 (learned scaling of k, v and down_proj's input), LoRA over a quantised base, or every weight" },
-  { name = "adapter", type = "string", choices = { "lora", "dora", "ia3" }, doc = '"lora"', group = "method", help = 'method = "qlora": the adapter method on the quantised base' },
-  { name = "feedforward", type = "list", doc = '{"down_proj"}', group = "method", help = "ia3: targets whose input (not output) is scaled" },
-  { name = "quant", type = "string", doc = '"nf4"', choices = { "nf4", "nf4_32", "nf4_dq", "q8_0" }, group = "method", help = 'qlora: how the frozen base is re-stored on load' },
-  { name = "double_quant", type = "boolean", default = false, group = "method", help = "qlora nf4: double-quantised (8-bit) block scales" },
-  { name = "precision", type = "string", default = "fp32", choices = { "fp32", "bf16", "fp16" }, group = "method", help = "16-bit frozen weights and saved activations (fp16 adds dynamic loss scaling)" },
-  { name = "loss_scale", type = "number", min = 0, min_open = true, doc = "65536", group = "method", help = 'precision = "fp16": initial loss scale (a power of two)' },
-  { name = "growth_interval", type = "integer", min = 1, doc = "2000", group = "method", help = 'precision = "fp16": finite steps before the scale doubles' },
-  { name = "checkpointing", type = "bool_or_int", default = false, group = "method", help = "recompute activations in the backward pass (true: keep every layer input; k: every k-th)" },
-  { name = "distributed", type = "boolean", doc = "true when the MPI job has several ranks", group = "method", help = "data-parallel over the MPI job's ranks (mpirun/srun; docs/distributed.md)" },
-  { name = "memory_budget", type = "size", doc = "the hardware report's budget", group = "method", help = 'bytes the run may use (an integer or "512M", "8G"); default PEFT_MEMORY_BUDGET or 85% of available RAM' },
-  -- LoRA
-  { name = "lora_rank", type = "integer", min = 1, doc = "from the data (peft.tune.suggest_rank)", group = "lora", help = "LoRA rank r (unset: suggested from the dataset, reasons in run.json)" },
-  { name = "lora_alpha", type = "number", min = 0, min_open = true, doc = "2 x lora_rank", group = "lora", help = "LoRA alpha (scale alpha / r)" },
-  { name = "lora_dropout", type = "number", min = 0, max = 1, max_open = true, default = 0, group = "lora", help = "dropout on the LoRA input" },
-  { name = "targets", type = "list", doc = '{"q_proj", "v_proj"}', group = "lora", help = "LoRA target modules (q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)" },
-  { name = "layers", type = "int_list", doc = "every layer", group = "lora", help = "layers that get adapters (0-based)" },
-  { name = "rslora", type = "boolean", default = false, group = "lora", help = "rsLoRA scaling alpha / sqrt(r)" },
-  -- length of the run, batches
-  { name = "max_iters", type = "integer", min = 1, doc = "one epoch", group = "schedule", help = "optimizer steps (or epochs)" },
-  { name = "epochs", type = "number", min = 0, min_open = true, group = "schedule", help = "passes over the training data (or max_iters)" },
-  { name = "batch_size", type = "integer", min = 1, doc = "4, fitted to the memory budget", group = "schedule", help = "rows per micro-batch" },
-  { name = "grad_accum", type = "integer", min = 1, default = 1, group = "schedule", help = "micro-batches per optimizer step" },
-  { name = "max_seq_len", type = "integer", min = 2, doc = "min(512, the model's context), fitted to the budget", group = "schedule", help = "tokens per example (longer ones are cut)" },
-  { name = "packing", type = "boolean", default = false, group = "schedule", help = "pack several examples into each row" },
-  -- optimizer
-  { name = "learning_rate", type = "number", min = 0, min_open = true, doc = "2e-4 (full: 2e-5)", group = "optimizer", help = "peak learning rate" },
-  { name = "optimizer", type = "string", default = "adamw", choices = { "adamw", "sgd" }, group = "optimizer", help = "optimizer" },
-  { name = "weight_decay", type = "number", min = 0, default = 0, group = "optimizer", help = "decoupled weight decay" },
-  { name = "momentum", type = "number", min = 0, max = 1, max_open = true, default = 0.9, group = "optimizer", help = "sgd: momentum" },
-  { name = "schedule", type = "string", default = "cosine", choices = { "constant", "linear", "cosine" }, group = "optimizer", help = "learning-rate schedule after warm-up" },
-  { name = "warmup", type = "integer", min = 0, default = 0, group = "optimizer", help = "warm-up steps (linear from 0)" },
-  { name = "min_lr_ratio", type = "number", min = 0, max = 1, default = 0, group = "optimizer", help = "floor of the schedule, as a fraction of learning_rate" },
-  { name = "max_grad_norm", type = "number", min = 0, default = 1.0, group = "optimizer", help = "gradient clipping norm (0: off)" },
-  { name = "seed", type = "integer", default = 42, group = "optimizer", help = "random seed (data order, dropout, initialisation)" },
-  -- data
-  { name = "format", type = "string", default = "auto", choices = { "auto", "text", "completion", "chat", "alpaca" }, group = "data", help = "data format (auto: detected from the keys)" },
-  { name = "chat_template", type = "boolean", default = true, group = "data", help = "render prompt/completion records with the model's chat template (user = prompt, assistant = completion) when it has one" },
-  { name = "train_on_prompt", type = "boolean", default = false, group = "data", help = "loss on prompt tokens too" },
-  { name = "skip_bad", type = "boolean", default = false, group = "data", help = "skip bad records (counted) instead of stopping" },
-  -- evaluation, saving, output
-  { name = "eval_every", type = "integer", min = 0, default = 0, group = "eval", help = "steps between validation evaluations (0: never)" },
-  { name = "eval_batches", type = "integer", min = 0, default = 0, group = "eval", help = "limit of validation batches per evaluation (0: all)" },
-  { name = "early_stopping", type = "integer", min = 1, group = "eval", help = "evaluations without improvement before stopping (keeps output/best)" },
-  { name = "save_every", type = "integer", min = 0, default = 0, group = "eval", help = "steps between checkpoints (0: only at the end)" },
-  { name = "name", type = "string", group = "eval", help = "run name (the report's title)" },
-  { name = "report", type = "boolean", default = true, group = "eval", help = "write output/report.html (loss, learning rate, gradient norm, tokens/s, memory, configuration, samples)" },
-  { name = "save_adapter", type = "boolean", default = true, group = "eval", help = "write output/adapter (PEFT layout)" },
-  { name = "progress", type = "boolean", doc = "not quiet", group = "eval", help = "progress line on stderr" },
-  { name = "quiet", type = "boolean", default = false, group = "eval", help = "print nothing" },
-  { name = "on_step", type = "function", group = "eval", help = "callback(info) after each step: {step, total, loss, lr, grad_norm, tokens_per_s, elapsed, eta, val_loss, loss_scale, skipped_steps}; return false to stop" },
-  { name = "on_eval", type = "function", group = "eval", help = "callback(info) after each evaluation: {step, val_loss, loss}" },
-  { name = "on_phase", type = "function", group = "eval", help = 'callback(phase) as a phase begins: "evaluating", "training", "saving"' },
-  { name = "tracking", type = "tracking", keys = { "uri", "experiment", "run_name", "tags" }, doc = "$PEFT_TRACKING", group = "eval", help = 'also an MLflow run in a file store: "mlruns" | {uri =, experiment =, run_name =, tags =} | false (docs/tracking.md)' },
-}
+local C = require("peft.train")._options
+local O = C.list
 M.list = O
 M.by_name = {}
 for _, o in ipairs(O) do M.by_name[o.name] = o end
@@ -127,18 +68,8 @@ local function show(v)
   return tostring(v)
 end
 
--- "an integer >= 1", "a number in (0, 1)", ...
-function M.range_text(o)
-  local kind = ({ integer = "an integer", number = "a number" })[o.type] or o.type
-  if o.min and o.max then
-    return string.format("%s in %s%s, %s%s", kind, o.min_open and "(" or "[", quote(o.min), quote(o.max), o.max_open and ")" or "]")
-  elseif o.min then
-    return string.format("%s %s %s", kind, o.min_open and ">" or ">=", quote(o.min))
-  elseif o.max then
-    return string.format("%s %s %s", kind, o.max_open and "<" or "<=", quote(o.max))
-  end
-  return kind
-end
+-- "an integer >= 1", "a number in (0, 1)", ... (the engine's words)
+function M.range_text(o) return C.range_text(o.name) end
 
 function M.type_text(o)
   if o.choices then
@@ -237,14 +168,12 @@ function M.check_value(o, v)
     if not M.parse_size(v) then return 'must be a size in bytes (an integer >= 1, or a string such as "512M" or "8G")' end
   end
   if o.choices then
-    for _, c in ipairs(o.choices) do if c == v then return nil end end
-    local c = {}
-    for i, x in ipairs(o.choices) do c[i] = quote(x) end
-    return "is not one of " .. table.concat(c, ", ")
+    local why = C.check_choice(o.name, v)
+    if why then return why end
   end
   if (t == "integer" or t == "number") then
-    if o.min and (v < o.min or (o.min_open and v == o.min)) then return "is out of range (" .. M.range_text(o) .. ")" end
-    if o.max and (v > o.max or (o.max_open and v == o.max)) then return "is out of range (" .. M.range_text(o) .. ")" end
+    local why = C.check_number(o.name, v)
+    if why then return why end
   end
   return nil
 end

@@ -1,5 +1,5 @@
 -- peft.ui — the web interface (owner: ui): datasets, new runs, live runs, results, a prompt box.
--- Served by the one HTTP layer (peft.http over src/http.c); pages are plain HTML/CSS/JS in
+-- Served by the one HTTP layer (peft.http over src/net/http.c); pages are plain HTML/CSS/JS in
 -- lua/peft/ui/ (no build step, nothing fetched at run time; charts are SVG drawn in the page).
 --
 --   local u = peft.ui.new{workspace = dir, host = "127.0.0.1", port = 8800, token = s | nil,
@@ -33,12 +33,8 @@ U.__index = U
 local fs = peft.fs
 local function mkdir_p(p) assert(fs.mkdir(p)) end
 local function exists(p) local f = io.open(p, "rb"); if f then f:close(); return true end return false end
-local function read_all(p) local f = io.open(p, "rb"); if not f then return nil end local s = f:read("a"); f:close(); return s end
-local function write_atomic(p, text)
-  local f = assert(io.open(p .. ".tmp", "wb"))
-  f:write(text); f:close()
-  assert(os.rename(p .. ".tmp", p))
-end
+local function read_all(p) return (fs.read(p)) end
+local function write_atomic(p, text) assert(fs.write(p, text)) end   -- fileio's atomic writer
 local function list_dir(dir) return fs.dir(dir) or {} end
 local function file_size(p)
   local f = io.open(p, "rb"); if not f then return nil end
@@ -82,9 +78,8 @@ local function sha256(path) return (fs.hash(path, "sha256")) end
 
 -- ---------------------------------------------------------------- options and presets
 
--- The training options the form may set: type, lower and upper bound. (When the `tool`
--- branch's one training-option table, lua/peft/train_options.lua, is in, this list should
--- come from it.)
+-- The training options the form may set: type, lower and upper bound. (This list should come
+-- from the one training-option table, src/train/options.c via peft.train.options(); docs/ui.md.)
 local OPTIONS = {
   max_iters = { "integer", 1, 1000000 }, epochs = { "number", 0.01, 1000 },
   batch_size = { "integer", 1, 4096 }, grad_accum = { "integer", 1, 1024 },

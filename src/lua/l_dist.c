@@ -149,7 +149,7 @@ int luaopen_peft_dist(lua_State *L)
         { "barrier", l_dist_barrier }, { "send", l_dist_send }, { "recv", l_dist_recv },
         { "stats", l_dist_stats }, { "reset_stats", l_dist_reset_stats }, { NULL, NULL }
     };
-    /* the host initialised MPI already (src/main.c); an embedding program may not have */
+    /* the host initialised MPI already (src/host/main.c); an embedding program may not have */
     if (pl_dist_init() != PL_OK) return pl_lua_error(L);
     luaL_newlib(L, fns);
     return 1;

@@ -1,5 +1,5 @@
 /* l_fs.c — peft.fs: file digests and the file-system steps of dataset versioning and run
- * tracking (engine: src/hash.c, src/fs.c).
+ * tracking (engine: src/core/hash.c, src/core/fs.c).
  *
  *   peft.fs.hash(path [, "md5"|"sha256"])  → hex, size   (streamed; default md5)
  *                                           nil, message when the file cannot be read
@@ -13,10 +13,15 @@
  *   peft.fs.copy(src, dst [, mode])  → true | nil, message (atomic; mode e.g. 0x124 = 0444;
  *                                     default 0644)
  *   peft.fs.realpath(path) → absolute path | nil, message
+ *   peft.fs.read(path)    → the file's bytes | nil, message
+ *   peft.fs.write(path, bytes) → true | nil, message  (fileio's atomic writer: temporary file,
+ *                           fsync, rename, directory fsync; a full disk names the file and
+ *                           leaves the previous one)
  * Owner: track.
  */
 #include "pl_lua.h"
 #include "peftlua/alloc.h"
+#include "peftlua/fileio.h"
 #include "peftlua/fs.h"
 #include "peftlua/hash.h"
 
@@ -124,12 +129,36 @@ static int l_fs_realpath(lua_State *L)
     return 1;
 }
 
+static int l_fs_read(lua_State *L)
+{
+    char *buf;
+    size_t n;
+    enum pl_status st = pl_fs_read(luaL_checkstring(L, 1), &buf, &n);
+    if (st == PL_ERR_NOMEM) return pl_lua_error(L);
+    if (st != PL_OK) return fail_nil(L);
+    lua_pushlstring(L, buf, n);
+    pl_free(buf);
+    return 1;
+}
+
+static int l_fs_write(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t n;
+    const char *data = luaL_checklstring(L, 2, &n);
+    const void *parts[1] = { data };
+    size_t sizes[1] = { n };
+    if (pl_file_write_atomic(path, parts, sizes, 1) != PL_OK) return fail_nil(L);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 int luaopen_peft_fs(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         { "hash", l_fs_hash }, { "hash_string", l_fs_hash_string }, { "stat", l_fs_stat },
         { "list", l_fs_list }, { "dir", l_fs_dir }, { "mkdir", l_fs_mkdir }, { "copy", l_fs_copy },
-        { "realpath", l_fs_realpath }, { NULL, NULL }
+        { "realpath", l_fs_realpath }, { "read", l_fs_read }, { "write", l_fs_write }, { NULL, NULL }
     };
     luaL_newlib(L, fns);
     return 1;

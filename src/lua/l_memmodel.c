@@ -14,7 +14,7 @@
  *   adapter       "lora" | "dora" | "ia3" (the adapter method, with method lora or qlora; IA3
  *                 defaults to targets k_proj v_proj down_proj), feedforward (IA3: the targets
  *                 whose input is scaled, default down_proj),
- *   optimizer     "adamw" | "sgd",  threads
+ *   optimizer     a name from the optimizer table (optim.h: "adamw" | "sgd" | "lion"),  threads
  * autosize adds budget (bytes; default the hardware report's budget), effective_batch (the
  * batch to keep through accumulation, default batch_size or 8), max_seq_len / min_seq_len;
  * a batch_size or seq_len given is kept as is, one left nil is sized.
@@ -33,6 +33,7 @@
 #include "peftlua/lora.h"
 #include "peftlua/memmodel.h"
 #include "peftlua/model.h"
+#include "peftlua/optim.h"
 #include "peftlua/qlora.h"
 #include "pl_lua.h"
 
@@ -145,8 +146,8 @@ static void read_cfg(lua_State *L, struct pl_memmodel_cfg *c)
         lua_pop(L, 1);
     }
     const char *opt = pl_lua_opt_str(L, 1, "optimizer", "adamw");
-    if (strcmp(opt, "adamw") && strcmp(opt, "sgd")) luaL_error(L, "peft.memory: optimizer '%s' (adamw or sgd)", opt);
-    c->optim_sgd = !strcmp(opt, "sgd");
+    c->optim = pl_optimizer_find(opt);
+    if (c->optim < 0) luaL_error(L, "peft.memory: unknown optimizer '%s'", opt);
     c->threads = (int32_t)pl_lua_opt_int(L, 1, "threads", 0);
 }
 
@@ -224,7 +225,7 @@ static int l_memmodel_autosize(lua_State *L)
 }
 
 /* quantize(model, dtype [, opts]) → {converted=, kept=, bytes_before=, bytes_after=, dtype=,
- * rmse=, rel_rmse=, bits_per_weight=}: the QLoRA base (src/qlora.c), before a trainer is made;
+ * rmse=, rel_rmse=, bits_per_weight=}: the QLoRA base (src/adapt/qlora.c), before a trainer is made;
  * the errors and bits are over the projections re-stored.
  * dtype: "nf4" | "nf4_32" | "nf4_dq" | "q8_0" | "bf16" | "f16" | "f32". opts: a list of target
  * module names and/or the keys block = 32 | 64 and double_quant = true (which NF4 layout

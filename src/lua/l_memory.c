@@ -9,7 +9,7 @@
  *   peft.memory.fail_after(n)   make the n-th next engine allocation fail (tests of recovery
  *                               paths; 0 turns it off)
  *
- * The profiler's timeline (src/alloc.c; lua/peft/memory.lua adds save_json and summary):
+ * The profiler's timeline (src/core/alloc.c; lua/peft/memory.lua adds save_json and summary):
  *   peft.memory.mark([label])         snapshot: current bytes by category, the peak since the
  *                                     previous mark by category and total, RSS and its peak;
  *                                     returns this mark's entry (as timeline() gives them);
@@ -20,7 +20,7 @@
  *   peft.memory.clear_timeline()
  *   peft.memory.timeline_cap([n])     get/set the entry cap (even, >= 2; setting clears);
  *                                     returns cap, stride (marks per entry), marks taken
- *   peft.memory.json([pretty])        the whole profile as one JSON document (src/memprof.c)
+ *   peft.memory.json([pretty])        the whole profile as one JSON document (src/train/memprof.c)
  *   peft.memory.decode_json(s)        a JSON text as Lua values (objects: tables by key, arrays:
  *                                     sequences, null: nil; integral numbers as integers);
  *                                     nil, message when s is not JSON

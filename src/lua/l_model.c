@@ -300,39 +300,6 @@ static int l_model_loss(lua_State *L)
     return 2;
 }
 
-static char *l_model_slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) { pl_fail(PL_ERR_IO, "%s: cannot open", path); return NULL; }
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = sz >= 0 ? pl_alloc((size_t)sz + 1, PL_MEM_DATA) : NULL;
-    if (!s) { fclose(f); pl_fail(PL_ERR_NOMEM, "%s: out of memory", path); return NULL; }
-    size_t got = fread(s, 1, (size_t)sz, f);
-    fclose(f);
-    s[got] = 0;
-    *n = got;
-    return s;
-}
-
-/* Score one text (encoded with the model's BOS default) and add to the totals. */
-static enum pl_status l_model_score_text(struct pl_model *m, const char *text, size_t len,
-                                         int max_len, int stride, double *sum, int64_t *count)
-{
-    int32_t *ids = NULL;
-    size_t n = 0;
-    enum pl_status st = pl_tokenizer_encode(m->tok, text, len, PL_TOK_DEFAULT_SPECIAL, &ids, &n);
-    if (st != PL_OK) return st;
-    double s = 0;
-    int64_t c = 0;
-    st = pl_llama_score_stream(m, ids, (int64_t)n, max_len, stride, &s, &c);
-    pl_free(ids);
-    *sum += s;
-    *count += c;
-    return st;
-}
-
 static int l_model_perplexity(lua_State *L)
 {
     struct pl_model *m = l_model_check(L, 1);
@@ -358,59 +325,13 @@ static int l_model_perplexity(lua_State *L)
     if (!jsonl && strcmp(fmt, "text") != 0)
         return luaL_error(L, "perplexity: format must be 'text' or 'jsonl', got '%s'", fmt);
     l_model_tok(L, m);
-    size_t n;
-    char *data = l_model_slurp(path, &n);
-    if (!data) return pl_lua_error(L);
+    struct pl_ppl_opts po = { jsonl, field, sep, (int)max_len, (int)stride, (int)limit };
     double sum = 0;
     int64_t count = 0;
-    enum pl_status st = PL_OK;
     struct pl_hook_state h = { 0 };
     if (change) h = pl_adapter_use(m, ad);
-    if (!jsonl) {
-        /* Documents separated by the separator (default "<|endoftext|>") are scored as separate
-         * sequences, each trimmed of surrounding whitespace and encoded with the model's BOS. */
-        size_t sl = strlen(sep);
-        for (char *p = data; p && st == PL_OK;) {
-            char *e = sl ? strstr(p, sep) : NULL;
-            size_t len = e ? (size_t)(e - p) : strlen(p);
-            while (len && (*p == '\n' || *p == ' ' || *p == '\r' || *p == '\t')) { p++; len--; }
-            while (len && (p[len - 1] == '\n' || p[len - 1] == ' ' || p[len - 1] == '\r' ||
-                           p[len - 1] == '\t'))
-                len--;
-            if (len) st = l_model_score_text(m, p, len, (int)max_len, (int)stride, &sum, &count);
-            p = e ? e + sl : NULL;
-        }
-    } else {
-        /* One record per line; each record's field is scored as its own sequence. */
-        char *line = data;
-        int lineno = 0, records = 0;
-        while (st == PL_OK && line < data + n && (!limit || records < limit)) {
-            char *end = memchr(line, '\n', (size_t)(data + n - line));
-            size_t ll = end ? (size_t)(end - line) : (size_t)(data + n - line);
-            lineno++;
-            int blank = 1;
-            for (size_t i = 0; i < ll; i++)
-                if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r') { blank = 0; break; }
-            if (!blank) {
-                char what[512];
-                snprintf(what, sizeof what, "%s:%d", path, lineno);
-                struct pl_json *j = pl_json_parse(line, ll, what);
-                if (!j) { st = PL_ERR_FORMAT; break; }
-                const char *s = pl_json_get_str(j, field);
-                if (!s) {
-                    pl_json_free(j);
-                    st = pl_fail(PL_ERR_FORMAT, "%s:%d: no string field \"%s\"", path, lineno, field);
-                    break;
-                }
-                st = l_model_score_text(m, s, strlen(s), (int)max_len, (int)stride, &sum, &count);
-                pl_json_free(j);
-                records++;
-            }
-            line += ll + 1;
-        }
-    }
+    enum pl_status st = pl_model_perplexity_file(m, path, &po, &sum, &count);
     if (change) pl_adapter_restore(m, h);
-    pl_free(data);
     if (st != PL_OK) return pl_lua_error(L);
     double mean = count ? sum / (double)count : NAN;
     lua_pushnumber(L, exp(mean));

@@ -22,7 +22,6 @@
 #include <string.h>
 #include <lua.h>
 #include <lauxlib.h>
-#include "peftlua/fileio.h"
 #include "peftlua/alloc.h"
 #include "peftlua/chart.h"
 #include "peftlua/html.h"
@@ -525,24 +524,6 @@ static int l_report_base64_decode(lua_State *L)
     return push_owned(L, (char *)o, m);
 }
 
-/* peft.report.write_file(path, data) -> true | nil, msg: fileio's atomic writer (temporary
- * file, fsync, rename, directory fsync), so a report, chart or JSON is never left half-written
- * and a full disk names the file. */
-static int l_report_write_file(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    size_t n;
-    const char *data = luaL_checklstring(L, 2, &n);
-    const void *parts[1] = { data };
-    size_t sizes[1] = { n };
-    if (pl_file_write_atomic(path, parts, sizes, 1) != PL_OK) {
-        lua_pushnil(L);
-        lua_pushstring(L, pl_last_error());
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
 
 int luaopen_peft_report(lua_State *L)
 {
@@ -558,7 +539,7 @@ int luaopen_peft_report(lua_State *L)
         { "line", l_report_line }, { "bar", l_report_bar }, { "scatter", l_report_scatter },
         { "hist", l_report_hist }, { "decode", l_report_decode }, { "load", l_report_load },
         { "palette", l_report_palette }, { "escape", l_report_escape }, { "base64", l_report_base64 },
-        { "base64_decode", l_report_base64_decode }, { "write_file", l_report_write_file }, { NULL, NULL }
+        { "base64_decode", l_report_base64_decode }, { NULL, NULL }
     };
     pl_lua_new_class(L, IMAGE_MT, image_methods, l_image_gc, l_image_tostring);
     lua_pop(L, 1);

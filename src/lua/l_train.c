@@ -2,7 +2,7 @@
  * Owner: train. The run loop (config checking, data, evaluation, checkpoints, progress line,
  * metrics) is policy and lives in lua/peft/train.lua, which extends this module.
  *
- *   local tr <close> = peft.train.trainer(model, {method = "lora"|"dora"|"ia3"|"full", optimizer = "adamw"|"sgd",
+ *   local tr <close> = peft.train.trainer(model, {method = "lora"|"dora"|"ia3"|"full", optimizer = "adamw"|"sgd"|"lion",
  *        batch_size, seq_len, grad_accum, learning_rate, weight_decay, beta1, beta2, eps,
  *        momentum, nesterov, schedule = "constant"|"linear"|"cosine", warmup, total_steps,
  *        min_lr_ratio, max_grad_norm, seed, lora_rank, lora_alpha, lora_dropout, rslora,
@@ -15,21 +15,23 @@
  *                                       gradients summed over the ranks before each step)})
  *   peft.train.try_trainer(model, {...}) → trainer | nil, message, status   (as trainer(), an
  *                               engine failure returned: "nomem" when the plan does not fit)
+ *   Step functions (micro, eval, grad, step) fail one way: out of memory or a file error is
+ *   returned as nil, message, status ("nomem" | "io"); misuse, a bad state and an
+ *   interruption raise.
  *   tr:micro(ids, targets)   → loss, count, stepped   (ids/targets: [B, T] i32 peft.Tensor or
  *                                                       lists of lists; -1 targets ignored;
  *                                                       B > planned_rows runs as chunks)
- *   tr:try_micro(ids, targets) → loss, count, stepped | nil, message, status
- *                               (status: "nomem", "interrupted", "io", "format", "arg",
- *                                "unsupported", "state" — an engine failure is returned, not
- *                                raised, so the caller can tell an allocation failure apart)
  *   tr:eval(ids, targets)    → loss sum, count       (no gradients, no dropout)
- *   tr:try_eval(ids, targets) → loss sum, count | nil, message, status
+ *   tr:recover(status [, message]) → from, to | nil, message, status: after a step function
+ *                               failed, the shrink-and-retry policy (train.h
+ *                               pl_trainer_recover): the step rewound and, for "nomem", the
+ *                               plan halved (retry the step), or why it cannot be retried
  *   tr:shrink()              → rows: re-plan at half the rows per forward (after an allocation
  *                               failure and tr:rewind()); raises when already at one row
  *   tr:replan(rows)          re-plan for exactly `rows` rows per forward (resuming a run that
  *                               had shrunk)
  *   tr:grad(ids, targets)    → loss                  (gradients of this batch only)
- *   tr:step()                                        (optimizer step over what accumulated)
+ *   tr:step()                → true                  (optimizer step over what accumulated)
  *   tr:rewind()              drop a partly accumulated step (after an interruption)
  *   tr:stats()               → {step, micro, lr, grad_norm, loss, tokens, params, method,
  *                               precision, loss_scale, skipped_steps, batch_size,
@@ -104,6 +106,16 @@ static int push_failure(lua_State *L, enum pl_status st)
     return 3;
 }
 
+/* The one failure convention of the step functions (micro, eval, grad, step), as Lua's io
+ * library: a failure of the environment — out of memory ("nomem"), a file ("io") — is
+ * returned as nil, message, status, so that a caller can shrink and retry (tr:recover);
+ * misuse, a bad state and an interruption raise. */
+static int step_failure(lua_State *L, enum pl_status st)
+{
+    if (st == PL_ERR_NOMEM || st == PL_ERR_IO) return push_failure(L, st);
+    return pl_lua_error(L);
+}
+
 static const char *const trainer_opts[] = {
     "method", "optimizer", "batch_size", "seq_len", "grad_accum", "learning_rate", "weight_decay",
     "beta1", "beta2", "eps", "momentum", "nesterov", "schedule", "warmup", "total_steps",
@@ -130,9 +142,19 @@ static int new_trainer(lua_State *L, int try)
     else if (strcmp(method, "full") == 0) c.method = PL_TRAIN_FULL;
     else return luaL_error(L, "peft.train.trainer: method must be \"lora\", \"dora\", \"ia3\" or \"full\", not \"%s\"", method);
     const char *opt = pl_lua_opt_str(L, 2, "optimizer", "adamw");
-    if (strcmp(opt, "adamw") == 0) c.optim = PL_OPTIM_ADAMW;
-    else if (strcmp(opt, "sgd") == 0) c.optim = PL_OPTIM_SGD;
-    else return luaL_error(L, "peft.train.trainer: optimizer must be \"adamw\" or \"sgd\", not \"%s\"", opt);
+    int optim = pl_optimizer_find(opt);
+    if (optim < 0) {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (int i = 0; i < pl_optimizer_count(); i++) {
+            if (i) luaL_addstring(&b, i + 1 < pl_optimizer_count() ? ", " : " or ");
+            lua_pushfstring(L, "\"%s\"", pl_optimizer_get(i)->name);
+            luaL_addvalue(&b);
+        }
+        luaL_pushresult(&b);
+        return luaL_error(L, "peft.train.trainer: optimizer must be %s, not \"%s\"", lua_tostring(L, -1), opt);
+    }
+    c.optim = (enum pl_optim_kind)optim;
     lua_Integer bs = pl_lua_opt_int(L, 2, "batch_size", c.batch_size);
     lua_Integer sl = pl_lua_opt_int(L, 2, "seq_len", c.seq_len);
     lua_Integer ga = pl_lua_opt_int(L, 2, "grad_accum", c.grad_accum);
@@ -351,42 +373,28 @@ static int l_trainer_micro(lua_State *L)
     int64_t cnt = 0;
     int stepped = 0;
     enum pl_status st = pl_trainer_micro(t, ids, tg, B, T, &loss, &cnt, &stepped);
-    if (st != PL_OK) return pl_lua_error(L);
+    if (st != PL_OK) return step_failure(L, st);
     lua_pushnumber(L, loss);
     lua_pushinteger(L, cnt);
     lua_pushboolean(L, stepped);
     return 3;
 }
 
-static int l_trainer_try_micro(lua_State *L)
+/* tr:recover(status, message) after a step function returned nil, message, status: the one
+ * shrink-and-retry policy (pl_trainer_recover). → from, to (rewound and re-planned: retry) |
+ * nil, message, status (rewound, not to be retried). */
+static int l_trainer_recover(lua_State *L)
 {
     struct pl_trainer *t = check_trainer(L, 1);
-    int32_t *ids, *tg;
-    int B, T;
-    batch_args(L, &ids, &tg, &B, &T);
-    double loss = 0;
-    int64_t cnt = 0;
-    int stepped = 0;
-    enum pl_status st = pl_trainer_micro(t, ids, tg, B, T, &loss, &cnt, &stepped);
-    if (st != PL_OK) return push_failure(L, st);
-    lua_pushnumber(L, loss);
-    lua_pushinteger(L, cnt);
-    lua_pushboolean(L, stepped);
-    return 3;
-}
-
-static int l_trainer_try_eval(lua_State *L)
-{
-    struct pl_trainer *t = check_trainer(L, 1);
-    int32_t *ids, *tg;
-    int B, T;
-    batch_args(L, &ids, &tg, &B, &T);
-    double sum = 0;
-    int64_t cnt = 0;
-    enum pl_status st = pl_trainer_eval(t, ids, tg, B, T, &sum, &cnt);
-    if (st != PL_OK) return push_failure(L, st);
-    lua_pushnumber(L, sum);
-    lua_pushinteger(L, cnt);
+    const char *status = luaL_checkstring(L, 2);
+    const char *why = luaL_optstring(L, 3, NULL);
+    enum pl_status st = strcmp(status, "nomem") == 0 ? PL_ERR_NOMEM
+                      : strcmp(status, "io") == 0 ? PL_ERR_IO : PL_ERR_STATE;
+    int from = 0, to = 0;
+    if ((st = pl_trainer_recover(t, st, why, t->step, &from, &to)) != PL_OK)
+        return push_failure(L, st);
+    lua_pushinteger(L, from);
+    lua_pushinteger(L, to);
     return 2;
 }
 
@@ -417,7 +425,7 @@ static int l_trainer_eval(lua_State *L)
     double sum = 0;
     int64_t cnt = 0;
     enum pl_status st = pl_trainer_eval(t, ids, tg, B, T, &sum, &cnt);
-    if (st != PL_OK) return pl_lua_error(L);
+    if (st != PL_OK) return step_failure(L, st);
     lua_pushnumber(L, sum);
     lua_pushinteger(L, cnt);
     return 2;
@@ -431,15 +439,17 @@ static int l_trainer_grad(lua_State *L)
     batch_args(L, &ids, &tg, &B, &T);
     double loss = 0;
     enum pl_status st = pl_trainer_grad(t, ids, tg, B, T, &loss);
-    if (st != PL_OK) return pl_lua_error(L);
+    if (st != PL_OK) return step_failure(L, st);
     lua_pushnumber(L, loss);
     return 1;
 }
 
 static int l_trainer_step(lua_State *L)
 {
-    if (pl_trainer_step(check_trainer(L, 1)) != PL_OK) return pl_lua_error(L);
-    return 0;
+    enum pl_status st = pl_trainer_step(check_trainer(L, 1));
+    if (st != PL_OK) return step_failure(L, st);
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static int l_trainer_rewind(lua_State *L)
@@ -486,7 +496,7 @@ static int l_trainer_config(lua_State *L)
     const struct pl_train_cfg *c = &t->cfg;
     lua_createtable(L, 0, 30);
     lua_pushstring(L, c->method == PL_TRAIN_LORA ? pl_adapter_kind_name(c->lora.kind) : "full"); lua_setfield(L, -2, "method");
-    lua_pushstring(L, c->optim == PL_OPTIM_SGD ? "sgd" : "adamw"); lua_setfield(L, -2, "optimizer");
+    lua_pushstring(L, pl_optimizer_get(c->optim)->name); lua_setfield(L, -2, "optimizer");
     SETI("batch_size", c->batch_size); SETI("seq_len", c->seq_len); SETI("grad_accum", c->grad_accum);
     SETN("learning_rate", c->lr); SETN("weight_decay", c->weight_decay);
     if (c->optim == PL_OPTIM_SGD) {
@@ -726,7 +736,7 @@ int luaopen_peft_train(lua_State *L)
         { "grad_of", l_trainer_grad_of }, { "save", l_trainer_save }, { "load", l_trainer_load },
         { "save_adapter", l_trainer_save_adapter }, { "merge", l_trainer_merge },
         { "adapters", l_trainer_adapters }, { "close", l_trainer_close },
-        { "try_micro", l_trainer_try_micro }, { "try_eval", l_trainer_try_eval },
+        { "recover", l_trainer_recover },
         { "shrink", l_trainer_shrink }, { "replan", l_trainer_replan }, { NULL, NULL }
     };
     static const luaL_Reg funcs[] = {
@@ -745,5 +755,7 @@ int luaopen_peft_train(lua_State *L)
     lua_setfield(L, -2, "__close");
     lua_pop(L, 1);
     luaL_newlib(L, funcs);
+    pl_lua_push_options(L);   /* the option table (options.h) for lua/peft/train_options.lua */
+    lua_setfield(L, -2, "_options");
     return 1;
 }

@@ -52,4 +52,12 @@ lua_Number  pl_lua_opt_num(lua_State *L, int idx, const char *key, lua_Number df
 int         pl_lua_opt_bool(lua_State *L, int idx, const char *key, int dflt);
 const char *pl_lua_opt_str(lua_State *L, int idx, const char *key, const char *dflt);
 
+/* The training option table (options.h) as a Lua table: list, range_text, check_number,
+ * check_choice (pl_options.c; peft.train._options). */
+void pl_lua_push_options(lua_State *L);
+
+/* Register the peft modules in L (package.preload, package.path, PEFTLUA_LUA_DIR) with the
+ * Lua layer in luadir (pl_open.c; the host and peft.so's luaopen_peft). */
+void pl_lua_register_modules(lua_State *L, const char *luadir);
+
 #endif

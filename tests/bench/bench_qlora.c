@@ -12,7 +12,7 @@
  *   backward input gradient; one per 512-row block), over the step time.
  * 7b: a Llama-2-7B-shaped model (32 x 4096, hidden 11008, 32 heads, vocab 32000) with random
  *   NF4 projections and bf16 embeddings made in memory, LoRA r8 on q_proj+v_proj, batch 1 x T
- *   with gradient checkpointing every `every` layers (src/ckpt.c): step time, peak RSS, the
+ *   with gradient checkpointing every `every` layers (src/train/ckpt.c): step time, peak RSS, the
  *   memory model's prediction; and full fine-tuning of the same shape refused up front.
  * precision: SmolLM2-135M LoRA r8 q_proj+v_proj at B x T with precision fp32, bf16, fp16
  *   (train.h "Mixed precision"): median step time, tokens/s, peak tracked bytes in total and of
@@ -190,7 +190,7 @@ static int bench_7b(int T, int steps, int every)
            pl_mem_current(PL_MEM_WEIGHTS) / 1073741824.0, pl_mem_rss() / 1073741824.0);
     struct pl_train_cfg tc = pl_train_defaults();
     tc.batch_size = 1;
-    tc.seq_len = 1;   /* the trainer's own full-activation plan stays tiny; src/ckpt.c plans 1 x T */
+    tc.seq_len = 1;   /* the trainer's own full-activation plan stays tiny; src/train/ckpt.c plans 1 x T */
     struct pl_trainer *t = NULL;
     struct pl_ckpt *ck = NULL;
     if (pl_trainer_new(&t, m, &tc) != PL_OK || pl_ckpt_new(&ck, t, 1, T, every) != PL_OK) {

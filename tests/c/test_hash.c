@@ -1,6 +1,6 @@
-/* test_hash.c — MD5 and SHA-256 (src/hash.c) against the RFC 1321 / FIPS 180-4 test vectors
+/* test_hash.c — MD5 and SHA-256 (src/core/hash.c) against the RFC 1321 / FIPS 180-4 test vectors
  * and Python hashlib values at the padding boundaries (55, 56, 63, 64, 65, 119, 120 bytes),
- * streamed in odd pieces, and over files; the file-system helpers of src/fs.c (listing order,
+ * streamed in odd pieces, and over files; the file-system helpers of src/core/fs.c (listing order,
  * mkdir -p, atomic read-only copy). Owner: track.
  */
 #include "pl_test.h"

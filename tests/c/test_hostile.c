@@ -23,7 +23,7 @@
 #include "pl_test.h"
 #include "peftlua/peftlua.h"
 #include "peftlua/adapters.h"
-#include "../../src/kernels_internal.h"
+#include "../../src/tensor/kernels_internal.h"
 
 #define REG "tests/fuzz/regress/"
 #define SPLIT "\n--PEFTLUA-FUZZ-SPLIT--\n"

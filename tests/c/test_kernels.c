@@ -34,7 +34,7 @@
 #include "peftlua/quant.h"
 #include "peftlua/status.h"
 #include "peftlua/tensor.h"
-#include "../../src/kernels_internal.h"   /* pl_k_expf: the kernels' own exp */
+#include "../../src/tensor/kernels_internal.h"   /* pl_k_expf: the kernels' own exp */
 
 #define GOLDEN "tests/ref/kernels/kernels_golden.bin"
 #define FD_H 1e-2f

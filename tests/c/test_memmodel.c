@@ -47,7 +47,7 @@ struct mcase {
     uint32_t targets;
     float dropout;
     int sgd;
-    int ckpt;                  /* checkpoint every k layers (src/ckpt.c), 0: none */
+    int ckpt;                  /* checkpoint every k layers (src/train/ckpt.c), 0: none */
     int slow;
     int kind;                  /* enum pl_adapter_kind: LoRA (0), DoRA, IA3 */
 };
@@ -139,7 +139,7 @@ static int run_case(const struct mcase *k, double *worst)
     tc.optim = k->sgd ? PL_OPTIM_SGD : PL_OPTIM_ADAMW;
     tc.batch_size = k->B;
     tc.seq_len = k->T;
-    tc.ckpt_every = k->ckpt;   /* checkpointing: the trainer plans src/ckpt.c's B x T only */
+    tc.ckpt_every = k->ckpt;   /* checkpointing: the trainer plans src/train/ckpt.c's B x T only */
     tc.lora.r = k->r;
     tc.lora.alpha = 2.0f * (float)k->r;
     tc.lora.targets = k->targets;

@@ -1,5 +1,5 @@
-/* test_memprof.c — the memory profiler's timeline (src/alloc.c) and JSON export
- * (src/memprof.c): exact window peaks with blocks allocated and freed from OpenMP threads,
+/* test_memprof.c — the memory profiler's timeline (src/core/alloc.c) and JSON export
+ * (src/train/memprof.c): exact window peaks with blocks allocated and freed from OpenMP threads,
  * pairwise downsampling past the cap, the JSON document read back through json.h, and a mark
  * whose timeline cannot be allocated. Owner: memprof. */
 #include <omp.h>

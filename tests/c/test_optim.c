@@ -1,6 +1,8 @@
 /* test_optim.c — AdamW, SGD, schedules and clipping against torch.optim goldens.
  *
- * Owner: train. Goldens: tests/ref/train/golden/optim.bin from tests/ref/train/optim_ref.py.
+ * Owner: train. Goldens: tests/ref/train/golden/optim.bin from tests/ref/train/optim_ref.py;
+ * tests/ref/train/golden/lion.bin from tests/ref/train/lion_ref.py (Lion is not in torch.optim:
+ * the script writes the paper's algorithm in torch ops).
  * Run from the repository root.
  */
 #include <stdarg.h>
@@ -185,6 +187,98 @@ static void test_adamw_first_step_is_sign(void **state)
     assert_true(fabsf(q[0] - 2 * 0.95f) < 1e-6f);
 }
 
+/* Lion through the optimizer table, against tests/ref/train/golden/lion.bin. */
+static void test_lion_matches_reference(void **state)
+{
+    (void)state;
+    FILE *f = fopen("tests/ref/train/golden/lion.bin", "rb");
+    assert_non_null(f);
+    char magic[8];
+    int32_t hdr[2];
+    float hp[3];
+    assert_int_equal(fread(magic, 1, 8, f), 8);
+    assert_memory_equal(magic, "PLLION01", 8);
+    assert_int_equal(fread(hdr, 4, 2, f), 2);
+    assert_int_equal(fread(hp, 4, 3, f), 3);
+    const size_t n = (size_t)hdr[0], s = (size_t)hdr[1];
+    const size_t total = n + s * n + s + s * n + n;
+    float *buf = malloc(total * sizeof(float));
+    assert_int_equal(fread(buf, sizeof(float), total, f), total);
+    fclose(f);
+    const float *p0 = buf, *grads = p0 + n, *lrs = grads + s * n, *want = lrs + s, *mwant = want + s * n;
+
+    const int kind = pl_optimizer_find("lion");
+    assert_true(kind >= 0);
+    const struct pl_optimizer *o = pl_optimizer_get(kind);
+    assert_string_equal(o->name, "lion");
+    assert_int_equal(o->n_state, 1);
+    /* the hyper-parameters as stored (f32) widened, as a trainer configuration holds them */
+    /* the script's hyper-parameters are Python floats (doubles); the file stores them as f32 */
+    assert_true(hp[0] == 0.9f && hp[1] == 0.99f && hp[2] == 0.1f);
+    const struct pl_optim_hparams h = { 0.9, 0.99, 1e-8, 0.1, 0.0, 0 };
+    float *p = malloc(n * sizeof(float)), *m = calloc(n, sizeof(float));
+    memcpy(p, p0, n * sizeof(float));
+    float *st[PL_OPTIM_MAX_STATE] = { m, NULL };
+    for (size_t k = 0; k < s; k++) {
+        o->step(p, grads + k * n, st, (int64_t)n, &h, lrs[k], (int64_t)k + 1);
+        for (size_t i = 0; i < n; i++) {
+            float w = want[k * n + i];
+            /* each step moves a parameter by exactly ±lr (or 0) after decay: a sign flipped
+             * against the reference would be off by 2·lr, far beyond this bound */
+            if (fabsf(p[i] - w) > 1e-6f * (1 + fabsf(w)))
+                fail_msg("lion step %zu elem %zu: %.9g vs reference %.9g", k + 1, i, p[i], w);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(m[i] - mwant[i]) > 1e-6f * (1 + fabsf(mwant[i])))
+            fail_msg("lion momentum elem %zu: %.9g vs reference %.9g", i, m[i], mwant[i]);
+    /* sign(0) = 0: element 5 had a zero gradient at step 1, so it moved by decay only */
+    float q[1] = { 2 }, z[1] = { 0 }, mz[1] = { 0 };
+    float *sz[PL_OPTIM_MAX_STATE] = { mz, NULL };
+    o->step(q, z, sz, 1, &h, 0.01, 1);
+    assert_true(q[0] == 2.0f * (float)(1.0 - 0.01 * 0.1));
+    free(p); free(m); free(buf);
+}
+
+/* The table: names, state counts, and entries equal to the direct calls bit for bit. */
+static void test_optimizer_table(void **state)
+{
+    struct gold *g = *state;
+    assert_true(pl_optimizer_count() >= 3);
+    assert_int_equal(pl_optimizer_find("adamw"), 0);
+    assert_int_equal(pl_optimizer_find("sgd"), 1);
+    assert_int_equal(pl_optimizer_find("adam"), -1);
+    assert_null(pl_optimizer_get(-1));
+    assert_null(pl_optimizer_get(pl_optimizer_count()));
+    for (int i = 0; i < pl_optimizer_count(); i++) {
+        const struct pl_optimizer *o = pl_optimizer_get(i);
+        assert_true(o->n_state >= 1 && o->n_state <= PL_OPTIM_MAX_STATE);
+        assert_int_equal(pl_optimizer_find(o->name), i);
+        assert_non_null(o->help);
+    }
+    const int n = g->n;
+    float *p = malloc(n * 4), *q = malloc(n * 4), *m = calloc(n, 4), *v = calloc(n, 4),
+          *m2 = calloc(n, 4), *v2 = calloc(n, 4);
+    memcpy(p, g->p0, n * 4); memcpy(q, g->p0, n * 4);
+    struct pl_optim_hparams h = { 0.9, 0.999, 1e-8, 0.1, 0.9, 1 };
+    struct pl_adamw_cfg ac = { 0.9, 0.999, 1e-8, 0.1 };
+    float *st[PL_OPTIM_MAX_STATE] = { m2, v2 };
+    for (int s = 0; s < g->steps; s++) {
+        pl_adamw_step(p, g->grads + (size_t)s * n, m, v, n, &ac, g->lrs[s], s + 1);
+        pl_optimizer_get(pl_optimizer_find("adamw"))->step(q, g->grads + (size_t)s * n, st, n, &h, g->lrs[s], s + 1);
+    }
+    assert_memory_equal(p, q, (size_t)n * 4);
+    assert_memory_equal(v, v2, (size_t)n * 4);
+    memcpy(p, g->p0, n * 4); memcpy(q, g->p0, n * 4);
+    struct pl_sgd_cfg sc = { 0.9, 0.0, 0.1, 1 };
+    for (int s = 0; s < g->steps; s++) {
+        pl_sgd_step(p, g->grads + (size_t)s * n, m, n, &sc, g->lrs[s], s == 0);
+        pl_optimizer_get(pl_optimizer_find("sgd"))->step(q, g->grads + (size_t)s * n, st, n, &h, g->lrs[s], s + 1);
+    }
+    assert_memory_equal(p, q, (size_t)n * 4);
+    free(p); free(q); free(m); free(v); free(m2); free(v2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +287,8 @@ int main(void)
         cmocka_unit_test(test_clip_matches_torch),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_adamw_first_step_is_sign),
+        cmocka_unit_test(test_lion_matches_reference),
+        cmocka_unit_test(test_optimizer_table),
     };
     return cmocka_run_group_tests(tests, load_gold, free_gold);
 }

@@ -1,6 +1,6 @@
 /* test_precision.c — mixed precision: 16-bit saved activations and fp16 dynamic loss scaling.
  *
- * Owner: precision (train.h "Mixed precision", src/llama.c PL_LLAMA_SAVE_BF16/F16,
+ * Owner: precision (train.h "Mixed precision", src/model/llama.c PL_LLAMA_SAVE_BF16/F16,
  * kernels.h pl_act16_store/load). On stories260K (../shared/models/stories260K/):
  *   - the conversion kernels bit for bit against quant.h's scalar round-to-nearest-even;
  *   - the saved-activation bytes of a context, measured by the counting allocator;

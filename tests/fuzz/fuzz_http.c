@@ -1,4 +1,4 @@
-/* fuzz_http.c — the HTTP layer of `peftlua serve` and the web UI (src/http.c over
+/* fuzz_http.c — the HTTP layer of `peftlua serve` and the web UI (src/net/http.c over
  * libmicrohttpd): the input is sent as raw bytes on a TCP connection to a server started once
  * on 127.0.0.1 (a token, JSON / raw / file-body routes, a fixed route, static files); requests
  * that reach the worker are read whole (method, path, headers, query, body, parsed JSON) and

@@ -1,4 +1,4 @@
--- peft.http (src/http.c): JSON out, UTF-8 splitting, and a real server on 127.0.0.1 driven by
+-- peft.http (src/net/http.c): JSON out, UTF-8 splitting, and a real server on 127.0.0.1 driven by
 -- python3's http.client — fixed responses and static files (answered by the connection
 -- threads while this thread waits), path traversal refused, the token, bodies streamed to
 -- disk with their limit, server-sent events, the queue limit.

@@ -26,7 +26,7 @@ return {
     T.eq(rc, 0, out)
     T.eq(out, "3\t2147483648\n")
   end,
-  -- The host's start-up choices (src/main.c): with nothing set it re-executes itself with a
+  -- The host's start-up choices (src/host/main.c): with nothing set it re-executes itself with a
   -- passive OpenMP wait after a 10,000-spin and, where OpenBLAS chose a weaker kernel family
   -- than the CPU has, with OPENBLAS_CORETYPE set to the stronger one; a user's choices stay.
   host_runtime_choices = function()

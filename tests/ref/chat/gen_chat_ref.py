@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gen_chat_ref.py — reference chat renderings for src/chat.c (owner: tokenizer).
+"""gen_chat_ref.py — reference chat renderings for src/text/chat.c (owner: tokenizer).
 
 Renders three sample conversations (with and without add_generation_prompt) through each
 family's real template string with jinja2, configured as transformers' apply_chat_template

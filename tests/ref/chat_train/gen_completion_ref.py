@@ -2,7 +2,7 @@
 """gen_completion_ref.py — goldens for prompt/completion data rendered with a chat template.
 
 peftlua trains a {"prompt", "completion"} record of a model that has a chat template as the
-conversation [user: prompt, assistant: completion] (src/data_build.c, completion_chat). This
+conversation [user: prompt, assistant: completion] (src/data/data_build.c, completion_chat). This
 script renders the same records with transformers' tokenizer.apply_chat_template (the tool TRL
 and mlx-lm use) for SmolLM2-135M-Instruct's template (the ChatML string of
 tests/ref/chat/gen_chat_ref.py, checked there against the GGUF) and writes
