@@ -69,7 +69,7 @@ do
   local m <close> = peft.model.load(model)
   local s = peft.tune.suggest_rank(m, opt.data, { max_seq_len = seq, valid_fraction = opt.valid and nil or opt.valid_fraction,
     steps = steps, batch_size = batch })
-  print(string.format("rank from the data: %d (alpha %d)", s.rank, s.alpha))
+  print(string.format("rank from the data: %d (alpha %.4g)", s.rank, s.alpha))
   for _, r in ipairs(s.reasons) do print("  " .. r) end
 end
 
