@@ -16,9 +16,9 @@
 -- and a language model stores about 2 bits per parameter (Allen-Zhu & Li 2024, "Physics of
 -- Language Models: Part 3.3, Knowledge Capacity Scaling Laws"). The rank is the smallest power
 -- of two whose capacity holds that information, kept within [min_rank, max_rank]. Alpha is
--- 16 sqrt(rank / 8): the size of the adapter's update (alpha / rank x the sqrt(rank) growth
--- of B A, Kalajdzievski 2023, rsLoRA) stays that of the default rank-8, alpha-16 adapter, so
--- a smaller rank learns as fast and differs only in capacity.
+-- 16 sqrt(rank / 8): rsLoRA's rank-stable scaling (Kalajdzievski 2023) anchored at the default
+-- rank-8, alpha-16 adapter, so a smaller rank is not also a much smaller step (as with alpha =
+-- 2 x rank). The sweeps in docs/tune.md show the limits of this at short budgets.
 local M = {}
 
 local ALL = { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" }
@@ -101,7 +101,7 @@ function M.suggest(model, data, opts)
     why("rounded up to a power of two: rank %d", r)
   end
   local alpha = 16 * math.sqrt(r / 8)
-  why("alpha %.4g = 16 sqrt(rank / 8): the update size of the default rank-8, alpha-16 adapter (rsLoRA scaling)", alpha)
+  why("alpha %.4g = 16 sqrt(rank / 8): rsLoRA scaling anchored at the default rank-8, alpha-16 adapter", alpha)
   return { rank = r, alpha = alpha, reasons = reasons, profile = prof, bits = bits, params_per_rank = p1, raw = raw,
            targets = targets, bits_per_param = bpp }
 end
