@@ -44,6 +44,9 @@
  *         would save nothing). f32: the residual stream, logits, every
  *         gradient (weights and activations), LoRA adapters, full fine-tuning's master
  *         weights, optimizer state; all sums accumulate in f32.
+ *   (cfg.compute = PL_COMPUTE_BF16 is separate from this: it rounds the inputs of the linear
+ *   layers' products — forward, input gradient, full fine-tuning's weight gradient — to bf16
+ *   and sums in f32, whatever the storage; gemm16.h.)
  *   fp16  the same with IEEE f16 (10-bit mantissa, range 6e-5 .. 65504) as the 16-bit type,
  *         plus dynamic loss scaling: the loss gradient is multiplied by S (loss_scale,
  *         default 2^16) so every gradient is S times its value; the optimizer step first
@@ -72,6 +75,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "peftlua/fileio.h"
+#include "peftlua/gemm16.h"
 #include "peftlua/lora.h"
 #include "peftlua/model.h"
 #include "peftlua/optim.h"
@@ -108,6 +112,9 @@ struct pl_train_cfg {
                                   input and recompute the rest in backward (src/train/ckpt.c); 0: off */
     int32_t plan_rows;         /* rows per forward planned at first (1..batch_size; 0: batch_size) */
     enum pl_precision precision;   /* see "Mixed precision" above */
+    enum pl_compute compute;   /* products of forward and gradients (linear layers): PL_COMPUTE_F32, or
+                                  PL_COMPUTE_BF16 (bf16 inputs, f32 sums; gemm16.h) where the CPU
+                                  has AVX512_BF16, else f32 as if not asked */
     double loss_scale;         /* fp16: initial S (a power of two; default 65536) */
     int32_t growth_interval;   /* fp16: finite steps before S doubles (default 2000) */
 };

@@ -21,6 +21,7 @@
 --                                              -- (train.h "Mixed precision"); fp16 adds
 --     loss_scale = 65536, growth_interval = 2000 -- dynamic loss scaling (metrics: loss_scale,
 --                                              -- skipped_steps)
+--     compute = "f32" | "bf16"                 -- bf16 products, f32 sums (include/peftlua/gemm16.h)
 --     on_step = function(info) end, on_eval = function(info) end,
 --     on_phase = function(phase) end,          -- "evaluating", "training", "saving" as they begin
 --     distributed = true                       -- under mpirun/srun (default when > 1 rank):
@@ -256,6 +257,7 @@ local function run(cfg, rec)
       seed = seed, lora_rank = lora_rank, lora_alpha = lora_alpha,
       lora_dropout = cfg.lora_dropout, targets = cfg.targets, layers = cfg.layers, rslora = cfg.rslora,
       momentum = cfg.momentum, checkpointing = cfg.checkpointing, precision = cfg.precision,
+      compute = cfg.compute,
       loss_scale = cfg.loss_scale, growth_interval = cfg.growth_interval, planned_rows = rows,
       feedforward = cfg.feedforward, distributed = dist or nil,
     })

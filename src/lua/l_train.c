@@ -10,6 +10,7 @@
  *        feedforward = {"down_proj"}  -- IA3: targets whose input is scaled (default: down_proj
  *                                        when targeted; IA3's default targets: k, v, down_proj)
  *        precision = "fp32"|"bf16"|"fp16", loss_scale = 65536, growth_interval = 2000,
+ *        compute = "f32"|"bf16" (bf16 products with f32 sums where the CPU has AVX512_BF16),
  *        planned_rows = batch_size   -- rows per forward to plan first (fewer: chunks)
  *        distributed = false         -- one of the MPI job's data-parallel replicas (dist.h):
  *                                       gradients summed over the ranks before each step)})
@@ -120,7 +121,7 @@ static const char *const trainer_opts[] = {
     "method", "optimizer", "batch_size", "seq_len", "grad_accum", "learning_rate", "weight_decay",
     "beta1", "beta2", "eps", "momentum", "nesterov", "schedule", "warmup", "total_steps",
     "min_lr_ratio", "max_grad_norm", "seed", "lora_rank", "lora_alpha", "lora_dropout", "rslora",
-    "targets", "layers", "checkpointing", "precision", "loss_scale", "growth_interval",
+    "targets", "layers", "checkpointing", "precision", "loss_scale", "growth_interval", "compute",
     "planned_rows", "feedforward", "distributed", NULL };
 
 /* peft.train.trainer (raises) and peft.train.try_trainer (an engine failure is returned as
@@ -203,6 +204,10 @@ static int new_trainer(lua_State *L, int try)
     if (pr < 0)
         return luaL_error(L, "peft.train.trainer: unknown precision \"%s\" (use \"fp32\", \"bf16\" or \"fp16\")", prec);
     c.precision = (enum pl_precision)pr;
+    const char *comp = pl_lua_opt_str(L, 2, "compute", "f32");
+    if (strcmp(comp, "f32") != 0 && strcmp(comp, "bf16") != 0)
+        return luaL_error(L, "peft.train.trainer: unknown compute \"%s\" (use \"f32\" or \"bf16\")", comp);
+    c.compute = strcmp(comp, "bf16") == 0 ? PL_COMPUTE_BF16 : PL_COMPUTE_F32;
     if (pr != PL_PREC_FP16) {
         lua_getfield(L, 2, "loss_scale");
         lua_getfield(L, 2, "growth_interval");
@@ -510,6 +515,9 @@ static int l_trainer_config(lua_State *L)
     SETN("max_grad_norm", c->max_grad_norm); SETI("seed", c->seed);
     SETI("checkpointing", c->ckpt_every);
     lua_pushstring(L, pl_precision_name(c->precision)); lua_setfield(L, -2, "precision");
+    /* what the products really use: bf16 only where asked and the CPU has it */
+    lua_pushstring(L, c->compute == PL_COMPUTE_BF16 && pl_gemm16_available() ? "bf16" : "f32");
+    lua_setfield(L, -2, "compute");
     if (c->precision == PL_PREC_FP16) { SETN("loss_scale", c->loss_scale); SETI("growth_interval", c->growth_interval); }
     if (c->method == PL_TRAIN_LORA) {
         SETI("lora_rank", c->lora.r); SETN("lora_alpha", c->lora.alpha); SETN("lora_dropout", c->lora.dropout);

@@ -1,7 +1,7 @@
 /* bench_qlora.c — QLoRA speed and memory. Owner: memory.
  *
  *   build/bench/bench_qlora [smol [B] [T] [steps]]      (default: smol 4 256 2)
- *   build/bench/bench_qlora 7b [T] [steps] [every]      (default: 7b 512 1 1)
+ *   build/bench/bench_qlora 7b [T] [steps] [every] [f32|bf16]   (default: 7b 512 1 1 f32)
  *   build/bench/bench_qlora precision [B] [T] [steps] [q4_1|f32]   (default: 4 256 2 q4_1)
  *
  * smol: SmolLM2-135M (models/SmolLM2-135M-Instruct.Q4_1.gguf), LoRA r8 on q_proj+v_proj at
@@ -14,6 +14,7 @@
  *   NF4 projections and bf16 embeddings made in memory, LoRA r8 on q_proj+v_proj, batch 1 x T
  *   with gradient checkpointing every `every` layers (src/train/ckpt.c): step time, peak RSS, the
  *   memory model's prediction; and full fine-tuning of the same shape refused up front.
+ *   bf16: the products in compute bf16 (include/peftlua/gemm16.h) where the CPU has it.
  * precision: SmolLM2-135M LoRA r8 q_proj+v_proj at B x T with precision fp32, bf16, fp16
  *   (train.h "Mixed precision"): median step time, tokens/s, peak tracked bytes in total and of
  *   activations (the counting allocator), the memory model's activation prediction, the planned
@@ -33,6 +34,7 @@
 
 #include "peftlua/alloc.h"
 #include "peftlua/ckpt.h"
+#include "peftlua/gemm16.h"
 #include "peftlua/hw.h"
 #include "peftlua/memmodel.h"
 #include "peftlua/model.h"
@@ -151,7 +153,7 @@ static int bench_smol(int B, int T, int steps)
     return 0;
 }
 
-static int bench_7b(int T, int steps, int every)
+static int bench_7b(int T, int steps, int every, int bf16)
 {
     struct pl_model_config c = pl_memmodel_llama2_7b();
     struct pl_memmodel_cfg mc = pl_memmodel_defaults();
@@ -198,6 +200,8 @@ static int bench_7b(int T, int steps, int every)
         return 1;
     }
     int32_t *ids = malloc((size_t)T * sizeof(int32_t)), *tg = malloc((size_t)T * sizeof(int32_t));
+    if (bf16) printf("  compute bf16 (%s)\n", pl_compute_set(PL_COMPUTE_BF16) == PL_COMPUTE_F32 &&
+                                            pl_compute_get() == PL_COMPUTE_BF16 ? "avx512_bf16" : "not available: f32");
     for (int s = 0; s < steps; s++) {
         batch(ids, tg, T, c.vocab_size, (uint64_t)s);
         double l, t1 = now();
@@ -303,7 +307,7 @@ int main(int argc, char **argv)
                                argc > 4 ? atoi(argv[4]) : 2, argc > 5 ? argv[5] : "q4_1");
     if (!strcmp(mode, "7b"))
         return bench_7b(argc > 2 ? atoi(argv[2]) : 512, argc > 3 ? atoi(argv[3]) : 1,
-                        argc > 4 ? atoi(argv[4]) : 1);
+                        argc > 4 ? atoi(argv[4]) : 1, argc > 5 && !strcmp(argv[5], "bf16"));
     return bench_smol(argc > 2 ? atoi(argv[2]) : 4, argc > 3 ? atoi(argv[3]) : 256,
                       argc > 4 ? atoi(argv[4]) : 2);
 }
