@@ -231,6 +231,12 @@ bench: all $(BENCH_BIN)
 	    [ -f $$m ] && $(TORCH_ENV) python3 tests/ref/train/torch_bench.py $$m $$th 3 ref,fast,compile 2>&1 | grep '^torch'; \
 	  done; true; \
 	else echo "PyTorch reference: not run (python3 -m pip install torch gguf numpy)"; fi
+	@# the PyTorch peer (HF + PEFT, fp32 / bf16 autocast / torch.compile) against peftlua's compute f32/bf16,
+	@# 1 and 2 threads, with the ratio to the best PyTorch row; and torch's (oneDNN's) matmul rates
+	@if [ -f $(MODEL) ] && python3 -c 'import torch, transformers, peft' 2>/dev/null; then \
+	  $(BLAS_ENV) $(TORCH_ENV) PEFT_HOST=$(abspath $(HOST)) python3 tests/bench/torch_peer.py compare $(MODEL) 1,2 2; \
+	  python3 tests/bench/torch_peer.py gemm 1; \
+	else echo "PyTorch peer: not run (make model; python3 -m pip install torch transformers peft)"; fi
 
 include tests/fuzz/fuzz.mk
 

@@ -12,8 +12,8 @@
 -- again with the same --out skips the methods compare.json already has (resume).
 -- Task metric: exact match of the generated SQL on the first --eval-n validation questions
 -- (greedy, the text after "A:" up to the end of the line).
--- Recommendations: lowest validation loss within a memory budget (700 MiB); best SQL exact
--- match within 1 GiB (and --time-budget when given); and lowest validation loss within 1 GiB
+-- Recommendations: lowest validation loss within a memory budget (1 GiB); best SQL exact
+-- match within 4 GiB (and --time-budget when given); and lowest validation loss within 6 GiB
 -- for 4x the sequence length, whose memory only the memory model can tell (not run).
 -- --smoke (PEFT_SMOKE=1): stories260K, 6 steps, every method plus a full fine-tuning run with
 -- a 4 MiB allocation budget (a recorded out-of-memory failure).
@@ -78,14 +78,17 @@ else
   for i, n in ipairs(peft.compare.DEFAULT) do methods[i] = n end
   if opt.smoke then methods[#methods + 1] = { name = "full_4MiB", method = "full", memory_limit = 4 * 2^20 } end
 end
-local mem_budget = opt.mem_budget or (opt.smoke and 12 * 2^20 or 700 * 2^20)
+local mem_budget = opt.mem_budget or (opt.smoke and 12 * 2^20 or 2^30)
 local time_budget = opt.time_budget or (opt.smoke and 60 or nil)
 local recommend = {
+  -- a small machine: lowest validation loss within 1 GiB (--memory-budget MiB changes it)
   { memory_budget = mem_budget, metric = "val_loss" },
+  -- a larger one: best SQL exact match within 4 GiB (and --time-budget seconds when given)
   { time_budget = time_budget, metric = eval_n > 0 and "metric" or "val_loss",
-    memory_budget = (not opt.smoke) and 2^30 or nil },
-  -- a configuration not run: the same methods at 4x the sequence length, memory from the model
-  { memory_budget = opt.smoke and 70 * 2^20 or 2^30, metric = "val_loss",
+    memory_budget = (not opt.smoke) and 4 * 2^30 or nil },
+  -- a configuration not run: the same methods at 4x the sequence length within 6 GiB, memory
+  -- from the memory model
+  { memory_budget = opt.smoke and 70 * 2^20 or 6 * 2^30, metric = "val_loss",
     predict = { model = model, seq_len = 4 * (opt.seq or (opt.smoke and 64 or 160)) } },
 }
 local title = "Method comparison: " .. (model:match("[^/]+$") or model)

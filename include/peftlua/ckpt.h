@@ -79,7 +79,7 @@ int64_t pl_ckpt_plan_bytes(const struct pl_model_config *c, int B, int T, int ev
 
 /* Forward + checkpointed backward of one micro-batch (ids, targets [B, n], targets < 0
  * ignored; B <= planned B, n <= T): gradients (adapters, or every weight for full
- * fine-tuning) accumulate into t->grads scaled by mul / (scored targets); the dropout
+ * fine-tuning) accumulate into the trainer's gradients scaled by mul / (scored targets); the dropout
  * position then advances. *loss: mean cross-entropy (NAN if nothing is scored). */
 enum pl_status pl_ckpt_grad(struct pl_ckpt *ck, const int32_t *ids, const int32_t *targets,
                             int B, int n, double mul, double *loss, int64_t *count);

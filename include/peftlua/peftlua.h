@@ -56,6 +56,7 @@
 #include "peftlua/tensor.h"
 #include "peftlua/quant.h"
 #include "peftlua/blas.h"
+#include "peftlua/gemm16.h"
 #include "peftlua/linalg.h"
 #include "peftlua/gguf.h"
 #include "peftlua/safetensors.h"

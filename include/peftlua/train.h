@@ -44,6 +44,9 @@
  *         would save nothing). f32: the residual stream, logits, every
  *         gradient (weights and activations), LoRA adapters, full fine-tuning's master
  *         weights, optimizer state; all sums accumulate in f32.
+ *   (cfg.compute = PL_COMPUTE_BF16 is separate from this: it rounds the inputs of the linear
+ *   layers' products — forward, input gradient, full fine-tuning's weight gradient — to bf16
+ *   and sums in f32, whatever the storage; gemm16.h.)
  *   fp16  the same with IEEE f16 (10-bit mantissa, range 6e-5 .. 65504) as the 16-bit type,
  *         plus dynamic loss scaling: the loss gradient is multiplied by S (loss_scale,
  *         default 2^16) so every gradient is S times its value; the optimizer step first
@@ -72,6 +75,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "peftlua/fileio.h"
+#include "peftlua/gemm16.h"
 #include "peftlua/lora.h"
 #include "peftlua/model.h"
 #include "peftlua/optim.h"
@@ -108,6 +112,9 @@ struct pl_train_cfg {
                                   input and recompute the rest in backward (src/train/ckpt.c); 0: off */
     int32_t plan_rows;         /* rows per forward planned at first (1..batch_size; 0: batch_size) */
     enum pl_precision precision;   /* see "Mixed precision" above */
+    enum pl_compute compute;   /* products of forward and gradients (linear layers): PL_COMPUTE_F32, or
+                                  PL_COMPUTE_BF16 (bf16 inputs, f32 sums; gemm16.h) where the CPU
+                                  has AVX512_BF16, else f32 as if not asked */
     double loss_scale;         /* fp16: initial S (a power of two; default 65536) */
     int32_t growth_interval;   /* fp16: finite steps before S doubles (default 2000) */
 };
@@ -117,54 +124,52 @@ struct pl_train_cfg pl_train_defaults(void);
 
 /* struct pl_act_grads (the backward's activation gradients) is the block's: model.h. */
 
-struct pl_trainer {
-    struct pl_train_cfg cfg;
-    struct pl_model *model;          /* borrowed; modified (hook, or f32 master weights) */
-    struct pl_lora *lora;            /* LoRA: owned */
-    struct pl_ckpt *ckpt;            /* checkpointed forward/backward when cfg.ckpt_every > 0
-                                        (then also evaluation; ctx and the backward buffers
-                                        below are not made) */
-    struct pl_llama_ctx *ctx;        /* planned plan_rows x seq_len with saved activations */
-    int32_t plan_rows;               /* rows per forward the buffers hold (<= batch_size after
-                                        a shrink; 0: unplanned after a failed re-plan) */
-    float *params, *grads;           /* the trained flat vector and its gradient */
-    int64_t n_params;
-    float *opt_m, *opt_v;            /* the optimizer's state vectors 0 and 1 (as many as its
-                                        table entry's n_state: AdamW's moments, SGD's or Lion's
-                                        momentum in opt_m); allocated at the first step (or
-                                        checkpoint save/load) */
-    int64_t step;                    /* optimizer steps done */
-    int32_t micro;                   /* micro-batches accumulated toward the next step */
-    double accum_loss;               /* sum over the pending micro-batches of mean losses */
+struct pl_ckpt;
+/* A trainer. Its fields are private to the training code (src/train/train_internal.h); the
+ * functions below read and set what callers need. */
+struct pl_trainer;
+
+/* The configuration it was made with; its model (borrowed); LoRA: its adapters (owned by the
+ * trainer), NULL for full fine-tuning. */
+const struct pl_train_cfg *pl_trainer_cfg(const struct pl_trainer *t);
+struct pl_model *pl_trainer_model(const struct pl_trainer *t);
+struct pl_lora *pl_trainer_lora(const struct pl_trainer *t);
+/* The trained flat vector (LoRA: the adapters' parameters, lora.h; full: every weight's f32
+ * master copy in pl_model_param() order) and its gradient; *n (may be NULL) gets the length. */
+int64_t pl_trainer_n_params(const struct pl_trainer *t);
+float *pl_trainer_params(const struct pl_trainer *t, int64_t *n);
+float *pl_trainer_grads(const struct pl_trainer *t, int64_t *n);
+/* State vector i of the optimizer (i < its table entry's n_state: AdamW's m, v; SGD's or
+ * Lion's momentum), NULL before it is allocated (first step, checkpoint save or load). */
+float *pl_trainer_optim_state(const struct pl_trainer *t, int i);
+/* Full fine-tuning: parameter i's view of the master vector (w) and of the gradient (g) and
+ * its length, in pl_model_param() order; 0 when i is out of range (or LoRA). */
+int pl_trainer_n_views(const struct pl_trainer *t);
+/* The checkpointed plan (ckpt.h) when the trainer checkpoints, else NULL. */
+struct pl_ckpt *pl_trainer_ckpt(const struct pl_trainer *t);
+int64_t pl_trainer_view(const struct pl_trainer *t, int i, float **w, float **g);
+
+/* The trainer's counters and its current plan. */
+struct pl_trainer_state {
+    int64_t step;              /* optimizer steps done (skipped ones included) */
+    int32_t micro;             /* micro-batches accumulated toward the next step */
+    int64_t tokens_seen;       /* target tokens trained on */
+    double accum_loss;         /* sum over the pending micro-batches of mean loss · count */
     int64_t accum_tokens;
-    int64_t tokens_seen;             /* target tokens trained on */
-    uint64_t dropout_at_step;        /* LoRA dropout position when the current step began */
     double last_loss, last_grad_norm, last_lr;
-    /* fp16 loss scaling (S = 1 and nothing skipped otherwise) */
-    double loss_scale;               /* S: the loss gradient is multiplied by it */
-    int64_t good_steps;              /* finite steps since S last changed */
-    int64_t skipped_steps;           /* steps skipped for a non-finite gradient */
-    /* backward scratch (one planned allocation, PL_MEM_ACTIVATIONS) */
-    float *bwd_mem;
-    struct pl_act_grads g;
-    float *ce_losses, *ce_lse;       /* [B*T] cross-entropy saved state */
-    int32_t *targets;                /* [B*n] padded copy of the current chunk, then [B*T] x 2:
-                                        the scored rows' indices and targets (head_rows) */
-    int32_t *head_rows;
-    int64_t head_nr;                 /* scored rows of the staged chunk */
-    int32_t cur_n;                   /* its row length n (<= seq_len) */
-    int32_t *ids;                    /* [B*T] */
-    /* full fine-tuning: the f32 master vector's per-parameter views */
-    int32_t n_full;
-    struct pl_trainer_param { float *w, *g; int64_t n; } *full;
-    /* data parallel (set by pl_dist_trainer_attach, dist.h; 0 = one process): `world` ranks
-       each run grad_accum micro-batches of every step, this one is `rank`. Each micro-batch is
-       scaled 1/(grad_accum · world); LoRA dropout positions are the global micro-batch's
-       (rank r runs global micro-batches r·grad_accum ..); reduce, when set, sums gradients,
-       accum_loss and accum_tokens over the ranks at the start of pl_trainer_step. */
-    int32_t world, rank;
-    enum pl_status (*reduce)(struct pl_trainer *t);
+    double loss_scale;         /* fp16's S (1 otherwise) */
+    int64_t good_steps;        /* finite steps since S last changed */
+    int64_t skipped_steps;     /* steps skipped for a non-finite gradient */
+    uint64_t dropout_at_step;  /* LoRA dropout position when the current step began */
+    int32_t plan_rows;         /* rows per forward planned (0: unplanned after a failed re-plan) */
+    int32_t checkpointed;      /* 1: the plan is gradient checkpointing's (src/train/ckpt.c) */
+    int64_t plan_bytes;        /* the plan's one activation allocation (context or checkpointed) */
+    int32_t world, rank;       /* data parallel ranks (dist.h; world 1: one process) and this one */
 };
+struct pl_trainer_state pl_trainer_state(const struct pl_trainer *t);
+/* Set the optimizer step count (tools that rebuild a trainer at a known position, tests of
+ * checkpoint files); nothing else changes. */
+void pl_trainer_set_step(struct pl_trainer *t, int64_t step);
 
 /* Make a trainer for model m (LoRA: creates adapters from cfg->lora and cfg->seed and attaches
  * them; full: converts every weight to its f32 master copy). */
@@ -183,7 +188,7 @@ void pl_trainer_free(struct pl_trainer *t);
 enum pl_status pl_trainer_micro(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
                                 int B, int n, double *loss, int64_t *count, int *stepped);
 /* Loss and gradients of one batch without touching the optimizer: gradients are zeroed first
- * and left in t->grads as d(mean loss)/d(params). For gradient checks. */
+ * and left in pl_trainer_grads(t) as d(mean loss)/d(params). For gradient checks. */
 enum pl_status pl_trainer_grad(struct pl_trainer *t, const int32_t *ids, const int32_t *targets,
                                int B, int n, double *loss);
 /* Mean loss of a batch without gradients (adapters enabled, no dropout). */
@@ -212,7 +217,7 @@ enum pl_status pl_trainer_replan(struct pl_trainer *t, int rows);
 enum pl_status pl_trainer_shrink(struct pl_trainer *t, int *new_rows);
 /* The one shrink-and-retry policy, for a step (or an evaluation) that failed with st, why
  * its message (NULL: pl_last_error()), step0 the optimizer steps done before it began. When
- * no update was applied (t->step == step0) the pending step is rewound. Then, for an
+ * no update was applied (the step count still step0) the pending step is rewound. Then, for an
  * allocation failure, the plan is halved (pl_trainer_shrink): PL_OK with *from / *to the rows
  * per forward before and after — run the step again, from its first micro-batch. Otherwise a
  * failure that says why it cannot be retried: st with why (not an allocation failure, or its

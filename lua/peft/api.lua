@@ -32,6 +32,7 @@ M.modules = {
       { "toolcall_accuracy", "peft.data.toolcall_accuracy(predictions: {string}, references: {string}) -> number", "Mean exact match." },
       { "eval_pairs", "peft.data.eval_pairs(path: string [, limit: integer]) -> {{messages, reference, line}}", "Prompts (the messages before the last assistant turn) and references of a chat file." },
       { "format_report", "peft.data.format_report(report) -> string", "A dataset report (ds:report(), validate()) as readable lines." },
+      { "profile", "peft.data.profile(model: peft.Model, data: path|peft.Dataset [, {max_seq_len, format, valid_fraction, loss_examples = 32, ...}]) -> {examples, target_tokens, target_lengths, target_vocab, target_ttr, target_entropy_bits, base_loss, ...}", "A dataset's complexity profile: sizes, target length distribution, target vocabulary diversity and the base model's mean loss on the targets (peft.tune.suggest_rank reads it)." },
       { "version", "peft.data.version(path: string [, opts]) -> {md5, size, nfiles, dvcfile, cached, root}", "A DVC-compatible version of a file or folder: PATH.dvc, the data in .dvc/cache, a .gitignore line (peftlua data add)." },
     } },
   { "train", "Fine-tuning: the run loop (peft.train.run), the trainer object, export.",
@@ -204,6 +205,8 @@ M.modules = {
     {
       { "bayes", "peft.tune.bayes{space, seed, n_init, acq, kernel, constraint, failures, ...} -> optimizer", "A Bayesian optimiser over named parameters (opt:ask(), opt:tell(p, y), opt:best())." },
       { "minimize", "peft.tune.minimize(fn, space [, {budget, history, ...}]) -> best, value, optimizer", "The ask/tell loop around fn." },
+      { "suggest_rank", "peft.tune.suggest_rank(model: peft.Model|path, data: path|profile [, {targets, steps, batch_size, bits_per_param = 2, min_rank = 2, max_rank = 64, ...}]) -> {rank, alpha, reasons, profile, bits, params_per_rank, raw}", "A LoRA rank (and alpha) from the data's profile, with the reasons in words; peft.train.run uses it when lora_rank is not given (docs/tune.md, \"Rank from the data\")." },
+      { "train", "peft.tune.train{model, dataset, valid, output, space, trials = 16, budget = {steps, seconds}, min_steps, eta = 2, objective = \"val_loss\"|fn, memory_budget, batch_size, max_seq_len, search = \"bayes\"|\"random\", train = {...}, ...} -> {best, trials, json, html, steps_run, ...}", "Bayesian search over real peft.train.run trials with ASHA multi-fidelity, memory-checked and resumable; writes tune.json and tune.html (docs/tune.md, \"Tuning a fine-tune\")." },
       { "pareto", "peft.tune.pareto(history, {metric = \"min\"|\"max\", ...}) -> {entry}", "The non-dominated trials." },
       { "testfn", "peft.tune.testfn(name) -> {name, d, lo, hi, fmin, f}", "Benchmark functions (branin, hartmann6, ...)." },
       { "study_run", "peft.tune.study_run(name, random, seed, budget) -> regret", "One benchmark study (tests)." },

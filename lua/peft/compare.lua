@@ -111,6 +111,7 @@ local function machine()
   m.date = os.date("!%Y-%m-%d %H:%M UTC")
   return m
 end
+M.machine = machine   -- also peft.tune.train's report
 
 -- The method spec of an entry of opts.methods.
 local function spec_of(e)

@@ -87,6 +87,89 @@ function M.format_report(r)
   return table.concat(out, "\n")
 end
 
+-- The complexity profile of a dataset for a model (what peft.tune.suggest_rank reads):
+--   peft.data.profile(model, "train.jsonl" | a peft.Dataset, { max_seq_len =, format =,
+--     chat_template =, train_on_prompt =, skip_bad =, valid_fraction =, seed =,
+--     loss_examples = 32 (examples the base model is scored on; 0 skips the loss) })
+-- -> { examples, target_tokens, tokens, target_lengths = {min, mean, median, p95, max},
+--      target_vocab (distinct target token ids), target_ttr (distinct / total over the first
+--      2000 target tokens: comparable across datasets), target_entropy_bits (unigram entropy
+--      of the target tokens), base_loss (the base model's mean loss in nats per target token,
+--      over the first loss_examples examples: what the model does not know yet), loss_examples,
+--      loss_tokens, max_seq_len, dataset }
+-- The base loss is the un-adapted model's (a rank-1 LoRA trainer whose B is still zero gives
+-- exactly the base output); the trainer is closed before returning.
+function M.profile(model, dataset, opts)
+  opts = opts or {}
+  if type(model) ~= "userdata" then error("peft.data.profile: model must be a loaded peft.Model", 2) end
+  local mc = model:config()
+  local max_seq = opts.max_seq_len or math.min(512, mc.context_length or mc.seq_len or 512)
+  local ds, own = dataset, false
+  if type(dataset) == "string" then
+    ds = M.load(dataset, { tokenizer = model, max_seq_len = max_seq, format = opts.format,
+      chat_template = opts.chat_template, train_on_prompt = opts.train_on_prompt, skip_bad = opts.skip_bad,
+      valid_fraction = opts.valid_fraction, seed = opts.seed or 42 })
+    own = true
+  end
+  local n = ds:count()
+  if n == 0 then error("peft.data.profile: the dataset has no examples", 2) end
+  local lens, seen, counts, distinct, total, window_distinct = {}, {}, {}, 0, 0, nil
+  local tokens = 0
+  for i = 1, n do
+    local e = ds:example(i)
+    tokens = tokens + e.len
+    lens[i] = e.n_target
+    local ids, mask = e.ids, e.mask
+    for t = 1, e.len do
+      if mask[t] ~= 0 then
+        local id = ids[t]
+        total = total + 1
+        local c = counts[id]
+        if not c then distinct = distinct + 1; counts[id] = 1 else counts[id] = c + 1 end
+        if total == 2000 then window_distinct = distinct end
+        seen[id] = true
+      end
+    end
+  end
+  local H = 0
+  for _, c in pairs(counts) do local p = c / total; H = H - p * math.log(p, 2) end
+  local sorted = {}
+  for i, v in ipairs(lens) do sorted[i] = v end
+  table.sort(sorted)
+  local sum = 0
+  for _, v in ipairs(sorted) do sum = sum + v end
+  local function q(f) return sorted[math.max(1, math.min(n, math.floor(f * (n - 1) + 1.5)))] end
+  local prof = { examples = n, target_tokens = total, tokens = tokens,
+    target_lengths = { min = sorted[1], mean = sum / n, median = q(0.5), p95 = q(0.95), max = sorted[n] },
+    target_vocab = distinct, target_ttr = (window_distinct or distinct) / math.min(total, 2000),
+    target_entropy_bits = H, max_seq_len = max_seq, dataset = type(dataset) == "string" and dataset or ds:path() }
+  local want = opts.loss_examples or 32
+  if want > 0 and total > 0 then
+    local bs = math.min(4, want)
+    local tr, msg = peft.train.try_trainer(model, { method = "lora", lora_rank = 1, batch_size = bs, seq_len = max_seq,
+                                                    targets = { "q_proj" }, seed = opts.seed or 42 })
+    if not tr then
+      if own then ds:close() end
+      if tostring(msg):find("already has adapters", 1, true) then
+        msg = msg .. " (an earlier run's result.trainer is still open: result.trainer:close() releases it)"
+      end
+      error("peft.data.profile: " .. tostring(msg), 2)
+    end
+    local it = ds:batches { batch_size = bs, shuffle = false, epochs = 1 }
+    local s, c, ex = 0, 0, 0
+    for b in it do
+      local ls, lc = tr:eval(b.ids, b.targets)
+      s, c, ex = s + ls, c + lc, ex + b.batch
+      if ex >= want then break end
+    end
+    it:close()
+    tr:close()
+    if c > 0 then prof.base_loss, prof.loss_tokens, prof.loss_examples = s / c, c, ex end
+  end
+  if own then ds:close() end
+  return prof
+end
+
 -- DVC-compatible dataset version of a file or directory (lua/peft/dvc.lua; owner: track):
 -- writes PATH.dvc, caches the data under .dvc/cache, adds a .gitignore line.
 function M.version(path, opts) return require("peft.dvc").add(path, opts) end

@@ -591,7 +591,7 @@ function Record:resolved(tr, run)
   self.doc.resolved = r
   local c = self.doc.choices or {}
   if tc.lora_rank then
-    c.lora_rank = { value = tc.lora_rank, reason = self.doc.config.lora_rank and "given" or "default (pl_lora_defaults: 8)" }
+    c.lora_rank = self.rank_choice or { value = tc.lora_rank, reason = self.doc.config.lora_rank and "given" or "default (pl_lora_defaults: 8)" }
   end
   self.doc.choices = c
   self:save()

@@ -21,6 +21,7 @@
 --                                              -- (train.h "Mixed precision"); fp16 adds
 --     loss_scale = 65536, growth_interval = 2000 -- dynamic loss scaling (metrics: loss_scale,
 --                                              -- skipped_steps)
+--     compute = "f32" | "bf16"                 -- bf16 products, f32 sums (include/peftlua/gemm16.h)
 --     on_step = function(info) end, on_eval = function(info) end,
 --     on_phase = function(phase) end,          -- "evaluating", "training", "saving" as they begin
 --     distributed = true                       -- under mpirun/srun (default when > 1 rank):
@@ -198,6 +199,19 @@ local function run(cfg, rec)
   local mc = model:config()
   local max_seq = cfg.max_seq_len or math.min(512, mc.context_length or mc.seq_len or 512)
   local bs, ga = cfg.batch_size or 4, cfg.grad_accum or 1
+  -- no lora_rank given: the rank (and alpha) suggested from the data, reasons in run.json
+  local lora_rank, lora_alpha = cfg.lora_rank, cfg.lora_alpha
+  if lora_rank == nil and rec.resumed_rank then   -- resuming: the rank the checkpoint was made with
+    lora_rank, lora_alpha = rec.resumed_rank.value, lora_alpha or rec.resumed_rank.alpha
+    rec.rank_choice = rec.resumed_rank
+  elseif lora_rank == nil and method ~= "ia3" and method ~= "full" then
+    local s = require("peft.tune_rank").for_run(model, cfg, max_seq, bs * ga * ranks)
+    lora_rank, lora_alpha = s.rank, lora_alpha or s.alpha
+    rec.rank_choice = { value = s.rank, alpha = lora_alpha, reason = "suggested from the data (peft.tune.suggest_rank)",
+                        reasons = s.reasons, profile = s.profile }
+    rec.rank_suggestion = s
+    say("lora_rank %d, lora_alpha %g suggested from the data: %s", s.rank, lora_alpha, s.reasons[#s.reasons - 1])
+  end
   -- Memory: size what was left nil (batch through accumulation, then sequence length) to the
   -- budget, and refuse up front, with what it needs and what would fit, a run that cannot fit.
   do
@@ -205,7 +219,7 @@ local function run(cfg, rec)
       model = model, method = mm_method, adapter = mm_adapter, feedforward = cfg.feedforward,
       batch_size = cfg.batch_size, seq_len = cfg.max_seq_len,
       effective_batch = bs * ga, max_seq_len = max_seq, budget = budget,
-      checkpointing = cfg.checkpointing, lora_rank = cfg.lora_rank,
+      checkpointing = cfg.checkpointing, lora_rank = lora_rank,
       targets = type(cfg.targets) == "table" and cfg.targets or nil, lora_dropout = cfg.lora_dropout,
       optimizer = cfg.optimizer, precision = cfg.precision,
     }
@@ -240,9 +254,10 @@ local function run(cfg, rec)
       grad_accum = ga, learning_rate = cfg.learning_rate or (cfg.method == "full" and 2e-5 or 2e-4),
       weight_decay = cfg.weight_decay, schedule = cfg.schedule, warmup = cfg.warmup,
       total_steps = total, min_lr_ratio = cfg.min_lr_ratio, max_grad_norm = cfg.max_grad_norm,
-      seed = seed, lora_rank = cfg.lora_rank, lora_alpha = cfg.lora_alpha,
+      seed = seed, lora_rank = lora_rank, lora_alpha = lora_alpha,
       lora_dropout = cfg.lora_dropout, targets = cfg.targets, layers = cfg.layers, rslora = cfg.rslora,
       momentum = cfg.momentum, checkpointing = cfg.checkpointing, precision = cfg.precision,
+      compute = cfg.compute,
       loss_scale = cfg.loss_scale, growth_interval = cfg.growth_interval, planned_rows = rows,
       feedforward = cfg.feedforward, distributed = dist or nil,
     })
@@ -320,7 +335,7 @@ local function run(cfg, rec)
       local okm, e = pcall(peft.memory.estimate, {
         model = model, method = mm_method, adapter = mm_adapter, feedforward = cfg.feedforward,
         batch_size = 1, seq_len = max_seq, checkpointing = cfg.checkpointing,
-        lora_rank = cfg.lora_rank, targets = type(cfg.targets) == "table" and cfg.targets or nil,
+        lora_rank = lora_rank, targets = type(cfg.targets) == "table" and cfg.targets or nil,
         lora_dropout = cfg.lora_dropout, optimizer = cfg.optimizer, precision = cfg.precision })
       if okm then need = string.format(" (the memory model puts one row at %.1f MiB)", e.total / 2^20) end
       error(string.format("peft.train.run: memory: allocation failed (%s) with one row of %d tokens per forward%s; " ..
@@ -478,7 +493,7 @@ local function run(cfg, rec)
                    method = s.method, params = s.params, metrics = metrics_path,
                    precision = s.precision, loss_scale = s.loss_scale, skipped_steps = s.skipped_steps,
                    shrinks = shrinks, planned_rows = s.planned_rows, batch_size = bs, grad_accum = ga,
-                   ranks = ranks, rank = rank }
+                   ranks = ranks, rank = rank, rank_choice = rec.rank_choice }
   result.memory = out .. "/memory.json"
   result.trainer = tr   -- still open: merge, save_adapter, eval; closed by the caller or the GC
   result.resumed_from = step0 > 0 and step0 or nil
@@ -523,7 +538,22 @@ function M.run(cfg)
   -- several ranks: rank 0 alone keeps the record (run.json, MLflow) and prepares the output
   local follower = peft.dist.enabled(cfg.distributed) and peft.dist.rank() ~= 0
   if not follower then prepare_output(cfg) end
+  -- resume without lora_rank: the suggestion recorded by the run being continued (its
+  -- run.json), not a new one (the budget, and so the suggestion, may have changed)
+  local resumed_rank
+  if cfg.resume and cfg.lora_rank == nil and M.has_checkpoint(cfg.output .. "/checkpoint") then
+    local f = io.open(cfg.output .. "/run.json", "rb")
+    local okj, prev = false, nil
+    if f then okj, prev = pcall(peft.memory.decode_json, f:read("a")); f:close() end
+    local c = okj and type(prev) == "table" and prev.choices and prev.choices.lora_rank
+    local res = okj and type(prev) == "table" and prev.resolved
+    if type(c) == "table" and math.type(c.value) == "integer" then
+      resumed_rank = { value = c.value, alpha = c.alpha or (res and res.lora_alpha), reason = "resumed: " .. tostring(c.reason),
+                       reasons = c.reasons }
+    end
+  end
   local rec = follower and peft.dist.null_record() or peft.track.start(cfg)
+  rec.resumed_rank = resumed_rank
   local ok, res = pcall(run, cfg, rec)
   rec:finish(ok, res)
   if not ok then error(res, 0) end

@@ -331,4 +331,10 @@ function M.pareto(trials, objectives)
   return front
 end
 
+-- Rank from the data and Bayesian search over real training runs (issue 14):
+-- peft.tune.suggest_rank(model, data [, opts]) in lua/peft/tune_rank.lua,
+-- peft.tune.train{...} in lua/peft/tune_train.lua (both documented in docs/tune.md).
+function M.suggest_rank(model, data, opts) return require("peft.tune_rank").suggest(model, data, opts) end
+function M.train(opts) return require("peft.tune_train").run(opts) end
+
 return M

@@ -10,6 +10,7 @@
  *        feedforward = {"down_proj"}  -- IA3: targets whose input is scaled (default: down_proj
  *                                        when targeted; IA3's default targets: k, v, down_proj)
  *        precision = "fp32"|"bf16"|"fp16", loss_scale = 65536, growth_interval = 2000,
+ *        compute = "f32"|"bf16" (bf16 products with f32 sums where the CPU has AVX512_BF16),
  *        planned_rows = batch_size   -- rows per forward to plan first (fewer: chunks)
  *        distributed = false         -- one of the MPI job's data-parallel replicas (dist.h):
  *                                       gradients summed over the ranks before each step)})
@@ -120,7 +121,7 @@ static const char *const trainer_opts[] = {
     "method", "optimizer", "batch_size", "seq_len", "grad_accum", "learning_rate", "weight_decay",
     "beta1", "beta2", "eps", "momentum", "nesterov", "schedule", "warmup", "total_steps",
     "min_lr_ratio", "max_grad_norm", "seed", "lora_rank", "lora_alpha", "lora_dropout", "rslora",
-    "targets", "layers", "checkpointing", "precision", "loss_scale", "growth_interval",
+    "targets", "layers", "checkpointing", "precision", "loss_scale", "growth_interval", "compute",
     "planned_rows", "feedforward", "distributed", NULL };
 
 /* peft.train.trainer (raises) and peft.train.try_trainer (an engine failure is returned as
@@ -203,6 +204,10 @@ static int new_trainer(lua_State *L, int try)
     if (pr < 0)
         return luaL_error(L, "peft.train.trainer: unknown precision \"%s\" (use \"fp32\", \"bf16\" or \"fp16\")", prec);
     c.precision = (enum pl_precision)pr;
+    const char *comp = pl_lua_opt_str(L, 2, "compute", "f32");
+    if (strcmp(comp, "f32") != 0 && strcmp(comp, "bf16") != 0)
+        return luaL_error(L, "peft.train.trainer: unknown compute \"%s\" (use \"f32\" or \"bf16\")", comp);
+    c.compute = strcmp(comp, "bf16") == 0 ? PL_COMPUTE_BF16 : PL_COMPUTE_F32;
     if (pr != PL_PREC_FP16) {
         lua_getfield(L, 2, "loss_scale");
         lua_getfield(L, 2, "growth_interval");
@@ -391,7 +396,7 @@ static int l_trainer_recover(lua_State *L)
     enum pl_status st = strcmp(status, "nomem") == 0 ? PL_ERR_NOMEM
                       : strcmp(status, "io") == 0 ? PL_ERR_IO : PL_ERR_STATE;
     int from = 0, to = 0;
-    if ((st = pl_trainer_recover(t, st, why, t->step, &from, &to)) != PL_OK)
+    if ((st = pl_trainer_recover(t, st, why, pl_trainer_state(t).step, &from, &to)) != PL_OK)
         return push_failure(L, st);
     lua_pushinteger(L, from);
     lua_pushinteger(L, to);
@@ -464,28 +469,30 @@ static int l_trainer_rewind(lua_State *L)
 static int l_trainer_stats(lua_State *L)
 {
     struct pl_trainer *t = check_trainer(L, 1);
+    const struct pl_trainer_state S = pl_trainer_state(t);
+    const struct pl_train_cfg *C = pl_trainer_cfg(t);
     lua_createtable(L, 0, 20);
-    SETI("step", t->step);
-    SETI("micro", t->micro);
-    SETN("lr", t->last_lr);
-    SETN("grad_norm", t->last_grad_norm);
-    SETN("loss", t->last_loss);
-    SETI("tokens", t->tokens_seen);
-    SETI("params", t->n_params);
-    SETI("batch_size", t->cfg.batch_size);
-    SETI("planned_rows", t->plan_rows);
-    SETI("seq_len", t->cfg.seq_len);
-    SETI("grad_accum", t->cfg.grad_accum);
-    SETI("ranks", t->world > 1 ? t->world : 1);
-    SETI("checkpointing", t->cfg.ckpt_every);
-    lua_pushstring(L, t->cfg.method == PL_TRAIN_LORA ? pl_adapter_kind_name(t->cfg.lora.kind) : "full");
+    SETI("step", S.step);
+    SETI("micro", S.micro);
+    SETN("lr", S.last_lr);
+    SETN("grad_norm", S.last_grad_norm);
+    SETN("loss", S.last_loss);
+    SETI("tokens", S.tokens_seen);
+    SETI("params", pl_trainer_n_params(t));
+    SETI("batch_size", C->batch_size);
+    SETI("planned_rows", S.plan_rows);
+    SETI("seq_len", C->seq_len);
+    SETI("grad_accum", C->grad_accum);
+    SETI("ranks", S.world);
+    SETI("checkpointing", C->ckpt_every);
+    lua_pushstring(L, C->method == PL_TRAIN_LORA ? pl_adapter_kind_name(C->lora.kind) : "full");
     lua_setfield(L, -2, "method");
-    lua_pushstring(L, pl_precision_name(t->cfg.precision));
+    lua_pushstring(L, pl_precision_name(C->precision));
     lua_setfield(L, -2, "precision");
-    SETN("loss_scale", t->loss_scale);
-    SETI("skipped_steps", t->skipped_steps);
-    SETN("next_lr", pl_lr_at(t->cfg.schedule, t->cfg.lr, t->step - t->skipped_steps, t->cfg.warmup, t->cfg.total_steps,
-                             t->cfg.min_lr_ratio));
+    SETN("loss_scale", S.loss_scale);
+    SETI("skipped_steps", S.skipped_steps);
+    SETN("next_lr", pl_lr_at(C->schedule, C->lr, S.step - S.skipped_steps, C->warmup, C->total_steps,
+                             C->min_lr_ratio));
     return 1;
 }
 
@@ -493,7 +500,7 @@ static int l_trainer_stats(lua_State *L)
 static int l_trainer_config(lua_State *L)
 {
     struct pl_trainer *t = check_trainer(L, 1);
-    const struct pl_train_cfg *c = &t->cfg;
+    const struct pl_train_cfg *c = pl_trainer_cfg(t);
     lua_createtable(L, 0, 30);
     lua_pushstring(L, c->method == PL_TRAIN_LORA ? pl_adapter_kind_name(c->lora.kind) : "full"); lua_setfield(L, -2, "method");
     lua_pushstring(L, pl_optimizer_get(c->optim)->name); lua_setfield(L, -2, "optimizer");
@@ -510,6 +517,9 @@ static int l_trainer_config(lua_State *L)
     SETN("max_grad_norm", c->max_grad_norm); SETI("seed", c->seed);
     SETI("checkpointing", c->ckpt_every);
     lua_pushstring(L, pl_precision_name(c->precision)); lua_setfield(L, -2, "precision");
+    /* what the products really use: bf16 only where asked and the CPU has it */
+    lua_pushstring(L, c->compute == PL_COMPUTE_BF16 && pl_gemm16_available() ? "bf16" : "f32");
+    lua_setfield(L, -2, "compute");
     if (c->precision == PL_PREC_FP16) { SETN("loss_scale", c->loss_scale); SETI("growth_interval", c->growth_interval); }
     if (c->method == PL_TRAIN_LORA) {
         SETI("lora_rank", c->lora.r); SETN("lora_alpha", c->lora.alpha); SETN("lora_dropout", c->lora.dropout);
@@ -566,26 +576,26 @@ static int l_trainer_save_adapter(lua_State *L)
 {
     struct pl_trainer *t = check_trainer(L, 1);
     const char *dir = luaL_checkstring(L, 2);
-    const char *base = luaL_optstring(L, 3, t->model->name);
-    if (!t->lora) return luaL_error(L, "peft.Trainer: save_adapter needs method \"lora\", \"dora\" or \"ia3\"");
-    if (pl_lora_save(t->lora, dir, base) != PL_OK) return pl_lua_error(L);
+    const char *base = luaL_optstring(L, 3, pl_trainer_model(t)->name);
+    if (!pl_trainer_lora(t)) return luaL_error(L, "peft.Trainer: save_adapter needs method \"lora\", \"dora\" or \"ia3\"");
+    if (pl_lora_save(pl_trainer_lora(t), dir, base) != PL_OK) return pl_lua_error(L);
     return 0;
 }
 
 static int l_trainer_merge(lua_State *L)
 {
     struct pl_trainer *t = check_trainer(L, 1);
-    if (!t->lora) return 0;   /* full fine-tuning: the model already holds the weights */
-    if (!t->lora->attached) return luaL_error(L, "peft.Trainer: the adapters were already merged");
-    if (pl_lora_merge(t->lora, t->model) != PL_OK) return pl_lua_error(L);
+    if (!pl_trainer_lora(t)) return 0;   /* full fine-tuning: the model already holds the weights */
+    if (!pl_trainer_lora(t)->attached) return luaL_error(L, "peft.Trainer: the adapters were already merged");
+    if (pl_lora_merge(pl_trainer_lora(t), pl_trainer_model(t)) != PL_OK) return pl_lua_error(L);
     return 0;
 }
 
 static int l_trainer_adapters(lua_State *L)
 {
     struct pl_trainer *t = check_trainer(L, 1);
-    if (!t->lora) return luaL_error(L, "peft.Trainer: adapters() needs method \"lora\"");
-    t->lora->enabled = lua_toboolean(L, 2);
+    if (!pl_trainer_lora(t)) return luaL_error(L, "peft.Trainer: adapters() needs method \"lora\"");
+    pl_trainer_lora(t)->enabled = lua_toboolean(L, 2);
     return 0;
 }
 
@@ -594,8 +604,8 @@ static int l_trainer_tostring(lua_State *L)
     struct l_trainer *u = luaL_checkudata(L, 1, TRAINER_MT);
     if (!u->t) lua_pushliteral(L, "peft.Trainer (closed)");
     else lua_pushfstring(L, "peft.Trainer (%s, step %d, %d parameters)",
-                         u->t->cfg.method == PL_TRAIN_LORA ? pl_adapter_kind_name(u->t->cfg.lora.kind) : "full", (int)u->t->step,
-                         (int)u->t->n_params);
+                         pl_trainer_cfg(u->t)->method == PL_TRAIN_LORA ? pl_adapter_kind_name(pl_trainer_cfg(u->t)->lora.kind) : "full", (int)pl_trainer_state(u->t).step,
+                         (int)pl_trainer_n_params(u->t));
     return 1;
 }
 
@@ -621,7 +631,7 @@ static int l_train_export_gguf_adapter(lua_State *L)
 {
     int is_tr = luaL_testudata(L, 1, TRAINER_MT) != NULL;
     struct pl_trainer *t = is_tr ? check_trainer(L, 1) : NULL;
-    struct pl_model *m = is_tr ? t->model : check_model(L, 1);
+    struct pl_model *m = is_tr ? pl_trainer_model(t) : check_model(L, 1);
     const char *dir = is_tr ? NULL : luaL_checkstring(L, 2);
     int pi = is_tr ? 2 : 3;
     const char *path = luaL_checkstring(L, pi);
@@ -630,7 +640,7 @@ static int l_train_export_gguf_adapter(lua_State *L)
     const char *dtype = pl_lua_opt_str(L, pi + 1, "dtype", "f32");
     const char *base = pl_lua_opt_str(L, pi + 1, "base", NULL);
     int want_mf = pl_lua_opt_bool(L, pi + 1, "modelfile", -1);
-    if (is_tr && !t->lora) return luaL_error(L, "export_gguf_adapter: the trainer's method is not \"lora\"");
+    if (is_tr && !pl_trainer_lora(t)) return luaL_error(L, "export_gguf_adapter: the trainer's method is not \"lora\"");
     if (!base && m->format == PL_FORMAT_GGUF) base = m->path;
     if (want_mf == 1 && !base)
         return luaL_error(L, "export_gguf_adapter: a Modelfile needs the base GGUF: give {base = 'model.gguf'} "
@@ -639,7 +649,7 @@ static int l_train_export_gguf_adapter(lua_State *L)
     if (slash) lua_pushfstring(L, "%s/Modelfile", lua_pushlstring(L, path, (size_t)(slash - path)));
     else lua_pushliteral(L, "Modelfile");
     const char *mf = lua_tostring(L, -1);   /* stays on the stack */
-    struct pl_lora *a = is_tr ? t->lora : NULL, *owned = NULL;
+    struct pl_lora *a = is_tr ? pl_trainer_lora(t) : NULL, *owned = NULL;
     if (!is_tr) {
         if (pl_adapter_open(&owned, dir, &m->cfg) != PL_OK) return pl_lua_error(L);
         a = owned;

@@ -16,9 +16,15 @@
  * Inside those parallel regions each pl_sgemm is one single-threaded BLAS call (blas.h: one
  * thread pool). Because the panel and chunk boundaries do not depend on the thread count,
  * the result is bit-identical for any number of threads.
+ *
+ * Compute mode bf16 (gemm16.h, pl_compute_set): products of at least PL_GEMM16_MIN_ROWS rows
+ * — the forward, the input gradient and an f32 weight's gradient — go to pl_gemm16 instead,
+ * which dequantises the weight straight into bf16 panels and rounds x (or dy) to bf16
+ * (pl_gemm16_tn for dW: dy and x rounded, f32 sums added into dW).
  */
 #include "peftlua/kernels.h"
 #include "peftlua/blas.h"
+#include "peftlua/gemm16.h"
 #include "peftlua/quant.h"
 #include "kernels_internal.h"
 
@@ -59,7 +65,9 @@ enum pl_status pl_linear_fwd(float *y, const float *x, const void *W, enum pl_dt
     if (st != PL_OK) return st;
     if (M <= 0 || N <= 0) return PL_OK;
 
-    if (wtype == PL_F32) {
+    if (M >= PL_GEMM16_MIN_ROWS && pl_compute_get() == PL_COMPUTE_BF16) {
+        if ((st = pl_gemm16(y, x, W, wtype, 1, 0.0f, M, K, N)) != PL_OK) return st;
+    } else if (wtype == PL_F32) {
         pl_sgemm(0, 1, M, N, K, 1.0f, x, K, (const float *)W, K, 0.0f, y, N);
     } else {
         int64_t P = PANEL_BYTES_MAX / 4 / (K > 0 ? K : 1);
@@ -127,10 +135,15 @@ enum pl_status pl_linear_bwd(float *dx, float *dW, float *dbias, const float *dy
                 for (int64_t n = n0; n < n1; n++) dbias[n] += dy[m * N + n];
         }
     }
-    if (dW)   /* dW[N,K] += dyᵀ[N,M] · x[M,K] */
+    const int b16 = M >= PL_GEMM16_MIN_ROWS && pl_compute_get() == PL_COMPUTE_BF16;
+    if (dW && b16) {   /* dW[N,K] += dyᵀ[N,M] · x[M,K], bf16 inputs, f32 sums */
+        if ((st = pl_gemm16_tn(dW, dy, x, 1.0f, N, M, K)) != PL_OK) return st;
+    } else if (dW) {
         pl_sgemm(1, 0, N, K, M, 1.0f, dy, N, x, K, 1.0f, dW, K);
+    }
     if (!dx || K <= 0) return PL_OK;
 
+    if (b16) return pl_gemm16(dx, dy, W, wtype, 0, 1.0f, M, N, K);
     if (wtype == PL_F32) {   /* dx[M,K] += dy[M,N] · W[N,K] */
         pl_sgemm(0, 0, M, K, N, 1.0f, dy, N, (const float *)W, K, 1.0f, dx, K);
         return PL_OK;

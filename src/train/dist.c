@@ -14,6 +14,7 @@
 #include "peftlua/dist.h"
 #include "peftlua/lora.h"
 #include "peftlua/train.h"
+#include "train_internal.h"
 
 #ifdef PL_MPI
 #include <mpi.h>

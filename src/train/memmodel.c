@@ -28,6 +28,7 @@
 #include "peftlua/lora.h"
 #include "peftlua/memmodel.h"
 #include "peftlua/train.h"
+#include "train_internal.h"
 
 #define MM_PANEL_MAX 256              /* kernels_linear.c PANEL_MAX */
 #define MM_PANEL_BYTES_MAX (4 << 20)  /* kernels_linear.c PANEL_BYTES_MAX */
@@ -164,17 +165,10 @@ static int64_t ws_linear_bwd(enum pl_dtype t, int64_t M, int64_t K, int64_t N, i
     return imin(nth, nitem) * imin(MM_PANEL_BWD, N) * KC * 4;
 }
 
+/* A projection's [out x in] shape: the adapters' own (lora.h), not a copy. */
 static void proj_shape(const struct pl_model_config *s, int p, int64_t *in, int64_t *out)
 {
-    int64_t D = s->dim, F = s->hidden_dim, Hd = (int64_t)s->n_heads * s->head_dim;
-    int64_t KV = (int64_t)s->n_kv_heads * s->head_dim;
-    switch (p) {
-    case PL_PROJ_Q: *in = D; *out = Hd; break;
-    case PL_PROJ_K: case PL_PROJ_V: *in = D; *out = KV; break;
-    case PL_PROJ_O: *in = Hd; *out = D; break;
-    case PL_PROJ_GATE: case PL_PROJ_UP: *in = D; *out = F; break;
-    default: *in = F; *out = D; break;
-    }
+    pl_lora_proj_shape(s, (enum pl_proj)p, in, out);
 }
 
 enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_mem_estimate *e)

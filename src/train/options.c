@@ -34,7 +34,8 @@ static const char *const ch_method[] = { "lora", "dora", "ia3", "qlora", "full",
 static const char *const ch_adapter[] = { "lora", "dora", "ia3", NULL };
 static const char *const ch_quant[] = { "nf4", "nf4_32", "nf4_dq", "q8_0", NULL };
 static const char *const ch_precision[] = { "fp32", "bf16", "fp16", NULL };
-static const char *const ch_optimizer[] = { "adamw", "sgd", "lion", NULL };
+static const char *const ch_compute[] = { "f32", "bf16", NULL };
+static const char *const ch_optimizer[] = { "adamw", "sgd", "lion", NULL };   /* optim.c's table order */
 static const char *const ch_schedule[] = { "constant", "linear", "cosine", NULL };
 static const char *const ch_format[] = { "auto", "text", "completion", "chat", "alpaca", NULL };
 static const char *const keys_tracking[] = { "uri", "experiment", "run_name", "tags", NULL };
@@ -67,6 +68,8 @@ static const struct pl_option train_options[] = {
       "qlora nf4: double-quantised (8-bit) block scales" },
     { "precision", T_STRING, "method", "fp32", NULL, 0, 0, 0, ch_precision, NULL,
       "16-bit frozen weights and saved activations (fp16 adds dynamic loss scaling)" },
+    { "compute", T_STRING, "method", "f32", NULL, 0, 0, 0, ch_compute, NULL,
+      "bf16: the forward and gradient products with bf16 inputs and f32 sums (CPUs with AVX512_BF16; f32 elsewhere)" },
     { "loss_scale", T_NUMBER, "method", NULL, "65536", MIN|MINO, 0, 0, NULL, NULL,
       "precision = \"fp16\": initial loss scale (a power of two)" },
     { "growth_interval", T_INTEGER, "method", NULL, "2000", MIN, 1, 0, NULL, NULL,
@@ -77,8 +80,8 @@ static const struct pl_option train_options[] = {
       "data-parallel over the MPI job's ranks (mpirun/srun; docs/distributed.md)" },
     { "memory_budget", T_SIZE, "method", NULL, "the hardware report's budget", 0, 0, 0, NULL, NULL,
       "bytes the run may use (an integer or \"512M\", \"8G\"); default PEFT_MEMORY_BUDGET or 85% of available RAM" },
-    { "lora_rank", T_INTEGER, "lora", "8", NULL, MIN, 1, 0, NULL, NULL,
-      "LoRA rank r" },
+    { "lora_rank", T_INTEGER, "lora", NULL, "from the data (peft.tune.suggest_rank)", MIN, 1, 0, NULL, NULL,
+      "LoRA rank r (unset: suggested from the dataset, reasons in run.json)" },
     { "lora_alpha", T_NUMBER, "lora", NULL, "2 x lora_rank", MIN|MINO, 0, 0, NULL, NULL,
       "LoRA alpha (scale alpha / r)" },
     { "lora_dropout", T_NUMBER, "lora", "0", NULL, MIN|MAX|MAXO, 0, 1, NULL, NULL,

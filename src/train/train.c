@@ -15,9 +15,11 @@
 
 #include "peftlua/alloc.h"
 #include "peftlua/ckpt.h"
+#include "peftlua/gemm16.h"
 #include "peftlua/kernels.h"
 #include "peftlua/qlora.h"
 #include "peftlua/train.h"
+#include "peftlua/options.h"
 #include "train_internal.h"
 
 struct pl_train_cfg pl_train_defaults(void)
@@ -41,18 +43,16 @@ struct pl_train_cfg pl_train_defaults(void)
     c.seed = 42;
     c.lora = pl_lora_defaults();
     c.precision = PL_PREC_FP32;
+    c.compute = PL_COMPUTE_F32;
     c.loss_scale = 65536.0;
     c.growth_interval = 2000;
     return c;
 }
 
+/* the option table's choices, in enum pl_precision order (src/train/options.c) */
 int pl_precision_from_name(const char *name)
 {
-    if (!name) return -1;
-    if (strcmp(name, "fp32") == 0) return PL_PREC_FP32;
-    if (strcmp(name, "bf16") == 0) return PL_PREC_BF16;
-    if (strcmp(name, "fp16") == 0) return PL_PREC_FP16;
-    return -1;
+    return pl_option_choice("precision", name);
 }
 
 const char *pl_precision_name(enum pl_precision p)
@@ -260,6 +260,7 @@ void pl_trainer_free(struct pl_trainer *t)
     pl_free(t->full);
     pl_free(t->opt_m);
     pl_free(t->opt_v);
+    if (t->cfg.compute == PL_COMPUTE_BF16) pl_gemm16_release();   /* its kept workspace */
     pl_free(t);
 }
 
@@ -349,6 +350,8 @@ static enum pl_status run_batch(struct pl_trainer *t, const int32_t *ids, const 
     const int P = t->plan_rows;
     enum pl_status st = PL_OK;
     double l = NAN, s = 0;
+    /* compute bf16: the products of the forward and input gradient in bf16 (gemm16.h) */
+    const enum pl_compute prev = pl_compute_set(t->cfg.compute);
     int64_t cnt = 0;
     if (B <= P) {
         /* one chunk: exactly the unsplit computation */
@@ -372,6 +375,7 @@ static enum pl_status run_batch(struct pl_trainer *t, const int32_t *ids, const 
         }
         l = cnt ? s / (double)cnt : NAN;
     }
+    pl_compute_set(prev);
     if (t->lora) t->lora->dropout_row0 = 0;
     if (mean) *mean = l;
     if (sum) *sum = s;

@@ -5,6 +5,56 @@
 
 #include "peftlua/train.h"
 
+/* The trainer (opaque outside the training code: train.h's functions). */
+struct pl_trainer {
+    struct pl_train_cfg cfg;
+    struct pl_model *model;          /* borrowed; modified (hook, or f32 master weights) */
+    struct pl_lora *lora;            /* LoRA: owned */
+    struct pl_ckpt *ckpt;            /* checkpointed forward/backward when cfg.ckpt_every > 0
+                                        (then also evaluation; ctx and the backward buffers
+                                        below are not made) */
+    struct pl_llama_ctx *ctx;        /* planned plan_rows x seq_len with saved activations */
+    int32_t plan_rows;               /* rows per forward the buffers hold (<= batch_size after
+                                        a shrink; 0: unplanned after a failed re-plan) */
+    float *params, *grads;           /* the trained flat vector and its gradient */
+    int64_t n_params;
+    float *opt_m, *opt_v;            /* the optimizer's state vectors 0 and 1 (as many as its
+                                        table entry's n_state: AdamW's moments, SGD's or Lion's
+                                        momentum in opt_m); allocated at the first step (or
+                                        checkpoint save/load) */
+    int64_t step;                    /* optimizer steps done */
+    int32_t micro;                   /* micro-batches accumulated toward the next step */
+    double accum_loss;               /* sum over the pending micro-batches of mean losses */
+    int64_t accum_tokens;
+    int64_t tokens_seen;             /* target tokens trained on */
+    uint64_t dropout_at_step;        /* LoRA dropout position when the current step began */
+    double last_loss, last_grad_norm, last_lr;
+    /* fp16 loss scaling (S = 1 and nothing skipped otherwise) */
+    double loss_scale;               /* S: the loss gradient is multiplied by it */
+    int64_t good_steps;              /* finite steps since S last changed */
+    int64_t skipped_steps;           /* steps skipped for a non-finite gradient */
+    /* backward scratch (one planned allocation, PL_MEM_ACTIVATIONS) */
+    float *bwd_mem;
+    struct pl_act_grads g;
+    float *ce_losses, *ce_lse;       /* [B*T] cross-entropy saved state */
+    int32_t *targets;                /* [B*n] padded copy of the current chunk, then [B*T] x 2:
+                                        the scored rows' indices and targets (head_rows) */
+    int32_t *head_rows;
+    int64_t head_nr;                 /* scored rows of the staged chunk */
+    int32_t cur_n;                   /* its row length n (<= seq_len) */
+    int32_t *ids;                    /* [B*T] */
+    /* full fine-tuning: the f32 master vector's per-parameter views */
+    int32_t n_full;
+    struct pl_trainer_param { float *w, *g; int64_t n; } *full;
+    /* data parallel (set by pl_dist_trainer_attach, dist.h; 0 = one process): `world` ranks
+       each run grad_accum micro-batches of every step, this one is `rank`. Each micro-batch is
+       scaled 1/(grad_accum · world); LoRA dropout positions are the global micro-batch's
+       (rank r runs global micro-batches r·grad_accum ..); reduce, when set, sums gradients,
+       accum_loss and accum_tokens over the ranks at the start of pl_trainer_step. */
+    int32_t world, rank;
+    enum pl_status (*reduce)(struct pl_trainer *t);
+};
+
 /* Full fine-tuning: every weight becomes a view of one flat f32 master vector (t->params),
  * with its gradient slot in t->grads (src/train/train_params.c). */
 enum pl_status pl_train_setup_full(struct pl_trainer *t);

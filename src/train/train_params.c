@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "peftlua/alloc.h"
+#include "peftlua/ckpt.h"
 #include "peftlua/train.h"
 #include "train_internal.h"
 
@@ -126,3 +127,55 @@ float *pl_trainer_find_param(struct pl_trainer *t, const char *name, int64_t *n)
 {
     return find_vec(t, name, n, 0);
 }
+
+/* ---- what callers may read (and the one thing they may set) of the private struct ---- */
+
+const struct pl_train_cfg *pl_trainer_cfg(const struct pl_trainer *t) { return &t->cfg; }
+struct pl_model *pl_trainer_model(const struct pl_trainer *t) { return t->model; }
+struct pl_lora *pl_trainer_lora(const struct pl_trainer *t) { return t->lora; }
+int64_t pl_trainer_n_params(const struct pl_trainer *t) { return t->n_params; }
+
+float *pl_trainer_params(const struct pl_trainer *t, int64_t *n)
+{
+    if (n) *n = t->n_params;
+    return t->params;
+}
+
+float *pl_trainer_grads(const struct pl_trainer *t, int64_t *n)
+{
+    if (n) *n = t->n_params;
+    return t->grads;
+}
+
+float *pl_trainer_optim_state(const struct pl_trainer *t, int i)
+{
+    return i == 0 ? t->opt_m : i == 1 ? t->opt_v : NULL;
+}
+
+int pl_trainer_n_views(const struct pl_trainer *t) { return t->n_full; }
+struct pl_ckpt *pl_trainer_ckpt(const struct pl_trainer *t) { return t->ckpt; }
+
+int64_t pl_trainer_view(const struct pl_trainer *t, int i, float **w, float **g)
+{
+    if (i < 0 || i >= t->n_full) return 0;
+    if (w) *w = t->full[i].w;
+    if (g) *g = t->full[i].g;
+    return t->full[i].n;
+}
+
+struct pl_trainer_state pl_trainer_state(const struct pl_trainer *t)
+{
+    struct pl_trainer_state s = {
+        .step = t->step, .micro = t->micro, .tokens_seen = t->tokens_seen,
+        .accum_loss = t->accum_loss, .accum_tokens = t->accum_tokens, .last_loss = t->last_loss,
+        .last_grad_norm = t->last_grad_norm, .last_lr = t->last_lr, .loss_scale = t->loss_scale,
+        .good_steps = t->good_steps, .skipped_steps = t->skipped_steps,
+        .dropout_at_step = t->dropout_at_step, .plan_rows = t->plan_rows,
+        .checkpointed = t->ckpt != NULL, .world = t->world > 1 ? t->world : 1, .rank = t->rank,
+        .plan_bytes = t->ckpt ? (int64_t)(t->ckpt->mem_floats * 4 + t->ckpt->mem_halves * 2)
+                    : t->ctx ? (int64_t)(t->ctx->mem_floats * 4 + t->ctx->mem_halves * 2) : 0,
+    };
+    return s;
+}
+
+void pl_trainer_set_step(struct pl_trainer *t, int64_t step) { t->step = step; }

@@ -1,7 +1,7 @@
 /* bench_qlora.c — QLoRA speed and memory. Owner: memory.
  *
  *   build/bench/bench_qlora [smol [B] [T] [steps]]      (default: smol 4 256 2)
- *   build/bench/bench_qlora 7b [T] [steps] [every]      (default: 7b 512 1 1)
+ *   build/bench/bench_qlora 7b [T] [steps] [every] [f32|bf16]   (default: 7b 512 1 1 f32)
  *   build/bench/bench_qlora precision [B] [T] [steps] [q4_1|f32]   (default: 4 256 2 q4_1)
  *
  * smol: SmolLM2-135M (models/SmolLM2-135M-Instruct.Q4_1.gguf), LoRA r8 on q_proj+v_proj at
@@ -14,6 +14,7 @@
  *   NF4 projections and bf16 embeddings made in memory, LoRA r8 on q_proj+v_proj, batch 1 x T
  *   with gradient checkpointing every `every` layers (src/train/ckpt.c): step time, peak RSS, the
  *   memory model's prediction; and full fine-tuning of the same shape refused up front.
+ *   bf16: the products in compute bf16 (include/peftlua/gemm16.h) where the CPU has it.
  * precision: SmolLM2-135M LoRA r8 q_proj+v_proj at B x T with precision fp32, bf16, fp16
  *   (train.h "Mixed precision"): median step time, tokens/s, peak tracked bytes in total and of
  *   activations (the counting allocator), the memory model's activation prediction, the planned
@@ -33,6 +34,7 @@
 
 #include "peftlua/alloc.h"
 #include "peftlua/ckpt.h"
+#include "peftlua/gemm16.h"
 #include "peftlua/hw.h"
 #include "peftlua/memmodel.h"
 #include "peftlua/model.h"
@@ -151,7 +153,7 @@ static int bench_smol(int B, int T, int steps)
     return 0;
 }
 
-static int bench_7b(int T, int steps, int every)
+static int bench_7b(int T, int steps, int every, int bf16)
 {
     struct pl_model_config c = pl_memmodel_llama2_7b();
     struct pl_memmodel_cfg mc = pl_memmodel_defaults();
@@ -198,6 +200,8 @@ static int bench_7b(int T, int steps, int every)
         return 1;
     }
     int32_t *ids = malloc((size_t)T * sizeof(int32_t)), *tg = malloc((size_t)T * sizeof(int32_t));
+    if (bf16) printf("  compute bf16 (%s)\n", pl_compute_set(PL_COMPUTE_BF16) == PL_COMPUTE_F32 &&
+                                            pl_compute_get() == PL_COMPUTE_BF16 ? "avx512_bf16" : "not available: f32");
     for (int s = 0; s < steps; s++) {
         batch(ids, tg, T, c.vocab_size, (uint64_t)s);
         double l, t1 = now();
@@ -206,7 +210,7 @@ static int bench_7b(int T, int steps, int every)
         if (pl_ckpt_micro(ck, ids, tg, 1, T, &l, &cnt, &st) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
         double dt = now() - t1;
         printf("  step %d: loss %.4f, %.1f s (%.1f tokens/s), grad norm %.3g\n", s + 1, l, dt, T / dt,
-               t->last_grad_norm);
+               pl_trainer_state(t).last_grad_norm);
         fflush(stdout);
     }
     printf("  peak tracked %.2f GiB (model %.2f GiB), peak RSS %.2f GiB\n",
@@ -273,10 +277,10 @@ static int bench_precision(int B, int T, int steps, const char *base)
         if (k == 0) tps32 = tps;
         char sc[64] = "-";
         if (k == PL_PREC_FP16)
-            snprintf(sc, sizeof sc, "S=%g, %lld skipped", t->loss_scale, (long long)t->skipped_steps);
+            snprintf(sc, sizeof sc, "S=%g, %lld skipped", pl_trainer_state(t).loss_scale, (long long)pl_trainer_state(t).skipped_steps);
         /* the planned context: every layer's saved activations (f32 or 16-bit), the one f32
          * working layer of 16-bit mode, the residual stream, final norm and scratch */
-        double ctx_mib = ((double)t->ctx->mem_floats * 4 + (double)t->ctx->mem_halves * 2) / 1048576.0;
+        double ctx_mib = (double)pl_trainer_state(t).plan_bytes / 1048576.0;
         printf("%-9s %10.1f %9.1f %7.1f%% %11.1f %11.1f %11.1f %11.1f %9.4f %s\n", pl_precision_name(tc.precision),
                step * 1e3, tps, 100 * tps / tps32, pl_mem_peak_total() / 1048576.0,
                pl_mem_peak(PL_MEM_ACTIVATIONS) / 1048576.0, e.peak[PL_MEM_ACTIVATIONS] / 1048576.0,
@@ -303,7 +307,7 @@ int main(int argc, char **argv)
                                argc > 4 ? atoi(argv[4]) : 2, argc > 5 ? argv[5] : "q4_1");
     if (!strcmp(mode, "7b"))
         return bench_7b(argc > 2 ? atoi(argv[2]) : 512, argc > 3 ? atoi(argv[3]) : 1,
-                        argc > 4 ? atoi(argv[4]) : 1);
+                        argc > 4 ? atoi(argv[4]) : 1, argc > 5 && !strcmp(argv[5], "bf16"));
     return bench_smol(argc > 2 ? atoi(argv[2]) : 4, argc > 3 ? atoi(argv[3]) : 256,
                       argc > 4 ? atoi(argv[4]) : 2);
 }

@@ -73,28 +73,28 @@ static void check_model(struct pl_model *m, int B, int T, float dropout, int n_s
     assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
     struct pl_rng r;
     pl_rng_seed(&r, 11);
-    for (int64_t i = 0; i < t->n_params; i++) t->params[i] = (float)(pl_rng_uniform(&r) - 0.5) * 0.2f;
+    for (int64_t i = 0; i < pl_trainer_n_params(t); i++) pl_trainer_params(t, NULL)[i] = (float)(pl_rng_uniform(&r) - 0.5) * 0.2f;
     int V = m->cfg.vocab_size;
     int32_t *ids = pl_alloc((size_t)B * T * sizeof(int32_t), PL_MEM_DATA);
     int32_t *tg = pl_alloc((size_t)B * T * sizeof(int32_t), PL_MEM_DATA);
-    float *ref = pl_alloc((size_t)t->n_params * sizeof(float), PL_MEM_DATA);
+    float *ref = pl_alloc((size_t)pl_trainer_n_params(t) * sizeof(float), PL_MEM_DATA);
     int shapes[2][2] = { { B, T }, { B > 1 ? B - 1 : 1, T - 5 } };   /* full, then short rows */
     for (int sh = 0; sh < n_shapes; sh++) {
         int b = shapes[sh][0], n = shapes[sh][1];
         fill(ids, tg, b * n, V, 21 + (uint64_t)sh);
         double lref, l;
-        uint64_t ds = t->lora->dropout_step;
+        uint64_t ds = pl_trainer_lora(t)->dropout_step;
         assert_int_equal(pl_trainer_grad(t, ids, tg, b, n, &lref), PL_OK);
-        memcpy(ref, t->grads, (size_t)t->n_params * sizeof(float));
+        memcpy(ref, pl_trainer_grads(t, NULL), (size_t)pl_trainer_n_params(t) * sizeof(float));
         int everies[3] = { 1, 2, m->cfg.n_layers };
         for (int e = 0; e < 3; e++) {
             struct pl_ckpt *ck = NULL;
             assert_int_equal(pl_ckpt_new(&ck, t, B, T, everies[e]), PL_OK);
-            memset(t->grads, 0, (size_t)t->n_params * sizeof(float));
-            t->lora->dropout_step = ds;   /* the same masks as the reference step */
+            memset(pl_trainer_grads(t, NULL), 0, (size_t)pl_trainer_n_params(t) * sizeof(float));
+            pl_trainer_lora(t)->dropout_step = ds;   /* the same masks as the reference step */
             int64_t cnt;
             assert_int_equal(pl_ckpt_grad(ck, ids, tg, b, n, 1.0, &l, &cnt), PL_OK);
-            double err = rel_l2(t->grads, ref, t->n_params);
+            double err = rel_l2(pl_trainer_grads(t, NULL), ref, pl_trainer_n_params(t));
             printf("  %s %dx%d every %d%s: loss %.6f vs %.6f, gradient rel. error %.2e\n", m->name,
                    b, n, everies[e], dropout > 0 ? " dropout" : "", l, lref, err);
             assert_true(fabs(l - lref) <= 1e-6 * fabs(lref));
@@ -156,9 +156,9 @@ static void test_training_matches(void **state)
         assert_int_equal(sa, sb);
         assert_true(fabs(la - lb) <= 1e-5 * fabs(la));
     }
-    assert_int_equal(a->step, 4);
-    assert_int_equal(b->step, 4);
-    assert_true(a->last_loss == b->last_loss);
+    assert_int_equal(pl_trainer_state(a).step, 4);
+    assert_int_equal(pl_trainer_state(b).step, 4);
+    assert_true(pl_trainer_state(a).last_loss == pl_trainer_state(b).last_loss);
     pl_ckpt_free(ck);
     pl_trainer_free(a);
     pl_trainer_free(b);
@@ -274,24 +274,26 @@ static void test_full_finetune_checkpointed(void **state)
             tc.ckpt_every = everies[e];
             struct pl_trainer *t = NULL;
             assert_int_equal(pl_trainer_new(&t, m, &tc), PL_OK);
-            assert_true((t->ckpt != NULL) == (everies[e] > 0));
+            assert_true((pl_trainer_ckpt(t) != NULL) == (everies[e] > 0));
             double l;
             assert_int_equal(pl_trainer_grad(t, ids, tg, b, n, &l), PL_OK);
             if (e == 0) {
-                np = t->n_params;
+                np = pl_trainer_n_params(t);
                 ref = pl_alloc((size_t)np * sizeof(float), PL_MEM_DATA);
-                memcpy(ref, t->grads, (size_t)np * sizeof(float));
+                memcpy(ref, pl_trainer_grads(t, NULL), (size_t)np * sizeof(float));
                 lref = l;
             } else {
-                assert_int_equal(t->n_params, np);
-                double err = rel_l2(t->grads, ref, np);
-                int same = memcmp(t->grads, ref, (size_t)np * sizeof(float)) == 0;
+                assert_int_equal(pl_trainer_n_params(t), np);
+                double err = rel_l2(pl_trainer_grads(t, NULL), ref, np);
+                int same = memcmp(pl_trainer_grads(t, NULL), ref, (size_t)np * sizeof(float)) == 0;
                 /* the worst single weight tensor too (norms and embedding included) */
                 double worst = 0;
-                for (int i = 0; i < t->n_full; i++) {
+                for (int i = 0; i < pl_trainer_n_views(t); i++) {
                     double num = 0, den = 0;
-                    const float *g = t->full[i].g, *r = ref + (t->full[i].g - t->grads);
-                    for (int64_t k = 0; k < t->full[i].n; k++) {
+                    float *gi;
+                    const int64_t ni = pl_trainer_view(t, i, NULL, &gi);
+                    const float *g = gi, *r = ref + (gi - pl_trainer_grads(t, NULL));
+                    for (int64_t k = 0; k < ni; k++) {
                         num += ((double)g[k] - r[k]) * ((double)g[k] - r[k]);
                         den += (double)r[k] * r[k];
                     }
@@ -410,20 +412,20 @@ static void test_shrink_and_retry(void **state)
     assert_int_equal(st, PL_OK);
     printf("  allocation %d of the step failed: %s", k, log);
     assert_non_null(strstr(log, "micro-batch 4 -> 2 rows (x2 chunks), step 2 retried"));
-    assert_int_equal(a.t->plan_rows, 2);
-    assert_int_equal(a.t->cfg.batch_size, 4);
-    assert_int_equal(a.t->step, 2);
+    assert_int_equal(pl_trainer_state(a.t).plan_rows, 2);
+    assert_int_equal(pl_trainer_cfg(a.t)->batch_size, 4);
+    assert_int_equal(pl_trainer_state(a.t).step, 2);
     /* b: re-planned at 2 rows by hand, no failure */
     assert_int_equal(pl_trainer_replan(b.t, 2), PL_OK);
     assert_int_equal(pl_trainer_step_shrinking(b.t, ids2, tg2, 4, 32, &lb, NULL, 0), PL_OK);
     assert_true(la == lb);
-    assert_memory_equal(a.t->params, b.t->params, (size_t)a.t->n_params * sizeof(float));
-    assert_memory_equal(a.t->opt_v, b.t->opt_v, (size_t)a.t->n_params * sizeof(float));
+    assert_memory_equal(pl_trainer_params(a.t, NULL), pl_trainer_params(b.t, NULL), (size_t)pl_trainer_n_params(a.t) * sizeof(float));
+    assert_memory_equal(pl_trainer_optim_state(a.t, 1), pl_trainer_optim_state(b.t, 1), (size_t)pl_trainer_n_params(a.t) * sizeof(float));
     /* the checkpoint written before the failure is intact and resumes */
     struct pair c;
     pair_new(&c, 4, 1);
     assert_int_equal(pl_trainer_load(c.t, dir, NULL, NULL), PL_OK);
-    assert_int_equal(c.t->step, 1);
+    assert_int_equal(pl_trainer_state(c.t).step, 1);
     assert_int_equal(pl_trainer_step_shrinking(c.t, ids2, tg2, 4, 32, &lb, NULL, 0), PL_OK);
     assert_true(fabs(lb - la) <= 1e-6 * fabs(la));
     pair_free(&c);
@@ -479,7 +481,7 @@ static void test_budget_autosize_trains(void **state)
     char log[256] = "";
     for (int s = 0; s < 2; s++)
         assert_int_equal(pl_trainer_step_shrinking(t, ids, tg, 8, 256, &l, log, sizeof log), PL_OK);
-    assert_int_equal(t->step, 2);
+    assert_int_equal(pl_trainer_state(t).step, 2);
     assert_true(pl_mem_peak_total() <= budget + base);
     /* batch 8 in one micro-batch is beyond the budget */
     assert_int_equal(pl_trainer_replan(t, 8), PL_ERR_NOMEM);

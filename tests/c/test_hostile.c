@@ -248,7 +248,7 @@ static void test_regress_checkpoints(void **state)
         size_t bs = 0;
         expect_error(pl_trainer_load(t, dir, &blob, &bs), cases[i].file, cases[i].want);
         assert_null(blob);
-        assert_int_equal(t->step, 0);
+        assert_int_equal(pl_trainer_state(t).step, 0);
     }
     pl_trainer_free(t);
     pl_model_free(m);
@@ -263,16 +263,16 @@ static void test_damaged_checkpoint_refused(void **state)
     struct pl_trainer *t = tiny_trainer(m);
     char dir[256], st_path[300], man_path[300];
     snprintf(dir, sizeof dir, "%s", pl_test_tmp("ckdamage"));
-    for (int64_t i = 0; i < t->n_params; i++) t->params[i] = 0.001f * (float)i;
-    t->step = 7;
+    for (int64_t i = 0; i < pl_trainer_n_params(t); i++) pl_trainer_params(t, NULL)[i] = 0.001f * (float)i;
+    pl_trainer_set_step(t, 7);
     assert_int_equal(pl_trainer_save(t, dir, "blob", 4), PL_OK);
     snprintf(st_path, sizeof st_path, "%s/state-00000007.bin", dir);
     snprintf(man_path, sizeof man_path, "%s/manifest.json", dir);
     size_t sn, mn;
     char *good = pl_test_read(st_path, &sn), *man = pl_test_read(man_path, &mn);
-    float *saved = malloc((size_t)t->n_params * sizeof(float));
-    memcpy(saved, t->params, (size_t)t->n_params * sizeof(float));
-    const int64_t np = t->n_params;
+    float *saved = malloc((size_t)pl_trainer_n_params(t) * sizeof(float));
+    memcpy(saved, pl_trainer_params(t, NULL), (size_t)pl_trainer_n_params(t) * sizeof(float));
+    const int64_t np = pl_trainer_n_params(t);
     pl_trainer_free(t);   /* one trainer per model at a time */
 
     struct pl_trainer *u = tiny_trainer(m);
@@ -289,7 +289,7 @@ static void test_damaged_checkpoint_refused(void **state)
         assert_int_not_equal(pl_trainer_load(u, dir, &blob, &bs), PL_OK);
         good[at[k]] ^= 4;
     }
-    assert_int_equal(u->step, 0);
+    assert_int_equal(pl_trainer_state(u).step, 0);
     assert_null(blob);
     /* the manifest's checksum disagrees with an intact state file */
     pl_test_write(st_path, good, sn);
@@ -308,9 +308,9 @@ static void test_damaged_checkpoint_refused(void **state)
     *q = orig;
     pl_test_write(man_path, man, mn);
     if (pl_trainer_load(u, dir, &blob, &bs) != PL_OK) fail_msg("%s", pl_last_error());
-    assert_int_equal(u->step, 7);
+    assert_int_equal(pl_trainer_state(u).step, 7);
     assert_int_equal(bs, 4);
-    assert_memory_equal(u->params, saved, (size_t)np * sizeof(float));
+    assert_memory_equal(pl_trainer_params(u, NULL), saved, (size_t)np * sizeof(float));
     pl_free(blob);
     free(good);
     free(man);
@@ -356,17 +356,17 @@ static void test_file_size_limit_during_writes(void **state)
     snprintf(ex, sizeof ex, "%s/export.gguf", dir);
     snprintf(hist, sizeof hist, "%s/history.json", dir);
     snprintf(png, sizeof png, "%s/chart.png", dir);
-    for (int64_t i = 0; i < t->n_params; i++) t->params[i] = 0.01f * (float)(i % 17) - 0.05f;
-    t->step = 3;
+    for (int64_t i = 0; i < pl_trainer_n_params(t); i++) pl_trainer_params(t, NULL)[i] = 0.01f * (float)(i % 17) - 0.05f;
+    pl_trainer_set_step(t, 3);
     assert_int_equal(pl_trainer_save(t, ck, "pos=3", 5), PL_OK);
-    float *saved = malloc((size_t)t->n_params * sizeof(float));
-    memcpy(saved, t->params, (size_t)t->n_params * sizeof(float));
+    float *saved = malloc((size_t)pl_trainer_n_params(t) * sizeof(float));
+    memcpy(saved, pl_trainer_params(t, NULL), (size_t)pl_trainer_n_params(t) * sizeof(float));
     size_t mn0;
     char *man0 = pl_test_read(pl_test_tmp("fsize/checkpoint/manifest.json"), &mn0);
 
     /* the next state differs; the disk then allows 256 bytes per file */
-    for (int64_t i = 0; i < t->n_params; i++) t->params[i] += 1.0f;
-    t->step = 4;
+    for (int64_t i = 0; i < pl_trainer_n_params(t); i++) pl_trainer_params(t, NULL)[i] += 1.0f;
+    pl_trainer_set_step(t, 4);
     void (*old)(int) = signal(SIGXFSZ, SIG_IGN);
     struct rlimit keep;
     getrlimit(RLIMIT_FSIZE, &keep);
@@ -374,7 +374,7 @@ static void test_file_size_limit_during_writes(void **state)
     enum pl_status st = pl_trainer_save(t, ck, "pos=4", 5);
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", pl_last_error());
-    enum pl_status st_ad = pl_lora_save(t->lora, ad, "tiny");
+    enum pl_status st_ad = pl_lora_save(pl_trainer_lora(t), ad, "tiny");
     char msg_ad[1024];
     snprintf(msg_ad, sizeof msg_ad, "%s", pl_last_error());
     /* a history file and a chart go through the same writer */
@@ -424,10 +424,10 @@ static void test_file_size_limit_during_writes(void **state)
     void *blob = NULL;
     size_t bs = 0;
     if (pl_trainer_load(u, ck, &blob, &bs) != PL_OK) fail_msg("%s", pl_last_error());
-    assert_int_equal(u->step, 3);
+    assert_int_equal(pl_trainer_state(u).step, 3);
     assert_int_equal(bs, 5);
     assert_memory_equal(blob, "pos=3", 5);
-    assert_memory_equal(u->params, saved, (size_t)u->n_params * sizeof(float));
+    assert_memory_equal(pl_trainer_params(u, NULL), saved, (size_t)pl_trainer_n_params(u) * sizeof(float));
     pl_free(blob);
     pl_trainer_free(u);
     free(saved);

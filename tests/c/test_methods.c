@@ -95,9 +95,9 @@ static struct pl_trainer *trainer_with(struct pl_model *m, int kind, const char 
     struct pl_lora *a;
     if (pl_lora_load(&a, dir, &m->cfg) != PL_OK) fail_msg("%s", pl_last_error());
     assert_int_equal(a->cfg.kind, kind);
-    assert_int_equal(a->n_params, t->lora->n_params);
-    memcpy(t->lora->params, a->params, (size_t)a->n_params * sizeof(float));
-    pl_lora_touch(t->lora);
+    assert_int_equal(a->n_params, pl_trainer_lora(t)->n_params);
+    memcpy(pl_trainer_lora(t)->params, a->params, (size_t)a->n_params * sizeof(float));
+    pl_lora_touch(pl_trainer_lora(t));
     pl_lora_free(a);
     return t;
 }
@@ -106,7 +106,7 @@ static struct pl_trainer *trainer_with(struct pl_model *m, int kind, const char 
  * q/k rows in HF's order) and read back under the same names as the golden file. */
 static double compare_grads(struct pl_trainer *t, const char *gdir, const char *tmp)
 {
-    struct pl_lora *a = t->lora;
+    struct pl_lora *a = pl_trainer_lora(t);
     float *keep = malloc((size_t)a->n_params * sizeof(float));
     memcpy(keep, a->params, (size_t)a->n_params * sizeof(float));
     memcpy(a->params, a->grads, (size_t)a->n_params * sizeof(float));
@@ -152,7 +152,7 @@ static void check_peft_grads(int kind, const char *name)
         if (pl_trainer_grad(t, gc.ids, gc.tg, 2, 16, &loss) != PL_OK) fail_msg("%s", pl_last_error());
         double worst = compare_grads(t, gdir, tmp);
         printf("  %s%s: loss %.6f (PEFT float64 %.6f), %d adapters, worst relative gradient error %.3g\n",
-               name, ckpt ? " (checkpointed)" : "", loss, gc.loss, t->lora->n, worst);
+               name, ckpt ? " (checkpointed)" : "", loss, gc.loss, pl_trainer_lora(t)->n, worst);
         assert_true(fabs(loss - gc.loss) < 1e-4 * fabs(gc.loss));
         pl_trainer_free(t);
         pl_model_free(m);
@@ -194,7 +194,7 @@ static void check_fd(int kind, const char *name, int nf4)
     struct pl_trainer *t = trainer_with(m, kind, adir, 0);
     double loss;
     if (pl_trainer_grad(t, gc.ids, gc.tg, 2, 16, &loss) != PL_OK) fail_msg("%s", pl_last_error());
-    struct pl_lora *a = t->lora;
+    struct pl_lora *a = pl_trainer_lora(t);
     float *g = malloc((size_t)a->n_params * sizeof(float));
     memcpy(g, a->grads, (size_t)a->n_params * sizeof(float));
     /* per kind of tensor, the largest |gradient| entry of a few adapters */
@@ -255,9 +255,9 @@ static void check_ckpt_nf4(int kind, const char *name)
         struct pl_trainer *t = trainer_with(m, kind, adir, ck ? 2 : 0);
         double loss;
         if (pl_trainer_grad(t, gc.ids, gc.tg, 2, 16, &loss) != PL_OK) fail_msg("%s", pl_last_error());
-        n = t->lora->n_params;
+        n = pl_trainer_lora(t)->n_params;
         g[ck] = malloc((size_t)n * sizeof(float));
-        memcpy(g[ck], t->lora->grads, (size_t)n * sizeof(float));
+        memcpy(g[ck], pl_trainer_lora(t)->grads, (size_t)n * sizeof(float));
         pl_trainer_free(t);
         pl_model_free(m);
     }
@@ -299,7 +299,7 @@ static void check_save_load_merge(int kind, const char *name)
     float *base = logits_of(m, ids, 8);
     struct pl_trainer *t = trainer_with(m, kind, adir, 0);
     float *with = logits_of(m, ids, 8);
-    if (pl_lora_save(t->lora, tmp, "llama") != PL_OK) fail_msg("%s", pl_last_error());
+    if (pl_lora_save(pl_trainer_lora(t), tmp, "llama") != PL_OK) fail_msg("%s", pl_last_error());
     pl_trainer_free(t);
     struct pl_lora *a;
     if (pl_lora_load(&a, tmp, &m->cfg) != PL_OK) fail_msg("%s", pl_last_error());

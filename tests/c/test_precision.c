@@ -221,15 +221,15 @@ static float *grads_ck(enum pl_train_method method, enum pl_precision p, int pre
     if (method == PL_TRAIN_LORA) {
         struct pl_rng r;
         pl_rng_seed(&r, 11);
-        for (int64_t i = 0; i < t->n_params; i++) t->params[i] = (frand(&r) - 0.5f) * 0.1f;
+        for (int64_t i = 0; i < pl_trainer_n_params(t); i++) pl_trainer_params(t, NULL)[i] = (frand(&r) - 0.5f) * 0.1f;
     }
     int32_t ids[B * T], tg[B * T];
     make_batch(ids, tg, B, T, m->cfg.vocab_size, 21);
     /* a short batch (n < T) so the 16-bit copies see the packed rows of a partial forward */
     if (pl_trainer_grad(t, ids, tg, B, T - 5, loss) != PL_OK) fail_msg("%s", pl_last_error());
-    *n = t->n_params;
+    *n = pl_trainer_n_params(t);
     float *g = malloc((size_t)*n * sizeof(float));
-    memcpy(g, t->grads, (size_t)*n * sizeof(float));
+    memcpy(g, pl_trainer_grads(t, NULL), (size_t)*n * sizeof(float));
     pl_trainer_free(t);
     pl_model_free(m);
     return g;
@@ -317,7 +317,7 @@ static void test_checkpointed_16bit(void **state)
             c.ckpt_every = k;
             struct pl_trainer *t = NULL;
             if (pl_trainer_new(&t, m, &c) != PL_OK) fail_msg("%s", pl_last_error());
-            struct pl_ckpt *ck = t->ckpt;
+            struct pl_ckpt *ck = pl_trainer_ckpt(t);
             assert_non_null(ck);
             assert_int_equal(ck->act_dtype, p && k >= 3 ? PL_BF16 : PL_F32);
             bytes[p][k] = (int64_t)ck->mem_floats * 4 + (int64_t)ck->mem_halves * 2;
@@ -382,9 +382,9 @@ static void test_losses_track_fp32(void **state)
     assert_true(wb < 1e-2);
     assert_true(wh < 5e-3);
     /* fp16 at the default scale: nothing overflowed, nothing skipped, no growth yet */
-    assert_int_equal(t->skipped_steps, 0);
-    assert_true(t->loss_scale == 65536.0);
-    assert_int_equal(t->good_steps, N);
+    assert_int_equal(pl_trainer_state(t).skipped_steps, 0);
+    assert_true(pl_trainer_state(t).loss_scale == 65536.0);
+    assert_int_equal(pl_trainer_state(t).good_steps, N);
     pl_trainer_free(t);
     pl_model_free(m);
 }
@@ -393,18 +393,18 @@ static void test_losses_track_fp32(void **state)
 struct snap { float *p, *m, *v; int64_t n; };
 static struct snap snap_of(const struct pl_trainer *t)
 {
-    struct snap s = { malloc((size_t)t->n_params * 4), calloc((size_t)t->n_params, 4),
-                      calloc((size_t)t->n_params, 4), t->n_params };
-    memcpy(s.p, t->params, (size_t)s.n * 4);
-    if (t->opt_m) memcpy(s.m, t->opt_m, (size_t)s.n * 4);
-    if (t->opt_v) memcpy(s.v, t->opt_v, (size_t)s.n * 4);
+    struct snap s = { malloc((size_t)pl_trainer_n_params(t) * 4), calloc((size_t)pl_trainer_n_params(t), 4),
+                      calloc((size_t)pl_trainer_n_params(t), 4), pl_trainer_n_params(t) };
+    memcpy(s.p, pl_trainer_params(t, NULL), (size_t)s.n * 4);
+    if (pl_trainer_optim_state(t, 0)) memcpy(s.m, pl_trainer_optim_state(t, 0), (size_t)s.n * 4);
+    if (pl_trainer_optim_state(t, 1)) memcpy(s.v, pl_trainer_optim_state(t, 1), (size_t)s.n * 4);
     return s;
 }
 static int snap_same(const struct snap *s, const struct pl_trainer *t)
 {
-    return memcmp(s->p, t->params, (size_t)s->n * 4) == 0 &&
-           (!t->opt_m || memcmp(s->m, t->opt_m, (size_t)s->n * 4) == 0) &&
-           (!t->opt_v || memcmp(s->v, t->opt_v, (size_t)s->n * 4) == 0);
+    return memcmp(s->p, pl_trainer_params(t, NULL), (size_t)s->n * 4) == 0 &&
+           (!pl_trainer_optim_state(t, 0) || memcmp(s->m, pl_trainer_optim_state(t, 0), (size_t)s->n * 4) == 0) &&
+           (!pl_trainer_optim_state(t, 1) || memcmp(s->v, pl_trainer_optim_state(t, 1), (size_t)s->n * 4) == 0);
 }
 static void snap_free(struct snap *s) { free(s->p); free(s->m); free(s->v); }
 
@@ -418,14 +418,14 @@ static struct pl_trainer *fp16_trainer(struct pl_model *m, double scale, int int
     if (pl_trainer_new(&t, m, &c) != PL_OK) fail_msg("%s", pl_last_error());
     struct pl_rng r;   /* non-zero B so that every gradient is live */
     pl_rng_seed(&r, 12);
-    for (int64_t i = 0; i < t->n_params; i++) t->params[i] = (frand(&r) - 0.5f) * 0.1f;
+    for (int64_t i = 0; i < pl_trainer_n_params(t); i++) pl_trainer_params(t, NULL)[i] = (frand(&r) - 0.5f) * 0.1f;
     return t;
 }
 
 static void step_on(struct pl_trainer *t, uint64_t seed)
 {
     int32_t ids[2 * 24], tg[2 * 24];
-    make_batch(ids, tg, 2, 24, t->model->cfg.vocab_size, seed);
+    make_batch(ids, tg, 2, 24, pl_trainer_model(t)->cfg.vocab_size, seed);
     double l;
     int64_t cnt;
     int stepped;
@@ -445,51 +445,51 @@ static void test_loss_scaler(void **state)
     int skipped = 0;
     for (;;) {
         step_on(t, 1);
-        if (t->skipped_steps == skipped) break;   /* a finite step: applied */
+        if (pl_trainer_state(t).skipped_steps == skipped) break;   /* a finite step: applied */
         skipped++;
         S *= 0.5;
-        assert_int_equal(t->skipped_steps, skipped);
-        assert_true(t->loss_scale == S);
-        assert_true(!isfinite(t->last_grad_norm));
+        assert_int_equal(pl_trainer_state(t).skipped_steps, skipped);
+        assert_true(pl_trainer_state(t).loss_scale == S);
+        assert_true(!isfinite(pl_trainer_state(t).last_grad_norm));
         assert_true(snap_same(&s0, t));           /* parameters and moments untouched */
-        assert_int_equal(t->step, skipped);
-        assert_int_equal(t->good_steps, 0);
+        assert_int_equal(pl_trainer_state(t).step, skipped);
+        assert_int_equal(pl_trainer_state(t).good_steps, 0);
         assert_true(skipped < 100);
     }
     printf("  loss scale 2^140: %d steps skipped, scale %g (2^%d) then finite (grad norm %.4f)\n",
-           skipped, t->loss_scale, (int)log2(t->loss_scale), t->last_grad_norm);
+           skipped, pl_trainer_state(t).loss_scale, (int)log2(pl_trainer_state(t).loss_scale), pl_trainer_state(t).last_grad_norm);
     assert_true(skipped >= 1);
     assert_true(!snap_same(&s0, t));
-    assert_int_equal(t->good_steps, 1);
+    assert_int_equal(pl_trainer_state(t).good_steps, 1);
     /* the applied update equals that of a trainer at S = 1 from the start, bit for bit:
      * scaling by a power of two and back is exact, and the skipped steps neither moved the
      * schedule nor AdamW's step count */
     struct pl_model *m1 = load_model();
     struct pl_trainer *u = fp16_trainer(m1, 1.0, 3);
     step_on(u, 1);
-    assert_int_equal(u->skipped_steps, 0);
-    assert_memory_equal(u->params, t->params, (size_t)t->n_params * 4);
-    assert_memory_equal(u->opt_m, t->opt_m, (size_t)t->n_params * 4);
-    assert_memory_equal(u->opt_v, t->opt_v, (size_t)t->n_params * 4);
-    assert_true(u->last_lr == t->last_lr);
+    assert_int_equal(pl_trainer_state(u).skipped_steps, 0);
+    assert_memory_equal(pl_trainer_params(u, NULL), pl_trainer_params(t, NULL), (size_t)pl_trainer_n_params(t) * 4);
+    assert_memory_equal(pl_trainer_optim_state(u, 0), pl_trainer_optim_state(t, 0), (size_t)pl_trainer_n_params(t) * 4);
+    assert_memory_equal(pl_trainer_optim_state(u, 1), pl_trainer_optim_state(t, 1), (size_t)pl_trainer_n_params(t) * 4);
+    assert_true(pl_trainer_state(u).last_lr == pl_trainer_state(t).last_lr);
     /* growth: at S = 1024 with an interval of 3, the scale doubles after 3 consecutive finite
      * steps and again after 3 more; the updates stay those of the S = 1 trainer, bit for bit */
     struct pl_model *m2 = load_model();
     struct pl_trainer *g = fp16_trainer(m2, 1024.0, 3);
     step_on(g, 1);
     step_on(g, 2);
-    assert_true(g->loss_scale == 1024.0);
+    assert_true(pl_trainer_state(g).loss_scale == 1024.0);
     step_on(g, 3);
-    assert_true(g->loss_scale == 2048.0);
-    assert_int_equal(g->good_steps, 0);
+    assert_true(pl_trainer_state(g).loss_scale == 2048.0);
+    assert_int_equal(pl_trainer_state(g).good_steps, 0);
     step_on(g, 4); step_on(g, 5);
-    assert_true(g->loss_scale == 2048.0);
+    assert_true(pl_trainer_state(g).loss_scale == 2048.0);
     step_on(g, 6);
-    assert_true(g->loss_scale == 4096.0);
-    assert_int_equal(g->skipped_steps, 0);
+    assert_true(pl_trainer_state(g).loss_scale == 4096.0);
+    assert_int_equal(pl_trainer_state(g).skipped_steps, 0);
     for (uint64_t k = 2; k <= 6; k++) step_on(u, k);
-    assert_true(u->loss_scale == 4.0);
-    assert_memory_equal(u->params, g->params, (size_t)g->n_params * 4);
+    assert_true(pl_trainer_state(u).loss_scale == 4.0);
+    assert_memory_equal(pl_trainer_params(u, NULL), pl_trainer_params(g, NULL), (size_t)pl_trainer_n_params(g) * 4);
     pl_trainer_free(g);
     pl_model_free(m2);
     snap_free(&s0);
@@ -510,14 +510,14 @@ static void test_resume_with_scaler(void **state)
     struct pl_trainer *t = fp16_trainer(m, 0x1.0p131, 1);
     for (uint64_t k = 0; k < 4; k++) step_on(t, k);
     assert_int_equal(pl_trainer_save(t, dir, "pos", 3), PL_OK);
-    double scale_at_save = t->loss_scale;
-    int64_t skipped_at_save = t->skipped_steps, good_at_save = t->good_steps;
+    double scale_at_save = pl_trainer_state(t).loss_scale;
+    int64_t skipped_at_save = pl_trainer_state(t).skipped_steps, good_at_save = pl_trainer_state(t).good_steps;
     for (uint64_t k = 4; k < 9; k++) step_on(t, k);
     printf("  resume: at the checkpoint scale 2^%d, %lld skipped, %lld good; after 9 steps 2^%d, %lld skipped\n",
            (int)log2(scale_at_save), (long long)skipped_at_save, (long long)good_at_save,
-           (int)log2(t->loss_scale), (long long)t->skipped_steps);
+           (int)log2(pl_trainer_state(t).loss_scale), (long long)pl_trainer_state(t).skipped_steps);
     assert_true(skipped_at_save >= 1);
-    assert_true(t->skipped_steps > skipped_at_save && t->skipped_steps < t->step - 1);   /* a mix after it */
+    assert_true(pl_trainer_state(t).skipped_steps > skipped_at_save && pl_trainer_state(t).skipped_steps < pl_trainer_state(t).step - 1);   /* a mix after it */
     /* resumed: a fresh model and trainer (configured alike), loaded, the same 5 steps */
     struct pl_model *m2 = load_model();
     struct pl_trainer *u = fp16_trainer(m2, 0x1.0p131, 1);
@@ -526,17 +526,17 @@ static void test_resume_with_scaler(void **state)
     assert_int_equal(pl_trainer_load(u, dir, &blob, &bn), PL_OK);
     assert_int_equal(bn, 3);
     pl_free(blob);
-    assert_true(u->loss_scale == scale_at_save);
-    assert_int_equal(u->skipped_steps, skipped_at_save);
-    assert_int_equal(u->good_steps, good_at_save);
+    assert_true(pl_trainer_state(u).loss_scale == scale_at_save);
+    assert_int_equal(pl_trainer_state(u).skipped_steps, skipped_at_save);
+    assert_int_equal(pl_trainer_state(u).good_steps, good_at_save);
     for (uint64_t k = 4; k < 9; k++) step_on(u, k);
-    assert_true(u->loss_scale == t->loss_scale);
-    assert_int_equal(u->skipped_steps, t->skipped_steps);
-    assert_int_equal(u->good_steps, t->good_steps);
-    assert_int_equal(u->step, t->step);
-    assert_memory_equal(u->params, t->params, (size_t)t->n_params * 4);
-    assert_memory_equal(u->opt_m, t->opt_m, (size_t)t->n_params * 4);
-    assert_memory_equal(u->opt_v, t->opt_v, (size_t)t->n_params * 4);
+    assert_true(pl_trainer_state(u).loss_scale == pl_trainer_state(t).loss_scale);
+    assert_int_equal(pl_trainer_state(u).skipped_steps, pl_trainer_state(t).skipped_steps);
+    assert_int_equal(pl_trainer_state(u).good_steps, pl_trainer_state(t).good_steps);
+    assert_int_equal(pl_trainer_state(u).step, pl_trainer_state(t).step);
+    assert_memory_equal(pl_trainer_params(u, NULL), pl_trainer_params(t, NULL), (size_t)pl_trainer_n_params(t) * 4);
+    assert_memory_equal(pl_trainer_optim_state(u, 0), pl_trainer_optim_state(t, 0), (size_t)pl_trainer_n_params(t) * 4);
+    assert_memory_equal(pl_trainer_optim_state(u, 1), pl_trainer_optim_state(t, 1), (size_t)pl_trainer_n_params(t) * 4);
     /* a trainer of another precision refuses the checkpoint, naming both */
     struct pl_model *m3 = load_model();
     struct pl_train_cfg c = cfg_for(PL_TRAIN_LORA, PL_PREC_BF16, 2, 24);

@@ -80,12 +80,12 @@ static double grad_rel_err(struct pl_model *q, struct pl_model *ref, int B, int 
     struct pl_trainer *tq = NULL, *tr = NULL;
     assert_int_equal(pl_trainer_new(&tq, q, &tc), PL_OK);
     assert_int_equal(pl_trainer_new(&tr, ref, &tc), PL_OK);
-    assert_int_equal(tq->n_params, tr->n_params);
+    assert_int_equal(pl_trainer_n_params(tq), pl_trainer_n_params(tr));
     struct pl_rng r;
     pl_rng_seed(&r, 99);
-    for (int64_t i = 0; i < tq->n_params; i++) {   /* B non-zero so that dA is not zero */
+    for (int64_t i = 0; i < pl_trainer_n_params(tq); i++) {   /* B non-zero so that dA is not zero */
         float v = (float)(pl_rng_uniform(&r) - 0.5) * 0.2f;
-        tq->params[i] = tr->params[i] = v;
+        pl_trainer_params(tq, NULL)[i] = pl_trainer_params(tr, NULL)[i] = v;
     }
     int n = B * T, V = q->cfg.vocab_size;
     int32_t *ids = pl_alloc((size_t)n * sizeof(int32_t), PL_MEM_DATA);
@@ -95,10 +95,10 @@ static double grad_rel_err(struct pl_model *q, struct pl_model *ref, int B, int 
     assert_int_equal(pl_trainer_grad(tq, ids, tg, B, T, &lq), PL_OK);
     assert_int_equal(pl_trainer_grad(tr, ids, tg, B, T, &lr), PL_OK);
     double num = 0, den = 0;
-    for (int64_t i = 0; i < tq->n_params; i++) {
-        double d = (double)tq->grads[i] - (double)tr->grads[i];
+    for (int64_t i = 0; i < pl_trainer_n_params(tq); i++) {
+        double d = (double)pl_trainer_grads(tq, NULL)[i] - (double)pl_trainer_grads(tr, NULL)[i];
         num += d * d;
-        den += (double)tr->grads[i] * tr->grads[i];
+        den += (double)pl_trainer_grads(tr, NULL)[i] * pl_trainer_grads(tr, NULL)[i];
     }
     assert_true(den > 0);
     assert_true(fabs(lq - lr) <= 1e-5 * fabs(lr));

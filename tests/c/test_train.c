@@ -141,9 +141,9 @@ static void check_lora_grads(const char *model, const char *golden)
     }
     struct pl_trainer *t;
     if (pl_trainer_new(&t, m, &c) != PL_OK) fail_msg("%s", pl_last_error());
-    assert_int_equal(t->lora->n, g->n_ad);
+    assert_int_equal(pl_trainer_lora(t)->n, g->n_ad);
     for (int i = 0; i < g->n_ad; i++) {
-        struct pl_lora_adapter *d = pl_lora_get(t->lora, g->ad[i].layer, (enum pl_proj)g->ad[i].proj);
+        struct pl_lora_adapter *d = pl_lora_get(pl_trainer_lora(t), g->ad[i].layer, (enum pl_proj)g->ad[i].proj);
         assert_non_null(d);
         assert_int_equal(d->in, g->ad[i].in);
         assert_int_equal(d->out, g->ad[i].out);
@@ -156,7 +156,7 @@ static void check_lora_grads(const char *model, const char *golden)
     assert_true(fabs(loss - g->loss_lora) < 1e-4 * fabs(g->loss_lora));
     double worst = 0;
     for (int i = 0; i < g->n_ad; i++) {
-        struct pl_lora_adapter *d = pl_lora_get(t->lora, g->ad[i].layer, (enum pl_proj)g->ad[i].proj);
+        struct pl_lora_adapter *d = pl_lora_get(pl_trainer_lora(t), g->ad[i].layer, (enum pl_proj)g->ad[i].proj);
         double ea = rel_err(d->dA, g->ad[i].dA, (int64_t)g->r * d->in);
         double eb = rel_err(d->dB, g->ad[i].dB, (int64_t)g->r * d->out);
         if (ea > worst) worst = ea;
@@ -184,7 +184,7 @@ static void check_full_grads(const char *model, const char *golden)
     c.method = PL_TRAIN_FULL;
     struct pl_trainer *t;
     if (pl_trainer_new(&t, m, &c) != PL_OK) fail_msg("%s", pl_last_error());
-    assert_int_equal(t->n_params, pl_model_param_count(m));
+    assert_int_equal(pl_trainer_n_params(t), pl_model_param_count(m));
     double loss;
     if (pl_trainer_grad(t, g->ids, g->targets, g->B, g->T, &loss) != PL_OK) fail_msg("%s", pl_last_error());
     printf("  full loss %.6f (torch %.6f)\n", loss, g->loss_base);
@@ -261,19 +261,19 @@ static void motif_batch(int32_t *ids, int32_t *tg, int B, int T, uint64_t seed, 
 /* Run `steps` LoRA (or full) steps over motif batches from step `from`; losses[] get each step's loss. */
 static void run_steps(struct pl_trainer *t, int from, int steps, double *losses)
 {
-    const int B = t->cfg.batch_size, T = t->cfg.seq_len;
+    const int B = pl_trainer_cfg(t)->batch_size, T = pl_trainer_cfg(t)->seq_len;
     int32_t *ids = malloc((size_t)B * T * 4), *tg = malloc((size_t)B * T * 4);
     for (int s = from; s < from + steps; s++) {
-        for (int a = 0; a < t->cfg.grad_accum; a++) {
-            motif_batch(ids, tg, B, T, 1000 + (uint64_t)(s * t->cfg.grad_accum + a) % 4,
-                        t->model->cfg.vocab_size);
+        for (int a = 0; a < pl_trainer_cfg(t)->grad_accum; a++) {
+            motif_batch(ids, tg, B, T, 1000 + (uint64_t)(s * pl_trainer_cfg(t)->grad_accum + a) % 4,
+                        pl_trainer_model(t)->cfg.vocab_size);
             double l;
             int64_t cnt;
             int stepped;
             if (pl_trainer_micro(t, ids, tg, B, T, &l, &cnt, &stepped) != PL_OK) fail_msg("%s", pl_last_error());
-            assert_int_equal(stepped, a == t->cfg.grad_accum - 1);
+            assert_int_equal(stepped, a == pl_trainer_cfg(t)->grad_accum - 1);
         }
-        losses[s - from] = t->last_loss;
+        losses[s - from] = pl_trainer_state(t).last_loss;
     }
     free(ids);
     free(tg);
@@ -324,8 +324,8 @@ static void test_resume_is_bit_identical(void **state)
     struct pl_trainer *t;
     assert_int_equal(pl_trainer_new(&t, m, &c), PL_OK);
     run_steps(t, 0, 12, full);
-    float *want = malloc((size_t)t->n_params * 4);
-    memcpy(want, t->params, (size_t)t->n_params * 4);
+    float *want = malloc((size_t)pl_trainer_n_params(t) * 4);
+    memcpy(want, pl_trainer_params(t, NULL), (size_t)pl_trainer_n_params(t) * 4);
     pl_trainer_free(t);
 
     char dir[] = "/tmp/pl_test_ckpt_XXXXXX";
@@ -345,20 +345,20 @@ static void test_resume_is_bit_identical(void **state)
     assert_int_equal(got_n, sizeof blob);
     assert_memory_equal(got, blob, sizeof blob);
     pl_free(got);
-    assert_int_equal(t->step, 5);
+    assert_int_equal(pl_trainer_state(t).step, 5);
     run_steps(t, 5, 7, part + 5);
     assert_memory_equal(full, part, sizeof full);
-    assert_memory_equal(want, t->params, (size_t)t->n_params * 4);
+    assert_memory_equal(want, pl_trainer_params(t, NULL), (size_t)pl_trainer_n_params(t) * 4);
     printf("  resumed at step 5: 12-step loss trajectory and parameters bit-identical\n");
 
     /* a corrupted state file is refused with a message and leaves the trainer alone */
     char path[256], cmd[600];
     snprintf(cmd, sizeof cmd, "f=$(ls %s/state-*.bin) && printf 'X' | dd of=$f bs=1 seek=200 conv=notrunc 2>/dev/null", dir);
     assert_int_equal(system(cmd), 0);
-    float keep = t->params[0];
+    float keep = pl_trainer_params(t, NULL)[0];
     assert_int_not_equal(pl_trainer_load(t, dir, NULL, NULL), PL_OK);
     assert_non_null(strstr(pl_last_error(), "checksum"));
-    assert_true(t->params[0] == keep);
+    assert_true(pl_trainer_params(t, NULL)[0] == keep);
     /* a checkpoint of another configuration is refused */
     pl_trainer_free(t);
     struct pl_train_cfg c2 = c;
@@ -390,25 +390,25 @@ static void test_grad_accum_equals_big_batch(void **state)
     int64_t cnt;
     int stepped;
     assert_int_equal(pl_trainer_new(&t1, m, &c), PL_OK);
-    for (int64_t i = 0; i < t1->n_params; i++) t1->params[i] = 0.01f * (float)sin((double)i);
+    for (int64_t i = 0; i < pl_trainer_n_params(t1); i++) pl_trainer_params(t1, NULL)[i] = 0.01f * (float)sin((double)i);
     assert_int_equal(pl_trainer_micro(t1, ids, tg, 2, T, &l, &cnt, &stepped), PL_OK);
     assert_int_equal(stepped, 1);
-    pl_lora_detach(t1->lora);   /* one model, two trainers: t2 attaches its own adapters */
+    pl_lora_detach(pl_trainer_lora(t1));   /* one model, two trainers: t2 attaches its own adapters */
     c.grad_accum = 2;
     assert_int_equal(pl_trainer_new(&t2, m, &c), PL_OK);
-    for (int64_t i = 0; i < t2->n_params; i++) t2->params[i] = 0.01f * (float)sin((double)i);
+    for (int64_t i = 0; i < pl_trainer_n_params(t2); i++) pl_trainer_params(t2, NULL)[i] = 0.01f * (float)sin((double)i);
     assert_int_equal(pl_trainer_micro(t2, ids, tg, 1, T, &l, &cnt, &stepped), PL_OK);
     assert_int_equal(stepped, 0);
     assert_int_equal(pl_trainer_micro(t2, ids + T, tg + T, 1, T, &l, &cnt, &stepped), PL_OK);
     assert_int_equal(stepped, 1);
-    for (int64_t i = 0; i < t1->n_params; i++) {
-        t1->params[i] -= 0.01f * (float)sin((double)i);
-        t2->params[i] -= 0.01f * (float)sin((double)i);
+    for (int64_t i = 0; i < pl_trainer_n_params(t1); i++) {
+        pl_trainer_params(t1, NULL)[i] -= 0.01f * (float)sin((double)i);
+        pl_trainer_params(t2, NULL)[i] -= 0.01f * (float)sin((double)i);
     }
-    double e = rel_err(t2->params, t1->params, t1->n_params);
+    double e = rel_err(pl_trainer_params(t2, NULL), pl_trainer_params(t1, NULL), pl_trainer_n_params(t1));
     printf("  accumulation vs big batch: relative difference %.3g\n", e);
     assert_true(e < 1e-4);
-    assert_true(fabs(t1->last_loss - t2->last_loss) < 1e-5);
+    assert_true(fabs(pl_trainer_state(t1).last_loss - pl_trainer_state(t2).last_loss) < 1e-5);
     pl_trainer_free(t2);
     pl_trainer_free(t1);
     pl_model_free(m);
@@ -440,11 +440,11 @@ static void check_chunks(int full, int ckpt)
     struct pl_trainer *ref;
     assert_int_equal(pl_trainer_new(&ref, mr, &c), PL_OK);
     if (!full)   /* non-zero B so every adapter has a gradient */
-        for (int64_t i = 0; i < ref->n_params; i++) ref->params[i] = 0.05f * (float)sin(0.37 * (double)i);
+        for (int64_t i = 0; i < pl_trainer_n_params(ref); i++) pl_trainer_params(ref, NULL)[i] = 0.05f * (float)sin(0.37 * (double)i);
     double lref;
     assert_int_equal(pl_trainer_grad(ref, ids, tg, B, T, &lref), PL_OK);
-    float *gref = malloc((size_t)ref->n_params * sizeof(float));
-    memcpy(gref, ref->grads, (size_t)ref->n_params * sizeof(float));
+    float *gref = malloc((size_t)pl_trainer_n_params(ref) * sizeof(float));
+    memcpy(gref, pl_trainer_grads(ref, NULL), (size_t)pl_trainer_n_params(ref) * sizeof(float));
     double steps_ref[3];
     for (int k = 0; k < 3; k++) {
         int64_t cnt;
@@ -458,13 +458,13 @@ static void check_chunks(int full, int ckpt)
         struct pl_trainer *t;
         assert_int_equal(pl_trainer_new(&t, m, &c), PL_OK);
         if (!full)
-            for (int64_t i = 0; i < t->n_params; i++) t->params[i] = 0.05f * (float)sin(0.37 * (double)i);
+            for (int64_t i = 0; i < pl_trainer_n_params(t); i++) pl_trainer_params(t, NULL)[i] = 0.05f * (float)sin(0.37 * (double)i);
         assert_int_equal(pl_trainer_replan(t, rows[r]), PL_OK);
-        assert_int_equal(t->plan_rows, rows[r]);
+        assert_int_equal(pl_trainer_state(t).plan_rows, rows[r]);
         double l;
         assert_int_equal(pl_trainer_grad(t, ids, tg, B, T, &l), PL_OK);
-        double e = rel_err(t->grads, gref, t->n_params);
-        int same = memcmp(t->grads, gref, (size_t)t->n_params * sizeof(float)) == 0;
+        double e = rel_err(pl_trainer_grads(t, NULL), gref, pl_trainer_n_params(t));
+        int same = memcmp(pl_trainer_grads(t, NULL), gref, (size_t)pl_trainer_n_params(t) * sizeof(float)) == 0;
         double steps[3], worst = 0;
         for (int k = 0; k < 3; k++) {
             int64_t cnt;
@@ -480,7 +480,7 @@ static void check_chunks(int full, int ckpt)
         assert_true(fabs(l - lref) <= 1e-6 * fabs(lref));
         assert_true(e <= 1e-6);
         assert_true(worst <= 1e-5);
-        if (!full) assert_int_equal(t->lora->dropout_step, ref->lora->dropout_step);
+        if (!full) assert_int_equal(pl_trainer_lora(t)->dropout_step, pl_trainer_lora(ref)->dropout_step);
         pl_trainer_free(t);
         pl_model_free(m);
     }
@@ -518,11 +518,11 @@ static void test_shrink_errors(void **state)
     assert_non_null(strstr(pl_last_error(), "plan_rows"));
     c.plan_rows = 1;   /* planned smaller from the start */
     assert_int_equal(pl_trainer_new(&t, m, &c), PL_OK);
-    assert_int_equal(t->plan_rows, 1);
+    assert_int_equal(pl_trainer_state(t).plan_rows, 1);
     pl_trainer_free(t);
     c.plan_rows = 0;
     assert_int_equal(pl_trainer_new(&t, m, &c), PL_OK);
-    assert_int_equal(t->plan_rows, 2);
+    assert_int_equal(pl_trainer_state(t).plan_rows, 2);
     int rows = 0;
     assert_int_equal(pl_trainer_shrink(t, &rows), PL_OK);
     assert_int_equal(rows, 1);
@@ -533,7 +533,7 @@ static void test_shrink_errors(void **state)
     pl_mem_set_budget(pl_mem_current_total() + 4096);
     assert_int_equal(pl_trainer_replan(t, 2), PL_ERR_NOMEM);
     pl_mem_set_budget(0);
-    assert_int_equal(t->plan_rows, 0);
+    assert_int_equal(pl_trainer_state(t).plan_rows, 0);
     int32_t ids[16] = { 1 }, tg[16] = { 2 };
     double l;
     int64_t cnt;
@@ -562,7 +562,7 @@ static void test_save_load_merge_logits(void **state)
     run_steps(t, 0, 6, losses);   /* nonzero B */
     char dir[] = "/tmp/pl_test_adapter_XXXXXX";
     assert_non_null(mkdtemp(dir));
-    if (pl_lora_save(t->lora, dir, "stories260K") != PL_OK) fail_msg("%s", pl_last_error());
+    if (pl_lora_save(pl_trainer_lora(t), dir, "stories260K") != PL_OK) fail_msg("%s", pl_last_error());
     /* logits of base + live adapters */
     const int T = 10, V = m->cfg.vocab_size;
     int32_t ids[10] = { 1, 403, 407, 261, 378, 1131 % 512, 29, 400, 300, 17 };

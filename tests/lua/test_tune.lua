@@ -220,10 +220,20 @@ return {
     T.raises(function() h6.f { 1, 2 } end, "takes 6 coordinates")
   end,
 
+  -- recipes/tune.lua in smoke mode (stories260K): progress lines, the best configuration, the
+  -- baseline, the report; the numbers it prints are the ones tune.json holds
   recipe_runs = function()
-    local rc, out = T.sh(string.format("cd '%s' && '%s' recipes/tune_demo.lua 12", T.root, T.host))
+    local rc, out = T.sh(string.format("cd '%s' && PEFT_THREADS=1 '%s' recipes/tune.lua --smoke --baseline", T.root, T.host))
     T.eq(rc, 0, out)
-    T.ok(out:find("best of 12 trials"), out)
-    T.ok(out:find("Pareto front"), out)
+    T.ok(out:find("rank from the data: %d+"), out)
+    T.ok(out:find("trial 1 of 6  %[rung 1/3: 2 steps%]  learning_rate="), out)
+    T.ok(out:find("ETA %d+:%d%d"), out)
+    local v = tonumber(out:match("best: trial %d+, .-validation loss ([%d.]+) after 8 steps"))
+    T.ok(v, out)
+    local doc = peft.memory.decode_json(assert(io.open(T.root .. "/build/tmp/tune_smoke/tune.json")):read("a"))
+    T.near(doc.summary.best.value, v, 1e-4)
+    T.near(tonumber(out:match("quickstart defaults .-validation loss ([%d.]+)")), doc.baseline.val_loss, 1e-4)
+    T.ok(out:find("multi%-fidelity: %d+ training steps instead of 48"), out)
+    T.ok(T.exists(T.root .. "/build/tmp/tune_smoke/tune.html"))
   end,
 }
