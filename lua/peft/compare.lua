@@ -172,6 +172,11 @@ local function run_one(opts, sp, say)
   if opts.steps then cfg.max_iters = opts.steps else cfg.max_iters = opts.max_steps or 100000 end
   local rec = { name = name, status = "failed", config = {} }
   for k, v in pairs(cfg) do if type(v) ~= "function" then rec.config[k] = v end end
+  -- what other objects of the process hold (a caller's models, garbage not yet collected) is
+  -- not the method's: collect first, then subtract what is still live from the peaks
+  collectgarbage(); collectgarbage()
+  local baseline = peft.memory.stats().total.current or 0
+  rec.baseline_tracked = baseline
   local model = peft.model.load(opts.model)
   rec.predicted = predict(model, cfg, cfg)   -- the merged configuration the run uses
   cfg.model = model
@@ -189,7 +194,7 @@ local function run_one(opts, sp, say)
   if sp.memory_limit then peft.memory.budget(old_budget) end
   rec.wall_s = peft.train.now() - t0
   local st = peft.memory.stats()
-  rec.peak_tracked = st.total.peak
+  rec.peak_tracked = st.total.peak - baseline
   if not ok then
     local msg = tostring(r)
     rec.reason = (msg:find("memory") or msg:find("nomem") or msg:find("out of memory")) and ("out of memory: " .. msg)
@@ -210,7 +215,7 @@ local function run_one(opts, sp, say)
   -- which the memory model leaves out as peft's test_memmodel does); mapped file bytes apart
   local doc = peft.memory.read_json(r.memory)
   if doc and doc.peak then
-    rec.peak_tracked = (doc.peak.total or 0) - (doc.peak.data or 0)
+    rec.peak_tracked = (doc.peak.total or 0) - (doc.peak.data or 0) - baseline
     rec.mapped = doc.peak.mapped
   end
   local steps, evals = peft.run_report.read_metrics(r.metrics)
@@ -218,7 +223,7 @@ local function run_one(opts, sp, say)
   for _, s in ipairs(steps) do
     el_at[s.step] = s.elapsed_s
     rss = math.max(rss, s.rss or 0)
-    rec.peak_step_tracked = math.max(rec.peak_step_tracked or 0, s.mem_peak or 0)
+    rec.peak_step_tracked = math.max(rec.peak_step_tracked or 0, (s.mem_peak or 0) - baseline)
   end
   rec.peak_rss = rss > 0 and rss or nil
   rec.val = {}
