@@ -156,6 +156,7 @@ local function fmt_time(s)
   if s >= 3600 then return string.format("%d:%02d:%02d", s // 3600, s % 3600 // 60, s % 60) end
   return string.format("%d:%02d", s // 60, s % 60)
 end
+M._fmt_time = fmt_time   -- ETA text, shared with peft.tune.train's progress lines
 
 -- keep only metrics lines of steps <= step (a resumed run rewrites what followed)
 local function trim_metrics(path, step)

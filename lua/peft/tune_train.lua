@@ -132,12 +132,7 @@ local function same_params(names, a, b)
   return true
 end
 
-local function fmt_time(s)
-  if not s or s ~= s or s == math.huge then return "--:--" end
-  s = math.floor(s + 0.5)
-  if s >= 3600 then return string.format("%d:%02d:%02d", s // 3600, s % 3600 // 60, s % 60) end
-  return string.format("%d:%02d", s // 60, s % 60)
-end
+local fmt_time = peft.train._fmt_time   -- "m:ss" / "h:mm:ss", "--:--" when unknown
 
 local function gcd(a, b) while b ~= 0 do a, b = b, a % b end return a end
 
