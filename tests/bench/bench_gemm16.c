@@ -19,6 +19,7 @@
 #include <omp.h>
 #endif
 
+#include "peftlua/hw.h"
 #include "peftlua/blas.h"
 #include "peftlua/gemm16.h"
 #include "peftlua/kernels.h"
@@ -37,25 +38,11 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* the CPU's name as the engine reports it (peft.hw) */
 static void cpu_model(char *buf, size_t n)
 {
-    snprintf(buf, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) == 0) {
-            char *c = strchr(line, ':');
-            if (c) {
-                c++;
-                while (*c == ' ') c++;
-                c[strcspn(c, "\n")] = 0;
-                snprintf(buf, n, "%s", c);
-            }
-            break;
-        }
-    }
-    fclose(f);
+    struct pl_hw hw;
+    snprintf(buf, n, "%s", pl_hw_query(&hw) == PL_OK && hw.cpu_model[0] ? hw.cpu_model : "unknown");
 }
 
 static float *rnd(size_t n, float s, unsigned *seed)
