@@ -4,7 +4,7 @@
 --   PEFT_THREADS=1 build/peftlua tests/bench/rank_sweep.lua --data wikisql|alpaca|chat|text|alpaca_pc|chat_pc
 --       [--model PATH] [--steps 40] [--batch 4] [--seq 128] [--lr 5e-4] [--ranks 2,4,8,16,32,64]
 --       [--eval-batches 8] [--alpha sqrt|2r] [--chat-template false] [--out FILE.json]
---       [--lrs 5e-4,1.5e-3,4.5e-3 [--extend 2] | --walk 3]
+--       [--lrs 5e-4,1.5e-3,4.5e-3 [--extend 2] | --walk 3] [--seed 42]
 --
 -- Every rank: peft.train.run with lora_alpha = 16 sqrt(rank / 8) (--alpha sqrt, the default: the
 -- suggestion's alpha, the update size of the default rank-8 alpha-16 adapter at every rank) or
@@ -23,7 +23,7 @@ local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/tests/bench/") or 
 local shared = os.getenv("PEFT_SHARED") or (here .. "/tests/fixtures/shared")
 local o = { model = os.getenv("PEFT_MODEL") or (here .. "/models/SmolLM2-135M-Instruct.Q4_1.gguf"), steps = 40, batch = 4,
             seq = 128, lr = 5e-4, ranks = "2,4,8,16,32,64", eval_batches = 8, alpha = "sqrt", chat_template = "",
-            lrs = "", extend = 2, walk = 0 }
+            lrs = "", extend = 2, walk = 0, seed = 42 }
 do
   local i = 1
   while arg and arg[i] do
@@ -89,7 +89,7 @@ doc.config = { model = o.model, data = o.data, dataset = d.dataset, valid = d.va
   steps = o.steps, batch_size = o.batch, max_seq_len = o.seq,
   learning_rate = o.walk > 1 and string.format("best per rank on %g x %g^k", o.lr, o.walk) or (o.lrs ~= "" and ("best of " .. o.lrs) or o.lr),
   eval_batches = o.eval_batches,
-  targets = { "q_proj", "v_proj" }, alpha = o.alpha == "2r" and "2 x rank" or "16 sqrt(rank / 8)", seed = 42,
+  targets = { "q_proj", "v_proj" }, alpha = o.alpha == "2r" and "2 x rank" or "16 sqrt(rank / 8)", seed = o.seed,
   chat_template = o.chat_template == "false" and false or nil }
 local chat_template = o.chat_template == "false" and false or nil   -- false: [BOS] prompt completion [EOS]
 local function alpha_of(r) return o.alpha == "2r" and 2 * r or 16 * math.sqrt(r / 8) end
@@ -121,13 +121,13 @@ for _, r in ipairs(doc.runs) do all[r.rank .. "@" .. string.format("%.3g", r.lr 
 local function one(rank, lr)
   local key = rank .. "@" .. string.format("%.3g", lr)
   if all[key] then return all[key] end
-  local dir = here .. "/build/tmp/rank_sweep/" .. o.data .. "-r" .. rank .. "-lr" .. string.format("%.3g", lr)
+  local dir = here .. "/build/tmp/rank_sweep/" .. o.data .. "-r" .. rank .. "-lr" .. string.format("%.3g", lr) .. "-s" .. o.seed
   os.execute("rm -rf '" .. dir .. "'")
   local t0 = peft.train.now()
   local r = peft.train.run { model = o.model, dataset = d.dataset, valid = d.valid, valid_fraction = d.valid_fraction,
     output = dir, max_iters = o.steps, batch_size = o.batch, max_seq_len = o.seq, learning_rate = lr,
     lora_rank = rank, lora_alpha = alpha_of(rank), targets = { "q_proj", "v_proj" }, eval_every = o.steps, chat_template = chat_template, format = d.format,
-    eval_batches = o.eval_batches, seed = 42, quiet = true, report = false }
+    eval_batches = o.eval_batches, seed = o.seed, quiet = true, report = false }
   local v = r.val_loss
   if v ~= v then v = math.huge end         -- a diverged run: the worst loss
   local rec = { rank = rank, lr = lr, alpha = alpha_of(rank), val_loss = v, params = r.params, loss = r.loss, wall_s = peft.train.now() - t0 }
