@@ -74,7 +74,7 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
  * each time cost page faults and page clearing (~4% of a SmolLM2 LoRA step, perf). One cached
  * block; a concurrent caller finding it busy allocates its own. It stays counted as
  * workspace while kept; pl_gemm16_release() frees it. */
-#define WS_KEEP ((size_t)64 << 20)
+#define WS_KEEP ((size_t)PL_GEMM16_WS_KEEP)
 static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t *ws_cache;
 static size_t ws_cache_bytes;
@@ -340,17 +340,16 @@ TGT static void pack_b(uint32_t *Bp, const void *W, enum pl_dtype wt, int w_nr, 
 #define A_MAX ((size_t)4 << 20)
 #define RCH (KCP * 10)
 
-/* One chunk: C[M,N] (row stride N) = beta·C + op(A)[M,R] · B, B = rows r_off.. of W [.., N]
- * (w_nr = 0) or W [N, R] (w_nr = 1, r_off 0). A: [M, R] row stride lda, or (a_t) [R, M]. */
-static enum pl_status gemm16_core(float *C, const float *A, int64_t lda, int a_t, const void *W,
-                                  enum pl_dtype wt, int w_nr, int64_t total, int64_t r_off,
-                                  float beta, int64_t M, int64_t R, int64_t N, int64_t NC)
+/* The work split and workspace of one chunk (gemm16_core), from its shape and thread count. */
+struct plan {
+    int64_t R2, MB, nmb, nitem, mpan, flen;
+    size_t per, abytes, bbytes, need;
+    int nth;
+};
+
+static void plan_core(struct plan *p, int w_nr, int64_t M, int64_t R, int64_t N, int64_t NC, int nth)
 {
     const int64_t R2 = (R + 1) / 2;
-    int nth = pl_k_max_threads();
-#ifdef _OPENMP
-    if (omp_get_level() > 0) nth = 1;
-#endif
     /* Rows per item: all of them (the weight chunk is packed once) unless that leaves fewer
      * than two items per thread (one thread: one item per chunk); at most MB_MAX, so that an A block of one reduction block
      * (MB·KCP·4 bytes) stays in L2. Any MB gives the same bits — each C element is still
@@ -365,18 +364,37 @@ static enum pl_status gemm16_core(float *C, const float *A, int64_t lda, int a_t
     const int64_t MB = ((mtiles + nmb - 1) / nmb) * MR;
     nmb = (M + MB - 1) / MB;
     const int64_t nitem = nch * nmb;
-    const int64_t mpan = (M + MR - 1) / MR;
     if (nth > nitem) nth = (int)nitem;
-    const int64_t flen = w_nr ? 8 * R : NC;                        /* f32 row buffers */
-    const size_t per = (size_t)((NC + NR - 1) / NR) * NR * R2 * 4 + (size_t)flen * 8 + (size_t)R2 * 4 + 64;
+    p->R2 = R2; p->MB = MB; p->nmb = nmb; p->nitem = nitem; p->mpan = (M + MR - 1) / MR;
+    p->flen = w_nr ? 8 * R : NC;                                    /* f32 row buffers */
+    p->bbytes = (size_t)((NC + NR - 1) / NR) * NR * R2 * 4;
     /* per thread: B panels, two f32 rows, one bf16 row (pack_a and pack_b find them at these offsets) */
-    const size_t abytes = (size_t)mpan * MR * R2 * 4;
-    const size_t need = abytes + (size_t)nth * per;
+    p->per = p->bbytes + (size_t)p->flen * 8 + (size_t)R2 * 4 + 64;
+    p->abytes = (size_t)p->mpan * MR * R2 * 4;
+    p->need = p->abytes + (size_t)nth * p->per;
+    p->nth = nth;
+}
+
+/* One chunk: C[M,N] (row stride N) = beta·C + op(A)[M,R] · B, B = rows r_off.. of W [.., N]
+ * (w_nr = 0) or W [N, R] (w_nr = 1, r_off 0). A: [M, R] row stride lda, or (a_t) [R, M]. */
+static enum pl_status gemm16_core(float *C, const float *A, int64_t lda, int a_t, const void *W,
+                                  enum pl_dtype wt, int w_nr, int64_t total, int64_t r_off,
+                                  float beta, int64_t M, int64_t R, int64_t N, int64_t NC)
+{
+    struct plan pl;
+    int nth = pl_k_max_threads();
+#ifdef _OPENMP
+    if (omp_get_level() > 0) nth = 1;
+#endif
+    plan_core(&pl, w_nr, M, R, N, NC, nth);
+    const int64_t R2 = pl.R2, MB = pl.MB, nmb = pl.nmb, nitem = pl.nitem, mpan = pl.mpan, flen = pl.flen;
+    const size_t per = pl.per, abytes = pl.abytes, need = pl.need;
+    nth = pl.nth;
     uint8_t *ws = ws_get(need);
     if (!ws) return pl_fail(PL_ERR_NOMEM, "gemm16: cannot allocate %.1f MiB of bf16 panels",
                             (double)need / 1048576.0);
     uint32_t *Ap = (uint32_t *)ws;
-    const size_t bbytes = (size_t)((NC + NR - 1) / NR) * NR * R2 * 4;
+    const size_t bbytes = pl.bbytes;
     if (M % MR) memset(Ap + (M / MR) * MR * R2, 0, (size_t)MR * R2 * 4);   /* padded rows */
     #pragma omp parallel for schedule(static) num_threads(nth) if(PL_K_PAR(M * R))
     for (int64_t mp = 0; mp < mpan; mp++) {
@@ -420,6 +438,36 @@ static enum pl_status gemm16_core(float *C, const float *A, int64_t lda, int a_t
     return PL_OK;
 }
 
+/* Columns of C per item: NC_BASE, or for a weight stored [R, N] of block dtype a whole number
+ * of its blocks and of panels (lcm(blk, NR)). */
+static int64_t chunk_cols(enum pl_dtype wt, int w_nr)
+{
+    const int64_t blk = pl_dtype_info(wt)->block;
+    if (w_nr || NC_BASE % blk == 0) return NC_BASE;
+    int64_t a = blk, b = NR;
+    while (b) { int64_t t = a % b; a = b; b = t; }
+    return blk / a * NR;
+}
+
+/* Reduction slices (weights stored [R, N] only) and row chunks that keep A under A_MAX. */
+static void cuts(int w_nr, int64_t R, int64_t *rc, int64_t *mc)
+{
+    *rc = w_nr ? R : min64(R, 2 * RCH);
+    const int64_t r2c = (*rc + 1) / 2;
+    *mc = (int64_t)(A_MAX / ((size_t)r2c * 4 * MR)) * MR;
+    if (*mc < MB_MAX) *mc = MB_MAX;
+}
+
+int64_t pl_gemm16_ws_bytes(enum pl_dtype wt, int w_nr, int64_t M, int64_t R, int64_t N, int nth)
+{
+    if (M <= 0 || N <= 0 || R <= 0 || (int)wt < 0 || (int)wt >= PL_DTYPE_COUNT) return 0;
+    int64_t rc, mc;
+    cuts(w_nr, R, &rc, &mc);
+    struct plan p;   /* the first chunk is the largest in both directions */
+    plan_core(&p, w_nr, min64(mc, M), min64(rc, R), N, chunk_cols(wt, w_nr), nth < 1 ? 1 : nth);
+    return (int64_t)p.need;
+}
+
 static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, enum pl_dtype wt,
                              int w_nr, float beta, int64_t M, int64_t R, int64_t N)
 {
@@ -436,12 +484,7 @@ static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, e
         for (int64_t i = 0; i < M * N; i++) C[i] = beta == 0.0f ? 0.0f : beta * C[i];
         return PL_OK;
     }
-    int64_t NC = NC_BASE;
-    if (!w_nr && NC % blk) {             /* whole blocks and whole panels: lcm(blk, NR) */
-        int64_t a = blk, b = NR;
-        while (b) { int64_t t = a % b; a = b; b = t; }
-        NC = blk / a * NR;
-    }
+    const int64_t NC = chunk_cols(wt, w_nr);
     /* Check the weight's blocks once outside the parallel regions (errors cannot leave them). */
     if (wt != PL_BF16 && wt != PL_F32) {
         int64_t n = w_nr ? R : min64(NC, N);
@@ -452,11 +495,8 @@ static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, e
         pl_free(f);
         if (st != PL_OK) return st;
     }
-    /* reduction slices (weights stored [R, N] only) and row chunks that keep A under A_MAX */
-    const int64_t rc = w_nr ? R : min64(R, 2 * RCH);
-    const int64_t r2c = (rc + 1) / 2;
-    int64_t mc = (int64_t)(A_MAX / ((size_t)r2c * 4 * MR)) * MR;
-    if (mc < MB_MAX) mc = MB_MAX;
+    int64_t rc, mc;
+    cuts(w_nr, R, &rc, &mc);
     const int64_t lda = a_t ? M : R;
     for (int64_t m0 = 0; m0 < M; m0 += mc) {
         const int64_t mm = min64(mc, M - m0);
@@ -492,6 +532,12 @@ void pl_gemm16_release(void)
 }
 
 #else   /* no x86 intrinsics: never available */
+
+int64_t pl_gemm16_ws_bytes(enum pl_dtype wt, int w_nr, int64_t M, int64_t R, int64_t N, int nth)
+{
+    (void)wt; (void)w_nr; (void)M; (void)R; (void)N; (void)nth;
+    return 0;
+}
 
 void pl_gemm16_release(void) {}
 
