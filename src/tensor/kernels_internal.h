@@ -68,15 +68,4 @@ static inline void pl_k_axpy(float *restrict y, float a, const float *restrict x
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-/* kernels_lora.c: pl_lora_fwd / pl_lora_bwd's products as skinny AVX-512 f32 kernels, used in
- * compute mode bf16 (available where the CPU has AVX-512F; same arguments and math). */
-#include "peftlua/status.h"
-int pl_lora_skinny_available(void);
-enum pl_status pl_lora_skinny_fwd(float *y, float *xa, const float *x, const float *A,
-                                  const float *B, float scale, int64_t M, int64_t K, int64_t N,
-                                  int64_t r);
-enum pl_status pl_lora_skinny_bwd(float *dx, float *dA, float *dB, const float *dy,
-                                  const float *xa, const float *x, const float *A, const float *B,
-                                  float scale, int64_t M, int64_t K, int64_t N, int64_t r);
-
 #endif

@@ -185,18 +185,9 @@ enum pl_status pl_linear_bwd(float *dx, float *dW, float *dbias, const float *dy
 
 /* ------------------------------------------------------------------------ LoRA */
 
-/* Compute mode bf16: the skinny kernels (kernels_lora.c) instead of OpenBLAS, which runs these
- * rank-r products at a few GFLOP/s; the f32 mode keeps OpenBLAS and its goldens. */
-static int lora_skinny(int64_t M, int64_t r)
-{
-    return M >= PL_GEMM16_MIN_ROWS && r > 0 && pl_compute_get() == PL_COMPUTE_BF16 &&
-           pl_lora_skinny_available();
-}
-
 void pl_lora_fwd(float *y, float *xa, const float *x, const float *A, const float *B,
                  float scale, int64_t M, int64_t K, int64_t N, int64_t r)
 {
-    if (lora_skinny(M, r) && pl_lora_skinny_fwd(y, xa, x, A, B, scale, M, K, N, r) == PL_OK) return;
     pl_sgemm(0, 1, M, r, K, 1.0f, x, K, A, K, 0.0f, xa, r);       /* xa = x · Aᵀ        */
     pl_sgemm(0, 1, M, N, r, scale, xa, r, B, r, 1.0f, y, N);      /* y += s · xa · Bᵀ   */
 }
@@ -206,7 +197,6 @@ enum pl_status pl_lora_bwd(float *dx, float *dA, float *dB, const float *dy, con
                            int64_t M, int64_t K, int64_t N, int64_t r)
 {
     if (M <= 0 || r <= 0) return PL_OK;
-    if (lora_skinny(M, r)) return pl_lora_skinny_bwd(dx, dA, dB, dy, xa, x, A, B, scale, M, K, N, r);
     if (dB)   /* dB[N,r] += s · dyᵀ · xa */
         pl_sgemm(1, 0, N, r, M, scale, dy, N, xa, r, 1.0f, dB, r);
     if (!dA && !dx) return PL_OK;

@@ -324,9 +324,7 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     /* ---- the largest one-kernel workspace in a step ----
      * compute bf16 (where the CPU runs it): every product of >= 16 rows is a pl_gemm16 call;
      * the kernel keeps its largest workspace up to PL_GEMM16_WS_KEEP for the next call (held
-     * while the trainer lives: persistent), a larger one is allocated per call (transient);
-     * the LoRA products' skinny kernels take [r x out] (+ [r x max(in, out)] and [BT x r]
-     * twice in the backward). */
+     * while the trainer lives: persistent), a larger one is allocated per call (transient). */
     const int b16 = c->compute == 1 && pl_gemm16_available() && BT >= PL_GEMM16_MIN_ROWS;
     int64_t tw = 0, g16 = 0;
     enum pl_dtype od = full ? PL_F32 : ed;
@@ -349,9 +347,6 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
             if (w[i] <= PL_GEMM16_WS_KEEP) g16 = imax(g16, w[i]);
             else tw = imax(tw, w[i]);
         }
-        if (!full && p < PL_PROJ_COUNT && (c->lora_targets >> p & 1u))
-            tw = imax(tw, (c->lora_r * out + c->lora_r * imax(in, out) +
-                           BT * ((c->lora_r + 7) / 8 * 8) + BT * c->lora_r) * 4);
     }
     ws_persist += g16;
     tw = imax(tw, imin(nth, B * s->n_kv_heads) * MM_ATT_QB * T * 4);   /* attention backward */

@@ -47,7 +47,6 @@
 #include "peftlua/rng.h"
 #include "peftlua/model.h"
 #include "peftlua/train.h"
-#include "../../src/tensor/kernels_internal.h"   /* pl_lora_skinny_*: called directly too */
 
 #define MODEL PL_SHARED "/models/stories260K/stories260K.gguf"
 
@@ -278,133 +277,6 @@ static void test_chunks(void **state)
 #endif
 }
 
-/* |got - want| <= 3·γ_n·bound elementwise (f32 sums of n terms; bound = the same sums of |terms|). */
-static void near(const char *what, const float *got, const double *want, const double *bound,
-                 int64_t n, int64_t terms)
-{
-    for (int64_t i = 0; i < n; i++)
-        if (!(fabs(got[i] - want[i]) <= 3 * gam(terms) * bound[i] + 1e-30))
-            fail_msg("%s[%lld] = %.9g, want %.9g (bound %.3g)", what, (long long)i, got[i], want[i],
-                     3 * gam(terms) * bound[i]);
-}
-
-/* The LoRA low-rank products of compute bf16 (kernels_lora.c, f32 skinny kernels) against a
- * double reference with f32 summation bounds, ranks with and without tails; pl_lora_fwd/bwd
- * in compute bf16 give those kernels' bits, and 1 and 2 threads the same bits. */
-static void test_lora_skinny(void **state)
-{
-    (void)state;
-    if (!pl_lora_skinny_available()) { printf("  (no AVX-512F: skipped)\n"); skip(); }
-    static const int64_t sh[][4] = {{40, 70, 50, 1}, {40, 70, 50, 4}, {33, 64, 48, 8},
-                                    {20, 100, 130, 13}, {64, 576, 192, 16}, {17, 33, 300, 8}};
-    struct pl_rng rng;
-    pl_rng_seed(&rng, 77);
-    for (size_t c = 0; c < sizeof sh / sizeof sh[0]; c++) {
-        const int64_t M = sh[c][0], K = sh[c][1], N = sh[c][2], r = sh[c][3];
-        const float s = 0.7f;
-        float *x = malloc((size_t)(M * K) * 4), *A = malloc((size_t)(r * K) * 4), *B = malloc((size_t)(N * r) * 4);
-        float *y = malloc((size_t)(M * N) * 4), *y0 = malloc((size_t)(M * N) * 4), *dy = malloc((size_t)(M * N) * 4);
-        float *xa = malloc((size_t)(M * r) * 4), *dx = malloc((size_t)(M * K) * 4), *dx0 = malloc((size_t)(M * K) * 4);
-        float *dA = malloc((size_t)(r * K) * 4), *dA0 = malloc((size_t)(r * K) * 4);
-        float *dB = malloc((size_t)(N * r) * 4), *dB0 = malloc((size_t)(N * r) * 4);
-        double *w = calloc((size_t)(M * N + M * K + N * r + r * K + M * r), sizeof(double));
-        double *wa = calloc((size_t)(M * N + M * K + N * r + r * K + M * r), sizeof(double));
-        double *g = malloc((size_t)(M * r) * 8), *ga = malloc((size_t)(M * r) * 8);
-        for (int64_t i = 0; i < M * K; i++) { x[i] = frand(&rng); dx0[i] = frand(&rng); }
-        for (int64_t i = 0; i < r * K; i++) { A[i] = frand(&rng); dA0[i] = frand(&rng); }
-        for (int64_t i = 0; i < N * r; i++) { B[i] = frand(&rng); dB0[i] = frand(&rng); }
-        for (int64_t i = 0; i < M * N; i++) { y0[i] = frand(&rng); dy[i] = frand(&rng); }
-        memcpy(y, y0, (size_t)(M * N) * 4);
-        assert_int_equal(pl_lora_skinny_fwd(y, xa, x, A, B, s, M, K, N, r), PL_OK);
-        double *wy = w, *wx = w + M * N, *wB = wx + M * K, *wA = wB + N * r, *wxa = wA + r * K;
-        double *ay = wa, *ax = wa + M * N, *aB = ax + M * K, *aA = aB + N * r, *axa = aA + r * K;
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t j = 0; j < r; j++)
-                for (int64_t k = 0; k < K; k++) {
-                    wxa[m * r + j] += (double)x[m * K + k] * A[j * K + k];
-                    axa[m * r + j] += fabs((double)x[m * K + k] * A[j * K + k]);
-                }
-        near("xa", xa, wxa, axa, M * r, K);
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t n = 0; n < N; n++) {
-                double v = y0[m * N + n], a = fabs(y0[m * N + n]);
-                for (int64_t j = 0; j < r; j++) {
-                    v += s * wxa[m * r + j] * B[n * r + j];
-                    a += fabs(s * B[n * r + j]) * axa[m * r + j];
-                }
-                wy[m * N + n] = v; ay[m * N + n] = a;
-            }
-        near("y", y, wy, ay, M * N, K + r + 1);
-        /* backward from the kernel's xa */
-        memcpy(dx, dx0, (size_t)(M * K) * 4); memcpy(dA, dA0, (size_t)(r * K) * 4); memcpy(dB, dB0, (size_t)(N * r) * 4);
-        assert_int_equal(pl_lora_skinny_bwd(dx, dA, dB, dy, xa, x, A, B, s, M, K, N, r), PL_OK);
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t j = 0; j < r; j++) {
-                g[m * r + j] = ga[m * r + j] = 0;
-                for (int64_t n = 0; n < N; n++) {
-                    g[m * r + j] += s * (double)dy[m * N + n] * B[n * r + j];
-                    ga[m * r + j] += fabs(s * (double)dy[m * N + n] * B[n * r + j]);
-                }
-            }
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t j = 0; j < r; j++) {
-                double v = dB0[n * r + j], a = fabs(dB0[n * r + j]);
-                for (int64_t m = 0; m < M; m++) {
-                    v += s * (double)dy[m * N + n] * xa[m * r + j];
-                    a += fabs(s * (double)dy[m * N + n] * xa[m * r + j]);
-                }
-                wB[n * r + j] = v; aB[n * r + j] = a;
-            }
-        near("dB", dB, wB, aB, N * r, M + 1);
-        for (int64_t j = 0; j < r; j++)
-            for (int64_t k = 0; k < K; k++) {
-                double v = dA0[j * K + k], a = fabs(dA0[j * K + k]);
-                for (int64_t m = 0; m < M; m++) {
-                    v += g[m * r + j] * x[m * K + k];
-                    a += ga[m * r + j] * fabs(x[m * K + k]);
-                }
-                wA[j * K + k] = v; aA[j * K + k] = a;
-            }
-        near("dA", dA, wA, aA, r * K, M + N + 1);
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t k = 0; k < K; k++) {
-                double v = dx0[m * K + k], a = fabs(dx0[m * K + k]);
-                for (int64_t j = 0; j < r; j++) {
-                    v += g[m * r + j] * A[j * K + k];
-                    a += ga[m * r + j] * fabs(A[j * K + k]);
-                }
-                wx[m * K + k] = v; ax[m * K + k] = a;
-            }
-        near("dx", dx, wx, ax, M * K, N + r + 1);
-        /* dispatch: pl_lora_fwd/bwd in compute bf16 give the skinny kernels' bits, any thread count */
-        if (pl_gemm16_available()) {
-            float *y2 = malloc((size_t)(M * N) * 4), *xa2 = malloc((size_t)(M * r) * 4);
-            float *dx2 = malloc((size_t)(M * K) * 4), *dA2 = malloc((size_t)(r * K) * 4), *dB2 = malloc((size_t)(N * r) * 4);
-#ifdef _OPENMP
-            int old = omp_get_max_threads();
-            omp_set_num_threads(old > 1 ? 1 : 2);
-#endif
-            memcpy(y2, y0, (size_t)(M * N) * 4); memcpy(dx2, dx0, (size_t)(M * K) * 4);
-            memcpy(dA2, dA0, (size_t)(r * K) * 4); memcpy(dB2, dB0, (size_t)(N * r) * 4);
-            assert_int_equal(pl_compute_set(PL_COMPUTE_BF16), PL_COMPUTE_F32);
-            pl_lora_fwd(y2, xa2, x, A, B, s, M, K, N, r);
-            assert_int_equal(pl_lora_bwd(dx2, dA2, dB2, dy, xa, x, A, B, s, M, K, N, r), PL_OK);
-            assert_int_equal(pl_compute_set(PL_COMPUTE_F32), PL_COMPUTE_BF16);
-#ifdef _OPENMP
-            omp_set_num_threads(old);
-#endif
-            assert_memory_equal(y2, y, (size_t)(M * N) * 4);
-            assert_memory_equal(xa2, xa, (size_t)(M * r) * 4);
-            assert_memory_equal(dx2, dx, (size_t)(M * K) * 4);
-            assert_memory_equal(dA2, dA, (size_t)(r * K) * 4);
-            assert_memory_equal(dB2, dB, (size_t)(N * r) * 4);
-            free(y2); free(xa2); free(dx2); free(dA2); free(dB2);
-        }
-        free(x); free(A); free(B); free(y); free(y0); free(dy); free(xa); free(dx); free(dx0);
-        free(dA); free(dA0); free(dB); free(dB0); free(w); free(wa); free(g); free(ga);
-    }
-}
-
 static void test_linear_mode(void **state)
 {
     (void)state;
@@ -539,14 +411,13 @@ static void test_train_grads(void **state)
 int main(void)
 {
     printf("gemm16: %s\n", pl_gemm16_isa());
-    if (getenv("PL_TEST_FILTER")) cmocka_set_test_filter(getenv("PL_TEST_FILTER"));   /* e.g. test_lora* */
+    if (getenv("PL_TEST_FILTER")) cmocka_set_test_filter(getenv("PL_TEST_FILTER"));   /* e.g. test_chunks */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f32_shapes),
         cmocka_unit_test(test_weight_types),
         cmocka_unit_test(test_tn),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_chunks),
-        cmocka_unit_test(test_lora_skinny),
         cmocka_unit_test(test_linear_mode),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_train_grads),
