@@ -6,19 +6,20 @@
 --     targets = {"q_proj", "v_proj"},     -- the projections the adapter goes on (or "all")
 --     steps = 200, batch_size = 4,        -- the run's budget: what it will train on (optional)
 --     max_seq_len = 256, format =, ...    -- passed to peft.data.profile when data is a path
---     bits_per_param = 2, min_rank = 2, max_rank = 64,
+--     bits_per_width = 27, min_rank = 2, max_rank = 64,
 --   })
---   s.rank, s.alpha, s.reasons = {"...", ...}, s.profile, s.bits, s.params_per_rank, s.raw
+--   s.rank, s.alpha, s.reasons = {"...", ...}, s.profile, s.bits, s.capacity_per_rank, s.raw
 --
 -- The rule: the information the targets hold beyond what the base model already predicts is
 -- at most (target tokens the run sees) x (base model's loss in nats per token) / ln 2 bits.
--- A LoRA adapter of rank r has r x P1 parameters (P1 from the memory model for these targets)
--- and a language model stores about 2 bits per parameter (Allen-Zhu & Li 2024, "Physics of
--- Language Models: Part 3.3, Knowledge Capacity Scaling Laws"). The rank is the smallest power
--- of two whose capacity holds that information, kept within [min_rank, max_rank]. Alpha is
--- 16 sqrt(rank / 8): rsLoRA's rank-stable scaling (Kalajdzievski 2023) anchored at the default
--- rank-8, alpha-16 adapter, so a smaller rank is not also a much smaller step (as with alpha =
--- 2 x rank). The sweeps in docs/tune.md show the limits of this at short budgets.
+-- Each unit of LoRA rank takes up about 27 bits per unit of the model's width (hidden size d)
+-- of it within the run: a constant fitted on five rank sweeps with the learning rate tuned per
+-- rank (stories260K on four datasets, SmolLM2-135M on WikiSQL) and tested on two held out
+-- (docs/tune.md). The rank is the smallest power of two that holds the information, kept within
+-- [min_rank, min(max_rank, d / 4)]: past a quarter of the width the adapter is no longer low
+-- rank, and no sweep gained from it. Alpha is 16 sqrt(rank / 8): rsLoRA's rank-stable scaling
+-- (Kalajdzievski 2023) anchored at the default rank-8, alpha-16 adapter; with it the best
+-- learning rate hardly moves with the rank (the sweeps), so the rank can change alone.
 local M = {}
 
 local ALL = { "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" }
@@ -38,7 +39,7 @@ function M.params_per_rank(model, targets)
   return tp(2) - tp(1)
 end
 
-local KEYS = { targets = true, steps = true, batch_size = true, bits_per_param = true, min_rank = true,
+local KEYS = { targets = true, steps = true, batch_size = true, bits_per_width = true, min_rank = true,
                max_rank = true, max_seq_len = true, format = true, chat_template = true, train_on_prompt = true,
                skip_bad = true, valid_fraction = true, seed = true, loss_examples = true }
 
@@ -58,8 +59,10 @@ function M.suggest(model, data, opts)
   local targets = opts.targets or { "q_proj", "v_proj" }
   if targets == "all" then targets = ALL end
   if type(targets) == "string" then targets = { targets } end
-  local bpp = opts.bits_per_param or 2
-  local rmin, rmax = opts.min_rank or 2, opts.max_rank or 64
+  local bpw = opts.bits_per_width or 27
+  local d = model:config().dim
+  local rmin = opts.min_rank or 2
+  local rmax = math.max(rmin, math.min(opts.max_rank or 64, d // 4))
   local reasons = {}
   local function why(...) reasons[#reasons + 1] = string.format(...) end
   local L = prof.base_loss
@@ -87,23 +90,26 @@ function M.suggest(model, data, opts)
   end
   local bits = seen * L / math.log(2)
   local p1 = M.params_per_rank(model, targets)
-  local raw = bits / (bpp * p1)
-  why("so the adapter has at most %s bits to learn; LoRA on %s adds %s parameters per rank, at %g bits per parameter (Allen-Zhu & Li 2024) rank %.2f holds them",
-    commas(bits), table.concat(targets, ", "), commas(p1), bpp, raw)
+  local cap = bpw * d
+  local raw = bits / cap
+  why("so the adapter has at most %s bits to learn; one unit of rank takes up about %s bits within a run on this model (%g bits x width %d, fitted on rank sweeps: docs/tune.md), so rank %.2f holds them",
+    commas(bits), commas(cap), bpw, d, raw)
   local r = rmin
   while r < raw and r < rmax do r = r * 2 end
   r = math.max(rmin, math.min(rmax, r))
   if raw > rmax then
-    why("more than rank %d would hold: capped at %d (past it the adapter is no longer cheap)", rmax, rmax)
+    why("more than rank %d would hold: capped at %d (%s)", rmax, rmax,
+      rmax < (opts.max_rank or 64) and string.format("a quarter of the width %d", d) or "past it the adapter is no longer cheap")
   elseif raw <= rmin then
     why("rank %d, the smallest suggested, already holds it", rmin)
   else
     why("rounded up to a power of two: rank %d", r)
   end
+  why("LoRA on %s: %s parameters per unit of rank, %s in all", table.concat(targets, ", "), commas(p1), commas(r * p1))
   local alpha = 16 * math.sqrt(r / 8)
   why("alpha %.4g = 16 sqrt(rank / 8): rsLoRA scaling anchored at the default rank-8, alpha-16 adapter", alpha)
   return { rank = r, alpha = alpha, reasons = reasons, profile = prof, bits = bits, params_per_rank = p1, raw = raw,
-           targets = targets, bits_per_param = bpp }
+           targets = targets, bits_per_width = bpw, capacity_per_rank = cap, max_rank = rmax }
 end
 
 -- The suggestion peft.train.run makes when lora_rank is not given: the run's own data split,

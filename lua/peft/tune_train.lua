@@ -323,7 +323,8 @@ function M.run(o)
       local el = wall_done + (peft.train.now() - t0)
       local done = steps_done + math.max(0, (t.live_step or 0) - (t.steps or 0))
       if done <= 0 then return nil end
-      return el / done * math.max(0, planned - done)
+      -- ASHA may promote more than 1/eta of a rung: never less than this run's own remainder
+      return el / done * math.max(planned - done, to - (t.live_step or t.steps or 0), 0)
     end
     cfg.on_eval = function(e)
       if e.step > (t.steps or 0) or e.step == 0 then

@@ -47,15 +47,17 @@ return {
     local p1 = peft.memory.estimate { model = m, method = "lora", lora_rank = 2, targets = { "q_proj", "v_proj" }, batch_size = 1, seq_len = 8 }.trained_params
              - peft.memory.estimate { model = m, method = "lora", lora_rank = 1, targets = { "q_proj", "v_proj" }, batch_size = 1, seq_len = 8 }.trained_params
     T.eq(s.params_per_rank, p1)
-    T.near(s.raw, p.target_tokens * p.base_loss / math.log(2) / (2 * p1), 1e-9)
-    T.eq(s.rank, 64, "the whole sample is far more than a tiny model's small ranks hold")
-    T.near(s.alpha, 16 * math.sqrt(64 / 8), 1e-9)
+    local d = m:config().dim
+    T.near(s.raw, p.target_tokens * p.base_loss / math.log(2) / (27 * d), 1e-9)
+    T.eq(s.max_rank, d // 4, "capped at a quarter of the width")
+    T.eq(s.rank, d // 4, "the whole sample is far more than a tiny model's small ranks hold")
+    T.near(s.alpha, 16 * math.sqrt(s.rank / 8), 1e-9)
     -- a run that sees little of it: a small rank
     local small = peft.tune.suggest_rank(m, p, { steps = 2, batch_size = 1 })
     local want = 2
-    while want < small.raw and want < 64 do want = want * 2 end
+    while want < small.raw and want < d // 4 do want = want * 2 end
     T.eq(small.rank, want)
-    T.ok(small.rank < 64, "2 examples need less than the whole set: " .. small.rank)
+    T.ok(small.rank < d // 4, "2 examples need less than the whole set: " .. small.rank)
     T.ok(#small.reasons >= 5)
     T.ok(small.reasons[2]:find("trains on about", 1, true), small.reasons[2])
   end,
