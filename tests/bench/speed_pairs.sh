@@ -1,12 +1,12 @@
 #!/bin/sh
 # speed_pairs.sh — issue 18's figures in one command, for a quiet machine (owner: kernels).
-#   sh tests/bench/speed_pairs.sh            (from the repository root; ~10 minutes on 2 cores)
+#   sh tests/bench/speed_pairs.sh            (from the repository root; about 11 minutes on 2 quiet cores, estimated)
 # 1. peftlua (compute f32 and bf16) against PyTorch's best CPU configurations (HF + PEFT under
 #    bf16 autocast, and that under torch.compile), SmolLM2-135M, batch 4 x 256, LoRA r8 q,v and
 #    full fine-tuning, 1 and 2 threads, pairs back to back (tests/bench/torch_peer.py compare:
 #    prints every step and "peftlua / best PyTorch" per thread count and method).
 # 2. The quickstart fine-tune (recipes/finetune.lua, what `make demo` trains: LoRA r8 on q,k,v,o
-#    of SmolLM2-135M, tool-calling data, batch 4, sequences up to 384), SPEED_ITERS steps (20),
+#    of SmolLM2-135M, tool-calling data, batch 4, sequences up to 384), SPEED_ITERS steps (10),
 #    compute f32 (today's default) then bf16: its "training N tokens in S s" lines.
 # Prints figures only; never fails on time. SPEED_THREADS (1,2), SPEED_STEPS (2) and
 # SPEED_VARIANTS (hf_bf16,hf_bf16_compile) narrow part 1.
@@ -29,8 +29,8 @@ fi
 t1=$(date +%s)
 echo "== pairs took $((t1 - t0)) s"
 for c in f32 bf16; do
-  echo "== quickstart fine-tune, compute $c, ${SPEED_ITERS:-20} steps"
-  build/peftlua recipes/finetune.lua --iters "${SPEED_ITERS:-20}" --eval-n 0 --compute $c \
+  echo "== quickstart fine-tune, compute $c, ${SPEED_ITERS:-10} steps"
+  build/peftlua recipes/finetune.lua --iters "${SPEED_ITERS:-10}" --eval-n 0 --compute $c \
     --out build/tmp/speed_finetune_$c 2>&1 | grep -E '^training|^validation loss'
 done
 echo "== quickstart took $(( $(date +%s) - t1 )) s; uptime: $(uptime)"
