@@ -18,7 +18,7 @@ do
   local i = 1
   while arg and arg[i] do
     local a = arg[i]
-    local function val() i = i + 1; return assert(arg[i], a .. " needs a value") end
+    local function val() i = i + 1; return (assert(arg[i], a .. " needs a value")) end
     if a == "--smoke" then opt.smoke = true
     elseif a == "--model" then opt.model = val()
     elseif a == "--data" then opt.data = val()
