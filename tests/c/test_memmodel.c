@@ -194,6 +194,13 @@ static int run_case(const struct mcase *k, double *worst)
             printf("\n    %s: predicted %lld measured %lld", pl_mem_cat_name(cats[i]),
                    (long long)pred, (long long)meas);
     }
+    if (k->compute) {   /* compute bf16: its kernel's workspace, however small a share */
+        int64_t pw = e.peak[PL_MEM_WORKSPACE], mw = pl_mem_peak(PL_MEM_WORKSPACE);
+        int64_t big = pw > mw ? pw : mw;
+        double rel = big > 0 ? fabs((double)pw - (double)mw) / (double)big : 0.0;
+        printf("  workspace predicted %lld measured %lld (%.2f%%)", (long long)pw, (long long)mw, 100.0 * rel);
+        if (rel > w) w = rel;
+    }
     printf("  worst category %.2f%% (%.1f s)\n", 100.0 * w, (double)(clock() - t0) / CLOCKS_PER_SEC);
     *worst = w;
     pl_free(ids);
