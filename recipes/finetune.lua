@@ -5,6 +5,7 @@
 --
 --   peftlua recipes/finetune.lua [--smoke] [--model PATH] [--data TRAIN.jsonl --valid VALID.jsonl]
 --                                [--iters N] [--method lora|full] [--out DIR] [--eval-n N]
+--                                [--compute f32|bf16]
 --
 -- Defaults: models/SmolLM2-135M-Instruct.Q4_1.gguf (make model), the dataset that
 -- recipes/make_toolcall_dataset.lua writes (made here if missing), output build/finetune.
@@ -17,7 +18,7 @@ do
   local i = 1
   while arg and arg[i] do
     local a = arg[i]
-    local function val() i = i + 1; return assert(arg[i], a .. " needs a value") end
+    local function val() i = i + 1; return (assert(arg[i], a .. " needs a value")) end
     if a == "--smoke" then opt.smoke = true
     elseif a == "--model" then opt.model = val()
     elseif a == "--data" then opt.data = val()
@@ -25,6 +26,7 @@ do
     elseif a == "--iters" then opt.iters = assert(math.tointeger(tonumber(val())), "--iters needs an integer")
     elseif a == "--method" then opt.method = val()
     elseif a == "--out" then opt.out = val()
+    elseif a == "--compute" then opt.compute = val()
     elseif a == "--eval-n" then opt.eval_n = assert(math.tointeger(tonumber(val())), "--eval-n needs an integer")
     else error("finetune.lua: unknown argument " .. a) end
     i = i + 1
@@ -121,8 +123,11 @@ local r = peft.train.run {
   max_seq_len = opt.smoke and 64 or 384,
   eval_every = opt.smoke and 6 or 50, eval_batches = opt.smoke and 3 or 16,
   save_every = opt.smoke and 6 or 50, seed = 42,
+  compute = opt.compute,
   on_eval = function(i) evals[#evals + 1] = i end,
 }
+print(string.format("training %d tokens in %.1f s (%.1f tokens/s with its evaluations; compute %s)",
+  r.tokens, r.elapsed, r.tokens / math.max(r.elapsed, 1e-9), opt.compute or "default"))
 local v0, v1 = evals[1] and evals[1].val_loss, r.val_loss
 if v0 and v1 then
   print(string.format("validation loss %.4f → %.4f (%.1f%% lower)", v0, v1, 100 * (1 - v1 / v0)))

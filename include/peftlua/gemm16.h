@@ -50,9 +50,16 @@ enum pl_compute pl_compute_get(void);
  *   w_nr = 0: W is stored [R, N] and B = W    (input gradient: dx[M,K] += dy[M,N] · W[N,K])
  * beta 0 never reads C. Errors: PL_ERR_UNSUPPORTED where pl_gemm16_available() is 0, a bad
  * dtype or a block size that does not divide the row, PL_ERR_NOMEM for the workspace. */
-/* pl_gemm16 keeps its last workspace (at most 64 MiB, counted as workspace) for the next call;
- * this frees it (the trainer calls it when it is freed). */
+/* pl_gemm16 keeps its last workspace (at most PL_GEMM16_WS_KEEP bytes, counted as workspace)
+ * for the next call; this frees it (the trainer calls it when it is freed). */
+#define PL_GEMM16_WS_KEEP ((int64_t)64 << 20)
 void pl_gemm16_release(void);
+
+/* The workspace bytes of one pl_gemm16 (w_nr as there) or pl_gemm16_tn (w_nr 0, wt PL_F32)
+ * call of that shape on nth threads — what the memory model counts (memmodel.c); 0 where the
+ * kernel is not built. Products whose packed activations would pass 4 MiB are cut into row
+ * chunks and (w_nr 0) reduction slices, so this stays a few MiB per thread at any size. */
+int64_t pl_gemm16_ws_bytes(enum pl_dtype wt, int w_nr, int64_t M, int64_t R, int64_t N, int nth);
 
 enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype wt, int w_nr,
                          float beta, int64_t M, int64_t R, int64_t N);

@@ -77,6 +77,8 @@ struct pl_memmodel_cfg {
                                       method lora or qlora) */
     uint32_t ia3_ff_targets;       /* IA3: targets scaling their input (feedforward_modules) */
     int32_t threads;               /* 0: omp_get_max_threads() */
+    int32_t compute;               /* enum pl_compute (gemm16.h): 1 bf16 counts its kernels'
+                                      workspace where the CPU runs them (the trainer's cfg.compute) */
 };
 
 struct pl_mem_estimate {

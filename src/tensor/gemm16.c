@@ -74,7 +74,7 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
  * each time cost page faults and page clearing (~4% of a SmolLM2 LoRA step, perf). One cached
  * block; a concurrent caller finding it busy allocates its own. It stays counted as
  * workspace while kept; pl_gemm16_release() frees it. */
-#define WS_KEEP ((size_t)64 << 20)
+#define WS_KEEP ((size_t)PL_GEMM16_WS_KEEP)
 static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t *ws_cache;
 static size_t ws_cache_bytes;
@@ -176,13 +176,13 @@ TGT static void ukernel(const uint32_t *a, const uint32_t *b, int64_t kp, float 
     }
 }
 
-/* Pack rows [m0, m0 + rows) of A (f32, row stride R) into Ap panels (all R2 pairs). */
-TGT static void pack_a(uint32_t *Ap, const float *A, int64_t m0, int64_t rows, int64_t R,
+/* Pack rows [m0, m0 + rows) of A (f32, R values a row, row stride lda) into Ap panels (all R2 pairs). */
+TGT static void pack_a(uint32_t *Ap, const float *A, int64_t lda, int64_t m0, int64_t rows, int64_t R,
                        int64_t R2, uint16_t *row)
 {
     for (int64_t m = m0; m < m0 + rows; m++) {
         row[2 * R2 - 1] = 0;
-        cvt_bf16(row, A + m * R, R);
+        cvt_bf16(row, A + m * lda, R);
         uint32_t *dst = Ap + ((m / MR) * R2) * MR + m % MR;
         const uint32_t *w = (const uint32_t *)row;
         for (int64_t p = 0; p < R2; p++) dst[p * MR] = w[p];
@@ -206,39 +206,58 @@ TGT static inline void tr8x8(__m256i v[8])
     v[3] = _mm256_permute2x128_si256(u3, u7, 0x20); v[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
 }
 
-/* A whole panel of MR = 8 rows (row stride R) into dst = its Ap panel: eight pairs of the
- * eight rows at a time, converted and transposed in registers. */
-TGT static void pack_a8(uint32_t *dst, const float *A, int64_t R, int64_t R2)
+/* A whole panel of MR = 8 rows (R values each, row stride lda) into dst = its Ap panel: eight
+ * pairs of the eight rows at a time, converted and transposed in registers. */
+TGT static void pack_a8(uint32_t *dst, const float *A, int64_t lda, int64_t R, int64_t R2)
 {
     for (int64_t p0 = 0; p0 < R2; p0 += 8) {
         int64_t nf = R - 2 * p0;
         __mmask16 k = (__mmask16)(nf >= 16 ? 0xffff : (1u << nf) - 1);
         __m256i v[8];
         for (int i = 0; i < 8; i++)
-            v[i] = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, A + i * R + 2 * p0));
+            v[i] = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, A + i * lda + 2 * p0));
         tr8x8(v);
         int64_t np = min64(8, R2 - p0);
         for (int64_t j = 0; j < np; j++) _mm256_storeu_si256((__m256i *)(dst + (p0 + j) * MR), v[j]);
     }
 }
 
-/* Pack rows [m0, m0 + rows) of op(A) = Aᵀ, A stored [R, M] (row stride M): the pair words of
+/* Pack rows [m0, m0 + rows) of op(A) = Aᵀ, A stored [R, M] (row stride lda): the pair words of
  * columns m0.. of A's rows 2p and 2p+1. */
 TGT static void pack_a_t(uint32_t *Ap, const float *A, int64_t m0, int64_t rows, int64_t R,
-                         int64_t M, int64_t R2)
+                         int64_t lda, int64_t R2)
 {
     const __mmask16 k = (__mmask16)((1u << rows) - 1);
     uint32_t *dst = Ap + (m0 / MR) * R2 * MR;
     for (int64_t p = 0; p < R2; p++) {
-        const float *r0 = A + 2 * p * M + m0;
+        const float *r0 = A + 2 * p * lda + m0;
         __m512i w;
         if (2 * p + 1 < R) {
-            w = pair16(r0, r0 + M, k);
+            w = pair16(r0, r0 + lda, k);
         } else {
             __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, r0)));
             w = lo;
         }
         _mm256_storeu_si256((__m256i *)(dst + p * MR), _mm512_castsi512_si256(w));   /* rows past M: 0 */
+    }
+}
+
+/* Two whole panels (16 columns m0.. of A's rows, m0 a multiple of MR) of op(A) = Aᵀ at once:
+ * full 16-float loads of rows 2p and 2p+1, their bf16 halves interleaved (unpack, then the
+ * 128-bit lanes put in column order). The same words as pack_a_t, with half the strided loads
+ * (dW's A is dyᵀ, read down columns: ~3% of a full fine-tuning step went to packing it). */
+TGT static void pack_a_t16(uint32_t *Ap, const float *A, int64_t m0, int64_t R, int64_t lda,
+                           int64_t R2)
+{
+    uint32_t *d0 = Ap + (m0 / MR) * R2 * MR, *d1 = d0 + R2 * MR;
+    for (int64_t p = 0; p < R2; p++) {
+        const float *r0 = A + 2 * p * lda + m0;
+        __m256i lo = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r0));
+        __m256i hi = 2 * p + 1 < R ? (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r0 + lda))
+                                   : _mm256_setzero_si256();
+        __m256i u0 = _mm256_unpacklo_epi16(lo, hi), u1 = _mm256_unpackhi_epi16(lo, hi);
+        _mm256_storeu_si256((__m256i *)(d0 + p * MR), _mm256_permute2x128_si256(u0, u1, 0x20));
+        _mm256_storeu_si256((__m256i *)(d1 + p * MR), _mm256_permute2x128_si256(u0, u1, 0x31));
     }
 }
 
@@ -255,12 +274,13 @@ static int weight_part(const void *W, enum pl_dtype wt, int64_t total, int64_t s
 }
 
 /* Pack columns [n0, n0 + nc) of B for every pair into Bp (panels of NR, zero-padded).
- * w_nr = 1: W [N, R], column n of B is row n of W;  w_nr = 0: W [R, N]. */
+ * w_nr = 1: W [N, R], column n of B is row n of W;  w_nr = 0: W [R, N], B's rows being W's rows
+ * r_off .. r_off + R - 1 (a slice of the reduction). total: W's element count. */
 TGT static void pack_b(uint32_t *Bp, const void *W, enum pl_dtype wt, int w_nr, int64_t R,
-                       int64_t N, int64_t R2, int64_t n0, int64_t nc, float *f0, float *f1,
-                       uint16_t *row)
+                       int64_t N, int64_t R2, int64_t n0, int64_t nc, int64_t total, int64_t r_off,
+                       float *f0, float *f1, uint16_t *row)
 {
-    const int64_t npan = (nc + NR - 1) / NR, total = R * N;
+    const int64_t npan = (nc + NR - 1) / NR;
     if (nc % NR) {                        /* zero the padding columns of the last panel */
         uint32_t *last = Bp + (npan - 1) * R2 * NR;
         for (int64_t p = 0; p < R2; p++)
@@ -307,8 +327,8 @@ TGT static void pack_b(uint32_t *Bp, const void *W, enum pl_dtype wt, int w_nr, 
     for (int64_t p = 0; p < R2; p++) {
         int64_t r0 = 2 * p, r1 = 2 * p + 1;
         const uint16_t *h0 = NULL, *h1 = NULL;
-        int b16 = weight_part(W, wt, total, r0 * N + n0, nc, f0, &h0);
-        if (r1 < R) weight_part(W, wt, total, r1 * N + n0, nc, f1, &h1);
+        int b16 = weight_part(W, wt, total, (r_off + r0) * N + n0, nc, f0, &h0);
+        if (r1 < R) weight_part(W, wt, total, (r_off + r1) * N + n0, nc, f1, &h1);
         else if (b16) h1 = NULL;
         else memset(f1, 0, (size_t)nc * sizeof(float));
         for (int64_t j = 0; j < nc; j += 16) {
@@ -328,33 +348,27 @@ TGT static void pack_b(uint32_t *Bp, const void *W, enum pl_dtype wt, int w_nr, 
     }
 }
 
-static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, enum pl_dtype wt,
-                             int w_nr, float beta, int64_t M, int64_t R, int64_t N)
+/* Bounds on one call's packed A (A_MAX bytes) and reduction slice (RCH pairs, a whole number
+ * of KCP blocks). A product whose packed A would be larger is cut into row chunks (any rows:
+ * C's rows are independent) and, where the weight is stored [R, N] (input gradients; full
+ * fine-tuning's dW, whose "weight" is x), into reduction slices summed into C in order. The
+ * slices end on reduction-block boundaries, and a later slice adds its f32 block sums into C
+ * as a later block of one call would (C + acc), so the bits are those of an uncut call.
+ * The 49,152-way head's input gradient needed a 100 MiB A and 19 MiB B panels per thread
+ * before (fresh pages every step, B panels far out of L2: 150 instead of 195 GFLOP/s). */
+#define A_MAX ((size_t)4 << 20)
+#define RCH (KCP * 10)
+
+/* The work split and workspace of one chunk (gemm16_core), from its shape and thread count. */
+struct plan {
+    int64_t R2, MB, nmb, nitem, mpan, flen;
+    size_t per, abytes, bbytes, need;
+    int nth;
+};
+
+static void plan_core(struct plan *p, int w_nr, int64_t M, int64_t R, int64_t N, int64_t NC, int nth)
 {
-    if (!pl_gemm16_available())
-        return pl_fail(PL_ERR_UNSUPPORTED, "gemm16: this CPU has no AVX512_BF16");
-    if ((int)wt < 0 || (int)wt >= PL_DTYPE_COUNT || wt == PL_I32 || wt == PL_I8)
-        return pl_fail(PL_ERR_UNSUPPORTED, "gemm16: weight dtype %d is not a float or block format", (int)wt);
-    const int64_t blk = pl_dtype_info(wt)->block;
-    if (pl_dtype_row_bytes(wt, w_nr ? R : N) == 0)
-        return pl_fail(PL_ERR_ARG, "gemm16: weight rows of %lld elements are not a whole number of %s blocks (%d)",
-                       (long long)(w_nr ? R : N), pl_dtype_info(wt)->name, (int)blk);
-    if (M <= 0 || N <= 0) return PL_OK;
-    if (R <= 0) {
-        for (int64_t i = 0; i < M * N; i++) C[i] = beta == 0.0f ? 0.0f : beta * C[i];
-        return PL_OK;
-    }
     const int64_t R2 = (R + 1) / 2;
-    int64_t NC = NC_BASE;
-    if (!w_nr && NC % blk) {             /* whole blocks and whole panels: lcm(blk, NR) */
-        int64_t a = blk, b = NR;
-        while (b) { int64_t t = a % b; a = b; b = t; }
-        NC = blk / a * NR;
-    }
-    int nth = pl_k_max_threads();
-#ifdef _OPENMP
-    if (omp_get_level() > 0) nth = 1;
-#endif
     /* Rows per item: all of them (the weight chunk is packed once) unless that leaves fewer
      * than two items per thread (one thread: one item per chunk); at most MB_MAX, so that an A block of one reduction block
      * (MB·KCP·4 bytes) stays in L2. Any MB gives the same bits — each C element is still
@@ -369,34 +383,49 @@ static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, e
     const int64_t MB = ((mtiles + nmb - 1) / nmb) * MR;
     nmb = (M + MB - 1) / MB;
     const int64_t nitem = nch * nmb;
-    const int64_t mpan = (M + MR - 1) / MR;
     if (nth > nitem) nth = (int)nitem;
-    const int64_t flen = w_nr ? 8 * R : NC;                        /* f32 row buffers */
-    const size_t per = (size_t)((NC + NR - 1) / NR) * NR * R2 * 4 + (size_t)flen * 8 + (size_t)R2 * 4 + 64;
+    p->R2 = R2; p->MB = MB; p->nmb = nmb; p->nitem = nitem; p->mpan = (M + MR - 1) / MR;
+    p->flen = w_nr ? 8 * R : NC;                                    /* f32 row buffers */
+    p->bbytes = (size_t)((NC + NR - 1) / NR) * NR * R2 * 4;
     /* per thread: B panels, two f32 rows, one bf16 row (pack_a and pack_b find them at these offsets) */
-    const size_t abytes = (size_t)mpan * MR * R2 * 4;
-    const size_t need = abytes + (size_t)nth * per;
+    p->per = p->bbytes + (size_t)p->flen * 8 + (size_t)R2 * 4 + 64;
+    p->abytes = (size_t)p->mpan * MR * R2 * 4;
+    p->need = p->abytes + (size_t)nth * p->per;
+    p->nth = nth;
+}
+
+/* One chunk: C[M,N] (row stride N) = beta·C + op(A)[M,R] · B, B = rows r_off.. of W [.., N]
+ * (w_nr = 0) or W [N, R] (w_nr = 1, r_off 0). A: [M, R] row stride lda, or (a_t) [R, M]. */
+static enum pl_status gemm16_core(float *C, const float *A, int64_t lda, int a_t, const void *W,
+                                  enum pl_dtype wt, int w_nr, int64_t total, int64_t r_off,
+                                  float beta, int64_t M, int64_t R, int64_t N, int64_t NC)
+{
+    struct plan pl;
+    int nth = pl_k_max_threads();
+#ifdef _OPENMP
+    if (omp_get_level() > 0) nth = 1;
+#endif
+    plan_core(&pl, w_nr, M, R, N, NC, nth);
+    const int64_t R2 = pl.R2, MB = pl.MB, nmb = pl.nmb, nitem = pl.nitem, mpan = pl.mpan, flen = pl.flen;
+    const size_t per = pl.per, abytes = pl.abytes, need = pl.need;
+    nth = pl.nth;
     uint8_t *ws = ws_get(need);
     if (!ws) return pl_fail(PL_ERR_NOMEM, "gemm16: cannot allocate %.1f MiB of bf16 panels",
                             (double)need / 1048576.0);
     uint32_t *Ap = (uint32_t *)ws;
-    /* Check the weight's blocks once outside the parallel regions (errors cannot leave them). */
-    const size_t bbytes = (size_t)((NC + NR - 1) / NR) * NR * R2 * 4;
-    if (wt != PL_BF16 && wt != PL_F32) {
-        float *f = (float *)(ws + abytes + bbytes);
-        int64_t n = w_nr ? R : min64(NC, N);
-        enum pl_status st = wt == PL_NF4_DQ ? pl_dequant_part(wt, W, R * N, 0, f, n)
-                                            : pl_dequant_row(wt, W, f, n);
-        if (st != PL_OK) { ws_put(ws); return st; }
-    }
+    const size_t bbytes = pl.bbytes;
     if (M % MR) memset(Ap + (M / MR) * MR * R2, 0, (size_t)MR * R2 * 4);   /* padded rows */
     #pragma omp parallel for schedule(static) num_threads(nth) if(PL_K_PAR(M * R))
     for (int64_t mp = 0; mp < mpan; mp++) {
         uint8_t *mine = ws + abytes + (size_t)pl_k_thread_id() * per;
         uint16_t *row = (uint16_t *)(mine + per - (size_t)R2 * 4 - 64);
-        if (a_t) pack_a_t(Ap, A, mp * MR, min64(MR, M - mp * MR), R, M, R2);
-        else if (M - mp * MR >= MR) pack_a8(Ap + mp * R2 * MR, A + mp * MR * R, R, R2);
-        else pack_a(Ap, A, mp * MR, M - mp * MR, R, R2, row);
+        if (a_t) {
+            if (mp % 2 == 0 && M - mp * MR >= 2 * MR) pack_a_t16(Ap, A, mp * MR, R, lda, R2);
+            else if (mp % 2 == 0 || M - (mp - 1) * MR < 2 * MR)   /* not done by the pair before */
+                pack_a_t(Ap, A, mp * MR, min64(MR, M - mp * MR), R, lda, R2);
+        }
+        else if (M - mp * MR >= MR) pack_a8(Ap + mp * R2 * MR, A + mp * MR * lda, lda, R, R2);
+        else pack_a(Ap, A, lda, mp * MR, M - mp * MR, R, R2, row);
     }
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if(PL_K_PAR(M * N * R))
     for (int64_t it = 0; it < nitem; it++) {
@@ -408,7 +437,7 @@ static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, e
         const int64_t ch = it / nmb, mb = it % nmb;
         const int64_t n0 = ch * NC, nc = min64(NC, N - n0);
         const int64_t m0 = mb * MB, mm = min64(MB, M - m0);
-        pack_b(Bp, W, wt, w_nr, R, N, R2, n0, nc, f0, f1, row);
+        pack_b(Bp, W, wt, w_nr, R, N, R2, n0, nc, total, r_off, f0, f1, row);
         const int64_t npan = (nc + NR - 1) / NR;
         /* rows in sub-blocks of MSUB, so that their C block (MSUB x NC f32) stays in L2
          * across the reduction blocks */
@@ -429,6 +458,78 @@ static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, e
         }
     }
     ws_put(ws);
+    return PL_OK;
+}
+
+/* Columns of C per item: NC_BASE, or for a weight stored [R, N] of block dtype a whole number
+ * of its blocks and of panels (lcm(blk, NR)). */
+static int64_t chunk_cols(enum pl_dtype wt, int w_nr)
+{
+    const int64_t blk = pl_dtype_info(wt)->block;
+    if (w_nr || NC_BASE % blk == 0) return NC_BASE;
+    int64_t a = blk, b = NR;
+    while (b) { int64_t t = a % b; a = b; b = t; }
+    return blk / a * NR;
+}
+
+/* Reduction slices (weights stored [R, N] only) and row chunks that keep A under A_MAX. */
+static void cuts(int w_nr, int64_t R, int64_t *rc, int64_t *mc)
+{
+    *rc = w_nr ? R : min64(R, 2 * RCH);
+    const int64_t r2c = (*rc + 1) / 2;
+    *mc = (int64_t)(A_MAX / ((size_t)r2c * 4 * MR)) * MR;
+    if (*mc < MB_MAX) *mc = MB_MAX;
+}
+
+int64_t pl_gemm16_ws_bytes(enum pl_dtype wt, int w_nr, int64_t M, int64_t R, int64_t N, int nth)
+{
+    if (M <= 0 || N <= 0 || R <= 0 || (int)wt < 0 || (int)wt >= PL_DTYPE_COUNT) return 0;
+    int64_t rc, mc;
+    cuts(w_nr, R, &rc, &mc);
+    struct plan p;   /* the first chunk is the largest in both directions */
+    plan_core(&p, w_nr, min64(mc, M), min64(rc, R), N, chunk_cols(wt, w_nr), nth < 1 ? 1 : nth);
+    return (int64_t)p.need;
+}
+
+static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, enum pl_dtype wt,
+                             int w_nr, float beta, int64_t M, int64_t R, int64_t N)
+{
+    if (!pl_gemm16_available())
+        return pl_fail(PL_ERR_UNSUPPORTED, "gemm16: this CPU has no AVX512_BF16");
+    if ((int)wt < 0 || (int)wt >= PL_DTYPE_COUNT || wt == PL_I32 || wt == PL_I8)
+        return pl_fail(PL_ERR_UNSUPPORTED, "gemm16: weight dtype %d is not a float or block format", (int)wt);
+    const int64_t blk = pl_dtype_info(wt)->block;
+    if (pl_dtype_row_bytes(wt, w_nr ? R : N) == 0)
+        return pl_fail(PL_ERR_ARG, "gemm16: weight rows of %lld elements are not a whole number of %s blocks (%d)",
+                       (long long)(w_nr ? R : N), pl_dtype_info(wt)->name, (int)blk);
+    if (M <= 0 || N <= 0) return PL_OK;
+    if (R <= 0) {
+        for (int64_t i = 0; i < M * N; i++) C[i] = beta == 0.0f ? 0.0f : beta * C[i];
+        return PL_OK;
+    }
+    const int64_t NC = chunk_cols(wt, w_nr);
+    /* Check the weight's blocks once outside the parallel regions (errors cannot leave them). */
+    if (wt != PL_BF16 && wt != PL_F32) {
+        int64_t n = w_nr ? R : min64(NC, N);
+        float *f = pl_alloc((size_t)n * sizeof(float), PL_MEM_WORKSPACE);
+        if (!f) return pl_fail(PL_ERR_NOMEM, "gemm16: cannot allocate %lld floats", (long long)n);
+        enum pl_status st = wt == PL_NF4_DQ ? pl_dequant_part(wt, W, R * N, 0, f, n)
+                                            : pl_dequant_row(wt, W, f, n);
+        pl_free(f);
+        if (st != PL_OK) return st;
+    }
+    int64_t rc, mc;
+    cuts(w_nr, R, &rc, &mc);
+    const int64_t lda = a_t ? M : R;
+    for (int64_t m0 = 0; m0 < M; m0 += mc) {
+        const int64_t mm = min64(mc, M - m0);
+        for (int64_t r0 = 0; r0 < R; r0 += rc) {
+            const float *Ap = a_t ? A + r0 * lda + m0 : A + m0 * lda + r0;
+            enum pl_status st = gemm16_core(C + m0 * N, Ap, lda, a_t, W, wt, w_nr, R * N, r0,
+                                            r0 == 0 ? beta : 1.0f, mm, min64(rc, R - r0), N, NC);
+            if (st != PL_OK) return st;
+        }
+    }
     return PL_OK;
 }
 
@@ -454,6 +555,12 @@ void pl_gemm16_release(void)
 }
 
 #else   /* no x86 intrinsics: never available */
+
+int64_t pl_gemm16_ws_bytes(enum pl_dtype wt, int w_nr, int64_t M, int64_t R, int64_t N, int nth)
+{
+    (void)wt; (void)w_nr; (void)M; (void)R; (void)N; (void)nth;
+    return 0;
+}
 
 void pl_gemm16_release(void) {}
 

@@ -25,6 +25,7 @@
 #endif
 
 #include "peftlua/ckpt.h"
+#include "peftlua/gemm16.h"
 #include "peftlua/lora.h"
 #include "peftlua/memmodel.h"
 #include "peftlua/train.h"
@@ -320,18 +321,34 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
                                  : c->precision == PL_MEMM_FP16 ? PL_PREC_FP16 : PL_PREC_FP32;
     act += pl_trainer_plan_bytes(s, (int)B, (int)T, c->ckpt_every, prec);
 
-    /* ---- the largest one-kernel workspace in a step ---- */
-    int64_t tw = 0;
-    for (int p = 0; p < PL_PROJ_COUNT; p++) {
-        int64_t in, out;
-        proj_shape(s, p, &in, &out);
-        enum pl_dtype kd = full ? PL_F32 : (convert && in % pblk == 0) ? pd : c->base_dtype;
-        tw = imax(tw, ws_linear_fwd(kd, BT, in, out, nth));
-        tw = imax(tw, ws_linear_bwd(kd, BT, in, out, nth));
-    }
+    /* ---- the largest one-kernel workspace in a step ----
+     * compute bf16 (where the CPU runs it): every product of >= 16 rows is a pl_gemm16 call;
+     * the kernel keeps its largest workspace up to PL_GEMM16_WS_KEEP for the next call (held
+     * while the trainer lives: persistent), a larger one is allocated per call (transient). */
+    const int b16 = c->compute == 1 && pl_gemm16_available() && BT >= PL_GEMM16_MIN_ROWS;
+    int64_t tw = 0, g16 = 0;
     enum pl_dtype od = full ? PL_F32 : ed;
-    tw = imax(tw, ws_linear_fwd(od, BT, D, V, nth));
-    tw = imax(tw, ws_linear_bwd(od, BT, D, V, nth));
+    for (int p = 0; p <= PL_PROJ_COUNT; p++) {   /* the projections, then the head */
+        int64_t in = D, out = V;
+        enum pl_dtype kd = od;
+        if (p < PL_PROJ_COUNT) {
+            proj_shape(s, p, &in, &out);
+            kd = full ? PL_F32 : (convert && in % pblk == 0) ? pd : c->base_dtype;
+        }
+        if (!b16) {
+            tw = imax(tw, ws_linear_fwd(kd, BT, in, out, nth));
+            tw = imax(tw, ws_linear_bwd(kd, BT, in, out, nth));
+            continue;
+        }
+        int64_t w[3] = { pl_gemm16_ws_bytes(kd, 1, BT, in, out, nth),           /* y = x·Wᵀ    */
+                         pl_gemm16_ws_bytes(kd, 0, BT, out, in, nth),           /* dx += dy·W  */
+                         full ? pl_gemm16_ws_bytes(PL_F32, 0, out, BT, in, nth) : 0 };   /* dW */
+        for (int i = 0; i < 3; i++) {
+            if (w[i] <= PL_GEMM16_WS_KEEP) g16 = imax(g16, w[i]);
+            else tw = imax(tw, w[i]);
+        }
+    }
+    ws_persist += g16;
     tw = imax(tw, imin(nth, B * s->n_kv_heads) * MM_ATT_QB * T * 4);   /* attention backward */
     tw = imax(tw, T * (s->head_dim / 2) * 2 * 4);                      /* RoPE table */
     if (!full) tw = imax(tw, BT * c->lora_r * 4);                      /* LoRA backward g */

@@ -19,6 +19,39 @@ struct pl_adamw_cfg pl_adamw_defaults(void)
     return c;
 }
 
+/* AdamW's update 16 elements at a time (AVX-512F): the scalar loop's operations in its order,
+ * no contraction into FMAs (the C loop has none: ISO C mode), vsqrtps/vdivps correctly rounded
+ * like their scalar forms — the same bits. The scalar loop does not vectorise (sqrtf may set
+ * errno) and was 6% of a SmolLM2 full fine-tuning step in compute bf16 (perf). */
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define PL_ADAMW_X86 1
+__attribute__((target("avx512f")))
+static void adamw_x16(float *param, const float *grad, float *m, float *v, int64_t i0, int64_t i1,
+                      float decay, float omb1, float b2, float omb2, float bc2_sqrt, float eps,
+                      float step_size)
+{
+    const __m512 vdecay = _mm512_set1_ps(decay), vomb1 = _mm512_set1_ps(omb1);
+    const __m512 vb2 = _mm512_set1_ps(b2), vomb2 = _mm512_set1_ps(omb2);
+    const __m512 vbc2 = _mm512_set1_ps(bc2_sqrt), veps = _mm512_set1_ps(eps);
+    const __m512 vstep = _mm512_set1_ps(step_size);
+    for (int64_t i = i0; i < i1; i += 16) {
+        const int64_t left = i1 - i;
+        const __mmask16 k = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        __m512 g = _mm512_maskz_loadu_ps(k, grad + i), mm = _mm512_maskz_loadu_ps(k, m + i);
+        __m512 vv = _mm512_maskz_loadu_ps(k, v + i);
+        __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, param + i), vdecay);
+        __m512 mi = _mm512_add_ps(mm, _mm512_mul_ps(vomb1, _mm512_sub_ps(g, mm)));
+        __m512 vi = _mm512_add_ps(_mm512_mul_ps(vb2, vv), _mm512_mul_ps(vomb2, _mm512_mul_ps(g, g)));
+        _mm512_mask_storeu_ps(m + i, k, mi);
+        _mm512_mask_storeu_ps(v + i, k, vi);
+        __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), vbc2), veps);
+        /* masked-off lanes divide 0 by eps: no trap (exceptions are masked), never stored */
+        _mm512_mask_storeu_ps(param + i, k, _mm512_sub_ps(p, _mm512_mul_ps(vstep, _mm512_div_ps(mi, denom))));
+    }
+}
+#endif
+
 void pl_adamw_step(float *param, const float *grad, float *m, float *v, int64_t n,
                    const struct pl_adamw_cfg *cfg, double lr, int64_t t)
 {
@@ -31,6 +64,17 @@ void pl_adamw_step(float *param, const float *grad, float *m, float *v, int64_t 
     const float b2 = (float)cfg->beta2;
     const float omb1 = (float)(1.0 - cfg->beta1), omb2 = (float)(1.0 - cfg->beta2);
     const float eps = (float)cfg->eps;
+#ifdef PL_ADAMW_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        const int64_t blk = 4096, nb = (n + blk - 1) / blk;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t b = 0; b < nb; b++)
+            adamw_x16(param, grad, m, v, b * blk, b * blk + blk < n ? b * blk + blk : n, decay, omb1,
+                      b2, omb2, bc2_sqrt, eps, step_size);
+        return;
+    }
+#endif
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
         float g = grad[i];

@@ -175,4 +175,5 @@ void pl_memmodel_cfg_from_train(struct pl_memmodel_cfg *m, const struct pl_train
     m->lora_dropout = t->lora.dropout;
     m->adapter_kind = t->lora.kind;
     m->ia3_ff_targets = t->lora.kind == PL_ADAPTER_IA3 ? t->lora.ff_targets : 0;
+    m->compute = (int32_t)t->compute;
 }

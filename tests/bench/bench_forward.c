@@ -4,6 +4,8 @@
  * Prints the machine line (CPU, threads, SIMD, OpenBLAS core type), then
  *   forward: B x T tokens per pass, median of a few passes, tokens/s
  *   prefill + generation: tokens/s of KV-cached greedy decoding (the sampler included)
+ * PL_BENCH_COMPUTE=bf16 runs it in compute mode bf16 (gemm16.h: products of >= 16 rows in
+ * bf16, so the batched forward and prefill; decoding stays f32).
  * A benchmark, not a test: it never fails on time. Missing model: prints a note, exits 0.
  */
 #include <omp.h>
@@ -14,6 +16,7 @@
 #include <time.h>
 
 #include "peftlua/alloc.h"
+#include "peftlua/gemm16.h"
 #include "peftlua/hw.h"
 #include "peftlua/model.h"
 
@@ -54,6 +57,9 @@ int main(int argc, char **argv)
            "share these cores: figures are lower bounds)\n", wp ? wp : "(unset)", ct ? ct : "(unset)",
            load[0]);
 
+    const char *cm = getenv("PL_BENCH_COMPUTE");
+    if (cm && strcmp(cm, "bf16") == 0) pl_compute_set(PL_COMPUTE_BF16);
+    printf("compute: %s\n", pl_compute_get() == PL_COMPUTE_BF16 ? "bf16 (avx512_bf16 products)" : "f32");
     struct pl_model *m;
     struct pl_model_load_opts o = { .no_tokenizer = 1 };
     if (pl_model_load(&m, path, &o) != PL_OK) {

@@ -243,6 +243,40 @@ static void test_threads(void **state)
 #endif
 }
 
+/* Large products are cut into row chunks and (weights stored [R, N]) reduction slices summed
+ * into C in order (gemm16.c, A_MAX and RCH): the same bounds across the cuts (odd last slice,
+ * block weights whose slices start mid-tensor, NF4_DQ's trailing scale table), and the same
+ * bits for 1 and 2 threads. */
+static void test_chunks(void **state)
+{
+    (void)state;
+    skip_unless();
+    check_case(PL_F32, 0, 20, 4001, 100, 1.0f, 40, 1);      /* slices 1920 + 1920 + 161 */
+    check_case(PL_Q4_1, 0, 24, 4000, 96, 0.0f, 41, 1);
+    check_case(PL_NF4_DQ, 0, 16, 3900, 128, 1.0f, 42, 1);
+    check_case(PL_Q4_K, 0, 9, 2100, 256, 0.0f, 43, 1);
+    check_case(PL_F32, 1, 1100, 2100, 24, 0.0f, 44, 1);     /* row chunks of 1024 */
+    check_tn(1200, 2000, 20, 1.0f, 45);                      /* row chunks and slices */
+    check_tn(1100, 64, 30, 0.0f, 46);
+#ifdef _OPENMP
+    int64_t M = 64, R = 4000, N = 200;
+    struct pl_rng rng;
+    pl_rng_seed(&rng, 47);
+    float *A = malloc((size_t)(M * R) * 4), *W = malloc((size_t)(R * N) * 4);
+    float *c1 = malloc((size_t)(M * N) * 4), *c2 = malloc((size_t)(M * N) * 4);
+    for (int64_t i = 0; i < M * R; i++) A[i] = frand(&rng);
+    for (int64_t i = 0; i < R * N; i++) W[i] = frand(&rng);
+    int old = omp_get_max_threads();
+    omp_set_num_threads(1);
+    assert_int_equal(pl_gemm16(c1, A, W, PL_F32, 0, 0.0f, M, R, N), PL_OK);
+    omp_set_num_threads(2);
+    assert_int_equal(pl_gemm16(c2, A, W, PL_F32, 0, 0.0f, M, R, N), PL_OK);
+    assert_memory_equal(c1, c2, (size_t)(M * N) * 4);
+    omp_set_num_threads(old);
+    free(A); free(W); free(c1); free(c2);
+#endif
+}
+
 static void test_linear_mode(void **state)
 {
     (void)state;
@@ -377,11 +411,13 @@ static void test_train_grads(void **state)
 int main(void)
 {
     printf("gemm16: %s\n", pl_gemm16_isa());
+    if (getenv("PL_TEST_FILTER")) cmocka_set_test_filter(getenv("PL_TEST_FILTER"));   /* e.g. test_chunks */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f32_shapes),
         cmocka_unit_test(test_weight_types),
         cmocka_unit_test(test_tn),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_chunks),
         cmocka_unit_test(test_linear_mode),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_train_grads),

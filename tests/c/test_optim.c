@@ -168,6 +168,47 @@ static void test_schedules(void **state)
     assert_string_equal(pl_schedule_name(PL_SCHED_COSINE), "cosine");
 }
 
+/* pl_adamw_step (16 lanes at a time where the CPU has AVX-512F) gives the bits of the plain
+ * scalar update written out here, over a length with a tail and values of every size. */
+static void test_adamw_bits_of_scalar(void **state)
+{
+    (void)state;
+    const int64_t n = 70001;   /* > 65536: the threaded path too */
+    float *p = malloc((size_t)n * 4), *q = malloc((size_t)n * 4), *g = malloc((size_t)n * 4);
+    float *m = malloc((size_t)n * 4), *v = malloc((size_t)n * 4), *m2 = malloc((size_t)n * 4), *v2 = malloc((size_t)n * 4);
+    uint32_t x = 12345;
+    for (int64_t i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        float r = (float)(x >> 8) / 16777216.0f - 0.5f;
+        p[i] = q[i] = r;
+        g[i] = r * (float)(1 + (i % 7)) * ((i % 3) ? 1e-3f : 10.0f);
+        m[i] = m2[i] = 0.1f * r;
+        v[i] = v2[i] = r * r * 0.01f;
+    }
+    struct pl_adamw_cfg c = pl_adamw_defaults();
+    for (int64_t t = 1; t <= 3; t++) {
+        const double lr = 1e-3 * (double)t;
+        pl_adamw_step(p, g, m, v, n, &c, lr, t);
+        const double bc1 = 1.0 - pow(c.beta1, (double)t), bc2 = 1.0 - pow(c.beta2, (double)t);
+        const float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+        const float decay = (float)(1.0 - lr * c.weight_decay), b2 = (float)c.beta2;
+        const float omb1 = (float)(1.0 - c.beta1), omb2 = (float)(1.0 - c.beta2), eps = (float)c.eps;
+        for (int64_t i = 0; i < n; i++) {
+            float gi = g[i], pi = q[i] * decay;
+            float mi = m2[i] + omb1 * (gi - m2[i]);
+            float vi = b2 * v2[i] + omb2 * (gi * gi);
+            m2[i] = mi;
+            v2[i] = vi;
+            float denom = sqrtf(vi) / bc2_sqrt + eps;
+            q[i] = pi - step_size * (mi / denom);
+        }
+        assert_memory_equal(p, q, (size_t)n * 4);
+        assert_memory_equal(m, m2, (size_t)n * 4);
+        assert_memory_equal(v, v2, (size_t)n * 4);
+    }
+    free(p); free(q); free(g); free(m); free(v); free(m2); free(v2);
+}
+
 static void test_adamw_first_step_is_sign(void **state)
 {
     (void)state;
@@ -287,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_clip_matches_torch),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_adamw_first_step_is_sign),
+        cmocka_unit_test(test_adamw_bits_of_scalar),
         cmocka_unit_test(test_lion_matches_reference),
         cmocka_unit_test(test_optimizer_table),
     };
