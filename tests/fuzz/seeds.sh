@@ -28,6 +28,8 @@ for f in tests/data/bad/*; do cp_if "$f" "$S/data/"; done
 if [ -f tests/data/lora/peft_fixture/adapter_config.json ]; then
   { cat tests/data/lora/peft_fixture/adapter_config.json; printf '\n--PEFTLUA-FUZZ-SPLIT--\n'; cat tests/data/lora/peft_fixture/adapter_model.safetensors; } > "$S/adapter/peft_fixture"
 fi
-[ -x $B/fuzz_checkpoint ] && PEFTLUA_ROOT=$(pwd) PL_FUZZ_MAKE_SEED="$S/checkpoint" $B/fuzz_checkpoint -runs=1 >/dev/null 2>&1 || true
-[ -x $B/fuzz_tune ] && PEFTLUA_ROOT=$(pwd) PL_FUZZ_MAKE_SEED="$S/tune" $B/fuzz_tune -runs=1 >/dev/null 2>&1 || true
+# (these harnesses exit inside the target after writing the seed, which libFuzzer reports as a
+# crash on the empty input: its artefact goes under $B, not into the working directory)
+[ -x $B/fuzz_checkpoint ] && PEFTLUA_ROOT=$(pwd) PL_FUZZ_MAKE_SEED="$S/checkpoint" $B/fuzz_checkpoint -runs=1 -artifact_prefix="$B/seedmake-checkpoint-" >/dev/null 2>&1 || true
+[ -x $B/fuzz_tune ] && PEFTLUA_ROOT=$(pwd) PL_FUZZ_MAKE_SEED="$S/tune" $B/fuzz_tune -runs=1 -artifact_prefix="$B/seedmake-tune-" >/dev/null 2>&1 || true
 echo "fuzz seeds: $(find "$S" -type f | wc -l) files in $S"
