@@ -127,7 +127,7 @@ $(BUILD)/tests/%: tests/c/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DPL_SHARED='"$(PEFT_SHARED)"' $(LDFLAGS) -o $@ $< $(LIB) $(CMOCKA_LIBS) $(LDLIBS)
 
-$(BUILD)/bench/%: tests/bench/%.c $(LIB)
+$(BUILD)/bench/%: tests/bench/%.c tests/bench/bench.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DPL_SHARED='"$(PEFT_SHARED)"' $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 

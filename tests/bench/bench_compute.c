@@ -23,12 +23,7 @@
 #include "peftlua/model.h"
 #include "peftlua/train.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "bench.h"
 
 struct run { struct pl_model *m; struct pl_trainer *t; };
 
@@ -85,9 +80,7 @@ int main(int argc, char **argv)
     const int B = 4, T = 256;
     int32_t *ids = malloc((size_t)B * T * 4), *tg = malloc((size_t)B * T * 4);
     for (const char *p = tl; *p;) {
-        int nth = atoi(p);
-        while (*p && *p != ',') p++;
-        if (*p == ',') p++;
+        int nth = next_count(&p);
         if (nth < 1) continue;
         pl_blas_set_threads(nth);
         for (int meth = 0; meth < 2; meth++) {

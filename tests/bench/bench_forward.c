@@ -20,12 +20,7 @@
 #include "peftlua/hw.h"
 #include "peftlua/model.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "bench.h"
 
 static int cmp_d(const void *a, const void *b)
 {

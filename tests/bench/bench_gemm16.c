@@ -26,34 +26,12 @@
 #include "peftlua/quant.h"
 #include "peftlua/tensor.h"
 
+#include "bench.h"
+
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define X86 1
 #endif
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* the CPU's name as the engine reports it (peft.hw) */
-static void cpu_model(char *buf, size_t n)
-{
-    struct pl_hw hw;
-    snprintf(buf, n, "%s", pl_hw_query(&hw) == PL_OK && hw.cpu_model[0] ? hw.cpu_model : "unknown");
-}
-
-static float *rnd(size_t n, float s, unsigned *seed)
-{
-    float *p = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = ((float)rand_r(seed) / (float)RAND_MAX * 2.0f - 1.0f) * s;
-    return p;
-}
-
-#define BEST(out, reps, stmt) do { out = 1e30; for (int r_ = 0; r_ < (reps); r_++) {        \
-        double t0_ = now(); stmt; double t_ = now() - t0_; if (t_ < out) out = t_; } } while (0)
 
 #ifdef X86
 #define ITERS 20000000L
@@ -128,9 +106,7 @@ int main(int argc, char **argv)
     float *y = malloc((size_t)(M * maxN) * sizeof(float));
     float *dx = calloc((size_t)(M * maxK), sizeof(float));
     for (const char *p = tl; *p;) {
-        int nth = atoi(p);
-        while (*p && *p != ',') p++;
-        if (*p == ',') p++;
+        int nth = next_count(&p);
         if (nth < 1) continue;
         pl_blas_set_threads(nth);
         printf("\n%d thread%s:\n", nth, nth > 1 ? "s" : "");

@@ -21,30 +21,7 @@
 #include "peftlua/quant.h"
 #include "peftlua/tensor.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* the CPU's name as the engine reports it (peft.hw) */
-static void cpu_model(char *buf, size_t n)
-{
-    struct pl_hw hw;
-    snprintf(buf, n, "%s", pl_hw_query(&hw) == PL_OK && hw.cpu_model[0] ? hw.cpu_model : "unknown");
-}
-
-static float *rnd(size_t n, float s, unsigned *seed)
-{
-    float *p = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = ((float)rand_r(seed) / (float)RAND_MAX * 2.0f - 1.0f) * s;
-    return p;
-}
-
-/* out = best (smallest) wall time in seconds of `reps` runs of stmt. */
-#define BEST(out, reps, stmt) do { out = 1e30; for (int r_ = 0; r_ < (reps); r_++) {        \
-        double t0_ = now(); stmt; double t_ = now() - t0_; if (t_ < out) out = t_; } } while (0)
+#include "bench.h"
 
 int main(void)
 {

@@ -22,12 +22,7 @@
 #include "peftlua/model.h"
 #include "peftlua/train.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "bench.h"
 
 static double sgemm_gflops(int64_t D)
 {

@@ -21,12 +21,7 @@
 #include "peftlua/blas.h"
 #include "peftlua/tune.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
+#include "bench.h"
 
 static double cpu_now(void)
 {
