@@ -44,12 +44,8 @@ local DATA = {
 -- for a model without a chat template (stories260K): the alpaca and chat records as prompt /
 -- completion lines, rendered [BOS] prompt completion [EOS] (chat_template = false): the same
 -- text, the same targets (the answer; the last assistant turn of a chat)
-local function jstr(x)
-  return '"' .. tostring(x):gsub('[%c"\\]', function(c)
-    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\" end
-    return string.format("\\u%04x", c:byte())
-  end) .. '"'
-end
+local C = require "peft.compare"
+local jstr = C.to_json                     -- a string as a JSON string
 local function as_completion(name, path, format)
   local recs = assert(peft.data.read(path, { format = format }))
   local out = here .. "/build/tmp/rank_sweep_" .. name .. ".jsonl"
@@ -82,7 +78,6 @@ elseif o.data == "chat_pc" then
   DATA.chat_pc = { dataset = as_completion("chat", DATA.chat.dataset, "chat"), valid_fraction = 0.1 }
 end
 local d = assert(DATA[o.data], "--data wikisql|alpaca|chat|text|alpaca_pc|chat_pc")
-local C = require "peft.compare"
 local out = o.out or (here .. "/build/tmp/rank_sweep_" .. o.data .. ".json")
 local doc = C.load(out) or { runs = {} }
 doc.config = { model = o.model, data = o.data, dataset = d.dataset, valid = d.valid, valid_fraction = d.valid_fraction,
