@@ -59,6 +59,10 @@ struct pl_memmodel_cfg {
      * base_dtype the loaded blocks are used as they are). */
     enum pl_dtype quant_dtype;
     enum pl_dtype embd_dtype;      /* token embedding and output head as loaded */
+    /* QLoRA, embed_set = 1: the embedding and head re-stored as embed_dtype on load
+     * (qlora.h pl_qlora_opts; q8_0, bf16, f16 or f32). */
+    int32_t embed_set;
+    enum pl_dtype embed_dtype;
     int32_t base_mapped;           /* 1: weights used in place from a file mapping */
     /* Bytes as loaded, when known (pl_memmodel_cfg_from_model): override the shape formula. */
     int64_t loaded_heap_bytes;     /* heap (PL_MEM_WEIGHTS) bytes of the loaded weights, -1: derive */

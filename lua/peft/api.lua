@@ -128,9 +128,9 @@ M.modules = {
   { "memory", "The counting allocator's numbers, the memory model (estimate, autosize), QLoRA quantisation, the profiler's timeline.",
     'local e = peft.memory.estimate{model = m, method = "lora", batch_size = 4, seq_len = 512}\nprint(peft.memory.report(e))',
     {
-      { "estimate", "peft.memory.estimate{model = peft.Model | preset = \"llama2-7b\" | dim =, hidden_dim =, layers =, heads =, kv_heads =, vocab_size =; method, batch_size, seq_len, grad_accum, checkpointing, precision, lora_rank, targets, optimizer, quant, compute} -> estimate", "Predicted peak bytes by category (weights, adapters, gradients, optimizer, activations, workspace, mapped, total, resident) before a run." },
+      { "estimate", "peft.memory.estimate{model = peft.Model | preset = \"llama2-7b\" | dim =, hidden_dim =, layers =, heads =, kv_heads =, vocab_size =; method, batch_size, seq_len, grad_accum, checkpointing, precision, lora_rank, targets, optimizer, quant, embed_dtype, compute} -> estimate", "Predicted peak bytes by category (weights, adapters, gradients, optimizer, activations, workspace, mapped, total, resident) before a run." },
       { "autosize", "peft.memory.autosize{... as estimate, budget, effective_batch, max_seq_len, min_seq_len} -> fit | nil, message", "The largest batch (kept by accumulation) and sequence length that fit a budget; the message names what would fit." },
-      { "quantize", "peft.memory.quantize(model, \"nf4\"|\"nf4_32\"|\"nf4_dq\"|\"q8_0\"|\"bf16\"|\"f16\" [, opts]) -> summary", "Re-store the model's projections (the QLoRA base), in place." },
+      { "quantize", "peft.memory.quantize(model, \"nf4\"|\"nf4_32\"|\"nf4_dq\"|\"q8_0\"|\"bf16\"|\"f16\" [, opts]) -> summary", "Re-store the model's projections (the QLoRA base), in place; opts.embed_dtype = \"q8_0\" re-stores the embedding and output head too." },
       { "format", "peft.memory.format(bytes: number) -> string", "\"1.25 GiB\", \"312.0 MiB\", \"1.0 KiB\", \"12 bytes\"." },
       { "report", "peft.memory.report(estimate) -> string", "An estimate as lines, one per category." },
       { "current", "peft.memory.current([category]) -> integer", "Bytes allocated now." },

@@ -12,6 +12,7 @@
 --     name = "run name", report = false        -- output/report.html (peft.run_report) or none
 --     quant = "nf4" | "q8_0"                   -- qlora: the frozen base re-stored on load
 --     double_quant = true                      -- qlora nf4: double-quantised block scales
+--     embed_dtype = "q8_0"                     -- qlora: embedding and output head re-stored too
 --                                              -- (peft.memory.quantize; a peft.Model given is
 --                                              -- modified in place)
 --     batch_size = 4, grad_accum = 1, learning_rate = 2e-4, lora_rank = 8, lora_alpha = 16,
@@ -186,13 +187,17 @@ local function run(cfg, rec)
   local method = cfg.method or "lora"
   if cfg.adapter ~= nil and method ~= "lora" and method ~= "qlora" then fail('adapter is for method = "lora" or "qlora"') end
   if method == "qlora" then
-    local q = peft.memory.quantize(model, cfg.quant or "nf4", cfg.double_quant and { double_quant = true } or nil)
+    local q = peft.memory.quantize(model, cfg.quant or "nf4", { double_quant = cfg.double_quant, embed_dtype = cfg.embed_dtype })
     say("qlora: %d projections re-stored as %s (%.1f -> %.1f MiB), %d kept", q.converted,
         q.dtype, q.bytes_before / 2^20, q.bytes_after / 2^20, q.kept)
+    if q.embed_converted > 0 then
+      say("qlora: embedding and output head re-stored as %s (%.1f -> %.1f MiB)", cfg.embed_dtype,
+          q.embed_bytes_before / 2^20, q.embed_bytes_after / 2^20)
+    end
     method = cfg.adapter or "lora"
   elseif method == "lora" and cfg.adapter then
     method = cfg.adapter
-  elseif cfg.quant ~= nil or cfg.double_quant ~= nil then
+  elseif cfg.quant ~= nil or cfg.double_quant ~= nil or cfg.embed_dtype ~= nil then
     fail('quant is for method = "qlora"')
   end
   -- the memory model's method and adapter for the trainer's method

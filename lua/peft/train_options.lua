@@ -218,8 +218,8 @@ function M.check(cfg)
   if (cfg.loss_scale ~= nil or cfg.growth_interval ~= nil) and cfg.precision ~= "fp16" then
     return 'loss_scale and growth_interval are for precision = "fp16"', cfg.loss_scale ~= nil and "loss_scale" or "growth_interval"
   end
-  if (cfg.quant ~= nil or cfg.double_quant ~= nil) and cfg.method ~= "qlora" then
-    local k = cfg.quant ~= nil and "quant" or "double_quant"
+  if (cfg.quant ~= nil or cfg.double_quant ~= nil or cfg.embed_dtype ~= nil) and cfg.method ~= "qlora" then
+    local k = cfg.quant ~= nil and "quant" or cfg.double_quant ~= nil and "double_quant" or "embed_dtype"
     return k .. ' is for method = "qlora"', k
   end
   if cfg.valid ~= nil and cfg.valid_fraction ~= nil then return "give valid or valid_fraction, not both", "valid_fraction" end

@@ -112,6 +112,44 @@ static enum pl_status convert(const struct pl_tensor *w, struct pl_tensor *q, en
     return PL_OK;
 }
 
+/* The token embedding and the output head (one tensor when tied): re-stored as
+ * opts->embed_dtype when asked, else copied off a shared llama2.c storage. */
+static enum pl_status restore_embed(struct pl_model *m, const struct pl_qlora_opts *opts,
+                                    enum pl_nf4_scale how, float *rows, int64_t wide, int nth,
+                                    struct pl_qlora_stats *stats)
+{
+    const int tied = m->output == m->tok_embd;
+    struct pl_tensor **slots[2] = { &m->tok_embd, &m->output };
+    for (int i = 0; i < (tied ? 1 : 2); i++) {
+        struct pl_tensor *w = *slots[i], *nt;
+        if (opts && opts->embed_set && w->dtype != opts->embed_dtype) {
+            if (w->ndim != 2 || w->shape[1] > wide)
+                return pl_fail(PL_ERR_ARG, "qlora: the %s is not a [vocab, dim] matrix", i ? "output head" : "token embedding");
+            if (!(nt = pl_tensor_new(opts->embed_dtype, 2, w->shape, PL_MEM_WEIGHTS))) return PL_ERR_NOMEM;
+            struct pl_qlora_stats es;
+            memset(&es, 0, sizeof es);
+            enum pl_status st = convert(w, nt, how, rows, wide, nth, &es);
+            if (st != PL_OK) {
+                pl_tensor_release(nt);
+                return pl_fail(st, "qlora: %s: %s", i ? "output head" : "token embedding", pl_last_error());
+            }
+            stats->embed_converted++;
+            stats->embed_bytes_before += (int64_t)pl_tensor_nbytes(w);
+            stats->embed_bytes_after += (int64_t)pl_tensor_nbytes(nt);
+            stats->embed_err2 += es.err2;
+            stats->embed_ref2 += es.ref2;
+        } else if (is_shared_view(w)) {
+            if (!(nt = own_copy(w))) return PL_ERR_NOMEM;
+        } else {
+            continue;
+        }
+        if (tied) { pl_tensor_release(m->output); m->output = pl_tensor_retain(nt); }
+        pl_tensor_release(*slots[i]);
+        *slots[i] = nt;
+    }
+    return PL_OK;
+}
+
 enum pl_status pl_qlora_quantize(struct pl_model *m, enum pl_dtype dtype, uint32_t targets,
                                  struct pl_qlora_stats *stats)
 {
@@ -136,6 +174,15 @@ enum pl_status pl_qlora_quantize_opts(struct pl_model *m, enum pl_dtype dtype, u
     if (m->linear_hook)
         return pl_fail(PL_ERR_STATE, "qlora: %s: quantise the base before attaching adapters",
                        m->path ? m->path : "model");
+    if (opts && opts->embed_set) {
+        const enum pl_dtype ed = opts->embed_dtype;
+        if (ed != PL_Q8_0 && ed != PL_BF16 && ed != PL_F16 && ed != PL_F32)
+            return pl_fail(PL_ERR_ARG, "qlora: %s: the embedding and output head can be re-stored as q8_0, bf16, f16 or f32, not %s",
+                           m->path ? m->path : "model", (int)ed >= 0 && ed < PL_DTYPE_COUNT ? pl_dtype_info(ed)->name : "?");
+        if (m->cfg.dim % pl_dtype_info(ed)->block)
+            return pl_fail(PL_ERR_ARG, "qlora: %s: embedding rows of %d elements are not a whole number of %s blocks of %d; keep the embedding as loaded",
+                           m->path ? m->path : "model", m->cfg.dim, pl_dtype_info(ed)->name, pl_dtype_info(ed)->block);
+    }
     if (!targets) targets = (1u << PL_PROJ_COUNT) - 1;
     const int64_t blk = pl_dtype_info(dtype)->block;
     const struct pl_model_config *c = &m->cfg;
@@ -181,18 +228,7 @@ enum pl_status pl_qlora_quantize_opts(struct pl_model *m, enum pl_dtype dtype, u
             if (is_shared_view(ly->b[p])) st = restore(&ly->b[p], own_copy(ly->b[p]));
     }
     if (st == PL_OK && is_shared_view(m->out_norm)) st = restore(&m->out_norm, own_copy(m->out_norm));
-    if (st == PL_OK && is_shared_view(m->tok_embd)) {
-        int tied = m->output == m->tok_embd;
-        struct pl_tensor *e = own_copy(m->tok_embd);
-        if (!e) st = PL_ERR_NOMEM;
-        else {
-            if (tied) { pl_tensor_release(m->output); m->output = pl_tensor_retain(e); }
-            pl_tensor_release(m->tok_embd);
-            m->tok_embd = e;
-        }
-    }
-    if (st == PL_OK && m->output != m->tok_embd && is_shared_view(m->output))
-        st = restore(&m->output, own_copy(m->output));
+    if (st == PL_OK) st = restore_embed(m, opts, how, rows, wide, nth, stats);
     pl_free(rows);
     if (st == PL_ERR_NOMEM && pl_last_error()[0] == 0)
         pl_fail(st, "qlora: out of memory re-storing the base");
@@ -210,13 +246,17 @@ static uint64_t mix64(uint64_t x)
 }
 
 /* Fill rows [0, rows) of a quantised tensor with random blocks; each row from its own
- * stream so the result does not depend on the thread count. */
+ * stream so the result does not depend on the thread count. NF4_DQ (one unit per tensor):
+ * each block's int8 scale code and its 32 code bytes per row, then the group table (every
+ * group the same step and mean, so the scales span the same range as NF4's). */
 static void fill_random_blocks(struct pl_tensor *t, uint64_t seed)
 {
     const enum pl_dtype dt = t->dtype;
     const int64_t rows = t->shape[0], in = t->shape[1];
-    const size_t rb = pl_dtype_row_bytes(dt, in);
-    const int64_t bb = pl_dtype_info(dt)->block_bytes, nb = (int64_t)rb / bb;
+    const int dq = dt == PL_NF4_DQ;
+    const int64_t bb = pl_dtype_info(dt)->block_bytes;
+    const int64_t nb = in / pl_dtype_info(dt)->block;
+    const size_t rb = (size_t)(nb * bb);
     uint8_t *d = pl_tensor_data(t);
     /* weights of std ~0.02: NF4 codes span [-1, 1] → absmax ≈ 0.02·2.5; Q8_0 d = absmax/127 */
     #pragma omp parallel for schedule(static)
@@ -228,6 +268,7 @@ static void fill_random_blocks(struct pl_tensor *t, uint64_t seed)
             float amax = 0.04f + 0.02f * (float)((s >> 40) & 0xFFFF) / 65536.0f;
             int64_t k = 0;
             if (dt == PL_NF4) { memcpy(p, &amax, 4); k = 4; }
+            else if (dq) { p[0] = (uint8_t)(int8_t)((int)((s >> 40) & 0xFF) % 255 - 127); k = 1; }
             else { uint16_t h = pl_f32_to_f16(amax / 127.0f); memcpy(p, &h, 2); k = 2; }
             for (; k < bb; k += 8) {
                 s = mix64(s);
@@ -236,28 +277,46 @@ static void fill_random_blocks(struct pl_tensor *t, uint64_t seed)
             }
         }
     }
+    if (dq) {   /* s = mu + g·c with c in [-127, 127]: s in [0.04, 0.06] */
+        const int64_t nbt = rows * nb, ng = (nbt + PL_NF4_DQ_GROUP - 1) / PL_NF4_DQ_GROUP;
+        const float gm[2] = { 0.01f / 127.0f, 0.05f };
+        for (int64_t g = 0; g < ng; g++) memcpy(d + (size_t)nbt * 33 + (size_t)g * 8, gm, 8);
+    }
 }
 
-static void fill_random_float(struct pl_tensor *t, uint64_t seed, float scale)
+/* Random values of scale `scale` (uniform), row by row from each row's own stream; q8_0
+ * rows are those f32 values quantised. */
+static enum pl_status fill_random_float(struct pl_tensor *t, uint64_t seed, float scale)
 {
     const int64_t rows = t->shape[0], in = t->ndim > 1 ? t->shape[1] : 1;
     const enum pl_dtype dt = t->dtype;
     uint8_t *d = pl_tensor_data(t);
-    const size_t es = dt == PL_F32 ? 4 : 2;
-    #pragma omp parallel for schedule(static)
+    const size_t rb = pl_dtype_row_bytes(dt, in);
+    int nth = 1;
+#ifdef _OPENMP
+    nth = omp_get_max_threads();
+#endif
+    float *buf = pl_alloc((size_t)nth * (size_t)in * sizeof(float), PL_MEM_WORKSPACE);
+    if (!buf) return PL_ERR_NOMEM;
+    #pragma omp parallel for schedule(static) num_threads(nth)
     for (int64_t r = 0; r < rows; r++) {
+        float *f = buf + (size_t)omp_get_thread_num() * (size_t)in;
         uint64_t s = mix64(seed ^ mix64((uint64_t)r + 0x5151));
         for (int64_t i = 0; i < in; i++) {
             s = mix64(s);
-            float v = scale * (float)(((double)(s >> 11) * 0x1.0p-53) * 2.0 - 1.0);
-            uint8_t *p = d + ((size_t)r * (size_t)in + (size_t)i) * es;
-            if (dt == PL_F32) memcpy(p, &v, 4);
-            else {
-                uint16_t h = dt == PL_BF16 ? pl_f32_to_bf16(v) : pl_f32_to_f16(v);
-                memcpy(p, &h, 2);
-            }
+            f[i] = scale * (float)(((double)(s >> 11) * 0x1.0p-53) * 2.0 - 1.0);
         }
+        uint8_t *p = d + (size_t)r * rb;
+        if (dt == PL_F32) memcpy(p, f, (size_t)in * 4);
+        else if (dt == PL_Q8_0) pl_quant_row(dt, f, p, in);
+        else
+            for (int64_t i = 0; i < in; i++) {
+                uint16_t h = dt == PL_BF16 ? pl_f32_to_bf16(f[i]) : pl_f32_to_f16(f[i]);
+                memcpy(p + 2 * i, &h, 2);
+            }
     }
+    pl_free(buf);
+    return PL_OK;
 }
 
 static struct pl_tensor *ones(int64_t n)
@@ -271,12 +330,15 @@ enum pl_status pl_qlora_random_model(struct pl_model **out, const struct pl_mode
                                      enum pl_dtype dtype, enum pl_dtype embd_dtype, uint64_t seed)
 {
     *out = NULL;
-    if (dtype != PL_NF4 && dtype != PL_Q8_0)
-        return pl_fail(PL_ERR_ARG, "qlora: random model weights can be nf4 or q8_0, not %s",
+    if (dtype != PL_NF4 && dtype != PL_NF4_DQ && dtype != PL_Q8_0)
+        return pl_fail(PL_ERR_ARG, "qlora: random model weights can be nf4, nf4_dq or q8_0, not %s",
                        pl_dtype_info(dtype)->name);
-    if (embd_dtype != PL_F32 && embd_dtype != PL_F16 && embd_dtype != PL_BF16)
-        return pl_fail(PL_ERR_ARG, "qlora: random model embeddings can be f32, f16 or bf16, not %s",
+    if (embd_dtype != PL_F32 && embd_dtype != PL_F16 && embd_dtype != PL_BF16 && embd_dtype != PL_Q8_0)
+        return pl_fail(PL_ERR_ARG, "qlora: random model embeddings can be f32, f16, bf16 or q8_0, not %s",
                        pl_dtype_info(embd_dtype)->name);
+    if (cfg->dim % pl_dtype_info(embd_dtype)->block)
+        return pl_fail(PL_ERR_ARG, "qlora: random model: dim %d is not a whole number of %s blocks of %d",
+                       cfg->dim, pl_dtype_info(embd_dtype)->name, pl_dtype_info(embd_dtype)->block);
     const int64_t blk = pl_dtype_info(dtype)->block;
     const int64_t D = cfg->dim, F = cfg->hidden_dim, Hd = (int64_t)cfg->n_heads * cfg->head_dim;
     const int64_t KV = (int64_t)cfg->n_kv_heads * cfg->head_dim, V = cfg->vocab_size;
@@ -304,10 +366,10 @@ enum pl_status pl_qlora_random_model(struct pl_model **out, const struct pl_mode
     m->layers = pl_calloc((size_t)cfg->n_layers, sizeof *m->layers, PL_MEM_DATA);
     if (!m->name || !m->path || !m->layers) goto nomem;
     int64_t es[2] = { V, D };
-    if (!(m->tok_embd = pl_tensor_new(embd_dtype, 2, es, PL_MEM_WEIGHTS))) goto nomem;
-    fill_random_float(m->tok_embd, seed ^ 0xE11Bull, 0.02f * 1.7320508f);
-    if (!(m->output = pl_tensor_new(embd_dtype, 2, es, PL_MEM_WEIGHTS))) goto nomem;
-    fill_random_float(m->output, seed ^ 0x0A7ull, 0.02f * 1.7320508f);
+    if (!(m->tok_embd = pl_tensor_new(embd_dtype, 2, es, PL_MEM_WEIGHTS)) ||
+        fill_random_float(m->tok_embd, seed ^ 0xE11Bull, 0.02f * 1.7320508f) != PL_OK) goto nomem;
+    if (!(m->output = pl_tensor_new(embd_dtype, 2, es, PL_MEM_WEIGHTS)) ||
+        fill_random_float(m->output, seed ^ 0x0A7ull, 0.02f * 1.7320508f) != PL_OK) goto nomem;
     if (!(m->out_norm = ones(D))) goto nomem;
     for (int l = 0; l < cfg->n_layers; l++) {
         struct pl_layer *ly = &m->layers[l];

@@ -7,6 +7,7 @@
  *                 head_dim (default dim/heads), vocab_size, tied_output
  *   method        "lora" | "qlora" | "full" (| "dora" | "ia3": lora with that adapter)  base   loaded projection dtype ("f32", "q4_1", ...)
  *   quant         "nf4" | "nf4_32" | "nf4_dq" | "q8_0" (QLoRA target)   embd   embedding/output dtype
+ *   embed_dtype   qlora: the embedding and output head re-stored as "q8_0" | "bf16" | "f16" | "f32"
  *   mapped        the base is used in place from a file mapping
  *   batch_size, seq_len, grad_accum, checkpointing (false | true | k layers),
  *   precision     "fp32" | "bf16" | "fp16"
@@ -43,7 +44,7 @@ static const char *const opt_keys[] = {
     "model", "preset", "dim", "hidden_dim", "layers", "heads", "kv_heads", "head_dim",
     "vocab_size", "tied_output", "method", "base", "quant", "embd", "mapped", "batch_size",
     "seq_len", "grad_accum", "checkpointing", "precision", "lora_rank", "targets",
-    "lora_layers", "lora_dropout", "adapter", "feedforward", "optimizer", "threads", "budget", "effective_batch", "compute",
+    "lora_layers", "lora_dropout", "adapter", "embed_dtype", "feedforward", "optimizer", "threads", "budget", "effective_batch", "compute",
     "max_seq_len", "min_seq_len", NULL
 };
 
@@ -92,6 +93,10 @@ static void read_cfg(lua_State *L, struct pl_memmodel_cfg *c)
     c->base_dtype = opt_dtype(L, "base", c->base_dtype);
     c->quant_dtype = opt_dtype(L, "quant", c->quant_dtype);
     c->embd_dtype = opt_dtype(L, "embd", c->embd_dtype);
+    if (pl_lua_opt_str(L, 1, "embed_dtype", NULL)) {   /* qlora: re-stored on load */
+        c->embed_set = 1;
+        c->embed_dtype = opt_dtype(L, "embed_dtype", c->embd_dtype);
+    }
     c->base_mapped = pl_lua_opt_bool(L, 1, "mapped", c->base_mapped);
     c->batch = (int32_t)pl_lua_opt_int(L, 1, "batch_size", c->batch);
     c->seq_len = (int32_t)pl_lua_opt_int(L, 1, "seq_len", c->seq_len);
@@ -233,7 +238,9 @@ static int l_memmodel_autosize(lua_State *L)
  * the errors and bits are over the projections re-stored.
  * dtype: "nf4" | "nf4_32" | "nf4_dq" | "q8_0" | "bf16" | "f16" | "f32". opts: a list of target
  * module names and/or the keys block = 32 | 64 and double_quant = true (which NF4 layout
- * "nf4" means; default PL_LUA_NF4_DEFAULT), scale = "mse" (default) | "absmax". */
+ * "nf4" means; default PL_LUA_NF4_DEFAULT), scale = "mse" (default) | "absmax", embed_dtype =
+ * "q8_0" | "bf16" | "f16" | "f32" (the embedding and output head re-stored too; the result's
+ * embed_converted, embed_bytes_before/after, embed_rel_rmse). */
 #define PL_LUA_NF4_DEFAULT PL_NF4_32
 static int l_memmodel_quantize(lua_State *L)
 {
@@ -246,6 +253,14 @@ static int l_memmodel_quantize(lua_State *L)
     struct pl_qlora_opts o = { PL_NF4_SCALE_MSE };
     int block = 0, dq = 0;
     if (lua_istable(L, 3)) {
+        if (lua_getfield(L, 3, "embed_dtype") != LUA_TNIL) {
+            const char *en = lua_tostring(L, -1);
+            int ed = en ? pl_dtype_from_name(en) : -1;
+            if (ed < 0) return luaL_error(L, "peft.memory.quantize: embed_dtype: unknown dtype '%s'", en ? en : luaL_typename(L, -1));
+            o.embed_set = 1;
+            o.embed_dtype = (enum pl_dtype)ed;
+        }
+        lua_pop(L, 1);
         lua_Integer n = luaL_len(L, 3);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_geti(L, 3, i);
@@ -292,6 +307,11 @@ static int l_memmodel_quantize(lua_State *L)
     lua_pushnumber(L, st.ref2 > 0 ? sqrt(st.err2 / st.ref2) : 0.0); lua_setfield(L, -2, "rel_rmse");
     lua_pushnumber(L, st.elements ? 8.0 * (double)st.bytes_after / (double)st.elements : 0.0);
     lua_setfield(L, -2, "bits_per_weight");
+    lua_pushinteger(L, st.embed_converted); lua_setfield(L, -2, "embed_converted");
+    lua_pushinteger(L, st.embed_bytes_before); lua_setfield(L, -2, "embed_bytes_before");
+    lua_pushinteger(L, st.embed_bytes_after); lua_setfield(L, -2, "embed_bytes_after");
+    lua_pushnumber(L, st.embed_ref2 > 0 ? sqrt(st.embed_err2 / st.embed_ref2) : 0.0);
+    lua_setfield(L, -2, "embed_rel_rmse");
     return 1;
 }
 

@@ -237,6 +237,18 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     if (s->qkv_bias) { other_f32 += L * (Hd + 2 * KV); n_tensors += 3 * L; }
     n_scalars += other_f32 + V * D * (s->tied_output ? 1 : 2);
     int64_t embd_bytes = (s->tied_output ? 1 : 2) * V * (int64_t)pl_dtype_row_bytes(ed, D);
+    /* QLoRA with embed_set: the embedding and head re-stored after the projections */
+    const int conv_e = c->method == PL_MEMM_QLORA && c->embed_set && c->embed_dtype != ed;
+    if (conv_e) {
+        if (c->embed_dtype != PL_Q8_0 && c->embed_dtype != PL_BF16 && c->embed_dtype != PL_F16 &&
+            c->embed_dtype != PL_F32)
+            return pl_fail(PL_ERR_ARG, "memory model: qlora re-stores the embedding and head as q8_0, bf16, f16 or f32, not %s",
+                           pl_dtype_info(c->embed_dtype)->name);
+        if (D % pl_dtype_info(c->embed_dtype)->block)
+            return pl_fail(PL_ERR_ARG, "memory model: dim %lld is not a whole number of %s blocks",
+                           (long long)D, pl_dtype_info(c->embed_dtype)->name);
+    }
+    const int64_t e1_new = conv_e ? V * (int64_t)pl_dtype_row_bytes(c->embed_dtype, D) : 0;
     int64_t loaded_all = loaded_proj_bytes + embd_bytes + other_f32 * 4;
     int64_t loaded_heap = c->loaded_heap_bytes >= 0 ? c->loaded_heap_bytes
                                                     : (c->base_mapped ? 0 : loaded_all);
@@ -245,7 +257,7 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
 
     int64_t w_setup = loaded_heap, w_step = loaded_heap;
     int64_t ws_setup = 0;
-    if (convert) {
+    if (convert || conv_e) {
         /* src/adapt/qlora.c: projections re-stored in pd (heap); on a shared heap storage
          * (llama2.c) everything else is copied to its own storage, then the storage goes. */
         int shared = c->loaded_heap_shared && loaded_heap > 0;
@@ -258,7 +270,22 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
         /* two rows per thread (the source row and the re-stored one read back for the
          * error sums); nf4_dq also holds every block scale of the largest projection */
         ws_setup = nth * imax(imax(D, F), Hd) * 2 * 4;
-        if (pd == PL_NF4_DQ) {
+        if (conv_e) {
+            /* the embedding, then the head, each beside the weights held so far; a shared
+             * storage stays until the end (rest_heap then holds the new tensors) */
+            const int64_t ne = s->tied_output ? 1 : 2, e1_old = embd_bytes / ne;
+            const int64_t e1_heap = (shared || !c->base_mapped) ? e1_old : 0;
+            if (shared) {
+                w_step += ne * (e1_new - e1_old);
+                w_setup += ne * (e1_new - e1_old);
+            } else {
+                int64_t held = w_step;   /* projections done, embeddings as loaded */
+                w_setup = imax(w_setup, held + e1_new);
+                if (ne == 2) w_setup = imax(w_setup, held - e1_heap + e1_new + e1_new);
+                w_step = held + ne * (e1_new - e1_heap);
+            }
+        }
+        if (convert && pd == PL_NF4_DQ) {
             int64_t nbmax = 0;
             for (int p = 0; p < PL_PROJ_COUNT; p++) {
                 int64_t in, out;
@@ -327,7 +354,7 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
      * while the trainer lives: persistent), a larger one is allocated per call (transient). */
     const int b16 = c->compute == 1 && pl_gemm16_available() && BT >= PL_GEMM16_MIN_ROWS;
     int64_t tw = 0, g16 = 0;
-    enum pl_dtype od = full ? PL_F32 : ed;
+    enum pl_dtype od = full ? PL_F32 : conv_e ? c->embed_dtype : ed;
     for (int p = 0; p <= PL_PROJ_COUNT; p++) {   /* the projections, then the head */
         int64_t in = D, out = V;
         enum pl_dtype kd = od;

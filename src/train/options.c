@@ -33,6 +33,7 @@
 static const char *const ch_method[] = { "lora", "dora", "ia3", "qlora", "full", NULL };
 static const char *const ch_adapter[] = { "lora", "dora", "ia3", NULL };
 static const char *const ch_quant[] = { "nf4", "nf4_32", "nf4_dq", "q8_0", NULL };
+static const char *const ch_embed[] = { "q8_0", "bf16", "f16", "f32", NULL };
 static const char *const ch_precision[] = { "fp32", "bf16", "fp16", NULL };
 static const char *const ch_compute[] = { "f32", "bf16", NULL };
 static const char *const ch_optimizer[] = { "adamw", "sgd", "lion", NULL };   /* optim.c's table order */
@@ -66,6 +67,8 @@ static const struct pl_option train_options[] = {
       "qlora: how the frozen base is re-stored on load" },
     { "double_quant", T_BOOLEAN, "method", "false", NULL, 0, 0, 0, NULL, NULL,
       "qlora nf4: double-quantised (8-bit) block scales" },
+    { "embed_dtype", T_STRING, "method", NULL, "as loaded", 0, 0, 0, ch_embed, NULL,
+      "qlora: the frozen token embedding and output head re-stored on load too (q8_0: 8.5 bits a weight)" },
     { "precision", T_STRING, "method", "fp32", NULL, 0, 0, 0, ch_precision, NULL,
       "16-bit frozen weights and saved activations (fp16 adds dynamic loss scaling)" },
     { "compute", T_STRING, "method", "f32", NULL, 0, 0, 0, ch_compute, NULL,

@@ -1,7 +1,8 @@
 /* bench_qlora.c — QLoRA speed and memory. Owner: memory.
  *
  *   build/bench/bench_qlora [smol [B] [T] [steps]]      (default: smol 4 256 2)
- *   build/bench/bench_qlora 7b [T] [steps] [every] [f32|bf16]   (default: 7b 512 1 1 f32)
+ *   build/bench/bench_qlora 7b [T] [steps] [every] [f32|bf16] [nf4_dq|nf4] [q8_0|bf16]
+ *                                             (default: 7b 512 1 1 f32 nf4_dq q8_0)
  *   build/bench/bench_qlora precision [B] [T] [steps] [q4_1|f32]   (default: 4 256 2 q4_1)
  *
  * smol: SmolLM2-135M (models/SmolLM2-135M-Instruct.Q4_1.gguf), LoRA r8 on q_proj+v_proj at
@@ -11,7 +12,9 @@
  *   over the threads as the kernels do) times the passes a step makes over them (forward,
  *   backward input gradient; one per 512-row block), over the step time.
  * 7b: a Llama-2-7B-shaped model (32 x 4096, hidden 11008, 32 heads, vocab 32000) with random
- *   NF4 projections and bf16 embeddings made in memory, LoRA r8 on q_proj+v_proj, batch 1 x T
+ *   projections (nf4_dq, double-quantised scales, by default; nf4: f32 block scales, the layout
+ *   before) and embedding and output head (q8_0 by default; bf16 before) made in memory,
+ *   LoRA r8 on q_proj+v_proj, batch 1 x T
  *   with gradient checkpointing every `every` layers (src/train/ckpt.c): step time, peak RSS, the
  *   memory model's prediction; and full fine-tuning of the same shape refused up front.
  *   bf16: the products in compute bf16 (include/peftlua/gemm16.h) where the CPU has it.
@@ -148,7 +151,7 @@ static int bench_smol(int B, int T, int steps)
     return 0;
 }
 
-static int bench_7b(int T, int steps, int every, int bf16)
+static int bench_7b(int T, int steps, int every, int bf16, enum pl_dtype base, enum pl_dtype embd)
 {
     struct pl_model_config c = pl_memmodel_llama2_7b();
     struct pl_memmodel_cfg mc = pl_memmodel_defaults();
@@ -170,20 +173,21 @@ static int bench_7b(int T, int steps, int every, int bf16)
     mc = pl_memmodel_defaults();
     mc.shape = c;
     mc.method = PL_MEMM_QLORA;
-    mc.base_dtype = mc.quant_dtype = PL_NF4;
-    mc.embd_dtype = PL_BF16;
+    mc.base_dtype = mc.quant_dtype = base;
+    mc.embd_dtype = embd;
     mc.batch = 1;
     mc.seq_len = T;
     mc.ckpt_every = every;
     pl_memmodel_estimate(&mc, &e);
-    printf("7B NF4 QLoRA r8 q_proj+v_proj, batch 1 x %d, checkpoint every %d layer(s)\n", T, every);
+    printf("7B QLoRA r8 q_proj+v_proj, projections %s, embedding and head %s, batch 1 x %d, checkpoint every %d layer(s)\n",
+           pl_dtype_info(base)->name, pl_dtype_info(embd)->name, T, every);
     printf("  memory model: peak %.2f GiB (weights %.2f, activations %.2f, workspace %.3f GiB)\n",
            e.peak_total / 1073741824.0, e.peak[PL_MEM_WEIGHTS] / 1073741824.0,
            e.peak[PL_MEM_ACTIVATIONS] / 1073741824.0, e.peak[PL_MEM_WORKSPACE] / 1073741824.0);
     double t0 = now();
     struct pl_model *m = NULL;
-    if (pl_qlora_random_model(&m, &c, PL_NF4, PL_BF16, 7) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
-    printf("  random NF4 model made in %.1f s: %.2f GiB of weights, RSS %.2f GiB\n", now() - t0,
+    if (pl_qlora_random_model(&m, &c, base, embd, 7) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
+    printf("  random model made in %.1f s: %.2f GiB of weights, RSS %.2f GiB\n", now() - t0,
            pl_mem_current(PL_MEM_WEIGHTS) / 1073741824.0, pl_mem_rss() / 1073741824.0);
     struct pl_train_cfg tc = pl_train_defaults();
     tc.batch_size = 1;
@@ -300,9 +304,14 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "precision"))
         return bench_precision(argc > 2 ? atoi(argv[2]) : 4, argc > 3 ? atoi(argv[3]) : 256,
                                argc > 4 ? atoi(argv[4]) : 2, argc > 5 ? argv[5] : "q4_1");
-    if (!strcmp(mode, "7b"))
+    if (!strcmp(mode, "7b")) {
+        int base = argc > 6 ? pl_dtype_from_name(argv[6]) : PL_NF4_DQ;
+        int embd = argc > 7 ? pl_dtype_from_name(argv[7]) : PL_Q8_0;
+        if (base < 0 || embd < 0) { printf("bench_qlora 7b: unknown dtype\n"); return 1; }
         return bench_7b(argc > 2 ? atoi(argv[2]) : 512, argc > 3 ? atoi(argv[3]) : 1,
-                        argc > 4 ? atoi(argv[4]) : 1, argc > 5 && !strcmp(argv[5], "bf16"));
+                        argc > 4 ? atoi(argv[4]) : 1, argc > 5 && !strcmp(argv[5], "bf16"),
+                        (enum pl_dtype)base, (enum pl_dtype)embd);
+    }
     return bench_smol(argc > 2 ? atoi(argv[2]) : 4, argc > 3 ? atoi(argv[3]) : 256,
                       argc > 4 ? atoi(argv[4]) : 2);
 }
