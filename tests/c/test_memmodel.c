@@ -52,46 +52,50 @@ struct mcase {
     int slow;
     int kind;                  /* enum pl_adapter_kind: LoRA (0), DoRA, IA3 */
     int compute;               /* enum pl_compute: 1 bf16 (gemm16.h; f32 where the CPU lacks it) */
+    int embed_q8;              /* QLoRA: the embedding and head re-stored as q8_0 too */
 };
 
 static const struct mcase cases[] = {
-    { "stories-bin lora qv 4x64",        STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0, 0, 0, 0 },
-    { "stories-bin lora all r16 drop 2x128", STORIES_BIN, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP32, 2, 128, 16, ALL7, 0.1f, 0, 0, 0, 0, 0 },
-    { "stories-bin full adamw 4x64",     STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0, 0, 0, 0 },
-    { "stories-bin full sgd 1x256",      STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 1, 256, 8, QV, 0, 1, 0, 0, 0, 0 },
-    { "stories-bin qlora nf4 all 4x64",  STORIES_BIN,  PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0, 0, 0 },
-    { "stories-bin qlora q8_0 qv 2x128", STORIES_BIN,  PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0, 0, 0, 0, 0 },
-    { "stories-bin lora bf16 qv 4x64",   STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0, 0, 0 },
-    { "stories-gguf lora qv 8x32",       STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 8, 32, 8, QV, 0, 0, 0, 0, 0, 0 },
-    { "stories-gguf full adamw 2x64",    STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 64, 8, QV, 0, 0, 0, 0, 0, 0 },
-    { "stories-gguf qlora nf4 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0, 0, 0, 0 },
-    { "smollm2 lora qv 2x32",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 32, 8, QV, 0, 0, 0, 0, 0, 0 },
-    { "smollm2 qlora nf4 qv 1x64",       SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1, 0, 0 },
-    { "smollm2 qlora q8_0 all 1x48",     SMOL,         PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 1, 48, 8, ALL7, 0, 0, 0, 1, 0, 0 },
-    { "smollm2 lora all r16 drop 1x64",  SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 16, ALL7, 0.05f, 0, 0, 1, 0, 0 },
-    { "stories-bin qlora nf4 ckpt1 4x128", STORIES_BIN, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 4, 128, 8, ALL7, 0, 0, 1, 0, 0, 0 },
-    { "stories-gguf lora ckpt2 2x256",   STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 0, 2, 0, 0, 0 },
-    { "stories-gguf qlora nf4_32 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4_32, PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0, 0, 0, 0 },
-    { "stories-bin qlora nf4_dq all 4x64", STORIES_BIN, PL_MEMM_QLORA, PL_NF4_DQ, PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0, 0, 0 },
-    { "smollm2 qlora nf4_dq qv 1x64",    SMOL,         PL_MEMM_QLORA, PL_NF4_DQ, PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1, 0, 0 },
-    { "smollm2 qlora nf4 ckpt1 1x96",    SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 96, 8, QV, 0, 0, 1, 0, 0, 0 },
-    { "stories-bin full adamw ckpt1 4x128", STORIES_BIN, PL_MEMM_FULL, PL_NF4,  PL_MEMM_FP32, 4, 128, 8, QV, 0, 0, 1, 0, 0, 0 },
-    { "stories-gguf full sgd ckpt2 2x256", STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 1, 2, 0, 0, 0 },
-    { "stories-bin lora fp16 all 2x128", STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP16, 2, 128, 8, ALL7, 0, 0, 0, 0, 0, 0 },
-    { "stories-bin full bf16 adamw 4x64", STORIES_BIN, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0, 0, 0 },
-    { "stories-gguf lora fp16 ckpt5 2x256", STORIES_GGUF, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP16, 2, 256, 8, QV, 0, 0, 5, 0, 0, 0 },
-    { "smollm2 lora bf16 qv 1x128",      SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 1, 128, 8, QV, 0, 0, 0, 0, 0, 0 },
-    { "stories-bin dora all 4x64",       STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0, PL_ADAPTER_DORA, 0 },
-    { "stories-gguf qlora nf4 dora qv ckpt2 2x128", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0, 2, 0, PL_ADAPTER_DORA, 0 },
-    { "stories-bin ia3 kvd 4x64",        STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, IA3T, 0, 0, 0, 0, PL_ADAPTER_IA3, 0 },
-    { "stories-gguf qlora q8_0 ia3 kvd 2x128", STORIES_GGUF, PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 128, 8, IA3T, 0, 0, 0, 0, PL_ADAPTER_IA3, 0 },
-    { "smollm2 dora qv 1x64",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1, PL_ADAPTER_DORA, 0 },
-    { "smollm2 ia3 kvd 1x64",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 8, IA3T, 0, 0, 0, 1, PL_ADAPTER_IA3, 0 },
-    { "stories-bin lora qv compute bf16 4x64", STORIES_BIN, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0, 0, 0, 1 },
-    { "stories-gguf full compute bf16 2x64", STORIES_GGUF, PL_MEMM_FULL, PL_NF4, PL_MEMM_FP32, 2, 64, 8, QV, 0, 0, 0, 0, 0, 1 },
-    { "stories-gguf qlora nf4 all compute bf16 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0, 0, 0, 1 },
-    { "smollm2 lora qv compute bf16 4x256", SMOL,       PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 256, 8, QV, 0, 0, 0, 1, 0, 1 },
-    { "smollm2 full compute bf16 1x128",  SMOL,         PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 1, 128, 8, QV, 0, 0, 0, 1, 0, 1 },
+    { "stories-bin lora qv 4x64",        STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0, 0, 0, 0, 0 },
+    { "stories-bin lora all r16 drop 2x128", STORIES_BIN, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP32, 2, 128, 16, ALL7, 0.1f, 0, 0, 0, 0, 0, 0 },
+    { "stories-bin full adamw 4x64",     STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0, 0, 0, 0, 0 },
+    { "stories-bin full sgd 1x256",      STORIES_BIN,  PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 1, 256, 8, QV, 0, 1, 0, 0, 0, 0, 0 },
+    { "stories-bin qlora nf4 all 4x64",  STORIES_BIN,  PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0, 0, 0, 0 },
+    { "stories-bin qlora q8_0 qv 2x128", STORIES_BIN,  PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0, 0, 0, 0, 0, 0 },
+    { "stories-bin lora bf16 qv 4x64",   STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0, 0, 0, 0 },
+    { "stories-gguf lora qv 8x32",       STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 8, 32, 8, QV, 0, 0, 0, 0, 0, 0, 0 },
+    { "stories-gguf full adamw 2x64",    STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 64, 8, QV, 0, 0, 0, 0, 0, 0, 0 },
+    { "stories-gguf qlora nf4 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0, 0, 0, 0, 0 },
+    { "smollm2 lora qv 2x32",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 32, 8, QV, 0, 0, 0, 0, 0, 0, 0 },
+    { "smollm2 qlora nf4 qv 1x64",       SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1, 0, 0, 0 },
+    { "smollm2 qlora q8_0 all 1x48",     SMOL,         PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 1, 48, 8, ALL7, 0, 0, 0, 1, 0, 0, 0 },
+    { "smollm2 lora all r16 drop 1x64",  SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 16, ALL7, 0.05f, 0, 0, 1, 0, 0, 0 },
+    { "stories-bin qlora nf4 ckpt1 4x128", STORIES_BIN, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 4, 128, 8, ALL7, 0, 0, 1, 0, 0, 0, 0 },
+    { "stories-gguf lora ckpt2 2x256",   STORIES_GGUF, PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 0, 2, 0, 0, 0, 0 },
+    { "stories-gguf qlora nf4_32 all 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4_32, PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0, 0, 0, 0, 0 },
+    { "stories-bin qlora nf4_dq all 4x64", STORIES_BIN, PL_MEMM_QLORA, PL_NF4_DQ, PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0, 0, 0, 0 },
+    { "smollm2 qlora nf4_dq qv 1x64",    SMOL,         PL_MEMM_QLORA, PL_NF4_DQ, PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1, 0, 0, 0 },
+    { "smollm2 qlora nf4 ckpt1 1x96",    SMOL,         PL_MEMM_QLORA, PL_NF4,  PL_MEMM_FP32, 1, 96, 8, QV, 0, 0, 1, 0, 0, 0, 0 },
+    { "stories-bin full adamw ckpt1 4x128", STORIES_BIN, PL_MEMM_FULL, PL_NF4,  PL_MEMM_FP32, 4, 128, 8, QV, 0, 0, 1, 0, 0, 0, 0 },
+    { "stories-gguf full sgd ckpt2 2x256", STORIES_GGUF, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 2, 256, 8, QV, 0, 1, 2, 0, 0, 0, 0 },
+    { "stories-bin lora fp16 all 2x128", STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP16, 2, 128, 8, ALL7, 0, 0, 0, 0, 0, 0, 0 },
+    { "stories-bin full bf16 adamw 4x64", STORIES_BIN, PL_MEMM_FULL,  PL_NF4,  PL_MEMM_BF16, 4, 64, 8, QV, 0, 0, 0, 0, 0, 0, 0 },
+    { "stories-gguf lora fp16 ckpt5 2x256", STORIES_GGUF, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP16, 2, 256, 8, QV, 0, 0, 5, 0, 0, 0, 0 },
+    { "smollm2 lora bf16 qv 1x128",      SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_BF16, 1, 128, 8, QV, 0, 0, 0, 0, 0, 0, 0 },
+    { "stories-bin dora all 4x64",       STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0, PL_ADAPTER_DORA, 0, 0 },
+    { "stories-gguf qlora nf4 dora qv ckpt2 2x128", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0, 2, 0, PL_ADAPTER_DORA, 0, 0 },
+    { "stories-bin ia3 kvd 4x64",        STORIES_BIN,  PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 64, 8, IA3T, 0, 0, 0, 0, PL_ADAPTER_IA3, 0, 0 },
+    { "stories-gguf qlora q8_0 ia3 kvd 2x128", STORIES_GGUF, PL_MEMM_QLORA, PL_Q8_0, PL_MEMM_FP32, 2, 128, 8, IA3T, 0, 0, 0, 0, PL_ADAPTER_IA3, 0, 0 },
+    { "smollm2 dora qv 1x64",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 8, QV, 0, 0, 0, 1, PL_ADAPTER_DORA, 0, 0 },
+    { "smollm2 ia3 kvd 1x64",            SMOL,         PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 1, 64, 8, IA3T, 0, 0, 0, 1, PL_ADAPTER_IA3, 0, 0 },
+    { "stories-bin lora qv compute bf16 4x64", STORIES_BIN, PL_MEMM_LORA, PL_NF4, PL_MEMM_FP32, 4, 64, 8, QV, 0, 0, 0, 0, 0, 1, 0 },
+    { "stories-gguf full compute bf16 2x64", STORIES_GGUF, PL_MEMM_FULL, PL_NF4, PL_MEMM_FP32, 2, 64, 8, QV, 0, 0, 0, 0, 0, 1, 0 },
+    { "stories-gguf qlora nf4 all compute bf16 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 2, 64, 8, ALL7, 0, 0, 0, 0, 0, 1, 0 },
+    { "smollm2 lora qv compute bf16 4x256", SMOL,       PL_MEMM_LORA,  PL_NF4,  PL_MEMM_FP32, 4, 256, 8, QV, 0, 0, 0, 1, 0, 1, 0 },
+    { "smollm2 full compute bf16 1x128",  SMOL,         PL_MEMM_FULL,  PL_NF4,  PL_MEMM_FP32, 1, 128, 8, QV, 0, 0, 0, 1, 0, 1, 0 },
+    { "stories-bin qlora nf4 embed q8_0 all 4x64", STORIES_BIN, PL_MEMM_QLORA, PL_NF4, PL_MEMM_FP32, 4, 64, 8, ALL7, 0, 0, 0, 0, 0, 0, 1 },
+    { "stories-gguf qlora nf4_dq embed q8_0 qv 2x64", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4_DQ, PL_MEMM_FP32, 2, 64, 8, QV, 0, 0, 0, 0, 0, 0, 1 },
+    { "stories-gguf qlora nf4_dq embed q8_0 ckpt1 compute bf16 2x128", STORIES_GGUF, PL_MEMM_QLORA, PL_NF4_DQ, PL_MEMM_FP32, 2, 128, 8, QV, 0, 0, 1, 0, 0, 1, 1 },
 };
 
 static const enum pl_mem_cat cats[] = { PL_MEM_WEIGHTS, PL_MEM_ADAPTERS, PL_MEM_GRADS,
@@ -133,13 +137,18 @@ static int run_case(const struct mcase *k, double *worst)
     mc.adapter_kind = k->kind;
     mc.ia3_ff_targets = k->kind == PL_ADAPTER_IA3 ? (1u << PL_PROJ_DOWN) : 0;
     mc.compute = k->compute;
+    mc.embed_set = k->embed_q8;
+    mc.embed_dtype = PL_Q8_0;
     struct pl_mem_estimate e;
     assert_int_equal(pl_memmodel_estimate(&mc, &e), PL_OK);
 
     pl_mem_reset_peak();
     int64_t data0 = pl_mem_current(PL_MEM_DATA);
-    if (k->method == PL_MEMM_QLORA)
-        assert_int_equal(pl_qlora_quantize(m, k->quant, 0, NULL), PL_OK);
+    if (k->method == PL_MEMM_QLORA) {
+        struct pl_qlora_opts qo = { PL_NF4_SCALE_MSE, k->embed_q8, PL_Q8_0 };
+        assert_int_equal(pl_qlora_quantize_opts(m, k->quant, 0, &qo, NULL), PL_OK);
+        if (k->embed_q8) assert_int_equal(m->output->dtype, PL_Q8_0);
+    }
 
     struct pl_train_cfg tc = pl_train_defaults();
     tc.method = k->method == PL_MEMM_FULL ? PL_TRAIN_FULL : PL_TRAIN_LORA;
@@ -319,6 +328,25 @@ static void test_7b_full_refused_qlora_fits(void **state)
            edq.resident / 1073741824.0, edq.peak[PL_MEM_WEIGHTS] / 1073741824.0,
            (e.peak[PL_MEM_WEIGHTS] - edq.peak[PL_MEM_WEIGHTS]) / 1048576.0);
     assert_int_equal(e.peak[PL_MEM_WEIGHTS] - edq.peak[PL_MEM_WEIGHTS], pb[0] - pb[2]);
+    /* and the embedding and head as q8_0 (bench_qlora 7b's default): held so, or re-stored
+     * from bf16 on load (the step's weights the same; setup holds one bf16 tensor more) */
+    const int64_t V = q.shape.vocab_size, D = q.shape.dim;
+    enum pl_dtype ed0 = q.embd_dtype;
+    q.embd_dtype = PL_Q8_0;
+    struct pl_mem_estimate eq8, eld;
+    assert_int_equal(pl_memmodel_estimate(&q, &eq8), PL_OK);
+    printf("  7B qlora nf4_dq, embedding and head q8_0, 1x512 checkpointed: %.2f GiB (weights %.2f GiB)\n",
+           eq8.resident / 1073741824.0, eq8.peak[PL_MEM_WEIGHTS] / 1073741824.0);
+    assert_int_equal(edq.peak[PL_MEM_WEIGHTS] - eq8.peak[PL_MEM_WEIGHTS],
+                     2 * V * (D * (int64_t)pl_dtype_row_bytes(ed0, 1) - D / 32 * 34));
+    assert_true(eq8.resident <= (int64_t)(4.2 * 1073741824.0));   /* issue 18's aim */
+    q.embd_dtype = ed0;
+    q.embed_set = 1;
+    q.embed_dtype = PL_Q8_0;
+    assert_int_equal(pl_memmodel_estimate(&q, &eld), PL_OK);
+    assert_int_equal(eld.step_total, eq8.step_total);
+    assert_true(eld.setup_total > eq8.setup_total);
+    q.embed_set = 0;
     q.base_dtype = q.quant_dtype = PL_NF4;
     /* checkpointing cuts activations */
     q.ckpt_every = 0;

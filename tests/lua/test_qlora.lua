@@ -1,5 +1,5 @@
 -- tests/lua/test_qlora.lua — peft.memory.quantize's NF4 layouts and options, and
--- peft.train.run's double_quant. Owner: memory (QLoRA bases).
+-- peft.train.run's double_quant and embed_dtype. Owner: memory (QLoRA bases).
 local T = require "testlib"
 local mem = peft.memory
 local MODEL = T.shared .. "/models/stories260K/stories260K.gguf"
@@ -70,5 +70,44 @@ return {
     -- 6.48e9 projection weights: 36/64 - (33/64 + 8/(64*256)) bytes each fewer
     local saved = nf4.weights - dq.weights
     T.ok(math.abs(saved - 6476005376 * (3 / 64 - 8 / 16384)) < 1e6, string.format("saved %d bytes", saved))
+  end,
+
+  embed_dtype_q8_0 = function()
+    local m <close> = peft.model.load(MODEL)
+    local q = mem.quantize(m, "nf4", { double_quant = true, embed_dtype = "q8_0" })
+    local c = m:config()
+    local n = c.tied_output and 1 or 2
+    T.eq(q.embed_converted, n, "the embedding (and an untied head) re-stored")
+    T.eq(q.embed_bytes_after, n * c.vocab_size * (c.dim // 32) * 34, "34 bytes per 32 weights")
+    T.ok(q.embed_rel_rmse > 0 and q.embed_rel_rmse < 0.01, string.format("rel. RMSE %.4f", q.embed_rel_rmse))
+    T.eq(m:card().dtypes.q8_0, n, "the model holds them")
+    T.raises(function() mem.quantize(peft.model.load(MODEL), "nf4", { embed_dtype = "nf4" }) end, "q8_0, bf16, f16 or f32")
+    T.raises(function() mem.quantize(peft.model.load(MODEL), "nf4", { embed_dtype = "x" }) end, "unknown dtype")
+    -- the memory model: re-stored on load or held so, the step's bytes agree
+    local o = { preset = "llama2-7b", method = "qlora", base = "nf4_dq", quant = "nf4_dq", embd = "bf16",
+                batch_size = 1, seq_len = 512, checkpointing = true }
+    local bf = mem.estimate(o)
+    o.embed_dtype = "q8_0"
+    local ld = mem.estimate(o)
+    o.embed_dtype, o.embd = nil, "q8_0"
+    local held = mem.estimate(o)
+    T.eq(ld.step, held.step)
+    T.eq(bf.weights - held.weights, 2 * 32000 * (4096 * 2 - 4096 // 32 * 34))
+    T.ok(held.total <= 4.2 * 2^30, string.format("7B: %.3f GiB", held.total / 2^30))
+  end,
+
+  train_run_embed_dtype = function()
+    local m <close> = peft.model.load(MODEL)
+    local r = peft.train.run { model = m, method = "qlora", embed_dtype = "q8_0", overwrite = true,
+      dataset = T.shared .. "/data/wikisql/train.jsonl", valid = T.shared .. "/data/wikisql/valid.jsonl",
+      output = T.tmp .. "/qlora_embed_run", max_iters = 2, batch_size = 2, max_seq_len = 64,
+      eval_every = 0, save_every = 0, eval_batches = 2, quiet = true, progress = false }
+    T.eq(r.steps, 2)
+    T.ok(r.loss == r.loss, "a finite loss")
+    T.ok((m:card().dtypes.q8_0 or 0) >= 1, "the embedding was re-stored as q8_0")
+    r.trainer:close()
+    T.raises(function()
+      peft.train.run { model = MODEL, dataset = "x", output = "y", embed_dtype = "q8_0" }
+    end, 'embed_dtype is for method = "qlora"')
   end,
 }
