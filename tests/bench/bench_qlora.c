@@ -18,6 +18,10 @@
  *   with gradient checkpointing every `every` layers (src/train/ckpt.c): step time, peak RSS, the
  *   memory model's prediction; and full fine-tuning of the same shape refused up front.
  *   bf16: the products in compute bf16 (include/peftlua/gemm16.h) where the CPU has it.
+ * formats [rows] [reps] [threads]: the 7B step's widest products under compute bf16 (pl_gemm16),
+ *   per weight layout, best of reps: gate/up [11008 x 4096] forward and input gradient as nf4
+ *   and nf4_dq (what double quantisation costs in the packing), the head [32000 x 4096] as bf16
+ *   and q8_0; from one-layer random models of the 7B shape (default 512 rows, 3 reps, 2 threads).
  * precision: SmolLM2-135M LoRA r8 q_proj+v_proj at B x T with precision fp32, bf16, fp16
  *   (train.h "Mixed precision"): median step time, tokens/s, peak tracked bytes in total and of
  *   activations (the counting allocator), the memory model's activation prediction, the planned
@@ -223,6 +227,57 @@ static int bench_7b(int T, int steps, int every, int bf16, enum pl_dtype base, e
     return 0;
 }
 
+/* Best-of-reps seconds of C = A · op(W) (pl_gemm16), w_nr as pl_gemm16 takes it. */
+static double time_gemm16(const struct pl_tensor *w, int w_nr, float *C, const float *A, int64_t M, int reps)
+{
+    const int64_t out = w->shape[0], in = w->shape[1];
+    const int64_t R = w_nr ? in : out, N = w_nr ? out : in;
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        if (pl_gemm16(C, A, pl_tensor_data(w), w->dtype, w_nr, 0.0f, M, R, N) != PL_OK) {
+            printf("%s\n", pl_last_error());
+            return NAN;
+        }
+        double t = now() - t0;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+static int bench_formats(int M, int reps, int threads)
+{
+    if (!pl_gemm16_available()) { printf("bench_qlora formats: no AVX512_BF16 here; skipped\n"); return 0; }
+    omp_set_num_threads(threads);
+    struct pl_model_config c = pl_memmodel_llama2_7b();
+    c.n_layers = 1;
+    struct pl_model *a = NULL, *b = NULL;
+    if (pl_qlora_random_model(&a, &c, PL_NF4, PL_BF16, 7) != PL_OK ||
+        pl_qlora_random_model(&b, &c, PL_NF4_DQ, PL_Q8_0, 7) != PL_OK) { printf("%s\n", pl_last_error()); return 1; }
+    const int64_t W = c.vocab_size > c.hidden_dim ? c.vocab_size : c.hidden_dim;
+    unsigned seed = 1;
+    float *A = rnd((size_t)M * W, 1.0f, &seed), *C = malloc((size_t)M * W * sizeof(float));
+    printf("7B-shaped products under compute bf16, %d rows, %d thread(s), best of %d (s; GFLOP/s)\n", M, threads, reps);
+    const struct { const char *what; const struct pl_tensor *w; } rows[] = {
+        { "gate_proj", a->layers[0].w[PL_PROJ_GATE] }, { "gate_proj", b->layers[0].w[PL_PROJ_GATE] },
+        { "output head", a->output }, { "output head", b->output },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        for (int w_nr = 1; w_nr >= 0; w_nr--) {
+            const struct pl_tensor *w = rows[i].w;
+            double t = time_gemm16(w, w_nr, C, A, M, reps);
+            double gf = 2.0 * M * (double)w->shape[0] * (double)w->shape[1] / t * 1e-9;
+            printf("  %-12s %-7s %-14s %8.4f s %7.1f GFLOP/s\n", rows[i].what, pl_dtype_info(w->dtype)->name,
+                   w_nr ? "forward" : "input gradient", t, gf);
+            fflush(stdout);
+        }
+    free(A);
+    free(C);
+    pl_model_free(a);
+    pl_model_free(b);
+    return 0;
+}
+
 static int bench_precision(int B, int T, int steps, const char *base)
 {
     const char *path = getenv("PEFT_MODEL");
@@ -304,6 +359,9 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "precision"))
         return bench_precision(argc > 2 ? atoi(argv[2]) : 4, argc > 3 ? atoi(argv[3]) : 256,
                                argc > 4 ? atoi(argv[4]) : 2, argc > 5 ? argv[5] : "q4_1");
+    if (!strcmp(mode, "formats"))
+        return bench_formats(argc > 2 ? atoi(argv[2]) : 512, argc > 3 ? atoi(argv[3]) : 3,
+                             argc > 4 ? atoi(argv[4]) : 2);
     if (!strcmp(mode, "7b")) {
         int base = argc > 6 ? pl_dtype_from_name(argv[6]) : PL_NF4_DQ;
         int embd = argc > 7 ? pl_dtype_from_name(argv[7]) : PL_Q8_0;
