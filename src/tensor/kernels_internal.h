@@ -20,6 +20,8 @@ int pl_attn16_fwd(float *out, float *probs, const float *q, const float *k, cons
 int pl_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                   const float *q, const float *k, const float *v, int64_t B, int64_t T,
                   int64_t past, int64_t Tcap, int64_t NH, int64_t NKV, int64_t HD);
+/* Frees attn16's kept workspace (called by pl_gemm16_release). */
+void pl_attn16_release(void);
 
 #endif
 
@@ -85,5 +87,7 @@ int pl_attn16_fwd(float *out, float *probs, const float *q, const float *k, cons
 int pl_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                   const float *q, const float *k, const float *v, int64_t B, int64_t T,
                   int64_t past, int64_t Tcap, int64_t NH, int64_t NKV, int64_t HD);
+/* Frees attn16's kept workspace (called by pl_gemm16_release). */
+void pl_attn16_release(void);
 
 #endif
