@@ -58,7 +58,7 @@ static void layout(struct lay *l, int bwd, int64_t Tk, int64_t HD)
     l->vi = up16((l->KH + 1) * l->HDP);           /* Vi (fwd) / Ki (bwd)            */
     l->qw = up16(QB * l->HW);                     /* Qw (fwd) / dOw (bwd)           */
     l->pw = QB * KHP;                             /* Pw (fwd) / dSw (bwd)           */
-    l->pi = bwd ? (QB / 2) * l->TkP : 0;          /* Pi, then dSi (bwd)             */
+    l->pi = bwd ? 2 * (QB / 2) * l->TkP : 0;      /* Pi and dSi (bwd)               */
     l->dop = bwd ? 2 * (QB / 2) * l->HDP : 0;     /* dOi and Qi (bwd)               */
     l->dsf = bwd ? QB * l->TkP : 0;               /* dP / dS in f32 (bwd)           */
     l->total = l->kt + l->vt + l->vi + l->qw + l->pw + l->pi + l->dop + l->dsf;
@@ -242,8 +242,12 @@ static void rows_w(uint32_t *dst, const float *x, int64_t ldx, int64_t nt, int64
     for (int64_t i = 0; i < nt; i++) cvt_row((uint16_t *)(dst + i * HW), x + i * ldx, HD, 2 * HW);
 }
 
-/* One probability row's softmax in place over keys 0..lim (f32, as kernels_attn.c), zeros to Tk. */
-static void softmax_row(float *pr, int64_t lim, int64_t Tk)
+static __mmask16 cnt_mask(int64_t n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+/* One probability row's softmax in place over keys 0..lim (f32, as kernels_attn.c), zeros up
+ * to Tk; the normalising pass also writes the row in bf16 to pw (nk keys, zeros to a multiple
+ * of 16: the P·V operand). */
+TGT static void softmax_row(float *pr, int64_t lim, int64_t Tk, int64_t nk, uint16_t *pw)
 {
     float mx = -INFINITY;
     #pragma omp simd reduction(max:mx)
@@ -254,10 +258,54 @@ static void softmax_row(float *pr, int64_t lim, int64_t Tk)
         pr[j] = pl_k_expf(pr[j] - mx);
         sum += pr[j];
     }
-    float inv = 1.0f / sum;
-    #pragma omp simd
-    for (int64_t j = 0; j <= lim; j++) pr[j] *= inv;
-    for (int64_t j = lim + 1; j < Tk; j++) pr[j] = 0.0f;
+    const __m512 inv = _mm512_set1_ps(1.0f / sum);
+    for (int64_t j = 0; j < nk; j += 16) {
+        __mmask16 m = cnt_mask(lim + 1 - j);
+        __m512 x = _mm512_maskz_mul_ps(m, _mm512_maskz_loadu_ps(m, pr + j), inv);
+        _mm512_mask_storeu_ps(pr + j, cnt_mask(Tk - j), x);
+        _mm256_storeu_si256((__m256i *)(pw + j), (__m256i)_mm512_cvtneps_pbh(x));
+    }
+    for (int64_t j = nk; j < Tk; j++) pr[j] = 0.0f;
+}
+
+/* Row pairs (2r, 2r+1) of one block in the backward: from P and dP (in dS, f32, row stride
+ * lds) the f32 softmax backward ds = P ⊙ (dP − Σ_j P dP)·scale (zero past each row's limit),
+ * written as bf16 rows (dSw, the dS·K operand), as pair words dSi[r][j] (the dSᵀ·Q operand), and
+ * P as pair words Pi[r][j] (the Pᵀ·dO operand); one pass over P and dP. */
+TGT static void softmax_bwd_pairs(const float *P, int64_t Tk, float *dS, int64_t lds, int64_t nt,
+                                  int64_t lim0, int64_t nk, float scale, uint32_t *Pi,
+                                  uint32_t *dSi, int64_t ldi, uint16_t *dSw, int64_t ldw)
+{
+    for (int64_t r = 0; 2 * r < nt; r++) {
+        int two = 2 * r + 1 < nt;
+        float pdp[2] = {0.0f, 0.0f};
+        for (int s = 0; s <= two; s++) {
+            const float *pr = P + (2 * r + s) * Tk, *dp = dS + (2 * r + s) * lds;
+            int64_t lim = lim0 + 2 * r + s;
+            float a = 0.0f;
+            #pragma omp simd reduction(+:a)
+            for (int64_t j = 0; j <= lim; j++) a += pr[j] * dp[j];
+            pdp[s] = a;
+        }
+        const float *p0 = P + 2 * r * Tk, *p1 = p0 + Tk;
+        const float *d0 = dS + 2 * r * lds, *d1 = d0 + lds;
+        uint16_t *w0 = dSw + 2 * r * ldw, *w1 = w0 + ldw;
+        const __m512 vs = _mm512_set1_ps(scale), q0 = _mm512_set1_ps(pdp[0]), q1 = _mm512_set1_ps(pdp[1]);
+        for (int64_t j = 0; j < nk; j += 16) {
+            __mmask16 m0 = cnt_mask(lim0 + 2 * r + 1 - j), m1 = two ? cnt_mask(lim0 + 2 * r + 2 - j) : 0;
+            __m512 a0 = _mm512_maskz_loadu_ps(m0, p0 + j), a1 = _mm512_maskz_loadu_ps(m1, p1 + j);
+            __m512 s0 = _mm512_maskz_mul_ps(m0, _mm512_mul_ps(a0, _mm512_sub_ps(_mm512_maskz_loadu_ps(m0, d0 + j), q0)), vs);
+            __m512 s1 = _mm512_maskz_mul_ps(m1, _mm512_mul_ps(a1, _mm512_sub_ps(_mm512_maskz_loadu_ps(m1, d1 + j), q1)), vs);
+            __m256i b0 = (__m256i)_mm512_cvtneps_pbh(s0), b1 = (__m256i)_mm512_cvtneps_pbh(s1);
+            _mm256_storeu_si256((__m256i *)(w0 + j), b0);
+            if (two) _mm256_storeu_si256((__m256i *)(w1 + j), b1);
+            _mm512_storeu_si512(dSi + r * ldi + j, _mm512_or_si512(_mm512_cvtepu16_epi32(b0),
+                                _mm512_slli_epi32(_mm512_cvtepu16_epi32(b1), 16)));
+            __m512i c0 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a0));
+            __m512i c1 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a1));
+            _mm512_storeu_si512(Pi + r * ldi + j, _mm512_or_si512(c0, _mm512_slli_epi32(c1, 16)));
+        }
+    }
 }
 
 int pl_attn16_fwd(float *out, float *probs, const float *q, const float *k, const float *v,
@@ -298,10 +346,8 @@ int pl_attn16_fwd(float *out, float *probs, const float *q, const float *k, cons
                     tiles(Pb + i0 * Tk, Tk, Qw + i0 * HW, HW, 1, KT, TkP, HW, mr,
                           past + t0 + i0 + mr, 0, scale);
                 }
-                for (int64_t i = 0; i < nt; i++) {
-                    softmax_row(Pb + i * Tk, past + t0 + i, Tk);
-                    cvt_row((uint16_t *)(Pw + i * KHP), Pb + i * Tk, nk, 2 * ((nk + 1) / 2));
-                }
+                for (int64_t i = 0; i < nt; i++)
+                    softmax_row(Pb + i * Tk, past + t0 + i, Tk, nk, (uint16_t *)(Pw + i * KHP));
                 /* O_blk = P_blk · V, each row tile's reduction up to its last key's pair */
                 for (int64_t i0 = 0; i0 < nt; i0 += TM) {
                     int64_t mr = nt - i0 < TM ? nt - i0 : TM;
@@ -334,7 +380,7 @@ int pl_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const floa
         int64_t b = bg / NKV, g = bg % NKV;
         uint32_t *VT = ws + (size_t)pl_k_thread_id() * (size_t)l.total;
         uint32_t *Ki = VT + l.vt, *dOw = Ki + l.vi, *dSw = dOw + l.qw, *Pi = dSw + l.pw;
-        uint32_t *dOi = Pi + l.pi, *Qi = dOi + l.dop / 2;
+        uint32_t *dSi = Pi + l.pi / 2, *dOi = Pi + l.pi, *Qi = dOi + l.dop / 2;
         float *dS = (float *)(dOi + l.dop);
         const float *Kg = k + (b * Tcap * NKV + g) * HD;
         const float *Vg = v + (b * Tcap * NKV + g) * HD;
@@ -354,35 +400,27 @@ int pl_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const floa
                 int64_t nk = past + t0 + nt, np = (nt + 1) / 2;
                 const float *Pb = P + t0 * Tk;
                 if (dVg || dKg) interleave(dOi, HDP, dO + t0 * ldq, ldq, nt, HD);
-                /* dV[0:nk] += P_blkᵀ · dO_blk: key rows j0.. start at the first query pair that sees j0 */
-                if (dVg) {
+                if (dQ || dKg) {
+                    /* dP = dO_blk · Vᵀ;  dS = P ⊙ (dP − Σ_j P dP) · scale (f32), with Pi, dSi, dSw */
+                    rows_w(dOw, dO + t0 * ldq, ldq, nt, HD, HW);
+                    for (int64_t i0 = 0; i0 < nt; i0 += TM) {
+                        int64_t mr = nt - i0 < TM ? nt - i0 : TM;
+                        tiles(dS + i0 * TkP, TkP, dOw + i0 * HW, HW, 1, VT, TkP, HW, mr,
+                              past + t0 + i0 + mr, 0, 1.0f);
+                    }
+                    softmax_bwd_pairs(Pb, Tk, dS, TkP, nt, past + t0, nk, scale, Pi, dSi, TkP,
+                                      (uint16_t *)dSw, 2 * KHP);
+                } else if (dVg) {
                     interleave(Pi, TkP, Pb, Tk, nt, nk);
+                }
+                /* dV[0:nk] += P_blkᵀ · dO_blk: key rows j0.. start at the first query pair that sees j0 */
+                if (dVg)
                     for (int64_t j0 = 0; j0 < nk; j0 += TM) {
                         int64_t mr = nk - j0 < TM ? nk - j0 : TM;
                         int64_t rs = (j0 - past - t0 > 0 ? j0 - past - t0 : 0) / 2;
                         tiles(dVg + j0 * ldk, ldk, Pi + rs * TkP + j0, 1, TkP, dOi + rs * HDP, HDP,
                               np - rs, mr, HD, 1, 1.0f);
                     }
-                }
-                if (!dQ && !dKg) continue;
-                /* dP = dO_blk · Vᵀ;  dS = P ⊙ (dP − Σ_j P dP) · scale  (f32) */
-                rows_w(dOw, dO + t0 * ldq, ldq, nt, HD, HW);
-                for (int64_t i0 = 0; i0 < nt; i0 += TM) {
-                    int64_t mr = nt - i0 < TM ? nt - i0 : TM;
-                    tiles(dS + i0 * TkP, TkP, dOw + i0 * HW, HW, 1, VT, TkP, HW, mr,
-                          past + t0 + i0 + mr, 0, 1.0f);
-                }
-                for (int64_t i = 0; i < nt; i++) {
-                    const float *pr = Pb + i * Tk;
-                    float *ds = dS + i * TkP;
-                    int64_t lim = past + t0 + i;
-                    float pdp = 0.0f;
-                    #pragma omp simd reduction(+:pdp)
-                    for (int64_t j = 0; j <= lim; j++) pdp += pr[j] * ds[j];
-                    for (int64_t j = 0; j <= lim; j++) ds[j] = pr[j] * (ds[j] - pdp) * scale;
-                    for (int64_t j = lim + 1; j < nk; j++) ds[j] = 0.0f;
-                    if (dQ) cvt_row((uint16_t *)(dSw + i * KHP), ds, nk, 2 * ((nk + 1) / 2));
-                }
                 /* dQ_blk += dS · K, reductions up to each row tile's last key pair */
                 if (dQ)
                     for (int64_t i0 = 0; i0 < nt; i0 += TM) {
@@ -392,12 +430,11 @@ int pl_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const floa
                     }
                 /* dK[0:nk] += dSᵀ · Q_blk */
                 if (dKg) {
-                    interleave(Pi, TkP, dS, TkP, nt, nk);
                     interleave(Qi, HDP, Q + t0 * ldq, ldq, nt, HD);
                     for (int64_t j0 = 0; j0 < nk; j0 += TM) {
                         int64_t mr = nk - j0 < TM ? nk - j0 : TM;
                         int64_t rs = (j0 - past - t0 > 0 ? j0 - past - t0 : 0) / 2;
-                        tiles(dKg + j0 * ldk, ldk, Pi + rs * TkP + j0, 1, TkP, Qi + rs * HDP, HDP,
+                        tiles(dKg + j0 * ldk, ldk, dSi + rs * TkP + j0, 1, TkP, Qi + rs * HDP, HDP,
                               np - rs, mr, HD, 1, 1.0f);
                     }
                 }
