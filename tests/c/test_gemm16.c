@@ -22,7 +22,12 @@
  *    way), whose independent errors add in quadrature, so its relative L2 error is a small
  *    multiple of u: bound 5u = 1.95e-2, and the loss (one forward) within u relatively. Also
  *    not zero (> 1e-5): the bf16 path was taken. Full fine-tuning's weight gradients are bf16
- *    products too (pl_gemm16_tn), one more factor of the same size.
+ *    products too (pl_gemm16_tn), one more factor of the same size. Attention's products are
+ *    bf16 too (attn16.c, T = 48 >= 16): LoRA 6.6e-3 -> 8.9e-3, full 7.1e-3 -> 7.7e-3 measured
+ *    when they were added.
+ * 7. Attention in compute bf16 against the f32 kernels, every element within a bound composed
+ *    from bf16's rounding (test_attention, stated there); same bits for 1 and 2 threads, and
+ *    generation (T < 16) the f32 path's bits (test_attention_bits).
  * Skipped where the CPU has no AVX512_BF16 (pl_gemm16_available()).
  */
 #include <stdarg.h>
