@@ -64,12 +64,12 @@ static void layout(struct lay *l, int bwd, int64_t Tk, int64_t HD)
     l->total = l->kt + l->vt + l->vi + l->qw + l->pw + l->pi + l->dop + l->dsf;
 }
 
-static int use16(int64_t T, int64_t HD)
+static inline int use16(int64_t T, int64_t HD)
 {
     return T >= PL_GEMM16_MIN_ROWS && HD >= 2 && pl_compute_get() == PL_COMPUTE_BF16;
 }
 
-static int nthreads(int64_t B, int64_t NKV)
+static inline int nthreads(int64_t B, int64_t NKV)
 {
     int nth = pl_k_max_threads();
     if (nth > B * NKV) nth = (int)(B * NKV);
@@ -85,6 +85,7 @@ static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t *ws_cache;
 static size_t ws_cache_bytes;
 
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 static uint32_t *ws_get(size_t need)
 {
     if (need <= (size_t)PL_GEMM16_WS_KEEP && pthread_mutex_trylock(&ws_lock) == 0) {
@@ -105,6 +106,7 @@ static void ws_put(uint32_t *ws)
     if (ws && ws == ws_cache) pthread_mutex_unlock(&ws_lock);
     else pl_free(ws);
 }
+#endif
 
 void pl_attn16_release(void)
 {
