@@ -78,6 +78,7 @@ void pl_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w,
         const float *xr = x + n * C;
         float *o = out + n * C;
         double ss = 0.0;                 /* f64 sum: C up to a few thousand, cheap, exact enough */
+        #pragma omp simd reduction(+:ss)
         for (int64_t c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
         float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
         if (rstd) rstd[n] = r;
@@ -95,6 +96,7 @@ void pl_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *rstd,
             float *d = dx + n * C;
             float r = rstd[n];
             double dot = 0.0;
+            #pragma omp simd reduction(+:dot)
             for (int64_t c = 0; c < C; c++) dot += (double)g[c] * w[c] * xr[c];
             float k = (float)((double)r * r * r * dot / (double)C);
             for (int64_t c = 0; c < C; c++) d[c] += r * (g[c] * w[c]) - k * xr[c];
