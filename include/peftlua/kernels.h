@@ -96,6 +96,12 @@ void pl_rope_fwd(float *out, const float *x, const int32_t *pos, int64_t N, int6
 void pl_rope_bwd(float *dx, const float *dout, const int32_t *pos, int64_t N, int64_t H,
                  int64_t HD, float theta, enum pl_rope_mode mode);
 
+/* While on, the (cos, sin) table of a call is kept for the next call with the same positions
+ * span, head dim and theta (one table, counted as workspace while kept); off frees it. The
+ * trainer turns it on around each batch: one table a step instead of four a layer. Same bits
+ * either way. */
+void pl_rope_keep(int on);
+
 /* ---------------------------------------------------------------- attention ---------------
  * Causal grouped-query attention with an optional KV cache.
  *   q, out: [B,T,NH,HD]        queries of the T new tokens, at positions past .. past+T-1

@@ -354,7 +354,7 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
     const int64_t a16 = c->compute == 1 ? pl_attn16_ws_bytes(1, B, T, 0, s->n_kv_heads, s->head_dim, nth) : 0;
     if (a16 > 0 && a16 <= PL_GEMM16_WS_KEEP) ws_persist += a16;
     else tw = imax(tw, a16 > 0 ? a16 : imin(nth, B * s->n_kv_heads) * MM_ATT_QB * T * 4);
-    tw = imax(tw, T * (s->head_dim / 2) * 2 * 4);                      /* RoPE table */
+    ws_persist += T * (s->head_dim / 2) * 2 * 4;                       /* RoPE table, kept over a batch */
     if (!full) tw = imax(tw, BT * c->lora_r * 4);                      /* LoRA backward g */
     tw = imax(tw, dora_w0);                                            /* DoRA norms */
 

@@ -283,6 +283,40 @@ static void test_rope_table_vs_direct(void **state)
     free(x); free(yt); free(y2); free(x2);
 }
 
+/* pl_rope_keep: the kept table gives the same bits as a fresh one (forward and backward, both
+ * modes, head dims of 64 and 160), stays allocated while on (one table), is rebuilt when the
+ * positions or head dim change, and is freed when turned off. */
+static void test_rope_keep(void **state)
+{
+    (void)state;
+    const int64_t H = 3, N = 40;
+    int32_t pos[40], pos2[40];
+    for (int64_t n = 0; n < N; n++) { pos[n] = (int32_t)(n % 20); pos2[n] = (int32_t)(5 + n % 17); }
+    const int64_t ws0 = pl_mem_current(PL_MEM_WORKSPACE);
+    for (int hdi = 0; hdi < 2; hdi++) {
+        const int64_t HD = hdi ? 160 : 64, row = H * HD;
+        float *x = rnd(N * row, 1), *ref[4], *got[4];
+        for (int i = 0; i < 4; i++) { ref[i] = zeros(N * row); got[i] = zeros(N * row); }
+        for (int keep = 0; keep < 2; keep++) {
+            float **o = keep ? got : ref;
+            pl_rope_keep(keep);
+            for (int rep = 0; rep < 2; rep++)   /* the second call of each reuses the table */
+                for (int mode = 0; mode < 2; mode++) {
+                    pl_rope_fwd(o[mode], x, rep ? pos2 : pos, N, H, HD, 10000.0f, (enum pl_rope_mode)mode);
+                    if (keep) assert_true(pl_mem_current(PL_MEM_WORKSPACE) > ws0);
+                    pl_rope_bwd(o[2 + mode], x, rep ? pos2 : pos, N, H, HD, 10000.0f, (enum pl_rope_mode)mode);
+                }
+            pl_rope_keep(0);
+            assert_int_equal(pl_mem_current(PL_MEM_WORKSPACE), ws0);
+        }
+        for (int i = 0; i < 4; i++) {
+            assert_memory_equal(ref[i], got[i], (size_t)(N * row) * sizeof(float));
+            free(ref[i]); free(got[i]);
+        }
+        free(x);
+    }
+}
+
 static void test_rope_golden(void **state)
 {
     (void)state;
@@ -872,6 +906,7 @@ int main(void)
         cmocka_unit_test(test_rope_fd),
         cmocka_unit_test(test_rope_golden),
         cmocka_unit_test(test_rope_table_vs_direct),
+        cmocka_unit_test(test_rope_keep),
         cmocka_unit_test(test_attention_fd),
         cmocka_unit_test(test_attention_golden),
         cmocka_unit_test(test_attention_blocks),
