@@ -246,20 +246,45 @@ static void rows_w(uint32_t *dst, const float *x, int64_t ldx, int64_t nt, int64
 
 static __mmask16 cnt_mask(int64_t n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
-/* One probability row's softmax in place over keys 0..lim (f32, as kernels_attn.c), zeros up
- * to Tk; the normalising pass also writes the row in bf16 to pw (nk keys, zeros to a multiple
- * of 16: the P·V operand). */
+/* e^x on 16 lanes: pl_k_expf's reduction and polynomial (kernels_internal.h), 2^n by scalef;
+ * NaN stays NaN (max/min return their second operand when one is NaN). */
+TGT static inline __m512 vexp(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
+    x = _mm512_min_ps(_mm512_set1_ps(88.0f), x);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(e, n);
+}
+
+/* One probability row's softmax in place over keys 0..lim (f32; whole masked vectors, no
+ * scalar tails), zeros up to Tk; the normalising pass also writes the row in bf16 to pw (nk
+ * keys, zeros to a multiple of 16: the P·V operand). */
 TGT static void softmax_row(float *pr, int64_t lim, int64_t Tk, int64_t nk, uint16_t *pw)
 {
-    float mx = -INFINITY;
-    #pragma omp simd reduction(max:mx)
-    for (int64_t j = 0; j <= lim; j++) mx = pr[j] > mx ? pr[j] : mx;
-    float sum = 0.0f;
-    #pragma omp simd reduction(+:sum)
-    for (int64_t j = 0; j <= lim; j++) {
-        pr[j] = pl_k_expf(pr[j] - mx);
-        sum += pr[j];
+    __m512 vm = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j <= lim; j += 16) {
+        __mmask16 m = cnt_mask(lim + 1 - j);
+        vm = _mm512_mask_max_ps(vm, m, vm, _mm512_maskz_loadu_ps(m, pr + j));
     }
+    const __m512 vmx = _mm512_set1_ps(_mm512_reduce_max_ps(vm));
+    __m512 vs = _mm512_setzero_ps();
+    for (int64_t j = 0; j <= lim; j += 16) {
+        __mmask16 m = cnt_mask(lim + 1 - j);
+        __m512 e = vexp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, pr + j), vmx));
+        _mm512_mask_storeu_ps(pr + j, m, e);
+        vs = _mm512_mask_add_ps(vs, m, vs, e);
+    }
+    const float sum = _mm512_reduce_add_ps(vs);
     const __m512 inv = _mm512_set1_ps(1.0f / sum);
     for (int64_t j = 0; j < nk; j += 16) {
         __mmask16 m = cnt_mask(lim + 1 - j);
@@ -284,10 +309,12 @@ TGT static void softmax_bwd_pairs(const float *P, int64_t Tk, float *dS, int64_t
         for (int s = 0; s <= two; s++) {
             const float *pr = P + (2 * r + s) * Tk, *dp = dS + (2 * r + s) * lds;
             int64_t lim = lim0 + 2 * r + s;
-            float a = 0.0f;
-            #pragma omp simd reduction(+:a)
-            for (int64_t j = 0; j <= lim; j++) a += pr[j] * dp[j];
-            pdp[s] = a;
+            __m512 a = _mm512_setzero_ps();
+            for (int64_t j = 0; j <= lim; j += 16) {
+                __mmask16 m = cnt_mask(lim + 1 - j);
+                a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, pr + j), _mm512_maskz_loadu_ps(m, dp + j), a);
+            }
+            pdp[s] = _mm512_reduce_add_ps(a);
         }
         const float *p0 = P + 2 * r * Tk, *p1 = p0 + Tk;
         const float *d0 = dS + 2 * r * lds, *d1 = d0 + lds;
