@@ -42,6 +42,9 @@ const char *pl_gemm16_isa(void);
 /* Set the compute mode of the linear kernels; returns the previous one. Asking for bf16 where
  * it is not available leaves f32 (pl_compute_get tells which is in force). */
 enum pl_compute pl_compute_set(enum pl_compute c);
+/* The trainer's `compute` option by name: "bf16" -> PL_COMPUTE_BF16, "auto" -> bf16 where
+ * pl_gemm16_available(), else f32; anything else -> PL_COMPUTE_F32. */
+enum pl_compute pl_compute_from_name(const char *name);
 enum pl_compute pl_compute_get(void);
 
 /* C[M,N] = beta·C + A[M,R] · B[R,N], A f32 (row stride R) rounded to bf16, B from a weight W of

@@ -145,7 +145,7 @@ local function predict(model, sp, cfg)
     batch_size = cfg.batch_size, seq_len = cfg.max_seq_len, grad_accum = cfg.grad_accum,
     checkpointing = sp.checkpointing or cfg.checkpointing, precision = sp.precision or cfg.precision,
     lora_rank = sp.lora_rank or cfg.lora_rank, targets = targets, lora_dropout = sp.lora_dropout or cfg.lora_dropout,
-    optimizer = sp.optimizer or cfg.optimizer, feedforward = sp.feedforward,
+    optimizer = sp.optimizer or cfg.optimizer, feedforward = sp.feedforward, compute = sp.compute or cfg.compute,
   })
   if not ok then return { error = tostring(e) } end
   return { total = e.total, resident = e.resident, trained_params = e.trained_params }

@@ -21,7 +21,8 @@
 --                                              -- (train.h "Mixed precision"); fp16 adds
 --     loss_scale = 65536, growth_interval = 2000 -- dynamic loss scaling (metrics: loss_scale,
 --                                              -- skipped_steps)
---     compute = "f32" | "bf16"                 -- bf16 products, f32 sums (include/peftlua/gemm16.h)
+--     compute = "auto" | "f32" | "bf16"        -- bf16 products, f32 sums (include/peftlua/gemm16.h);
+--                                               auto (default): bf16 where the CPU has AVX512_BF16
 --     on_step = function(info) end, on_eval = function(info) end,
 --     on_phase = function(phase) end,          -- "evaluating", "training", "saving" as they begin
 --     distributed = true                       -- under mpirun/srun (default when > 1 rank):
@@ -337,7 +338,8 @@ local function run(cfg, rec)
         model = model, method = mm_method, adapter = mm_adapter, feedforward = cfg.feedforward,
         batch_size = 1, seq_len = max_seq, checkpointing = cfg.checkpointing,
         lora_rank = lora_rank, targets = type(cfg.targets) == "table" and cfg.targets or nil,
-        lora_dropout = cfg.lora_dropout, optimizer = cfg.optimizer, precision = cfg.precision })
+        lora_dropout = cfg.lora_dropout, optimizer = cfg.optimizer, precision = cfg.precision,
+        compute = cfg.compute })
       if okm then need = string.format(" (the memory model puts one row at %.1f MiB)", e.total / 2^20) end
       error(string.format("peft.train.run: memory: allocation failed (%s) with one row of %d tokens per forward%s; " ..
         "it needs more memory, a shorter max_seq_len%s%s", msg, max_seq, need,

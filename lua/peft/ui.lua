@@ -419,7 +419,7 @@ function U:estimate(body)
   local bs, ga = o.batch_size or 4, o.grad_accum or 1
   local base = { model = m, method = method, batch_size = bs, seq_len = seq, grad_accum = ga,
                  lora_rank = method ~= "full" and o.lora_rank or nil, lora_dropout = o.lora_dropout,
-                 checkpointing = o.checkpointing, precision = o.precision }
+                 checkpointing = o.checkpointing, precision = o.precision, compute = o.compute }
   local ok, e = pcall(peft.memory.estimate, base)
   if not ok then fail(422, "memory model: " .. tostring(e)) end
   local res = { model = model_id, method = method, batch_size = bs, seq_len = seq, grad_accum = ga,

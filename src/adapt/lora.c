@@ -291,16 +291,17 @@ void pl_lora_detach(struct pl_lora *a)
     a->attached = NULL;
 }
 
-/* Keep-mask factor for element i of the input of (layer, p) at the current dropout step:
- * 0 (dropped) or 1/(1-p). A splitmix64-style hash of the whole key, so it is recomputable. */
-static inline float drop_factor(uint64_t key, int64_t i, float p, float inv_keep)
+/* Dropout keep mask for element i of the input of (layer, p) at the current dropout step: a
+ * splitmix64-style hash of key + i·φ, so it is recomputable in the backward. Element i is
+ * dropped when u = (h >> 11)·2^-53 < p, which for the 53-bit integer m = h >> 11 is m < ⌈p·2^53⌉
+ * (scaling by 2^53 is exact), so the test is an integer compare; the kept factor is 1/(1-p)
+ * and a dropped element is multiplied by +0 (as x·0.0f). */
+static inline uint64_t drop_hash(uint64_t key, uint64_t i)
 {
-    uint64_t z = key + (uint64_t)i * 0x9e3779b97f4a7c15ull;
+    uint64_t z = key + i * 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    double u = (double)(z >> 11) * 0x1.0p-53;
-    return u < (double)p ? 0.0f : inv_keep;
+    return (z ^ (z >> 31)) >> 11;
 }
 
 static uint64_t drop_key(const struct pl_lora *a, int layer, enum pl_proj p)
@@ -311,14 +312,63 @@ static uint64_t drop_key(const struct pl_lora *a, int layer, enum pl_proj p)
     return k;
 }
 
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#include <immintrin.h>
+static inline __m512i drop_hash8(__m512i z)
+{
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
+                           _mm512_set1_epi64((long long)0xbf58476d1ce4e5b9ull));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
+                           _mm512_set1_epi64((long long)0x94d049bb133111ebull));
+    return _mm512_srli_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 31)), 11);
+}
+#endif
+
+/* y[i] = x[i]·f(i) (acc = 0) or y[i] += x[i]·f(i) (acc = 1) for i in [0, N), f the keep factor
+ * of element i0 + i; the same bits with or without the 16-lane path. */
+static void dropout_scale(float *y, const float *x, int acc, uint64_t key, int64_t i0, int64_t N,
+                          float pr)
+{
+    const float inv_keep = 1.0f / (1.0f - pr);
+    const uint64_t thr = (uint64_t)ceil((double)pr * 0x1.0p53);
+    const int64_t chunk = 4096;                   /* elements per work item */
+#pragma omp parallel for schedule(static) if (N > 65536)
+    for (int64_t c0 = 0; c0 < N; c0 += chunk) {
+        const int64_t c1 = c0 + chunk < N ? c0 + chunk : N;
+        int64_t i = c0;
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+        const __m512i step = _mm512_set1_epi64((long long)(16 * 0x9e3779b97f4a7c15ull));
+        const __m512i vthr = _mm512_set1_epi64((long long)thr);
+        const __m512 vinv = _mm512_set1_ps(inv_keep);
+        __m512i z0 = _mm512_setzero_si512(), z1;
+        {
+            uint64_t b[16];
+            for (int l = 0; l < 16; l++) b[l] = key + (uint64_t)(i0 + i + l) * 0x9e3779b97f4a7c15ull;
+            z0 = _mm512_loadu_si512(b);
+            z1 = _mm512_loadu_si512(b + 8);
+        }
+        for (; i + 16 <= c1; i += 16) {
+            __mmask8 k0 = _mm512_cmpge_epu64_mask(drop_hash8(z0), vthr);
+            __mmask8 k1 = _mm512_cmpge_epu64_mask(drop_hash8(z1), vthr);
+            __m512 f = _mm512_maskz_mov_ps((__mmask16)((unsigned)k0 | ((unsigned)k1 << 8)), vinv);
+            __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), f);
+            if (acc) v = _mm512_add_ps(_mm512_loadu_ps(y + i), v);
+            _mm512_storeu_ps(y + i, v);
+            z0 = _mm512_add_epi64(z0, step);
+            z1 = _mm512_add_epi64(z1, step);
+        }
+#endif
+        for (; i < c1; i++) {
+            float f = drop_hash(key, (uint64_t)(i0 + i)) < thr ? 0.0f : inv_keep;
+            y[i] = acc ? y[i] + x[i] * f : x[i] * f;
+        }
+    }
+}
+
 static void apply_dropout(const struct pl_lora *a, int layer, enum pl_proj p, float *xd,
                           const float *x, int64_t n, int64_t in)
 {
-    const float pr = a->cfg.dropout, inv_keep = 1.0f / (1.0f - pr);
-    const uint64_t key = drop_key(a, layer, p);
-    const int64_t i0 = a->dropout_row0 * in;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) xd[i] = x[i] * drop_factor(key, i0 + i, pr, inv_keep);
+    dropout_scale(xd, x, 0, drop_key(a, layer, p), a->dropout_row0 * in, n, a->cfg.dropout);
 }
 
 enum pl_status pl_lora_hook(void *ctx, int layer, enum pl_proj p, float *y, const float *x,
@@ -376,11 +426,7 @@ enum pl_status pl_lora_backward(struct pl_lora *a, int layer, enum pl_proj p, fl
     enum pl_status st = pl_lora_bwd(dx ? dxd : NULL, d->dA, d->dB, dy, d->xa, xd, d->A, d->B,
                                     a->scale, n, in, d->out, r);
     if (st != PL_OK || !dx) return st;
-    const float pr = a->cfg.dropout, inv_keep = 1.0f / (1.0f - pr);
-    const uint64_t key = drop_key(a, layer, p);
-    const int64_t N = n * in, i0 = a->dropout_row0 * in;
-#pragma omp parallel for schedule(static) if (N > 65536)
-    for (int64_t i = 0; i < N; i++) dx[i] += dxd[i] * drop_factor(key, i0 + i, pr, inv_keep);
+    dropout_scale(dx, dxd, 1, drop_key(a, layer, p), a->dropout_row0 * in, n * in, a->cfg.dropout);
     return PL_OK;
 }
 

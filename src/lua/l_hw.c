@@ -2,6 +2,7 @@
  *
  *   peft.hw.info()      → { cpu=, arch=, os=, simd=, simd_flags=, cores=, physical_cores=,
  *                           apple_silicon=, ram_total=, ram_available=, blas_core=, blas_threads=,
+ *                           bf16_kernel= ("avx512_bf16": compute = "auto" is bf16; "none"),
  *                           blas_better_core= (only when OpenBLAS runs a weaker kernel family
  *                           than the CPU has: the OPENBLAS_CORETYPE that would be faster),
  *                           threads= (peftlua's default), threads_source= ("PEFT_THREADS",
@@ -18,6 +19,7 @@
  */
 #include "pl_lua.h"
 #include "peftlua/blas.h"
+#include "peftlua/gemm16.h"
 #include "peftlua/hw.h"
 
 static void l_hw_query(lua_State *L, struct pl_hw *hw)
@@ -41,6 +43,7 @@ static int l_hw_info(lua_State *L)
     lua_pushinteger(L, hw.ram_total); lua_setfield(L, -2, "ram_total");
     lua_pushinteger(L, hw.ram_available); lua_setfield(L, -2, "ram_available");
     lua_pushstring(L, hw.blas_core); lua_setfield(L, -2, "blas_core");
+    lua_pushstring(L, pl_gemm16_isa()); lua_setfield(L, -2, "bf16_kernel");
     if (hw.blas_better[0]) { lua_pushstring(L, hw.blas_better); lua_setfield(L, -2, "blas_better_core"); }
     lua_pushinteger(L, hw.blas_threads); lua_setfield(L, -2, "blas_threads");
     const char *tsrc, *bsrc;

@@ -15,7 +15,7 @@
  *                 defaults to targets k_proj v_proj down_proj), feedforward (IA3: the targets
  *                 whose input is scaled, default down_proj),
  *   optimizer     a name from the optimizer table (optim.h: "adamw" | "sgd" | "lion"),  threads
- *   compute       "f32" | "bf16" (the trainer's compute option: bf16 counts its kernels' workspace)
+ *   compute       "auto" | "f32" | "bf16" (the trainer's compute option: bf16 counts its kernels' workspace)
  * autosize adds budget (bytes; default the hardware report's budget), effective_batch (the
  * batch to keep through accumulation, default batch_size or 8), max_seq_len / min_seq_len;
  * a batch_size or seq_len given is kept as is, one left nil is sized.
@@ -30,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "peftlua/gemm16.h"
 #include "peftlua/hw.h"
 #include "peftlua/lora.h"
 #include "peftlua/memmodel.h"
@@ -150,9 +151,10 @@ static void read_cfg(lua_State *L, struct pl_memmodel_cfg *c)
     c->optim = pl_optimizer_find(opt);
     if (c->optim < 0) luaL_error(L, "peft.memory: unknown optimizer '%s'", opt);
     c->threads = (int32_t)pl_lua_opt_int(L, 1, "threads", 0);
-    const char *cm = pl_lua_opt_str(L, 1, "compute", "f32");
-    if (strcmp(cm, "f32") && strcmp(cm, "bf16")) luaL_error(L, "peft.memory: compute '%s' (f32 or bf16)", cm);
-    c->compute = strcmp(cm, "bf16") == 0;
+    const char *cm = pl_lua_opt_str(L, 1, "compute", "auto");
+    if (strcmp(cm, "f32") && strcmp(cm, "bf16") && strcmp(cm, "auto"))
+        luaL_error(L, "peft.memory: compute '%s' (auto, f32 or bf16)", cm);
+    c->compute = pl_compute_from_name(cm) == PL_COMPUTE_BF16;
 }
 
 static void push_estimate(lua_State *L, const struct pl_memmodel_cfg *c, const struct pl_mem_estimate *e)

@@ -10,7 +10,8 @@
  *        feedforward = {"down_proj"}  -- IA3: targets whose input is scaled (default: down_proj
  *                                        when targeted; IA3's default targets: k, v, down_proj)
  *        precision = "fp32"|"bf16"|"fp16", loss_scale = 65536, growth_interval = 2000,
- *        compute = "f32"|"bf16" (bf16 products with f32 sums where the CPU has AVX512_BF16),
+ *        compute = "auto"|"f32"|"bf16" (bf16 products with f32 sums where the CPU has AVX512_BF16;
+ *                    auto, the default: bf16 there, f32 elsewhere),
  *        planned_rows = batch_size   -- rows per forward to plan first (fewer: chunks)
  *        distributed = false         -- one of the MPI job's data-parallel replicas (dist.h):
  *                                       gradients summed over the ranks before each step)})
@@ -204,10 +205,10 @@ static int new_trainer(lua_State *L, int try)
     if (pr < 0)
         return luaL_error(L, "peft.train.trainer: unknown precision \"%s\" (use \"fp32\", \"bf16\" or \"fp16\")", prec);
     c.precision = (enum pl_precision)pr;
-    const char *comp = pl_lua_opt_str(L, 2, "compute", "f32");
-    if (strcmp(comp, "f32") != 0 && strcmp(comp, "bf16") != 0)
-        return luaL_error(L, "peft.train.trainer: unknown compute \"%s\" (use \"f32\" or \"bf16\")", comp);
-    c.compute = strcmp(comp, "bf16") == 0 ? PL_COMPUTE_BF16 : PL_COMPUTE_F32;
+    const char *comp = pl_lua_opt_str(L, 2, "compute", "auto");
+    if (strcmp(comp, "f32") != 0 && strcmp(comp, "bf16") != 0 && strcmp(comp, "auto") != 0)
+        return luaL_error(L, "peft.train.trainer: unknown compute \"%s\" (use \"auto\", \"f32\" or \"bf16\")", comp);
+    c.compute = pl_compute_from_name(comp);
     if (pr != PL_PREC_FP16) {
         lua_getfield(L, 2, "loss_scale");
         lua_getfield(L, 2, "growth_interval");

@@ -58,6 +58,13 @@ enum pl_compute pl_compute_set(enum pl_compute c)
 
 enum pl_compute pl_compute_get(void) { return (enum pl_compute)atomic_load(&compute_mode); }
 
+enum pl_compute pl_compute_from_name(const char *name)
+{
+    if (name && !strcmp(name, "bf16")) return PL_COMPUTE_BF16;
+    if (name && !strcmp(name, "auto")) return pl_gemm16_available() ? PL_COMPUTE_BF16 : PL_COMPUTE_F32;
+    return PL_COMPUTE_F32;
+}
+
 #ifdef PL_GEMM16_X86
 
 #define MR 8

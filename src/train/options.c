@@ -34,7 +34,7 @@ static const char *const ch_method[] = { "lora", "dora", "ia3", "qlora", "full",
 static const char *const ch_adapter[] = { "lora", "dora", "ia3", NULL };
 static const char *const ch_quant[] = { "nf4", "nf4_32", "nf4_dq", "q8_0", NULL };
 static const char *const ch_precision[] = { "fp32", "bf16", "fp16", NULL };
-static const char *const ch_compute[] = { "f32", "bf16", NULL };
+static const char *const ch_compute[] = { "auto", "f32", "bf16", NULL };
 static const char *const ch_optimizer[] = { "adamw", "sgd", "lion", NULL };   /* optim.c's table order */
 static const char *const ch_schedule[] = { "constant", "linear", "cosine", NULL };
 static const char *const ch_format[] = { "auto", "text", "completion", "chat", "alpaca", NULL };
@@ -68,8 +68,8 @@ static const struct pl_option train_options[] = {
       "qlora nf4: double-quantised (8-bit) block scales" },
     { "precision", T_STRING, "method", "fp32", NULL, 0, 0, 0, ch_precision, NULL,
       "16-bit frozen weights and saved activations (fp16 adds dynamic loss scaling)" },
-    { "compute", T_STRING, "method", "f32", NULL, 0, 0, 0, ch_compute, NULL,
-      "bf16: the forward and gradient products with bf16 inputs and f32 sums (CPUs with AVX512_BF16; f32 elsewhere)" },
+    { "compute", T_STRING, "method", "auto", NULL, 0, 0, 0, ch_compute, NULL,
+      "bf16: the forward and gradient products with bf16 inputs and f32 sums (CPUs with AVX512_BF16; f32 elsewhere); auto: bf16 where the CPU has AVX512_BF16, else f32" },
     { "loss_scale", T_NUMBER, "method", NULL, "65536", MIN|MINO, 0, 0, NULL, NULL,
       "precision = \"fp16\": initial loss scale (a power of two)" },
     { "growth_interval", T_INTEGER, "method", NULL, "2000", MIN, 1, 0, NULL, NULL,

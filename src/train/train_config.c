@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "peftlua/gemm16.h"
 #include "peftlua/memmodel.h"
 #include "peftlua/options.h"
 #include "peftlua/train.h"
@@ -102,7 +103,7 @@ enum pl_status pl_train_cfg_set(struct pl_train_cfg *c, const char *name, const 
         }
     } else if (!strcmp(name, "optimizer")) c->optim = (enum pl_optim_kind)pl_option_choice(name, value);
     else if (!strcmp(name, "precision")) c->precision = (enum pl_precision)pl_precision_from_name(value);
-    else if (!strcmp(name, "compute")) c->compute = strcmp(value, "bf16") ? PL_COMPUTE_F32 : PL_COMPUTE_BF16;
+    else if (!strcmp(name, "compute")) c->compute = pl_compute_from_name(value);
     else if (!strcmp(name, "schedule")) c->schedule = (enum pl_schedule)pl_schedule_from_name(value);
     else if (!strcmp(name, "batch_size")) c->batch_size = (int32_t)d;
     else if (!strcmp(name, "max_seq_len")) c->seq_len = (int32_t)d;

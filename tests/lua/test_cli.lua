@@ -181,7 +181,7 @@ return {
   end,
 
   preset_estimates = function()
-    local rc, out = host("train recipes/presets/mistral7b-toolcall-lora.lua --estimate", "PEFT_MEMORY_BUDGET=18G")
+    local rc, out = host("train recipes/presets/mistral7b-toolcall-lora.lua --estimate --compute f32", "PEFT_MEMORY_BUDGET=18G")
     T.eq(rc, 0, out)
     T.ok(out:find("memory estimate for this machine", 1, true), out)
     T.ok(out:find("budget 18.00 GiB from PEFT_MEMORY_BUDGET", 1, true), out)

@@ -63,6 +63,7 @@ local r = peft.train.run {
   lora_rank = peft.dist.rank() == 1 and rank1_r or 4, lora_alpha = 8, lora_dropout = 0.1,
   targets = { "q_proj", "v_proj", "up_proj" }, warmup = 2, save_every = 4, eval_every = 4, eval_batches = 2,
   seed = 11, progress = false, quiet = true,
+  compute = "f32",  -- the f32 products: under bf16 compute a last-bit change of an input can flip its bf16 rounding
   on_step = function(info)
     if kill_at > 0 and peft.dist.rank() == 1 and info.step == kill_at then os.execute("kill -KILL " .. self_pid()) end
   end,

@@ -100,7 +100,8 @@ end
 local function estimate_opts()
   local e = { method = cfg.method, batch_size = cfg.batch_size or 4, seq_len = cfg.max_seq_len or 512,
               grad_accum = cfg.grad_accum, checkpointing = cfg.checkpointing, precision = cfg.precision,
-              lora_rank = cfg.lora_rank, targets = cfg.targets, optimizer = cfg.optimizer, quant = cfg.quant }
+              lora_rank = cfg.lora_rank, targets = cfg.targets, optimizer = cfg.optimizer, quant = cfg.quant,
+              compute = cfg.compute }
   if type(shape) == "string" then e.preset = shape
   elseif type(shape) == "table" then for k, v in pairs(shape) do e[k] = v end end
   return e
