@@ -64,6 +64,19 @@ void pl_gemm16_release(void);
  * chunks and (w_nr 0) reduction slices, so this stays a few MiB per thread at any size. */
 int64_t pl_gemm16_ws_bytes(enum pl_dtype wt, int w_nr, int64_t M, int64_t R, int64_t N, int nth);
 
+/* Attention in compute mode bf16 (pl_attention_fwd/bwd in kernels.h, for T >= PL_GEMM16_MIN_ROWS
+ * new tokens): the products S = Q·Kᵀ, O = P·V, dV += Pᵀ·dO, dP = dO·Vᵀ, dQ += dS·K,
+ * dK += dSᵀ·Q take bf16-rounded operands with f32 sums (src/tensor/attn16.c); softmax and its
+ * backward stay f32. Per product the bound above holds with K the reduction (HD for S and dP,
+ * the keys for O and dQ, the block's query rows for dV and dK) and a, w the f32 operands of
+ * that product (P, dS as computed in f32). Through the softmax (tests/c/test_gemm16.c,
+ * test_attention): with e_t = max_j (2u + u² + γ_HD)·scale·Σ_d |q_td| |k_jd| the largest
+ * error of row t's scores, each probability is within (e^{2e_t} − 1)·p_tj of the f32 one.
+ * Bytes of its per-call workspace (bwd 0: forward, 1: backward) on nth threads; 0 where it
+ * does not run. */
+int64_t pl_attn16_ws_bytes(int bwd, int64_t B, int64_t T, int64_t past, int64_t NKV, int64_t HD,
+                           int nth);
+
 enum pl_status pl_gemm16(float *C, const float *A, const void *W, enum pl_dtype wt, int w_nr,
                          float beta, int64_t M, int64_t R, int64_t N);
 

@@ -96,6 +96,12 @@ void pl_rope_fwd(float *out, const float *x, const int32_t *pos, int64_t N, int6
 void pl_rope_bwd(float *dx, const float *dout, const int32_t *pos, int64_t N, int64_t H,
                  int64_t HD, float theta, enum pl_rope_mode mode);
 
+/* While on, the (cos, sin) table of a call is kept for the next call with the same positions
+ * span, head dim and theta (one table, counted as workspace while kept); off frees it. The
+ * trainer turns it on around each batch: one table a step instead of four a layer. Same bits
+ * either way. */
+void pl_rope_keep(int on);
+
 /* ---------------------------------------------------------------- attention ---------------
  * Causal grouped-query attention with an optional KV cache.
  *   q, out: [B,T,NH,HD]        queries of the T new tokens, at positions past .. past+T-1
@@ -105,7 +111,9 @@ void pl_rope_bwd(float *dx, const float *dout, const int32_t *pos, int64_t N, in
  *                              limit are written as 0)
  * Query head h reads kv head h / (NH/NKV); NH must be a multiple of NKV.
  *   s[j] = q·k[j] / sqrt(HD) for j <= past+t;  p = softmax(s);  out = Σ_j p[j] v[j]
- * Threads over (b, h). */
+ * Threads over (b, h). In compute mode bf16 (gemm16.h) with T >= PL_GEMM16_MIN_ROWS both
+ * directions take the products in bf16 with f32 sums (src/tensor/attn16.c; softmax f32;
+ * threads over (b, kv head)); the bound is in gemm16.h. Same bits for any thread count. */
 void pl_attention_fwd(float *out, float *probs, const float *q, const float *k, const float *v,
                       int64_t B, int64_t T, int64_t past, int64_t Tcap,
                       int64_t NH, int64_t NKV, int64_t HD);

@@ -559,6 +559,7 @@ void pl_gemm16_release(void)
     ws_cache = NULL;
     ws_cache_bytes = 0;
     pthread_mutex_unlock(&ws_lock);
+    pl_attn16_release();   /* attention's kept workspace (attn16.c) */
 }
 
 #else   /* no x86 intrinsics: never available */

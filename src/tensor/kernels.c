@@ -12,6 +12,9 @@
 #include "peftlua/quant.h"
 #include "kernels_internal.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include <math.h>
 #include <string.h>
 #if defined(__F16C__) && defined(__AVX__)
@@ -78,6 +81,7 @@ void pl_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w,
         const float *xr = x + n * C;
         float *o = out + n * C;
         double ss = 0.0;                 /* f64 sum: C up to a few thousand, cheap, exact enough */
+        #pragma omp simd reduction(+:ss)
         for (int64_t c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
         float r = (float)(1.0 / sqrt(ss / (double)C + (double)eps));
         if (rstd) rstd[n] = r;
@@ -95,6 +99,7 @@ void pl_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *rstd,
             float *d = dx + n * C;
             float r = rstd[n];
             double dot = 0.0;
+            #pragma omp simd reduction(+:dot)
             for (int64_t c = 0; c < C; c++) dot += (double)g[c] * w[c] * xr[c];
             float k = (float)((double)r * r * r * dot / (double)C);
             for (int64_t c = 0; c < C; c++) d[c] += r * (g[c] * w[c]) - k * xr[c];
@@ -118,11 +123,21 @@ void pl_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *rstd,
 
 /* cos/sin of pos * theta^(-2i/HD), in f64 then rounded: every path below uses this one
  * function, so a table and a direct computation give the same bits. */
-static inline void rope_cs(float *c, float *s, int32_t p, int64_t i, int64_t HD, double theta)
+static inline double rope_freq(int64_t i, int64_t HD, double theta)
 {
-    double a = (double)p * pow(theta, -2.0 * (double)i / (double)HD);
+    return pow(theta, -2.0 * (double)i / (double)HD);
+}
+
+static inline void rope_cs_f(float *c, float *s, int32_t p, double freq)
+{
+    double a = (double)p * freq;
     *c = (float)cos(a);
     *s = (float)sin(a);
+}
+
+static inline void rope_cs(float *c, float *s, int32_t p, int64_t i, int64_t HD, double theta)
+{
+    rope_cs_f(c, s, p, rope_freq(i, HD, theta));
 }
 
 /* Rotate pairs i0 .. i0+ni-1 of one token's H heads by +angle (sign = 1) or -angle (sign = -1),
@@ -147,6 +162,45 @@ static void rope_token(float *out, const float *x, const float *cs, int64_t H, i
     }
 }
 
+/* The table kept across calls while pl_rope_keep(1) is in force (a training step: the same
+ * positions for q and k of every layer, forward and backward — 120 tables a SmolLM2 step).
+ * One cached table, keyed by everything it depends on; a caller finding it busy (another
+ * thread) builds its own as before. */
+static pthread_mutex_t rope_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int rope_keep_on;
+static float *rope_tab;
+static int64_t rope_tab_n, rope_key_span, rope_key_half, rope_key_hd;
+static int32_t rope_key_pmin;
+static float rope_key_theta;
+
+void pl_rope_keep(int on)
+{
+    pthread_mutex_lock(&rope_lock);
+    atomic_store(&rope_keep_on, on != 0);
+    if (!on) {
+        pl_free(rope_tab);
+        rope_tab = NULL;
+        rope_tab_n = 0;
+    }
+    pthread_mutex_unlock(&rope_lock);
+}
+
+static void rope_fill(float *tab, int32_t pmin, int64_t span, int64_t half, int64_t HD, float theta)
+{
+    /* the frequencies once (pow per pair, not per pair and position: the same doubles) */
+    double freq[256];
+    const int hoist = half <= 256;
+    if (hoist)
+        for (int64_t i = 0; i < half; i++) freq[i] = rope_freq(i, HD, theta);
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(span * half * 8))
+    for (int64_t r = 0; r < span; r++)
+        for (int64_t i = 0; i < half; i++) {
+            float *cs = &tab[(r * half + i) * 2];
+            if (hoist) rope_cs_f(cs, cs + 1, (int32_t)(pmin + r), freq[i]);
+            else rope_cs(cs, cs + 1, (int32_t)(pmin + r), i, HD, theta);
+        }
+}
+
 /* Positions repeat across a batch (and trig dominates the cost), so when the positions span
  * no more values than there are tokens, the (cos, sin) table of that span is built once;
  * otherwise, or if the table cannot be allocated, each token computes its own row. */
@@ -161,13 +215,34 @@ static void rope_apply(float *out, const float *x, const int32_t *pos, int64_t N
         pmax = pos[n] > pmax ? pos[n] : pmax;
     }
     int64_t span = (int64_t)pmax - pmin + 1;
+    if (span <= N && atomic_load(&rope_keep_on) && pthread_mutex_trylock(&rope_lock) == 0) {
+        if (!(rope_tab && rope_key_pmin == pmin && rope_key_span == span && rope_key_half == half &&
+              rope_key_hd == HD && rope_key_theta == theta)) {
+            if (rope_tab_n < span * half * 2) {
+                pl_free(rope_tab);
+                rope_tab = pl_alloc((size_t)(span * half * 2) * sizeof(float), PL_MEM_WORKSPACE);
+                rope_tab_n = rope_tab ? span * half * 2 : 0;
+            }
+            if (rope_tab) {
+                rope_fill(rope_tab, pmin, span, half, HD, theta);
+                rope_key_pmin = pmin; rope_key_span = span; rope_key_half = half;
+                rope_key_hd = HD; rope_key_theta = theta;
+            }
+        }
+        if (rope_tab) {
+            #pragma omp parallel for schedule(static) if(PL_K_PAR(N * H * HD))
+            for (int64_t n = 0; n < N; n++)
+                rope_token(out + n * H * HD, x + n * H * HD, rope_tab + (pos[n] - pmin) * half * 2, H, HD,
+                           0, half, mode, sign, accumulate);
+            pthread_mutex_unlock(&rope_lock);
+            return;
+        }
+        pthread_mutex_unlock(&rope_lock);
+    }
     float *tab = span <= N ? pl_alloc((size_t)span * (size_t)half * 2 * sizeof(float), PL_MEM_WORKSPACE)
                            : NULL;
     if (tab) {
-        #pragma omp parallel for schedule(static) if(PL_K_PAR(span * half * 8))
-        for (int64_t r = 0; r < span; r++)
-            for (int64_t i = 0; i < half; i++)
-                rope_cs(&tab[(r * half + i) * 2], &tab[(r * half + i) * 2 + 1], (int32_t)(pmin + r), i, HD, theta);
+        rope_fill(tab, pmin, span, half, HD, theta);
         #pragma omp parallel for schedule(static) if(PL_K_PAR(N * H * HD))
         for (int64_t n = 0; n < N; n++)
             rope_token(out + n * H * HD, x + n * H * HD, tab + (pos[n] - pmin) * half * 2, H, HD,

@@ -11,6 +11,9 @@
  * summation order fixed (heads, then query blocks, in order). Inside those regions every
  * pl_sgemm is one single-threaded BLAS call (blas.h), and since every product has the same
  * shape whichever thread runs it, results are bit-identical for any thread count.
+ *
+ * In compute mode bf16 (gemm16.h) with T >= PL_GEMM16_MIN_ROWS both directions run attn16.c
+ * instead (the products in bf16 with f32 sums; softmax and its backward the same f32 loops).
  */
 #include "peftlua/kernels.h"
 #include "peftlua/alloc.h"
@@ -29,6 +32,7 @@ void pl_attention_fwd(float *out, float *probs, const float *q, const float *k, 
     const int64_t Tk = past + T, grp = NH / NKV;
     const int64_t ldq = NH * HD, ldk = NKV * HD;
     const float scale = 1.0f / sqrtf((float)HD);
+    if (pl_attn16_fwd(out, probs, q, k, v, B, T, past, Tcap, NH, NKV, HD)) return;   /* compute bf16 */
     #pragma omp parallel for schedule(dynamic, 1) if(PL_K_PAR(B * NH * T * Tk * HD))
     for (int64_t bh = 0; bh < B * NH; bh++) {
         int64_t b = bh / NH, h = bh % NH, g = h / grp;
@@ -74,6 +78,8 @@ enum pl_status pl_attention_bwd(float *dq, float *dk, float *dv, const float *do
     const int64_t Tk = past + T, grp = NH / NKV;
     const int64_t ldq = NH * HD, ldk = NKV * HD;
     const float scale = 1.0f / sqrtf((float)HD);
+    if (pl_attn16_bwd(dq, dk, dv, dout, probs, q, k, v, B, T, past, Tcap, NH, NKV, HD))
+        return PL_OK;                                                    /* compute bf16 */
     int nth = pl_k_max_threads();
     if (nth > B * NKV) nth = (int)(B * NKV);
     if (nth < 1) nth = 1;

@@ -11,7 +11,7 @@
  *   src/tensor/kernels_linear.c  dequantisation panels (forward: threads × P × K, backward:
  *                  threads × P × KC, shapes as of its PANEL_MAX/MB/CHUNK_COLS/PANEL_BWD),
  *                  LoRA backward g [M, r]
- *   src/tensor/kernels_attn.c    attention backward blocks (threads × 64 × T)
+ *   src/tensor/kernels_attn.c    attention backward blocks (threads × 64 × T); attn16.c in compute bf16 (kept)
  *   src/tensor/kernels.c  RoPE (cos, sin) table (T × head_dim)
  *   src/adapt/qlora.c    quantisation on load (projections re-stored, others cloned off a shared
  *                  llama2.c storage)
@@ -376,8 +376,12 @@ enum pl_status pl_memmodel_estimate(const struct pl_memmodel_cfg *c, struct pl_m
         }
     }
     ws_persist += g16;
-    tw = imax(tw, imin(nth, B * s->n_kv_heads) * MM_ATT_QB * T * 4);   /* attention backward */
-    tw = imax(tw, T * (s->head_dim / 2) * 2 * 4);                      /* RoPE table */
+    /* attention backward: compute bf16 keeps attn16.c's workspace (the backward's, the larger)
+     * for the next call like gemm16's; f32 allocates its row blocks per call */
+    const int64_t a16 = c->compute == 1 ? pl_attn16_ws_bytes(1, B, T, 0, s->n_kv_heads, s->head_dim, nth) : 0;
+    if (a16 > 0 && a16 <= PL_GEMM16_WS_KEEP) ws_persist += a16;
+    else tw = imax(tw, a16 > 0 ? a16 : imin(nth, B * s->n_kv_heads) * MM_ATT_QB * T * 4);
+    ws_persist += T * (s->head_dim / 2) * 2 * 4;                       /* RoPE table, kept over a batch */
     if (!full) tw = imax(tw, BT * c->lora_r * 4);                      /* LoRA backward g */
     tw = imax(tw, dora_w0);                                            /* DoRA norms */
 

@@ -352,6 +352,7 @@ static enum pl_status run_batch(struct pl_trainer *t, const int32_t *ids, const 
     double l = NAN, s = 0;
     /* compute bf16: the products of the forward and input gradient in bf16 (gemm16.h) */
     const enum pl_compute prev = pl_compute_set(t->cfg.compute);
+    pl_rope_keep(1);   /* one RoPE table for the batch's layers (kernels.h) */
     int64_t cnt = 0;
     if (B <= P) {
         /* one chunk: exactly the unsplit computation */
@@ -375,6 +376,7 @@ static enum pl_status run_batch(struct pl_trainer *t, const int32_t *ids, const 
         }
         l = cnt ? s / (double)cnt : NAN;
     }
+    pl_rope_keep(0);
     pl_compute_set(prev);
     if (t->lora) t->lora->dropout_row0 = 0;
     if (mean) *mean = l;

@@ -13,6 +13,7 @@ awk '
   p = $1; sub("%", "", p); s = $0; sub(/^ +[0-9.]+% +/, "", s)
   g = "other"
   if (s ~ /^\[k\]/) g = "kernel: page faults, munmap, scheduling"
+  else if (s ~ /attn16|mk_[1-6]_[1-4]|softmax_row|softmax_bwd_pairs|interleave|pack_t|rows_w|cvt_row|\] tiles /) g = "attention bf16 (attn16.c: products, softmax, packing)"
   else if (s ~ /ukernel/) g = "gemm16 micro-kernel (bf16 products)"
   else if (s ~ /pack_a|pack_b|gemm16\._omp_fn\.0|weight_part|dequant|cvt_bf16|gemm16/) g = "gemm16 packing + dequantisation"
   else if (s ~ /sgemm|COOPERLAKE|SKYLAKEX|HASWELL|cblas|blas_|gemm_/) g = "OpenBLAS sgemm (f32 products left)"

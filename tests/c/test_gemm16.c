@@ -22,7 +22,12 @@
  *    way), whose independent errors add in quadrature, so its relative L2 error is a small
  *    multiple of u: bound 5u = 1.95e-2, and the loss (one forward) within u relatively. Also
  *    not zero (> 1e-5): the bf16 path was taken. Full fine-tuning's weight gradients are bf16
- *    products too (pl_gemm16_tn), one more factor of the same size.
+ *    products too (pl_gemm16_tn), one more factor of the same size. Attention's products are
+ *    bf16 too (attn16.c, T = 48 >= 16): LoRA 6.6e-3 -> 8.9e-3, full 7.1e-3 -> 7.7e-3 measured
+ *    when they were added.
+ * 7. Attention in compute bf16 against the f32 kernels, every element within a bound composed
+ *    from bf16's rounding (test_attention, stated there); same bits for 1 and 2 threads, and
+ *    generation (T < 16) the f32 path's bits (test_attention_bits).
  * Skipped where the CPU has no AVX512_BF16 (pl_gemm16_available()).
  */
 #include <stdarg.h>
@@ -339,6 +344,197 @@ static void test_errors(void **state)
     assert_int_equal(pl_gemm16(c, a, w, PL_Q4_K, 0, 0.0f, 1, 1, 32), PL_ERR_ARG);
 }
 
+/* ------------------------------------------------------------------ attention in compute bf16
+ * pl_attention_fwd/bwd in compute mode bf16 (src/tensor/attn16.c) against the same kernels in
+ * f32 (the OpenBLAS path), every element within the bound derived from bf16 rounding
+ * (gemm16.h), with c_K = 2u + u² + γ_K(1+u)² per product of K-term reductions and, for the f32
+ * reference's own rounding, g_K = γ_K + 64·2^-24 of the same magnitudes:
+ *   scores   e_t = max_j (c_HD + g_HD)·scale·Σ_d |q_td||k_jd|,  ρ_t = e^{2 e_t} − 1 + (Tk+8)·2^-22
+ *   probs    |p̂ − p| ≤ ρ_t·p                                      (softmax of perturbed scores)
+ *   out      |ô − o| ≤ (c_nk(1+ρ_t) + ρ_t + g_nk)·Σ_j p_tj |v_jd|
+ * The backward is given the same probs and inputs in both modes:
+ *   dv       |dv̂ − dv| ≤ (c_n + g_n)·Σ_{h,t} p|dO|                 (n: the terms summed)
+ *   dP       δP_tj = (c_HD + g_HD)·Σ_d |dO_td||v_jd|
+ *   dS       δS_tj = scale·p_tj·(δP_tj + Σ_l p_tl δP_tl) + (f32 rounding) 2^-20·scale·p_tj(|dP_tj| + Σ_l p_tl|dP_tl|)
+ *   dq       |dq̂ − dq| ≤ (c_nk + g_nk)·Σ_j (|dS_tj| + δS_tj)|k_jd| + Σ_j δS_tj|k_jd|
+ *   dk       the same over (h, t) with q.
+ * The magnitudes are computed in f64 from the f32 inputs. Also: the bf16 path was taken (the
+ * worst error relative to its bound above 1/64 somewhere: f32 would be ~1e-4 of it), 1 and 2
+ * threads give the same bits, T < PL_GEMM16_MIN_ROWS (generation) stays the f32 path's bits. */
+static double cK(int64_t K) { return 2 * U + U * U + gam(K) * (1 + U) * (1 + U); }
+static double gK(int64_t K) { return gam(K) + 64 * 0x1.0p-24; }
+
+struct attn_case { int64_t B, T, past, Tcap, NH, NKV, HD; };
+
+static void attn_run(const struct attn_case *c, enum pl_compute mode, const float *q, const float *k,
+                     const float *v, const float *dout, const float *probs_in, float *out,
+                     float *probs, float *dq, float *dk, float *dv)
+{
+    int64_t nq = c->B * c->T * c->NH * c->HD, nk = c->B * c->Tcap * c->NKV * c->HD;
+    assert_int_equal(pl_compute_set(mode), PL_COMPUTE_F32);
+    pl_attention_fwd(out, probs, q, k, v, c->B, c->T, c->past, c->Tcap, c->NH, c->NKV, c->HD);
+    for (int64_t i = 0; i < nq; i++) dq[i] = 0.125f;
+    for (int64_t i = 0; i < nk; i++) dk[i] = dv[i] = -0.25f;
+    assert_int_equal(pl_attention_bwd(dq, dk, dv, dout, probs_in ? probs_in : probs, q, k, v, c->B,
+                                      c->T, c->past, c->Tcap, c->NH, c->NKV, c->HD), PL_OK);
+    pl_compute_set(PL_COMPUTE_F32);
+}
+
+static void attn_check(const struct attn_case *c, uint64_t seed)
+{
+    const int64_t B = c->B, T = c->T, past = c->past, Tcap = c->Tcap, NH = c->NH, NKV = c->NKV, HD = c->HD;
+    const int64_t Tk = past + T, grp = NH / NKV;
+    int64_t nq = B * T * NH * HD, nk = B * Tcap * NKV * HD, np = B * NH * T * Tk;
+    struct pl_rng rng;
+    pl_rng_seed(&rng, seed);
+    float *q = malloc((size_t)nq * 4), *k = malloc((size_t)nk * 4), *v = malloc((size_t)nk * 4);
+    float *dout = malloc((size_t)nq * 4);
+    for (int64_t i = 0; i < nq; i++) { q[i] = 2 * frand(&rng); dout[i] = frand(&rng); }
+    for (int64_t i = 0; i < nk; i++) { k[i] = 2 * frand(&rng); v[i] = frand(&rng); }
+    for (int64_t b = 0; b < B; b++)   /* cache rows past Tk are never read: poison them */
+        for (int64_t j = Tk; j < Tcap; j++)
+            for (int64_t i = 0; i < NKV * HD; i++) k[(b * Tcap + j) * NKV * HD + i] = v[(b * Tcap + j) * NKV * HD + i] = NAN;
+    float *r[2][5];
+    for (int m = 0; m < 2; m++) {
+        r[m][0] = malloc((size_t)nq * 4); r[m][1] = malloc((size_t)np * 4); r[m][2] = malloc((size_t)nq * 4);
+        r[m][3] = malloc((size_t)nk * 4); r[m][4] = malloc((size_t)nk * 4);
+    }
+    /* [0] f32; [1] bf16 forward, bf16 backward on the f32 probs */
+    attn_run(c, PL_COMPUTE_F32, q, k, v, dout, NULL, r[0][0], r[0][1], r[0][2], r[0][3], r[0][4]);
+    attn_run(c, PL_COMPUTE_BF16, q, k, v, dout, r[0][1], r[1][0], r[1][1], r[1][2], r[1][3], r[1][4]);
+    const double sc = 1.0 / sqrt((double)HD);
+    double worst[5] = {0, 0, 0, 0, 0};   /* error / bound */
+    double *bdk = calloc((size_t)nk, sizeof(double)), *bdv = calloc((size_t)nk, sizeof(double));
+    double *dP = malloc((size_t)Tk * 8), *eP = malloc((size_t)Tk * 8), *dS = malloc((size_t)Tk * 8), *eS = malloc((size_t)Tk * 8);
+#define CHECK(idx, err, bnd, what) do { double e_ = (err), b_ = (bnd); \
+        if (!(e_ <= b_)) fail_msg("%s: error %.3e above its bound %.3e (b %lld h %lld t %lld, T %lld HD %lld)", what, e_, b_, \
+                                  (long long)b, (long long)h, (long long)t, (long long)T, (long long)HD); \
+        if (b_ > 0 && e_ / b_ > worst[idx]) worst[idx] = e_ / b_; } while (0)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < NH; h++) {
+            int64_t g = h / grp;
+            for (int64_t t = 0; t < T; t++) {
+                const float *qr = q + ((b * T + t) * NH + h) * HD, *dor = dout + ((b * T + t) * NH + h) * HD;
+                const float *p = r[0][1] + ((b * NH + h) * T + t) * Tk, *pb = r[1][1] + ((b * NH + h) * T + t) * Tk;
+                int64_t lim = past + t, nkb = past + (t / 64) * 64 + (T - (t / 64) * 64 < 64 ? T - (t / 64) * 64 : 64);
+                double et = 0;
+                for (int64_t j = 0; j <= lim; j++) {
+                    const float *kr = k + ((b * Tcap + j) * NKV + g) * HD;
+                    double s = 0;
+                    for (int64_t d = 0; d < HD; d++) s += fabs((double)qr[d] * kr[d]);
+                    et = fmax(et, (cK(HD) + gK(HD)) * sc * s);
+                }
+                double rho = expm1(2 * et) + (double)(Tk + 8) * 0x1.0p-22;
+                for (int64_t j = 0; j < Tk; j++) CHECK(1, fabs((double)pb[j] - p[j]), rho * p[j], "probs");
+                for (int64_t d = 0; d < HD; d++) {
+                    double m = 0;
+                    for (int64_t j = 0; j <= lim; j++) m += p[j] * fabs((double)v[((b * Tcap + j) * NKV + g) * HD + d]);
+                    int64_t i = ((b * T + t) * NH + h) * HD + d;
+                    CHECK(0, fabs((double)r[1][0][i] - r[0][0][i]), (cK(nkb + 2) * (1 + rho) + rho + gK(nkb + 2)) * m, "out");
+                }
+                /* backward magnitudes, on the f32 probs both runs were given */
+                double pdp = 0, pdpa = 0, peP = 0;
+                for (int64_t j = 0; j <= lim; j++) {
+                    const float *vr = v + ((b * Tcap + j) * NKV + g) * HD;
+                    double s = 0, a = 0;
+                    for (int64_t d = 0; d < HD; d++) { s += (double)dor[d] * vr[d]; a += fabs((double)dor[d] * vr[d]); }
+                    dP[j] = s; eP[j] = (cK(HD) + gK(HD)) * a;
+                    pdp += p[j] * s; pdpa += p[j] * fabs(s); peP += p[j] * eP[j];
+                }
+                for (int64_t j = 0; j <= lim; j++) {
+                    dS[j] = sc * p[j] * (dP[j] - pdp);
+                    eS[j] = sc * p[j] * (eP[j] + peP) + 0x1.0p-20 * sc * p[j] * (fabs(dP[j]) + pdpa);
+                }
+                for (int64_t d = 0; d < HD; d++) {
+                    double m = 0, m2 = 0;
+                    for (int64_t j = 0; j <= lim; j++) {
+                        double kv = fabs((double)k[((b * Tcap + j) * NKV + g) * HD + d]);
+                        m += (fabs(dS[j]) + eS[j]) * kv; m2 += eS[j] * kv;
+                    }
+                    int64_t i = ((b * T + t) * NH + h) * HD + d;
+                    CHECK(2, fabs((double)r[1][2][i] - r[0][2][i]), (cK(nkb + 2) + gK(nkb + 2)) * m + m2, "dq");
+                }
+                for (int64_t j = 0; j <= lim; j++)
+                    for (int64_t d = 0; d < HD; d++) {
+                        int64_t i = ((b * Tcap + j) * NKV + g) * HD + d;
+                        bdv[i] += p[j] * fabs((double)dor[d]);
+                        bdk[i] += (fabs(dS[j]) + eS[j]) * fabs((double)qr[d]) + eS[j] * fabs((double)qr[d]) / (cK(grp * T + 2) + gK(grp * T + 2));
+                    }
+            }
+        }
+    double cn = cK(grp * T + 2) + gK(grp * T + 2);
+    int64_t h = -1, t = -1;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = 0; j < Tcap; j++)
+            for (int64_t i = ((b * Tcap + j) * NKV) * HD; i < ((b * Tcap + j + 1) * NKV) * HD; i++) {
+                if (j >= Tk) {   /* untouched */
+                    assert_true(r[1][3][i] == -0.25f && r[1][4][i] == -0.25f);
+                    continue;
+                }
+                CHECK(3, fabs((double)r[1][3][i] - r[0][3][i]), cn * bdk[i], "dk");
+                CHECK(4, fabs((double)r[1][4][i] - r[0][4][i]), cn * bdv[i], "dv");
+            }
+    printf("  attention B %lld T %lld past %lld NH %lld NKV %lld HD %lld: worst error / bound: out %.3f probs %.3f dq %.3f dk %.3f dv %.3f\n",
+           (long long)B, (long long)T, (long long)past, (long long)NH, (long long)NKV, (long long)HD,
+           worst[0], worst[1], worst[2], worst[3], worst[4]);
+    for (int i = 0; i < 5; i++) assert_true(worst[i] > 1.0 / 64);   /* the bf16 path ran */
+#undef CHECK
+    for (int m = 0; m < 2; m++) for (int i = 0; i < 5; i++) free(r[m][i]);
+    free(q); free(k); free(v); free(dout); free(bdk); free(bdv); free(dP); free(eP); free(dS); free(eS);
+}
+
+static void test_attention(void **state)
+{
+    (void)state;
+    skip_unless();
+    static const struct attn_case cs[] = {
+        {2, 150, 20, 175, 4, 2, 16},   /* a KV cache offset, a last block of 22 rows */
+        {1, 17, 0, 17, 2, 1, 8},       /* stories260K's head dim, odd T */
+        {1, 40, 3, 45, 3, 3, 24},      /* head dim not a multiple of 16, odd Tk */
+        {1, 33, 0, 33, 2, 2, 7},       /* odd head dim */
+        {2, 256, 0, 256, 9, 3, 64},    /* SmolLM2-135M's attention */
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) attn_check(&cs[i], 100 + i);
+}
+
+/* Bits: the same for 1 and 2 threads in compute bf16; generation (T < PL_GEMM16_MIN_ROWS)
+ * gives the f32 path's bits in either mode. */
+static void test_attention_bits(void **state)
+{
+    (void)state;
+    skip_unless();
+    for (int gen = 0; gen < 2; gen++) {
+        struct attn_case c = gen ? (struct attn_case){2, 5, 30, 40, 4, 2, 16}
+                                 : (struct attn_case){3, 130, 0, 130, 6, 2, 32};
+        int64_t nq = c.B * c.T * c.NH * c.HD, nk = c.B * c.Tcap * c.NKV * c.HD;
+        int64_t np = c.B * c.NH * c.T * (c.past + c.T);
+        struct pl_rng rng;
+        pl_rng_seed(&rng, 77);
+        float *q = malloc((size_t)nq * 4), *k = malloc((size_t)nk * 4), *v = malloc((size_t)nk * 4), *dout = malloc((size_t)nq * 4);
+        for (int64_t i = 0; i < nq; i++) { q[i] = frand(&rng); dout[i] = frand(&rng); }
+        for (int64_t i = 0; i < nk; i++) { k[i] = frand(&rng); v[i] = frand(&rng); }
+        float *r[2][5];
+        int64_t sz[5] = {nq, np, nq, nk, nk};
+        for (int run = 0; run < 2; run++) {
+            for (int i = 0; i < 5; i++) r[run][i] = malloc((size_t)sz[i] * 4);
+#ifdef _OPENMP
+            int old = omp_get_max_threads();
+            omp_set_num_threads(gen ? 2 : run + 1);
+#endif
+            attn_run(&c, gen && run == 0 ? PL_COMPUTE_F32 : PL_COMPUTE_BF16, q, k, v, dout, NULL,
+                     r[run][0], r[run][1], r[run][2], r[run][3], r[run][4]);
+#ifdef _OPENMP
+            omp_set_num_threads(old);
+#endif
+        }
+        for (int i = 0; i < 5; i++) {
+            assert_memory_equal(r[0][i], r[1][i], (size_t)sz[i] * 4);
+            free(r[0][i]); free(r[1][i]);
+        }
+        free(q); free(k); free(v); free(dout);
+    }
+}
+
 static double rel_err(const float *a, const float *b, int64_t n)
 {
     double num = 0, den = 0;
@@ -420,6 +616,8 @@ int main(void)
         cmocka_unit_test(test_chunks),
         cmocka_unit_test(test_linear_mode),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_bits),
         cmocka_unit_test(test_train_grads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -194,6 +194,41 @@ static void test_rmsnorm_golden(void **state)
     assert_close(dw, "rms.dw", 16);
 }
 
+/* The row sums (Σx², Σ g·w·x) are f64 `omp simd` reductions (lanes summed in the compiler's
+ * fixed order): rstd and dx against the sequential f64 sums of the kernel before, on SmolLM2's
+ * row size: every rstd and dx within 1 ulp of them (an f64 sum's reordering moves it by ~1e-16
+ * relatively, far inside one f32 ulp, so nearly all are the same bits: at least 99.9%). */
+static void test_rmsnorm_sums(void **state)
+{
+    (void)state;
+    const int64_t N = 2000, C = 576;
+    float *x = rnd(N * C, 2.0f), *w = rnd(C, 1.0f), *g = rnd(N * C, 1.0f);
+    float *y = zeros(N * C), *rs = zeros(N), *dx = zeros(N * C);
+    pl_rmsnorm_fwd(y, rs, x, w, N, C, 1e-5f);
+    pl_rmsnorm_bwd(dx, NULL, g, rs, x, w, N, C);
+    int64_t same = 0, same_dx = 0;
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * C, *gr = g + n * C;
+        double ss = 0.0, dot = 0.0;
+        for (int64_t c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
+        float r = (float)(1.0 / sqrt(ss / (double)C + (double)1e-5f));
+        assert_true(fabsf(r - rs[n]) <= nextafterf(fabsf(r), INFINITY) - fabsf(r));
+        same += r == rs[n];
+        for (int64_t c = 0; c < C; c++) dot += (double)gr[c] * w[c] * xr[c];
+        float k = (float)((double)rs[n] * rs[n] * rs[n] * dot / (double)C);
+        for (int64_t c = 0; c < C; c++) {
+            float d = rs[n] * (gr[c] * w[c]) - k * xr[c];
+            float ulp = nextafterf(fabsf(d), INFINITY) - fabsf(d);
+            assert_true(fabsf(d - dx[n * C + c]) <= ulp);
+            same_dx += d == dx[n * C + c];
+        }
+    }
+    printf("  rmsnorm sums: rstd the same bits in %lld of %lld rows, dx in %lld of %lld\n",
+           (long long)same, (long long)N, (long long)same_dx, (long long)(N * C));
+    assert_true(same >= N - N / 1000 && same_dx >= N * C - N * C / 1000);
+    free(x); free(w); free(g); free(y); free(rs); free(dx);
+}
+
 /* ------------------------------------------------------------------ RoPE */
 
 struct rope_ctx { float *x, *R, *out; int32_t *pos; int64_t N, H, HD; enum pl_rope_mode mode; };
@@ -246,6 +281,40 @@ static void test_rope_table_vs_direct(void **state)
         }
     }
     free(x); free(yt); free(y2); free(x2);
+}
+
+/* pl_rope_keep: the kept table gives the same bits as a fresh one (forward and backward, both
+ * modes, head dims of 64 and 160), stays allocated while on (one table), is rebuilt when the
+ * positions or head dim change, and is freed when turned off. */
+static void test_rope_keep(void **state)
+{
+    (void)state;
+    const int64_t H = 3, N = 40;
+    int32_t pos[40], pos2[40];
+    for (int64_t n = 0; n < N; n++) { pos[n] = (int32_t)(n % 20); pos2[n] = (int32_t)(5 + n % 17); }
+    const int64_t ws0 = pl_mem_current(PL_MEM_WORKSPACE);
+    for (int hdi = 0; hdi < 2; hdi++) {
+        const int64_t HD = hdi ? 160 : 64, row = H * HD;
+        float *x = rnd(N * row, 1), *ref[4], *got[4];
+        for (int i = 0; i < 4; i++) { ref[i] = zeros(N * row); got[i] = zeros(N * row); }
+        for (int keep = 0; keep < 2; keep++) {
+            float **o = keep ? got : ref;
+            pl_rope_keep(keep);
+            for (int rep = 0; rep < 2; rep++)   /* the second call of each reuses the table */
+                for (int mode = 0; mode < 2; mode++) {
+                    pl_rope_fwd(o[mode], x, rep ? pos2 : pos, N, H, HD, 10000.0f, (enum pl_rope_mode)mode);
+                    if (keep) assert_true(pl_mem_current(PL_MEM_WORKSPACE) > ws0);
+                    pl_rope_bwd(o[2 + mode], x, rep ? pos2 : pos, N, H, HD, 10000.0f, (enum pl_rope_mode)mode);
+                }
+            pl_rope_keep(0);
+            assert_int_equal(pl_mem_current(PL_MEM_WORKSPACE), ws0);
+        }
+        for (int i = 0; i < 4; i++) {
+            assert_memory_equal(ref[i], got[i], (size_t)(N * row) * sizeof(float));
+            free(ref[i]); free(got[i]);
+        }
+        free(x);
+    }
 }
 
 static void test_rope_golden(void **state)
@@ -833,9 +902,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm_fd),
         cmocka_unit_test(test_rmsnorm_golden),
+        cmocka_unit_test(test_rmsnorm_sums),
         cmocka_unit_test(test_rope_fd),
         cmocka_unit_test(test_rope_golden),
         cmocka_unit_test(test_rope_table_vs_direct),
+        cmocka_unit_test(test_rope_keep),
         cmocka_unit_test(test_attention_fd),
         cmocka_unit_test(test_attention_golden),
         cmocka_unit_test(test_attention_blocks),
