@@ -12,17 +12,6 @@ static inline int pl_k_thread_id(void)   { return omp_get_thread_num(); }
 #else
 static inline int pl_k_max_threads(void) { return 1; }
 static inline int pl_k_thread_id(void)   { return 0; }
-/* The attention products in bf16 (attn16.c): 1 where they ran (compute mode bf16 on an
- * AVX512_BF16 CPU, T >= PL_GEMM16_MIN_ROWS), 0 where the caller must run its f32 path. */
-int pl_attn16_fwd(float *out, float *probs, const float *q, const float *k, const float *v,
-                  int64_t B, int64_t T, int64_t past, int64_t Tcap, int64_t NH, int64_t NKV,
-                  int64_t HD);
-int pl_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const float *probs,
-                  const float *q, const float *k, const float *v, int64_t B, int64_t T,
-                  int64_t past, int64_t Tcap, int64_t NH, int64_t NKV, int64_t HD);
-/* Frees attn16's kept workspace (called by pl_gemm16_release). */
-void pl_attn16_release(void);
-
 #endif
 
 /* Parallel regions only for work worth waking threads for (a wake-up and barrier cost
