@@ -338,7 +338,10 @@ return {
       local c = { model = MODEL, dataset = DATA .. "train.jsonl", valid = DATA .. "valid.jsonl", output = out,
         max_iters = 6, batch_size = 4, max_seq_len = 48, learning_rate = 2e-3, lora_rank = 4, lora_alpha = 8,
         lora_dropout = 0.1, targets = { "q_proj", "v_proj", "up_proj" }, save_every = 2, eval_every = 3,
-        eval_batches = 2, seed = 5, checkpointing = ck, progress = false, quiet = true, save_adapter = false }
+        eval_batches = 2, seed = 5, checkpointing = ck, progress = false, quiet = true, save_adapter = false,
+        -- f32 products: the shrunk run's chunks equal the whole step up to f32 summation order,
+        -- which under bf16 compute can flip an input's bf16 rounding (seen at -O1: 4.5e-5)
+        compute = "f32" }
       for k, v in pairs(extra or {}) do c[k] = v end
       return c
     end
