@@ -33,7 +33,6 @@
 #include "kernels_internal.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 
 #define QB 64        /* query rows per block (as kernels_attn.c) */
@@ -80,41 +79,13 @@ static inline int nthreads(int64_t B, int64_t NKV)
  * workspace while kept; pl_gemm16_release frees it with gemm16's): a step makes two calls a
  * layer, and a fresh block each time (a few hundred KiB, above glibc's mmap threshold) cost
  * page faults across the step (perf: the kernel's page clearing 7.5% -> 18.5% of a SmolLM2
- * LoRA step). A concurrent caller finding it busy allocates its own. */
-static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint32_t *ws_cache;
-static size_t ws_cache_bytes;
-
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-static uint32_t *ws_get(size_t need)
-{
-    if (need <= (size_t)PL_GEMM16_WS_KEEP && pthread_mutex_trylock(&ws_lock) == 0) {
-        if (ws_cache_bytes < need) {
-            pl_free(ws_cache);
-            ws_cache = pl_alloc(need, PL_MEM_WORKSPACE);
-            ws_cache_bytes = ws_cache ? need : 0;
-        }
-        if (ws_cache) return ws_cache;
-        pthread_mutex_unlock(&ws_lock);
-        return NULL;
-    }
-    return pl_alloc(need, PL_MEM_WORKSPACE);
-}
-
-static void ws_put(uint32_t *ws)
-{
-    if (ws && ws == ws_cache) pthread_mutex_unlock(&ws_lock);
-    else pl_free(ws);
-}
-#endif
+ * LoRA step). A concurrent caller finding it busy allocates its own (pl_k_kept,
+ * kernels_internal.h). */
+static struct pl_k_kept ws_kept = PL_K_KEPT_INIT;
 
 void pl_attn16_release(void)
 {
-    pthread_mutex_lock(&ws_lock);
-    pl_free(ws_cache);
-    ws_cache = NULL;
-    ws_cache_bytes = 0;
-    pthread_mutex_unlock(&ws_lock);
+    pl_k_kept_release(&ws_kept);
 }
 
 int64_t pl_attn16_ws_bytes(int bwd, int64_t B, int64_t T, int64_t past, int64_t NKV, int64_t HD,
@@ -349,7 +320,7 @@ int pl_attn16_fwd(float *out, float *probs, const float *q, const float *k, cons
     layout(&l, 0, Tk, HD);
     const int64_t HW = l.HW, HDP = l.HDP, TkP = l.TkP, KH = l.KH, KHP = up16(KH);
     int nth = nthreads(B, NKV);
-    uint32_t *ws = ws_get((size_t)nth * (size_t)l.total * 4);
+    uint32_t *ws = pl_k_kept_get(&ws_kept, (size_t)nth * (size_t)l.total * 4, PL_GEMM16_WS_KEEP);
     if (!ws) return 0;                            /* the f32 path needs no workspace */
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if(PL_K_PAR(B * NH * T * Tk * HD))
     for (int64_t bg = 0; bg < B * NKV; bg++) {
@@ -386,7 +357,7 @@ int pl_attn16_fwd(float *out, float *probs, const float *q, const float *k, cons
             }
         }
     }
-    ws_put(ws);
+    pl_k_kept_put(&ws_kept, ws);
     return 1;
 }
 
@@ -402,7 +373,7 @@ int pl_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const floa
     layout(&l, 1, Tk, HD);
     const int64_t HW = l.HW, HDP = l.HDP, TkP = l.TkP, KH = l.KH, KHP = up16(KH);
     int nth = nthreads(B, NKV);
-    uint32_t *ws = ws_get((size_t)nth * (size_t)l.total * 4);
+    uint32_t *ws = pl_k_kept_get(&ws_kept, (size_t)nth * (size_t)l.total * 4, PL_GEMM16_WS_KEEP);
     if (!ws) return 0;
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nth) if(PL_K_PAR(B * NH * T * Tk * HD))
     for (int64_t bg = 0; bg < B * NKV; bg++) {
@@ -470,7 +441,7 @@ int pl_attn16_bwd(float *dq, float *dk, float *dv, const float *dout, const floa
             }
         }
     }
-    ws_put(ws);
+    pl_k_kept_put(&ws_kept, ws);
     return 1;
 }
 

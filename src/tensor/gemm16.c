@@ -25,7 +25,6 @@
 #include "peftlua/quant.h"
 #include "kernels_internal.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -77,35 +76,11 @@ enum pl_compute pl_compute_from_name(const char *name)
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* The workspace (packed A + per-thread B panels) of one call is kept for the next one up to
- * WS_KEEP bytes: a training step makes hundreds of these calls, and a fresh multi-MiB block
- * each time cost page faults and page clearing (~4% of a SmolLM2 LoRA step, perf). One cached
+ * PL_GEMM16_WS_KEEP bytes (pl_k_kept, kernels_internal.h): a training step makes hundreds
+ * of these calls, and a fresh multi-MiB block each time cost page faults and page clearing (~4% of a SmolLM2 LoRA step, perf). One cached
  * block; a concurrent caller finding it busy allocates its own. It stays counted as
  * workspace while kept; pl_gemm16_release() frees it. */
-#define WS_KEEP ((size_t)PL_GEMM16_WS_KEEP)
-static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint8_t *ws_cache;
-static size_t ws_cache_bytes;
-
-static uint8_t *ws_get(size_t need)
-{
-    if (need <= WS_KEEP && pthread_mutex_trylock(&ws_lock) == 0) {
-        if (ws_cache_bytes < need) {
-            pl_free(ws_cache);
-            ws_cache = pl_alloc(need, PL_MEM_WORKSPACE);
-            ws_cache_bytes = ws_cache ? need : 0;
-        }
-        if (ws_cache) return ws_cache;            /* released by ws_put */
-        pthread_mutex_unlock(&ws_lock);
-        return NULL;
-    }
-    return pl_alloc(need, PL_MEM_WORKSPACE);
-}
-
-static void ws_put(uint8_t *ws)
-{
-    if (ws && ws == ws_cache) pthread_mutex_unlock(&ws_lock);
-    else pl_free(ws);
-}
+static struct pl_k_kept ws_kept = PL_K_KEPT_INIT;
 
 /* n f32 → bf16 (round to nearest even, as vcvtneps2bf16). */
 TGT static void cvt_bf16(uint16_t *dst, const float *src, int64_t n)
@@ -416,7 +391,7 @@ static enum pl_status gemm16_core(float *C, const float *A, int64_t lda, int a_t
     const int64_t R2 = pl.R2, MB = pl.MB, nmb = pl.nmb, nitem = pl.nitem, mpan = pl.mpan, flen = pl.flen;
     const size_t per = pl.per, abytes = pl.abytes, need = pl.need;
     nth = pl.nth;
-    uint8_t *ws = ws_get(need);
+    uint8_t *ws = pl_k_kept_get(&ws_kept, need, PL_GEMM16_WS_KEEP);
     if (!ws) return pl_fail(PL_ERR_NOMEM, "gemm16: cannot allocate %.1f MiB of bf16 panels",
                             (double)need / 1048576.0);
     uint32_t *Ap = (uint32_t *)ws;
@@ -464,7 +439,7 @@ static enum pl_status gemm16_core(float *C, const float *A, int64_t lda, int a_t
             }
         }
     }
-    ws_put(ws);
+    pl_k_kept_put(&ws_kept, ws);
     return PL_OK;
 }
 
@@ -554,11 +529,7 @@ enum pl_status pl_gemm16_tn(float *C, const float *A, const float *B, float beta
 
 void pl_gemm16_release(void)
 {
-    pthread_mutex_lock(&ws_lock);
-    pl_free(ws_cache);
-    ws_cache = NULL;
-    ws_cache_bytes = 0;
-    pthread_mutex_unlock(&ws_lock);
+    pl_k_kept_release(&ws_kept);
     pl_attn16_release();   /* attention's kept workspace (attn16.c) */
 }
 

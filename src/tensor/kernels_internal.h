@@ -5,6 +5,48 @@
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
+#include <pthread.h>
+#include "peftlua/alloc.h"
+
+/* One block of workspace kept from a call for the next (gemm16.c, attn16.c): a step makes
+ * hundreds of calls, and a fresh multi-KiB/MiB block each time costs page faults and page
+ * clearing. pl_k_kept_get hands out the kept block (grown to `need`) when it is free and
+ * `need` <= `keep`, else a fresh one; a concurrent caller finding it busy gets its own.
+ * pl_k_kept_put gives either back; the block stays counted as workspace while kept and
+ * pl_k_kept_release frees it. NULL: out of memory. */
+struct pl_k_kept { pthread_mutex_t lock; void *p; size_t bytes; };
+#define PL_K_KEPT_INIT { PTHREAD_MUTEX_INITIALIZER, NULL, 0 }
+
+static inline void *pl_k_kept_get(struct pl_k_kept *k, size_t need, size_t keep)
+{
+    if (need <= keep && pthread_mutex_trylock(&k->lock) == 0) {
+        if (k->bytes < need) {
+            pl_free(k->p);
+            k->p = pl_alloc(need, PL_MEM_WORKSPACE);
+            k->bytes = k->p ? need : 0;
+        }
+        if (k->p) return k->p;                    /* unlocked by pl_k_kept_put */
+        pthread_mutex_unlock(&k->lock);
+        return NULL;
+    }
+    return pl_alloc(need, PL_MEM_WORKSPACE);
+}
+
+static inline void pl_k_kept_put(struct pl_k_kept *k, void *p)
+{
+    if (p && p == k->p) pthread_mutex_unlock(&k->lock);
+    else pl_free(p);
+}
+
+static inline void pl_k_kept_release(struct pl_k_kept *k)
+{
+    pthread_mutex_lock(&k->lock);
+    pl_free(k->p);
+    k->p = NULL;
+    k->bytes = 0;
+    pthread_mutex_unlock(&k->lock);
+}
+
 #ifdef _OPENMP
 #include <omp.h>
 static inline int pl_k_max_threads(void) { return omp_get_max_threads(); }
