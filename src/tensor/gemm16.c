@@ -188,6 +188,20 @@ TGT static inline void tr8x8(__m256i v[8])
     v[3] = _mm256_permute2x128_si256(u3, u7, 0x20); v[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
 }
 
+/* The first np (<= 8) of the transposed vectors, vector q at dst + q·stride words. A whole
+ * group of 8 is stored with constant indices: a loop over a variable count kept v[] on the
+ * stack, and GCC turned pack_a8's contiguous stores into a memcpy call per group (2.7% of a
+ * quickstart step, perf). */
+TGT static inline void store8(uint32_t *dst, int64_t stride, const __m256i v[8], int64_t np)
+{
+    if (np == 8) {
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; q++) _mm256_storeu_si256((__m256i *)(dst + q * stride), v[q]);
+        return;
+    }
+    for (int64_t q = 0; q < np; q++) _mm256_storeu_si256((__m256i *)(dst + q * stride), v[q]);
+}
+
 /* A whole panel of MR = 8 rows (R values each, row stride lda) into dst = its Ap panel: eight
  * pairs of the eight rows at a time, converted and transposed in registers. */
 TGT static void pack_a8(uint32_t *dst, const float *A, int64_t lda, int64_t R, int64_t R2)
@@ -199,8 +213,7 @@ TGT static void pack_a8(uint32_t *dst, const float *A, int64_t lda, int64_t R, i
         for (int i = 0; i < 8; i++)
             v[i] = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, A + i * lda + 2 * p0));
         tr8x8(v);
-        int64_t np = min64(8, R2 - p0);
-        for (int64_t j = 0; j < np; j++) _mm256_storeu_si256((__m256i *)(dst + (p0 + j) * MR), v[j]);
+        store8(dst + p0 * MR, MR, v, min64(8, R2 - p0));
     }
 }
 
@@ -287,8 +300,7 @@ TGT static void pack_b(uint32_t *Bp, const void *W, enum pl_dtype wt, int w_nr, 
                     for (int i = 0; i < 8; i++)
                         v[i] = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, rows[i] + 2 * p0));
                     tr8x8(v);
-                    int64_t np = min64(8, R2 - p0);
-                    for (int64_t q = 0; q < np; q++) _mm256_storeu_si256((__m256i *)(dst + (p0 + q) * NR), v[q]);
+                    store8(dst + p0 * NR, NR, v, min64(8, R2 - p0));
                 }
             }
         for (; n < n0 + nc; n++) {
@@ -343,14 +355,26 @@ TGT static void pack_b(uint32_t *Bp, const void *W, enum pl_dtype wt, int w_nr, 
 
 /* The work split and workspace of one chunk (gemm16_core), from its shape and thread count. */
 struct plan {
-    int64_t R2, MB, nmb, nitem, mpan, flen;
+    int64_t R2, MB, nmb, nitem, mpan, flen, NC;
     size_t per, abytes, bbytes, need;
     int nth;
 };
 
-static void plan_core(struct plan *p, int w_nr, int64_t M, int64_t R, int64_t N, int64_t NC, int nth)
+static void plan_core(struct plan *p, int w_nr, int64_t M, int64_t R, int64_t N, int64_t NC,
+                      int64_t unit, int nth)
 {
     const int64_t R2 = (R + 1) / 2;
+    /* Narrower chunks (whole units: panels, and for W [R, N] of a block dtype whole blocks)
+     * where N has fewer chunks than the items wanted: more items over the columns instead of
+     * over the rows, so that each chunk of the weight is dequantised and packed once per call
+     * rather than once per row block (2 threads: k_proj's 192 columns were packed 4 times).
+     * The bits do not change: each C element is still summed by one micro-kernel over the
+     * same reduction blocks in order. */
+    const int64_t want = nth > 1 ? 2 * nth : 1;
+    if ((N + NC - 1) / NC < want) {
+        int64_t nc = (((N + want - 1) / want + unit - 1) / unit) * unit;
+        if (nc < NC) NC = nc;
+    }
     /* Rows per item: all of them (the weight chunk is packed once) unless that leaves fewer
      * than two items per thread (one thread: one item per chunk); at most MB_MAX, so that an A block of one reduction block
      * (MB·KCP·4 bytes) stays in L2. Any MB gives the same bits — each C element is still
@@ -358,7 +382,6 @@ static void plan_core(struct plan *p, int w_nr, int64_t M, int64_t R, int64_t N,
      * depend on the thread count. Packing a chunk costs ~1/MB of its products (measured: with
      * 3 row blocks instead of 1, 1024 x 1536 x 576 ran at 147 instead of ~175 GFLOP/s). */
     const int64_t nch = (N + NC - 1) / NC;
-    const int64_t want = nth > 1 ? 2 * nth : 1;
     int64_t nmb = (want + nch - 1) / nch, mtiles = (M + MR - 1) / MR;
     if (nmb < (M + MB_MAX - 1) / MB_MAX) nmb = (M + MB_MAX - 1) / MB_MAX;
     if (nmb > mtiles) nmb = mtiles;
@@ -366,6 +389,7 @@ static void plan_core(struct plan *p, int w_nr, int64_t M, int64_t R, int64_t N,
     nmb = (M + MB - 1) / MB;
     const int64_t nitem = nch * nmb;
     if (nth > nitem) nth = (int)nitem;
+    p->NC = NC;
     p->R2 = R2; p->MB = MB; p->nmb = nmb; p->nitem = nitem; p->mpan = (M + MR - 1) / MR;
     p->flen = w_nr ? 8 * R : NC;                                    /* f32 row buffers */
     p->bbytes = (size_t)((NC + NR - 1) / NR) * NR * R2 * 4;
@@ -380,14 +404,16 @@ static void plan_core(struct plan *p, int w_nr, int64_t M, int64_t R, int64_t N,
  * (w_nr = 0) or W [N, R] (w_nr = 1, r_off 0). A: [M, R] row stride lda, or (a_t) [R, M]. */
 static enum pl_status gemm16_core(float *C, const float *A, int64_t lda, int a_t, const void *W,
                                   enum pl_dtype wt, int w_nr, int64_t total, int64_t r_off,
-                                  float beta, int64_t M, int64_t R, int64_t N, int64_t NC)
+                                  float beta, int64_t M, int64_t R, int64_t N, int64_t NC,
+                                  int64_t unit)
 {
     struct plan pl;
     int nth = pl_k_max_threads();
 #ifdef _OPENMP
     if (omp_get_level() > 0) nth = 1;
 #endif
-    plan_core(&pl, w_nr, M, R, N, NC, nth);
+    plan_core(&pl, w_nr, M, R, N, NC, unit, nth);
+    NC = pl.NC;
     const int64_t R2 = pl.R2, MB = pl.MB, nmb = pl.nmb, nitem = pl.nitem, mpan = pl.mpan, flen = pl.flen;
     const size_t per = pl.per, abytes = pl.abytes, need = pl.need;
     nth = pl.nth;
@@ -445,13 +471,19 @@ static enum pl_status gemm16_core(float *C, const float *A, int64_t lda, int a_t
 
 /* Columns of C per item: NC_BASE, or for a weight stored [R, N] of block dtype a whole number
  * of its blocks and of panels (lcm(blk, NR)). */
-static int64_t chunk_cols(enum pl_dtype wt, int w_nr)
+static int64_t chunk_unit(enum pl_dtype wt, int w_nr)
 {
     const int64_t blk = pl_dtype_info(wt)->block;
-    if (w_nr || NC_BASE % blk == 0) return NC_BASE;
+    if (w_nr) return NR;
     int64_t a = blk, b = NR;
     while (b) { int64_t t = a % b; a = b; b = t; }
     return blk / a * NR;
+}
+
+static int64_t chunk_cols(enum pl_dtype wt, int w_nr)
+{
+    const int64_t blk = pl_dtype_info(wt)->block;
+    return w_nr || NC_BASE % blk == 0 ? NC_BASE : chunk_unit(wt, w_nr);
 }
 
 /* Reduction slices (weights stored [R, N] only) and row chunks that keep A under A_MAX. */
@@ -469,7 +501,8 @@ int64_t pl_gemm16_ws_bytes(enum pl_dtype wt, int w_nr, int64_t M, int64_t R, int
     int64_t rc, mc;
     cuts(w_nr, R, &rc, &mc);
     struct plan p;   /* the first chunk is the largest in both directions */
-    plan_core(&p, w_nr, min64(mc, M), min64(rc, R), N, chunk_cols(wt, w_nr), nth < 1 ? 1 : nth);
+    plan_core(&p, w_nr, min64(mc, M), min64(rc, R), N, chunk_cols(wt, w_nr), chunk_unit(wt, w_nr),
+              nth < 1 ? 1 : nth);
     return (int64_t)p.need;
 }
 
@@ -508,7 +541,8 @@ static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, e
         for (int64_t r0 = 0; r0 < R; r0 += rc) {
             const float *Ap = a_t ? A + r0 * lda + m0 : A + m0 * lda + r0;
             enum pl_status st = gemm16_core(C + m0 * N, Ap, lda, a_t, W, wt, w_nr, R * N, r0,
-                                            r0 == 0 ? beta : 1.0f, mm, min64(rc, R - r0), N, NC);
+                                            r0 == 0 ? beta : 1.0f, mm, min64(rc, R - r0), N, NC,
+                                            chunk_unit(wt, w_nr));
             if (st != PL_OK) return st;
         }
     }

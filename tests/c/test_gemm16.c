@@ -243,6 +243,22 @@ static void test_threads(void **state)
         assert_int_equal(pl_gemm16(c2, A, W, PL_F32, w_nr, 0.0f, M, R, N), PL_OK);
         assert_memory_equal(c1, c2, (size_t)(M * N) * 4);
     }
+    /* Few output columns (k_proj's 192): two threads split them into narrower chunks than one
+     * thread does (gemm16.c plan_core); for W [R, N] of a block dtype the chunks stay whole
+     * blocks. Same bits. */
+    const int64_t Nk = 192, Rk = 384;
+    float *w = malloc((size_t)(Rk * Nk) * 4), *wd = malloc((size_t)(Rk * Nk) * 4);
+    for (int64_t i = 0; i < Rk * Nk; i++) w[i] = 0.1f * frand(&rng);
+    for (int w_nr = 0; w_nr <= 1; w_nr++) {
+        void *Q = make_weight(PL_Q4_1, w, w_nr ? Nk : Rk, w_nr ? Rk : Nk, wd);
+        omp_set_num_threads(1);
+        assert_int_equal(pl_gemm16(c1, A, Q, PL_Q4_1, w_nr, 0.0f, M, Rk, Nk), PL_OK);
+        omp_set_num_threads(2);
+        assert_int_equal(pl_gemm16(c2, A, Q, PL_Q4_1, w_nr, 0.0f, M, Rk, Nk), PL_OK);
+        assert_memory_equal(c1, c2, (size_t)(M * Nk) * 4);
+        free(Q);
+    }
+    free(w); free(wd);
     omp_set_num_threads(old);
     free(A); free(W); free(c1); free(c2);
 #endif
