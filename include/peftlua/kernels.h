@@ -137,6 +137,9 @@ void pl_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gat
  * out = a + b (out may equal a or b);  bwd: da += dout, db += dout (either may be NULL). */
 void pl_residual_fwd(float *out, const float *a, const float *b, int64_t N);
 void pl_residual_bwd(float *da, float *db, const float *dout, int64_t N);
+/* x[0..n) = 0 and dst[0..n) = src[0..n) (not overlapping), threads over 256 KiB pieces. */
+void pl_fill_zero(float *x, int64_t n);
+void pl_copy_f32(float *dst, const float *src, int64_t n);
 
 /* ---------------------------------------------------------------- cross-entropy -----------
  * logits: [N,V]; targets[N] (< 0: ignored).  lse[n] = log Σ_v exp(logits[n,v]) (saved);

@@ -422,7 +422,7 @@ enum pl_status pl_lora_backward(struct pl_lora *a, int layer, enum pl_proj p, fl
     /* dropout: dA sees the dropped input; dx gets the mask applied to (g·A). */
     float *xd = a->work, *dxd = a->work + (size_t)n * in;
     apply_dropout(a, layer, p, xd, x, n * in, in);
-    if (dx) memset(dxd, 0, (size_t)n * in * sizeof(float));
+    if (dx) pl_fill_zero(dxd, n * in);
     enum pl_status st = pl_lora_bwd(dx ? dxd : NULL, d->dA, d->dB, dy, d->xa, xd, d->A, d->B,
                                     a->scale, n, in, d->out, r);
     if (st != PL_OK || !dx) return st;

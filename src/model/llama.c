@@ -573,24 +573,24 @@ enum pl_status pl_llama_block_backward(struct pl_model *m, int l, const struct p
     enum pl_status st;
 
     /* MLP half: δ = d_resid */
-    memset(G->d_act, 0, (size_t)R * F * sizeof(float));
+    pl_fill_zero(G->d_act, R * F);
     if ((st = hk->proj_bwd(hc, l, PL_PROJ_DOWN, G->d_act, G->d_resid, A->a, R)) != PL_OK) return st;
-    memset(G->d_gate, 0, (size_t)R * F * sizeof(float));
-    memset(G->d_up, 0, (size_t)R * F * sizeof(float));
+    pl_fill_zero(G->d_gate, R * F);
+    pl_fill_zero(G->d_up, R * F);
     pl_swiglu_bwd(G->d_gate, G->d_up, G->d_act, A->g, A->u, R * F);
-    memset(G->d_xn, 0, (size_t)R * D * sizeof(float));
+    pl_fill_zero(G->d_xn, R * D);
     if ((st = hk->proj_bwd(hc, l, PL_PROJ_GATE, G->d_xn, G->d_gate, A->xf, R)) != PL_OK) return st;
     if ((st = hk->proj_bwd(hc, l, PL_PROJ_UP, G->d_xn, G->d_up, A->xf, R)) != PL_OK) return st;
-    memcpy(G->d_resid2, G->d_resid, (size_t)R * D * sizeof(float));
+    pl_copy_f32(G->d_resid2, G->d_resid, R * D);
     pl_rmsnorm_bwd(G->d_resid2, hk->grad_of(hc, ly->ffn_norm), G->d_xn, A->rf, A->x2,
                    (const float *)pl_tensor_data(ly->ffn_norm), R, D);
 
     /* attention half: δ = d_resid2 */
-    memset(G->d_ao, 0, (size_t)R * Hd * sizeof(float));
+    pl_fill_zero(G->d_ao, R * Hd);
     if ((st = hk->proj_bwd(hc, l, PL_PROJ_O, G->d_ao, G->d_resid2, A->ao, R)) != PL_OK) return st;
-    memset(G->d_qr, 0, (size_t)R * Hd * sizeof(float));
-    memset(G->d_kr, 0, (size_t)BT * KV * sizeof(float));
-    memset(G->d_k, 0, (size_t)BT * KV * sizeof(float));
+    pl_fill_zero(G->d_qr, R * Hd);
+    pl_fill_zero(G->d_kr, BT * KV);
+    pl_fill_zero(G->d_k, BT * KV);
     /* dk, dv come back in the cache layout [B][T][KV]; d_k receives dv first */
     if ((st = pl_attention_bwd(G->d_qr, G->d_kr, G->d_k, G->d_ao, A->att, A->q, A->kc, A->vc, B,
                                n, 0, T, H, Hkv, hd)) != PL_OK)
@@ -601,15 +601,15 @@ enum pl_status pl_llama_block_backward(struct pl_model *m, int l, const struct p
         if (n < T && b > 0)
             memmove(G->d_kr + (size_t)b * n * KV, G->d_kr + (size_t)b * T * KV, (size_t)n * KV * sizeof(float));
     }
-    memset(G->d_q, 0, (size_t)R * Hd * sizeof(float));
-    memset(G->d_k, 0, (size_t)R * KV * sizeof(float));
+    pl_fill_zero(G->d_q, R * Hd);
+    pl_fill_zero(G->d_k, R * KV);
     pl_rope_bwd(G->d_q, G->d_qr, pos_ids, R, H, hd, cf->rope_base, rmode);
     pl_rope_bwd(G->d_k, G->d_kr, pos_ids, R, Hkv, hd, cf->rope_base, rmode);
-    memset(G->d_xn, 0, (size_t)R * D * sizeof(float));
+    pl_fill_zero(G->d_xn, R * D);
     if ((st = hk->proj_bwd(hc, l, PL_PROJ_Q, G->d_xn, G->d_q, A->xn, R)) != PL_OK) return st;
     if ((st = hk->proj_bwd(hc, l, PL_PROJ_K, G->d_xn, G->d_k, A->xn, R)) != PL_OK) return st;
     if ((st = hk->proj_bwd(hc, l, PL_PROJ_V, G->d_xn, G->d_v, A->xn, R)) != PL_OK) return st;
-    memcpy(G->d_resid, G->d_resid2, (size_t)R * D * sizeof(float));
+    pl_copy_f32(G->d_resid, G->d_resid2, R * D);
     pl_rmsnorm_bwd(G->d_resid, hk->grad_of(hc, ly->attn_norm), G->d_xn, A->rs, A->xin,
                    (const float *)pl_tensor_data(ly->attn_norm), R, D);
     return PL_OK;
