@@ -223,6 +223,46 @@ static void test_weight_types(void **state)
     }
 }
 
+/* A Q4_1 weight gives the bits of the same weight dequantised to f32 first (pack_b rounds
+ * d·q + m to f32, then to bf16, whatever the dequantisation's vectorisation).
+ * Shapes: whole and partial panels, 8-column groups and the fallback (N % 8), an odd reduction
+ * for W [R, N], the head's width, 1 and 2 threads. */
+static void test_block_bits(void **state)
+{
+    (void)state;
+    skip_unless();
+    static const int64_t cases[][4] = {   /* w_nr, M, R, N */
+        {1, 100, 576, 576}, {1, 37, 1536, 200}, {1, 64, 96, 100}, {1, 50, 576, 8},
+        {0, 100, 576, 576}, {0, 37, 1535, 192}, {0, 64, 3, 4096}, {0, 9, 576, 1536},
+    };
+    struct pl_rng rng;
+    pl_rng_seed(&rng, 77);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int w_nr = (int)cases[c][0];
+        const int64_t M = cases[c][1], R = cases[c][2], N = cases[c][3];
+        float *A = malloc((size_t)(M * R) * 4), *w = malloc((size_t)(R * N) * 4);
+        float *wd = malloc((size_t)(R * N) * 4);
+        float *c1 = malloc((size_t)(M * N) * 4), *c2 = malloc((size_t)(M * N) * 4);
+        for (int64_t i = 0; i < M * R; i++) A[i] = frand(&rng);
+        for (int64_t i = 0; i < R * N; i++) w[i] = 0.1f * frand(&rng);
+        void *Q = make_weight(PL_Q4_1, w, w_nr ? N : R, w_nr ? R : N, wd);
+#ifdef _OPENMP
+        int old = omp_get_max_threads();
+        omp_set_num_threads(1 + (int)(c % 2));
+#endif
+        assert_int_equal(pl_gemm16(c1, A, Q, PL_Q4_1, w_nr, 0.0f, M, R, N), PL_OK);
+        assert_int_equal(pl_gemm16(c2, A, wd, PL_F32, w_nr, 0.0f, M, R, N), PL_OK);
+#ifdef _OPENMP
+        omp_set_num_threads(old);
+#endif
+        for (int64_t i = 0; i < M * N; i++)
+            if (memcmp(&c1[i], &c2[i], 4))
+                fail_msg("q4_1 w_nr=%d M=%lld R=%lld N=%lld: C[%lld] %.9g from the blocks, %.9g from f32",
+                         w_nr, (long long)M, (long long)R, (long long)N, (long long)i, c1[i], c2[i]);
+        free(Q); free(A); free(w); free(wd); free(c1); free(c2);
+    }
+}
+
 static void test_threads(void **state)
 {
     (void)state;
@@ -628,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_f32_shapes),
         cmocka_unit_test(test_weight_types),
         cmocka_unit_test(test_tn),
+        cmocka_unit_test(test_block_bits),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_chunks),
         cmocka_unit_test(test_linear_mode),
