@@ -9,8 +9,8 @@
  * (R2 = ⌈R/2⌉; an odd R pads the last pair with 0, missing rows/columns are 0 too).
  * The micro-kernel keeps an 8 × 48 tile of C in 24 zmm accumulators; per pair it loads the
  * three B vectors and broadcasts each row's A word (24 vdpbf16ps for 11 loads). The reduction
- * is cut into blocks of KCP pairs so that one B micro-panel (KCP·48·4 = 18 KiB) stays in L1
- * while the kernel sweeps the item's A panels (from L2); C is summed in f32 across blocks.
+ * is cut into blocks of KCP pairs (one B micro-panel is KCP·48·4 = 54 KiB, read from L2 with
+ * the item's A panels while the kernel sweeps them); C is summed in f32 across blocks.
  *
  * Work items: (chunk of NC columns of C) × (block of MB rows), chunk-major; MB as large as
  * leaves two items per thread (the bits do not depend on MB). Each item packs its
@@ -68,7 +68,11 @@ enum pl_compute pl_compute_from_name(const char *name)
 
 #define MR 8
 #define NR 48
-#define KCP 96        /* reduction pairs per block: a B micro-panel of 18 KiB */
+#define KCP 288       /* reduction pairs per block: a B micro-panel of 54 KiB, streamed from L2.
+                       * Against 96 (18 KiB, L1-resident): the C tile goes to memory a third as
+                       * often; bench_gemm16 688 rows, one layer's products + head, Q4_1, best of
+                       * 5, three runs: 1 thread 435-440 -> 410-411 ms, 2 threads 222-247 ->
+                       * 212-226 ms (128-768 tried: 128 430-433, 192 421, 384 411-416, 768 414-425) */
 #define MB_MAX 1024   /* rows of C per item at most */
 #define MSUB 256      /* rows of C swept per reduction block inside an item */
 #define NC_BASE 192   /* columns of C per item (4 panels) */
