@@ -81,6 +81,13 @@ void pl_lora_fwd(float *y, float *xa, const float *x, const float *A, const floa
 enum pl_status pl_lora_bwd(float *dx, float *dA, float *dB, const float *dy, const float *xa,
                            const float *x, const float *A, const float *B, float scale,
                            int64_t M, int64_t K, int64_t N, int64_t r);
+/* pl_lora_bwd for an adapter with input dropout: x is the dropped input (x ⊙ keep / (1 − p)),
+ * which dA sees, and dx += ((g · A) ⊙ keep) · inv_keep, keep element i being bit i % 16 of
+ * keep[i / 16] (i = m·K + k). The masked product is one pass over dx (no [M,K] workspace). */
+enum pl_status pl_lora_bwd_dropout(float *dx, float *dA, float *dB, const float *dy,
+                                   const float *xa, const float *x, const uint16_t *keep,
+                                   float inv_keep, const float *A, const float *B, float scale,
+                                   int64_t M, int64_t K, int64_t N, int64_t r);
 
 /* ---------------------------------------------------------------- RoPE --------------------
  * x, out: [N,H,HD] (N = B*T tokens, H heads), pos[N] = position of token n (so generation

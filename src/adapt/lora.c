@@ -327,7 +327,7 @@ static inline __m512i drop_hash8(__m512i z)
 /* y[i] = x[i]·f(i) (acc = 0) or y[i] += x[i]·f(i) (acc = 1) for i in [0, N), f the keep factor
  * of element i0 + i; the same bits with or without the 16-lane path. */
 static void dropout_scale(float *y, const float *x, int acc, uint64_t key, int64_t i0, int64_t N,
-                          float pr)
+                          float pr, uint16_t *keep)
 {
     const float inv_keep = 1.0f / (1.0f - pr);
     const uint64_t thr = (uint64_t)ceil((double)pr * 0x1.0p53);
@@ -350,7 +350,9 @@ static void dropout_scale(float *y, const float *x, int acc, uint64_t key, int64
         for (; i + 16 <= c1; i += 16) {
             __mmask8 k0 = _mm512_cmpge_epu64_mask(drop_hash8(z0), vthr);
             __mmask8 k1 = _mm512_cmpge_epu64_mask(drop_hash8(z1), vthr);
-            __m512 f = _mm512_maskz_mov_ps((__mmask16)((unsigned)k0 | ((unsigned)k1 << 8)), vinv);
+            const __mmask16 km = (__mmask16)((unsigned)k0 | ((unsigned)k1 << 8));
+            if (keep) keep[i / 16] = (uint16_t)km;
+            __m512 f = _mm512_maskz_mov_ps(km, vinv);
             __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), f);
             if (acc) v = _mm512_add_ps(_mm512_loadu_ps(y + i), v);
             _mm512_storeu_ps(y + i, v);
@@ -358,9 +360,13 @@ static void dropout_scale(float *y, const float *x, int acc, uint64_t key, int64
             z1 = _mm512_add_epi64(z1, step);
         }
 #endif
-        for (; i < c1; i++) {
+        for (; i < c1; i++) {   /* i starts a whole group of 16 here (chunk and lanes are) */
             float f = drop_hash(key, (uint64_t)(i0 + i)) < thr ? 0.0f : inv_keep;
             y[i] = acc ? y[i] + x[i] * f : x[i] * f;
+            if (keep) {
+                if (i % 16 == 0) keep[i / 16] = 0;
+                if (f != 0.0f) keep[i / 16] |= (uint16_t)(1u << (i % 16));
+            }
         }
     }
 }
@@ -368,7 +374,7 @@ static void dropout_scale(float *y, const float *x, int acc, uint64_t key, int64
 static void apply_dropout(const struct pl_lora *a, int layer, enum pl_proj p, float *xd,
                           const float *x, int64_t n, int64_t in)
 {
-    dropout_scale(xd, x, 0, drop_key(a, layer, p), a->dropout_row0 * in, n, a->cfg.dropout);
+    dropout_scale(xd, x, 0, drop_key(a, layer, p), a->dropout_row0 * in, n, a->cfg.dropout, NULL);
 }
 
 enum pl_status pl_lora_hook(void *ctx, int layer, enum pl_proj p, float *y, const float *x,
@@ -419,15 +425,14 @@ enum pl_status pl_lora_backward(struct pl_lora *a, int layer, enum pl_proj p, fl
     const int64_t r = a->cfg.r, in = d->in;
     if (a->cfg.dropout <= 0)
         return pl_lora_bwd(dx, d->dA, d->dB, dy, d->xa, x, d->A, d->B, a->scale, n, in, d->out, r);
-    /* dropout: dA sees the dropped input; dx gets the mask applied to (g·A). */
-    float *xd = a->work, *dxd = a->work + (size_t)n * in;
-    apply_dropout(a, layer, p, xd, x, n * in, in);
-    if (dx) pl_fill_zero(dxd, n * in);
-    enum pl_status st = pl_lora_bwd(dx ? dxd : NULL, d->dA, d->dB, dy, d->xa, xd, d->A, d->B,
-                                    a->scale, n, in, d->out, r);
-    if (st != PL_OK || !dx) return st;
-    dropout_scale(dx, dxd, 1, drop_key(a, layer, p), a->dropout_row0 * in, n * in, a->cfg.dropout);
-    return PL_OK;
+    /* dropout: dA sees the dropped input; dx gets the mask applied to (g·A). The mask is hashed
+     * once here, its bits kept (in the second half of the workspace) for the dx pass. */
+    float *xd = a->work;
+    uint16_t *keep = (uint16_t *)(a->work + (size_t)n * in);
+    dropout_scale(xd, x, 0, drop_key(a, layer, p), a->dropout_row0 * in, n * in, a->cfg.dropout,
+                  keep);
+    return pl_lora_bwd_dropout(dx, d->dA, d->dB, dy, d->xa, xd, keep, 1.0f / (1.0f - a->cfg.dropout),
+                               d->A, d->B, a->scale, n, in, d->out, r);
 }
 
 const float *pl_lora_in_hook(void *ctx, int layer, enum pl_proj p, const float *x, int64_t n)

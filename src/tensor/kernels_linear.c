@@ -29,6 +29,9 @@
 #include "kernels_internal.h"
 
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 /* Work pieces (shape-only, so results do not depend on the thread count):
  *   forward  (panel of P rows of W) x (block of MB rows of x)
@@ -192,9 +195,62 @@ void pl_lora_fwd(float *y, float *xa, const float *x, const float *A, const floa
     pl_sgemm(0, 1, M, N, r, scale, xa, r, B, r, 1.0f, y, N);      /* y += s · xa · Bᵀ   */
 }
 
+/* dx[M,K] += ((g[M,r] · A[r,K]) ⊙ keep) · inv: per element the r products summed in order
+ * from g[m,0]·A[0,k] (separate multiply and add), then scaled by inv or 0, then added. */
+static void masked_rank_add(float *dx, const float *g, const float *A, const uint16_t *keep,
+                            float inv, int64_t M, int64_t K, int64_t r)
+{
+    #pragma omp parallel for schedule(static) if(PL_K_PAR(M * K * r))
+    for (int64_t m = 0; m < M; m++) {
+        const float *gm = g + m * r;
+        float *dm = dx + m * K;
+        int64_t k = 0;
+#if defined(__AVX512F__)
+        if (K % 16 == 0) {
+            const __m512 vinv = _mm512_set1_ps(inv);
+            for (; k < K; k += 16) {
+                __m512 acc = _mm512_mul_ps(_mm512_set1_ps(gm[0]), _mm512_loadu_ps(A + k));
+                for (int64_t j = 1; j < r; j++)
+                    acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(gm[j]), _mm512_loadu_ps(A + j * K + k)));
+                const __m512 f = _mm512_maskz_mov_ps((__mmask16)keep[(m * K + k) / 16], vinv);
+                _mm512_storeu_ps(dm + k, _mm512_add_ps(_mm512_loadu_ps(dm + k), _mm512_mul_ps(acc, f)));
+            }
+        }
+#endif
+        for (; k < K; k++) {
+            float acc = gm[0] * A[k];
+            for (int64_t j = 1; j < r; j++) acc = acc + gm[j] * A[j * K + k];
+            const int64_t e = m * K + k;
+            const float f = (keep[e / 16] >> (e % 16)) & 1 ? inv : 0.0f;
+            dm[k] = dm[k] + acc * f;
+        }
+    }
+}
+
+static enum pl_status lora_bwd(float *dx, float *dA, float *dB, const float *dy, const float *xa,
+                               const float *x, const uint16_t *keep, float inv, const float *A,
+                               const float *B, float scale, int64_t M, int64_t K, int64_t N,
+                               int64_t r);
+
 enum pl_status pl_lora_bwd(float *dx, float *dA, float *dB, const float *dy, const float *xa,
                            const float *x, const float *A, const float *B, float scale,
                            int64_t M, int64_t K, int64_t N, int64_t r)
+{
+    return lora_bwd(dx, dA, dB, dy, xa, x, NULL, 1.0f, A, B, scale, M, K, N, r);
+}
+
+enum pl_status pl_lora_bwd_dropout(float *dx, float *dA, float *dB, const float *dy,
+                                   const float *xa, const float *x, const uint16_t *keep,
+                                   float inv_keep, const float *A, const float *B, float scale,
+                                   int64_t M, int64_t K, int64_t N, int64_t r)
+{
+    return lora_bwd(dx, dA, dB, dy, xa, x, keep, inv_keep, A, B, scale, M, K, N, r);
+}
+
+static enum pl_status lora_bwd(float *dx, float *dA, float *dB, const float *dy, const float *xa,
+                               const float *x, const uint16_t *keep, float inv, const float *A,
+                               const float *B, float scale, int64_t M, int64_t K, int64_t N,
+                               int64_t r)
 {
     if (M <= 0 || r <= 0) return PL_OK;
     if (dB)   /* dB[N,r] += s · dyᵀ · xa */
@@ -205,7 +261,8 @@ enum pl_status pl_lora_bwd(float *dx, float *dA, float *dB, const float *dy, con
                            (long long)M, (long long)r);
     pl_sgemm(0, 0, M, r, N, scale, dy, N, B, r, 0.0f, g, r);      /* g = s · dy · B     */
     if (dA) pl_sgemm(1, 0, r, K, M, 1.0f, g, r, x, K, 1.0f, dA, K);   /* dA += gᵀ · x */
-    if (dx) pl_sgemm(0, 0, M, K, r, 1.0f, g, r, A, K, 1.0f, dx, K);   /* dx += g · A  */
+    if (dx && keep) masked_rank_add(dx, g, A, keep, inv, M, K, r);   /* dx += (g·A)⊙keep·inv */
+    else if (dx) pl_sgemm(0, 0, M, K, r, 1.0f, g, r, A, K, 1.0f, dx, K);   /* dx += g · A  */
     pl_free(g);
     return PL_OK;
 }
