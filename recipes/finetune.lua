@@ -126,7 +126,7 @@ local r = peft.train.run {
   compute = opt.compute,
   on_eval = function(i) evals[#evals + 1] = i end,
 }
-print(string.format("training %d tokens in %.1f s (%.1f tokens/s with its evaluations; compute %s)",
+print(string.format("training %d scored tokens in %.1f s (%.1f scored tokens/s with its evaluations; compute %s)",
   r.tokens, r.elapsed, r.tokens / math.max(r.elapsed, 1e-9), opt.compute or "default"))
 local v0, v1 = evals[1] and evals[1].val_loss, r.val_loss
 if v0 and v1 then

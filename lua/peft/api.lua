@@ -414,7 +414,7 @@ Every line is one JSON object; `step` is in every line.
 
 | Line | Fields |
 |---|---|
-| a training step | `step` (integer), `loss` (number, mean nats per scored token of the step), `lr`, `grad_norm` (before clipping), `tokens` (tokens seen by the run so far), `tokens_per_s`, `elapsed_s` (seconds since the run began, resumes included), `rss` (bytes), `mem_peak` (tracked peak bytes of the step), `mem_peak_by` ({category: bytes}), `rss_peak`; with `precision = "fp16"` also `loss_scale`, `skipped_steps` |
+| a training step | `step` (integer), `loss` (number, mean nats per scored token of the step), `lr`, `grad_norm` (before clipping), `tokens` (scored tokens — targets counted in the loss — seen by the run so far), `tokens_per_s` (batch tokens per second, every position of the batches, padding included, over `elapsed_s`), `elapsed_s` (seconds since the run began, resumes included), `rss` (bytes), `mem_peak` (tracked peak bytes of the step), `mem_peak_by` ({category: bytes}), `rss_peak`; with `precision = "fp16"` also `loss_scale`, `skipped_steps` |
 | an evaluation | `step`, `val_loss` (mean nats per scored validation token) |
 | a re-plan after an allocation failure | `step`, `event` = `"shrink"`, `from_rows`, `to_rows`, `chunks`, `error` |
 
