@@ -8,7 +8,7 @@
 #    prints every step and "peftlua / best PyTorch" per thread count and method).
 # 2. The quickstart fine-tune (recipes/finetune.lua, what `make demo` trains: LoRA r8 on q,k,v,o
 #    of SmolLM2-135M, tool-calling data, batch 4, sequences up to 384), SPEED_ITERS steps (10),
-#    compute f32 (today's default) then bf16: its "training N tokens in S s" lines.
+#    compute f32 then bf16 (the default where the CPU has AVX512_BF16): its "training N scored tokens in S s" lines.
 # Prints figures only; never fails on time. SPEED_THREADS (1,2), SPEED_STEPS (2) and
 # SPEED_VARIANTS (hf_bf16,hf_bf16_compile) narrow part 1.
 set -u
