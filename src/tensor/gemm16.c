@@ -355,7 +355,7 @@ TGT static void pack_b(uint32_t *Bp, const void *W, enum pl_dtype wt, int w_nr, 
  * The 49,152-way head's input gradient needed a 100 MiB A and 19 MiB B panels per thread
  * before (fresh pages every step, B panels far out of L2: 150 instead of 195 GFLOP/s). */
 #define A_MAX ((size_t)4 << 20)
-#define RCH (KCP * 10)
+#define RCH (KCP * 3)   /* 864 pairs: 1,024 rows of packed A stay under A_MAX */
 
 /* The work split and workspace of one chunk (gemm16_core), from its shape and thread count. */
 struct plan {
