@@ -324,10 +324,10 @@ static inline __m512i drop_hash8(__m512i z)
 }
 #endif
 
-/* y[i] = x[i]·f(i) (acc = 0) or y[i] += x[i]·f(i) (acc = 1) for i in [0, N), f the keep factor
- * of element i0 + i; the same bits with or without the 16-lane path. */
-static void dropout_scale(float *y, const float *x, int acc, uint64_t key, int64_t i0, int64_t N,
-                          float pr, uint16_t *keep)
+/* y[i] = x[i]·f(i) for i in [0, N), f the keep factor of element i0 + i; the same bits with or
+ * without the 16-lane path. keep (may be NULL): bit i % 16 of keep[i / 16] set where kept. */
+static void dropout_scale(float *y, const float *x, uint64_t key, int64_t i0, int64_t N, float pr,
+                          uint16_t *keep)
 {
     const float inv_keep = 1.0f / (1.0f - pr);
     const uint64_t thr = (uint64_t)ceil((double)pr * 0x1.0p53);
@@ -354,7 +354,6 @@ static void dropout_scale(float *y, const float *x, int acc, uint64_t key, int64
             if (keep) keep[i / 16] = (uint16_t)km;
             __m512 f = _mm512_maskz_mov_ps(km, vinv);
             __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), f);
-            if (acc) v = _mm512_add_ps(_mm512_loadu_ps(y + i), v);
             _mm512_storeu_ps(y + i, v);
             z0 = _mm512_add_epi64(z0, step);
             z1 = _mm512_add_epi64(z1, step);
@@ -362,7 +361,7 @@ static void dropout_scale(float *y, const float *x, int acc, uint64_t key, int64
 #endif
         for (; i < c1; i++) {   /* i starts a whole group of 16 here (chunk and lanes are) */
             float f = drop_hash(key, (uint64_t)(i0 + i)) < thr ? 0.0f : inv_keep;
-            y[i] = acc ? y[i] + x[i] * f : x[i] * f;
+            y[i] = x[i] * f;
             if (keep) {
                 if (i % 16 == 0) keep[i / 16] = 0;
                 if (f != 0.0f) keep[i / 16] |= (uint16_t)(1u << (i % 16));
@@ -374,7 +373,7 @@ static void dropout_scale(float *y, const float *x, int acc, uint64_t key, int64
 static void apply_dropout(const struct pl_lora *a, int layer, enum pl_proj p, float *xd,
                           const float *x, int64_t n, int64_t in)
 {
-    dropout_scale(xd, x, 0, drop_key(a, layer, p), a->dropout_row0 * in, n, a->cfg.dropout, NULL);
+    dropout_scale(xd, x, drop_key(a, layer, p), a->dropout_row0 * in, n, a->cfg.dropout, NULL);
 }
 
 enum pl_status pl_lora_hook(void *ctx, int layer, enum pl_proj p, float *y, const float *x,
@@ -429,8 +428,7 @@ enum pl_status pl_lora_backward(struct pl_lora *a, int layer, enum pl_proj p, fl
      * once here, its bits kept (in the second half of the workspace) for the dx pass. */
     float *xd = a->work;
     uint16_t *keep = (uint16_t *)(a->work + (size_t)n * in);
-    dropout_scale(xd, x, 0, drop_key(a, layer, p), a->dropout_row0 * in, n * in, a->cfg.dropout,
-                  keep);
+    dropout_scale(xd, x, drop_key(a, layer, p), a->dropout_row0 * in, n * in, a->cfg.dropout, keep);
     return pl_lora_bwd_dropout(dx, d->dA, d->dB, dy, d->xa, xd, keep, 1.0f / (1.0f - a->cfg.dropout),
                                d->A, d->B, a->scale, n, in, d->out, r);
 }

@@ -357,6 +357,24 @@ TGT static void pack_b(uint32_t *Bp, const void *W, enum pl_dtype wt, int w_nr, 
 #define A_MAX ((size_t)4 << 20)
 #define RCH (KCP * 3)   /* 864 pairs: 1,024 rows of packed A stay under A_MAX */
 
+/* The smallest column chunk: a panel, or for a weight stored [R, N] of block dtype a whole
+ * number of its blocks and of panels (lcm(blk, NR)). */
+static int64_t chunk_unit(enum pl_dtype wt, int w_nr)
+{
+    const int64_t blk = pl_dtype_info(wt)->block;
+    if (w_nr) return NR;
+    int64_t a = blk, b = NR;
+    while (b) { int64_t t = a % b; a = b; b = t; }
+    return blk / a * NR;
+}
+
+/* Columns of C per item before any narrowing (plan_core): NC_BASE where it is a whole unit. */
+static int64_t chunk_cols(enum pl_dtype wt, int w_nr)
+{
+    const int64_t blk = pl_dtype_info(wt)->block;
+    return w_nr || NC_BASE % blk == 0 ? NC_BASE : chunk_unit(wt, w_nr);
+}
+
 /* The work split and workspace of one chunk (gemm16_core), from its shape and thread count. */
 struct plan {
     int64_t R2, MB, nmb, nitem, mpan, flen, NC;
@@ -364,10 +382,11 @@ struct plan {
     int nth;
 };
 
-static void plan_core(struct plan *p, int w_nr, int64_t M, int64_t R, int64_t N, int64_t NC,
-                      int64_t unit, int nth)
+static void plan_core(struct plan *p, enum pl_dtype wt, int w_nr, int64_t M, int64_t R, int64_t N,
+                      int nth)
 {
-    const int64_t R2 = (R + 1) / 2;
+    const int64_t R2 = (R + 1) / 2, unit = chunk_unit(wt, w_nr);
+    int64_t NC = chunk_cols(wt, w_nr);
     /* Narrower chunks (whole units: panels, and for W [R, N] of a block dtype whole blocks)
      * where N has fewer chunks than the items wanted: more items over the columns instead of
      * over the rows, so that each chunk of the weight is dequantised and packed once per call
@@ -408,17 +427,15 @@ static void plan_core(struct plan *p, int w_nr, int64_t M, int64_t R, int64_t N,
  * (w_nr = 0) or W [N, R] (w_nr = 1, r_off 0). A: [M, R] row stride lda, or (a_t) [R, M]. */
 static enum pl_status gemm16_core(float *C, const float *A, int64_t lda, int a_t, const void *W,
                                   enum pl_dtype wt, int w_nr, int64_t total, int64_t r_off,
-                                  float beta, int64_t M, int64_t R, int64_t N, int64_t NC,
-                                  int64_t unit)
+                                  float beta, int64_t M, int64_t R, int64_t N)
 {
     struct plan pl;
     int nth = pl_k_max_threads();
 #ifdef _OPENMP
     if (omp_get_level() > 0) nth = 1;
 #endif
-    plan_core(&pl, w_nr, M, R, N, NC, unit, nth);
-    NC = pl.NC;
-    const int64_t R2 = pl.R2, MB = pl.MB, nmb = pl.nmb, nitem = pl.nitem, mpan = pl.mpan, flen = pl.flen;
+    plan_core(&pl, wt, w_nr, M, R, N, nth);
+    const int64_t NC = pl.NC, R2 = pl.R2, MB = pl.MB, nmb = pl.nmb, nitem = pl.nitem, mpan = pl.mpan, flen = pl.flen;
     const size_t per = pl.per, abytes = pl.abytes, need = pl.need;
     nth = pl.nth;
     uint8_t *ws = pl_k_kept_get(&ws_kept, need, PL_GEMM16_WS_KEEP);
@@ -473,23 +490,6 @@ static enum pl_status gemm16_core(float *C, const float *A, int64_t lda, int a_t
     return PL_OK;
 }
 
-/* Columns of C per item: NC_BASE, or for a weight stored [R, N] of block dtype a whole number
- * of its blocks and of panels (lcm(blk, NR)). */
-static int64_t chunk_unit(enum pl_dtype wt, int w_nr)
-{
-    const int64_t blk = pl_dtype_info(wt)->block;
-    if (w_nr) return NR;
-    int64_t a = blk, b = NR;
-    while (b) { int64_t t = a % b; a = b; b = t; }
-    return blk / a * NR;
-}
-
-static int64_t chunk_cols(enum pl_dtype wt, int w_nr)
-{
-    const int64_t blk = pl_dtype_info(wt)->block;
-    return w_nr || NC_BASE % blk == 0 ? NC_BASE : chunk_unit(wt, w_nr);
-}
-
 /* Reduction slices (weights stored [R, N] only) and row chunks that keep A under A_MAX. */
 static void cuts(int w_nr, int64_t R, int64_t *rc, int64_t *mc)
 {
@@ -505,8 +505,7 @@ int64_t pl_gemm16_ws_bytes(enum pl_dtype wt, int w_nr, int64_t M, int64_t R, int
     int64_t rc, mc;
     cuts(w_nr, R, &rc, &mc);
     struct plan p;   /* the first chunk is the largest in both directions */
-    plan_core(&p, w_nr, min64(mc, M), min64(rc, R), N, chunk_cols(wt, w_nr), chunk_unit(wt, w_nr),
-              nth < 1 ? 1 : nth);
+    plan_core(&p, wt, w_nr, min64(mc, M), min64(rc, R), N, nth < 1 ? 1 : nth);
     return (int64_t)p.need;
 }
 
@@ -526,10 +525,9 @@ static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, e
         for (int64_t i = 0; i < M * N; i++) C[i] = beta == 0.0f ? 0.0f : beta * C[i];
         return PL_OK;
     }
-    const int64_t NC = chunk_cols(wt, w_nr);
     /* Check the weight's blocks once outside the parallel regions (errors cannot leave them). */
     if (wt != PL_BF16 && wt != PL_F32) {
-        int64_t n = w_nr ? R : min64(NC, N);
+        int64_t n = w_nr ? R : min64(chunk_cols(wt, w_nr), N);
         float *f = pl_alloc((size_t)n * sizeof(float), PL_MEM_WORKSPACE);
         if (!f) return pl_fail(PL_ERR_NOMEM, "gemm16: cannot allocate %lld floats", (long long)n);
         enum pl_status st = wt == PL_NF4_DQ ? pl_dequant_part(wt, W, R * N, 0, f, n)
@@ -545,8 +543,7 @@ static enum pl_status gemm16(float *C, const float *A, int a_t, const void *W, e
         for (int64_t r0 = 0; r0 < R; r0 += rc) {
             const float *Ap = a_t ? A + r0 * lda + m0 : A + m0 * lda + r0;
             enum pl_status st = gemm16_core(C + m0 * N, Ap, lda, a_t, W, wt, w_nr, R * N, r0,
-                                            r0 == 0 ? beta : 1.0f, mm, min64(rc, R - r0), N, NC,
-                                            chunk_unit(wt, w_nr));
+                                            r0 == 0 ? beta : 1.0f, mm, min64(rc, R - r0), N);
             if (st != PL_OK) return st;
         }
     }

@@ -321,27 +321,22 @@ void pl_residual_bwd(float *da, float *db, const float *dout, int64_t N)
  * the other spinning (~4% of a 2-thread quickstart step). */
 #define FILL_PIECE ((int64_t)1 << 16)   /* floats: 256 KiB */
 
-void pl_fill_zero(float *x, int64_t n)
+/* dst[0..n) = src[0..n), or 0 where src is NULL. */
+static void fill_pieces(float *dst, const float *src, int64_t n)
 {
     if (n <= 0) return;
     const int64_t np = (n + FILL_PIECE - 1) / FILL_PIECE;
     #pragma omp parallel for schedule(static) if(np > 1)
     for (int64_t p = 0; p < np; p++) {
         const int64_t i = p * FILL_PIECE, m = n - i < FILL_PIECE ? n - i : FILL_PIECE;
-        memset(x + i, 0, (size_t)m * sizeof(float));
+        if (src) memcpy(dst + i, src + i, (size_t)m * sizeof(float));
+        else memset(dst + i, 0, (size_t)m * sizeof(float));
     }
 }
 
-void pl_copy_f32(float *dst, const float *src, int64_t n)
-{
-    if (n <= 0) return;
-    const int64_t np = (n + FILL_PIECE - 1) / FILL_PIECE;
-    #pragma omp parallel for schedule(static) if(np > 1)
-    for (int64_t p = 0; p < np; p++) {
-        const int64_t i = p * FILL_PIECE, m = n - i < FILL_PIECE ? n - i : FILL_PIECE;
-        memcpy(dst + i, src + i, (size_t)m * sizeof(float));
-    }
-}
+void pl_fill_zero(float *x, int64_t n) { fill_pieces(x, NULL, n); }
+
+void pl_copy_f32(float *dst, const float *src, int64_t n) { fill_pieces(dst, src, n); }
 
 /* ------------------------------------------------------------------------ cross-entropy */
 

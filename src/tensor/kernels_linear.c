@@ -230,26 +230,6 @@ static void masked_rank_add(float *dx, const float *g, const float *A, const uin
 static enum pl_status lora_bwd(float *dx, float *dA, float *dB, const float *dy, const float *xa,
                                const float *x, const uint16_t *keep, float inv, const float *A,
                                const float *B, float scale, int64_t M, int64_t K, int64_t N,
-                               int64_t r);
-
-enum pl_status pl_lora_bwd(float *dx, float *dA, float *dB, const float *dy, const float *xa,
-                           const float *x, const float *A, const float *B, float scale,
-                           int64_t M, int64_t K, int64_t N, int64_t r)
-{
-    return lora_bwd(dx, dA, dB, dy, xa, x, NULL, 1.0f, A, B, scale, M, K, N, r);
-}
-
-enum pl_status pl_lora_bwd_dropout(float *dx, float *dA, float *dB, const float *dy,
-                                   const float *xa, const float *x, const uint16_t *keep,
-                                   float inv_keep, const float *A, const float *B, float scale,
-                                   int64_t M, int64_t K, int64_t N, int64_t r)
-{
-    return lora_bwd(dx, dA, dB, dy, xa, x, keep, inv_keep, A, B, scale, M, K, N, r);
-}
-
-static enum pl_status lora_bwd(float *dx, float *dA, float *dB, const float *dy, const float *xa,
-                               const float *x, const uint16_t *keep, float inv, const float *A,
-                               const float *B, float scale, int64_t M, int64_t K, int64_t N,
                                int64_t r)
 {
     if (M <= 0 || r <= 0) return PL_OK;
@@ -265,4 +245,19 @@ static enum pl_status lora_bwd(float *dx, float *dA, float *dB, const float *dy,
     else if (dx) pl_sgemm(0, 0, M, K, r, 1.0f, g, r, A, K, 1.0f, dx, K);   /* dx += g · A  */
     pl_free(g);
     return PL_OK;
+}
+
+enum pl_status pl_lora_bwd(float *dx, float *dA, float *dB, const float *dy, const float *xa,
+                           const float *x, const float *A, const float *B, float scale,
+                           int64_t M, int64_t K, int64_t N, int64_t r)
+{
+    return lora_bwd(dx, dA, dB, dy, xa, x, NULL, 1.0f, A, B, scale, M, K, N, r);
+}
+
+enum pl_status pl_lora_bwd_dropout(float *dx, float *dA, float *dB, const float *dy,
+                                   const float *xa, const float *x, const uint16_t *keep,
+                                   float inv_keep, const float *A, const float *B, float scale,
+                                   int64_t M, int64_t K, int64_t N, int64_t r)
+{
+    return lora_bwd(dx, dA, dB, dy, xa, x, keep, inv_keep, A, B, scale, M, K, N, r);
 }
